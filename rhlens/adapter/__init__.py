@@ -1,0 +1,53 @@
+"""The adapter: the only place in rhlens that spells TransformerLens hook names and model types.
+
+Submodules, one job each:
+
+- :mod:`rhlens.adapter.core`: model kinds, architecture facts, hook names, hook/eval context managers.
+- :mod:`rhlens.adapter.cache`: key/value caches for chunked prefill and decoding.
+- :mod:`rhlens.adapter.fused`: the fused (SDPA) attention path used while no hook needs patterns.
+- :mod:`rhlens.adapter.rotary`: rotary tables and context length (context extension).
+"""
+
+from rhlens.adapter.core import (
+    HOOK_KINDS,
+    Architecture,
+    UnsupportedModelError,
+    analysis_mode,
+    architecture,
+    attention_module,
+    blocks,
+    bos_token_id,
+    count_hooks,
+    forward,
+    hook_layer,
+    hook_name,
+    hooks,
+    model_device,
+    model_kind,
+    prepends_bos,
+    record_weight_processing,
+    tokenizer_of,
+    weight_processing,
+)
+
+__all__ = [
+    "HOOK_KINDS",
+    "Architecture",
+    "UnsupportedModelError",
+    "analysis_mode",
+    "architecture",
+    "attention_module",
+    "blocks",
+    "bos_token_id",
+    "count_hooks",
+    "forward",
+    "hook_layer",
+    "hook_name",
+    "hooks",
+    "model_device",
+    "model_kind",
+    "prepends_bos",
+    "record_weight_processing",
+    "tokenizer_of",
+    "weight_processing",
+]

@@ -1,0 +1,198 @@
+"""Turn :class:`rhlens.tasks.Example` text into token ids with located needle and answer spans.
+
+Character spans map to token spans through the fast tokenizer's offset mapping, never by
+searching for token ids. A token belongs to a span when its characters overlap the span.
+
+>>> from rhlens.models import word_level_tokenizer
+>>> from rhlens.tasks import Example
+>>> ex = Example(prompt="Alice lives in Paris.\\nQuestion: Where does Alice live?\\nAnswer:",
+...              answer="Paris", needles=((15, 20),), task="mdqa", variant="realistic")
+>>> tok = word_level_tokenizer([ex.prompt + ex.completion])
+>>> enc = encode_example(tok, ex)
+>>> tok.convert_ids_to_tokens(enc.tokens[enc.needle_spans[0][0]:enc.needle_spans[0][1]])
+['Paris']
+>>> tok.convert_ids_to_tokens(enc.tokens[enc.answer_span[0]:enc.answer_span[1]])
+['Paris', '<eos>']
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """One example as token ids.
+
+    Attributes:
+        tokens: prompt tokens (with BOS when the model uses one), then, when encoded
+            ``with_answer=True``, the answer tokens and EOS.
+        prompt_len: number of prompt tokens; ``tokens[:prompt_len]`` is the prompt.
+        needle_spans: ``[start, end)`` token spans of the needles, in ``tokens`` coordinates.
+        answer_span: ``[start, end)`` token span of the answer (and EOS); ``(prompt_len,
+            prompt_len)`` when encoded without the answer.
+        index: position of the example in the list it came from (for error messages).
+    """
+
+    tokens: list[int]
+    prompt_len: int
+    needle_spans: tuple[Span, ...]
+    answer_span: Span
+    index: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def prompt_tokens(self) -> list[int]:
+        return self.tokens[: self.prompt_len]
+
+    @property
+    def answer_tokens(self) -> list[int]:
+        return self.tokens[self.answer_span[0] : self.answer_span[1]]
+
+    def needle_mask(self, length: int | None = None) -> Tensor:
+        """Bool ``[length]`` mask, True at needle tokens (``length`` defaults to ``len(tokens)``)."""
+        mask = torch.zeros(length if length is not None else len(self.tokens), dtype=torch.bool)
+        for start, end in self.needle_spans:
+            mask[start:end] = True
+        return mask
+
+
+def char_span_to_token_span(offsets: Sequence[Span], span: Span) -> Span:
+    """The ``[start, end)`` token span whose characters overlap the character ``span``.
+
+    Special tokens (offset ``(0, 0)``) never match. Raises ``ValueError`` when no token overlaps.
+    """
+    c0, c1 = span
+    hits = [i for i, (a, b) in enumerate(offsets) if b > a and a < c1 and b > c0]
+    if not hits:
+        raise ValueError(f"No token overlaps characters {c0}:{c1}")
+    return hits[0], hits[-1] + 1
+
+
+def _encode(tokenizer: Any, text: str) -> tuple[list[int], list[Span]]:
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def encode_example(
+    tokenizer: Any,
+    example: Any,
+    *,
+    with_answer: bool = True,
+    prepend_bos: bool = True,
+    append_eos: bool = True,
+    index: int = 0,
+) -> EncodedExample:
+    """Encode ``example.prompt`` (and ``example.completion``) with located spans.
+
+    The prompt and the completion are tokenized separately, so the answer's first token starts
+    exactly at ``prompt_len`` (as in generation, where the model continues the prompt). BOS comes
+    from ``tokenizer.bos_token_id`` when ``prepend_bos``; EOS ends the answer when
+    ``append_eos`` and the tokenizer has one.
+
+    Raises:
+        ValueError: naming the example index and needle when a needle maps to no token, or
+            when the tokenizer is not a fast tokenizer (no offset mapping).
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"rhlens needs a fast tokenizer (offset mapping) to locate needles; got {type(tokenizer).__name__}. "
+            "Load it with AutoTokenizer.from_pretrained(path, use_fast=True)."
+        )
+    ids, offsets = _encode(tokenizer, example.prompt)
+    bos = [tokenizer.bos_token_id] if prepend_bos and tokenizer.bos_token_id is not None else []
+    shift = len(bos)
+    needle_spans = []
+    for k, span in enumerate(example.needles):
+        try:
+            s, e = char_span_to_token_span(offsets, tuple(span))
+        except ValueError as err:
+            raise ValueError(
+                f"Example {index} (task {example.task!r}): needle {k} at characters {span[0]}:{span[1]} "
+                f"({example.prompt[span[0]:span[1]]!r}) covers no prompt token: {err}"
+            ) from None
+        needle_spans.append((s + shift, e + shift))
+    tokens = bos + ids
+    prompt_len = len(tokens)
+    if with_answer:
+        ans_ids, _ = _encode(tokenizer, example.completion)
+        if append_eos and tokenizer.eos_token_id is not None:
+            ans_ids = ans_ids + [tokenizer.eos_token_id]
+        if not ans_ids:
+            raise ValueError(f"Example {index} (task {example.task!r}): the answer {example.answer!r} has no tokens")
+        tokens = tokens + ans_ids
+    return EncodedExample(
+        tokens=tokens,
+        prompt_len=prompt_len,
+        needle_spans=tuple(needle_spans),
+        answer_span=(prompt_len, len(tokens)),
+        index=index,
+    )
+
+
+def encode_examples(tokenizer: Any, examples: Sequence[Any], **kwargs: Any) -> list[EncodedExample]:
+    """:func:`encode_example` over a list, each tagged with its index."""
+    return [encode_example(tokenizer, ex, index=i, **kwargs) for i, ex in enumerate(examples)]
+
+
+def check_fits(encoded: Sequence[EncodedExample], n_ctx: int, *, what: str = "example") -> None:
+    """Raise a ``ValueError`` naming the first example longer than the model's ``n_ctx``."""
+    for enc in encoded:
+        if len(enc.tokens) > n_ctx:
+            raise ValueError(
+                f"{what} {enc.index} has {len(enc.tokens)} tokens but the model's context is {n_ctx}; "
+                "use shorter examples, rhlens.extend_context(model, n_ctx), or an explicit truncation policy"
+            )
+
+
+@dataclass(frozen=True)
+class PaddedBatch:
+    """Left-padded token ids for a batch.
+
+    Attributes:
+        tokens: ``[batch, pos]`` ids, padding on the left.
+        attention_mask: ``[batch, pos]`` 1 at real tokens, 0 at padding.
+        offsets: ``[batch]`` number of padding tokens in front of each row; token ``i`` of row
+            ``b`` sits at column ``offsets[b] + i``.
+    """
+
+    tokens: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+    offsets: Int[Tensor, "batch"]
+
+
+def pad_left(sequences: Sequence[Sequence[int]], pad_id: int, *, device: Any = None) -> PaddedBatch:
+    """Left-pad id lists into a :class:`PaddedBatch`.
+
+    >>> b = pad_left([[5, 6, 7], [8]], pad_id=0)
+    >>> b.tokens.tolist(), b.attention_mask.tolist(), b.offsets.tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]], [0, 2])
+    """
+    if not sequences:
+        raise ValueError("pad_left needs at least one sequence")
+    width = max(len(s) for s in sequences)
+    tokens = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    offsets = torch.zeros(len(sequences), dtype=torch.long)
+    for b, seq in enumerate(sequences):
+        off = width - len(seq)
+        offsets[b] = off
+        if seq:
+            tokens[b, off:] = torch.tensor(list(seq), dtype=torch.long)
+            mask[b, off:] = 1
+    if device is not None:
+        tokens, mask, offsets = tokens.to(device), mask.to(device), offsets.to(device)
+    return PaddedBatch(tokens=tokens, attention_mask=mask, offsets=offsets)
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    """The tokenizer's pad id, falling back to EOS, then 0."""
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0

@@ -1,0 +1,181 @@
+"""Attention heads and sets of heads.
+
+A head is ``Head(layer, head)``, printed ``L4H4``. Per-head results everywhere in rhlens are
+``[n_layers, n_heads]`` tensors indexed by *query* head; :meth:`HeadSet.kv_groups` maps query
+heads to key/value groups for grouped-query attention (GQA).
+
+>>> import torch
+>>> Head.parse("L4H4"), Head.parse("4-4")
+(Head(layer=4, head=4), Head(layer=4, head=4))
+>>> scores = torch.tensor([[0.0, 0.9], [0.3, 0.05]])
+>>> top = HeadSet.top_k(scores, 2)
+>>> sorted(str(h) for h in top)
+['L0H1', 'L1H0']
+>>> [str(h) for h in HeadSet.above(scores, 0.1).ordered()]
+['L0H1', 'L1H0']
+>>> top.recall(HeadSet.parse(["L0H1", "L1H1"]))
+0.5
+"""
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+_LABEL = re.compile(r"^\s*L(\d+)H(\d+)\s*$", re.IGNORECASE)
+_WU = re.compile(r"^\s*(\d+)-(\d+)\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class Head:
+    """One attention head: ``layer`` and query-``head`` index, both from 0."""
+
+    layer: int
+    head: int
+
+    def __post_init__(self) -> None:
+        if self.layer < 0 or self.head < 0:
+            raise ValueError(f"Head indices must be non-negative, got layer={self.layer}, head={self.head}")
+
+    def __str__(self) -> str:
+        return f"L{self.layer}H{self.head}"
+
+    @property
+    def wu_key(self) -> str:
+        """The ``"<layer>-<head>"`` key of Wu et al.'s released score files."""
+        return f"{self.layer}-{self.head}"
+
+    @classmethod
+    def parse(cls, text: "str | Head | tuple[int, int]") -> "Head":
+        """Parse ``"L4H4"``, ``"4-4"``, a ``(layer, head)`` tuple, or return a Head unchanged."""
+        if isinstance(text, Head):
+            return text
+        if isinstance(text, tuple) and len(text) == 2:
+            return cls(int(text[0]), int(text[1]))
+        if isinstance(text, str):
+            match = _LABEL.match(text) or _WU.match(text)
+            if match:
+                return cls(int(match.group(1)), int(match.group(2)))
+        raise ValueError(f"Cannot parse a head from {text!r}: expected 'L4H4', '4-4' or (layer, head)")
+
+
+class HeadSet(frozenset):
+    """An immutable set of :class:`Head` with the comparisons the paper uses.
+
+    Set operators (``|``, ``&``, ``-``, ``^``) return ``HeadSet``.
+    """
+
+    def __new__(cls, heads: Iterable["Head | str | tuple[int, int]"] = ()) -> "HeadSet":
+        return super().__new__(cls, (Head.parse(h) for h in heads))
+
+    @classmethod
+    def parse(cls, heads: Iterable["Head | str | tuple[int, int]"]) -> "HeadSet":
+        return cls(heads)
+
+    # frozenset's operators return frozenset; keep the type.
+    def __or__(self, other):  # type: ignore[override]
+        return HeadSet(frozenset.__or__(self, other))
+
+    def __and__(self, other):  # type: ignore[override]
+        return HeadSet(frozenset.__and__(self, other))
+
+    def __sub__(self, other):  # type: ignore[override]
+        return HeadSet(frozenset.__sub__(self, other))
+
+    def __xor__(self, other):  # type: ignore[override]
+        return HeadSet(frozenset.__xor__(self, other))
+
+    union = __or__
+    intersection = __and__
+    difference = __sub__
+
+    def __repr__(self) -> str:
+        return "HeadSet([" + ", ".join(str(h) for h in self.ordered()) + "])"
+
+    def ordered(self) -> list[Head]:
+        """Heads sorted by (layer, head)."""
+        return sorted(self)
+
+    def __iter__(self) -> Iterator[Head]:
+        return iter(sorted(frozenset.__iter__(self)))
+
+    # --- building from scores -------------------------------------------------------------
+    @classmethod
+    def top_k(cls, scores: Float[Tensor, "layer head"], k: int) -> "HeadSet":
+        """The ``k`` heads with the highest scores (ties broken by lower layer, then head)."""
+        n_layers, n_heads = scores.shape
+        if not 0 <= k <= n_layers * n_heads:
+            raise ValueError(f"k={k} is outside 0..{n_layers * n_heads} for a {n_layers}x{n_heads} score grid")
+        flat = scores.detach().flatten().float().cpu()
+        order = sorted(range(flat.numel()), key=lambda i: (-flat[i].item(), i))[:k]
+        return cls(Head(i // n_heads, i % n_heads) for i in order)
+
+    @classmethod
+    def above(cls, scores: Float[Tensor, "layer head"], threshold: float = 0.1) -> "HeadSet":
+        """Heads whose score is strictly above ``threshold`` (Wu et al.: retrieval heads > 0.1)."""
+        idx = (scores.detach().cpu() > threshold).nonzero().tolist()
+        return cls(Head(int(l), int(h)) for l, h in idx)
+
+    @classmethod
+    def random(
+        cls, n_layers: int, n_heads: int, k: int, *, exclude: Iterable[Head] = (), seed: int = 0
+    ) -> "HeadSet":
+        """``k`` heads drawn uniformly without replacement, none of them in ``exclude``."""
+        excluded = HeadSet(exclude)
+        pool = [Head(l, h) for l in range(n_layers) for h in range(n_heads) if Head(l, h) not in excluded]
+        if k > len(pool):
+            raise ValueError(f"Cannot draw {k} random heads: only {len(pool)} remain after excluding {len(excluded)}")
+        return cls(random.Random(seed).sample(pool, k))
+
+    # --- comparisons ------------------------------------------------------------------------
+    def recall(self, reference: Iterable[Head]) -> float:
+        """Fraction of ``reference`` heads that are in this set (1.0 for an empty reference)."""
+        ref = HeadSet(reference)
+        return 1.0 if not ref else len(self & ref) / len(ref)
+
+    def precision(self, reference: Iterable[Head]) -> float:
+        """Fraction of this set's heads that are in ``reference`` (1.0 for an empty set)."""
+        ref = HeadSet(reference)
+        return 1.0 if not self else len(self & ref) / len(self)
+
+    def jaccard(self, other: Iterable[Head]) -> float:
+        """|A ∩ B| / |A ∪ B| (1.0 when both are empty)."""
+        o = HeadSet(other)
+        union = self | o
+        return 1.0 if not union else len(self & o) / len(union)
+
+    # --- GQA ----------------------------------------------------------------------------------
+    def kv_groups(self, n_heads: int, n_kv_heads: int) -> "HeadSet":
+        """Map query heads to their key/value group: ``Head(layer, kv_index)``.
+
+        Query head ``h`` shares key/value head ``h // (n_heads // n_kv_heads)``, as in
+        TransformerLens and Hugging Face's ``repeat_kv``.
+
+        >>> HeadSet(["L0H3", "L1H0"]).kv_groups(n_heads=4, n_kv_heads=2)
+        HeadSet([L0H1, L1H0])
+        """
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}")
+        size = n_heads // n_kv_heads
+        return HeadSet(Head(h.layer, h.head // size) for h in self)
+
+    def mask(self, n_layers: int, n_heads: int) -> Tensor:
+        """A bool ``[n_layers, n_heads]`` mask with True at this set's heads."""
+        out = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+        for h in self:
+            if h.layer >= n_layers or h.head >= n_heads:
+                raise ValueError(f"{h} is outside a model with {n_layers} layers x {n_heads} heads")
+            out[h.layer, h.head] = True
+        return out
+
+    def labels(self) -> list[str]:
+        return [str(h) for h in self]
+
+
+def as_head_set(heads: "Iterable[Head | str | tuple[int, int]] | HeadSet") -> HeadSet:
+    """Coerce any iterable of head-likes to a :class:`HeadSet`."""
+    return heads if isinstance(heads, HeadSet) else HeadSet(heads)

@@ -1,0 +1,94 @@
+"""Tiny models built from a config: the embedded default's world.
+
+``tiny_llama`` is Llama-shaped (rotary positions, RMSNorm, gated SiLU MLP, optional grouped-query
+attention); ``tiny_gpt2`` is GPT-2-shaped (learned positions, LayerNorm, GELU). Both carry a
+word-level tokenizer (by default the one over every word rhlens's task generators write).
+
+>>> model = tiny_llama(n_layers=2, n_heads=4, n_key_value_heads=2, seed=0)
+>>> model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_key_value_heads
+(2, 4, 2)
+>>> model.to_tokens("The sky is blue.").shape[0]
+1
+"""
+
+import warnings
+from typing import Any
+
+import torch
+
+from rhlens.adapter.core import HookedTransformer  # noqa: F401  (import sets the warning filter)
+from transformer_lens import HookedTransformerConfig
+
+from rhlens.models.tokenizer import default_tokenizer
+
+TINY_LLAMA_DEFAULTS: dict[str, Any] = dict(
+    n_layers=2,
+    d_model=64,
+    n_heads=4,
+    d_head=16,
+    d_mlp=172,
+    n_ctx=512,
+    act_fn="silu",
+    normalization_type="RMS",
+    positional_embedding_type="rotary",
+    rotary_base=10000,
+    gated_mlp=True,
+    final_rms=True,
+    original_architecture="LlamaForCausalLM",
+)
+
+TINY_GPT2_DEFAULTS: dict[str, Any] = dict(
+    n_layers=2,
+    d_model=64,
+    n_heads=4,
+    d_head=16,
+    d_mlp=256,
+    n_ctx=512,
+    act_fn="gelu_new",
+    normalization_type="LN",
+    positional_embedding_type="standard",
+    original_architecture="GPT2LMHeadModel",
+)
+
+
+def _build(defaults: dict[str, Any], tokenizer: Any, seed: int | None, overrides: dict[str, Any]) -> HookedTransformer:
+    tok = tokenizer if tokenizer is not None else default_tokenizer()
+    cfg_dict = {**defaults, **overrides}
+    if "d_head" not in overrides and "d_model" in overrides:
+        cfg_dict["d_head"] = cfg_dict["d_model"] // cfg_dict["n_heads"]
+    if cfg_dict.get("positional_embedding_type") == "rotary":
+        cfg_dict.setdefault("rotary_dim", cfg_dict["d_head"])
+    vocab_size = len(tok)
+    if cfg_dict.setdefault("d_vocab", vocab_size) < vocab_size:
+        raise ValueError(
+            f"d_vocab={cfg_dict['d_vocab']} is smaller than the tokenizer's {vocab_size} tokens; "
+            "leave d_vocab unset to size the model from the tokenizer"
+        )
+    if seed is not None:
+        cfg_dict["seed"] = seed
+    n_kv = cfg_dict.get("n_key_value_heads")
+    if n_kv is not None and cfg_dict["n_heads"] % n_kv:
+        raise ValueError(f"n_heads={cfg_dict['n_heads']} must be a multiple of n_key_value_heads={n_kv}")
+    cfg = HookedTransformerConfig(**cfg_dict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(cfg, tokenizer=tok, default_padding_side="left")
+    model.eval()
+    return model
+
+
+def tiny_llama(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any) -> HookedTransformer:
+    """A small Llama-shaped HookedTransformer with random weights.
+
+    Args:
+        tokenizer: a Hugging Face fast tokenizer; default :func:`rhlens.models.default_tokenizer`.
+        seed: initialisation seed (``None`` leaves torch's global RNG in charge).
+        **overrides: any ``HookedTransformerConfig`` field, e.g. ``n_layers=4``,
+            ``n_key_value_heads=2`` for grouped-query attention, ``n_ctx=1024``.
+    """
+    return _build(TINY_LLAMA_DEFAULTS, tokenizer, seed, overrides)
+
+
+def tiny_gpt2(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any) -> HookedTransformer:
+    """A small GPT-2-shaped HookedTransformer with random weights (see :func:`tiny_llama`)."""
+    return _build(TINY_GPT2_DEFAULTS, tokenizer, seed, overrides)
