@@ -8,6 +8,7 @@ Submodules, one job each:
 - :mod:`rhlens.adapter.rotary`: rotary tables and context length (context extension).
 """
 
+from rhlens.adapter.cache import RecomputeCache, new_kv_cache
 from rhlens.adapter.core import (
     HOOK_KINDS,
     Architecture,
@@ -32,6 +33,8 @@ from rhlens.adapter.core import (
 
 __all__ = [
     "HOOK_KINDS",
+    "RecomputeCache",
+    "new_kv_cache",
     "Architecture",
     "UnsupportedModelError",
     "analysis_mode",
