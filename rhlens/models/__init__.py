@@ -1,7 +1,18 @@
 """Build tiny models, load local checkpoints, save and load (safetensors + JSON)."""
 
 from rhlens.models.bridge import as_bridge, load_bridge
+from rhlens.models.hf import SUPPORTED_ARCHITECTURES, CheckpointError, load_hf_checkpoint
 from rhlens.models.tiny import tiny_gpt2, tiny_llama
 from rhlens.models.tokenizer import default_tokenizer, word_level_tokenizer
 
-__all__ = ["as_bridge", "default_tokenizer", "load_bridge", "tiny_gpt2", "tiny_llama", "word_level_tokenizer"]
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "CheckpointError",
+    "as_bridge",
+    "default_tokenizer",
+    "load_bridge",
+    "load_hf_checkpoint",
+    "tiny_gpt2",
+    "tiny_llama",
+    "word_level_tokenizer",
+]
