@@ -1,0 +1,147 @@
+"""The :class:`Example` record every task produces, with JSONL and ``datasets`` round trips.
+
+>>> ex = Example(prompt="Ann lives in Rome.\\nQuestion: Where does Ann live?\\nAnswer:",
+...              answer="Rome", needles=((13, 17),), task="mdqa", variant="realistic")
+>>> ex.completion, ex.needle_texts
+(' Rome', ('Rome',))
+>>> Example.from_dict(ex.to_dict()) == ex
+True
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Example:
+    """One long-context example.
+
+    Attributes:
+        prompt: the full context and question, ending where the answer starts
+            (e.g. ``"...\\nQuestion: ...\\nAnswer:"``).
+        answer: gold answer text without a leading space.
+        needles: [start, end) character spans in ``prompt`` holding the
+            answer-bearing text the model must copy (Wu et al.'s needle).
+        task: ``"mdqa" | "musique" | "summhay" | "kv" | "niah"`` (or a loader name).
+        variant: one of ``rhlens.tasks.VARIANTS`` or ``"real"``.
+        aliases: other accepted answers.
+        meta: every knob and the seed (JSON-serialisable).
+    """
+
+    prompt: str
+    answer: str
+    needles: tuple
+    task: str
+    variant: str
+    aliases: tuple = ()
+    meta: dict = field(default_factory=dict, compare=True, hash=False)
+
+    def __post_init__(self):
+        # normalise lists (from JSON) to tuples so equality and hashing behave
+        object.__setattr__(self, "needles", tuple((int(s), int(e)) for s, e in self.needles))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+
+    @property
+    def completion(self) -> str:
+        """The exact text that follows ``prompt`` in training: ``" " + answer``."""
+        return " " + self.answer
+
+    @property
+    def needle_texts(self) -> tuple:
+        return tuple(self.prompt[s:e] for s, e in self.needles)
+
+    def validate(self) -> "Example":
+        """Raise ``ValueError`` naming the field if the example is inconsistent; return self."""
+        if not isinstance(self.prompt, str) or not self.prompt:
+            raise ValueError("Example.prompt must be a non-empty string")
+        if not isinstance(self.answer, str) or not self.answer:
+            raise ValueError("Example.answer must be a non-empty string")
+        if self.answer != self.answer.lstrip():
+            raise ValueError(f"Example.answer must not start with whitespace: {self.answer!r}")
+        if not self.task:
+            raise ValueError("Example.task must be a non-empty string")
+        if not self.needles:
+            raise ValueError("Example.needles is empty: every example needs a needle span")
+        for i, (s, e) in enumerate(self.needles):
+            if not 0 <= s < e <= len(self.prompt):
+                raise ValueError(
+                    f"Example.needles[{i}]=({s}, {e}) is empty or outside the prompt "
+                    f"(length {len(self.prompt)})")
+        try:
+            json.dumps(self.meta)
+        except TypeError as err:
+            raise ValueError(f"Example.meta is not JSON-serialisable: {err}") from None
+        return self
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.prompt, "answer": self.answer,
+                "needles": [list(n) for n in self.needles], "task": self.task,
+                "variant": self.variant, "aliases": list(self.aliases), "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Example":
+        missing = [k for k in ("prompt", "answer", "needles", "task", "variant") if k not in d]
+        if missing:
+            raise ValueError(f"Example dict is missing field(s) {missing}")
+        return cls(prompt=d["prompt"], answer=d["answer"], needles=d["needles"],
+                   task=d["task"], variant=d["variant"], aliases=d.get("aliases", ()),
+                   meta=dict(d.get("meta") or {}))
+
+
+def save_jsonl(examples, path) -> None:
+    """Write examples as JSON lines atomically (temporary file, then ``os.replace``)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for ex in examples:
+                f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_jsonl(path) -> list:
+    """Read examples written by :func:`save_jsonl`; errors name the file and line."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Example.from_dict(json.loads(line)).validate())
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{path}, line {lineno}: {err}") from None
+    return out
+
+
+def to_hf_dataset(examples):
+    """A ``datasets.Dataset`` with one row per example (``meta`` stored as JSON text)."""
+    import datasets
+
+    rows = [{"prompt": e.prompt, "answer": e.answer, "needles": [list(n) for n in e.needles],
+             "task": e.task, "variant": e.variant, "aliases": list(e.aliases),
+             "meta": json.dumps(e.meta)} for e in examples]
+    features = datasets.Features({
+        "prompt": datasets.Value("string"), "answer": datasets.Value("string"),
+        "needles": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))),
+        "task": datasets.Value("string"), "variant": datasets.Value("string"),
+        "aliases": datasets.Sequence(datasets.Value("string")),
+        "meta": datasets.Value("string")})
+    return datasets.Dataset.from_list(rows, features=features)
+
+
+def from_hf_dataset(ds) -> list:
+    """Inverse of :func:`to_hf_dataset`."""
+    out = []
+    for row in ds:
+        d = dict(row)
+        d["meta"] = json.loads(d["meta"]) if isinstance(d.get("meta"), str) else d.get("meta")
+        out.append(Example.from_dict(d))
+    return out

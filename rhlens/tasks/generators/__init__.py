@@ -1,0 +1,101 @@
+"""Synthetic long-context generators: one entry point for every task and variant.
+
+>>> exs = generate("mdqa", "fictional", n=2, context_tokens=64, seed=0)
+>>> len(exs), all(e.variant == "fictional" for e in exs)
+(2, True)
+>>> from rhlens.tasks.vocab import count_tokens
+>>> abs(count_tokens(exs[0].prompt) - 64) <= 3
+True
+"""
+
+import json
+import random
+
+from rhlens.tasks.example import Example
+from rhlens.tasks.generators import kv, mdqa, musique, niah, summhay
+from rhlens.tasks.generators.common import VARIANTS, Settings, variant_axes
+
+_GENERATORS = {
+    "mdqa": mdqa.generate_one,
+    "musique": musique.generate_one,
+    "summhay": summhay.generate_one,
+    "kv": kv.generate_one,
+    "niah": niah.generate_one,
+}
+TASKS = tuple(_GENERATORS)
+
+__all__ = ["TASKS", "VARIANTS", "generate", "niah_grid", "variant_axes"]
+
+
+def generate(task: str, variant: str = "realistic", n: int = 1, *, context_tokens: int = 512,
+             tokenizer=None, seed: int = 0, position=None, instruction=None,
+             documents=None, **knobs) -> list:
+    """Generate ``n`` examples of ``task`` in ``variant``.
+
+    Args:
+        task: one of :data:`TASKS`.
+        variant: one of :data:`VARIANTS`.
+        n: number of examples.
+        context_tokens: target prompt length in tokens (within 5%).
+        tokenizer: None (word-level count) or an object with ``encode(text)``.
+        seed: examples are a deterministic function of the arguments and ``seed``
+            (example ``i`` uses ``random.Random(f"{seed}:{i}")``-style seeding).
+        position: needle position: document / pair index (int) or depth fraction
+            (float in [0, 1]); None draws one per example.
+        instruction: start the prompt with the task instruction; None (default)
+            means yes from 256 tokens up, no below (tiny contexts need the room).
+        documents: an object with ``sentences(title, part) -> list[str]`` (e.g.
+            :class:`rhlens.tasks.llm_docs.LLMDocumentSource`) that writes the
+            haystack of varied-haystack variants.
+        **knobs: task knobs (``n_docs``, ``hops``, ``n_citing``, ``key_chunks``,
+            ``value_chunks``, ``needle``), recorded in ``meta``.
+    """
+    if task not in _GENERATORS:
+        raise ValueError(f"task={task!r} is not one of {TASKS}")
+    variant_axes(variant)
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n={n!r} must be a non-negative int")
+    if not isinstance(context_tokens, int) or context_tokens < 1:
+        raise ValueError(f"context_tokens={context_tokens!r} must be a positive int")
+    if instruction is None:
+        instruction = context_tokens >= 256
+    out = []
+    for i in range(n):
+        rng = random.Random(f"rhlens:{task}:{variant}:{seed}:{i}")
+        s = Settings(task=task, variant=variant, context_tokens=context_tokens,
+                     tokenizer=tokenizer, seed=seed, index=i, position=position,
+                     instruction=instruction, documents=documents, knobs=dict(knobs))
+        prompt, answer, needles, meta = _GENERATORS[task](s, rng)
+        meta = json.loads(json.dumps(meta))
+        out.append(Example(prompt=prompt, answer=answer, needles=needles, task=task,
+                           variant=variant, meta=meta).validate())
+    return out
+
+
+def niah_grid(lengths, depths, needles=1, *, variant: str = "realistic", tokenizer=None,
+              seed: int = 0, **knobs) -> list:
+    """Wu et al.'s needle-in-a-haystack grid: every length x depth cell.
+
+    ``needles`` is the number of generated needles per cell (int) or a sequence
+    of ``(sentence, question, answer)`` triples used in every cell. Each example's
+    ``meta`` carries ``context_tokens`` and ``position`` (the depth).
+
+    >>> grid = niah_grid([64, 128], [0.0, 1.0], needles=1, variant="realistic-filler")
+    >>> [(e.meta["context_tokens"], e.meta["position"]) for e in grid]
+    [(64, 0.0), (64, 1.0), (128, 0.0), (128, 1.0)]
+    """
+    custom = None if isinstance(needles, int) else [tuple(x) for x in needles]
+    out = []
+    for li, length in enumerate(lengths):
+        for di, depth in enumerate(depths):
+            cell_seed = seed * 1_000_003 + li * 1009 + di
+            if custom is None:
+                out.extend(generate("niah", variant, n=needles, context_tokens=int(length),
+                                    tokenizer=tokenizer, seed=cell_seed, position=float(depth),
+                                    **knobs))
+            else:
+                for j, nd in enumerate(custom):
+                    out.extend(generate("niah", variant, n=1, context_tokens=int(length),
+                                        tokenizer=tokenizer, seed=cell_seed + j,
+                                        position=float(depth), needle=nd, **knobs))
+    return out

@@ -1,0 +1,266 @@
+"""Shared machinery for the synthetic generators: variants, settings, haystack
+streams and the document-prompt builder that fits a target length.
+
+>>> VARIANTS
+('realistic', 'realistic-filler', 'fictional', 'fictional-filler', 'symbolic')
+>>> variant_axes("fictional-filler")
+('fictional', 'filler')
+>>> resolve_index(0.5, 5, None), resolve_index(3, 5, None)
+(2, 3)
+"""
+
+import random
+from dataclasses import dataclass, field
+
+from rhlens.tasks import templates, wordlists
+from rhlens.tasks.fitting import fit_length
+from rhlens.tasks.vocab import MAX_DOCS, pretokenize, token_counter, tokenizer_name
+from rhlens.tasks.world import get_world
+
+# name -> (needle realism, haystack diversity)
+_VARIANT_AXES = {
+    "realistic": ("realistic", "varied"),
+    "realistic-filler": ("realistic", "filler"),
+    "fictional": ("fictional", "varied"),
+    "fictional-filler": ("fictional", "filler"),
+    "symbolic": ("symbolic", "symbolic"),
+}
+VARIANTS = tuple(_VARIANT_AXES)
+
+
+def variant_axes(variant: str) -> tuple:
+    """``(realism, haystack)`` for a variant name."""
+    try:
+        return _VARIANT_AXES[variant]
+    except KeyError:
+        raise ValueError(f"variant={variant!r} is not one of {VARIANTS}") from None
+
+
+def resolve_index(position, n: int, rng) -> int:
+    """Document index for ``position``: None (random), an int index, or a depth fraction."""
+    if position is None:
+        return rng.randrange(n)
+    if isinstance(position, bool):
+        raise ValueError(f"position must be an int index or a float in [0, 1], got {position!r}")
+    if isinstance(position, int):
+        if not 0 <= position < n:
+            raise ValueError(f"position={position} is outside the {n} documents (0..{n - 1})")
+        return position
+    if isinstance(position, float):
+        if not 0.0 <= position <= 1.0:
+            raise ValueError(f"position={position} must be a depth fraction in [0, 1]")
+        return int(round(position * (n - 1)))
+    raise ValueError(f"position must be None, an int index or a float in [0, 1], got {position!r}")
+
+
+@dataclass
+class Settings:
+    """Everything a task generator needs for one example (built by ``generate``)."""
+
+    task: str
+    variant: str
+    context_tokens: int
+    tokenizer: object
+    seed: int
+    index: int
+    position: object
+    instruction: bool
+    documents: object
+    knobs: dict
+    realism: str = ""
+    haystack: str = ""
+    count: object = None
+    world: object = None
+
+    def __post_init__(self):
+        self.realism, self.haystack = variant_axes(self.variant)
+        self.count = token_counter(self.tokenizer)
+        self.world = get_world(self.realism)
+        if self.documents is not None and self.haystack != "varied":
+            raise ValueError(
+                f"documents= (LLM-written haystack) needs a varied-haystack variant, "
+                f"not {self.variant!r}; use 'realistic' or 'fictional'")
+
+    def meta(self, **extra) -> dict:
+        m = {"seed": self.seed, "index": self.index, "context_tokens": self.context_tokens,
+             "tokenizer": tokenizer_name(self.tokenizer), "realism": self.realism,
+             "haystack": self.haystack, "position": self.position,
+             "instruction": self.instruction,
+             "documents": None if self.documents is None else type(self.documents).__name__}
+        m.update({k: v for k, v in self.knobs.items()})
+        m.update(extra)
+        return m
+
+    def default_n_docs(self, min_docs: int) -> int:
+        n = self.knobs.get("n_docs")
+        if n is None:
+            n = max(min_docs, self.context_tokens // 100)
+        if not isinstance(n, int) or isinstance(n, bool) or n < min_docs:
+            raise ValueError(f"n_docs={n!r} must be an int >= {min_docs} for task {self.task!r}")
+        if n > MAX_DOCS:
+            raise ValueError(f"n_docs={n} exceeds MAX_DOCS={MAX_DOCS} (the vocabulary's ids)")
+        return n
+
+
+class SentenceStream:
+    """A lazily extended list of sentences drawn from ``next_sentence()``."""
+
+    def __init__(self, next_sentence):
+        self._next = next_sentence
+        self.items = []
+
+    def get(self, i: int) -> str:
+        while len(self.items) <= i:
+            self.items.append(self._next())
+        return self.items[i]
+
+
+def filler_stream() -> SentenceStream:
+    it = iter(range(1 << 62))
+    return SentenceStream(lambda: wordlists.FILLER_SENTENCES[next(it) % len(wordlists.FILLER_SENTENCES)])
+
+
+def haystack_stream(s: Settings, rng: random.Random, subject, kind, exclude,
+                    skip_relations=frozenset(), title=None) -> SentenceStream:
+    """The haystack sentences of one document (or of the whole niah haystack).
+
+    ``subject`` is the entity the document is about (None: a stream that
+    switches between fresh subjects every few sentences).
+    """
+    if s.haystack == "filler":
+        return filler_stream()
+    if s.documents is not None:
+        return llm_stream(s.documents, title if title is not None else (subject or "a town"))
+    world = s.world
+    if subject is not None:
+        stated = set()
+        return SentenceStream(lambda: world.background(subject, kind, rng, exclude,
+                                                       skip_relations, stated))
+    state = {"left": 0, "subject": None, "kind": None, "stated": set(), "seen": set(exclude)}
+
+    def next_sentence():
+        if state["left"] == 0:
+            kinds = world.subject_kinds()
+            state["kind"] = rng.choice(kinds)
+            state["subject"] = world.entity(state["kind"], rng, state["seen"])
+            state["seen"].add(state["subject"])  # a subject's facts stay in one stretch
+            state["stated"] = set()
+            state["left"] = rng.randint(2, 5)
+        state["left"] -= 1
+        return world.background(state["subject"], state["kind"], rng, exclude,
+                                stated=state["stated"])
+
+    return SentenceStream(next_sentence)
+
+
+def llm_stream(source, title: str) -> SentenceStream:
+    """Sentences of LLM-written documents about ``title``, part after part."""
+    state = {"part": 0, "buffer": []}
+
+    def next_sentence():
+        for _ in range(100):
+            if state["buffer"]:
+                return state["buffer"].pop(0)
+            state["buffer"] = list(source.sentences(title, state["part"]))
+            state["part"] += 1
+        raise IndexError(f"the document source wrote no sentences about {title!r}")
+
+    return SentenceStream(next_sentence)
+
+
+@dataclass
+class Needle:
+    """A fixed sentence placed in a document with needle spans relative to it."""
+
+    text: str
+    spans: tuple  # ((start, end), ...) relative to ``text``
+
+
+@dataclass
+class DocSpec:
+    title: object  # str or None (no title in the header)
+    stream: SentenceStream
+    fixed: list = field(default_factory=list)  # list[Needle]
+    insert_frac: float = 0.5
+
+
+@dataclass
+class Rendered:
+    prompt: str
+    needles: list  # absolute spans, in document order then fixed order
+    doc_spans: list  # [start, end) of each whole document line
+    header_spans: list  # [start, end) of each "Document [i]" header
+    fillers: list  # number of haystack sentences per document
+
+
+def _words_prefix(sentence: str, n: int) -> str:
+    return " ".join(sentence.split()[:n])
+
+
+def build_documents(s: Settings, docs: list, question: str, *, what: str):
+    """Fit ``docs`` (with their fixed needle sentences) plus the question to
+    ``s.context_tokens``; returns ``(Rendered, n_tokens)``."""
+    order = []
+    est = [sum(len(pretokenize(n.text)) for n in d.fixed) for d in docs]
+    used = [0] * len(docs)
+
+    def ensure(n):
+        while len(order) < n:
+            d = min(range(len(docs)), key=lambda i: (est[i], i))
+            sentence = docs[d].stream.get(used[d])
+            used[d] += 1
+            est[d] += len(pretokenize(sentence)) + 1
+            order.append(d)
+
+    head = templates.head(s.task, s.instruction)
+    tail = templates.tail(question)
+
+    def render(k, f):
+        ensure(k + (1 if f else 0))
+        counts = [0] * len(docs)
+        for d in order[:k]:
+            counts[d] += 1
+        partial_doc = order[k] if f else None
+        parts, needles, doc_spans, header_spans = [head], [], [], []
+        pos = len(head)
+        for i, d in enumerate(docs):
+            if i:
+                parts.append("\n")
+                pos += 1
+            header = templates.document_header(i + 1, d.title)
+            start = pos
+            header_spans.append((pos, pos + len(header.rstrip())))
+            parts.append(header)
+            pos += len(header)
+            whole = [d.stream.get(j) for j in range(counts[i])]
+            at = int(round(d.insert_frac * len(whole)))
+            pieces = [(t, None) for t in whole[:at]] + [(n.text, n) for n in d.fixed]
+            pieces += [(t, None) for t in whole[at:]]
+            if partial_doc == i:
+                words = _words_prefix(d.stream.get(counts[i]), f)
+                if words:
+                    pieces.append((words, None))
+            for j, (text, needle) in enumerate(pieces):
+                if j:
+                    parts.append(" ")
+                    pos += 1
+                if needle is not None:
+                    needles.extend((pos + a, pos + b) for a, b in needle.spans)
+                parts.append(text)
+                pos += len(text)
+            doc_spans.append((start, pos))
+        parts.append(tail)
+        return Rendered("".join(parts), needles, doc_spans, header_spans, counts)
+
+    def fine_steps(k):
+        ensure(k + 1)
+        return max(0, len(docs[order[k]].stream.get(used_at(k)).split()) - 1)
+
+    def used_at(k):
+        d = order[k]
+        return sum(1 for x in order[:k] if x == d)
+
+    k, f, n = fit_length(lambda k, f: render(k, f).prompt, s.context_tokens, s.count,
+                         fine_steps=fine_steps, what=what)
+    return render(k, f), n
+

@@ -1,0 +1,60 @@
+"""Multi-document QA: N titled documents, one gold document holding the answer.
+
+The question asks one relation about the gold document's subject; the needle is
+the answer span in the gold document's fact sentence. ``position`` chooses the
+gold document (0-based index or depth fraction).
+
+>>> from rhlens.tasks import generate
+>>> ex = generate("mdqa", "realistic", n=1, context_tokens=128, seed=1, position=0)[0]
+>>> ex.meta["gold_doc"], ex.needle_texts[0] == ex.answer
+(0, True)
+"""
+
+import random
+
+from rhlens.tasks.generators.common import DocSpec, Needle, build_documents, haystack_stream, resolve_index
+
+
+def question_fact(s, rng, exclude):
+    """Sample (relation, subject, subject_kind, fact) for a single-relation question."""
+    world = s.world
+    if s.realism == "symbolic":
+        kind = "symbol"
+    else:
+        kind = rng.choice(world.subject_kinds())
+    rel = rng.choice(world.relations_from(kind))
+    chunks = s.knobs.get("key_chunks", 2)
+    subject = world.entity(kind, rng, exclude, chunks=chunks)
+    obj = world.entity(rel.object, rng, exclude | {subject}, chunks=chunks)
+    return rel, subject, kind, world.fact(rel, subject, obj)
+
+
+def generate_one(s, rng: random.Random):
+    n_docs = s.default_n_docs(2)
+    gold = resolve_index(s.position, n_docs, rng)
+    exclude = set()
+    rel, subject, kind, fact = question_fact(s, rng, exclude)
+    exclude |= {subject, fact.answer}
+    docs = []
+    titles = []
+    for i in range(n_docs):
+        stream_rng = random.Random(rng.getrandbits(64))
+        if i == gold:
+            title, t_kind = subject, kind
+            stream = haystack_stream(s, stream_rng, subject, kind, frozenset(exclude - {subject}),
+                                     skip_relations={rel.name}, title=title)
+            doc = DocSpec(title, stream, [Needle(fact.text, ((fact.start, fact.end),))],
+                          insert_frac=rng.random())
+        else:
+            t_kind = kind if s.realism == "symbolic" else rng.choice(s.world.subject_kinds())
+            title = s.world.entity(t_kind, rng, exclude | set(titles),
+                                   chunks=s.knobs.get("key_chunks", 2))
+            stream = haystack_stream(s, stream_rng, title, t_kind, frozenset(exclude), title=title)
+            doc = DocSpec(title, stream)
+        titles.append(title)
+        docs.append(doc)
+    question = rel.question.format(s=subject)
+    r, n_tokens = build_documents(s, docs, question, what="mdqa prompt")
+    meta = s.meta(n_docs=n_docs, gold_doc=gold, relation=rel.name, subject=subject,
+                  n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
+    return r.prompt, fact.answer, tuple(r.needles), meta

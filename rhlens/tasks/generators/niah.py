@@ -1,0 +1,78 @@
+"""Needle in a haystack (Wu et al.): one needle sentence at a depth in continuous text.
+
+The needle is a fact sentence (realistic, fictional or symbolic); the needle
+span is the whole sentence, which contains the answer. ``position`` is a depth
+fraction in [0, 1] (of the haystack's tokens; the needle goes to the nearest
+sentence boundary) or an int sentence index. A custom needle is given with the
+``needle=(sentence, question, answer)`` knob.
+
+>>> from rhlens.tasks import generate
+>>> ex = generate("niah", "realistic-filler", n=1, context_tokens=200, seed=0, position=0.5)[0]
+>>> ex.answer in ex.needle_texts[0], abs(ex.meta["depth"] - 0.5) < 0.1
+(True, True)
+"""
+
+import random
+
+from rhlens.tasks import templates
+from rhlens.tasks.fitting import fit_length
+from rhlens.tasks.generators.common import haystack_stream
+from rhlens.tasks.generators.mdqa import question_fact
+
+
+def _needle(s, rng, exclude):
+    custom = s.knobs.get("needle")
+    if custom is not None:
+        sentence, question, answer = custom
+        if answer not in sentence:
+            raise ValueError(f"needle answer {answer!r} is not in the needle sentence {sentence!r}")
+        return sentence, question, answer
+    rel, subject, _kind, fact = question_fact(s, rng, exclude)
+    exclude |= {subject, fact.answer}
+    return fact.text, rel.question.format(s=subject), fact.answer
+
+
+def generate_one(s, rng: random.Random):
+    exclude = set()
+    needle, question, answer = _needle(s, rng, exclude)
+    stream = haystack_stream(s, random.Random(rng.getrandbits(64)), None, None,
+                             frozenset(exclude), title="a story")
+    head = templates.head("niah", s.instruction)
+    tail = templates.tail(question)
+    position = s.position if s.position is not None else rng.random()
+    if isinstance(position, bool) or not isinstance(position, (int, float)):
+        raise ValueError(f"position must be a depth fraction or sentence index, got {position!r}")
+    if isinstance(position, float) and not 0.0 <= position <= 1.0:
+        raise ValueError(f"position={position} must be a depth fraction in [0, 1]")
+
+    def layout(k, f):
+        sents = [stream.get(i) for i in range(k)]
+        if f:
+            sents.append(" ".join(stream.get(k).split()[:f]))
+        if isinstance(position, int):
+            at = min(position, len(sents))
+        else:
+            sizes = [len(x) + 1 for x in sents]
+            total = sum(sizes)
+            at, acc, best = 0, 0, None
+            for i in range(len(sents) + 1):
+                gap = abs(acc - position * total)
+                if best is None or gap < best:
+                    best, at = gap, i
+                if i < len(sents):
+                    acc += sizes[i]
+        before = " ".join(sents[:at])
+        after = " ".join(sents[at:])
+        start = len(head) + len(before) + (1 if before else 0)
+        text = head + before + (" " if before else "") + needle + (" " if after else "") + after + tail
+        return text, start, at, len(sents)
+
+    k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], s.context_tokens, s.count,
+                                fine_steps=lambda k: max(0, len(stream.get(k).split()) - 1),
+                                what="niah prompt")
+    prompt, start, at, n_sents = layout(k, f)
+    hay_start, hay_end = len(head), len(prompt) - len(tail)
+    depth = (start - hay_start) / max(1, hay_end - hay_start - len(needle))
+    meta = s.meta(n_tokens=n_tokens, sentence_index=at, n_sentences=n_sents,
+                  depth=round(depth, 4), needle=needle, question=question)
+    return prompt, answer, ((start, start + len(needle)),), meta

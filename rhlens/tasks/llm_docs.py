@@ -1,0 +1,83 @@
+"""Haystack documents written by a language model, cached on disk by prompt hash.
+
+``LLMDocumentSource(generate, cache_dir)`` wraps any ``generate(prompt) -> str``
+callable (a TransformerLens model's sampler, an API client). Each prompt's
+output is stored in ``cache_dir/<sha256>.json`` (written atomically), so a set
+is reproducible and the model is called once per distinct prompt. Pass it to
+:func:`rhlens.tasks.generate` as ``documents=source`` with a varied-haystack
+variant; LLM text is outside :func:`rhlens.tasks.vocab.vocabulary`.
+
+>>> import tempfile
+>>> calls = []
+>>> def fake(prompt):
+...     calls.append(prompt)
+...     return "Lisbon has trams. It is hilly."
+>>> src = LLMDocumentSource(fake, tempfile.mkdtemp())
+>>> src.sentences("Lisbon", 0)
+['Lisbon has trams.', 'It is hilly.']
+>>> _ = src.sentences("Lisbon", 0); len(calls)
+1
+"""
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+
+DEFAULT_TEMPLATE = ("Write a short encyclopedia-style paragraph about {title}. "
+                    "This is part {part} of the article; do not repeat earlier parts.")
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(text: str) -> list:
+    """Split text at sentence-final punctuation followed by whitespace."""
+    return [x.strip() for x in _SENTENCE_END.split(text.strip()) if x.strip()]
+
+
+class LLMDocumentSource:
+    """A document source backed by ``generate(prompt) -> str`` with an on-disk cache."""
+
+    def __init__(self, generate, cache_dir, *, template: str = DEFAULT_TEMPLATE):
+        if not callable(generate):
+            raise TypeError("generate must be a callable prompt -> str")
+        self.generate = generate
+        self.cache_dir = os.fspath(cache_dir)
+        self.template = template
+        os.makedirs(self.cache_dir, exist_ok=True)
+
+    def _path(self, prompt: str) -> str:
+        digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+        return os.path.join(self.cache_dir, digest + ".json")
+
+    def complete(self, prompt: str) -> str:
+        """The cached output for ``prompt``, calling ``generate`` only on a miss."""
+        path = self._path(prompt)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+            if record.get("prompt") != prompt:
+                raise ValueError(f"{path}: cache entry holds a different prompt; delete the file")
+            return record["text"]
+        text = self.generate(prompt)
+        if not isinstance(text, str):
+            raise TypeError(f"generate returned {type(text).__name__}, expected str")
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"prompt": prompt, "text": text}, f, ensure_ascii=False)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return text
+
+    def document(self, title: str, part: int = 0) -> str:
+        """Part ``part`` of a document about ``title``."""
+        return self.complete(self.template.format(title=title, part=part + 1))
+
+    def sentences(self, title: str, part: int = 0) -> list:
+        """The sentences of :meth:`document` (the generators' haystack interface)."""
+        return split_sentences(self.document(title, part))

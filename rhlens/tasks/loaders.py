@@ -1,0 +1,447 @@
+"""Loaders for the real long-context formats, producing :class:`Example` with needles located.
+
+Formats (``.json``, ``.jsonl`` or ``.jsonl.gz``):
+
+* lost-in-the-middle QA: ``question``, ``answers``, ``ctxs[{title, text, hasanswer, isgold}]``;
+  the needle is the first answer (then the other answers) found in the gold
+  context (``isgold``, else the first ``hasanswer``), then in other ``hasanswer`` ones.
+* lost-in-the-middle key-value: ``ordered_kv_records``, ``key``, ``value``; the
+  needle is the gold value.
+* MuSiQue: ``paragraphs[{idx, title, paragraph_text, is_supporting}]``, ``question``,
+  ``question_decomposition[{answer, paragraph_support_idx}]``, ``answer``,
+  ``answer_aliases``; one needle per hop: the hop's answer in its supporting paragraph.
+* SummHay: ``documents[{document_id, document_text, insights_included}]``,
+  ``subtopics[{insights[{insight_id, insight}]}]``; one example per insight that
+  some document includes; the answer cites those documents (``"[2] [7]"``). SummHay
+  documents paraphrase insights, so each needle is the window of up to
+  ``max_sentences`` sentences with the highest ROUGE-1 recall of the insight
+  (at least ``min_recall``) in each citing document.
+
+Prompts use the generators' templates (:mod:`rhlens.tasks.templates`). Answers
+are matched case-insensitively at word boundaries, with whitespace runs
+matching any whitespace. A malformed record raises ``ValueError`` naming the
+file, line (or record) and field; a needle that cannot be found raises too, or,
+with ``errors="skip"``, is skipped and counted in the returned
+:class:`LoadResult` (``.skipped``, ``.skip_reasons``).
+
+>>> import json, tempfile, os
+>>> d = tempfile.mkdtemp(); p = os.path.join(d, "kv.jsonl")
+>>> _ = open(p, "w").write(json.dumps({"ordered_kv_records": [["a", "b"], ["c", "d"]],
+...                                    "key": "c", "value": "d"}) + "\\n")
+>>> exs = load_lost_in_the_middle_kv(p)
+>>> exs[0].answer, exs[0].needle_texts, exs.skipped
+('d', ('d',), 0)
+"""
+
+import gzip
+import json
+import os
+import re
+
+from rhlens.tasks import templates
+from rhlens.tasks.example import Example
+from rhlens.tasks.generators.summhay import format_citations
+from rhlens.tasks.metrics import rouge1_recall
+
+
+class LoadResult(list):
+    """A list of examples that also reports what was skipped (never silently)."""
+
+    def __init__(self, examples=(), skip_reasons=()):
+        super().__init__(examples)
+        self.skip_reasons = list(skip_reasons)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skip_reasons)
+
+    def __repr__(self):
+        return f"LoadResult({len(self)} examples, {self.skipped} skipped)"
+
+
+class MalformedRecordError(ValueError):
+    """A record lacks a field or has the wrong type."""
+
+
+class NeedleNotFoundError(ValueError):
+    """The answer (needle) cannot be found in its context."""
+
+
+class _Where:
+    def __init__(self, path, n, unit):
+        self.path, self.n, self.unit = os.fspath(path), n, unit
+
+    def __str__(self):
+        return f"{self.path}, {self.unit} {self.n}"
+
+    def malformed(self, field, msg):
+        return MalformedRecordError(f"{self}: field {field!r} {msg}; fix or remove the record")
+
+    def missing(self, field, msg):
+        return NeedleNotFoundError(f"{self}: field {field!r}: {msg}")
+
+
+def _open(path):
+    path = os.fspath(path)
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def iter_records(path):
+    """Yield ``(where, record)`` for each record of a .json / .jsonl / .jsonl.gz file."""
+    p = os.fspath(path)
+    base = p[:-3] if p.endswith(".gz") else p
+    if base.endswith(".json"):
+        with _open(p) as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as err:
+                raise MalformedRecordError(f"{p}, line {err.lineno}: invalid JSON: {err.msg}") from None
+        records = data if isinstance(data, list) else [data]
+        for i, rec in enumerate(records, 1):
+            yield _Where(p, i, "record"), rec
+        return
+    with _open(p) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            w = _Where(p, lineno, "line")
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise MalformedRecordError(f"{w}: invalid JSON ({err.msg})") from None
+            yield w, rec
+
+
+def _get(rec, key, kind, where, prefix=""):
+    name = prefix + key
+    if not isinstance(rec, dict):
+        raise where.malformed(prefix.rstrip(".") or "<record>", "must be a JSON object")
+    if key not in rec:
+        raise where.malformed(name, "is missing")
+    value = rec[key]
+    if kind is str and not (isinstance(value, str) and value.strip()):
+        raise where.malformed(name, f"must be a non-empty string, got {value!r:.60}")
+    if kind is list and not isinstance(value, list):
+        raise where.malformed(name, f"must be a list, got {type(value).__name__}")
+    if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise where.malformed(name, f"must be an int, got {value!r:.60}")
+    return value
+
+
+def find_answer(text: str, candidates):
+    """First ``(start, end, candidate)`` where a candidate occurs in ``text``.
+
+    Case-insensitive; word boundaries where the candidate starts/ends with a
+    word character; whitespace runs match any whitespace. None when absent.
+
+    >>> find_answer("Born in Lisbon, Portugal.", ["portugal"])
+    (16, 24, 'portugal')
+    >>> find_answer("Carlisle", ["Carl"]) is None
+    True
+    """
+    for cand in candidates:
+        c = cand.strip()
+        if not c:
+            continue
+        body = r"\s+".join(re.escape(part) for part in c.split())
+        pat = (r"(?<!\w)" if c[0].isalnum() else "") + body + (r"(?!\w)" if c[-1].isalnum() else "")
+        m = re.search(pat, text, flags=re.IGNORECASE)
+        if m:
+            return m.start(), m.end(), cand
+    return None
+
+
+def _assemble(task, docs, question, instruction):
+    """Render ``docs`` = [(title or None, text)]; returns (prompt, text_starts, header_spans)."""
+    head = templates.head(task, instruction)
+    parts, starts, headers, pos = [head], [], [], len(head)
+    for i, (title, text) in enumerate(docs):
+        if i:
+            parts.append("\n")
+            pos += 1
+        header = templates.document_header(i + 1, title)
+        headers.append((pos, pos + len(header.rstrip())))
+        parts.append(header)
+        pos += len(header)
+        starts.append(pos)
+        parts.append(text)
+        pos += len(text)
+    parts.append(templates.tail(question))
+    return "".join(parts), starts, headers
+
+
+def _select(n_total, keep, n_docs):
+    """Indices to keep: all of ``keep`` plus the first others, up to ``n_docs``, in order."""
+    if n_docs is None or n_docs >= n_total:
+        return list(range(n_total))
+    if n_docs < 1:
+        raise ValueError(f"n_docs={n_docs} must be >= 1")
+    others = [i for i in range(n_total) if i not in keep][: max(0, n_docs - len(keep))]
+    return sorted(set(keep) | set(others))
+
+
+def _check_errors(errors):
+    if errors not in ("raise", "skip"):
+        raise ValueError(f'errors={errors!r} must be "raise" or "skip"')
+
+
+def _run(path, errors, build):
+    _check_errors(errors)
+    out = LoadResult()
+    for where, rec in iter_records(path):
+        try:
+            out.extend(build(where, rec))
+        except NeedleNotFoundError as err:
+            if errors == "raise":
+                raise
+            out.skip_reasons.append(str(err))
+    return out
+
+
+def load_lost_in_the_middle_qa(path, *, n_docs=None, errors="raise", instruction=True):
+    """Lost-in-the-middle multi-document QA (``nq-open-*.jsonl.gz``) as ``mdqa`` examples.
+
+    ``n_docs`` keeps the gold context and the first other contexts, in file order.
+    """
+
+    def build(where, rec):
+        question = _get(rec, "question", str, where)
+        answers = _get(rec, "answers", list, where)
+        if not answers or not all(isinstance(a, str) for a in answers):
+            raise where.malformed("answers", "must be a non-empty list of strings")
+        ctxs = _get(rec, "ctxs", list, where)
+        if not ctxs:
+            raise where.malformed("ctxs", "must hold at least one context")
+        for i, c in enumerate(ctxs):
+            _get(c, "text", str, where, f"ctxs[{i}].")
+            if not isinstance(c.get("title", ""), str):
+                raise where.malformed(f"ctxs[{i}].title", "must be a string")
+        gold = next((i for i, c in enumerate(ctxs) if c.get("isgold")), None)
+        if gold is None:
+            gold = next((i for i, c in enumerate(ctxs) if c.get("hasanswer")), None)
+        if gold is None:
+            raise where.missing("ctxs", "no context is marked isgold or hasanswer")
+        keep = _select(len(ctxs), [gold], n_docs)
+        docs = [(ctxs[i].get("title", ""), ctxs[i]["text"]) for i in keep]
+        prompt, starts, _ = _assemble("mdqa", docs, question, instruction)
+        search = [keep.index(gold)] + [j for j, i in enumerate(keep)
+                                       if i != gold and ctxs[i].get("hasanswer")]
+        for j in search:
+            hit = find_answer(docs[j][1], answers)
+            if hit:
+                s, e, ans = hit
+                aliases = tuple(a for a in answers if a != ans)
+                meta = {"source": "lost_in_the_middle_qa", "file": os.path.basename(where.path),
+                        "line": where.n, "gold_doc": keep.index(gold), "needle_doc": j,
+                        "n_docs": len(keep), "instruction": instruction}
+                return [Example(prompt, ans.strip(), ((starts[j] + s, starts[j] + e),), "mdqa",
+                                "real", aliases, meta).validate()]
+        raise where.missing("answers", f"none of {answers!r:.80} occurs in the gold context "
+                                       f"ctxs[{gold}] or another hasanswer context")
+
+    return _run(path, errors, build)
+
+
+def load_lost_in_the_middle_kv(path, *, n_pairs=None, errors="raise", instruction=True):
+    """Lost-in-the-middle key-value retrieval (``kv-retrieval-*.jsonl.gz``) as ``kv`` examples.
+
+    ``n_pairs`` keeps the gold pair and the first other pairs, in file order.
+    """
+
+    def build(where, rec):
+        records = _get(rec, "ordered_kv_records", list, where)
+        key = _get(rec, "key", str, where)
+        value = _get(rec, "value", str, where)
+        for i, kv in enumerate(records):
+            if not (isinstance(kv, list) and len(kv) == 2 and all(isinstance(x, str) for x in kv)):
+                raise where.malformed(f"ordered_kv_records[{i}]", "must be a [key, value] pair of strings")
+        gold = next((i for i, kv in enumerate(records) if kv[0] == key), None)
+        if gold is None:
+            raise where.missing("key", f"{key!r} is not a key of ordered_kv_records")
+        if records[gold][1] != value:
+            raise where.malformed("value", f"{value!r} differs from the record's value {records[gold][1]!r}")
+        keep = _select(len(records), [gold], n_pairs)
+        pairs = [tuple(records[i]) for i in keep]
+        g = keep.index(gold)
+        prompt, spans = templates.kv_prompt(pairs, key, instruction=instruction)
+        if prompt[spans[g][0]:spans[g][1]] != value:
+            raise where.missing("value", f"{value!r} needs JSON escaping; the needle would not equal it")
+        meta = {"source": "lost_in_the_middle_kv", "file": os.path.basename(where.path),
+                "line": where.n, "gold_pair": g, "n_pairs": len(pairs), "key": key,
+                "instruction": instruction}
+        return [Example(prompt, value, (spans[g],), "kv", "real", (), meta).validate()]
+
+    return _run(path, errors, build)
+
+
+def load_musique(path, *, n_docs=None, errors="raise", instruction=True):
+    """MuSiQue (official JSONL) as ``musique`` examples, one needle per hop.
+
+    ``n_docs`` keeps the supporting paragraphs and the first other paragraphs.
+    Unanswerable records (``answerable: false``) have no needle: error or skip.
+    """
+
+    def build(where, rec):
+        paragraphs = _get(rec, "paragraphs", list, where)
+        question = _get(rec, "question", str, where)
+        answer = _get(rec, "answer", str, where)
+        aliases = rec.get("answer_aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise where.malformed("answer_aliases", "must be a list of strings")
+        decomposition = _get(rec, "question_decomposition", list, where)
+        if not decomposition:
+            raise where.malformed("question_decomposition", "must list at least one hop")
+        by_idx = {}
+        for i, p in enumerate(paragraphs):
+            idx = _get(p, "idx", int, where, f"paragraphs[{i}].")
+            _get(p, "paragraph_text", str, where, f"paragraphs[{i}].")
+            if not isinstance(p.get("title", ""), str):
+                raise where.malformed(f"paragraphs[{i}].title", "must be a string")
+            by_idx[idx] = i
+        if rec.get("answerable") is False:
+            raise where.missing("answerable", "the record is unanswerable: it has no needle")
+        support = []
+        for h, hop in enumerate(decomposition):
+            _get(hop, "answer", str, where, f"question_decomposition[{h}].")
+            sidx = _get(hop, "paragraph_support_idx", int, where, f"question_decomposition[{h}].")
+            if sidx not in by_idx:
+                raise where.malformed(f"question_decomposition[{h}].paragraph_support_idx",
+                                      f"{sidx} is not the idx of any paragraph")
+            support.append(by_idx[sidx])
+        keep = _select(len(paragraphs), support, n_docs)
+        docs = [(paragraphs[i].get("title", ""), paragraphs[i]["paragraph_text"]) for i in keep]
+        prompt, starts, _ = _assemble("musique", docs, question, instruction)
+        needles = []
+        for h, (hop, pi) in enumerate(zip(decomposition, support)):
+            j = keep.index(pi)
+            cands = [hop["answer"]] + ([answer, *aliases] if h == len(decomposition) - 1 else [])
+            hit = find_answer(docs[j][1], cands)
+            if hit is None:
+                raise where.missing(f"question_decomposition[{h}].answer",
+                                    f"{hop['answer']!r} does not occur in its supporting "
+                                    f"paragraph idx {paragraphs[pi]['idx']}")
+            needles.append((starts[j] + hit[0], starts[j] + hit[1]))
+        meta = {"source": "musique", "file": os.path.basename(where.path), "line": where.n,
+                "id": rec.get("id"), "hops": len(decomposition),
+                "gold_docs": [keep.index(pi) for pi in support], "n_docs": len(keep),
+                "hop_answers": [h["answer"] for h in decomposition], "instruction": instruction}
+        return [Example(prompt, answer.strip(), tuple(needles), "musique", "real",
+                        tuple(aliases), meta).validate()]
+
+    return _run(path, errors, build)
+
+
+_SENT = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+
+
+def _sentences(text):
+    """(start, end) spans of sentences in ``text`` (trimmed)."""
+    out = []
+    for m in _SENT.finditer(text):
+        s, e = m.start(), m.end()
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def locate_insight(text: str, insight: str, *, max_sentences: int = 2):
+    """Best window of up to ``max_sentences`` consecutive sentences for ``insight``:
+    ``(start, end, recall)`` by ROUGE-1 recall of the insight (shorter wins ties).
+
+    >>> t = "Cars are fast. The Demon runs on E85 fuel for more power. Rain."
+    >>> s, e, r = locate_insight(t, "The Demon uses E85 fuel for more power.")
+    >>> t[s:e], round(r, 2)
+    ('The Demon runs on E85 fuel for more power.', 0.75)
+    """
+    low = insight.lower()
+    i = text.lower().find(low)
+    if i >= 0:
+        return i, i + len(insight), 1.0
+    sents = _sentences(text)
+    best = (0.0, 0, 0)
+    for a in range(len(sents)):
+        for b in range(a, min(len(sents), a + max_sentences)):
+            s, e = sents[a][0], sents[b][1]
+            r = rouge1_recall(insight, text[s:e])
+            if r > best[0] + 1e-12:
+                best = (r, s, e)
+    return best[1], best[2], best[0]
+
+
+def load_summhay(path, *, n_docs=None, errors="raise", instruction=True, min_recall=0.5,
+                 max_sentences=2):
+    """SummHay haystacks as ``summhay`` citation examples, one per included insight.
+
+    ``n_docs`` keeps the citing documents and the first other documents. A
+    citing document whose best window recalls less than ``min_recall`` of the
+    insight makes the example's needle missing (error, or skip).
+    """
+
+    def build(where, rec):
+        documents = _get(rec, "documents", list, where)
+        subtopics = _get(rec, "subtopics", list, where)
+        for i, d in enumerate(documents):
+            _get(d, "document_text", str, where, f"documents[{i}].")
+            inc = _get(d, "insights_included", list, where, f"documents[{i}].")
+            if not all(isinstance(x, str) for x in inc):
+                raise where.malformed(f"documents[{i}].insights_included", "must list insight ids")
+        insights = []
+        for i, st in enumerate(subtopics):
+            for j, ins in enumerate(_get(st, "insights", list, where, f"subtopics[{i}].")):
+                p = f"subtopics[{i}].insights[{j}]."
+                insights.append((st.get("subtopic_id"), _get(ins, "insight_id", str, where, p),
+                                 _get(ins, "insight", str, where, p)))
+        out, problems = [], []
+        for subtopic_id, insight_id, insight in insights:
+            citing = [i for i, d in enumerate(documents) if insight_id in d["insights_included"]]
+            if not citing:
+                continue
+            keep = _select(len(documents), citing, n_docs)
+            docs = [(None, documents[i]["document_text"]) for i in keep]
+            question = templates.summhay_question(insight)
+            prompt, starts, headers = _assemble("summhay", docs, question, instruction)
+            needles, recalls, bad = [], [], []
+            for i in citing:
+                j = keep.index(i)
+                s, e, r = locate_insight(docs[j][1], insight, max_sentences=max_sentences)
+                recalls.append(round(r, 4))
+                if r < min_recall:
+                    bad.append(f"documents[{i}] (best recall {r:.2f})")
+                needles.append((starts[j] + s, starts[j] + e))
+            if bad:
+                problems.append(f"insight {insight_id}: not found in {', '.join(bad)}")
+                continue
+            ids = [keep.index(i) + 1 for i in citing]
+            meta = {"source": "summhay", "file": os.path.basename(where.path), "record": where.n,
+                    "topic_id": rec.get("topic_id"), "subtopic_id": subtopic_id,
+                    "insight_id": insight_id, "insight": insight, "cited_ids": ids,
+                    "gold_docs": [i - 1 for i in ids], "n_docs": len(keep),
+                    "document_ids": [documents[i].get("document_id") for i in keep],
+                    "needle_recall": recalls, "citation_spans": [headers[i - 1] for i in ids],
+                    "instruction": instruction}
+            out.append(Example(prompt, format_citations(ids), tuple(needles), "summhay", "real",
+                               (), meta).validate())
+        if problems:
+            err = where.missing("subtopics.insights", "; ".join(problems))
+            err.partial = out
+            raise err
+        return out
+
+    _check_errors(errors)
+    result = LoadResult()
+    for where, rec in iter_records(path):
+        try:
+            result.extend(build(where, rec))
+        except NeedleNotFoundError as err:
+            if errors == "raise":
+                raise
+            # keep the haystack's good examples; count each missing insight
+            result.extend(getattr(err, "partial", []))
+            result.skip_reasons.extend(f"{where}: {p}" for p in str(err).split(": ", 2)[-1].split("; "))
+    return result

@@ -1,0 +1,133 @@
+"""Answer metrics: SQuAD exact match and F1, best-subspan EM, ROUGE-1 recall, citations.
+
+>>> normalize_answer("The  Eiffel Tower!")
+'eiffel tower'
+>>> exact_match("eiffel tower", ["The Eiffel Tower"]), best_subspan_em("It is the Eiffel Tower.", ["Eiffel Tower"])
+(1.0, 1.0)
+>>> round(token_f1("Paris France", ["Paris"]), 3)
+0.667
+>>> rouge1_recall("the sky is blue", "blue sky")
+0.5
+>>> parse_citations("See [2], [5] and [2, 7]."), citation_prf([2, 5], [2, 7])
+([2, 5, 7], (0.5, 0.5, 0.5))
+"""
+
+import collections
+import re
+import string
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+_WORD = re.compile(r"\w+")
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD normalisation: lowercase, drop punctuation and articles, squeeze spaces."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def _golds(golds):
+    return [golds] if isinstance(golds, str) else list(golds)
+
+
+def exact_match(prediction: str, golds) -> float:
+    """1.0 if the normalised prediction equals any normalised gold."""
+    p = normalize_answer(prediction)
+    return float(any(p == normalize_answer(g) for g in _golds(golds)))
+
+
+def token_f1(prediction: str, golds) -> float:
+    """Best SQuAD token F1 over the golds."""
+    p = normalize_answer(prediction).split()
+    best = 0.0
+    for g in _golds(golds):
+        gt = normalize_answer(g).split()
+        if not p or not gt:
+            best = max(best, float(p == gt))
+            continue
+        common = collections.Counter(p) & collections.Counter(gt)
+        same = sum(common.values())
+        if same:
+            prec, rec = same / len(p), same / len(gt)
+            best = max(best, 2 * prec * rec / (prec + rec))
+    return best
+
+
+def best_subspan_em(prediction: str, golds) -> float:
+    """Lost-in-the-middle's metric: 1.0 if any normalised gold is a substring of the
+    normalised prediction."""
+    p = normalize_answer(prediction)
+    return float(any(normalize_answer(g) in p for g in _golds(golds) if normalize_answer(g)))
+
+
+def rouge1_recall(reference: str, prediction: str) -> float:
+    """Unigram recall of ``reference`` in ``prediction`` (lowercased word tokens,
+    clipped counts); 0.0 for an empty reference."""
+    ref = collections.Counter(_WORD.findall(reference.lower()))
+    if not ref:
+        return 0.0
+    pred = collections.Counter(_WORD.findall(prediction.lower()))
+    return sum((ref & pred).values()) / sum(ref.values())
+
+
+_CITE = re.compile(r"\[([\d,\s]+)\]")
+
+
+def parse_citations(text: str) -> list:
+    """Document ids cited as ``[3]`` or ``[3, 5]``, in order of first mention."""
+    out = []
+    for group in _CITE.findall(text):
+        for tok in re.findall(r"\d+", group):
+            i = int(tok)
+            if i not in out:
+                out.append(i)
+    return out
+
+
+def citation_prf(predicted_ids, gold_ids) -> tuple:
+    """Citation precision, recall and F1 over id sets (both empty: all 1.0)."""
+    pred, gold = set(predicted_ids), set(gold_ids)
+    if not pred and not gold:
+        return 1.0, 1.0, 1.0
+    hit = len(pred & gold)
+    p = hit / len(pred) if pred else 0.0
+    r = hit / len(gold) if gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def _qa(prediction, example):
+    return best_subspan_em(prediction, (example.answer, *example.aliases))
+
+
+def _kv(prediction, example):
+    lines = prediction.strip().splitlines()
+    first = lines[0].strip().strip('"') if lines else ""
+    return exact_match(first, (example.answer, *example.aliases))
+
+
+def _citation(prediction, example):
+    return citation_prf(parse_citations(prediction), parse_citations(example.answer))[2]
+
+
+_DEFAULT = {"mdqa": _qa, "musique": _qa, "niah": _qa, "kv": _kv, "summhay": _citation}
+
+
+def default_metric(task: str):
+    """The task's score function ``(prediction, example) -> float``.
+
+    mdqa, musique, niah: best-subspan EM over answer and aliases; kv: exact match
+    of the prediction's first line (quotes stripped); summhay: citation F1.
+
+    >>> from rhlens.tasks.example import Example
+    >>> ex = Example("Document [1] x\\nAnswer:", "[1]", ((13, 14),), "summhay", "real")
+    >>> default_metric("summhay")(" [1] [2]", ex)
+    0.6666666666666666
+    """
+    for name, fn in _DEFAULT.items():
+        if task == name or task.startswith(name):
+            return fn
+    raise ValueError(f"no default metric for task {task!r}; known: {sorted(_DEFAULT)}")

@@ -1,0 +1,110 @@
+"""Prompt templates shared by the generators and the real-data loaders.
+
+Documents follow lost-in-the-middle: ``Document [i](Title: t) text`` (1-based
+``i``), joined by newlines; the question comes last and the prompt ends right
+where the answer starts.
+
+>>> print(document_prompt(["Document [1](Title: A) a."], "Who?", task="mdqa"))
+Answer the question using only the documents below.
+<BLANKLINE>
+Document [1](Title: A) a.
+<BLANKLINE>
+Question: Who?
+Answer:
+>>> format_document(2, "Some text.", title=None)
+'Document [2] Some text.'
+"""
+
+import json
+
+INSTRUCTIONS = {
+    "mdqa": "Answer the question using only the documents below.",
+    "musique": "Answer the question using only the documents below.",
+    "summhay": "Cite the documents that state the insight in the question.",
+    "niah": "Read the text and answer the question.",
+    "kv": "Extract the value corresponding to the specified key in the JSON object below.",
+}
+
+QUESTION_PREFIX = "\n\nQuestion: "
+ANSWER_SUFFIX = "\nAnswer:"
+SUMMHAY_QUESTION = "Which documents state that {insight}"
+KV_DATA_HEADER = "JSON data:\n"
+KV_QUESTION = "\n\nKey: {key}\nCorresponding value:"
+
+# Every literal string the templates can write (for the vocabulary).
+LITERALS = (
+    *INSTRUCTIONS.values(), QUESTION_PREFIX, ANSWER_SUFFIX, SUMMHAY_QUESTION, "?",
+    KV_DATA_HEADER, KV_QUESTION, "Document [ ](Title: ) ", '{"": "",\n ""}', "\n\n",
+)
+
+
+def document_header(index: int, title=None) -> str:
+    """The header before a document's text; ``index`` is 1-based."""
+    if title is None:
+        return f"Document [{index}] "
+    return f"Document [{index}](Title: {title}) "
+
+
+def format_document(index: int, text: str, title=None) -> str:
+    return document_header(index, title) + text
+
+
+def head(task: str, instruction: bool) -> str:
+    """Text before the documents: the task instruction and a blank line, or ''."""
+    return INSTRUCTIONS[task] + "\n\n" if instruction else ""
+
+
+def tail(question: str) -> str:
+    """Text after the documents: the question and the answer cue."""
+    return QUESTION_PREFIX + question + ANSWER_SUFFIX
+
+
+def document_prompt(documents, question: str, *, task: str, instruction: bool = True) -> str:
+    """Join formatted documents into a full prompt."""
+    return head(task, instruction) + "\n".join(documents) + tail(question)
+
+
+def summhay_question(insight: str) -> str:
+    """The citation question naming an insight sentence.
+
+    >>> summhay_question("Ann lives in Rome.")
+    'Which documents state that Ann lives in Rome?'
+    """
+    return SUMMHAY_QUESTION.format(insight=insight.strip().rstrip(".")) + "?"
+
+
+def kv_pair(key: str, value: str) -> tuple:
+    """JSON-rendered key and value of one pair, e.g. ``('"k"', '"v"')``."""
+    return json.dumps(key, ensure_ascii=False), json.dumps(value, ensure_ascii=False)
+
+
+def kv_prompt(pairs, key: str, *, instruction: bool = True):
+    """Lost-in-the-middle key-value prompt; returns ``(prompt, value_spans)``.
+
+    ``value_spans[i]`` is the [start, end) span of the i-th value (without quotes).
+
+    >>> p, spans = kv_prompt([("a", "b"), ("c", "d")], "c", instruction=False)
+    >>> print(p)
+    JSON data:
+    {"a": "b",
+     "c": "d"}
+    <BLANKLINE>
+    Key: "c"
+    Corresponding value:
+    >>> p[spans[1][0]:spans[1][1]]
+    'd'
+    """
+    out = [head("kv", instruction), KV_DATA_HEADER, "{"]
+    pos = sum(len(x) for x in out)
+    spans = []
+    for i, (k, v) in enumerate(pairs):
+        jk, jv = kv_pair(k, v)
+        piece = ("" if i == 0 else ",\n ") + jk + ": "
+        pos += len(piece)
+        inner = jv[1:-1]
+        spans.append((pos + 1, pos + 1 + len(inner)))
+        pos += len(jv)
+        out.append(piece + jv)
+    out.append("}")
+    out.append(KV_QUESTION.format(key=json.dumps(key, ensure_ascii=False)))
+    return "".join(out), spans
