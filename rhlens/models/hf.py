@@ -55,6 +55,13 @@ SUPPORTED_ARCHITECTURES: tuple[str, ...] = (
     "GPT2LMHeadModel",
 )
 
+_MODEL_TYPES = {
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "gpt2": "GPT2LMHeadModel",
+}
+
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -94,6 +101,9 @@ def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise CheckpointError(f"{cfg_path} must hold a JSON object, got {type(raw).__name__}")
     archs = raw.get("architectures")
+    if not archs and raw.get("model_type") in _MODEL_TYPES:
+        # config.save_pretrained() of a config that never saw a model omits 'architectures'.
+        archs = raw["architectures"] = [_MODEL_TYPES[raw["model_type"]]]
     if not archs or not isinstance(archs, list):
         raise CheckpointError(
             f"{cfg_path}: field 'architectures' is missing or empty; set it to one of "

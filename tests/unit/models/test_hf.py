@@ -1,0 +1,230 @@
+"""load_hf_checkpoint: every supported family against the Hugging Face forward, plus bad folders."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from rhlens.adapter import architecture, weight_processing
+from rhlens.models import CheckpointError, load_hf_checkpoint
+from rhlens.models.hf import hooked_config_from_hf, read_hf_state_dict
+
+TEXTS = ["The sky is blue . The grass is green .", "Where is Mary ? Answer : garden"]
+
+
+def _tokens(model):
+    return model.to_tokens(TEXTS[0])
+
+
+def _max_diff(model, hf, tokens) -> float:
+    with torch.no_grad():
+        return (model(tokens) - hf(tokens).logits).abs().max().item()
+
+
+@pytest.mark.parametrize(
+    "family, n_kv",
+    [("llama", None), ("llama", 2), ("llama", 1), ("mistral", 4), ("mistral", 2), ("qwen2", 4), ("qwen2", 2), ("gpt2", None)],
+)
+def test_family_logits_match_hf(save_hf, family, n_kv):
+    folder, hf = save_hf(family, n_kv=n_kv)
+    model = load_hf_checkpoint(folder)
+    tokens = _tokens(model)
+    assert _max_diff(model, hf, tokens) < 1e-4
+    arch = architecture(model)
+    if family != "gpt2":
+        assert arch.n_kv_heads == (n_kv or 4)
+        assert arch.positional_embedding_type == "rotary"
+    assert weight_processing(model) == {"fold_ln": False, "center_writing_weights": False, "center_unembed": False}
+    assert not model.training
+
+
+def test_activations_match_hf_with_gqa(save_hf):
+    folder, hf = save_hf("qwen2", n_kv=2)
+    model = load_hf_checkpoint(folder)
+    tokens = _tokens(model)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith(("hook_k", "hook_pattern")))
+        out = hf(tokens, output_attentions=True)
+    assert cache["blocks.1.attn.hook_k"].shape[2] == 2  # per key/value head
+    assert torch.allclose(cache["blocks.1.attn.hook_pattern"], out.attentions[1], atol=1e-5)
+
+
+def test_tied_embeddings_rope_theta_and_n_ctx_override(save_hf):
+    folder, hf = save_hf("llama", n_kv=2, tie_word_embeddings=True, rope_theta=500000.0)
+    model = load_hf_checkpoint(folder, n_ctx=256)
+    assert model.cfg.rotary_base == 500000.0 and model.cfg.n_ctx == 256
+    assert torch.equal(model.W_E, model.W_U.T)
+    assert _max_diff(model, hf, _tokens(model)) < 1e-4
+
+
+@pytest.mark.parametrize("rope", [{"rope_type": "linear", "factor": 2.0},
+                                  {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 16}])
+def test_rope_scaling(save_hf, rope):
+    folder, hf = save_hf("llama", rope_parameters={"rope_theta": 10000.0, **rope})
+    model = load_hf_checkpoint(folder)
+    assert _max_diff(model, hf, _tokens(model)) < 1e-4
+
+
+def test_mistral_sliding_window(save_hf):
+    folder, hf = save_hf("mistral", n_kv=2, sliding_window=4)
+    model = load_hf_checkpoint(folder)
+    assert model.cfg.use_local_attn and model.cfg.window_size == 4
+    tokens = _tokens(model)
+    assert tokens.shape[1] > 4
+    assert _max_diff(model, hf, tokens) < 1e-4
+
+
+def test_weight_processing_is_recorded_and_keeps_log_probs(save_hf):
+    folder, hf = save_hf("llama", n_kv=2)
+    model = load_hf_checkpoint(folder, fold_ln=True, center_writing_weights=True, center_unembed=True)
+    assert model.cfg.normalization_type == "RMSPre"
+    assert weight_processing(model)["fold_ln"] is True
+    tokens = _tokens(model)
+    with torch.no_grad():
+        diff = (model(tokens).log_softmax(-1) - hf(tokens).logits.log_softmax(-1)).abs().max().item()
+    assert diff < 1e-4
+
+
+def test_sharded_safetensors(tmp_path, tok):
+    from tests.unit.models.conftest import build_hf_model
+
+    hf = build_hf_model("llama", len(tok), n_kv=2)
+    hf.save_pretrained(tmp_path, max_shard_size="20KB")
+    tok.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    model = load_hf_checkpoint(tmp_path)
+    assert _max_diff(model, hf, _tokens(model)) < 1e-4
+
+
+def test_bin_weights_are_read_weights_only(tmp_path, tok):
+    from tests.unit.models.conftest import build_hf_model
+
+    hf = build_hf_model("gpt2", len(tok))
+    hf.config.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    torch.save({k: v.clone() for k, v in hf.state_dict().items()}, tmp_path / "pytorch_model.bin")
+    model = load_hf_checkpoint(tmp_path)
+    assert _max_diff(model, hf, _tokens(model)) < 1e-4
+    # A pickle with a non-tensor object is refused, not executed.
+    torch.save({"x": object()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pytorch_model.bin"):
+        read_hf_state_dict(tmp_path)
+
+
+# ---- bad input ---------------------------------------------------------------------------
+
+
+def test_missing_folder_and_config(tmp_path):
+    with pytest.raises(CheckpointError, match="not a directory"):
+        load_hf_checkpoint(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_missing_weights(save_hf):
+    folder, _ = save_hf("llama")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no weights in .*model.safetensors"):
+        load_hf_checkpoint(folder)
+
+
+def test_missing_shard(tmp_path, tok):
+    from tests.unit.models.conftest import build_hf_model
+
+    build_hf_model("llama", len(tok)).save_pretrained(tmp_path, max_shard_size="20KB")
+    tok.save_pretrained(tmp_path)
+    next(tmp_path.glob("model-00001-*.safetensors")).unlink()
+    with pytest.raises(CheckpointError, match="missing from"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_missing_tokenizer(save_hf):
+    folder, _ = save_hf("llama")
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="no tokenizer files .*save_pretrained"):
+        load_hf_checkpoint(folder)
+
+
+def _edit_config(folder, **changes):
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg.update(changes)
+    path.write_text(json.dumps(cfg))
+
+
+def test_unsupported_architecture(save_hf):
+    folder, _ = save_hf("llama")
+    _edit_config(folder, architectures=["FalconForCausalLM"])
+    with pytest.raises(CheckpointError, match="FalconForCausalLM.*not supported.*LlamaForCausalLM"):
+        load_hf_checkpoint(folder)
+    _edit_config(folder, architectures=[], model_type="falcon")
+    with pytest.raises(CheckpointError, match="'architectures'"):
+        load_hf_checkpoint(folder)
+
+
+def test_contradictory_config(save_hf):
+    folder, _ = save_hf("llama")
+    _edit_config(folder, hidden_size=30, head_dim=None)
+    with pytest.raises(CheckpointError, match="hidden_size=30 is not divisible by num_attention_heads=4"):
+        load_hf_checkpoint(folder)
+    _edit_config(folder, hidden_size=32, num_key_value_heads=3)
+    with pytest.raises(CheckpointError, match="num_key_value_heads=3"):
+        load_hf_checkpoint(folder)
+    _edit_config(folder, num_key_value_heads=4, num_hidden_layers=3)
+    with pytest.raises(CheckpointError, match="do not match config.json.*missing"):
+        load_hf_checkpoint(folder)
+    _edit_config(folder, num_hidden_layers=2, intermediate_size=50)
+    with pytest.raises(CheckpointError, match="contradict config.json"):
+        load_hf_checkpoint(folder)
+
+
+def test_unsupported_rope_scaling(save_hf):
+    folder, _ = save_hf("llama")
+    _edit_config(folder, rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0})
+    with pytest.raises(CheckpointError, match="'yarn'.*not supported"):
+        load_hf_checkpoint(folder)
+
+
+def test_tokenizer_larger_than_embedding(save_hf):
+    folder, _ = save_hf("llama")
+    _edit_config(folder, vocab_size=8)
+    with pytest.raises(CheckpointError, match="vocab_size=8"):
+        load_hf_checkpoint(folder)
+
+
+def test_unknown_override(save_hf):
+    folder, _ = save_hf("llama")
+    with pytest.raises(CheckpointError, match="n_ctxx"):
+        load_hf_checkpoint(folder, n_ctxx=5)
+
+
+def test_gpt2_n_ctx_cannot_grow(save_hf):
+    folder, _ = save_hf("gpt2")
+    with pytest.raises(CheckpointError, match="n_positions=64"):
+        load_hf_checkpoint(folder, n_ctx=128)
+
+
+def test_config_mapping_uses_head_dim():
+    cfg = hooked_config_from_hf({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+                                 "head_dim": 32, "intermediate_size": 8, "num_hidden_layers": 1, "vocab_size": 10})
+    assert cfg.d_head == 32 and cfg.rotary_dim == 32 and cfg.n_key_value_heads is None
+
+
+# ---- the real checkpoint -----------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_stories260k_matches_transformers(realdata):
+    from transformers import LlamaForCausalLM
+
+    folder = realdata / "models" / "stories260K"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present")
+    model = load_hf_checkpoint(folder)
+    arch = architecture(model)
+    assert (arch.n_layers, arch.n_heads, arch.n_kv_heads) == (5, 8, 4)
+    hf = LlamaForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32, local_files_only=True)
+    tokens = model.to_tokens(["Once upon a time, there was a little girl named Lily. She liked to play in the park."])
+    assert _max_diff(model, hf.eval(), tokens) < 1e-4
