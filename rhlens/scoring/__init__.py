@@ -1,0 +1,14 @@
+"""Analyzers that score attention heads.
+
+- :func:`retrieval_scores` (:mod:`rhlens.scoring.retrieval`): Wu et al.'s retrieval score of
+  every head, decoded or teacher-forced, batched and in bounded memory.
+- :class:`HeadScores` (:mod:`rhlens.scoring.results`): the result, with head sets, GQA grouping,
+  Wu et al.'s JSON format, a DataFrame view and safetensors files.
+- :mod:`rhlens.scoring.reference`: slow reference implementations (naive, and a port of Wu et
+  al.'s loop) used by the tests and the benchmark.
+"""
+
+from rhlens.scoring.results import HeadScores
+from rhlens.scoring.retrieval import retrieval_scores
+
+__all__ = ["HeadScores", "retrieval_scores"]

@@ -1,0 +1,259 @@
+"""`HeadScores`: per-head retrieval scores with the examples behind them.
+
+The plot-ready tensor is :attr:`HeadScores.scores` ``[n_layers, n_heads]`` (query heads); the
+per-example scores, the gate and the decoded responses come along so that a score can be traced
+back to the trials that made it.
+
+>>> import torch
+>>> per_example = torch.tensor([[[0.0, 1.0], [0.5, 0.0]],
+...                             [[0.0, 0.5], [0.0, 0.0]],
+...                             [[1.0, 1.0], [1.0, 1.0]]])
+>>> hs = HeadScores(per_example=per_example, counted=torch.tensor([True, True, False]),
+...                 responses=["Paris", "Paris", "London"])
+>>> hs.scores
+tensor([[0.0000, 0.7500],
+        [0.2500, 0.0000]])
+>>> hs.top(1), hs.above(0.1)
+(HeadSet([L0H1]), HeadSet([L0H1, L1H0]))
+>>> hs.to_wu_json()
+{'0-0': [0.0, 0.0], '0-1': [1.0, 0.5], '1-0': [0.5, 0.0], '1-1': [0.0, 0.0]}
+>>> HeadScores.from_wu_json(hs.to_wu_json()).scores.equal(hs.scores)
+True
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from rhlens.heads import Head, HeadSet
+
+_FORMAT = "rhlens.HeadScores/1"
+
+
+@dataclass
+class HeadScores:
+    """Retrieval scores per head, Wu et al. (2024) style.
+
+    Attributes:
+        per_example: ``[n_examples, n_layers, n_heads]`` score of each head on each example
+            (hits / needle tokens), counted or not.
+        counted: bool ``[n_examples]``: the example passed the ROUGE gate and enters the mean.
+        responses: per example, the decoded response (``method="forced"``: the teacher-forced
+            greedy predictions; see :func:`rhlens.retrieval_scores`).
+        hits: int ``[n_examples, n_layers, n_heads]`` number of scored steps at which the head
+            copied a needle token (``None`` when loaded from Wu's JSON).
+        needle_tokens: int ``[n_examples]`` needle token count (the score's denominator).
+        rouge: ``[n_examples]`` ROUGE-1 recall of the needle text in the response.
+        n_kv_heads: key/value heads per layer (GQA), for :meth:`by_kv_group`; ``None``: unknown.
+        meta: how the scores were made (method, top_k, rouge_gate, model shape ...).
+
+    ``scores`` ``[n_layers, n_heads]`` is the mean of ``per_example`` over counted examples
+    (zeros when none counted), indexed by query head.
+    """
+
+    per_example: Float[Tensor, "example layer head"]
+    counted: Bool[Tensor, "example"]
+    responses: list[str]
+    hits: Int[Tensor, "example layer head"] | None = None
+    needle_tokens: Int[Tensor, "example"] | None = None
+    rouge: Float[Tensor, "example"] | None = None
+    n_kv_heads: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.per_example.ndim != 3:
+            raise ValueError(f"per_example must be [example, layer, head], got shape {tuple(self.per_example.shape)}")
+        n = self.per_example.shape[0]
+        self.counted = self.counted.to(torch.bool).cpu()
+        if self.counted.shape != (n,) or len(self.responses) != n:
+            raise ValueError(
+                f"per_example has {n} examples but counted has shape {tuple(self.counted.shape)} "
+                f"and responses has {len(self.responses)} entries"
+            )
+        if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
+
+    # --- shape ------------------------------------------------------------------------------
+    @property
+    def n_examples(self) -> int:
+        return int(self.per_example.shape[0])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.per_example.shape[1])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.per_example.shape[2])
+
+    @property
+    def n_counted(self) -> int:
+        return int(self.counted.sum())
+
+    @property
+    def scores(self) -> Float[Tensor, "layer head"]:
+        """Mean ``per_example`` over counted examples; zeros when no example passed the gate."""
+        if not self.counted.any():
+            return torch.zeros(self.n_layers, self.n_heads)
+        return self.per_example[self.counted].double().mean(dim=0).float()
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"{h}={self.scores[h.layer, h.head]:.3f}" for h in self.top(min(3, self.n_layers * self.n_heads)).ordered())
+        return (
+            f"HeadScores({self.n_layers}x{self.n_heads} heads, {self.n_counted}/{self.n_examples} examples "
+            f"counted, method={self.meta.get('method', '?')!r}, top: {top})"
+        )
+
+    # --- head sets --------------------------------------------------------------------------
+    def top(self, k: int) -> HeadSet:
+        """The ``k`` highest-scoring heads (ties: lower layer, then head, first)."""
+        return HeadSet.top_k(self.scores, k)
+
+    def above(self, threshold: float = 0.1) -> HeadSet:
+        """Heads scoring strictly above ``threshold`` (Wu et al.'s retrieval heads: > 0.1)."""
+        return HeadSet.above(self.scores, threshold)
+
+    def by_kv_group(self, reduce: Literal["max", "mean"] = "max") -> Float[Tensor, "layer kv_head"]:
+        """Scores per key/value group ``[n_layers, n_kv_heads]``: ``reduce`` over the query heads
+        sharing each key/value head (query head ``h`` is in group ``h // (n_heads // n_kv_heads)``).
+
+        >>> hs = HeadScores(torch.tensor([[[0.1, 0.3, 0.0, 0.2]]]), torch.tensor([True]), ["x"], n_kv_heads=2)
+        >>> hs.by_kv_group("max"), hs.by_kv_group("mean")
+        (tensor([[0.3000, 0.2000]]), tensor([[0.2000, 0.1000]]))
+        """
+        if self.n_kv_heads is None:
+            raise ValueError("These scores do not record n_kv_heads; set HeadScores.n_kv_heads (e.g. model.cfg.n_key_value_heads)")
+        grouped = self.scores.reshape(self.n_layers, self.n_kv_heads, self.n_heads // self.n_kv_heads)
+        if reduce == "max":
+            return grouped.amax(dim=-1)
+        if reduce == "mean":
+            return grouped.mean(dim=-1)
+        raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+
+    # --- Wu et al.'s JSON -------------------------------------------------------------------
+    def to_wu_json(self) -> dict[str, list[float]]:
+        """``{"<layer>-<head>": [score per counted example]}``, the format of Wu et al.'s
+        ``head_score/*.json`` files (``json.dump`` it to write one)."""
+        counted = self.per_example[self.counted]
+        return {
+            Head(l, h).wu_key: [float(v) for v in counted[:, l, h].tolist()]
+            for l in range(self.n_layers)
+            for h in range(self.n_heads)
+        }
+
+    @classmethod
+    def from_wu_json(cls, data: "dict[str, list[float]] | str | os.PathLike", *, n_kv_heads: int | None = None) -> "HeadScores":
+        """Read Wu et al.'s format (a dict, or the path of a JSON file). Every example is counted
+        (their files hold counted trials only); responses are empty and ``hits`` is ``None``."""
+        source = "dict"
+        if not isinstance(data, dict):
+            source = os.fspath(data)
+            with open(source, encoding="utf-8") as f:
+                data = json.load(f)
+        if not data:
+            raise ValueError(f"{source}: no heads in Wu et al. score data")
+        heads = {}
+        for key, values in data.items():
+            try:
+                head = Head.parse(key)
+            except ValueError:
+                raise ValueError(f"{source}: key {key!r} is not '<layer>-<head>'") from None
+            heads[head] = list(values)
+        lengths = {len(v) for v in heads.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"{source}: heads have different numbers of trials {sorted(lengths)}; expected one list length")
+        n = lengths.pop()
+        n_layers = 1 + max(h.layer for h in heads)
+        n_heads = 1 + max(h.head for h in heads)
+        missing = n_layers * n_heads - len(heads)
+        if missing:
+            raise ValueError(f"{source}: {missing} of {n_layers}x{n_heads} heads are missing")
+        per_example = torch.zeros(n, n_layers, n_heads)
+        for head, values in heads.items():
+            per_example[:, head.layer, head.head] = torch.tensor(values, dtype=torch.float32)
+        return cls(
+            per_example=per_example,
+            counted=torch.ones(n, dtype=torch.bool),
+            responses=[""] * n,
+            n_kv_heads=n_kv_heads,
+            meta={"source": "wu_json"},
+        )
+
+    # --- tables -----------------------------------------------------------------------------
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame with one row per head: ``layer, head, label, kv_head, score``,
+        sorted by score (highest first). pandas is imported here, not at module import."""
+        import pandas as pd
+
+        scores = self.scores
+        group = self.n_heads // self.n_kv_heads if self.n_kv_heads else None
+        rows = [
+            {
+                "layer": l,
+                "head": h,
+                "label": str(Head(l, h)),
+                "kv_head": (h // group) if group else None,
+                "score": float(scores[l, h]),
+            }
+            for l in range(self.n_layers)
+            for h in range(self.n_heads)
+        ]
+        df = pd.DataFrame(rows)
+        return df.sort_values(["score", "layer", "head"], ascending=[False, True, True], kind="stable").reset_index(drop=True)
+
+    # --- files ------------------------------------------------------------------------------
+    def save(self, path: "str | os.PathLike") -> Path:
+        """Write one ``.safetensors`` file (tensors; responses and meta as JSON in its header),
+        to a temporary file first, then renamed into place."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tensors = {"per_example": self.per_example.float().contiguous().cpu(), "counted": self.counted.to(torch.uint8)}
+        for name in ("hits", "needle_tokens", "rouge"):
+            value = getattr(self, name)
+            if value is not None:
+                tensors[name] = value.contiguous().cpu()
+        header = {"format": _FORMAT, "responses": self.responses, "n_kv_heads": self.n_kv_heads, "meta": self.meta}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"rhlens": json.dumps(header)})
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike") -> "HeadScores":
+        """Read a file written by :meth:`save`."""
+        from safetensors import safe_open
+
+        path = os.fspath(path)
+        with safe_open(path, framework="pt") as f:
+            raw = (f.metadata() or {}).get("rhlens")
+            if raw is None:
+                raise ValueError(f"{path}: not a HeadScores file (no 'rhlens' header); write it with HeadScores.save")
+            header = json.loads(raw)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if header.get("format") != _FORMAT:
+            raise ValueError(f"{path}: format {header.get('format')!r}, expected {_FORMAT!r}")
+        return cls(
+            per_example=tensors["per_example"],
+            counted=tensors["counted"].bool(),
+            responses=list(header["responses"]),
+            hits=tensors.get("hits"),
+            needle_tokens=tensors.get("needle_tokens"),
+            rouge=tensors.get("rouge"),
+            n_kv_heads=header.get("n_kv_heads"),
+            meta=dict(header.get("meta") or {}),
+        )

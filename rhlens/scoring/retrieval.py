@@ -1,0 +1,228 @@
+"""Retrieval scores per head (Wu et al., 2024), all heads at once, in bounded memory.
+
+:func:`retrieval_scores` implements Wu et al.'s definition (``method="decode"``, their
+``retrieval_head_detection.py``) and a teacher-forced variant (``method="forced"``).
+
+How it runs. One hook per layer on ``hook_pattern`` reduces the attention rows being scored to
+their ``top_k`` key positions right away (``[batch, head, k]`` indices) and looks them up in a
+``[batch, context]`` table holding the prompt token at needle positions and ``-1`` elsewhere.
+The generated (or gold) token is then compared with all layers, heads and examples in one
+tensor operation. Examples are batched (left-padded, sorted by length); prompts go through the
+key/value cache in chunks of ``chunk_size`` tokens.
+
+Memory. No full attention pattern is kept: per layer, attention memory is what the model's
+forward itself needs for one chunk, ``O(batch x heads x chunk x context)``, plus ``O(batch x
+heads x k)`` per layer for the reduced rows. Caveat: a ``TransformerBridge`` has no incremental
+cache in rhlens (:class:`rhlens.adapter.RecomputeCache` re-runs the whole sequence at each
+step), so on a bridge attention memory and time are quadratic in the context.
+
+>>> from rhlens.models import tiny_llama, word_level_tokenizer
+>>> from rhlens.tasks.example import Example
+>>> prompt = "the key is red . the sky is blue . Question : what is the key ? Answer :"
+>>> ex = Example(prompt=prompt, answer="red", needles=((11, 14),), task="kv", variant="symbolic")
+>>> model = tiny_llama(tokenizer=word_level_tokenizer([prompt]), seed=0)
+>>> hs = retrieval_scores(model, [ex], max_new_tokens=4, rouge_gate=None, progress=False)
+>>> hs.scores.shape, hs.n_counted
+(torch.Size([2, 4]), 1)
+"""
+
+from functools import partial
+from typing import Any, Literal, Sequence
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from rhlens.adapter import analysis_mode, architecture, forward, hook_name, hooks, model_device, new_kv_cache, tokenizer_of
+from rhlens.encoding import pad_id_of, pad_left
+from rhlens.generation import default_stop_ids, greedy_generate
+from rhlens.scoring._common import Item, assemble, check_method, needle_lookup, prepare
+from rhlens.scoring.results import HeadScores
+
+
+def retrieval_scores(
+    model: Any,
+    examples: Sequence[Any],
+    *,
+    method: Literal["decode", "forced"] = "decode",
+    max_new_tokens: int = 50,
+    rouge_gate: float | None = 0.5,
+    top_k: int = 1,
+    batch_size: int = 8,
+    chunk_size: int | None = 512,
+    progress: bool = True,
+) -> HeadScores:
+    """Wu et al.'s retrieval score of every attention head, averaged over ``examples``.
+
+    ``method="decode"`` (Wu et al. exactly): greedy decoding from each prompt, stopping at EOS or
+    a newline token or after ``max_new_tokens``. At every decoding step (step 0 is the forward
+    of the last prompt position) and for every head, take the ``top_k`` key positions of the last
+    query's attention. The head scores a hit when one of them lies in a needle span and the token
+    generated at that step equals the prompt token there; each hit adds ``1 / (number of needle
+    tokens)``, at most one hit per head per step (Wu's ``break``). The step that produces the stop
+    token is scored too, as in Wu's loop. An example counts when the ROUGE-1 recall of the needle
+    text in the decoded response exceeds ``rouge_gate`` (``None``: always); a head's score is the
+    mean over counted examples.
+
+    ``method="forced"``: the gold completion (``" " + answer`` and EOS) is teacher-forced in one
+    chunked pass; the query at position ``t - 1`` is scored against the gold token at ``t`` for
+    every answer token including EOS. Differences from decode: (a) hits are counted for the gold
+    tokens whether or not the model would have produced them, and the number of scored steps is
+    the answer's length, not the response's; (b) the gate uses the teacher-forced greedy
+    predictions (argmax at each answer position, cut at the first stop token) as the response;
+    (c) one forward pass instead of one per token, so it is much faster. When the greedy output
+    is the gold answer followed by EOS, both methods give identical hits and scores.
+
+    Args:
+        model: a ``HookedTransformer`` or ``TransformerBridge`` with a fast tokenizer.
+        examples: :class:`rhlens.tasks.Example` records (prompt, answer, needle character spans).
+        method: ``"decode"`` or ``"forced"``.
+        max_new_tokens: decoding steps at most (Wu et al.: 50); unused by ``"forced"``.
+        rouge_gate: ROUGE-1 recall an example must exceed to count; ``None`` disables the gate.
+        top_k: key positions checked per head and step (Wu et al.: 1).
+        batch_size: examples per forward.
+        chunk_size: prompt tokens per prefill forward (``None``: the whole prompt at once).
+        progress: show a tqdm bar over batches.
+
+    Returns:
+        :class:`HeadScores` with ``scores`` ``[n_layers, n_heads]`` per query head.
+
+    Raises:
+        ValueError: naming the example when it has no needle, a needle covers no token, or its
+            prompt (plus ``max_new_tokens``, or plus the answer) exceeds the model's context.
+    """
+    check_method(method)
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1 or None, got {chunk_size}")
+    items = prepare(model, examples, method=method, max_new_tokens=max_new_tokens)
+    arch = architecture(model)
+    hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long)
+    responses = [""] * len(items)
+    order = sorted(range(len(items)), key=lambda i: (len(items[i].enc.tokens), i))
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    score_batch = _decode_batch if method == "decode" else _forced_batch
+    with analysis_mode(model):
+        for batch in tqdm(batches, desc=f"retrieval scores ({method})", unit="batch", disable=not progress):
+            batch_hits, batch_responses = score_batch(
+                model, [items[i] for i in batch], top_k=top_k, chunk_size=chunk_size, max_new_tokens=max_new_tokens
+            )
+            hits[batch] = batch_hits.cpu()
+            for i, text in zip(batch, batch_responses):
+                responses[i] = text
+    meta = {"method": method, "top_k": top_k, "max_new_tokens": max_new_tokens if method == "decode" else None}
+    return assemble(model, items, hits, responses, rouge_gate=rouge_gate, meta=meta)
+
+
+class _TopKLookup:
+    """Per layer, the needle-table entries at the top-k attended positions of selected rows.
+
+    ``table`` ``[batch, width]`` is from :func:`needle_lookup`; key positions ``>= width``
+    (generated tokens) are never needle positions.
+    """
+
+    def __init__(self, table: Int[Tensor, "batch width"], top_k: int) -> None:
+        self.table = table
+        self.top_k = top_k
+
+    def __call__(self, rows: Tensor) -> Int[Tensor, "batch head q k"]:
+        """``rows`` ``[batch, head, q, key]`` attention -> ``[batch, head, q, k]`` needle tokens
+        (``-1`` where the position is not in a needle)."""
+        k = min(self.top_k, rows.shape[-1])
+        idx = rows.topk(k, dim=-1).indices  # [batch, head, q, k]
+        width = self.table.shape[1]
+        b, h, q, _ = idx.shape
+        flat = idx.clamp(max=width - 1).reshape(b, h * q * k)
+        tokens = self.table.gather(1, flat).reshape(b, h, q, k)
+        return torch.where(idx < width, tokens, -1)
+
+
+def _decode_batch(
+    model: Any, items: Sequence[Item], *, top_k: int, chunk_size: int | None, max_new_tokens: int
+) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
+    """Greedy decoding with one reducing hook per layer; hits counted in ``on_step``."""
+    arch = architecture(model)
+    tok = tokenizer_of(model)
+    device = model_device(model)
+    prompts = [it.enc.prompt_tokens for it in items]
+    padded = pad_left(prompts, pad_id_of(tok))
+    lookup = _TopKLookup(needle_lookup(items, padded.tokens.shape[1], padded.offsets).to(device), top_k)
+    latest: list[Tensor | None] = [None] * arch.n_layers  # per layer [batch, head, k]
+    hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
+
+    def record(pattern: Tensor, hook: Any, *, layer: int) -> None:
+        # The last query row is the newest position (the last prompt token during prefill).
+        latest[layer] = lookup(pattern[:, :, -1:, :])[:, :, 0]
+
+    def on_step(step: int, next_tokens: Int[Tensor, "batch"], active: Bool[Tensor, "batch"]) -> None:
+        cand = torch.stack(latest)  # [layer, batch, head, k]
+        hit = (cand == next_tokens[None, :, None, None]).any(dim=-1) & active[None, :, None]
+        hits.add_(hit.permute(1, 0, 2).long())
+
+    fwd_hooks = [(hook_name("pattern", l), partial(record, layer=l)) for l in range(arch.n_layers)]
+    with hooks(model, fwd_hooks):
+        gen = greedy_generate(model, prompts, max_new_tokens=max_new_tokens, chunk_size=chunk_size, on_step=on_step)
+    return hits, gen.texts(tok)
+
+
+def _forced_batch(
+    model: Any, items: Sequence[Item], *, top_k: int, chunk_size: int | None, max_new_tokens: int
+) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
+    """Teacher-forced pass over prompt + answer; only the answer-predicting rows are reduced.
+
+    Left padding aligns every row's end at column ``width - 1``, so the scored query columns are
+    ``[width - 1 - A, width - 1)`` with ``A`` the longest answer (shorter answers mask the rest).
+    """
+    arch = architecture(model)
+    tok = tokenizer_of(model)
+    device = model_device(model)
+    padded = pad_left([it.enc.tokens for it in items], pad_id_of(tok), device=device)
+    width = padded.tokens.shape[1]
+    lookup = _TopKLookup(needle_lookup(items, width, padded.offsets).to(device), top_k)
+    answer_lens = torch.tensor([len(it.enc.answer_tokens) for it in items], device=device)
+    a = int(answer_lens.max())
+    first = width - 1 - a  # first scored query column
+    valid = torch.arange(a, device=device)[None, :] >= (a - answer_lens)[:, None]  # [batch, a]
+    targets = padded.tokens[:, first + 1 :]  # [batch, a] gold token predicted by each scored row
+    hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
+    predicted = torch.zeros(len(items), a, dtype=torch.long, device=device)
+    window = {"start": 0, "end": 0}
+
+    def scored(start: int, end: int) -> tuple[int, int]:
+        return max(start, first), min(end, width - 1)
+
+    def record(pattern: Tensor, hook: Any, *, layer: int) -> None:
+        start, end = window["start"], window["end"]
+        s0, s1 = scored(start, end)
+        if s0 >= s1:
+            return
+        q = pattern.shape[2]  # rows cover columns [end - q, end) (a RecomputeCache re-runs all)
+        cand = lookup(pattern[:, :, q - (end - s0) : q - (end - s1), :])  # [batch, head, n, k]
+        gold = targets[:, s0 - first : s1 - first]  # [batch, n]
+        hit = (cand == gold[:, None, :, None]).any(dim=-1) & valid[:, None, s0 - first : s1 - first]
+        hits[:, layer].add_(hit.sum(dim=-1))
+
+    fwd_hooks = [(hook_name("pattern", l), partial(record, layer=l)) for l in range(arch.n_layers)]
+    cache = new_kv_cache(model, len(items))
+    step = chunk_size or width
+    with hooks(model, fwd_hooks):
+        for start in range(0, width, step):
+            end = min(start + step, width)
+            window["start"], window["end"] = start, end
+            logits = forward(
+                model, padded.tokens[:, start:end], attention_mask=padded.attention_mask[:, start:end], past_kv_cache=cache
+            )
+            s0, s1 = scored(start, end)
+            if s0 < s1:
+                predicted[:, s0 - first : s1 - first] = logits[:, s0 - start : s1 - start].argmax(dim=-1)
+    stop = default_stop_ids(tok)
+    responses = []
+    for b, n in enumerate(answer_lens.tolist()):
+        pred = predicted[b, a - n :].tolist()
+        cut = next((i for i, t in enumerate(pred) if t in stop), len(pred))
+        responses.append(tok.decode(pred[:cut], skip_special_tokens=True).strip())
+    return hits, responses
