@@ -13,9 +13,9 @@ Formats (``.json``, ``.jsonl`` or ``.jsonl.gz``):
 * SummHay: ``documents[{document_id, document_text, insights_included}]``,
   ``subtopics[{insights[{insight_id, insight}]}]``; one example per insight that
   some document includes; the answer cites those documents (``"[2] [7]"``). SummHay
-  documents paraphrase insights, so each needle is the window of up to
-  ``max_sentences`` sentences with the highest ROUGE-1 recall of the insight
-  (at least ``min_recall``) in each citing document.
+  documents paraphrase insights, so each needle is the shortest window of
+  consecutive sentences (up to ``max_sentences``) whose ROUGE-1 recall of the
+  insight reaches ``min_recall``, in each citing document (see :func:`locate_insight`).
 
 Prompts use the generators' templates (:mod:`rhlens.tasks.templates`). Answers
 are matched case-insensitively at word boundaries, with whitespace runs
@@ -133,23 +133,28 @@ def _get(rec, key, kind, where, prefix=""):
 def find_answer(text: str, candidates):
     """First ``(start, end, candidate)`` where a candidate occurs in ``text``.
 
-    Case-insensitive; word boundaries where the candidate starts/ends with a
-    word character; whitespace runs match any whitespace. None when absent.
+    Case-insensitive; whitespace runs match any whitespace. Candidates are first
+    tried at word boundaries on both sides, then (all of them again) at a left
+    boundary only, so "America" is found in "American". None when absent.
 
     >>> find_answer("Born in Lisbon, Portugal.", ["portugal"])
     (16, 24, 'portugal')
-    >>> find_answer("Carlisle", ["Carl"]) is None
+    >>> find_answer("a 1946 American film", ["the US", "America"])
+    (7, 14, 'America')
+    >>> find_answer("McCarl", ["Carl"]) is None
     True
     """
-    for cand in candidates:
-        c = cand.strip()
-        if not c:
-            continue
-        body = r"\s+".join(re.escape(part) for part in c.split())
-        pat = (r"(?<!\w)" if c[0].isalnum() else "") + body + (r"(?!\w)" if c[-1].isalnum() else "")
-        m = re.search(pat, text, flags=re.IGNORECASE)
-        if m:
-            return m.start(), m.end(), cand
+    for right_boundary in (True, False):
+        for cand in candidates:
+            c = cand.strip()
+            if not c:
+                continue
+            body = r"\s+".join(re.escape(part) for part in c.split())
+            pat = ((r"(?<!\w)" if c[0].isalnum() else "") + body
+                   + (r"(?!\w)" if right_boundary and c[-1].isalnum() else ""))
+            m = re.search(pat, text, flags=re.IGNORECASE)
+            if m:
+                return m.start(), m.end(), cand
     return None
 
 
@@ -350,32 +355,40 @@ def _sentences(text):
     return out
 
 
-def locate_insight(text: str, insight: str, *, max_sentences: int = 2):
-    """Best window of up to ``max_sentences`` consecutive sentences for ``insight``:
-    ``(start, end, recall)`` by ROUGE-1 recall of the insight (shorter wins ties).
+def locate_insight(text: str, insight: str, *, max_sentences: int = 3, min_recall: float = 0.5):
+    """Locate a (paraphrased) insight: ``(start, end, recall)`` of the shortest window
+    of consecutive sentences whose ROUGE-1 recall of the insight reaches
+    ``min_recall`` (the best window of that size); when no window of up to
+    ``max_sentences`` sentences does, the best one found (recall < min_recall).
+    A verbatim (case-insensitive) occurrence wins with recall 1.0.
 
     >>> t = "Cars are fast. The Demon runs on E85 fuel for more power. Rain."
     >>> s, e, r = locate_insight(t, "The Demon uses E85 fuel for more power.")
     >>> t[s:e], round(r, 2)
-    ('The Demon runs on E85 fuel for more power.', 0.75)
+    ('The Demon runs on E85 fuel for more power.', 0.88)
     """
     low = insight.lower()
     i = text.lower().find(low)
     if i >= 0:
         return i, i + len(insight), 1.0
     sents = _sentences(text)
-    best = (0.0, 0, 0)
-    for a in range(len(sents)):
-        for b in range(a, min(len(sents), a + max_sentences)):
-            s, e = sents[a][0], sents[b][1]
+    overall = (0.0, 0, 0)
+    for size in range(1, max_sentences + 1):
+        best = (0.0, 0, 0)
+        for a in range(len(sents) - size + 1):
+            s, e = sents[a][0], sents[a + size - 1][1]
             r = rouge1_recall(insight, text[s:e])
             if r > best[0] + 1e-12:
                 best = (r, s, e)
-    return best[1], best[2], best[0]
+        if best[0] >= min_recall:
+            return best[1], best[2], best[0]
+        if best[0] > overall[0] + 1e-12:
+            overall = best
+    return overall[1], overall[2], overall[0]
 
 
 def load_summhay(path, *, n_docs=None, errors="raise", instruction=True, min_recall=0.5,
-                 max_sentences=2):
+                 max_sentences=3):
     """SummHay haystacks as ``summhay`` citation examples, one per included insight.
 
     ``n_docs`` keeps the citing documents and the first other documents. A
@@ -409,7 +422,8 @@ def load_summhay(path, *, n_docs=None, errors="raise", instruction=True, min_rec
             needles, recalls, bad = [], [], []
             for i in citing:
                 j = keep.index(i)
-                s, e, r = locate_insight(docs[j][1], insight, max_sentences=max_sentences)
+                s, e, r = locate_insight(docs[j][1], insight, max_sentences=max_sentences,
+                                         min_recall=min_recall)
                 recalls.append(round(r, 4))
                 if r < min_recall:
                     bad.append(f"documents[{i}] (best recall {r:.2f})")
