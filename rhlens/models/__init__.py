@@ -2,6 +2,7 @@
 
 from rhlens.models.bridge import as_bridge, load_bridge
 from rhlens.models.hf import SUPPORTED_ARCHITECTURES, CheckpointError, load_hf_checkpoint
+from rhlens.models.io import load_model, save_model
 from rhlens.models.tiny import tiny_gpt2, tiny_llama
 from rhlens.models.tokenizer import default_tokenizer, word_level_tokenizer
 
@@ -12,6 +13,8 @@ __all__ = [
     "default_tokenizer",
     "load_bridge",
     "load_hf_checkpoint",
+    "load_model",
+    "save_model",
     "tiny_gpt2",
     "tiny_llama",
     "word_level_tokenizer",

@@ -1,0 +1,251 @@
+"""Save and load HookedTransformers as safetensors + JSON + tokenizer files. No pickle anywhere.
+
+A saved model is a folder::
+
+    my_model/
+      rhlens_model.json     format, version, HookedTransformerConfig fields (dtype as a string),
+                            weight-processing record, padding side, tokenizer present or not
+      model.safetensors     parameters (rotary tables and masks are rebuilt from the config)
+      tokenizer.json ...    tokenizer.save_pretrained(...) output, when the model has a tokenizer
+
+:func:`save_model` writes everything into a temporary sibling folder and renames it into place; an
+existing model folder is replaced only once the new one is complete, so a crash never leaves a
+half-written model under the target name. :func:`load_model` gives bit-identical logits.
+
+>>> import tempfile, torch
+>>> from rhlens.models import tiny_llama, word_level_tokenizer
+>>> model = tiny_llama(tokenizer=word_level_tokenizer(["The sky is blue ."]), n_key_value_heads=2)
+>>> folder = tempfile.mkdtemp() + "/tiny"
+>>> save_model(model, folder)
+>>> again = load_model(folder)
+>>> tokens = model.to_tokens("The sky is blue .")
+>>> torch.equal(model(tokens), again(tokens))
+True
+"""
+
+import json
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, HookedTransformer, record_weight_processing
+from transformer_lens import HookedTransformerConfig
+
+__all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "load_model", "save_model"]
+
+FORMAT = "rhlens-hooked-transformer"
+VERSION = 1
+MANIFEST_FILE = "rhlens_model.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+
+# Buffers a HookedTransformer rebuilds from its config at construction; never saved.
+_DERIVED_BUFFERS = ("rotary_sin", "rotary_cos", "mask", "IGNORE")
+# Config fields not saved: derived at construction, machine-specific, or with side effects
+# (``seed`` reseeds the global RNGs when a config is built).
+_UNSAVED_FIELDS = {"device", "n_devices", "n_params", "seed", "init_weights"}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _parse_dtype(name: str, source: Path) -> torch.dtype:
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"{source}: config field 'dtype'={name!r} is not a torch dtype (e.g. 'float32', 'bfloat16')")
+    return dtype
+
+
+def _config_to_json(cfg: HookedTransformerConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in HookedTransformerConfig.__dataclass_fields__:
+        if name in _UNSAVED_FIELDS:
+            continue
+        value = getattr(cfg, name)
+        if isinstance(value, torch.dtype):
+            value = _dtype_name(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        try:
+            json.dumps(value, allow_nan=True)
+        except TypeError:
+            raise ValueError(
+                f"HookedTransformerConfig field {name!r}={value!r} cannot be written to JSON; set it to a plain "
+                "value (number, string, list, dict or None) before save_model"
+            ) from None
+        out[name] = value
+    return out
+
+
+def _is_derived(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in _DERIVED_BUFFERS
+
+
+def _tensors_to_save(model: HookedTransformer) -> dict[str, torch.Tensor]:
+    """State-dict tensors minus derived buffers; tensors sharing storage are cloned (safetensors needs it)."""
+    seen: set[int] = set()
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        if _is_derived(key):
+            continue
+        t = value.detach().to("cpu")
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen or not t.is_contiguous():
+            t = t.contiguous().clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[key] = t
+    return out
+
+
+def save_model(model: HookedTransformer, path: str | os.PathLike) -> Path:
+    """Write ``model`` to the folder ``path`` atomically; returns the folder.
+
+    Saves the parameters (``model.safetensors``), the ``HookedTransformerConfig`` fields that
+    round-trip (``rhlens_model.json``; ``dtype`` as a string such as ``"float32"``; not ``device``,
+    ``seed``, ``n_params``), the weight-processing record (:func:`rhlens.adapter.weight_processing`)
+    and the tokenizer files. Rotary ``sin``/``cos`` tables are not saved: :func:`load_model` rebuilds
+    them from ``rotary_base``/``rotary_dim``/``n_ctx``.
+
+    The folder is written as a temporary sibling (``.<name>.tmp-<id>``) and renamed into place. An
+    existing folder at ``path`` is replaced only after the new one is complete, and only if it is
+    an rhlens model folder (holds ``rhlens_model.json``) or empty; anything else is refused.
+    """
+    if not isinstance(model, HookedTransformer):
+        raise TypeError(
+            f"save_model saves HookedTransformer models, got {type(model).__name__}. For a TransformerBridge "
+            "save its Hugging Face model instead: bridge.original_model.save_pretrained(folder)."
+        )
+    from safetensors.torch import save_file
+
+    target = Path(path)
+    if target.exists():
+        if not target.is_dir():
+            raise FileExistsError(f"{target} exists and is not a folder; pick another path for save_model")
+        if any(target.iterdir()) and not (target / MANIFEST_FILE).is_file():
+            raise FileExistsError(
+                f"{target} exists and is not an rhlens model folder (no {MANIFEST_FILE}); refusing to replace it. "
+                "Pick a new path or remove the folder yourself."
+            )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = target.parent / f".{target.name}.tmp-{tag}"
+    tok = getattr(model, "tokenizer", None)
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": _config_to_json(model.cfg),
+        "weight_processing": getattr(model, WEIGHT_PROCESSING_ATTR, None),
+        "tokenizer": tok is not None,
+        "default_padding_side": getattr(tok, "padding_side", None),
+    }
+    try:
+        tmp.mkdir()
+        save_file(_tensors_to_save(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "rhlens": FORMAT})
+        if tok is not None:
+            tok.save_pretrained(str(tmp))
+        with open(tmp / MANIFEST_FILE, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{tag}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> HookedTransformer:
+    """Load a folder written by :func:`save_model` (eval mode, on ``device``).
+
+    ``dtype`` casts the weights (default: the saved dtype). The weight-processing record and the
+    tokenizer's padding side are restored. Raises ``FileNotFoundError`` naming the missing file, and
+    ``ValueError`` naming the field when ``rhlens_model.json`` or the weights do not fit together.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    manifest_path = folder / MANIFEST_FILE
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass a folder written by rhlens.save_model")
+    if not manifest_path.is_file():
+        hint = " It looks like a Hugging Face checkpoint: use rhlens.load_hf_checkpoint(path)." if (folder / "config.json").is_file() else ""
+        raise FileNotFoundError(f"{manifest_path} is missing: {folder} was not written by rhlens.save_model.{hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{manifest_path} is not valid JSON ({exc}); re-save the model with rhlens.save_model") from None
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{manifest_path}: field 'format'={manifest.get('format')!r}, expected {FORMAT!r}")
+    if int(manifest.get("version", 0)) > VERSION:
+        raise ValueError(
+            f"{manifest_path}: field 'version'={manifest['version']} is newer than this rhlens reads ({VERSION}); "
+            "upgrade rhlens"
+        )
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path} is missing: copy it from where the model was saved, or re-save the model")
+    tok = None
+    if manifest.get("tokenizer"):
+        if not (folder / TOKENIZER_FILE).is_file():
+            raise FileNotFoundError(
+                f"{folder / TOKENIZER_FILE} is missing but {MANIFEST_FILE} says the model has a tokenizer; copy the "
+                "tokenizer files (tokenizer.json, tokenizer_config.json) back, or re-save the model"
+            )
+        from transformers import AutoTokenizer
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+    raw = dict(manifest.get("config") or {})
+    valid = set(HookedTransformerConfig.__dataclass_fields__)
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        warnings.warn(f"{manifest_path}: ignoring config fields this TransformerLens does not know: {unknown}", stacklevel=2)
+        for key in unknown:
+            raw.pop(key)
+    raw["dtype"] = dtype if dtype is not None else _parse_dtype(raw.get("dtype", "float32"), manifest_path)
+    raw.update(device=str(device), init_weights=False)
+    try:
+        cfg = HookedTransformerConfig(**raw)
+    except (TypeError, AssertionError, ValueError) as exc:
+        raise ValueError(f"{manifest_path}: field 'config' does not make a HookedTransformerConfig: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(
+            cfg, tokenizer=tok, move_to_device=False, default_padding_side=manifest.get("default_padding_side")
+        )
+    state = load_file(str(weights_path), device="cpu")
+    expected = {k for k in model.state_dict() if not _is_derived(k)}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights_path} does not fit {MANIFEST_FILE}'s config: missing {missing[:4]}, unexpected {unexpected[:4]}. "
+            "The two files come from different models; re-save the model with rhlens.save_model."
+        )
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise ValueError(f"tensor shapes in {weights_path} contradict {MANIFEST_FILE}'s config: {exc}") from None
+    model.to(device, print_details=False)
+    model.eval()
+    if manifest.get("weight_processing") is not None:
+        record_weight_processing(model, **manifest["weight_processing"])
+    return model
