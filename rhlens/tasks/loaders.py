@@ -22,7 +22,8 @@ are matched case-insensitively at word boundaries, with whitespace runs
 matching any whitespace. A malformed record raises ``ValueError`` naming the
 file, line (or record) and field; a needle that cannot be found raises too, or,
 with ``errors="skip"``, is skipped and counted in the returned
-:class:`LoadResult` (``.skipped``, ``.skip_reasons``).
+:class:`LoadResult` (``.skipped``, ``.skip_reasons``). ``errors="skip"`` never
+hides a malformed record: fix the file instead.
 
 >>> import json, tempfile, os
 >>> d = tempfile.mkdtemp(); p = os.path.join(d, "kv.jsonl")

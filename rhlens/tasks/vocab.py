@@ -74,7 +74,7 @@ def _vocabulary() -> tuple:
         if name.isupper() and isinstance(value, list):
             texts.extend(value)
     texts.extend(str(i) for i in range(MAX_DOCS + 1))
-    texts.extend(["a", "an"])
+    texts.extend(["a", "an", "-"])  # articles; the joiner of symbolic strings
     for rel in world.RELATIONS + world.SYMBOLIC_RELATIONS:
         for t in (rel.fact, rel.question, rel.phrase):
             texts.extend(_literals(t))
@@ -83,8 +83,8 @@ def _vocabulary() -> tuple:
             texts.extend(_literals(t))
     for t in world.GENERAL_TEMPLATES:
         texts.extend(_literals(t))
-    for t in templates.LITERALS:
-        texts.extend(_literals(t))
+    for t in templates.LITERALS:  # plain text, possibly holding {name} slots or JSON braces
+        texts.append(re.sub(r"\{\w+\}", " ", t))
     tokens = set()
     for t in texts:
         tokens.update(pretokenize(t))
