@@ -1,0 +1,52 @@
+"""Causal interventions on attention heads: knockout, attention-edge blocking, cross-model patching.
+
+Modules, one job each:
+
+- :mod:`~rhlens.interventions.ablation`: :func:`knockout` (zero / mean / uniform), :func:`random_heads`,
+  :func:`knockout_effect`.
+- :mod:`~rhlens.interventions.blocking`: :func:`block_attention` (Geva et al.'s attention knockout).
+- :mod:`~rhlens.interventions.compat`: :func:`check_compatible` (may two models be patched?).
+- :mod:`~rhlens.interventions.patching`: :func:`patch_heads` (source head outputs into a target).
+- :mod:`~rhlens.interventions.sweep`: :func:`patch_sweep` (every head alone, batched per layer).
+- :mod:`~rhlens.interventions.table`: :func:`patching_table` (intersection / complement / random).
+- :mod:`~rhlens.interventions.results`: the result objects.
+
+Names load lazily (``rhlens.evaluate`` and this package import each other's pieces).
+"""
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "knockout": "rhlens.interventions.ablation",
+    "random_heads": "rhlens.interventions.ablation",
+    "knockout_effect": "rhlens.interventions.ablation",
+    "mean_head_outputs": "rhlens.interventions.ablation",
+    "block_attention": "rhlens.interventions.blocking",
+    "check_compatible": "rhlens.interventions.compat",
+    "IncompatibleModelsError": "rhlens.interventions.compat",
+    "patch_heads": "rhlens.interventions.patching",
+    "patch_sweep": "rhlens.interventions.sweep",
+    "patching_table": "rhlens.interventions.table",
+    "EvalResult": "rhlens.interventions.results",
+    "KnockoutEffect": "rhlens.interventions.results",
+    "PatchResult": "rhlens.interventions.results",
+    "PatchingRow": "rhlens.interventions.results",
+    "PatchingTable": "rhlens.interventions.results",
+    "PatchSweep": "rhlens.interventions.results",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rhlens.interventions' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

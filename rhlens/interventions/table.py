@@ -1,0 +1,111 @@
+"""Zhao et al.'s patching table: which head sets carry the source model's advantage?
+
+Given the source's and the target's retrieval heads (top-``k`` of each model's scores), the source's
+head outputs are patched into the target for
+
+- ``"intersection"``: heads in both top-``k`` sets;
+- ``"complement"``: the source's top-``k`` heads that are *not* among the target's;
+- ``"random (n, as intersection)"``, ``"random (n, as complement)"``: ``n`` random heads (the
+  size of that set), drawn outside both top-``k`` sets (the control), ``n_random`` draws each
+  (the row holds their mean);
+
+next to ``"original"`` (the unpatched target). Deltas are against ``"original"``.
+
+>>> import torch
+>>> from rhlens.models import tiny_llama, word_level_tokenizer
+>>> from rhlens.tasks import Example
+>>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
+>>> tok = word_level_tokenizer([ex.prompt + ex.completion])
+>>> src_scores, tgt_scores = torch.rand(2, 4), torch.rand(2, 4)
+>>> table = patching_table(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex],
+...                        src_scores, tgt_scores, k=3, metric="logprob", progress=False)
+>>> table.names[0], table.deltas[0].item()
+('original', 0.0)
+"""
+
+from typing import Any, Sequence
+
+from torch import Tensor
+
+from rhlens.heads import HeadSet, as_head_set
+from rhlens.interventions.ablation import random_heads
+from rhlens.interventions.patching import PositionRule, patch_heads
+from rhlens.interventions.results import PatchingRow, PatchingTable
+
+
+def _head_set(heads: Any, k: int | None, what: str) -> HeadSet:
+    """The top-``k`` of a ``[n_layers, n_heads]`` score tensor (or of an object's ``.scores``, e.g.
+    ``HeadScores``), or a given set of heads (then ``k`` must be ``None`` or its size)."""
+    scores = getattr(heads, "scores", heads)
+    if isinstance(scores, Tensor):
+        if k is None:
+            raise ValueError(f"{what} are scores: pass k= to take the top-k heads")
+        return HeadSet.top_k(scores, k)
+    hs = as_head_set(heads)
+    if k is not None and len(hs) != k:
+        raise ValueError(f"{what} is a set of {len(hs)} heads but k={k}; pass scores to take a top-k, or k=None")
+    return hs
+
+
+def patching_table(
+    source: Any,
+    target: Any,
+    examples: Sequence[Any],
+    source_heads: Any,
+    target_heads: Any,
+    k: int | None = None,
+    *,
+    metric: Any = None,
+    positions: PositionRule = "all",
+    n_random: int = 1,
+    seed: int = 0,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    chunk_size: int | None = 512,
+    progress: bool = True,
+) -> PatchingTable:
+    """Patch the intersection, the complement and random head sets from ``source`` into ``target``.
+
+    Args:
+        source, target: models that pass :func:`rhlens.check_compatible` (the paper: the real-data
+            model into a synthetic-data model).
+        examples: evaluation examples.
+        source_heads, target_heads: each model's retrieval heads: ``[n_layers, n_heads]`` scores
+            (or ``HeadScores``) with ``k``, or head sets (``k=None``).
+        k: top-``k`` heads taken from scores.
+        metric, positions, max_new_tokens, batch_size, chunk_size, progress: as in
+            :func:`rhlens.patch_heads`.
+        n_random: random draws per random row (seeds ``seed, seed + 1, ...``).
+
+    Returns:
+        :class:`PatchingTable` with rows ``original``, ``intersection``, ``complement``,
+        ``random (n, as intersection)`` and ``random (n, as complement)``.
+    """
+    from rhlens.evaluate import evaluate
+
+    if n_random < 1:
+        raise ValueError(f"n_random must be >= 1, got {n_random}")
+    src = _head_set(source_heads, k, "source_heads")
+    tgt = _head_set(target_heads, k, "target_heads")
+    kw = dict(metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
+    original = evaluate(target, examples, **kw)
+    rows = [PatchingRow("original", HeadSet(), original.score, 0.0)]
+
+    def patched_score(heads: HeadSet) -> float:
+        if not heads:
+            return original.score
+        return patch_heads(source, target, examples, heads, positions=positions, original=original, **kw).patched.score
+
+    inter, comp = src & tgt, src - tgt
+    for name, heads in (("intersection", inter), ("complement", comp)):
+        score = patched_score(heads)
+        rows.append(PatchingRow(name, heads, score, score - original.score))
+    for name, size in (("intersection", len(inter)), ("complement", len(comp))):
+        draws, drawn = [], HeadSet()
+        for i in range(n_random):
+            heads = random_heads(target, size, exclude=src | tgt, seed=seed + i)
+            drawn = drawn | heads
+            draws.append(patched_score(heads))
+        mean = sum(draws) / len(draws)
+        rows.append(PatchingRow(f"random ({size}, as {name})", drawn, mean, mean - original.score, draws))
+    return PatchingTable(rows=rows, metric=original.metric)
