@@ -69,8 +69,13 @@ def summhay_question(insight: str) -> str:
 
     >>> summhay_question("Ann lives in Rome.")
     'Which documents state that Ann lives in Rome?'
+    >>> summhay_question("The value of ba1 is ke4.")
+    'Which documents state that the value of ba1 is ke4?'
     """
-    return SUMMHAY_QUESTION.format(insight=insight.strip().rstrip(".")) + "?"
+    text = insight.strip().rstrip(".")
+    if text.startswith("The "):
+        text = "the " + text[4:]
+    return SUMMHAY_QUESTION.format(insight=text) + "?"
 
 
 def kv_pair(key: str, value: str) -> tuple:

@@ -5,7 +5,10 @@ Realism sets what keys and values are: ``symbolic`` random chunk strings
 Diversity sets the distractor values: ``varied`` fresh values, ``filler`` the
 repeated filler phrases ("the grass is green"), so the haystack is low-diversity.
 The needle is the gold value's span. ``position`` chooses the gold pair's index
-(int) or depth fraction. Knobs: ``key_chunks`` / ``value_chunks`` (symbolic
+(int) or depth fraction. Pairs are the length unit; the last few tokens come
+from growing distractor pairs (an extra value chunk, symbolic; a middle name,
+otherwise), up to ``MAX_GROW`` each, so at tiny contexts (64 tokens, 2-3
+pairs) distractor keys can carry several middle names. Knobs: ``key_chunks`` / ``value_chunks`` (symbolic
 string lengths, default 3 and 3).
 
 >>> from rhlens.tasks import generate
