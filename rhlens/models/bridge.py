@@ -191,6 +191,32 @@ def hf_llama_from_hooked(model: HookedTransformer) -> Any:
     return hf
 
 
+def _cache_kwarg_fix(bridge: Any) -> None:
+    """Let the bridge's attention modules find a KV cache passed as ``cache=``.
+
+    transformers >= 5.2x renamed the decoder layers' ``past_key_values`` argument to ``cache``, but
+    TransformerLens 3.9's ``AttentionBridge._update_kv_cache`` still reads only ``past_key_values``
+    (and ``layer_past``): the cache is silently never updated, so chunked prefill and cached
+    decoding attend to the current chunk only. This wraps the method on each attention module
+    of *this* bridge (no global patch) to also read ``cache``; it is a no-op where the names agree.
+    """
+    import types
+
+    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
+
+    def wrap(original: Any) -> Any:
+        def _update_kv_cache(self: Any, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> Any:
+            if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+                kwargs["past_key_values"] = kwargs["cache"]
+            return original(self, k, v, **kwargs)
+
+        return _update_kv_cache
+
+    for module in bridge.modules():
+        if isinstance(module, AttentionBridge) and "_update_kv_cache" not in vars(module):
+            module._update_kv_cache = types.MethodType(wrap(type(module)._update_kv_cache), module)
+
+
 def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> Any:
     _require_bridge()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -203,6 +229,7 @@ def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> Any:
             device=str(next(hf_model.parameters()).device),
             dtype=next(hf_model.parameters()).dtype,
         )
+    _cache_kwarg_fix(bridge)
     bridge.eval()
     return bridge
 
