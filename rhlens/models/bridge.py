@@ -11,6 +11,25 @@ Hugging Face execution path (its attention, its KV cache).
 
 Both force ``attn_implementation="eager"`` so that ``hook_pattern`` and ``hook_attn_scores`` fire.
 
+How the bridge's hooks compare with HookedTransformer's (measured on tiny Llama models with 4 query
+heads and 4, 2 or 1 key/value heads; values agree to ~1e-6):
+
+- ``blocks.{L}.attn.hook_q``/``hook_rot_q``/``hook_z``: ``[batch, pos, head, d_head]`` in both.
+- ``hook_k``/``hook_v``/``hook_rot_k``: ``[batch, pos, kv_head, d_head]`` in both (not repeated
+  to query heads under grouped-query attention).
+- ``hook_pattern``/``hook_attn_scores``: ``[batch, head, q_pos, k_pos]`` in both. Masked (future or
+  padding) scores are ``-inf`` in HookedTransformer but ``torch.finfo(dtype).min`` in the bridge.
+- With a KV cache, ``hook_k``/``hook_rot_k`` hold only the new positions, while ``hook_pattern``
+  and ``hook_attn_scores`` span cached + new keys (``k_pos = past + pos``).
+- The bridge installs internal forward pre-hooks on its RMSNorm wrappers at its first forward; they
+  stay, so count hooks relative to a warmed-up bridge.
+
+KV cache: pass a ``transformers.DynamicCache()`` as ``cache=`` (or the deprecated
+``past_key_values=``) with ``use_cache=True`` and an ``attention_mask`` spanning cached + new tokens;
+chunked prefill then equals the full forward (left padding included). Bridges built here get
+:func:`_cache_kwarg_fix`; without it (a plain ``TransformerBridge.boot_transformers`` under
+transformers >= 5.2x) the cache is silently never filled and cached generation is wrong.
+
 Memory: :func:`as_bridge` copies every weight once (the Hugging Face model owns its own tensors;
 the HookedTransformer is left untouched), so peak memory is twice the model.
 

@@ -16,7 +16,8 @@ half-written model under the target name. :func:`load_model` gives bit-identical
 >>> from rhlens.models import tiny_llama, word_level_tokenizer
 >>> model = tiny_llama(tokenizer=word_level_tokenizer(["The sky is blue ."]), n_key_value_heads=2)
 >>> folder = tempfile.mkdtemp() + "/tiny"
->>> save_model(model, folder)
+>>> save_model(model, folder).name
+'tiny'
 >>> again = load_model(folder)
 >>> tokens = model.to_tokens("The sky is blue .")
 >>> torch.equal(model(tokens), again(tokens))

@@ -142,3 +142,13 @@ def test_stories260k_bridge(realdata):
         ref = model(tokens)
         assert (bridge(tokens) - ref).abs().max().item() < 1e-4
         assert (direct(tokens) - ref).abs().max().item() < 1e-4
+
+
+def test_cached_generation_matches_hooked(tok):
+    model = tiny_llama(tokenizer=tok, n_key_value_heads=2, seed=3)
+    bridge = as_bridge(model)
+    tokens = model.to_tokens(TEXTS[0] + " The sky")
+    kw = dict(max_new_tokens=6, do_sample=False, verbose=False, return_type="tokens")
+    with torch.no_grad():
+        expected = model.generate(tokens, use_past_kv_cache=True, **kw)
+        assert torch.equal(bridge.generate(tokens, use_past_kv_cache=True, **kw), expected)
