@@ -315,8 +315,6 @@ def hooked_config_from_hf(
             "positions and cannot be extended; pass n_ctx <= n_positions"
         )
     cfg.update(overrides)
-    if cfg.get("d_head") and cfg["d_head"] * cfg["n_heads"] != cfg["d_model"] and arch == "GPT2LMHeadModel":
-        raise CheckpointError(f"{src}: d_head*n_heads must equal d_model for GPT-2")
     return HookedTransformerConfig(**cfg)
 
 
