@@ -4,8 +4,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
+
+# Tiny models run fastest on one thread; it also keeps parallel test processes from contending.
+torch.set_num_threads(1)
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 

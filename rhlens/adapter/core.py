@@ -26,6 +26,7 @@ from torch import nn
 warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
 
 from transformer_lens import HookedTransformer  # noqa: E402
+from transformer_lens.hook_points import HookPoint  # noqa: E402
 
 try:  # TransformerBridge arrived in TransformerLens 3.9
     from transformer_lens.model_bridge import TransformerBridge
@@ -236,12 +237,15 @@ def hooks(
 
 
 def count_hooks(model: Any) -> int:
-    """Number of forward and backward hooks currently attached anywhere in ``model``."""
+    """Number of user hooks (forward and backward) attached to the model's hook points.
+
+    Only TransformerLens ``HookPoint`` modules are counted: a ``TransformerBridge`` keeps a few
+    permanent internal hooks on other modules, which are not the user's.
+    """
     total = 0
     for module in model.modules():
-        total += len(getattr(module, "_forward_hooks", {}))
-        total += len(getattr(module, "_forward_pre_hooks", {}))
-        total += len(getattr(module, "_backward_hooks", {}))
+        if isinstance(module, HookPoint):
+            total += len(module._forward_hooks) + len(module._forward_pre_hooks) + len(module._backward_hooks)
     return total
 
 
