@@ -18,14 +18,51 @@ _EXPORTS: dict[str, str] = {
     # heads
     "Head": "rhlens.heads",
     "HeadSet": "rhlens.heads",
-    # models
+    # tasks (layer 1)
+    "Example": "rhlens.tasks",
+    "generate": "rhlens.tasks",
+    "niah_grid": "rhlens.tasks",
+    "TASKS": "rhlens.tasks",
+    "VARIANTS": "rhlens.tasks",
+    # models (layer 2)
     "tiny_llama": "rhlens.models",
     "tiny_gpt2": "rhlens.models",
     "word_level_tokenizer": "rhlens.models",
     "default_tokenizer": "rhlens.models",
+    "load_hf_checkpoint": "rhlens.models",
+    "load_bridge": "rhlens.models",
+    "as_bridge": "rhlens.models",
+    "save_model": "rhlens.models",
+    "load_model": "rhlens.models",
+    "load_base": "rhlens.models",
     # encoding and generation
     "encode_example": "rhlens.encoding",
     "greedy_generate": "rhlens.generation",
+    # analyzers (layer 4)
+    "retrieval_scores": "rhlens.scoring",
+    "HeadScores": "rhlens.scoring",
+    "evaluate": "rhlens.evaluate",
+    "EvalResult": "rhlens.interventions",
+    "knockout": "rhlens.interventions",
+    "knockout_effect": "rhlens.interventions",
+    "KnockoutEffect": "rhlens.interventions",
+    "random_heads": "rhlens.interventions",
+    "block_attention": "rhlens.interventions",
+    "check_compatible": "rhlens.interventions",
+    "IncompatibleModelsError": "rhlens.interventions",
+    "patch_heads": "rhlens.interventions",
+    "PatchResult": "rhlens.interventions",
+    "patching_table": "rhlens.interventions",
+    "PatchingTable": "rhlens.interventions",
+    "patch_sweep": "rhlens.interventions",
+    "PatchSweep": "rhlens.interventions",
+    # training (layer 5)
+    "train": "rhlens.train",
+    "TrainConfig": "rhlens.train",
+    "TrainResult": "rhlens.train",
+    "NonFiniteLossError": "rhlens.train",
+    "extend_context": "rhlens.train",
+    "pretrain_base": "rhlens.pretrain",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -1,5 +1,6 @@
 """Build tiny models, load local checkpoints, save and load (safetensors + JSON)."""
 
+from rhlens.models.base import base_card, base_dir, load_base
 from rhlens.models.bridge import as_bridge, load_bridge
 from rhlens.models.hf import SUPPORTED_ARCHITECTURES, CheckpointError, load_hf_checkpoint
 from rhlens.models.io import load_model, save_model
@@ -10,6 +11,9 @@ __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "CheckpointError",
     "as_bridge",
+    "base_card",
+    "base_dir",
+    "load_base",
     "default_tokenizer",
     "load_bridge",
     "load_hf_checkpoint",

@@ -1,0 +1,39 @@
+"""The embedded base model shipped with rhlens (made by ``rhlens pretrain-base``).
+
+>>> from rhlens.models import load_base
+>>> model = load_base()
+>>> model.cfg.n_layers >= 2
+True
+"""
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+BASE_ASSET = "base"
+
+
+def base_dir() -> Path:
+    """The folder of the shipped base: ``model/`` (weights, config, tokenizer), ``CARD.md``,
+    ``training_log.jsonl``, ``abilities.json``, ``recipe.json``."""
+    return Path(str(resources.files("rhlens") / "assets" / BASE_ASSET))
+
+
+def load_base() -> Any:
+    """The shipped base model as a HookedTransformer (in eval mode) with its word-level tokenizer."""
+    from rhlens.models.io import load_model
+
+    path = base_dir() / "model"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"The shipped base model is missing at {path}; reinstall rhlens, or train one with "
+            "`rhlens pretrain-base --out DIR` and load it with rhlens.pretrain.load_base_from(DIR)"
+        )
+    model = load_model(path)
+    model.eval()
+    return model
+
+
+def base_card() -> str:
+    """The shipped base's model card (Markdown)."""
+    return (base_dir() / "CARD.md").read_text()

@@ -1,0 +1,189 @@
+"""Pretrain the embedded base model: a tiny Llama that already copies from context.
+
+:func:`pretrain_base` runs a :class:`~rhlens.pretrain.recipe.Recipe` stage by stage with
+:func:`rhlens.train`: first next-token loss on induction text (spans that recur), then the
+tasks' question-and-answer forms, over a curriculum of context lengths. Every stage checkpoints
+into ``out_dir/stages/<name>``; a finished stage leaves ``out_dir/stages/<name>/model``, so
+``resume=True`` skips finished stages and continues the unfinished one from its last
+checkpoint. The result goes to ``out_dir/model`` (a :func:`rhlens.models.save_model` folder)
+with ``training_log.jsonl``, ``abilities.json``, ``recipe.json`` and ``CARD.md``.
+
+The run is deterministic for a recipe on one machine type (CPU float32): re-running it
+reproduces the weights to float tolerance.
+"""
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rhlens.pretrain.data import stage_examples
+from rhlens.pretrain.recipe import Recipe, default_recipe_path, load_recipe
+
+MODEL_DIR = "model"
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain_base` made: the model, where it was saved, its measured abilities."""
+
+    model: Any
+    model_dir: Path
+    abilities: dict[str, float]
+    seconds: float
+    steps: int
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def build_base_model(recipe: Recipe) -> Any:
+    """The untrained base: :func:`rhlens.tiny_llama` with the recipe's model overrides."""
+    from rhlens.models import tiny_llama
+
+    overrides = dict(recipe.model)
+    overrides.setdefault("seed", recipe.seed)
+    return tiny_llama(**overrides)
+
+
+def measure_abilities(model: Any, *, context_tokens: int, n: int = 50, seed: int = 12345) -> dict[str, float]:
+    """Exact match on fresh ``kv`` (symbolic and realistic) and realistic ``mdqa`` examples."""
+    from rhlens.evaluate import evaluate
+    from rhlens.tasks import generate
+
+    out = {}
+    for task, variant in (("kv", "symbolic"), ("kv", "realistic"), ("mdqa", "realistic")):
+        examples = generate(task, variant, n, context_tokens=context_tokens, seed=seed)
+        out[f"{task}/{variant}@{context_tokens}"] = float(evaluate(model, examples, progress=False).score)
+    return out
+
+
+def pretrain_base(
+    recipe: Recipe | str | Path | None = None,
+    out_dir: str | Path = "runs/base",
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> PretrainResult:
+    """Train the base model of ``recipe`` (default: rhlens's own) into ``out_dir``.
+
+    Args:
+        recipe: a :class:`Recipe`, a path to a recipe TOML, or ``None`` for
+            :func:`default_recipe_path`.
+        out_dir: run folder (stage checkpoints, logs, the final model).
+        resume: continue an interrupted run in ``out_dir``; without it an ``out_dir`` that
+            already holds stages is an error (nothing is overwritten silently).
+        progress: tqdm bars.
+    """
+    from dataclasses import replace
+
+    from rhlens.models import load_model, save_model
+    from rhlens.train import train
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe if recipe is not None else default_recipe_path())
+    out_dir = Path(out_dir)
+    stages_dir = out_dir / "stages"
+    if stages_dir.exists() and any(stages_dir.iterdir()) and not resume:
+        raise FileExistsError(f"{out_dir} already holds a pretraining run; pass resume=True (--resume) or use a new folder")
+    stages_dir.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(out_dir / "recipe.json", json.dumps(recipe.to_dict(), indent=2))
+
+    start = time.perf_counter()
+    model = build_base_model(recipe)
+    torch.manual_seed(recipe.seed)
+    total_steps = 0
+    log_lines: list[str] = []
+    for k, stage in enumerate(recipe.stages):
+        stage_dir = stages_dir / stage.name
+        done_dir = stage_dir / MODEL_DIR
+        if done_dir.is_dir():
+            model = load_model(done_dir)
+        else:
+            examples = stage_examples(
+                n=stage.n_examples, context_tokens=stage.context_tokens, mix=stage.mix,
+                seed=recipe.seed * 1000 + k, tasks=stage.tasks,
+            )
+            config = replace(stage.train, resume=resume, progress=progress and stage.train.progress)
+            train(model, examples, config, out_dir=stage_dir)
+            save_model(model, done_dir)
+        total_steps += stage.train.total_steps(stage.n_examples)
+        log_path = stage_dir / "metrics.jsonl"
+        if log_path.is_file():
+            for line in log_path.read_text().splitlines():
+                if line.strip():
+                    log_lines.append(json.dumps({"stage": stage.name, **json.loads(line)}))
+    seconds = time.perf_counter() - start
+    ctx = int(recipe.eval.get("context_tokens", recipe.stages[-1].context_tokens))
+    abilities = measure_abilities(model, context_tokens=ctx, n=int(recipe.eval.get("n", 50)))
+    model_dir = out_dir / MODEL_DIR
+    save_model(model, model_dir)
+    _write_text_atomic(out_dir / "training_log.jsonl", "\n".join(log_lines) + "\n")
+    _write_text_atomic(out_dir / "abilities.json", json.dumps(abilities, indent=2))
+    _write_text_atomic(out_dir / "CARD.md", model_card(recipe, abilities, steps=total_steps, seconds=seconds, model=model))
+    return PretrainResult(model=model, model_dir=model_dir, abilities=abilities, seconds=seconds, steps=total_steps)
+
+
+def model_card(recipe: Recipe, abilities: dict[str, float], *, steps: int, seconds: float, model: Any) -> str:
+    """A short Markdown card: data recipe, seed, steps, time, what the model can and cannot do."""
+    n_params = sum(p.numel() for p in model.parameters())
+    cfg = model.cfg
+    stages = "\n".join(
+        f"| {s.name} | {s.context_tokens} | {s.n_examples} | "
+        f"{', '.join(f'{k} {v:g}' for k, v in s.mix.items())} | {s.train.total_steps(s.n_examples)} | {s.train.lr:g} |"
+        for s in recipe.stages
+    )
+    skills = "\n".join(f"| {k} | {v:.2f} |" for k, v in abilities.items())
+    return f"""# {recipe.name}
+
+A tiny Llama-shaped model that rhlens trains itself, so that fine-tuning on each task variant takes
+minutes on a laptop CPU. It is the embedded default of `rhlens.models.load_base()`.
+
+- Architecture: {cfg.n_layers} layers, {cfg.n_heads} heads of size {cfg.d_head}, d_model {cfg.d_model},
+  d_mlp {cfg.d_mlp}, rotary positions (base {cfg.rotary_base:g}), RMSNorm, gated SiLU MLP,
+  context {cfg.n_ctx}, word-level vocabulary of {cfg.d_vocab} tokens ({n_params:,} parameters).
+- Seed {recipe.seed}; {steps} optimizer steps; {seconds / 60:.1f} minutes on {platform.machine()} CPU
+  ({torch.get_num_threads()} threads), torch {torch.__version__}.
+- Recipe: `rhlens/recipes/base.toml`; reproduce with `rhlens pretrain-base --config <that file> --out DIR`.
+
+## Data curriculum
+
+| stage | context tokens | examples | mix | steps | lr |
+|---|---|---|---|---|---|
+{stages}
+
+`induction`: random words from the task vocabulary with recurring spans (next-token loss on all of
+it); `lm`: task prompts with answers as plain text (next-token loss on all of it); `qa`: task
+examples with the loss on the answer only.
+
+## What it can do (exact match on fresh examples)
+
+| task | exact match |
+|---|---|
+{skills}
+
+## What it cannot do
+
+- It knows only the words of `rhlens.tasks.vocabulary()`; any other word is `<unk>`.
+- It was trained at contexts up to {max(s.context_tokens for s in recipe.stages)} tokens: longer
+  contexts need fine-tuning (and `rhlens.extend_context` beyond {cfg.n_ctx}).
+- It is not a language model of English: its world is the generators' templates, names and symbols.
+"""
+
+
+def load_base_from(run_dir: str | Path) -> Any:
+    """The model a :func:`pretrain_base` run saved in ``run_dir``."""
+    from rhlens.models import load_model
+
+    path = Path(run_dir) / MODEL_DIR
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} holds no finished pretraining run")
+    return load_model(path)
