@@ -1,0 +1,103 @@
+"""Rotary tables and context length: what :func:`rhlens.extend_context` changes inside a model.
+
+TransformerLens keeps, in every attention layer, two buffers ``rotary_sin`` and ``rotary_cos``
+``[rows, rotary_dim]`` computed from ``cfg.rotary_base`` (theta); ``rows`` starts at
+``min(n_ctx, 2048)`` and grows lazily up to ``cfg.n_ctx``. The causal mask is built at forward time
+(older releases kept an ``[n_ctx, n_ctx]`` ``mask`` buffer; it is resized here when present).
+
+>>> from rhlens.models import tiny_llama
+>>> model = tiny_llama(n_ctx=64)                            # doctest: +SKIP
+>>> set_context(model, 128, rotary_base=40_000)             # doctest: +SKIP
+>>> model.cfg.n_ctx, model.cfg.rotary_base, rotary_rows(model)   # doctest: +SKIP
+(128, 40000, 128)
+"""
+
+import torch
+
+from rhlens.adapter.core import HookedTransformer, UnsupportedModelError, model_kind
+
+# TransformerLens's initial rotary cache size (AbstractAttention.ROTARY_INITIAL_CACHE_SIZE).
+_INITIAL_ROWS = 2048
+
+
+def _check_model(model) -> None:
+    if model_kind(model) != "hooked":
+        raise UnsupportedModelError(
+            "Changing the context length works on HookedTransformer models only; TransformerBridge "
+            "models keep their rotary tables in the wrapped Hugging Face modules."
+        )
+
+
+def _layer_base(attn, cfg) -> float:
+    local_base = getattr(cfg, "rotary_base_local", None)
+    if local_base is not None and getattr(attn, "attn_type", "global") == "local":
+        return local_base
+    return cfg.rotary_base
+
+
+def rotary_rows(model: HookedTransformer) -> int:
+    """Rows (positions) in layer 0's rotary tables; 0 when the model has no rotary positions."""
+    attn = model.blocks[0].attn
+    table = getattr(attn, "rotary_cos", None)
+    return 0 if table is None else int(table.shape[0])
+
+
+def rebuild_rotary_tables(model: HookedTransformer, rows: int | None = None) -> None:
+    """Recompute ``rotary_sin``/``rotary_cos`` in every attention layer from the current config.
+
+    Args:
+        rows: table length; default ``min(cfg.n_ctx, max(current rows, 2048))``, so a later
+            longer input still extends the table lazily up to ``cfg.n_ctx`` as TransformerLens does.
+
+    The buffers keep their device and the config's dtype; a model without rotary positions is
+    left alone.
+    """
+    _check_model(model)
+    cfg = model.cfg
+    if cfg.positional_embedding_type != "rotary":
+        return
+    if rows is None:
+        rows = min(int(cfg.n_ctx), max(rotary_rows(model), _INITIAL_ROWS))
+    for block in model.blocks:
+        attn = block.attn
+        device = attn.rotary_cos.device
+        sin, cos = attn.calculate_sin_cos_rotary(cfg.rotary_dim, rows, base=_layer_base(attn, cfg), dtype=cfg.dtype)
+        attn.rotary_sin = sin.to(device)
+        attn.rotary_cos = cos.to(device)
+
+
+def set_context(model: HookedTransformer, n_ctx: int, *, rotary_base: float | None = None) -> None:
+    """Set ``cfg.n_ctx`` (and ``cfg.rotary_base``) and rebuild the position tables in place.
+
+    Raises:
+        UnsupportedModelError: for TransformerBridge models, learned absolute position
+            embeddings (their table has ``n_ctx`` trained rows), or dynamic-NTK rotary models
+            (TransformerLens rescales their base itself).
+        ValueError: for a non-positive ``n_ctx`` or ``rotary_base``.
+    """
+    _check_model(model)
+    cfg = model.cfg
+    if int(n_ctx) <= 0:
+        raise ValueError(f"n_ctx must be positive, got {n_ctx}")
+    pos_type = cfg.positional_embedding_type
+    if pos_type in ("standard", "shortformer") and int(n_ctx) > int(cfg.n_ctx):
+        raise UnsupportedModelError(
+            f"The model uses learned ({pos_type}) position embeddings with {cfg.n_ctx} trained rows; "
+            "its context cannot be extended by changing a config value. Use a rotary model."
+        )
+    if getattr(cfg, "use_dynamic_ntk_rope", False):
+        raise UnsupportedModelError("Dynamic-NTK rotary models rescale their base themselves; extend_context does not apply")
+    if rotary_base is not None:
+        if pos_type != "rotary":
+            raise ValueError(f"rotary_base={rotary_base} given but the model's positions are {pos_type!r}, not rotary")
+        if rotary_base <= 0:
+            raise ValueError(f"rotary_base must be positive, got {rotary_base}")
+        cfg.rotary_base = rotary_base
+    cfg.n_ctx = int(n_ctx)
+    if pos_type == "rotary":
+        rebuild_rotary_tables(model)
+    for block in model.blocks:
+        mask = getattr(block.attn, "mask", None)
+        # TransformerLens < 3.9 kept a full causal-mask buffer; 3.9 keeps an empty placeholder.
+        if isinstance(mask, torch.Tensor) and mask.numel() and mask.shape[-1] < cfg.n_ctx:
+            block.attn.mask = torch.tril(torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool, device=mask.device))

@@ -1,0 +1,33 @@
+"""``extend_context``: raise a rotary model's context length and RoPE base before fine-tuning.
+
+The paper fine-tunes short-context models at a longer context after raising RoPE's theta. This
+sets ``cfg.n_ctx`` (and ``cfg.rotary_base``) and recomputes every attention layer's rotary
+sin/cos tables in place. With the base unchanged, positions below the old ``n_ctx`` keep exactly
+their old rotations, so logits there do not change.
+
+>>> import rhlens
+>>> model = rhlens.tiny_llama(n_ctx=64)
+>>> extend_context(model, 256, rotary_base=40_000)
+>>> model.cfg.n_ctx, model.cfg.rotary_base
+(256, 40000)
+"""
+
+from typing import Any
+
+from rhlens.adapter.rotary import set_context
+
+
+def extend_context(model: Any, n_ctx: int, rotary_base: float | None = None) -> None:
+    """Set the model's context length to ``n_ctx`` and, if given, its RoPE base; in place.
+
+    Args:
+        model: a HookedTransformer with rotary positions (learned-position models can only
+            shrink their context; TransformerBridge models are not supported).
+        n_ctx: the new context length (larger or smaller than the current one).
+        rotary_base: the new RoPE base (theta); ``None`` keeps the current one.
+
+    Raises:
+        UnsupportedModelError: learned absolute positions asked to grow, dynamic-NTK rotary
+            models, or TransformerBridge models.
+    """
+    set_context(model, n_ctx, rotary_base=rotary_base)

@@ -1,0 +1,65 @@
+"""Answer-only loss: cross-entropy on the answer tokens, each predicted from the position before.
+
+Only the final residual at answer positions goes through the final norm and the unembedding, so
+the ``[batch, pos, d_vocab]`` logits tensor of a long context is never built (with a 128k
+vocabulary and 32k tokens it would take 16 GB). Models that soft-cap their logits go through the
+full forward instead.
+
+>>> import torch
+>>> from rhlens.train.data import collate
+>>> from rhlens.encoding import EncodedExample
+>>> from rhlens.models import tiny_llama
+>>> model = tiny_llama()                                                     # doctest: +SKIP
+>>> batch = collate([EncodedExample([1, 5, 6, 7], 3, (), (3, 4))], pad_id=0)
+>>> answer_token_losses(model, batch).shape                                  # doctest: +SKIP
+torch.Size([1])
+"""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from rhlens.train.data import IGNORE_INDEX, TrainBatch
+
+
+def _model_call(model: Any, batch: TrainBatch, **kwargs: Any) -> Tensor:
+    if batch.attention_mask is None and getattr(model, "tokenizer", None) is not None:
+        # Right padding needs no mask; say so, or TransformerLens infers one from pad ids.
+        kwargs["padding_side"] = "right"
+    return model(batch.tokens, attention_mask=batch.attention_mask, prepend_bos=False, **kwargs)
+
+
+def answer_token_losses(model: Any, batch: TrainBatch) -> Float[Tensor, "n_answer"]:
+    """Per-token cross-entropy (float32) at every answer token of ``batch``, row-major order."""
+    targets = batch.targets  # [batch, pos - 1]
+    select = targets != IGNORE_INDEX
+    cfg = model.cfg
+    soft_cap = getattr(cfg, "output_logits_soft_cap", -1.0) or -1.0
+    if soft_cap > 0:
+        logits = _model_call(model, batch, return_type="logits")[:, :-1][select]
+    else:
+        resid = _model_call(model, batch, stop_at_layer=cfg.n_layers)  # [batch, pos, d_model]
+        picked = resid[:, :-1][select][None]  # [1, n_answer, d_model]
+        if cfg.normalization_type is not None:
+            picked = model.ln_final(picked)
+        logits = model.unembed(picked)[0]  # [n_answer, d_vocab]
+    return F.cross_entropy(logits.float(), targets[select], reduction="none")
+
+
+def answer_loss_sum(model: Any, batch: TrainBatch) -> Float[Tensor, ""]:
+    """Sum of :func:`answer_token_losses` (divide by the answer-token count for the mean)."""
+    return answer_token_losses(model, batch).sum()
+
+
+@torch.no_grad()
+def heldout_answer_loss(model: Any, batches: list[TrainBatch]) -> float:
+    """Mean answer-token loss over ``batches`` (call in eval mode)."""
+    total, count = 0.0, 0
+    for batch in batches:
+        losses = answer_token_losses(model, batch)
+        total += float(losses.sum())
+        count += losses.numel()
+    return total / max(count, 1)

@@ -1,0 +1,124 @@
+"""The fused (SDPA) attention path equals TransformerLens's eager attention."""
+
+import pytest
+import torch
+
+import rhlens
+from rhlens.adapter import hook_name, hooks
+from rhlens.adapter.fused import FusedAttentionUnsupported, fused_attention, fused_unsupported_reason, is_fused
+
+ATTENTION_KINDS = {"full": None, "grouped": 2, "multi_query": 1}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _model(n_kv=None, **overrides):
+    return rhlens.tiny_llama(n_layers=2, n_key_value_heads=n_kv, n_ctx=64, seed=0, **overrides)
+
+
+def _tokens_and_masks(d_vocab: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(4, d_vocab, (3, 12), generator=gen)
+    left = torch.ones_like(tokens)
+    left[1, :4] = 0
+    left[2, :9] = 0
+    return tokens, left
+
+
+@pytest.mark.parametrize("kind", list(ATTENTION_KINDS))
+@pytest.mark.parametrize("padded", [False, True])
+def test_fused_logits_match_eager(kind, padded):
+    model = _model(ATTENTION_KINDS[kind])
+    tokens, left = _tokens_and_masks(model.cfg.d_vocab)
+    mask = left if padded else None
+    eager = model(tokens, attention_mask=mask, prepend_bos=False, padding_side="right")
+    with fused_attention(model):
+        assert is_fused(model)
+        fused = model(tokens, attention_mask=mask, prepend_bos=False, padding_side="right")
+    assert not is_fused(model)
+    assert (fused - eager).abs().max() < 1e-5
+
+
+def test_fused_gradients_match_eager():
+    model = _model(2)
+    tokens, left = _tokens_and_masks(model.cfg.d_vocab)
+    model(tokens, attention_mask=left).sum().backward()
+    eager = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    with fused_attention(model):
+        model(tokens, attention_mask=left).sum().backward()
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, eager[name], atol=1e-4, rtol=1e-4), name
+
+
+def test_fused_gpt2_shaped_model():
+    model = rhlens.tiny_gpt2(n_layers=2, n_ctx=64)
+    tokens, left = _tokens_and_masks(model.cfg.d_vocab)
+    eager = model(tokens, attention_mask=left)
+    with fused_attention(model):
+        fused = model(tokens, attention_mask=left)
+    assert (fused - eager).abs().max() < 1e-5
+
+
+def test_fused_with_kv_cache_matches_eager_decoding():
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+    model = _model(2)
+    tokens, left = _tokens_and_masks(model.cfg.d_vocab)
+
+    def decode():
+        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, tokens.shape[0])
+        first = model(tokens[:, :8], attention_mask=left[:, :8], past_kv_cache=cache)
+        rest = model(tokens[:, 8:], attention_mask=left[:, 8:], past_kv_cache=cache)
+        return torch.cat([first, rest], dim=1)
+
+    eager = decode()
+    with fused_attention(model):
+        fused = decode()
+    assert (fused - eager).abs().max() < 1e-5
+
+
+def test_pattern_hooks_see_the_eager_path_inside_the_context():
+    model = _model(2)
+    tokens, _ = _tokens_and_masks(model.cfg.d_vocab)
+    seen = []
+    with fused_attention(model):
+        with hooks(model, [(hook_name("pattern", 1), lambda t, hook: seen.append(t.shape))]):
+            model(tokens)
+        plain = model(tokens)
+    assert seen == [torch.Size([3, 4, 12, 12])]
+    assert torch.allclose(plain, model(tokens), atol=1e-5)
+
+
+def test_restored_after_an_exception():
+    model = _model()
+    with pytest.raises(RuntimeError, match="boom"):
+        with fused_attention(model):
+            raise RuntimeError("boom")
+    assert not is_fused(model)
+    assert all("forward" not in block.attn.__dict__ for block in model.blocks)
+
+
+def test_nested_contexts_restore_in_order():
+    model = _model()
+    with fused_attention(model):
+        with fused_attention(model):
+            assert is_fused(model)
+        assert is_fused(model)
+    assert not is_fused(model)
+
+
+def test_unsupported_configuration_is_named():
+    model = _model(attn_scores_soft_cap=30.0)
+    assert "soft-capped" in fused_unsupported_reason(model)
+    with pytest.raises(FusedAttentionUnsupported, match="soft-capped"):
+        with fused_attention(model):
+            pass
+    with fused_attention(model, strict=False):
+        assert not is_fused(model)
