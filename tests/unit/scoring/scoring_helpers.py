@@ -1,0 +1,41 @@
+"""Test helpers: random tiny models and examples whose needles make hits likely."""
+
+import random
+
+from rhlens.models import tiny_llama, word_level_tokenizer
+from rhlens.tasks.example import Example
+
+WORDS = "red blue green gold pink grey".split()
+
+
+def build_tokenizer():
+    return word_level_tokenizer(WORDS + ["\n"])
+
+
+def build_model(**overrides):
+    """A tiny Llama over six colour words (so generated words are often needle words)."""
+    cfg = dict(tokenizer=build_tokenizer(), seed=3)
+    cfg.update(overrides)
+    return tiny_llama(**cfg)
+
+
+def random_example(rng: random.Random, n_words: int, *, two_needles: bool = False) -> Example:
+    """``n_words`` random colour words; the middle third (or two spans) is the needle."""
+    words = [rng.choice(WORDS) for _ in range(n_words)]
+    cuts = sorted(rng.sample(range(1, n_words), 4 if two_needles else 2))
+    spans, starts = [], []
+    pos = 0
+    for i, w in enumerate(words):
+        starts.append(pos)
+        pos += len(w) + 1
+    prompt = " ".join(words)
+    pairs = [(cuts[0], cuts[1])] + ([(cuts[2], cuts[3])] if two_needles else [])
+    for a, b in pairs:
+        spans.append((starts[a], starts[b - 1] + len(words[b - 1])))
+    return Example(prompt=prompt, answer=" ".join(words[cuts[0] : cuts[0] + 3]), needles=tuple(spans),
+                   task="niah", variant="symbolic")
+
+
+def random_examples(lengths, seed: int = 0, **kwargs):
+    rng = random.Random(seed)
+    return [random_example(rng, n, **kwargs) for n in lengths]

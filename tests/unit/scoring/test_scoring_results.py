@@ -1,0 +1,99 @@
+"""HeadScores: means over counted examples, head sets, GQA groups, Wu JSON, files, DataFrame."""
+
+import json
+
+import pytest
+import torch
+
+from rhlens.heads import HeadSet
+from rhlens.scoring import HeadScores
+
+
+def build_scores(**overrides) -> HeadScores:
+    per_example = torch.tensor([
+        [[0.0, 1.0, 0.2, 0.0], [0.5, 0.0, 0.0, 0.3]],
+        [[0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.1, 0.3]],
+        [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]],
+    ])
+    fields = dict(per_example=per_example, counted=torch.tensor([True, True, False]), responses=["a", "b", "c"],
+                  hits=(per_example * 10).long(), needle_tokens=torch.tensor([10, 10, 10]),
+                  rouge=torch.tensor([1.0, 0.75, 0.0]), n_kv_heads=2, meta={"method": "decode", "top_k": 1})
+    fields.update(overrides)
+    return HeadScores(**fields)
+
+
+def test_scores_average_counted_examples_only():
+    hs = build_scores()
+    expected = torch.tensor([[0.0, 0.75, 0.1, 0.0], [0.25, 0.0, 0.05, 0.3]])
+    torch.testing.assert_close(hs.scores, expected)
+    assert (hs.n_examples, hs.n_layers, hs.n_heads, hs.n_counted) == (3, 2, 4, 2)
+    none = build_scores(counted=torch.zeros(3, dtype=torch.bool))
+    assert none.scores.equal(torch.zeros(2, 4))
+
+
+def test_head_sets():
+    hs = build_scores()
+    assert hs.top(2) == HeadSet(["L0H1", "L1H3"])
+    assert hs.above() == HeadSet(["L0H1", "L1H0", "L1H3"])
+    assert hs.above(0.5) == HeadSet(["L0H1"])
+
+
+def test_by_kv_group():
+    hs = build_scores()
+    torch.testing.assert_close(hs.by_kv_group("max"), torch.tensor([[0.75, 0.1], [0.25, 0.3]]))
+    torch.testing.assert_close(hs.by_kv_group("mean"), torch.tensor([[0.375, 0.05], [0.125, 0.175]]))
+    with pytest.raises(ValueError, match="reduce"):
+        hs.by_kv_group("sum")
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        build_scores(n_kv_heads=None).by_kv_group()
+    with pytest.raises(ValueError, match="multiple"):
+        build_scores(n_kv_heads=3)
+
+
+def test_wu_json_round_trip(tmp_path):
+    hs = build_scores()
+    data = hs.to_wu_json()
+    assert list(data)[:3] == ["0-0", "0-1", "0-2"] and data["0-1"] == [1.0, 0.5]  # counted trials only
+    path = tmp_path / "head_score.json"
+    path.write_text(json.dumps(data))
+    back = HeadScores.from_wu_json(path)
+    torch.testing.assert_close(back.scores, hs.scores)
+    assert back.n_counted == 2 and back.hits is None
+    with pytest.raises(ValueError, match="missing"):
+        HeadScores.from_wu_json({"0-0": [1.0], "1-1": [0.0]})
+    with pytest.raises(ValueError, match="different numbers of trials"):
+        HeadScores.from_wu_json({"0-0": [1.0], "0-1": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="not '<layer>-<head>'"):
+        HeadScores.from_wu_json({"zero": [1.0]})
+
+
+def test_save_load_round_trip(tmp_path):
+    hs = build_scores()
+    path = hs.save(tmp_path / "sub" / "scores.safetensors")
+    assert [p.name for p in path.parent.iterdir()] == ["scores.safetensors"]  # no temporary left
+    back = HeadScores.load(path)
+    assert back.per_example.equal(hs.per_example) and back.counted.equal(hs.counted) and back.hits.equal(hs.hits)
+    assert back.responses == hs.responses and back.meta == hs.meta and back.n_kv_heads == 2
+    assert back.rouge.equal(hs.rouge) and back.needle_tokens.equal(hs.needle_tokens)
+
+
+def test_load_rejects_other_files(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="not a HeadScores file"):
+        HeadScores.load(tmp_path / "other.safetensors")
+
+
+def test_dataframe():
+    pytest.importorskip("pandas")
+    df = build_scores().to_dataframe()
+    assert list(df.columns) == ["layer", "head", "label", "kv_head", "score"]
+    assert len(df) == 8 and df.iloc[0]["label"] == "L0H1" and df.iloc[0]["kv_head"] == 0
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="responses has 2"):
+        build_scores(responses=["a", "b"])
+    with pytest.raises(ValueError, match=r"\[example, layer, head\]"):
+        build_scores(per_example=torch.zeros(3, 4))
