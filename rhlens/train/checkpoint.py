@@ -2,7 +2,8 @@
 
 A checkpoint is a directory ``{out_dir}/checkpoints/step-{step:08d}/``::
 
-    model.safetensors, config.json, tokenizer files   an ordinary model (LoRA merged)
+    model/                                            rhlens.save_model folder (LoRA merged):
+                                                      rhlens.load_model(path / "model") loads it
     trainer/state.json                                step, data position, config, curves, RNG scalars
     trainer/optimizer.safetensors + optimizer.json    AdamW tensors / param groups and scalars
     trainer/scheduler.json                            LR scheduler state
@@ -14,6 +15,7 @@ renamed into place, so a run killed mid-write leaves the previous checkpoint as 
 complete one (:func:`latest_checkpoint` never returns a half-written directory).
 """
 
+import contextlib
 import json
 import os
 import random
@@ -21,7 +23,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -61,31 +63,42 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 # ---- model files --------------------------------------------------------------------------------
-def _config_dict(model: Any) -> dict[str, Any]:
-    cfg = model.cfg.to_dict()
-    return {k: (str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v) for k, v in cfg.items()}
+MODEL_SUBDIR = "model"
+_DERIVED = (".rotary_sin", ".rotary_cos", ".mask", ".IGNORE")
 
 
-def save_model_files(directory: Path, model: Any, state_dict: dict[str, torch.Tensor]) -> None:
-    """``model.safetensors`` (``state_dict``), ``config.json`` and the tokenizer into ``directory``.
+@contextlib.contextmanager
+def _state_dict_as(model: Any, state: dict[str, torch.Tensor]) -> Iterator[Any]:
+    """Make ``model.state_dict()`` return ``state`` inside the block (LoRA-merged weights).
 
-    Buffers TransformerLens rebuilds itself (rotary tables, masks) are left out.
+    Lets :func:`rhlens.models.save_model` write the merged weights of a model whose attention is
+    still LoRA-parametrized, without copying the model or touching its parameters.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    weights = {k: v for k, v in state_dict.items() if not k.endswith((".rotary_sin", ".rotary_cos", ".mask", ".IGNORE"))}
-    _save_tensors(directory / "model.safetensors", weights)
-    write_json(directory / "config.json", {"format": "hooked_transformer", "config": _config_dict(model)})
-    tok = getattr(model, "tokenizer", None)
-    if tok is not None and hasattr(tok, "save_pretrained"):
-        tok.save_pretrained(str(directory))
+    model.state_dict = lambda *args, **kwargs: state  # instance attribute shadows the method
+    try:
+        yield model
+    finally:
+        del model.state_dict
+
+
+def save_model_files(directory: Path, model: Any, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model`` (with ``state_dict`` as its weights, if given) with :func:`rhlens.models.save_model`."""
+    from rhlens.models.io import save_model
+
+    if state_dict is None:
+        return save_model(model, directory)
+    with _state_dict_as(model, state_dict):
+        return save_model(model, directory)
 
 
 def load_model_weights(directory: Path, model: Any) -> None:
-    """Copy ``model.safetensors`` from ``directory`` into ``model`` (same architecture)."""
-    path = Path(directory) / "model.safetensors"
+    """Copy the weights of a :func:`rhlens.models.save_model` folder into ``model`` (same architecture)."""
+    from rhlens.models.io import WEIGHTS_FILE
+
+    path = Path(directory) / WEIGHTS_FILE
     state = load_file(str(path), device=str(next(model.parameters()).device))
     result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith((".rotary_sin", ".rotary_cos", ".mask", ".IGNORE"))]
+    missing = [k for k in result.missing_keys if not k.endswith(_DERIVED)]
     if missing or result.unexpected_keys:
         raise ValueError(
             f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}); "
@@ -204,7 +217,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     trainer = tmp / "trainer"
     trainer.mkdir(parents=True)
-    save_model_files(tmp, model, model_state)
+    save_model_files(tmp / MODEL_SUBDIR, model, model_state)
     opt_tensors, opt_rest = split_optimizer_state(optimizer.state_dict())
     _save_tensors(trainer / "optimizer.safetensors", opt_tensors)
     write_json(trainer / "optimizer.json", opt_rest)

@@ -89,6 +89,11 @@ class TrainResult:
     lr_curve: list[float] = field(default_factory=list)
 
     @property
+    def model_dir(self) -> Path | None:
+        """The final model as a :func:`rhlens.models.load_model` folder (``None`` without ``out_dir``)."""
+        return None if self.final_checkpoint is None else self.final_checkpoint / ckpt_io.MODEL_SUBDIR
+
+    @property
     def losses(self) -> Float[Tensor, "step"]:
         """``loss_curve`` as a tensor (plot-ready)."""
         return torch.tensor(self.loss_curve)
@@ -228,7 +233,7 @@ def train(
         _check_resume_config(resume_from.state.get("config", {}), config, resume_from.path)
         if resume_from.state.get("data_fingerprint") != fingerprint:
             raise ValueError(f"cannot resume from {resume_from.path}: the training examples differ from the saved run's")
-        ckpt_io.load_model_weights(resume_from.path, model)
+        ckpt_io.load_model_weights(resume_from.path / ckpt_io.MODEL_SUBDIR, model)
 
     _seed_everything(config.seed)
     metrics = None

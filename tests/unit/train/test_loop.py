@@ -1,0 +1,111 @@
+import json
+
+import pytest
+import torch
+
+from rhlens.train import NonFiniteLossError, TrainConfig, latest_checkpoint, train
+from rhlens.models import load_model
+from rhlens.train.lora import has_lora
+
+FAST = dict(progress=False, batch_size=4, lr=3e-3)
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_loss_decreases_and_result_fields(build_model, examples):
+    model = build_model()
+    result = train(model, examples, TrainConfig(steps=12, **FAST))
+    assert len(result.loss_curve) == len(result.lr_curve) == result.steps == 12
+    assert result.losses[-3:].mean() < result.losses[:3].mean()
+    assert result.final_checkpoint is None and result.tokens_seen > 0
+    assert not model.training  # tiny_llama comes in eval mode and goes back to it
+
+
+def test_attention_only_updates_only_attention(build_model, examples):
+    model = build_model()
+    before = _params(model)
+    train(model, examples, TrainConfig(steps=2, trainable="attention", **FAST))
+    for name, p in model.named_parameters():
+        changed = not torch.equal(p, before[name])
+        if ".attn." in name and ".W_" in name:
+            assert changed, name
+        elif ".attn." not in name:
+            assert not changed, name
+    assert all(p.requires_grad for p in model.parameters())  # flags restored
+
+
+def test_lora_run_leaves_an_ordinary_model(build_model, examples, tmp_path):
+    model = build_model(n_key_value_heads=2)
+    keys = set(model.state_dict())
+    before = _params(model)
+    result = train(model, examples, TrainConfig(steps=3, trainable="lora", lora_rank=2, **FAST), out_dir=tmp_path)
+    assert not has_lora(model) and set(model.state_dict()) == keys
+    assert not torch.equal(model.blocks[0].attn.W_Q, before["blocks.0.attn.W_Q"])
+    assert torch.equal(model.blocks[0].mlp.W_in, before["blocks.0.mlp.W_in"])
+    assert (result.final_checkpoint / "trainer" / "lora.safetensors").exists()
+    loaded = load_model(result.model_dir)
+    tokens = torch.tensor([[1, 5, 6, 7, 8]])
+    assert torch.allclose(loaded(tokens), model(tokens), atol=1e-6)
+
+
+@pytest.mark.parametrize("change", [dict(grad_accum_steps=2), dict(padding_side="left"), dict(fused_attention=False)])
+def test_equivalent_runs_give_equal_weights(build_model, examples, change):
+    """Accumulation, padding side and the attention path do not change the trajectory."""
+    base = build_model()
+    train(base, examples, TrainConfig(steps=3, **FAST))
+    other = build_model()
+    train(other, examples, TrainConfig(steps=3, **FAST, **change))
+    for (name, p), q in zip(base.named_parameters(), other.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+
+
+def test_heldout_eval_and_metrics_log(build_model, examples, tmp_path):
+    model = build_model()
+    result = train(model, examples[:16], TrainConfig(steps=4, eval_every=2, **FAST), eval_examples=examples[16:], out_dir=tmp_path)
+    assert [r["step"] for r in result.eval_curve] == [2, 4]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3, 4]
+    assert {"lr", "grad_norm", "tokens_per_s"} <= set(lines[0])
+    assert any("eval_loss" in r for r in lines)
+
+
+def test_custom_eval_fn(build_model, examples):
+    model = build_model()
+    calls = []
+
+    def eval_fn(m):
+        calls.append(m.training)
+        return {"custom": 1.0}
+
+    result = train(model, examples, TrainConfig(steps=2, eval_every=1, **FAST), eval_fn=eval_fn)
+    assert calls == [False, False] and result.eval_curve[-1] == {"step": 2, "custom": 1.0}
+
+
+def test_nan_loss_names_the_step_and_keeps_the_last_checkpoint(build_model, examples, tmp_path):
+    model = build_model()
+
+    def poison(m):
+        with torch.no_grad():
+            m.unembed.W_U.fill_(float("nan"))
+        return 0.0
+
+    config = TrainConfig(steps=6, save_every=2, eval_every=3, **FAST)
+    with pytest.raises(NonFiniteLossError, match=r"nan at step 4.*step-00000002") as err:
+        train(model, examples, config, out_dir=tmp_path, eval_fn=poison)
+    assert err.value.step == 4
+    ckpt = latest_checkpoint(tmp_path)
+    assert ckpt.step == 2 and ckpt.path == err.value.last_checkpoint
+
+
+def test_out_dir_required_for_checkpoints(build_model, examples):
+    with pytest.raises(ValueError, match="out_dir"):
+        train(build_model(), examples, TrainConfig(steps=1, save_every=1, **FAST))
+
+
+def test_too_long_example_is_an_error_naming_it(build_model, examples):
+    model = build_model(n_ctx=30)
+    with pytest.raises(ValueError, match=r"training example 0 has \d+ tokens but the model's context is 30"):
+        train(model, examples, TrainConfig(steps=1, **FAST))
+    train(model, examples, TrainConfig(steps=1, truncation="left", **FAST))
