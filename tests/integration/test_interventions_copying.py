@@ -185,3 +185,29 @@ def test_real_model_name_copying_head(realdata):
     others = torch.cat([drops.flatten()[:flat], drops.flatten()[flat + 1 :]])
     assert others.min() > -1.0 and others.abs().median() < 0.2
     assert count_hooks(model) == 0
+
+
+def test_bridge_patching_all_heads_gives_the_source(bridge_pair):
+    """Cross-model patching between two bridges (recompute cache in generation) that differ only
+    in their query/key weights: patching every head everywhere reproduces the source."""
+    from rhlens.evaluate import evaluate
+    from rhlens.interventions import patch_heads
+    from rhlens.interventions._common import all_heads
+    from rhlens.models import as_bridge
+
+    model, source = bridge_pair
+    twin = tiny_llama(tokenizer=model.tokenizer, n_key_value_heads=2, seed=0)
+    twin.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for block in twin.blocks:
+            block.attn.W_Q.mul_(-2.0)
+    target = as_bridge(twin)
+    prompt = "Ann lives in Rome . Bob lives in Oslo . Where does Ann live ? Answer:"
+    examples = [Example(prompt, "Rome", ((13, 17),), "niah", "real"), Example(prompt[4:], "Oslo", ((9, 13),), "niah", "real")]
+    src = evaluate(source, examples, metric="logprob", progress=False)
+    res = patch_heads(source, target, examples, all_heads(target), metric="logprob", progress=False)
+    assert (res.original.per_example - src.per_example).abs().max() > 1e-3
+    torch.testing.assert_close(res.patched.per_example, src.per_example, rtol=0, atol=1e-4)
+    noop = lambda p, ex: 0.0
+    gen = patch_heads(source, target, examples, all_heads(target), metric=noop, max_new_tokens=3, chunk_size=6, progress=False)
+    assert gen.patched.predictions == evaluate(source, examples, metric=noop, max_new_tokens=3, progress=False).predictions
