@@ -90,8 +90,9 @@ def encode_example(
 ) -> EncodedExample:
     """Encode ``example.prompt`` (and ``example.completion``) with located spans.
 
-    The prompt and the completion are tokenized separately, so the answer's first token starts
-    exactly at ``prompt_len`` (as in generation, where the model continues the prompt). BOS comes
+    With the answer, prompt and completion are tokenized as one text and split at the first token
+    that reaches past the prompt's characters, so the answer's tokens are the ones the model
+    produces when it continues the prompt (``prompt_len`` is where they start). BOS comes
     from ``tokenizer.bos_token_id`` when ``prepend_bos``; EOS ends the answer when
     ``append_eos`` and the tokenizer has one.
 
@@ -104,23 +105,32 @@ def encode_example(
             f"rhlens needs a fast tokenizer (offset mapping) to locate needles; got {type(tokenizer).__name__}. "
             "Load it with AutoTokenizer.from_pretrained(path, use_fast=True)."
         )
-    ids, offsets = _encode(tokenizer, example.prompt)
+    n_prompt_chars = len(example.prompt)
+    if with_answer:
+        # Tokenize prompt and completion together and split where tokens leave the prompt: on its
+        # own, " Lily" becomes ['▁', '▁Lily'] in SentencePiece tokenizers, a token the model never
+        # sees after a prompt.
+        ids, offsets = _encode(tokenizer, example.prompt + example.completion)
+        n_prompt = next((i for i, (a, b) in enumerate(offsets) if b > n_prompt_chars), len(ids))
+    else:
+        ids, offsets = _encode(tokenizer, example.prompt)
+        n_prompt = len(ids)
     bos = [tokenizer.bos_token_id] if prepend_bos and tokenizer.bos_token_id is not None else []
     shift = len(bos)
     needle_spans = []
     for k, span in enumerate(example.needles):
         try:
-            s, e = char_span_to_token_span(offsets, tuple(span))
+            s, e = char_span_to_token_span(offsets[:n_prompt], tuple(span))
         except ValueError as err:
             raise ValueError(
                 f"Example {index} (task {example.task!r}): needle {k} at characters {span[0]}:{span[1]} "
                 f"({example.prompt[span[0]:span[1]]!r}) covers no prompt token: {err}"
             ) from None
         needle_spans.append((s + shift, e + shift))
-    tokens = bos + ids
+    tokens = bos + ids[:n_prompt]
     prompt_len = len(tokens)
     if with_answer:
-        ans_ids, _ = _encode(tokenizer, example.completion)
+        ans_ids = ids[n_prompt:]
         if append_eos and tokenizer.eos_token_id is not None:
             ans_ids = ans_ids + [tokenizer.eos_token_id]
         if not ans_ids:
