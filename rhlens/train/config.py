@@ -66,6 +66,7 @@ class TrainConfig:
         eval_every: evaluate every N steps and at the end (0: only at the end; needs examples).
         eval_metric: ``"loss"`` (held-out answer loss) or ``"task"`` (``rhlens.evaluate`` score).
         eval_batch_size: batch size of the held-out loss / evaluation.
+        eval_max_new_tokens: greedy decoding budget of ``eval_metric="task"``.
         save_every: checkpoint every N steps (0: only at the end). Needs ``out_dir``.
         keep_last: keep this many most recent checkpoints (``None``: keep all).
         resume: continue from the newest complete checkpoint in ``out_dir``.
@@ -104,6 +105,7 @@ class TrainConfig:
     eval_every: int = 0
     eval_metric: Literal["loss", "task"] = "loss"
     eval_batch_size: int = 16
+    eval_max_new_tokens: int = 32
     save_every: int = 0
     keep_last: int | None = None
     resume: bool = False
@@ -140,7 +142,7 @@ class TrainConfig:
             raise bad("autocast", f"use one of {_AUTOCAST}")
         if self.fused_attention not in (True, False, "auto"):
             raise bad("fused_attention", "use True, False or 'auto'")
-        for name in ("batch_size", "grad_accum_steps", "lora_rank", "eval_batch_size", "log_every"):
+        for name in ("batch_size", "grad_accum_steps", "lora_rank", "eval_batch_size", "eval_max_new_tokens", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be at least 1")
         for name in ("warmup_steps", "eval_every", "save_every"):

@@ -274,7 +274,11 @@ def train(
                             from rhlens.evaluate import evaluate
                         except ImportError as err:
                             raise ImportError("TrainConfig.eval_metric='task' needs rhlens.evaluate") from err
-                        record = {"eval_score": float(evaluate(model, eval_examples, batch_size=config.eval_batch_size).score)}
+                        result = evaluate(
+                            model, eval_examples, batch_size=config.eval_batch_size,
+                            max_new_tokens=config.eval_max_new_tokens, progress=False,
+                        )
+                        record = {"eval_score": float(result.score)}
                     else:
                         record = {"eval_loss": heldout_answer_loss(model, _eval_batches(eval_encoded, config, pad_id, device))}
             finally:

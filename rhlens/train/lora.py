@@ -10,11 +10,12 @@ weight, so hooks and the fused path see it; :func:`merge_lora` folds the update 
 ``nn.Parameter``, leaving an ordinary HookedTransformer.
 
 >>> from rhlens.models import tiny_llama
->>> model = tiny_llama()                                 # doctest: +SKIP
->>> n = apply_lora(model, rank=4, alpha=8)               # doctest: +SKIP
->>> sorted(lora_state_dict(model))[:2]                   # doctest: +SKIP
-['blocks.0.attn._W_K.lora_A', 'blocks.0.attn._W_K.lora_B']
->>> merge_lora(model); has_lora(model)                   # doctest: +SKIP
+>>> model = tiny_llama(n_key_value_heads=2)
+>>> apply_lora(model, rank=4, alpha=8)  # adapters added (4 per layer)
+8
+>>> sorted(lora_state_dict(model))[:3]
+['blocks.0.attn.W_O.base', 'blocks.0.attn.W_O.lora_A', 'blocks.0.attn.W_O.lora_B']
+>>> merge_lora(model); has_lora(model)
 False
 """
 

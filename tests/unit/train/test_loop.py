@@ -109,3 +109,18 @@ def test_too_long_example_is_an_error_naming_it(build_model, examples):
     with pytest.raises(ValueError, match=r"training example 0 has \d+ tokens but the model's context is 30"):
         train(model, examples, TrainConfig(steps=1, **FAST))
     train(model, examples, TrainConfig(steps=1, truncation="left", **FAST))
+
+
+def test_task_metric_uses_rhlens_evaluate(build_model, examples):
+    model = build_model()
+    result = train(model, examples[:8], TrainConfig(steps=1, eval_metric="task", eval_batch_size=4, eval_max_new_tokens=4, **FAST), eval_examples=examples[8:12])
+    score = result.eval_curve[-1]["eval_score"]
+    assert 0.0 <= score <= 1.0
+
+
+def test_wandb_is_not_imported_unless_asked(build_model, examples):
+    import sys
+
+    sys.modules.pop("wandb", None)
+    train(build_model(), examples, TrainConfig(steps=1, **FAST))
+    assert "wandb" not in sys.modules
