@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     # analyzers (layer 4)
     "retrieval_scores": "rhlens.scoring",
     "HeadScores": "rhlens.scoring",
-    "evaluate": "rhlens.evaluate",
+    "evaluate": "rhlens.evaluation",
     "EvalResult": "rhlens.interventions",
     "knockout": "rhlens.interventions",
     "knockout_effect": "rhlens.interventions",

@@ -32,7 +32,7 @@ def run_quickstart(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the quickstart study and return its summary (also written to ``summary.json``)."""
-    from rhlens.evaluate import evaluate
+    from rhlens.evaluation import evaluate
     from rhlens.interventions import knockout_effect, random_heads
     from rhlens.models import load_base, save_model
     from rhlens.scoring import retrieval_scores

@@ -49,7 +49,7 @@ def mean_head_outputs(
 ) -> dict[int, Float[Tensor, "head d_head"]]:
     """Mean ``hook_z`` per layer ``{layer: [n_heads, d_head]}`` over every real position of the
     ``reference`` examples' prompts (BOS included, padding excluded), float32."""
-    from rhlens.evaluate import batches, encode_prompts
+    from rhlens.evaluation import batches, encode_prompts
 
     layers = sorted(set(layers))
     if not reference:
@@ -185,7 +185,7 @@ def knockout_effect(
     Returns:
         :class:`KnockoutEffect` with ``baseline``, ``knocked`` and ``delta`` (knocked - baseline).
     """
-    from rhlens.evaluate import evaluate
+    from rhlens.evaluation import evaluate
 
     hs = as_head_set(heads)
     kw = dict(metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk_size=chunk_size, progress=progress)

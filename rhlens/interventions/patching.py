@@ -178,7 +178,7 @@ def patched_logprobs(
     progress: bool,
 ) -> Tensor:
     """Teacher-forced answer log-probs ``[n_examples]`` of the patched target."""
-    from rhlens.evaluate import TeacherForced, _progress, batches, chunk_bounds
+    from rhlens.evaluation import TeacherForced, _progress, batches, chunk_bounds
 
     pad = pad_id_of(tokenizer_of(target))
     device = model_device(target)
@@ -221,7 +221,7 @@ def patched_generate(
     Decoding follows :func:`rhlens.greedy_generate`: left-padded prompts, chunked prefill through
     the KV cache, one token per step, a row stops at a stop id (default EOS and newline).
     """
-    from rhlens.evaluate import chunk_bounds
+    from rhlens.evaluation import chunk_bounds
     from rhlens.generation import default_stop_ids
 
     tok = tokenizer_of(target)
@@ -296,7 +296,7 @@ def patch_heads(
     Raises:
         IncompatibleModelsError: listing every difference between the two models.
     """
-    from rhlens.evaluate import _progress, batches, encode_answers, evaluate, is_logprob, score_texts
+    from rhlens.evaluation import _progress, batches, encode_answers, evaluate, is_logprob, score_texts
 
     check_compatible(source, target)
     if isinstance(positions, str) and positions not in POSITION_RULES:

@@ -105,7 +105,7 @@ def patch_sweep(
         :class:`PatchSweep`: ``effect`` ``[n_layers, n_heads]`` (query heads) is the mean change
         in log-prob from patching that head alone; ``patched`` keeps every example.
     """
-    from rhlens.evaluate import LOGPROB, TeacherForced, _progress, batches, encode_answers
+    from rhlens.evaluation import LOGPROB, TeacherForced, _progress, batches, encode_answers
 
     if metric != LOGPROB:
         raise ValueError(

@@ -81,7 +81,7 @@ def patching_table(
         :class:`PatchingTable` with rows ``original``, ``intersection``, ``complement``,
         ``random (n, as intersection)`` and ``random (n, as complement)``.
     """
-    from rhlens.evaluate import evaluate
+    from rhlens.evaluation import evaluate
 
     if n_random < 1:
         raise ValueError(f"n_random must be >= 1, got {n_random}")

@@ -36,10 +36,18 @@ def _word_pool() -> list[str]:
 
 
 def induction_document(rng: random.Random, pool: Sequence[str], n_tokens: int) -> str:
-    """A random word sequence of ``n_tokens`` words in which 1-3 spans of 3-12 words repeat."""
+    """``n_tokens`` random words with recurring spans.
+
+    Half the documents repeat one random segment end to end (``S S S ...``, the strongest
+    induction signal); the others are random words in which 1-3 spans of 3-12 words recur.
+    """
+    if rng.random() < 0.5:
+        length = rng.randint(4, max(4, n_tokens // 2))
+        segment = [rng.choice(pool) for _ in range(length)]
+        words = (segment * (n_tokens // length + 1))[:n_tokens]
+        return " ".join(words)
     words = [rng.choice(pool) for _ in range(n_tokens)]
-    n_spans = rng.randint(1, 3)
-    for _ in range(n_spans):
+    for _ in range(rng.randint(1, 3)):
         length = rng.randint(3, min(12, max(3, n_tokens // 4)))
         if 2 * length + 1 > n_tokens:
             break

@@ -190,7 +190,7 @@ def test_real_model_name_copying_head(realdata):
 def test_bridge_patching_all_heads_gives_the_source(bridge_pair):
     """Cross-model patching between two bridges (recompute cache in generation) that differ only
     in their query/key weights: patching every head everywhere reproduces the source."""
-    from rhlens.evaluate import evaluate
+    from rhlens.evaluation import evaluate
     from rhlens.interventions import patch_heads
     from rhlens.interventions._common import all_heads
     from rhlens.models import as_bridge

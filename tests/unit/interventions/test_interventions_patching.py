@@ -5,7 +5,7 @@ import torch
 
 from rhlens.adapter import count_hooks, record_weight_processing
 from rhlens.encoding import EncodedExample
-from rhlens.evaluate import evaluate
+from rhlens.evaluation import evaluate
 from rhlens.interventions import IncompatibleModelsError, check_compatible, patch_heads
 from rhlens.interventions._common import all_heads
 from rhlens.interventions.patching import column_mask, position_mask

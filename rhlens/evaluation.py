@@ -28,8 +28,6 @@ Memory: the teacher-forced path materialises logits ``[batch, pos, d_vocab]`` pe
 kept).
 """
 
-import sys
-import types
 from typing import Any, Callable, Sequence, Union
 
 import torch
@@ -238,18 +236,3 @@ def evaluate(
     scores = [float(fn(p, ex)) for fn, p, ex in zip(fns, predictions, examples)]
     name = getattr(metric, "__name__", "custom") if metric is not None else "task default"
     return EvalResult(per_example=torch.tensor(scores, dtype=torch.float32), predictions=predictions, metric=name)
-
-
-class _CallableModule(types.ModuleType):
-    """Makes ``rhlens.evaluate`` callable even when it names this module.
-
-    ``rhlens.evaluate`` is exported lazily as the :func:`evaluate` function, but once anything
-    imports the submodule ``rhlens.evaluate`` first, Python binds the *module* to that attribute of
-    the package. Calling the module calls the function, so both spellings work.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> EvalResult:
-        return evaluate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

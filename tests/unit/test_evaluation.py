@@ -1,11 +1,11 @@
-"""rhlens.evaluate: greedy evaluation and the teacher-forced log-prob metric."""
+"""rhlens.evaluation (rhlens.evaluate): greedy evaluation and the teacher-forced log-prob metric."""
 
 import pytest
 import torch
 
-import rhlens.evaluate as evaluate_module
+import rhlens.evaluation as evaluate_module
 from rhlens.adapter import forward
-from rhlens.evaluate import answer_logprobs, evaluate
+from rhlens.evaluation import answer_logprobs, evaluate
 from rhlens.generation import greedy_generate
 from rhlens.models import tiny_llama, word_level_tokenizer
 from rhlens.tasks import Example
@@ -76,8 +76,8 @@ def test_restores_mode_and_errors(setup):
         evaluate(model, [])
 
 
-def test_module_is_callable_like_the_function(setup):
-    model, examples = setup
-    assert evaluate_module(model, examples, metric="logprob", progress=False).score == evaluate(
-        model, examples, metric="logprob", progress=False
-    ).score
+def test_public_name_is_the_function_even_after_the_module_is_imported():
+    import rhlens
+
+    assert rhlens.evaluate is evaluate
+    assert evaluate_module.evaluate is evaluate
