@@ -12,7 +12,17 @@ Modules, one job each:
 - :mod:`rhlens.train.metrics`: JSONL log, tqdm bar, optional wandb.
 - :mod:`rhlens.train.loop`: :func:`train`.
 - :mod:`rhlens.train.context`: :func:`extend_context`.
+
+``rhlens.train`` names both this package and the function :func:`train`; whichever of the two
+the attribute holds (it depends on import order), calling it trains:
+
+>>> import rhlens, rhlens.train
+>>> callable(rhlens.train)
+True
 """
+
+import sys
+import types
 
 from rhlens.train.checkpoint import latest_checkpoint, list_checkpoints
 from rhlens.train.config import TrainConfig
@@ -31,3 +41,13 @@ __all__ = [
     "merge_lora",
     "train",
 ]
+
+
+class _CallablePackage(types.ModuleType):
+    """The ``rhlens.train`` package, callable as :func:`rhlens.train.loop.train`."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -16,6 +16,7 @@ of ``batch_size``. A resumed run therefore needs only the step to continue where
 [0, 1, 0]
 """
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -120,12 +121,13 @@ def prepare_examples(
     return encoded
 
 
-def epoch_order(n_examples: int, epoch: int, *, seed: int, shuffle: bool) -> list[int]:
-    """The example indices of ``epoch`` in visiting order."""
+@functools.lru_cache(maxsize=4)
+def epoch_order(n_examples: int, epoch: int, *, seed: int, shuffle: bool) -> tuple[int, ...]:
+    """The example indices of ``epoch`` in visiting order (cached: consecutive steps share it)."""
     if not shuffle:
-        return list(range(n_examples))
+        return tuple(range(n_examples))
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-    return torch.randperm(n_examples, generator=gen).tolist()
+    return tuple(torch.randperm(n_examples, generator=gen).tolist())
 
 
 def batch_indices(step: int, *, batch_size: int, n_examples: int, seed: int, shuffle: bool) -> list[int]:

@@ -271,7 +271,7 @@ def train(
                         record = dict(value) if isinstance(value, dict) else {"eval": float(value)}
                     elif config.eval_metric == "task":
                         try:
-                            from rhlens.evaluate import evaluate
+                            from rhlens.evaluation import evaluate
                         except ImportError as err:
                             raise ImportError("TrainConfig.eval_metric='task' needs rhlens.evaluate") from err
                         result = evaluate(

@@ -37,7 +37,7 @@ def test_data_order_is_a_function_of_seed_and_step():
     assert a == b
     flat = sum(a, [])
     assert sorted(flat[:10]) == list(range(10))  # epoch 0 visits every example once
-    assert flat[10:20] == epoch_order(10, 1, seed=3, shuffle=True)
+    assert flat[10:20] == list(epoch_order(10, 1, seed=3, shuffle=True))
     assert batch_indices(0, batch_size=4, n_examples=10, seed=4, shuffle=True) != a[0]
 
 

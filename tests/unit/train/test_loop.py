@@ -124,3 +124,12 @@ def test_wandb_is_not_imported_unless_asked(build_model, examples):
     sys.modules.pop("wandb", None)
     train(build_model(), examples, TrainConfig(steps=1, **FAST))
     assert "wandb" not in sys.modules
+
+
+def test_rhlens_train_is_callable_whatever_the_import_order(build_model, examples):
+    import rhlens
+    import rhlens.train as package
+
+    assert callable(package)
+    result = rhlens.train(build_model(), examples, TrainConfig(steps=1, **FAST))
+    assert len(result.loss_curve) == 1
