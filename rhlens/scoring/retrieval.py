@@ -8,7 +8,11 @@ their ``top_k`` key positions right away (``[batch, head, k]`` indices) and look
 ``[batch, context]`` table holding the prompt token at needle positions and ``-1`` elsewhere.
 The generated (or gold) token is then compared with all layers, heads and examples in one
 tensor operation. Examples are batched (left-padded, sorted by length); prompts go through the
-key/value cache in chunks of ``chunk_size`` tokens.
+key/value cache in chunks of ``chunk_size`` tokens. As in Wu et al.'s code, the part of the
+prompt that is never scored (all but the last prompt token; in forced mode, everything before
+the first answer-predicting row) is prefilled with no pattern hook attached, through fused SDPA
+attention on a HookedTransformer (:func:`rhlens.adapter.fused.fused_attention`), so no pattern
+is computed there at all.
 
 Memory. No full attention pattern is kept: per layer, attention memory is what the model's
 forward itself needs for one chunk, ``O(batch x heads x chunk x context)``, plus ``O(batch x
@@ -26,6 +30,7 @@ step), so on a bridge attention memory and time are quadratic in the context.
 (torch.Size([2, 4]), 1)
 """
 
+import contextlib
 from functools import partial
 from typing import Any, Literal, Sequence
 
@@ -34,9 +39,19 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rhlens.adapter import analysis_mode, architecture, forward, hook_name, hooks, model_device, new_kv_cache, tokenizer_of
+from rhlens.adapter import (
+    analysis_mode,
+    architecture,
+    forward,
+    hook_name,
+    hooks,
+    model_device,
+    model_kind,
+    new_kv_cache,
+    tokenizer_of,
+)
 from rhlens.encoding import pad_id_of, pad_left
-from rhlens.generation import default_stop_ids, greedy_generate
+from rhlens.generation import default_stop_ids, prefill
 from rhlens.scoring._common import Item, assemble, check_method, needle_lookup, prepare
 from rhlens.scoring.results import HeadScores
 
@@ -141,38 +156,72 @@ class _TopKLookup:
         return torch.where(idx < width, tokens, -1)
 
 
+def _fast_prefill(model: Any) -> Any:
+    """SDPA attention for forwards that score nothing (no pattern hooks attached): a
+    HookedTransformer whose layers the fused path supports; otherwise the eager path."""
+    if model_kind(model) != "hooked":
+        return contextlib.nullcontext()
+    from rhlens.adapter.fused import fused_attention
+
+    return fused_attention(model, strict=False)
+
+
 def _decode_batch(
     model: Any, items: Sequence[Item], *, top_k: int, chunk_size: int | None, max_new_tokens: int
 ) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
-    """Greedy decoding with one reducing hook per layer; hits counted in ``on_step``."""
+    """Greedy decoding as Wu et al.: prefill all but the last prompt token without hooks (fused
+    attention where available), then one forward per step with a reducing hook per layer.
+
+    Rows are left-padded, so column ``width - 1`` is every row's last prompt token: step 0 feeds
+    it. Decoding is :func:`rhlens.greedy_generate`'s (same stop rule, same tokens).
+    """
     arch = architecture(model)
     tok = tokenizer_of(model)
     device = model_device(model)
-    prompts = [it.enc.prompt_tokens for it in items]
-    padded = pad_left(prompts, pad_id_of(tok))
+    stop = default_stop_ids(tok)
+    padded = pad_left([it.enc.prompt_tokens for it in items], pad_id_of(tok), device=device)
     lookup = _TopKLookup(needle_lookup(items, padded.tokens.shape[1], padded.offsets).to(device), top_k)
     latest: list[Tensor | None] = [None] * arch.n_layers  # per layer [batch, head, k]
-    hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
+    n = len(items)
+    hits = torch.zeros(n, arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
 
     def record(pattern: Tensor, hook: Any, *, layer: int) -> None:
-        # The last query row is the newest position (the last prompt token during prefill).
+        # The last query row is the newest position (a RecomputeCache re-runs all rows).
         latest[layer] = lookup(pattern[:, :, -1:, :])[:, :, 0]
 
-    def on_step(step: int, next_tokens: Int[Tensor, "batch"], active: Bool[Tensor, "batch"]) -> None:
-        cand = torch.stack(latest)  # [layer, batch, head, k]
-        hit = (cand == next_tokens[None, :, None, None]).any(dim=-1) & active[None, :, None]
-        hits.add_(hit.permute(1, 0, 2).long())
-
+    cache = new_kv_cache(model, n)
+    if padded.tokens.shape[1] > 1:
+        with _fast_prefill(model):
+            prefill(model, padded.tokens[:, :-1], padded.attention_mask[:, :-1], chunk_size=chunk_size, cache=cache)
+    out: list[list[int]] = [[] for _ in range(n)]
+    active = torch.ones(n, dtype=torch.bool, device=device)
     fwd_hooks = [(hook_name("pattern", l), partial(record, layer=l)) for l in range(arch.n_layers)]
+    inputs, mask = padded.tokens[:, -1:], padded.attention_mask[:, -1:]
     with hooks(model, fwd_hooks):
-        gen = greedy_generate(model, prompts, max_new_tokens=max_new_tokens, chunk_size=chunk_size, on_step=on_step)
-    return hits, gen.texts(tok)
+        for step in range(max_new_tokens):
+            next_tokens = forward(model, inputs, attention_mask=mask, past_kv_cache=cache)[:, -1].argmax(dim=-1)
+            cand = torch.stack(latest)  # [layer, batch, head, k]
+            hit = (cand == next_tokens[None, :, None, None]).any(dim=-1) & active[None, :, None]
+            hits.add_(hit.permute(1, 0, 2).long())
+            for b in active.nonzero().flatten().tolist():
+                t = int(next_tokens[b])
+                if t in stop:
+                    active[b] = False
+                else:
+                    out[b].append(t)
+            if not bool(active.any()):
+                break
+            inputs, mask = next_tokens[:, None], torch.ones(n, 1, dtype=torch.long, device=device)
+    return hits, [tok.decode(t, skip_special_tokens=True).strip() for t in out]
 
 
 def _forced_batch(
     model: Any, items: Sequence[Item], *, top_k: int, chunk_size: int | None, max_new_tokens: int
 ) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
     """Teacher-forced pass over prompt + answer; only the answer-predicting rows are reduced.
+
+    The columns before the first scored row are prefilled without hooks (fused attention where
+    available); the rest runs with a reducing hook per layer, in chunks.
 
     Left padding aligns every row's end at column ``width - 1``, so the scored query columns are
     ``[width - 1 - A, width - 1)`` with ``A`` the longest answer (shorter answers mask the rest).
@@ -208,9 +257,12 @@ def _forced_batch(
 
     fwd_hooks = [(hook_name("pattern", l), partial(record, layer=l)) for l in range(arch.n_layers)]
     cache = new_kv_cache(model, len(items))
+    if first > 0:  # nothing to score before the first answer-predicting row
+        with _fast_prefill(model):
+            prefill(model, padded.tokens[:, :first], padded.attention_mask[:, :first], chunk_size=chunk_size, cache=cache)
     step = chunk_size or width
     with hooks(model, fwd_hooks):
-        for start in range(0, width, step):
+        for start in range(first, width, step):
             end = min(start + step, width)
             window["start"], window["end"] = start, end
             logits = forward(

@@ -109,7 +109,7 @@ def test_hooks_removed_when_the_model_raises(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(retrieval, "greedy_generate", boom)
+    monkeypatch.setattr(retrieval, "forward", boom)
     with pytest.raises(RuntimeError, match="boom"):
         retrieval_scores(model, random_examples((10,)), progress=False)
     assert count_hooks(model) == 0

@@ -1,0 +1,135 @@
+"""Benchmark: rhlens.retrieval_scores vs a port of Wu et al.'s detection loop.
+
+For each model config and context length, and for decode and forced modes, the same random-weight
+model and examples are scored by
+
+- rhlens (:func:`rhlens.scoring.retrieval_scores`: batched, chunked prefill, hooks that reduce
+  attention rows to top-k inside), and
+- the Wu port (:func:`rhlens.scoring.reference.wu_port_scores`: one example at a time, prefill
+  of the whole prompt in one pass, KV-cache decoding, a Python loop over heads with top-1).
+
+Each (config, context, implementation) runs in a fresh subprocess, which reports its wall time and
+its peak resident memory (``ru_maxrss``; torch's CPU allocations are invisible to tracemalloc).
+"peak" is the whole process; "scoring" is peak minus the RSS after the model and examples were
+built. Both implementations must find the same hits; the script checks and prints that.
+
+Configs: ``tiny`` is ``tiny_llama()`` (2 layers x 4 heads); ``wide`` is 16 layers x 32 heads with
+d_head 8 (random weights). To keep the run to minutes on 2 CPU cores, the wide config uses fewer
+examples and decoding steps and skips 8K (the Wu port's one-pass prefill would need ~26 GB of
+attention at 8K: 32 heads x 8K x 8K x 4 bytes x 3 tensors); the output says so.
+
+Run: ``python bench/bench_scoring.py`` (``--quick`` for a 1K-only smoke run).
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    "tiny": dict(overrides={}, n_examples=4, steps=10, contexts=(1024, 4096, 8192)),
+    "wide": dict(
+        overrides=dict(n_layers=16, n_heads=32, d_head=8, d_model=256, d_mlp=512),
+        n_examples=2,
+        steps=5,
+        contexts=(1024, 4096),
+    ),
+}
+WORDS = [f"w{i}" for i in range(200)]
+
+
+def _examples(n: int, context: int, seed: int = 0):
+    from rhlens.tasks.example import Example
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(context - 8)]
+        at = rng.randrange(context // 4, context // 2)
+        needle = words[at : at + 10]
+        start = len(" ".join(words[:at])) + 1
+        prompt = " ".join(words)
+        out.append(Example(prompt=prompt, answer=" ".join(needle), needles=((start, start + len(" ".join(needle))),),
+                           task="niah", variant="symbolic"))
+    return out
+
+
+def _child(config: str, context: int, impl: str, method: str) -> None:
+    """Run one measurement and print a JSON line."""
+    import torch
+
+    from rhlens.models import tiny_llama, word_level_tokenizer
+    from rhlens.scoring import retrieval_scores
+    from rhlens.scoring.reference import wu_port_scores
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    spec = CONFIGS[config]
+    tok = word_level_tokenizer(WORDS + ["\n"])
+    model = tiny_llama(tokenizer=tok, seed=0, n_ctx=context + 64, **spec["overrides"])
+    examples = _examples(spec["n_examples"], context)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if impl == "rhlens":
+        scores = retrieval_scores(model, examples, method=method, max_new_tokens=spec["steps"], rouge_gate=None,
+                                  batch_size=spec["n_examples"], chunk_size=512, progress=False)
+    else:
+        scores = wu_port_scores(model, examples, forced=method == "forced", max_new_tokens=spec["steps"], rouge_gate=None)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_mb": peak / 1024, "scoring_mb": (peak - base) / 1024,
+                      "hits": scores.hits.tolist()}))
+
+
+def _measure(config: str, context: int, impl: str, method: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", config, str(context), impl, method]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=4, metavar=("CONFIG", "CONTEXT", "IMPL", "METHOD"))
+    parser.add_argument("--quick", action="store_true", help="1K context only")
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
+    args = parser.parse_args()
+    if args.child:
+        config, context, impl, method = args.child
+        _child(config, int(context), impl, method)
+        return
+    print(f"threads per run: {os.environ.get('BENCH_THREADS', '2')}; each row: fresh subprocess")
+    for config in args.configs:
+        spec = CONFIGS[config]
+        print(f"\n== {config}: {spec['overrides'] or 'tiny_llama() defaults'}; {spec['n_examples']} examples, "
+              f"{spec['steps']} decode steps, rhlens batch {spec['n_examples']}, chunk 512")
+        if config == "wide":
+            print("   (fewer examples and steps, and no 8K, to fit a few minutes on 2 cores; see module docstring)")
+        print(f"{'method':7} {'ctx':>5} {'rhlens s':>9} {'wu s':>8} {'speedup':>8} {'rh peak':>8} {'wu peak':>8} "
+              f"{'rh scor':>8} {'wu scor':>8} {'same hits':>9}")
+        peaks: dict = {}
+        for method in ("decode", "forced"):
+            for context in (spec["contexts"][:1] if args.quick else spec["contexts"]):
+                rh = _measure(config, context, "rhlens", method)
+                wu = _measure(config, context, "wu", method)
+                if "error" in rh or "error" in wu:
+                    print(f"{method:7} {context:5} error: rhlens={rh.get('error')} wu={wu.get('error')}")
+                    continue
+                peaks[(method, context)] = (rh["peak_mb"], wu["peak_mb"], rh["scoring_mb"], wu["scoring_mb"])
+                print(f"{method:7} {context:5} {rh['seconds']:9.2f} {wu['seconds']:8.2f} {wu['seconds'] / rh['seconds']:7.1f}x "
+                      f"{rh['peak_mb']:7.0f}M {wu['peak_mb']:7.0f}M {rh['scoring_mb']:7.0f}M {wu['scoring_mb']:7.0f}M "
+                      f"{str(rh['hits'] == wu['hits']):>9}", flush=True)
+        for method in ("decode", "forced"):
+            if (method, 4096) in peaks and (method, 8192) in peaks:
+                rh4, wu4, rs4, _ = peaks[(method, 4096)]
+                rh8, wu8, rs8, _ = peaks[(method, 8192)]
+                print(f"{config} {method}: 8K peak rhlens/wu = {rh8 / wu8:.2f} (target <= 0.5); "
+                      f"rhlens 8K/4K peak = {rh8 / rh4:.2f}, scoring part {rs8 / max(rs4, 1e-9):.2f} (target <= 2.5)")
+
+
+if __name__ == "__main__":
+    main()
