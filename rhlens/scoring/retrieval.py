@@ -20,6 +20,23 @@ heads x k)`` per layer for the reduced rows. Caveat: a ``TransformerBridge`` has
 cache in rhlens (:class:`rhlens.adapter.RecomputeCache` re-runs the whole sequence at each
 step), so on a bridge attention memory and time are quadratic in the context.
 
+Faithful to Wu et al.'s ``retrieval_head_detection.py`` (``decode`` / ``retrieval_calculate``):
+step 0 is the last prompt token's forward; the step that produces the stop token is scored; at
+most one hit per head and step even with ``top_k > 1``; a needle position can hit at any number
+of steps; trials below the ROUGE gate are dropped, the score is the mean over the rest.
+Deviations, all deliberate:
+
+- Needle tokens come from the tokenizer's offset mapping (Wu: the first token window whose id set
+  overlaps the needle's ids by > 90%).
+- Several needle spans per example are one needle: the weight is ``1 / (all needle tokens)`` and
+  the ROUGE reference is the needle texts joined by spaces (Wu: one span).
+- Decoding stops at the tokenizer's EOS and newline tokens (Wu: Llama's ``<0x0A>`` or id 144).
+- ROUGE-1 recall is :func:`rhlens.tasks.metrics.rouge1_recall` (lowercased word unigrams, no
+  stemming; Wu: ``rouge_score`` with the Porter stemmer), gate ``recall > rouge_gate``.
+- When no example passes the gate, scores are zeros (Wu's file would hold no trial).
+- Batching pads on the left; hits equal the unbatched reference in the tests, but float rounding
+  could in principle flip a near-tie in a top-k or an argmax.
+
 >>> from rhlens.models import tiny_llama, word_level_tokenizer
 >>> from rhlens.tasks.example import Example
 >>> prompt = "the key is red . the sky is blue . Question : what is the key ? Answer :"
