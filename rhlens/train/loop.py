@@ -139,14 +139,22 @@ def _select_trainable(model: Any, config: TrainConfig) -> list[torch.nn.Paramete
     return params
 
 
-def _check_resume_config(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
-    current = config.to_dict()
+def _check_resume(ckpt: ckpt_io.Checkpoint, config: TrainConfig, total_steps: int, fingerprint: str) -> None:
+    """Refuse to resume a run whose trajectory would differ: config, step count or data."""
+    saved, current = ckpt.state.get("config", {}), config.to_dict()
     diffs = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in _TRAJECTORY_KEYS if saved.get(k) != current[k]]
     if diffs:
         raise ValueError(
-            f"cannot resume from {path}: the config changed ({'; '.join(diffs)}). Resume with the saved "
-            "config (TrainConfig.from_file of its trainer/state.json 'config'), or start a new out_dir."
+            f"cannot resume from {ckpt.path}: the config changed ({'; '.join(diffs)}). Resume with the saved "
+            "config (TrainConfig.from_dict of its trainer/state.json 'config'), or start a new out_dir."
         )
+    if ckpt.state.get("total_steps") != total_steps:
+        raise ValueError(
+            f"cannot resume from {ckpt.path}: it was a {ckpt.state.get('total_steps')}-step run and this config "
+            f"asks for {total_steps} steps (the learning-rate schedule depends on it)"
+        )
+    if ckpt.state.get("data_fingerprint") != fingerprint:
+        raise ValueError(f"cannot resume from {ckpt.path}: the training examples differ from the saved run's")
 
 
 def _eval_batches(encoded: list[EncodedExample], config: TrainConfig, pad_id: int, device: torch.device):
@@ -198,10 +206,6 @@ def train(
         raise ValueError("TrainConfig.save_every / resume need an out_dir to write checkpoints to")
     out_dir = Path(out_dir) if out_dir is not None else None
 
-    info = dist_utils.setup(model_device(model).type if config.device is None else torch.device(config.device).type)
-    device = _resolve_device(model, config, info)
-    if model_device(model) != device:
-        model.to(device)
     tokenizer = getattr(model, "tokenizer", None)
     n_ctx = int(model.cfg.n_ctx)
     bos = prepends_bos(model)
@@ -214,7 +218,6 @@ def train(
         )
     pad_id = pad_id_of(tokenizer) if tokenizer is not None else 0
     total_steps = config.total_steps(len(encoded))
-    config.micro_batch_size(info.world_size)  # validates divisibility by processes x accumulation
     fingerprint = _fingerprint(encoded)
 
     use_fused = config.fused_attention is True or (
@@ -226,20 +229,23 @@ def train(
     was_training = model.training
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
 
-    resume_from = ckpt_io.latest_checkpoint(out_dir) if (config.resume and out_dir is not None) else None
-    if config.resume and resume_from is None and info.is_main:
-        warnings.warn(f"resume=True but {out_dir} holds no complete checkpoint; starting from step 0", stacklevel=2)
-    if resume_from is not None:
-        _check_resume_config(resume_from.state.get("config", {}), config, resume_from.path)
-        if resume_from.state.get("data_fingerprint") != fingerprint:
-            raise ValueError(f"cannot resume from {resume_from.path}: the training examples differ from the saved run's")
-        ckpt_io.load_model_weights(resume_from.path / ckpt_io.MODEL_SUBDIR, model)
-
-    _seed_everything(config.seed)
+    info = dist_utils.setup(model_device(model).type if config.device is None else torch.device(config.device).type)
     metrics = None
     progress = None
-    last_ckpt: Path | None = resume_from.path if resume_from is not None else None
     try:
+        config.micro_batch_size(info.world_size)  # validates divisibility by processes x accumulation
+        device = _resolve_device(model, config, info)
+        if model_device(model) != device:
+            model.to(device)
+        resume_from = ckpt_io.latest_checkpoint(out_dir) if (config.resume and out_dir is not None) else None
+        if config.resume and resume_from is None and info.is_main:
+            warnings.warn(f"resume=True but {out_dir} holds no complete checkpoint; starting from step 0", stacklevel=2)
+        if resume_from is not None:
+            _check_resume(resume_from, config, total_steps, fingerprint)
+            ckpt_io.load_model_weights(resume_from.path / ckpt_io.MODEL_SUBDIR, model)
+        last_ckpt: Path | None = resume_from.path if resume_from is not None else None
+
+        _seed_everything(config.seed)
         params = _select_trainable(model, config)
         dist_utils.broadcast_parameters(list(model.parameters()), info)
         optimizer = build_optimizer(params, config)

@@ -54,8 +54,10 @@ def test_resume_rejects_a_changed_config_or_data(build_model, examples, tmp_path
     train(build_model(), examples, TrainConfig(steps=2, **FAST), out_dir=tmp_path)
     with pytest.raises(ValueError, match=r"config changed \(lr: 0\.003 -> 0\.01\)"):
         train(build_model(), examples, TrainConfig(steps=4, **{**FAST, "lr": 1e-2}, resume=True), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="2-step run and this config asks for 4 steps"):
+        train(build_model(), examples, TrainConfig(steps=4, **FAST, resume=True), out_dir=tmp_path)
     with pytest.raises(ValueError, match="training examples differ"):
-        train(build_model(), examples[:12], TrainConfig(steps=4, **FAST, resume=True), out_dir=tmp_path)
+        train(build_model(), examples[:12], TrainConfig(steps=2, **FAST, resume=True), out_dir=tmp_path)
 
 
 def test_resume_without_checkpoint_starts_fresh(build_model, examples, tmp_path):
