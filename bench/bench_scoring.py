@@ -117,7 +117,10 @@ def main() -> None:
                 rh = _measure(config, context, "rhlens", method)
                 wu = _measure(config, context, "wu", method)
                 if "error" in rh or "error" in wu:
-                    print(f"{method:7} {context:5} error: rhlens={rh.get('error')} wu={wu.get('error')}")
+                    why = lambda r: "killed (out of memory?)" if r.get("error") == "exit -9" else r.get("error")  # noqa: E731
+                    rh_txt = why(rh) if "error" in rh else f"{rh['seconds']:.2f}s peak {rh['peak_mb']:.0f}M"
+                    wu_txt = why(wu) if "error" in wu else f"{wu['seconds']:.2f}s peak {wu['peak_mb']:.0f}M"
+                    print(f"{method:7} {context:5} rhlens: {rh_txt}; wu port: {wu_txt}", flush=True)
                     continue
                 peaks[(method, context)] = (rh["peak_mb"], wu["peak_mb"], rh["scoring_mb"], wu["scoring_mb"])
                 print(f"{method:7} {context:5} {rh['seconds']:9.2f} {wu['seconds']:8.2f} {wu['seconds'] / rh['seconds']:7.1f}x "
