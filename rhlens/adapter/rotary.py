@@ -6,9 +6,9 @@ TransformerLens keeps, in every attention layer, two buffers ``rotary_sin`` and 
 (older releases kept an ``[n_ctx, n_ctx]`` ``mask`` buffer; it is resized here when present).
 
 >>> from rhlens.models import tiny_llama
->>> model = tiny_llama(n_ctx=64)                            # doctest: +SKIP
->>> set_context(model, 128, rotary_base=40_000)             # doctest: +SKIP
->>> model.cfg.n_ctx, model.cfg.rotary_base, rotary_rows(model)   # doctest: +SKIP
+>>> model = tiny_llama(n_ctx=64)
+>>> set_context(model, 128, rotary_base=40_000)
+>>> model.cfg.n_ctx, model.cfg.rotary_base, rotary_rows(model)
 (128, 40000, 128)
 """
 

@@ -279,7 +279,7 @@ def train(
                         try:
                             from rhlens.evaluation import evaluate
                         except ImportError as err:
-                            raise ImportError("TrainConfig.eval_metric='task' needs rhlens.evaluate") from err
+                            raise ImportError("TrainConfig.eval_metric='task' needs rhlens.evaluation") from err
                         result = evaluate(
                             model, eval_examples, batch_size=config.eval_batch_size,
                             max_new_tokens=config.eval_max_new_tokens, progress=False,
