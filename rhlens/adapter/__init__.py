@@ -8,7 +8,7 @@ Submodules, one job each:
 - :mod:`rhlens.adapter.rotary`: rotary tables and context length (context extension).
 """
 
-from rhlens.adapter.cache import RecomputeCache, new_kv_cache
+from rhlens.adapter.cache import BridgeKVCache, enable_bridge_kv_cache, new_kv_cache
 from rhlens.adapter.core import (
     HOOK_KINDS,
     Architecture,
@@ -33,7 +33,8 @@ from rhlens.adapter.core import (
 
 __all__ = [
     "HOOK_KINDS",
-    "RecomputeCache",
+    "BridgeKVCache",
+    "enable_bridge_kv_cache",
     "new_kv_cache",
     "Architecture",
     "UnsupportedModelError",

@@ -27,7 +27,7 @@ heads and 4, 2 or 1 key/value heads; values agree to ~1e-6):
 KV cache: pass a ``transformers.DynamicCache()`` as ``cache=`` (or the deprecated
 ``past_key_values=``) with ``use_cache=True`` and an ``attention_mask`` spanning cached + new tokens;
 chunked prefill then equals the full forward (left padding included). Bridges built here get
-:func:`_cache_kwarg_fix`; without it (a plain ``TransformerBridge.boot_transformers`` under
+:func:`rhlens.adapter.enable_bridge_kv_cache`; without it (a plain ``TransformerBridge.boot_transformers`` under
 transformers >= 5.2x) the cache is silently never filled and cached generation is wrong.
 
 Memory: :func:`as_bridge` copies every weight once (the Hugging Face model owns its own tensors;
@@ -50,6 +50,7 @@ from typing import Any
 import einops
 import torch
 
+from rhlens.adapter.cache import enable_bridge_kv_cache
 from rhlens.adapter.core import HookedTransformer, TransformerBridge
 
 __all__ = ["as_bridge", "hf_llama_from_hooked", "load_bridge"]
@@ -210,32 +211,6 @@ def hf_llama_from_hooked(model: HookedTransformer) -> Any:
     return hf
 
 
-def _cache_kwarg_fix(bridge: Any) -> None:
-    """Let the bridge's attention modules find a KV cache passed as ``cache=``.
-
-    transformers >= 5.2x renamed the decoder layers' ``past_key_values`` argument to ``cache``, but
-    TransformerLens 3.9's ``AttentionBridge._update_kv_cache`` still reads only ``past_key_values``
-    (and ``layer_past``): the cache is silently never updated, so chunked prefill and cached
-    decoding attend to the current chunk only. This wraps the method on each attention module
-    of *this* bridge (no global patch) to also read ``cache``; it is a no-op where the names agree.
-    """
-    import types
-
-    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
-
-    def wrap(original: Any) -> Any:
-        def _update_kv_cache(self: Any, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> Any:
-            if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
-                kwargs["past_key_values"] = kwargs["cache"]
-            return original(self, k, v, **kwargs)
-
-        return _update_kv_cache
-
-    for module in bridge.modules():
-        if isinstance(module, AttentionBridge) and "_update_kv_cache" not in vars(module):
-            module._update_kv_cache = types.MethodType(wrap(type(module)._update_kv_cache), module)
-
-
 def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> Any:
     _require_bridge()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -248,7 +223,7 @@ def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> Any:
             device=str(next(hf_model.parameters()).device),
             dtype=next(hf_model.parameters()).dtype,
         )
-    _cache_kwarg_fix(bridge)
+    enable_bridge_kv_cache(bridge)
     bridge.eval()
     return bridge
 

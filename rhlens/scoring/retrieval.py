@@ -203,7 +203,7 @@ def _decode_batch(
     hits = torch.zeros(n, arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
 
     def record(pattern: Tensor, hook: Any, *, layer: int) -> None:
-        # The last query row is the newest position (a RecomputeCache re-runs all rows).
+        # The last query row is the newest position.
         latest[layer] = lookup(pattern[:, :, -1:, :])[:, :, 0]
 
     cache = new_kv_cache(model, n)
@@ -266,7 +266,7 @@ def _forced_batch(
         s0, s1 = scored(start, end)
         if s0 >= s1:
             return
-        q = pattern.shape[2]  # rows cover columns [end - q, end) (a RecomputeCache re-runs all)
+        q = pattern.shape[2]  # rows cover columns [end - q, end)
         cand = lookup(pattern[:, :, q - (end - s0) : q - (end - s1), :])  # [batch, head, n, k]
         gold = targets[:, s0 - first : s1 - first]  # [batch, n]
         hit = (cand == gold[:, None, :, None]).any(dim=-1) & valid[:, None, s0 - first : s1 - first]

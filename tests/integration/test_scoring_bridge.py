@@ -1,16 +1,12 @@
 """Retrieval scores on a TransformerBridge equal the HookedTransformer's and the naive reference."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "scoring"))
-from scoring_helpers import build_model, random_examples  # noqa: E402
+from tests.unit.scoring.scoring_helpers import build_model, random_examples
 
-from rhlens.scoring import retrieval_scores  # noqa: E402
-from rhlens.scoring.reference import naive_retrieval_scores  # noqa: E402
+from rhlens.scoring import retrieval_scores
+from rhlens.scoring.reference import naive_retrieval_scores
 
 
 @pytest.fixture(scope="module", params=[None, 2], ids=["mha", "gqa"])

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from scoring_helpers import build_model, random_examples
+from tests.unit.scoring.scoring_helpers import build_model, random_examples
 
 from rhlens.adapter import count_hooks
 from rhlens.scoring import retrieval_scores

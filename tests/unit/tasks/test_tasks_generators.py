@@ -4,7 +4,7 @@ from rhlens.tasks import (TASKS, VARIANTS, ContextTooShortError, Example, count_
                           niah_grid, pretokenize, vocabulary)
 from rhlens.tasks.metrics import parse_citations
 
-from tasks_helpers import PAIRS, bpe_tokenizer, span_inside
+from tests.unit.tasks.tasks_helpers import PAIRS, bpe_tokenizer, span_inside
 
 
 def check_needles(ex: Example):
