@@ -31,9 +31,9 @@ import rhlens  # noqa: E402
 from rhlens.adapter.fused import fused_attention  # noqa: E402
 from rhlens.encoding import pad_id_of  # noqa: E402
 from rhlens.tasks import generate  # noqa: E402
-from rhlens.train import TrainConfig, train  # noqa: E402
-from rhlens.train.data import IGNORE_INDEX, batch_indices, collate, prepare_examples  # noqa: E402
-from rhlens.train.optim import build_optimizer, build_scheduler  # noqa: E402
+from rhlens.training import TrainConfig, train  # noqa: E402
+from rhlens.training.data import IGNORE_INDEX, batch_indices, collate, prepare_examples  # noqa: E402
+from rhlens.training.optim import build_optimizer, build_scheduler  # noqa: E402
 
 
 def _model(tok, args, n_ctx):

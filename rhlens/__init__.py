@@ -57,11 +57,11 @@ _EXPORTS: dict[str, str] = {
     "patch_sweep": "rhlens.interventions",
     "PatchSweep": "rhlens.interventions",
     # training (layer 5)
-    "train": "rhlens.train",
-    "TrainConfig": "rhlens.train",
-    "TrainResult": "rhlens.train",
-    "NonFiniteLossError": "rhlens.train",
-    "extend_context": "rhlens.train",
+    "train": "rhlens.training",
+    "TrainConfig": "rhlens.training",
+    "TrainResult": "rhlens.training",
+    "NonFiniteLossError": "rhlens.training",
+    "extend_context": "rhlens.training",
     "pretrain_base": "rhlens.pretrain",
 }
 

@@ -37,7 +37,7 @@ def run_quickstart(
     from rhlens.models import load_base, save_model
     from rhlens.scoring import retrieval_scores
     from rhlens.tasks import generate
-    from rhlens.train import TrainConfig, train
+    from rhlens.training import TrainConfig, train
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

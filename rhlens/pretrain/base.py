@@ -98,7 +98,7 @@ def pretrain_base(
     from dataclasses import replace
 
     from rhlens.models import load_model, save_model
-    from rhlens.train import train
+    from rhlens.training import train
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe if recipe is not None else default_recipe_path())

@@ -33,7 +33,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from rhlens.train.config import TrainConfig
+from rhlens.training.config import TrainConfig
 
 _STAGE_KEYS = {"name", "context_tokens", "n_examples", "mix", "tasks", "train"}
 _TOP_KEYS = {"name", "seed", "model", "stages", "eval"}

@@ -10,7 +10,7 @@ import torch
 
 import rhlens
 from rhlens.tasks import generate
-from rhlens.train import TrainConfig, train
+from rhlens.training import TrainConfig, train
 
 SCRIPT = textwrap.dedent(
     """
@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     import torch
     import rhlens
     from rhlens.tasks import generate
-    from rhlens.train import TrainConfig, train
+    from rhlens.training import TrainConfig, train
 
     torch.set_num_threads(1)
     examples = generate("kv", "symbolic", n=32, context_tokens=40, seed=0, key_chunks=1, value_chunks=1)

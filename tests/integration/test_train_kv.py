@@ -12,7 +12,7 @@ import torch
 import rhlens
 from rhlens.encoding import encode_examples
 from rhlens.tasks import generate
-from rhlens.train import TrainConfig, train
+from rhlens.training import TrainConfig, train
 
 
 def _greedy_exact_match(model, tokenizer, examples) -> float:

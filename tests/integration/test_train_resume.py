@@ -10,7 +10,7 @@ import torch
 
 import rhlens
 from rhlens.tasks import generate
-from rhlens.train import TrainConfig, latest_checkpoint, train
+from rhlens.training import TrainConfig, latest_checkpoint, train
 
 CONFIG = dict(steps=8, batch_size=4, lr=3e-3, warmup_steps=2, weight_decay=0.01, save_every=2, progress=False)
 SETUP = textwrap.dedent(
@@ -19,7 +19,7 @@ SETUP = textwrap.dedent(
     import torch
     import rhlens
     from rhlens.tasks import generate
-    from rhlens.train import TrainConfig, train
+    from rhlens.training import TrainConfig, train
 
     def build():
         examples = generate("kv", "symbolic", n=32, context_tokens=40, seed=0, key_chunks=1, value_chunks=1)
@@ -42,7 +42,7 @@ KILL_IN_STEP = SETUP + textwrap.dedent(
 KILL_IN_WRITE = SETUP + textwrap.dedent(
     """
     torch.set_num_threads(1)
-    from rhlens.train import checkpoint as ck
+    from rhlens.training import checkpoint as ck
     real_write_json = ck.write_json
 
     def write_json(path, data):

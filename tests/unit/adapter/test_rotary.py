@@ -6,7 +6,7 @@ import torch
 import rhlens
 from rhlens.adapter import UnsupportedModelError
 from rhlens.adapter.rotary import rebuild_rotary_tables, rotary_rows
-from rhlens.train import extend_context
+from rhlens.training import extend_context
 
 
 @pytest.fixture(autouse=True)

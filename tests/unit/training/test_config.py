@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rhlens.train import TrainConfig
+from rhlens.training import TrainConfig
 
 
 def test_defaults_are_valid_and_round_trip():

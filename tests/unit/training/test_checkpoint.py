@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rhlens.train import checkpoint as ck
+from rhlens.training import checkpoint as ck
 
 
 def test_optimizer_state_round_trip_through_safetensors_and_json():

@@ -6,7 +6,7 @@ vocabulary and 32k tokens it would take 16 GB). Models that soft-cap their logit
 full forward instead.
 
 >>> import torch
->>> from rhlens.train.data import collate
+>>> from rhlens.training.data import collate
 >>> from rhlens.encoding import EncodedExample
 >>> from rhlens.models import tiny_llama
 >>> model = tiny_llama()
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from rhlens.train.data import IGNORE_INDEX, TrainBatch
+from rhlens.training.data import IGNORE_INDEX, TrainBatch
 
 
 def _model_call(model: Any, batch: TrainBatch, **kwargs: Any) -> Tensor:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rhlens.train import TrainConfig, latest_checkpoint, train
+from rhlens.training import TrainConfig, latest_checkpoint, train
 
 FAST = dict(progress=False, batch_size=4, lr=3e-3, warmup_steps=2, weight_decay=0.01)
 

@@ -12,7 +12,7 @@ from typing import Iterable
 
 import torch
 
-from rhlens.train.config import TrainConfig
+from rhlens.training.config import TrainConfig
 
 
 def lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:

@@ -32,11 +32,11 @@ from torch import Tensor
 from rhlens.adapter.core import UnsupportedModelError, count_hooks, model_device, model_kind, prepends_bos
 from rhlens.adapter.fused import fused_attention, fused_unsupported_reason
 from rhlens.encoding import EncodedExample, pad_id_of
-from rhlens.train import checkpoint as ckpt_io
-from rhlens.train import distributed as dist_utils
-from rhlens.train.config import TrainConfig
-from rhlens.train.data import answer_token_count, batch_indices, collate, prepare_examples, shard
-from rhlens.train.lora import (
+from rhlens.training import checkpoint as ckpt_io
+from rhlens.training import distributed as dist_utils
+from rhlens.training.config import TrainConfig
+from rhlens.training.data import answer_token_count, batch_indices, collate, prepare_examples, shard
+from rhlens.training.lora import (
     apply_lora,
     has_lora,
     load_lora_state_dict,
@@ -45,9 +45,9 @@ from rhlens.train.lora import (
     merge_lora,
     merged_state_dict,
 )
-from rhlens.train.loss import answer_loss_sum, heldout_answer_loss
-from rhlens.train.metrics import MetricsLog, Progress
-from rhlens.train.optim import build_optimizer, build_scheduler
+from rhlens.training.loss import answer_loss_sum, heldout_answer_loss
+from rhlens.training.metrics import MetricsLog, Progress
+from rhlens.training.optim import build_optimizer, build_scheduler
 
 # Config fields that shape the training trajectory: a resumed run must agree on all of them.
 _TRAJECTORY_KEYS = (

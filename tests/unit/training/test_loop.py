@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from rhlens.train import NonFiniteLossError, TrainConfig, latest_checkpoint, train
+from rhlens.training import NonFiniteLossError, TrainConfig, latest_checkpoint, train
 from rhlens.models import load_model
-from rhlens.train.lora import has_lora
+from rhlens.training.lora import has_lora
 
 FAST = dict(progress=False, batch_size=4, lr=3e-3)
 
@@ -126,10 +126,10 @@ def test_wandb_is_not_imported_unless_asked(build_model, examples):
     assert "wandb" not in sys.modules
 
 
-def test_rhlens_train_is_callable_whatever_the_import_order(build_model, examples):
+def test_rhlens_train_is_the_function_whatever_the_import_order(build_model, examples):
     import rhlens
-    import rhlens.train as package
+    import rhlens.training as package
 
-    assert callable(package)
+    assert rhlens.train is package.train
     result = rhlens.train(build_model(), examples, TrainConfig(steps=1, **FAST))
     assert len(result.loss_curve) == 1

@@ -2,8 +2,8 @@ import torch
 import torch.nn.functional as F
 
 from rhlens.encoding import encode_examples
-from rhlens.train.data import collate
-from rhlens.train.loss import answer_token_losses, heldout_answer_loss
+from rhlens.training.data import collate
+from rhlens.training.loss import answer_token_losses, heldout_answer_loss
 
 
 def _reference_losses(model, encoded):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rhlens.train.lora import (
+from rhlens.training.lora import (
     apply_lora,
     has_lora,
     load_lora_state_dict,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rhlens.encoding import EncodedExample
-from rhlens.train.data import IGNORE_INDEX, batch_indices, collate, epoch_order, prepare_examples, shard, truncate_left
+from rhlens.training.data import IGNORE_INDEX, batch_indices, collate, epoch_order, prepare_examples, shard, truncate_left
 
 
 def _enc(tokens, prompt_len, index=0):

@@ -1,0 +1,36 @@
+"""The thin trainer: answer-only fine-tuning, LoRA, exact resume, data parallel, context extension.
+
+Modules, one job each:
+
+- :mod:`rhlens.training.config`: :class:`TrainConfig` (TOML/JSON loadable).
+- :mod:`rhlens.training.data`: encoding, data order, answer-only batches.
+- :mod:`rhlens.training.loss`: the answer-token loss.
+- :mod:`rhlens.training.lora`: LoRA adapters on W_Q/W_K/W_V/W_O, merged for analysis.
+- :mod:`rhlens.training.optim`: AdamW and the warm-up + cosine schedule.
+- :mod:`rhlens.training.checkpoint`: atomic safetensors/JSON checkpoints and resume.
+- :mod:`rhlens.training.distributed`: ``torchrun``/``accelerate launch`` data parallelism.
+- :mod:`rhlens.training.metrics`: JSONL log, tqdm bar, optional wandb.
+- :mod:`rhlens.training.loop`: :func:`train`.
+- :mod:`rhlens.training.context`: :func:`extend_context`.
+
+:func:`train` is public as ``rhlens.train``.
+"""
+
+
+from rhlens.training.checkpoint import latest_checkpoint, list_checkpoints
+from rhlens.training.config import TrainConfig
+from rhlens.training.context import extend_context
+from rhlens.training.lora import apply_lora, merge_lora
+from rhlens.training.loop import NonFiniteLossError, TrainResult, train
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainResult",
+    "apply_lora",
+    "extend_context",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "merge_lora",
+    "train",
+]
