@@ -5,7 +5,9 @@ scores, knockout and patching effects). Prompts are left-padded; the prompt is f
 ``chunk_size`` tokens through the model's key/value cache (attention memory ``O(chunk x
 context)`` per layer), then one token per step. Hooks the caller attached stay active for every
 forward; ``on_step`` is told which token each forward produced, so a hook that recorded the
-last query's attention can be matched with the token it led to.
+last query's attention can be matched with the token it led to. Attention runs through the fused
+(SDPA) path where the model supports it; a layer whose pattern, scores or ``z`` is hooked runs
+TransformerLens's eager attention, so hooks see exactly what they expect.
 
 >>> import torch
 >>> from rhlens.models import tiny_llama, word_level_tokenizer
@@ -24,6 +26,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from rhlens.adapter import analysis_mode, architecture, forward, model_device, new_kv_cache, tokenizer_of
+from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import pad_id_of, pad_left
 
 StepCallback = Callable[[int, Int[Tensor, "batch"], Bool[Tensor, "batch"]], None]
@@ -126,7 +129,7 @@ def greedy_generate(
     n = len(prompts)
     out: list[list[int]] = [[] for _ in range(n)]
     stopped = [False] * n
-    with analysis_mode(model):
+    with analysis_mode(model), fused_attention(model, strict=False):
         logits, cache = prefill(model, batch.tokens, batch.attention_mask, chunk_size=chunk_size)
         active = torch.ones(n, dtype=torch.bool, device=device)
         ones = torch.ones(n, 1, dtype=torch.long, device=device)
