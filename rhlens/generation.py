@@ -67,6 +67,24 @@ def default_stop_ids(tokenizer: Any) -> set[int]:
     return stop
 
 
+def advance_rows(
+    next_tokens: Int[Tensor, "batch"], active: Bool[Tensor, "batch"], stop: set[int], out: list[list[int]]
+) -> list[int]:
+    """Append each active row's token to ``out``; a stop token deactivates the row instead.
+
+    Returns the rows that stopped at this step. ``active`` is updated in place.
+    """
+    stopped = []
+    for b in active.nonzero().flatten().tolist():
+        t = int(next_tokens[b])
+        if t in stop:
+            active[b] = False
+            stopped.append(b)
+        else:
+            out[b].append(t)
+    return stopped
+
+
 def prefill(
     model: Any,
     tokens: Int[Tensor, "batch pos"],
@@ -137,13 +155,8 @@ def greedy_generate(
             next_tokens = logits.argmax(dim=-1)
             if on_step is not None:
                 on_step(step, next_tokens, active.clone())
-            for b in active.nonzero().flatten().tolist():
-                t = int(next_tokens[b])
-                if t in stop:
-                    stopped[b] = True
-                    active[b] = False
-                else:
-                    out[b].append(t)
+            for b in advance_rows(next_tokens, active, stop, out):
+                stopped[b] = True
             if not bool(active.any()) or step == max_new_tokens - 1:
                 break
             logits = forward(model, next_tokens[:, None], attention_mask=ones, past_kv_cache=cache)[:, -1]

@@ -222,7 +222,7 @@ def patched_generate(
     the KV cache, one token per step, a row stops at a stop id (default EOS and newline).
     """
     from rhlens.evaluation import chunk_bounds
-    from rhlens.generation import default_stop_ids
+    from rhlens.generation import advance_rows, default_stop_ids
 
     tok = tokenizer_of(target)
     stop = default_stop_ids(tok) if stop_ids is None else set(stop_ids)
@@ -249,12 +249,7 @@ def patched_generate(
         ones = torch.ones(n, 1, dtype=torch.long, device=device)
         for step in range(max_new_tokens):
             next_tokens = logits.argmax(dim=-1)
-            for b in active.nonzero().flatten().tolist():
-                t = int(next_tokens[b])
-                if t in stop:
-                    active[b] = False
-                else:
-                    out[b].append(t)
+            advance_rows(next_tokens, active, stop, out)
             if not bool(active.any()) or step == max_new_tokens - 1:
                 break
             logits = _forward_both(source, target, patcher, next_tokens[:, None], ones, width + step + 1, caches)[:, -1]

@@ -68,7 +68,7 @@ from rhlens.adapter import (
     tokenizer_of,
 )
 from rhlens.encoding import pad_id_of, pad_left
-from rhlens.generation import default_stop_ids, prefill
+from rhlens.generation import advance_rows, default_stop_ids, prefill
 from rhlens.scoring._common import Item, assemble, check_method, needle_lookup, prepare
 from rhlens.scoring.results import HeadScores
 
@@ -220,12 +220,7 @@ def _decode_batch(
             cand = torch.stack(latest)  # [layer, batch, head, k]
             hit = (cand == next_tokens[None, :, None, None]).any(dim=-1) & active[None, :, None]
             hits.add_(hit.permute(1, 0, 2).long())
-            for b in active.nonzero().flatten().tolist():
-                t = int(next_tokens[b])
-                if t in stop:
-                    active[b] = False
-                else:
-                    out[b].append(t)
+            advance_rows(next_tokens, active, stop, out)
             if not bool(active.any()):
                 break
             inputs, mask = next_tokens[:, None], torch.ones(n, 1, dtype=torch.long, device=device)
