@@ -163,7 +163,7 @@ minutes on a laptop CPU. It is the embedded default of `rhlens.models.load_base(
   d_mlp {cfg.d_mlp}, rotary positions (base {cfg.rotary_base:g}), RMSNorm, gated SiLU MLP,
   context {cfg.n_ctx}, word-level vocabulary of {cfg.d_vocab} tokens ({n_params:,} parameters).
 - Seed {recipe.seed}; {steps} optimizer steps; {seconds / 60:.1f} minutes on {platform.machine()} CPU
-  ({torch.get_num_threads()} threads), torch {torch.__version__}.
+  (torch {torch.__version__}, {torch.get_num_threads()} thread(s)).
 - Recipe: `rhlens/recipes/base.toml`; reproduce with `rhlens pretrain-base --config <that file> --out DIR`.
 
 ## Data curriculum
@@ -172,9 +172,10 @@ minutes on a laptop CPU. It is the embedded default of `rhlens.models.load_base(
 |---|---|---|---|---|---|
 {stages}
 
-`induction`: random words from the task vocabulary with recurring spans (next-token loss on all of
-it); `lm`: task prompts with answers as plain text (next-token loss on all of it); `qa`: task
-examples with the loss on the answer only.
+`repeat`: a random segment that recurs at random offsets among random words, and `induction`:
+random words with recurring short spans (both next-token loss on all of the text); `lm`: task
+prompts with answers as plain text (next-token loss on all of it); `qa`: task examples with the
+loss on the answer only.
 
 ## What it can do (exact match on fresh examples)
 
@@ -188,6 +189,8 @@ examples with the loss on the answer only.
 - It was trained at contexts up to {max(s.context_tokens for s in recipe.stages)} tokens: longer
   contexts need fine-tuning (and `rhlens.extend_context` beyond {cfg.n_ctx}).
 - It is not a language model of English: its world is the generators' templates, names and symbols.
+- Its retrieval is learned from the tasks' question-and-answer forms; `bench/bench_base.py` measures
+  whether it also has a general (content-based) induction head on repeated random words.
 """
 
 

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 import rhlens
 from rhlens.models.base import base_card, base_dir
@@ -37,9 +36,10 @@ def test_card_states_recipe_seed_steps_and_limits():
 def test_training_log_covers_every_stage():
     recipe = json.loads((base_dir() / "recipe.json").read_text())
     lines = [json.loads(line) for line in (base_dir() / "training_log.jsonl").read_text().splitlines()]
-    stages = [r["stage"] for r in lines if "loss" in r]
     for stage in recipe["stages"]:
-        assert stages.count(stage["name"]) == stage["train"]["steps"], stage["name"]
+        steps = [r["step"] for r in lines if r["stage"] == stage["name"] and "loss" in r]
+        every = stage["train"]["log_every"]
+        assert steps == list(range(every, stage["train"]["steps"] + 1, every)), stage["name"]
 
 
 def test_base_is_an_ordinary_hooked_transformer_in_eval_mode(base):
@@ -48,22 +48,18 @@ def test_base_is_an_ordinary_hooked_transformer_in_eval_mode(base):
     assert base.cfg.d_vocab == len(base.tokenizer)
 
 
-def test_base_copies_repeated_random_words(base):
-    """Induction: the second copy of a random word sequence is predicted far better than the first."""
-    from rhlens.tasks import vocabulary
-
-    pool = [w for w in vocabulary() if w.isalnum()]
-    g = torch.Generator().manual_seed(0)
-    words = [pool[i] for i in torch.randint(len(pool), (20,), generator=g).tolist()]
-    tokens = base.to_tokens(" ".join(words + words))
-    with torch.no_grad():
-        logits = base(tokens)
-    correct = (logits[0, :-1].argmax(-1) == tokens[0, 1:]).float()
-    assert correct[21:].mean() >= 0.9  # every word of the second copy
-    assert correct[:19].mean() <= 0.2
+@pytest.mark.parametrize("task, floor", [("kv", 0.5), ("mdqa", 0.3)])
+def test_base_answers_short_realistic_examples(base, task, floor):
+    """Measured on 40 fresh examples at 64 tokens: kv 0.72, mdqa 0.47 (an untrained model: 0)."""
+    examples = generate(task, "realistic", 40, context_tokens=64, seed=4242)
+    assert rhlens.evaluate(base, examples, progress=False).score >= floor
 
 
-def test_base_answers_short_key_value_examples(base):
-    examples = generate("kv", "realistic", 20, context_tokens=64, seed=4242)
-    result = rhlens.evaluate(base, examples, progress=False)
-    assert result.score >= 0.5, result.predictions
+def test_card_abilities_match_a_fresh_measurement(base):
+    """abilities.json is what the model does, not a hand-written number."""
+    from rhlens.pretrain import measure_abilities
+
+    recorded = json.loads((base_dir() / "abilities.json").read_text())
+    recipe = json.loads((base_dir() / "recipe.json").read_text())
+    measured = measure_abilities(base, context_tokens=recipe["eval"]["context_tokens"], n=recipe["eval"]["n"])
+    assert measured == pytest.approx(recorded, abs=1e-6)
