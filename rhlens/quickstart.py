@@ -23,8 +23,8 @@ def run_quickstart(
     out_dir: str | Path,
     *,
     task: str = "kv",
-    variant: str = "symbolic",
-    context_tokens: int = 128,
+    variant: str = "realistic",
+    context_tokens: int = 64,
     steps: int = 150,
     n_eval: int = 40,
     top_k: int = 4,
@@ -53,8 +53,9 @@ def run_quickstart(
     )
     after = evaluate(model, eval_examples, progress=progress)
     scores = retrieval_scores(model, eval_examples, method="decode", progress=progress)
-    top = scores.top(top_k)
-    control = random_heads(model, top_k, exclude=top, seed=seed)
+    # the k best heads among those that scored at all (ties at zero say nothing)
+    top = scores.top(top_k) & scores.above(0.0)
+    control = random_heads(model, len(top), exclude=top, seed=seed)
     top_effect = knockout_effect(model, eval_examples, top, mode="zero", baseline=after, progress=progress)
     random_effect = knockout_effect(model, eval_examples, control, mode="zero", baseline=after, progress=progress)
 

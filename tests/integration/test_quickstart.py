@@ -12,7 +12,7 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["fine_tuning_steps"] == 4
-    assert len(summary["top_retrieval_heads"]) == 2
+    assert len(summary["top_retrieval_heads"]) <= 2
     assert set(summary["knockout_top_heads"]["heads"]).isdisjoint(summary["knockout_random_heads"]["heads"])
     for key in ("score_before_fine_tuning", "score_after_fine_tuning"):
         assert 0.0 <= summary[key] <= 1.0
