@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
+from rhlens.encoding import pad_id_of
 from rhlens.pretrain.data import stage_examples
+from rhlens.pretrain.supervision import supervise_attention
 from rhlens.pretrain.recipe import Recipe, default_recipe_path, load_recipe
 
 MODEL_DIR = "model"
@@ -125,7 +127,11 @@ def pretrain_base(
                 seed=recipe.seed * 1000 + k, tasks=stage.tasks,
             )
             config = replace(stage.train, resume=resume, progress=progress and stage.train.progress)
-            train(model, examples, config, out_dir=stage_dir)
+            if stage.supervision is None:
+                train(model, examples, config, out_dir=stage_dir)
+            else:
+                with supervise_attention(model, stage.supervision, pad_id=pad_id_of(model.tokenizer)) as extra_loss:
+                    train(model, examples, config, out_dir=stage_dir, extra_loss=extra_loss)
             save_model(model, done_dir)
         total_steps += stage.train.total_steps(stage.n_examples)
         log_path = stage_dir / "metrics.jsonl"
@@ -150,7 +156,8 @@ def model_card(recipe: Recipe, abilities: dict[str, float], *, steps: int, secon
     cfg = model.cfg
     stages = "\n".join(
         f"| {s.name} | {s.context_tokens} | {s.n_examples} | "
-        f"{', '.join(f'{k} {v:g}' for k, v in s.mix.items())} | {s.train.total_steps(s.n_examples)} | {s.train.lr:g} |"
+        f"{', '.join(f'{k} {v:g}' for k, v in s.mix.items())} | {s.train.total_steps(s.n_examples)} | {s.train.lr:g} | "
+        f"{f'{s.supervision.previous_token_head} previous-token, {s.supervision.induction_head} induction (weight {s.supervision.weight:g})' if s.supervision else '-'} |"
         for s in recipe.stages
     )
     skills = "\n".join(f"| {k} | {v:.2f} |" for k, v in abilities.items())
@@ -168,14 +175,16 @@ minutes on a laptop CPU. It is the embedded default of `rhlens.models.load_base(
 
 ## Data curriculum
 
-| stage | context tokens | examples | mix | steps | lr |
-|---|---|---|---|---|---|
+| stage | context tokens | examples | mix | steps | lr | attention supervision |
+|---|---|---|---|---|---|---|
 {stages}
 
 `repeat`: a random segment that recurs at random offsets among random words, and `induction`:
 random words with recurring short spans (both next-token loss on all of the text); `lm`: task
 prompts with answers as plain text (next-token loss on all of it); `qa`: task examples with the
-loss on the answer only.
+loss on the answer only. Attention supervision (`rhlens.pretrain.supervision`) adds a loss pulling
+one head's attention to the previous token and one head's to the token after the current token's
+previous occurrence.
 
 ## What it can do (exact match on fresh examples)
 

@@ -17,6 +17,9 @@ A recipe file::
     [stages.train]        # rhlens.TrainConfig fields
     steps = 400
     lr = 2e-3
+    [stages.supervision]  # optional: attention supervision (rhlens.pretrain.supervision)
+    previous_token_head = "L0H0"
+    induction_head = "L1H0"
 
 >>> recipe = load_recipe(default_recipe_path())
 >>> recipe.name, len(recipe.stages) > 0
@@ -33,9 +36,10 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from rhlens.pretrain.supervision import AttentionSupervision
 from rhlens.training.config import TrainConfig
 
-_STAGE_KEYS = {"name", "context_tokens", "n_examples", "mix", "tasks", "train"}
+_STAGE_KEYS = {"name", "context_tokens", "n_examples", "mix", "tasks", "train", "supervision"}
 _TOP_KEYS = {"name", "seed", "model", "stages", "eval"}
 
 
@@ -49,6 +53,7 @@ class Stage:
     mix: dict[str, float]
     train: TrainConfig
     tasks: tuple[str, ...] = ("kv", "mdqa", "niah", "musique", "summhay")
+    supervision: AttentionSupervision | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Recipe:
                     "mix": dict(s.mix),
                     "tasks": list(s.tasks),
                     "train": s.train.to_dict(),
+                    **({"supervision": s.supervision.to_dict()} if s.supervision else {}),
                 }
                 for s in self.stages
             ],
@@ -117,6 +123,10 @@ def recipe_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Recipe:
                 mix={k: float(v) for k, v in raw["mix"].items()},
                 train=train_cfg,
                 tasks=tuple(raw.get("tasks", Stage.__dataclass_fields__["tasks"].default)),
+                supervision=(
+                    AttentionSupervision.from_dict(raw["supervision"], source=f"{where}.supervision")
+                    if raw.get("supervision") else None
+                ),
             )
         )
     return Recipe(

@@ -173,6 +173,7 @@ def train(
     eval_examples: Sequence[Any] | None = None,
     out_dir: str | Path | None = None,
     eval_fn: Callable[[Any], float | dict[str, float]] | None = None,
+    extra_loss: Callable[[Any, Any], Tensor] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place on ``examples`` with the loss on answer tokens only.
 
@@ -188,6 +189,11 @@ def train(
             ``resume``.
         eval_fn: ``eval_fn(model) -> float | dict`` replacing the built-in evaluation (called in
             eval mode under ``torch.no_grad``).
+        extra_loss: ``extra_loss(model, batch) -> scalar tensor`` added to each micro-batch's
+            loss right after its forward pass (``batch`` is the
+            :class:`rhlens.training.data.TrainBatch`); e.g. an auxiliary loss on activations that
+            hooks attached around :func:`train` recorded during that forward. It is scaled by
+            the micro-batch's share of the global batch, and it is not part of ``loss_curve``.
 
     Returns:
         :class:`TrainResult`. The model ends with plain (LoRA-merged) weights, the
@@ -333,7 +339,10 @@ def train(
                     batch = collate([encoded[i] for i in micro], pad_id=pad_id, padding_side=config.padding_side).to(device)
                     with autocast:
                         loss = answer_loss_sum(model, batch) / n_answer
-                    loss.backward()
+                        total = loss
+                        if extra_loss is not None:
+                            total = loss + extra_loss(model, batch) * (len(micro) / config.batch_size)
+                    total.backward()
                     step_loss += loss.detach()
                     tokens += batch.n_tokens
                 dist_utils.all_reduce_gradients(params, info)
