@@ -43,30 +43,43 @@ def repeat_loss(model, tokens: torch.Tensor, segment: int) -> float:
     return float(lp[segment:].mean())  # positions past BOS + first segment
 
 
-def induction_report(model, *, segment: int = 12, repeats: int = 8, n_seqs: int = 4, top: int = 2) -> dict:
+def induction_report(model, *, segment: int = 12, repeats: int = 8, n_seqs: int = 4, threshold: float = 0.5) -> dict:
+    """Induction (and previous-token) scores, and the repeat loss with the top-k induction heads
+    zero-ablated against k random heads outside the circuit, for k = 1, 2, 4 and all heads
+    scoring over ``threshold``."""
     from transformer_lens.head_detector import detect_head
 
     import rhlens
 
     texts, token_rows = zip(*(repeated_random_text(model, segment=segment, repeats=repeats, seed=s) for s in range(n_seqs)))
     scores = torch.stack([detect_head(model, t, "induction_head", exclude_bos=True) for t in texts]).mean(0)
-    heads = rhlens.HeadSet.top_k(scores, top)
-    base_loss = sum(repeat_loss(model, t, segment) for t in token_rows) / n_seqs
-    with rhlens.knockout(model, heads, mode="zero"):
-        ablated = sum(repeat_loss(model, t, segment) for t in token_rows) / n_seqs
-    control = rhlens.random_heads(model, top, exclude=heads, seed=0)
-    with rhlens.knockout(model, control, mode="zero"):
-        control_loss = sum(repeat_loss(model, t, segment) for t in token_rows) / n_seqs
-    best = heads.ordered()[0] if heads else None
+    heads = rhlens.HeadSet.above(scores, threshold) | rhlens.HeadSet.top_k(scores, 1)
+    prev_scores = torch.stack([detect_head(model, t, "previous_token_head", exclude_bos=True) for t in texts]).mean(0)
+    previous_token_heads = rhlens.HeadSet.above(prev_scores, threshold)
+
+    def loss_without(ablated):
+        with rhlens.knockout(model, ablated, mode="zero"):
+            return round(sum(repeat_loss(model, t, segment) for t in token_rows) / n_seqs, 3)
+
+    base_loss = round(sum(repeat_loss(model, t, segment) for t in token_rows) / n_seqs, 3)
+    ranked = sorted(heads, key=lambda h: -float(scores[h.layer, h.head]))
+    curve = {}
+    for k in sorted({1, 2, 4, len(ranked)}):
+        if k > len(ranked):
+            continue
+        top_k = rhlens.HeadSet(ranked[:k])
+        # the control leaves the circuit's other half (previous-token heads) alone too
+        pool = scores.numel() - len(heads | previous_token_heads)
+        control = rhlens.random_heads(model, min(k, pool), exclude=heads | previous_token_heads, seed=k)
+        curve[k] = {"induction_heads_ablated": loss_without(top_k), "random_heads_ablated": loss_without(control),
+                    "random_heads": [str(h) for h in control]}
     return {
         "best_head": str(max(heads, key=lambda h: scores[h.layer, h.head])),
         "best_induction_score": round(float(scores.max()), 3),
-        "top_heads": {str(h): round(float(scores[h.layer, h.head]), 3) for h in heads},
-        "repeat_loss": round(base_loss, 3),
-        "repeat_loss_top_heads_ablated": round(ablated, 3),
-        "repeat_loss_random_heads_ablated": round(control_loss, 3),
-        "random_heads": [str(h) for h in control],
-        "_best": best,
+        f"heads_over_{threshold}": {str(h): round(float(scores[h.layer, h.head]), 3) for h in heads},
+        "repeat_loss": base_loss,
+        "repeat_loss_with_top_k_heads_ablated": curve,
+        f"previous_token_heads_over_{threshold}": {str(h): round(float(prev_scores[h.layer, h.head]), 3) for h in previous_token_heads},
     }
 
 
@@ -118,7 +131,6 @@ def main() -> None:
     model = load()
     print(f"model: {model.cfg.n_layers} layers x {model.cfg.n_heads} heads, d_model {model.cfg.d_model}, n_ctx {model.cfg.n_ctx}")
     ind = induction_report(model)
-    ind.pop("_best")
     print("induction:", ind)
     print("target: best induction score >= 0.8 ->", "met" if ind["best_induction_score"] >= 0.8 else "NOT met")
     print("exact match at 128 tokens:", exact_match_report(model, context_tokens=128, n=args.n_eval))
