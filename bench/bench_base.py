@@ -89,7 +89,8 @@ def exact_match_report(model, *, context_tokens: int, n: int = 50) -> dict:
     return {k: round(v, 3) for k, v in measure_abilities(model, context_tokens=context_tokens, n=n).items()}
 
 
-def steps_to_target(load, *, context_tokens: int, budget: int, eval_every: int, target: float, n_eval: int) -> dict:
+def steps_to_target(load, *, context_tokens: int, budget: int, eval_every: int, target: float, n_eval: int,
+                    lr: float = 1e-3) -> dict:
     """Fine-tune a fresh copy of the base on realistic MDQA; first step whose EM >= target."""
     import rhlens
     from rhlens.tasks import generate
@@ -107,12 +108,12 @@ def steps_to_target(load, *, context_tokens: int, budget: int, eval_every: int, 
     t0 = time.perf_counter()
     result = rhlens.train(
         model, train_ex,
-        rhlens.TrainConfig(steps=budget, batch_size=batch, lr=1e-3, warmup_steps=20, eval_every=eval_every, progress=False),
+        rhlens.TrainConfig(steps=budget, batch_size=batch, lr=lr, warmup_steps=20, eval_every=eval_every, progress=False),
         eval_fn=em,
     )
     curve = [(int(r["step"]), round(float(r["em"]), 3)) for r in result.eval_curve]
     reached = next((s for s, v in curve if v >= target), None)
-    return {"context_tokens": context_tokens, "budget": budget, "steps_to_0.8": reached, "curve": curve,
+    return {"context_tokens": context_tokens, "budget": budget, "lr": lr, "steps_to_0.8": reached, "curve": curve,
             "minutes": round((time.perf_counter() - t0) / 60, 1)}
 
 
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--n-eval", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -136,7 +138,8 @@ def main() -> None:
     print("exact match at 128 tokens:", exact_match_report(model, context_tokens=128, n=args.n_eval))
     if not args.skip_finetune:
         for ctx, budget in ((256, 300), (512, 600)):
-            rep = steps_to_target(load, context_tokens=ctx, budget=budget, eval_every=args.eval_every, target=0.8, n_eval=args.n_eval)
+            rep = steps_to_target(load, context_tokens=ctx, budget=budget, eval_every=args.eval_every, target=0.8,
+                                  n_eval=args.n_eval, lr=args.lr)
             verdict = "met" if rep["steps_to_0.8"] is not None else "NOT met"
             print(f"fine-tune realistic MDQA @ {ctx}: {rep}  target (0.8 EM within {budget} steps) -> {verdict}")
 
