@@ -10,13 +10,6 @@ from rhlens.adapter.fused import FusedAttentionUnsupported, fused_attention, fus
 ATTENTION_KINDS = {"full": None, "grouped": 2, "multi_query": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _model(n_kv=None, **overrides):
     return rhlens.tiny_llama(n_layers=2, n_key_value_heads=n_kv, n_ctx=64, seed=0, **overrides)

@@ -9,13 +9,6 @@ from rhlens.adapter.rotary import rebuild_rotary_tables, rotary_rows
 from rhlens.training import extend_context
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _tokens(n: int, d_vocab: int) -> torch.Tensor:
     return torch.randint(4, d_vocab, (2, n), generator=torch.Generator().manual_seed(0))

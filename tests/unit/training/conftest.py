@@ -32,14 +32,3 @@ def build_model(kv_tokenizer):
 @pytest.fixture
 def examples():
     return kv_examples(24)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and without oversubscription) on one thread."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
