@@ -13,10 +13,10 @@ Everything lands in the output folder: the fine-tuned model, the head scores (sa
 JSON, and Wu et al.'s JSON format), and ``summary.json``.
 """
 
-import json
-import os
 from pathlib import Path
 from typing import Any
+
+from rhlens.files import write_json_atomic
 
 
 def run_quickstart(
@@ -61,9 +61,7 @@ def run_quickstart(
 
     save_model(model, out_dir / "model")
     scores.save(out_dir / "retrieval_scores")
-    tmp = out_dir / ".retrieval_scores_wu.json.tmp"
-    tmp.write_text(json.dumps(scores.to_wu_json()))
-    os.replace(tmp, out_dir / "retrieval_scores_wu.json")
+    write_json_atomic(out_dir / "retrieval_scores_wu.json", scores.to_wu_json(), indent=None)
 
     summary = {
         "task": task,
@@ -81,7 +79,5 @@ def run_quickstart(
         "knockout_random_heads": {"heads": [str(h) for h in control], "score": round(random_effect.knocked.score, 3),
                                   "delta": round(random_effect.delta, 3)},
     }
-    tmp = out_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / "summary.json")
+    write_json_atomic(out_dir / "summary.json", summary)
     return summary

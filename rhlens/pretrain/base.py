@@ -13,7 +13,6 @@ reproduces the weights to float tolerance.
 """
 
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from rhlens.encoding import pad_id_of
+from rhlens.files import write_text_atomic
 from rhlens.pretrain.data import stage_examples
 from rhlens.pretrain.supervision import supervise_attention
 from rhlens.pretrain.recipe import Recipe, default_recipe_path, load_recipe
@@ -39,12 +39,6 @@ class PretrainResult:
     abilities: dict[str, float]
     seconds: float
     steps: int
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def build_base_model(recipe: Recipe) -> Any:
@@ -109,7 +103,7 @@ def pretrain_base(
     if stages_dir.exists() and any(stages_dir.iterdir()) and not resume:
         raise FileExistsError(f"{out_dir} already holds a pretraining run; pass resume=True (--resume) or use a new folder")
     stages_dir.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(out_dir / "recipe.json", json.dumps(recipe.to_dict(), indent=2))
+    write_text_atomic(out_dir / "recipe.json", json.dumps(recipe.to_dict(), indent=2))
 
     start = time.perf_counter()
     model = build_base_model(recipe)
@@ -144,9 +138,9 @@ def pretrain_base(
     abilities = measure_abilities(model, context_tokens=ctx, n=int(recipe.eval.get("n", 50)))
     model_dir = out_dir / MODEL_DIR
     save_model(model, model_dir)
-    _write_text_atomic(out_dir / "training_log.jsonl", "\n".join(log_lines) + "\n")
-    _write_text_atomic(out_dir / "abilities.json", json.dumps(abilities, indent=2))
-    _write_text_atomic(out_dir / "CARD.md", model_card(recipe, abilities, steps=total_steps, seconds=seconds, model=model))
+    write_text_atomic(out_dir / "training_log.jsonl", "\n".join(log_lines) + "\n")
+    write_text_atomic(out_dir / "abilities.json", json.dumps(abilities, indent=2))
+    write_text_atomic(out_dir / "CARD.md", model_card(recipe, abilities, steps=total_steps, seconds=seconds, model=model))
     return PretrainResult(model=model, model_dir=model_dir, abilities=abilities, seconds=seconds, steps=total_steps)
 
 

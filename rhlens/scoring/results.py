@@ -23,7 +23,6 @@ True
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from rhlens.files import atomic_path
 from rhlens.heads import Head, HeadSet
 
 _FORMAT = "rhlens.HeadScores/1"
@@ -221,16 +221,8 @@ class HeadScores:
             if value is not None:
                 tensors[name] = value.contiguous().cpu()
         header = {"format": _FORMAT, "responses": self.responses, "n_kv_heads": self.n_kv_heads, "meta": self.meta}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"rhlens": json.dumps(header)})
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"rhlens": json.dumps(header)})
         return path
 
     @classmethod

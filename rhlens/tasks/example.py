@@ -9,9 +9,9 @@ True
 """
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
+
+from rhlens.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -91,20 +91,10 @@ class Example:
 
 
 def save_jsonl(examples, path) -> None:
-    """Write examples as JSON lines atomically (temporary file, then ``os.replace``)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".jsonl")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for ex in examples:
-                f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write examples as JSON lines atomically (:func:`rhlens.files.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for ex in examples:
+            f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
 
 
 def load_jsonl(path) -> list:

@@ -23,7 +23,8 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+
+from rhlens.files import write_json_atomic
 
 DEFAULT_TEMPLATE = ("Write a short encyclopedia-style paragraph about {title}. "
                     "This is part {part} of the article; do not repeat earlier parts.")
@@ -63,15 +64,7 @@ class LLMDocumentSource:
         text = self.generate(prompt)
         if not isinstance(text, str):
             raise TypeError(f"generate returned {type(text).__name__}, expected str")
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"prompt": prompt, "text": text}, f, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_json_atomic(path, {"prompt": prompt, "text": text}, indent=None)
         return text
 
     def document(self, title: str, part: int = 0) -> str:

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from rhlens.files import write_json_atomic
+
 FORMAT = "rhlens-train-checkpoint"
 FORMAT_VERSION = 1
 _PREFIX = "step-"
@@ -50,12 +52,7 @@ def _fsync_dir(path: Path) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as fh:
-        json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=1)
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:

@@ -1,0 +1,56 @@
+"""Atomic file writes: a reader never sees a half-written file, a crash leaves the old one.
+
+Every file rhlens writes (examples, caches, results, checkpoints' JSON, run summaries) goes to a
+temporary file in the same folder, is flushed to disk, and is renamed over the target. No torch
+here, so the task layer can use it.
+
+>>> import json, tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "out.json"
+>>> write_json_atomic(path, {"a": 1})
+>>> json.loads(path.read_text())
+{'a': 1}
+>>> with atomic_path(path) as tmp:
+...     _ = tmp.write_text("half")
+...     raise RuntimeError("crash")
+Traceback (most recent call last):
+RuntimeError: crash
+>>> json.loads(path.read_text()), sorted(p.name for p in path.parent.iterdir())
+({'a': 1}, ['out.json'])
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: "str | os.PathLike") -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block ends
+    normally (after an fsync), deleted when it raises. Parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: "str | os.PathLike", text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: "str | os.PathLike", data: Any, *, indent: int | None = 2) -> None:
+    """Write ``data`` as JSON to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False))
