@@ -8,8 +8,7 @@ importing torch.
 Head(layer=4, head=4)
 """
 
-import importlib
-from typing import Any
+from rhlens._lazy import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0"
 
@@ -67,15 +66,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rhlens' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

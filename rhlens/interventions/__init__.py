@@ -14,8 +14,7 @@ Modules, one job each:
 Names load lazily (``rhlens.evaluate`` and this package import each other's pieces).
 """
 
-import importlib
-from typing import Any
+from rhlens._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "knockout": "rhlens.interventions.ablation",
@@ -38,15 +37,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rhlens.interventions' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())
