@@ -55,6 +55,15 @@ def _pattern_hooks(model: Any, store: list) -> list:
     return [(hook_name("pattern", l), lambda p, hook, l=l: save(p, hook, l)) for l in range(len(store))]
 
 
+def _loop_state(model: Any, n_items: int) -> tuple[Any, set[int], torch.device, torch.Tensor, list]:
+    """Tokenizer, stop ids, device, the ``[item, layer, head]`` hit counts and the per-layer
+    pattern store that both slow loops share."""
+    arch = architecture(model)
+    tok = tokenizer_of(model)
+    hits = torch.zeros(n_items, arch.n_layers, arch.n_heads, dtype=torch.long)
+    return tok, default_stop_ids(tok), model_device(model), hits, [None] * arch.n_layers
+
+
 def naive_retrieval_scores(
     model: Any,
     examples: Sequence[Any],
@@ -66,13 +75,8 @@ def naive_retrieval_scores(
 ) -> HeadScores:
     """:func:`rhlens.retrieval_scores` without cache, batching or reduction in hooks."""
     items = prepare(model, examples, method=method, max_new_tokens=max_new_tokens)
-    arch = architecture(model)
-    tok = tokenizer_of(model)
-    stop = default_stop_ids(tok)
-    device = model_device(model)
-    hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long)
+    tok, stop, device, hits, store = _loop_state(model, len(items))
     responses = []
-    store: list = [None] * arch.n_layers
     with analysis_mode(model), hooks(model, _pattern_hooks(model, store)):
         for n, item in enumerate(items):
             prompt = item.enc.prompt_tokens
@@ -114,13 +118,8 @@ def wu_port_scores(
     Wu's ``needle_start``/``needle_end``; ``forced=True`` decodes the gold answer instead."""
     method = "forced" if forced else "decode"
     items = prepare(model, examples, method=method, max_new_tokens=max_new_tokens)
-    arch = architecture(model)
-    tok = tokenizer_of(model)
-    stop = default_stop_ids(tok)
-    device = model_device(model)
-    hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long)
+    tok, stop, device, hits, store = _loop_state(model, len(items))
     responses = []
-    store: list = [None] * arch.n_layers
     with analysis_mode(model), hooks(model, _pattern_hooks(model, store)):
         for n, item in enumerate(items):
             responses.append(_wu_one(model, item, store, hits[n], forced, max_new_tokens, top_k, stop, tok, device))
