@@ -2,8 +2,8 @@
 
 >>> ex = Example(prompt="Ann lives in Rome.\\nQuestion: Where does Ann live?\\nAnswer:",
 ...              answer="Rome", needles=((13, 17),), task="mdqa", variant="realistic")
->>> ex.completion, ex.needle_texts
-(' Rome', ('Rome',))
+>>> ex.completion, ex.needle_texts, ex.answer_spans, ex.answer_texts
+(' Rome', ('Rome',), ((13, 17),), ('Rome',))
 >>> Example.from_dict(ex.to_dict()) == ex
 True
 """
@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from rhlens.files import atomic_path
+from rhlens.tasks.spans import locate_in_needles
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,22 @@ class Example:
         prompt: the full context and question, ending where the answer starts
             (e.g. ``"...\\nQuestion: ...\\nAnswer:"``).
         answer: gold answer text without a leading space.
-        needles: [start, end) character spans in ``prompt`` holding the
-            answer-bearing text the model must copy (Wu et al.'s needle).
+        needles: [start, end) character spans in ``prompt`` of the evidence
+            (the needle sentence, gold document's answer, each hop's answer);
+            knockout, patching and blocking positions use them.
         task: ``"mdqa" | "musique" | "summhay" | "kv" | "niah"`` (or a loader name).
         variant: one of ``rhlens.tasks.VARIANTS`` or ``"real"``.
         aliases: other accepted answers.
         meta: every knob and the seed (JSON-serialisable).
+        answer_spans: [start, end) character spans in ``prompt`` of the text a
+            retrieval head copies when producing the answer (Wu et al.'s
+            ``real_needle``): exactly one copy source per piece of the answer,
+            in answer order (QA: the answer inside the evidence needle; kv: the
+            value; summhay: each cited document's ``[i]`` identifier). Every
+            generator and loader sets it; when not given (hand-built examples,
+            older files) it is located as the first whole-word occurrence of
+            ``answer`` (then of each alias) inside a needle span, and stays
+            ``()`` when there is none.
     """
 
     prompt: str
@@ -37,11 +48,16 @@ class Example:
     variant: str
     aliases: tuple = ()
     meta: dict = field(default_factory=dict, compare=True, hash=False)
+    answer_spans: tuple = ()
 
     def __post_init__(self):
         # normalise lists (from JSON) to tuples so equality and hashing behave
         object.__setattr__(self, "needles", tuple((int(s), int(e)) for s, e in self.needles))
         object.__setattr__(self, "aliases", tuple(self.aliases))
+        spans = tuple((int(s), int(e)) for s, e in (self.answer_spans or ()))
+        if not spans and isinstance(self.prompt, str):
+            spans = locate_in_needles(self.prompt, (self.answer, *self.aliases), self.needles)
+        object.__setattr__(self, "answer_spans", spans)
 
     @property
     def completion(self) -> str:
@@ -51,6 +67,11 @@ class Example:
     @property
     def needle_texts(self) -> tuple:
         return tuple(self.prompt[s:e] for s, e in self.needles)
+
+    @property
+    def answer_texts(self) -> tuple:
+        """The prompt's text at each of :attr:`answer_spans`."""
+        return tuple(self.prompt[s:e] for s, e in self.answer_spans)
 
     def validate(self) -> "Example":
         """Raise ``ValueError`` naming the field if the example is inconsistent; return self."""
@@ -69,6 +90,11 @@ class Example:
                 raise ValueError(
                     f"Example.needles[{i}]=({s}, {e}) is empty or outside the prompt "
                     f"(length {len(self.prompt)})")
+        for i, (s, e) in enumerate(self.answer_spans):
+            if not 0 <= s < e <= len(self.prompt):
+                raise ValueError(
+                    f"Example.answer_spans[{i}]=({s}, {e}) is empty or outside the prompt "
+                    f"(length {len(self.prompt)})")
         try:
             json.dumps(self.meta)
         except TypeError as err:
@@ -78,7 +104,8 @@ class Example:
     def to_dict(self) -> dict:
         return {"prompt": self.prompt, "answer": self.answer,
                 "needles": [list(n) for n in self.needles], "task": self.task,
-                "variant": self.variant, "aliases": list(self.aliases), "meta": self.meta}
+                "variant": self.variant, "aliases": list(self.aliases), "meta": self.meta,
+                "answer_spans": [list(a) for a in self.answer_spans]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Example":
@@ -87,7 +114,7 @@ class Example:
             raise ValueError(f"Example dict is missing field(s) {missing}")
         return cls(prompt=d["prompt"], answer=d["answer"], needles=d["needles"],
                    task=d["task"], variant=d["variant"], aliases=d.get("aliases", ()),
-                   meta=dict(d.get("meta") or {}))
+                   meta=dict(d.get("meta") or {}), answer_spans=d.get("answer_spans") or ())
 
 
 def save_jsonl(examples, path) -> None:
@@ -117,13 +144,15 @@ def to_hf_dataset(examples):
 
     rows = [{"prompt": e.prompt, "answer": e.answer, "needles": [list(n) for n in e.needles],
              "task": e.task, "variant": e.variant, "aliases": list(e.aliases),
-             "meta": json.dumps(e.meta)} for e in examples]
+             "meta": json.dumps(e.meta),
+             "answer_spans": [list(a) for a in e.answer_spans]} for e in examples]
     features = datasets.Features({
         "prompt": datasets.Value("string"), "answer": datasets.Value("string"),
         "needles": datasets.Sequence(datasets.Sequence(datasets.Value("int64"))),
         "task": datasets.Value("string"), "variant": datasets.Value("string"),
         "aliases": datasets.Sequence(datasets.Value("string")),
-        "meta": datasets.Value("string")})
+        "meta": datasets.Value("string"),
+        "answer_spans": datasets.Sequence(datasets.Sequence(datasets.Value("int64")))})
     return datasets.Dataset.from_list(rows, features=features)
 
 

@@ -71,3 +71,29 @@ def test_hf_dataset_round_trip():
     ds = to_hf_dataset(exs)
     assert len(ds) == 3 and set(ds.column_names) >= {"prompt", "answer", "needles", "meta"}
     assert from_hf_dataset(ds) == exs
+
+
+def test_answer_spans_located_when_not_given():
+    ex = make()
+    assert ex.answer_spans == ((13, 17),) and ex.answer_texts == ("Rome",)
+    # an alias is used when the answer is absent; an in-word occurrence never is
+    prompt = "Ann lives in Roma.\nAnswer:"
+    assert make(prompt=prompt, needles=((0, 18),)).answer_texts == ("Roma",)
+    assert make(prompt="In 1901 it rained.\nAnswer:", answer="190", aliases=(),
+                needles=((0, 18),)).answer_spans == ()
+    # only inside a needle span
+    assert make(prompt="Rome. Ann lives in Rome.\nAnswer:", needles=((19, 24),)).answer_spans == ((19, 23),)
+
+
+def test_answer_spans_given_serialised_and_validated(tmp_path):
+    ex = make(answer_spans=[[13, 17]])
+    assert ex.answer_spans == ((13, 17),)
+    assert Example.from_dict(json.loads(json.dumps(ex.to_dict()))) == ex
+    old = ex.to_dict()
+    del old["answer_spans"]  # a record written before the field existed still loads
+    assert Example.from_dict(old).answer_spans == ((13, 17),)
+    save_jsonl([ex], tmp_path / "a.jsonl")
+    assert load_jsonl(tmp_path / "a.jsonl")[0].answer_spans == ((13, 17),)
+    for bad in ([(13, 13)], [(0, 999)], [(-1, 2)]):
+        with pytest.raises(ValueError, match="answer_spans\\[0\\]"):
+            make(answer_spans=bad).validate()

@@ -1,0 +1,86 @@
+"""Locating an answer in text: whole-word matches first, in-word matches reported as such.
+
+Matching is case-insensitive and whitespace runs match any whitespace. A match is
+*whole-word* when no letter or digit touches it on either side (for a candidate
+that starts or ends with one); a match inside a longer word ("190" in "1901",
+"America" in "American") is an *in-word* match, which is never used as an
+answer span (issue 14 item 12).
+
+>>> find_word("Born in Lisbon, Portugal.", "portugal")
+(16, 24)
+>>> find_word("In 1901 it rained.", "190") is None
+True
+>>> find_answer("a 1946 American film", ["the US", "America"])
+(7, 14, 'America', False)
+>>> find_answer("a 1946 America film", ["the US", "America"])
+(7, 14, 'America', True)
+"""
+
+import re
+
+
+def _pattern(candidate: str, right_boundary: bool = True):
+    c = candidate.strip()
+    if not c:
+        return None
+    body = r"\s+".join(re.escape(part) for part in c.split())
+    return re.compile((r"(?<!\w)" if c[0].isalnum() else "") + body
+                      + (r"(?!\w)" if right_boundary and c[-1].isalnum() else ""),
+                      flags=re.IGNORECASE)
+
+
+def iter_words(text: str, candidate: str, start: int = 0, end=None):
+    """Yield ``(start, end)`` of every whole-word occurrence of ``candidate`` that lies
+    inside ``text[start:end]`` (boundaries are judged against the whole ``text``)."""
+    pat = _pattern(candidate)
+    if pat is None:
+        return
+    end = len(text) if end is None else end
+    for m in pat.finditer(text, start):
+        if m.end() > end:
+            return
+        yield m.start(), m.end()
+
+
+def find_word(text: str, candidate: str, start: int = 0, end=None):
+    """First whole-word ``(start, end)`` of ``candidate`` in ``text[start:end]``, or None."""
+    return next(iter_words(text, candidate, start, end), None)
+
+
+def find_answer(text: str, candidates):
+    """First ``(start, end, candidate, whole_word)`` where a candidate occurs in ``text``.
+
+    Every candidate is tried as a whole word first; only when none occurs so does
+    the first left-bounded in-word match come back, with ``whole_word=False``
+    (callers use it as evidence at most, never as an answer span). None when absent.
+    """
+    for cand in candidates:
+        hit = find_word(text, cand)
+        if hit:
+            return hit[0], hit[1], cand, True
+    for cand in candidates:
+        pat = _pattern(cand, right_boundary=False)
+        m = pat.search(text) if pat is not None else None
+        if m:
+            return m.start(), m.end(), cand, False
+    return None
+
+
+def locate_in_needles(prompt: str, candidates, needles) -> tuple:
+    """The answer spans of a hand-built example: ``((start, end),)`` of the first
+    whole-word occurrence of the first candidate found inside a needle span, or ``()``.
+
+    >>> p = "Ann lives in Rome. Bo lives in Romeo."
+    >>> locate_in_needles(p, ["Rome"], [(19, 37), (0, 18)])
+    ((13, 17),)
+    >>> locate_in_needles(p, ["Rom"], [(0, 37)])
+    ()
+    """
+    for cand in candidates:
+        if not isinstance(cand, str) or not cand.strip():
+            continue
+        for s, e in needles:
+            hit = find_word(prompt, cand, max(0, s), min(len(prompt), e))
+            if hit:
+                return (hit,)
+    return ()
