@@ -21,7 +21,7 @@ RuntimeError: crash
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,12 +29,22 @@ from typing import Any, Iterator
 @contextlib.contextmanager
 def atomic_path(path: "str | os.PathLike") -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block ends
-    normally (after an fsync), deleted when it raises. Parent folders are created."""
+    normally (after an fsync), deleted when it raises. Parent folders are created.
+
+    The temporary file is created with mode ``0o666`` minus the process umask, like ``open(path,
+    "w")`` would (``tempfile.mkstemp`` would force ``0o600`` whatever the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # pragma: no cover - a 32-bit random name already taken
+            continue
+        os.close(fd)
+        break
+    else:  # pragma: no cover
+        raise FileExistsError(f"cannot create a temporary file beside {path}")
     try:
         yield tmp
         with open(tmp, "rb+") as f:
