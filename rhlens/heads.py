@@ -17,6 +17,7 @@ heads to key/value groups for grouped-query attention (GQA).
 0.5
 """
 
+import operator
 import random
 import re
 from dataclasses import dataclass
@@ -30,6 +31,19 @@ _LABEL = re.compile(r"^\s*L(\d+)H(\d+)\s*$", re.IGNORECASE)
 _WU = re.compile(r"^\s*(\d+)-(\d+)\s*$")
 
 
+def _index(value: object, name: str) -> int:
+    """``value`` as a plain int; floats, bools and strings raise ``TypeError`` (never rounded)."""
+    if isinstance(value, bool) or getattr(value, "dtype", None) is not None and "bool" in str(value.dtype):
+        raise TypeError(f"Head {name} must be an integer, got the bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"Head {name} must be an integer, got {value!r} ({type(value).__name__}); "
+            "pass whole numbers such as Head(4, 4) or the label 'L4H4'"
+        ) from None
+
+
 @dataclass(frozen=True, order=True)
 class Head:
     """One attention head: ``layer`` and query-``head`` index, both from 0."""
@@ -38,6 +52,8 @@ class Head:
     head: int
 
     def __post_init__(self) -> None:
+        for name in ("layer", "head"):
+            object.__setattr__(self, name, _index(getattr(self, name), name))
         if self.layer < 0 or self.head < 0:
             raise ValueError(f"Head indices must be non-negative, got layer={self.layer}, head={self.head}")
 
@@ -55,7 +71,7 @@ class Head:
         if isinstance(text, Head):
             return text
         if isinstance(text, tuple) and len(text) == 2:
-            return cls(int(text[0]), int(text[1]))
+            return cls(text[0], text[1])
         if isinstance(text, str):
             match = _LABEL.match(text) or _WU.match(text)
             if match:

@@ -19,6 +19,17 @@ class TestHead:
         with pytest.raises(ValueError, match="Cannot parse"):
             Head.parse(bad)
 
+    @pytest.mark.parametrize("bad", [(0.7, 1.9), (True, 1), (1, False), (1.0, 2), ("1", "2")])
+    def test_item09_float_or_bool_head_indices_raise_type_error(self, bad):
+        with pytest.raises(TypeError, match="must be an integer"):
+            HeadSet([bad])
+        with pytest.raises(TypeError, match="must be an integer"):
+            Head(*bad)
+
+    def test_integer_like_indices_become_plain_ints(self):
+        h = Head(torch.tensor(2), torch.tensor(3))
+        assert h == Head(2, 3) and type(h.layer) is int and str(h) == "L2H3"
+
     def test_negative_and_order(self):
         with pytest.raises(ValueError, match="non-negative"):
             Head(-1, 0)
