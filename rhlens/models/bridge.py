@@ -222,6 +222,7 @@ def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> Any:
             tokenizer=tokenizer,
             device=str(next(hf_model.parameters()).device),
             dtype=next(hf_model.parameters()).dtype,
+            trust_remote_code=False,
         )
     enable_bridge_kv_cache(bridge)
     bridge.eval()

@@ -46,6 +46,7 @@ __all__ = [
     "load_local_tokenizer",
     "read_hf_config",
     "read_hf_state_dict",
+    "refuse_remote_code",
 ]
 
 SUPPORTED_ARCHITECTURES: tuple[str, ...] = (
@@ -74,6 +75,36 @@ _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
 
 class CheckpointError(ValueError):
     """A local checkpoint folder cannot be loaded. The message names the file, the field and the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# no code from a model folder
+# --------------------------------------------------------------------------------------------
+_CODE_FIELDS = ("auto_map",)
+
+
+def refuse_remote_code(folder: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` when ``folder``'s JSON files ask for custom code (``auto_map``).
+
+    rhlens passes ``trust_remote_code=False`` to every ``from_pretrained`` call, so such a folder
+    never runs its code; transformers then fails with a message that suggests
+    ``trust_remote_code=True``. Loaders call this after that failure to say what happened instead.
+    Returns ``None`` when no file names custom code.
+    """
+    folder = Path(folder)
+    for name in (CONFIG_FILE, "tokenizer_config.json", "processor_config.json", "preprocessor_config.json"):
+        path = folder / name
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(raw, dict) and raw.get("auto_map"):
+            raise CheckpointError(
+                f"{path}: field 'auto_map'={raw['auto_map']!r} asks to run Python code shipped in {folder}; rhlens "
+                "never runs code from a model folder (trust_remote_code=False). Use a folder whose classes are "
+                "built into transformers (remove 'auto_map', and set 'tokenizer_class' / 'architectures' to a "
+                "built-in class such as PreTrainedTokenizerFast / LlamaForCausalLM)."
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,6 +352,18 @@ def hooked_config_from_hf(
 # --------------------------------------------------------------------------------------------
 # weights
 # --------------------------------------------------------------------------------------------
+def _check_shard_path(index: Path, folder: Path, name: Any) -> None:
+    """Refuse a ``weight_map`` entry that is absolute or climbs out of ``folder`` (``..``)."""
+    if not isinstance(name, str) or not name:
+        raise CheckpointError(f"{index}: weight_map value {name!r} is not a file name")
+    # Lexical check: symlinked shards (a Hugging Face cache snapshot) stay allowed.
+    if Path(name).is_absolute() or ".." in Path(name).parts or "\\" in name or ":" in name:
+        raise CheckpointError(
+            f"{index}: weight_map entry {name!r} points outside {folder}; shard paths must be file names inside "
+            "the checkpoint folder (e.g. 'model-00001-of-00002.safetensors'). Fix the index or move the shards."
+        )
+
+
 def _weight_files(folder: Path) -> list[Path]:
     """The weight files to read, checking that every shard named by an index exists."""
     for index_name in (SAFETENSORS_INDEX, BIN_INDEX):
@@ -330,7 +373,11 @@ def _weight_files(folder: Path) -> list[Path]:
                 weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise CheckpointError(f"{index}: not a valid shard index (needs a 'weight_map' object): {exc}") from None
-            shards = sorted(set(weight_map.values()))
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{index}: field 'weight_map' must be an object of tensor name -> shard file")
+            shards = sorted(set(weight_map.values()), key=str)
+            for shard_name in shards:
+                _check_shard_path(index, folder, shard_name)
             missing = [s for s in shards if not (folder / s).is_file()]
             if missing:
                 raise CheckpointError(
@@ -395,8 +442,9 @@ def load_hf_model(
     arch = raw["architectures"][0]
     model_cls = getattr(transformers, arch)
     try:
-        hf_config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        hf_config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001
+        refuse_remote_code(folder)
         raise CheckpointError(f"{folder / CONFIG_FILE}: transformers cannot read it: {exc}") from None
     try:
         from transformers.initialization import no_init_weights
@@ -458,8 +506,9 @@ def load_local_tokenizer(path: str | os.PathLike, *, vocab_size: int | None = No
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001
+        refuse_remote_code(folder)
         raise CheckpointError(f"cannot load the tokenizer in {folder}: {exc}. Re-save it with tokenizer.save_pretrained(folder).") from None
     if not getattr(tok, "is_fast", False):
         raise CheckpointError(

@@ -211,9 +211,17 @@ def load_model(
             )
         from transformers import AutoTokenizer
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        from rhlens.models.hf import refuse_remote_code
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        except Exception as exc:  # noqa: BLE001 - rewrap with the folder
+            refuse_remote_code(folder)
+            raise ValueError(
+                f"cannot load the tokenizer files in {folder}: {exc}. Re-save the model with rhlens.save_model."
+            ) from None
 
     raw = dict(manifest.get("config") or {})
     valid = set(HookedTransformerConfig.__dataclass_fields__)

@@ -228,3 +228,66 @@ def test_stories260k_matches_transformers(realdata):
     hf = LlamaForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32, local_files_only=True)
     tokens = model.to_tokens(["Once upon a time, there was a little girl named Lily. She liked to play in the park."])
     assert _max_diff(model, hf.eval(), tokens) < 1e-4
+
+
+# ---- issue 14: a model folder never reaches outside itself or runs its code -------------------
+
+
+def _shard_with_index(tmp_path, tok, outside_name):
+    """A sharded llama folder whose index maps one tensor to ``outside_name``; a copy of that shard
+    is placed where the name points, so only the path check can stop the read."""
+    from tests.unit.models.conftest import build_hf_model
+
+    folder = tmp_path / "ckpt"
+    build_hf_model("llama", len(tok)).save_pretrained(folder, max_shard_size="20KB")
+    tok.save_pretrained(folder)
+    index_path = folder / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    key, shard = next(iter(index["weight_map"].items()))
+    outside = (folder / outside_name) if not outside_name.startswith("/") else None
+    target = outside if outside is not None else tmp_path / "abs.safetensors"
+    shutil.copy(folder / shard, target)
+    index["weight_map"][key] = outside_name if outside is not None else str(target)
+    index_path.write_text(json.dumps(index))
+    return folder
+
+
+@pytest.mark.parametrize("outside_name", ["../stolen.safetensors", "/abs"])
+def test_item05_shard_index_paths_are_confined_to_the_folder(tmp_path, tok, outside_name):
+    folder = _shard_with_index(tmp_path, tok, outside_name)
+    with pytest.raises(CheckpointError, match="points outside"):
+        read_hf_state_dict(folder)
+    with pytest.raises(CheckpointError, match="model.safetensors.index.json: weight_map entry"):
+        load_hf_checkpoint(folder)
+
+
+def write_code_folder(folder, marker):
+    """Make ``folder``'s tokenizer_config.json (and config.json, if any) point ``auto_map`` at a module
+    that writes ``marker`` when imported."""
+    (folder / "evil.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('code from the model folder ran')\n"
+        "from transformers import PreTrainedTokenizerFast, LlamaConfig\n"
+        "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n"
+        "class EvilConfig(LlamaConfig):\n    model_type = 'evil'\n"
+    )
+    path = folder / "tokenizer_config.json"
+    cfg = json.loads(path.read_text())
+    cfg.update(auto_map={"AutoTokenizer": [None, "evil.EvilTokenizer"]}, tokenizer_class="EvilTokenizer")
+    path.write_text(json.dumps(cfg))
+    if (folder / "config.json").is_file():
+        _edit_config(folder, auto_map={"AutoConfig": "evil.EvilConfig"}, model_type="evil")
+
+
+def test_item04_auto_map_never_runs_code(save_hf, monkeypatch):
+    from rhlens.models import load_bridge
+    from rhlens.models.hf import load_hf_model, load_local_tokenizer
+
+    monkeypatch.setattr("builtins.input", lambda *args: "y")  # a user (or a pipe) answering yes
+    folder, _ = save_hf("llama")
+    marker = folder.parent / "MARKER"
+    write_code_folder(folder, marker)
+    for load in (load_local_tokenizer, load_hf_checkpoint, load_bridge, load_hf_model):
+        with pytest.raises(CheckpointError, match="auto_map.*never runs code"):
+            load(folder)
+    assert not marker.exists()

@@ -122,3 +122,16 @@ def test_mismatched_weights_and_config(tmp_path, tok):
 def test_rejects_bridge_and_other_objects(tmp_path):
     with pytest.raises(TypeError, match="HookedTransformer"):
         save_model(torch.nn.Linear(2, 2), tmp_path / "m")
+
+
+def test_item04_load_model_never_runs_code_from_the_folder(tmp_path, tok, monkeypatch):
+    from rhlens.models import CheckpointError
+    from tests.unit.models.test_hf import write_code_folder
+
+    monkeypatch.setattr("builtins.input", lambda *args: "y")
+    folder = save_model(tiny_llama(tokenizer=tok), tmp_path / "m")
+    marker = tmp_path / "MARKER"
+    write_code_folder(folder, marker)
+    with pytest.raises(CheckpointError, match="auto_map.*never runs code"):
+        load_model(folder)
+    assert not marker.exists()
