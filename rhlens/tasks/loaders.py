@@ -17,165 +17,97 @@ Formats (``.json``, ``.jsonl`` or ``.jsonl.gz``):
   consecutive sentences (up to ``max_sentences``) whose ROUGE-1 recall of the
   insight reaches ``min_recall``, in each citing document (see :func:`locate_insight`).
 
+Every example's ``answer_spans`` hold what a retrieval head copies: the answer
+inside its needle (QA, kv) or the cited documents' ``[i]`` identifiers (SummHay).
+
 Prompts use the generators' templates (:mod:`rhlens.tasks.templates`). Answers
-are matched case-insensitively at word boundaries, with whitespace runs
-matching any whitespace. A malformed record raises ``ValueError`` naming the
-file, line (or record) and field; a needle that cannot be found raises too, or,
-with ``errors="skip"``, is skipped and counted in the returned
-:class:`LoadResult` (``.skipped``, ``.skip_reasons``). ``errors="skip"`` never
-hides a malformed record: fix the file instead.
+are matched case-insensitively as whole words, with whitespace runs matching any
+whitespace. An answer that occurs only inside a longer word ("190" in "1901")
+gives no answer span: the example is skipped and counted with one warning per
+load, or with ``strict=True`` that is an error. A malformed record raises
+``ValueError`` naming the file, line (or record) and field; a needle that cannot
+be found raises too, or, with ``errors="skip"``, is skipped and counted in the
+returned :class:`LoadResult` (``.skipped``, ``.skip_reasons``). ``errors="skip"``
+never hides a malformed record: fix the file instead. Unreadable bytes and a file
+that yields no example are errors naming the file (:mod:`rhlens.tasks.records`).
 
 >>> import json, tempfile, os
 >>> d = tempfile.mkdtemp(); p = os.path.join(d, "kv.jsonl")
 >>> _ = open(p, "w").write(json.dumps({"ordered_kv_records": [["a", "b"], ["c", "d"]],
 ...                                    "key": "c", "value": "d"}) + "\\n")
 >>> exs = load_lost_in_the_middle_kv(p)
->>> exs[0].answer, exs[0].needle_texts, exs.skipped
-('d', ('d',), 0)
+>>> exs[0].answer, exs[0].needle_texts, exs[0].answer_texts, exs.skipped
+('d', ('d',), ('d',), 0)
 """
 
-import gzip
-import json
 import os
 import re
 
 from rhlens.tasks import templates
 from rhlens.tasks.example import Example
-from rhlens.tasks.generators.summhay import format_citations
 from rhlens.tasks.metrics import rouge1_recall
+from rhlens.tasks.records import (
+    InWordAnswerError,
+    LoadResult,
+    MalformedRecordError,
+    NeedleNotFoundError,
+    NoExamplesError,
+    UnreadableFileError,
+    Where,
+    get_field,
+    iter_records,
+    run,
+)
+from rhlens.tasks.spans import find_answer, find_word
+
+__all__ = ["LoadResult", "MalformedRecordError", "NeedleNotFoundError", "InWordAnswerError",
+           "NoExamplesError", "UnreadableFileError", "iter_records", "find_answer",
+           "locate_insight", "load_lost_in_the_middle_qa", "load_lost_in_the_middle_kv",
+           "load_musique", "load_summhay"]
+
+_get = get_field
 
 
-class LoadResult(list):
-    """A list of examples that also reports what was skipped (never silently)."""
-
-    def __init__(self, examples=(), skip_reasons=()):
-        super().__init__(examples)
-        self.skip_reasons = list(skip_reasons)
-
-    @property
-    def skipped(self) -> int:
-        return len(self.skip_reasons)
-
-    def __repr__(self):
-        return f"LoadResult({len(self)} examples, {self.skipped} skipped)"
-
-
-class MalformedRecordError(ValueError):
-    """A record lacks a field or has the wrong type."""
-
-
-class NeedleNotFoundError(ValueError):
-    """The answer (needle) cannot be found in its context."""
-
-
-class _Where:
-    def __init__(self, path, n, unit):
-        self.path, self.n, self.unit = os.fspath(path), n, unit
-
-    def __str__(self):
-        return f"{self.path}, {self.unit} {self.n}"
-
-    def malformed(self, field, msg):
-        return MalformedRecordError(f"{self}: field {field!r} {msg}; fix or remove the record")
-
-    def missing(self, field, msg):
-        return NeedleNotFoundError(f"{self}: field {field!r}: {msg}")
-
-
-def _open(path):
-    path = os.fspath(path)
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def iter_records(path):
-    """Yield ``(where, record)`` for each record of a .json / .jsonl / .jsonl.gz file."""
-    p = os.fspath(path)
-    base = p[:-3] if p.endswith(".gz") else p
-    if base.endswith(".json"):
-        with _open(p) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as err:
-                raise MalformedRecordError(f"{p}, line {err.lineno}: invalid JSON: {err.msg}") from None
-        records = data if isinstance(data, list) else [data]
-        for i, rec in enumerate(records, 1):
-            yield _Where(p, i, "record"), rec
-        return
-    with _open(p) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            w = _Where(p, lineno, "line")
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MalformedRecordError(f"{w}: invalid JSON ({err.msg})") from None
-            yield w, rec
-
-
-def _get(rec, key, kind, where, prefix=""):
-    name = prefix + key
-    if not isinstance(rec, dict):
-        raise where.malformed(prefix.rstrip(".") or "<record>", "must be a JSON object")
-    if key not in rec:
-        raise where.malformed(name, "is missing")
-    value = rec[key]
-    if kind is str and not (isinstance(value, str) and value.strip()):
-        raise where.malformed(name, f"must be a non-empty string, got {value!r:.60}")
-    if kind is list and not isinstance(value, list):
-        raise where.malformed(name, f"must be a list, got {type(value).__name__}")
-    if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise where.malformed(name, f"must be an int, got {value!r:.60}")
-    return value
-
-
-def find_answer(text: str, candidates):
-    """First ``(start, end, candidate)`` where a candidate occurs in ``text``.
-
-    Case-insensitive; whitespace runs match any whitespace. Candidates are first
-    tried at word boundaries on both sides, then (all of them again) at a left
-    boundary only, so "America" is found in "American". None when absent.
-
-    >>> find_answer("Born in Lisbon, Portugal.", ["portugal"])
-    (16, 24, 'portugal')
-    >>> find_answer("a 1946 American film", ["the US", "America"])
-    (7, 14, 'America')
-    >>> find_answer("McCarl", ["Carl"]) is None
-    True
-    """
-    for right_boundary in (True, False):
+def _locate(docs, indices, candidates, where, field, what):
+    """``(doc index, start, end, candidate)`` of the first whole-word candidate in
+    ``docs[j][1]`` for ``j`` in ``indices`` (in order); an answer only inside longer
+    words raises :class:`InWordAnswerError`, an absent one :class:`NeedleNotFoundError`."""
+    for j in indices:
         for cand in candidates:
-            c = cand.strip()
-            if not c:
-                continue
-            body = r"\s+".join(re.escape(part) for part in c.split())
-            pat = ((r"(?<!\w)" if c[0].isalnum() else "") + body
-                   + (r"(?!\w)" if right_boundary and c[-1].isalnum() else ""))
-            m = re.search(pat, text, flags=re.IGNORECASE)
-            if m:
-                return m.start(), m.end(), cand
-    return None
+            hit = find_word(docs[j][1], cand)
+            if hit:
+                return j, hit[0], hit[1], cand
+    for j in indices:
+        hit = find_answer(docs[j][1], candidates)
+        if hit:
+            s, e, cand, _ = hit
+            text = docs[j][1]
+            while e < len(text) and text[e].isalnum():
+                e += 1
+            raise where.in_word(field, f"{cand!r} occurs in {what} only inside the longer word "
+                                       f"{text[s:e]!r}, not as a word of its own")
+    raise where.missing(field, f"none of {candidates!r:.80} occurs in {what}")
 
 
 def _assemble(task, docs, question, instruction):
-    """Render ``docs`` = [(title or None, text)]; returns (prompt, text_starts, header_spans)."""
+    """Render ``docs`` = [(title or None, text)]; returns (prompt, text_starts, id_spans),
+    ``id_spans[i]`` being the ``[i]`` identifier in document i's header."""
     head = templates.head(task, instruction)
-    parts, starts, headers, pos = [head], [], [], len(head)
+    parts, starts, ids, pos = [head], [], [], len(head)
     for i, (title, text) in enumerate(docs):
         if i:
             parts.append("\n")
             pos += 1
         header = templates.document_header(i + 1, title)
-        headers.append((pos, pos + len(header.rstrip())))
+        a, b = templates.id_span(i + 1, title)
+        ids.append((pos + a, pos + b))
         parts.append(header)
         pos += len(header)
         starts.append(pos)
         parts.append(text)
         pos += len(text)
     parts.append(templates.tail(question))
-    return "".join(parts), starts, headers
+    return "".join(parts), starts, ids
 
 
 def _select(n_total, keep, n_docs):
@@ -188,28 +120,18 @@ def _select(n_total, keep, n_docs):
     return sorted(set(keep) | set(others))
 
 
-def _check_errors(errors):
-    if errors not in ("raise", "skip"):
-        raise ValueError(f'errors={errors!r} must be "raise" or "skip"')
+def _source(name, where, instruction, **extra):
+    return {"source": name, "file": os.path.basename(where.path), where.unit: where.n,
+            **extra, "instruction": instruction}
 
 
-def _run(path, errors, build):
-    _check_errors(errors)
-    out = LoadResult()
-    for where, rec in iter_records(path):
-        try:
-            out.extend(build(where, rec))
-        except NeedleNotFoundError as err:
-            if errors == "raise":
-                raise
-            out.skip_reasons.append(str(err))
-    return out
-
-
-def load_lost_in_the_middle_qa(path, *, n_docs=None, errors="raise", instruction=True):
+def load_lost_in_the_middle_qa(path, *, n_docs=None, errors="raise", instruction=True,
+                               strict=False):
     """Lost-in-the-middle multi-document QA (``nq-open-*.jsonl.gz``) as ``mdqa`` examples.
 
     ``n_docs`` keeps the gold context and the first other contexts, in file order.
+    The found answer becomes ``answer`` (the others ``aliases``); its span is both
+    the needle and the answer span. ``strict``: see :func:`rhlens.tasks.records.run`.
     """
 
     def build(where, rec):
@@ -234,26 +156,22 @@ def load_lost_in_the_middle_qa(path, *, n_docs=None, errors="raise", instruction
         prompt, starts, _ = _assemble("mdqa", docs, question, instruction)
         search = [keep.index(gold)] + [j for j, i in enumerate(keep)
                                        if i != gold and ctxs[i].get("hasanswer")]
-        for j in search:
-            hit = find_answer(docs[j][1], answers)
-            if hit:
-                s, e, ans = hit
-                aliases = tuple(a for a in answers if a != ans)
-                meta = {"source": "lost_in_the_middle_qa", "file": os.path.basename(where.path),
-                        "line": where.n, "gold_doc": keep.index(gold), "needle_doc": j,
-                        "n_docs": len(keep), "instruction": instruction}
-                return [Example(prompt, ans.strip(), ((starts[j] + s, starts[j] + e),), "mdqa",
-                                "real", aliases, meta).validate()]
-        raise where.missing("answers", f"none of {answers!r:.80} occurs in the gold context "
-                                       f"ctxs[{gold}] or another hasanswer context")
+        j, s, e, ans = _locate(docs, search, answers, where, "answers",
+                               f"the gold context ctxs[{gold}] or another hasanswer context")
+        span = (starts[j] + s, starts[j] + e)
+        meta = _source("lost_in_the_middle_qa", where, instruction, gold_doc=keep.index(gold),
+                       needle_doc=j, n_docs=len(keep))
+        return [Example(prompt, ans.strip(), (span,), "mdqa", "real",
+                        tuple(a for a in answers if a != ans), meta, (span,)).validate()]
 
-    return _run(path, errors, build)
+    return run(path, errors, build, strict=strict)
 
 
 def load_lost_in_the_middle_kv(path, *, n_pairs=None, errors="raise", instruction=True):
     """Lost-in-the-middle key-value retrieval (``kv-retrieval-*.jsonl.gz``) as ``kv`` examples.
 
-    ``n_pairs`` keeps the gold pair and the first other pairs, in file order.
+    ``n_pairs`` keeps the gold pair and the first other pairs, in file order. The
+    gold value's span is both the needle and the answer span.
     """
 
     def build(where, rec):
@@ -274,25 +192,27 @@ def load_lost_in_the_middle_kv(path, *, n_pairs=None, errors="raise", instructio
         prompt, spans = templates.kv_prompt(pairs, key, instruction=instruction)
         if prompt[spans[g][0]:spans[g][1]] != value:
             raise where.missing("value", f"{value!r} needs JSON escaping; the needle would not equal it")
-        meta = {"source": "lost_in_the_middle_kv", "file": os.path.basename(where.path),
-                "line": where.n, "gold_pair": g, "n_pairs": len(pairs), "key": key,
-                "instruction": instruction}
-        return [Example(prompt, value, (spans[g],), "kv", "real", (), meta).validate()]
+        meta = _source("lost_in_the_middle_kv", where, instruction, gold_pair=g,
+                       n_pairs=len(pairs), key=key)
+        return [Example(prompt, value, (spans[g],), "kv", "real", (), meta, (spans[g],)).validate()]
 
-    return _run(path, errors, build)
+    return run(path, errors, build)
 
 
-def load_musique(path, *, n_docs=None, errors="raise", instruction=True):
+def load_musique(path, *, n_docs=None, errors="raise", instruction=True, strict=False):
     """MuSiQue (official JSONL) as ``musique`` examples, one needle per hop.
 
     ``n_docs`` keeps the supporting paragraphs and the first other paragraphs.
     Unanswerable records (``answerable: false``) have no needle: error or skip.
+    The answer span is the answer in the last hop's paragraph (its needle); when
+    only an alias occurs there, that alias becomes ``answer`` and the record's
+    answer an alias. ``strict``: see :func:`rhlens.tasks.records.run`.
     """
 
     def build(where, rec):
         paragraphs = _get(rec, "paragraphs", list, where)
         question = _get(rec, "question", str, where)
-        answer = _get(rec, "answer", str, where)
+        answer = _get(rec, "answer", str, where).strip()
         aliases = rec.get("answer_aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise where.malformed("answer_aliases", "must be a list of strings")
@@ -319,24 +239,24 @@ def load_musique(path, *, n_docs=None, errors="raise", instruction=True):
         keep = _select(len(paragraphs), support, n_docs)
         docs = [(paragraphs[i].get("title", ""), paragraphs[i]["paragraph_text"]) for i in keep]
         prompt, starts, _ = _assemble("musique", docs, question, instruction)
-        needles = []
+        needles, last = [], len(decomposition) - 1
         for h, (hop, pi) in enumerate(zip(decomposition, support)):
-            j = keep.index(pi)
-            cands = [hop["answer"]] + ([answer, *aliases] if h == len(decomposition) - 1 else [])
-            hit = find_answer(docs[j][1], cands)
-            if hit is None:
-                raise where.missing(f"question_decomposition[{h}].answer",
-                                    f"{hop['answer']!r} does not occur in its supporting "
-                                    f"paragraph idx {paragraphs[pi]['idx']}")
-            needles.append((starts[j] + hit[0], starts[j] + hit[1]))
-        meta = {"source": "musique", "file": os.path.basename(where.path), "line": where.n,
-                "id": rec.get("id"), "hops": len(decomposition),
-                "gold_docs": [keep.index(pi) for pi in support], "n_docs": len(keep),
-                "hop_answers": [h["answer"] for h in decomposition], "instruction": instruction}
-        return [Example(prompt, answer.strip(), tuple(needles), "musique", "real",
-                        tuple(aliases), meta).validate()]
+            cands = [hop["answer"]] if h < last else [answer, hop["answer"], *aliases]
+            j, s, e, found = _locate(docs, [keep.index(pi)], cands, where,
+                                     f"question_decomposition[{h}].answer",
+                                     f"its supporting paragraph idx {paragraphs[pi]['idx']}")
+            needles.append((starts[j] + s, starts[j] + e))
+        if found.strip() != answer:  # only an alias is in the context: answer with it
+            aliases = [answer] + [a for a in aliases if a.strip() != found.strip()]
+            answer = found.strip()
+        meta = _source("musique", where, instruction, id=rec.get("id"), hops=len(decomposition),
+                       gold_docs=[keep.index(pi) for pi in support], n_docs=len(keep),
+                       hop_answers=[h["answer"] for h in decomposition])
+        return [Example(prompt, answer, tuple(needles), "musique", "real",
+                        tuple(a for a in aliases if a.strip() != answer), meta,
+                        (needles[-1],)).validate()]
 
-    return _run(path, errors, build)
+    return run(path, errors, build, strict=strict)
 
 
 _SENT = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
@@ -394,7 +314,9 @@ def load_summhay(path, *, n_docs=None, errors="raise", instruction=True, min_rec
 
     ``n_docs`` keeps the citing documents and the first other documents. A
     citing document whose best window recalls less than ``min_recall`` of the
-    insight makes the example's needle missing (error, or skip).
+    insight makes the example's needle missing (error, or skip; the haystack's
+    other insights are kept). The answer spans are the cited documents' ``[i]``
+    identifiers in their ``Document [i]`` headers, which the answer copies.
     """
 
     def build(where, rec):
@@ -419,7 +341,7 @@ def load_summhay(path, *, n_docs=None, errors="raise", instruction=True, min_rec
             keep = _select(len(documents), citing, n_docs)
             docs = [(None, documents[i]["document_text"]) for i in keep]
             question = templates.summhay_question(insight)
-            prompt, starts, headers = _assemble("summhay", docs, question, instruction)
+            prompt, starts, id_spans = _assemble("summhay", docs, question, instruction)
             needles, recalls, bad = [], [], []
             for i in citing:
                 j = keep.index(i)
@@ -430,33 +352,21 @@ def load_summhay(path, *, n_docs=None, errors="raise", instruction=True, min_rec
                     bad.append(f"documents[{i}] (best recall {r:.2f})")
                 needles.append((starts[j] + s, starts[j] + e))
             if bad:
-                problems.append(f"insight {insight_id}: not found in {', '.join(bad)}")
+                msg = f"insight {insight_id}: not found in {', '.join(bad)}"
+                problems.append((where.missing("subtopics.insights", msg), f"{where}: {msg}"))
                 continue
-            ids = [keep.index(i) + 1 for i in citing]
-            meta = {"source": "summhay", "file": os.path.basename(where.path), "record": where.n,
-                    "topic_id": rec.get("topic_id"), "subtopic_id": subtopic_id,
-                    "insight_id": insight_id, "insight": insight, "cited_ids": ids,
-                    "gold_docs": [i - 1 for i in ids], "n_docs": len(keep),
-                    "document_ids": [documents[i].get("document_id") for i in keep],
-                    "needle_recall": recalls, "citation_spans": [headers[i - 1] for i in ids],
-                    "instruction": instruction}
-            out.append(Example(prompt, format_citations(ids), tuple(needles), "summhay", "real",
-                               (), meta).validate())
+            ids = [keep.index(i) + 1 for i in citing]  # ascending, as the answer lists them
+            meta = _source("summhay", where, instruction, topic_id=rec.get("topic_id"),
+                           subtopic_id=subtopic_id, insight_id=insight_id, insight=insight,
+                           cited_ids=ids, gold_docs=[i - 1 for i in ids], n_docs=len(keep),
+                           document_ids=[documents[i].get("document_id") for i in keep],
+                           needle_recall=recalls)
+            out.append(Example(prompt, templates.format_citations(ids), tuple(needles), "summhay",
+                               "real", (), meta, tuple(id_spans[i - 1] for i in ids)).validate())
         if problems:
-            err = where.missing("subtopics.insights", "; ".join(problems))
-            err.partial = out
+            err = problems[0][0]
+            err.problems, err.partial = problems, out
             raise err
         return out
 
-    _check_errors(errors)
-    result = LoadResult()
-    for where, rec in iter_records(path):
-        try:
-            result.extend(build(where, rec))
-        except NeedleNotFoundError as err:
-            if errors == "raise":
-                raise
-            # keep the haystack's good examples; count each missing insight
-            result.extend(getattr(err, "partial", []))
-            result.skip_reasons.extend(f"{where}: {p}" for p in str(err).split(": ", 2)[-1].split("; "))
-    return result
+    return run(path, errors, build)

@@ -41,8 +41,33 @@ LITERALS = (
 def document_header(index: int, title=None) -> str:
     """The header before a document's text; ``index`` is 1-based."""
     if title is None:
-        return f"Document [{index}] "
-    return f"Document [{index}](Title: {title}) "
+        return f"Document {citation(index)} "
+    return f"Document {citation(index)}(Title: {title}) "
+
+
+def citation(index: int) -> str:
+    """How document ``index`` (1-based) is identified, in its header and in a citation answer."""
+    return f"[{index}]"
+
+
+def format_citations(ids) -> str:
+    """A citation answer: ``[1, 4] -> "[1] [4]"`` (ascending), each id as its header shows it.
+
+    >>> format_citations([4, 1])
+    '[1] [4]'
+    """
+    return " ".join(citation(i) for i in sorted(ids))
+
+
+def id_span(index: int, title=None) -> tuple:
+    """[start, end) of the :func:`citation` identifier inside :func:`document_header`.
+
+    >>> h = document_header(3, "Oslo"); a, b = id_span(3, "Oslo"); h[a:b]
+    '[3]'
+    """
+    header = document_header(index, title)
+    start = header.index(citation(index))
+    return start, start + len(citation(index))
 
 
 def format_document(index: int, text: str, title=None) -> str:

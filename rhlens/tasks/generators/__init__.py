@@ -65,10 +65,10 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
         s = Settings(task=task, variant=variant, context_tokens=context_tokens,
                      tokenizer=tokenizer, seed=seed, index=i, position=position,
                      instruction=instruction, documents=documents, knobs=dict(knobs))
-        prompt, answer, needles, meta = _GENERATORS[task](s, rng)
+        prompt, answer, needles, answer_spans, meta = _GENERATORS[task](s, rng)
         meta = json.loads(json.dumps(meta))
         out.append(Example(prompt=prompt, answer=answer, needles=needles, task=task,
-                           variant=variant, meta=meta).validate())
+                           variant=variant, meta=meta, answer_spans=answer_spans).validate())
     return out
 
 

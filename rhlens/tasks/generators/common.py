@@ -36,6 +36,21 @@ def variant_axes(variant: str) -> tuple:
         raise ValueError(f"variant={variant!r} is not one of {VARIANTS}") from None
 
 
+def question_fact(s, rng, exclude):
+    """Sample (relation, subject, subject_kind, fact) for a single-relation question
+    (mdqa's question, niah's needle, summhay's insight)."""
+    world = s.world
+    if s.realism == "symbolic":
+        kind = "symbol"
+    else:
+        kind = rng.choice(world.subject_kinds())
+    rel = rng.choice(world.relations_from(kind))
+    chunks = s.knobs.get("key_chunks", 2)
+    subject = world.entity(kind, rng, exclude, chunks=chunks)
+    obj = world.entity(rel.object, rng, exclude | {subject}, chunks=chunks)
+    return rel, subject, kind, world.fact(rel, subject, obj)
+
+
 def resolve_index(position, n: int, rng) -> int:
     """Document index for ``position``: None (random), an int index, or a depth fraction."""
     if position is None:
@@ -189,7 +204,7 @@ class Rendered:
     prompt: str
     needles: list  # absolute spans, in document order then fixed order
     doc_spans: list  # [start, end) of each whole document line
-    header_spans: list  # [start, end) of each "Document [i]" header
+    id_spans: list  # [start, end) of each header's "[i]" identifier (what a citation copies)
     fillers: list  # number of haystack sentences per document
 
 
@@ -221,7 +236,7 @@ def build_documents(s: Settings, docs: list, question: str, *, what: str):
         for d in order[:k]:
             counts[d] += 1
         partial_doc = order[k] if f else None
-        parts, needles, doc_spans, header_spans = [head], [], [], []
+        parts, needles, doc_spans, id_spans = [head], [], [], []
         pos = len(head)
         for i, d in enumerate(docs):
             if i:
@@ -229,7 +244,8 @@ def build_documents(s: Settings, docs: list, question: str, *, what: str):
                 pos += 1
             header = templates.document_header(i + 1, d.title)
             start = pos
-            header_spans.append((pos, pos + len(header.rstrip())))
+            a, b = templates.id_span(i + 1, d.title)
+            id_spans.append((pos + a, pos + b))
             parts.append(header)
             pos += len(header)
             whole = [d.stream.get(j) for j in range(counts[i])]
@@ -250,7 +266,7 @@ def build_documents(s: Settings, docs: list, question: str, *, what: str):
                 pos += len(text)
             doc_spans.append((start, pos))
         parts.append(tail)
-        return Rendered("".join(parts), needles, doc_spans, header_spans, counts)
+        return Rendered("".join(parts), needles, doc_spans, id_spans, counts)
 
     def fine_steps(k):
         ensure(k + 1)

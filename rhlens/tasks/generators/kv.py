@@ -4,7 +4,7 @@ Realism sets what keys and values are: ``symbolic`` random chunk strings
 (``"ba1-ke4-zu7"``), ``realistic``/``fictional`` person names mapped to cities.
 Diversity sets the distractor values: ``varied`` fresh values, ``filler`` the
 repeated filler phrases ("the grass is green"), so the haystack is low-diversity.
-The needle is the gold value's span. ``position`` chooses the gold pair's index
+The needle (and answer span) is the gold value's span. ``position`` chooses the gold pair's index
 (int) or depth fraction. Pairs are the length unit; the last few tokens come
 from growing distractor pairs (an extra value chunk, symbolic; a middle name,
 otherwise), up to ``MAX_GROW`` each, so at tiny contexts (64 tokens, 2-3
@@ -98,4 +98,4 @@ def generate_one(s, rng: random.Random):
         raise ValueError(f"position={position} is beyond the {k + 1} pairs that fit")
     meta = s.meta(n_pairs=k + 1, gold_pair=g, key=gold_key, n_tokens=n_tokens,
                   key_chunks=kc, value_chunks=vc)
-    return prompt, gold_value, (span,), meta
+    return prompt, gold_value, (span,), (span,), meta

@@ -1,32 +1,20 @@
 """Multi-document QA: N titled documents, one gold document holding the answer.
 
 The question asks one relation about the gold document's subject; the needle is
-the answer span in the gold document's fact sentence. ``position`` chooses the
+the answer span in the gold document's fact sentence, which is also the
+answer span (what a retrieval head copies). ``position`` chooses the
 gold document (0-based index or depth fraction).
 
 >>> from rhlens.tasks import generate
 >>> ex = generate("mdqa", "realistic", n=1, context_tokens=128, seed=1, position=0)[0]
->>> ex.meta["gold_doc"], ex.needle_texts[0] == ex.answer
-(0, True)
+>>> ex.meta["gold_doc"], ex.needle_texts[0] == ex.answer, ex.answer_spans == ex.needles
+(0, True, True)
 """
 
 import random
 
-from rhlens.tasks.generators.common import DocSpec, Needle, build_documents, haystack_stream, resolve_index
-
-
-def question_fact(s, rng, exclude):
-    """Sample (relation, subject, subject_kind, fact) for a single-relation question."""
-    world = s.world
-    if s.realism == "symbolic":
-        kind = "symbol"
-    else:
-        kind = rng.choice(world.subject_kinds())
-    rel = rng.choice(world.relations_from(kind))
-    chunks = s.knobs.get("key_chunks", 2)
-    subject = world.entity(kind, rng, exclude, chunks=chunks)
-    obj = world.entity(rel.object, rng, exclude | {subject}, chunks=chunks)
-    return rel, subject, kind, world.fact(rel, subject, obj)
+from rhlens.tasks.generators.common import (DocSpec, Needle, build_documents, haystack_stream,
+                                           question_fact, resolve_index)
 
 
 def generate_one(s, rng: random.Random):
@@ -57,4 +45,5 @@ def generate_one(s, rng: random.Random):
     r, n_tokens = build_documents(s, docs, question, what="mdqa prompt")
     meta = s.meta(n_docs=n_docs, gold_doc=gold, relation=rel.name, subject=subject,
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
-    return r.prompt, fact.answer, tuple(r.needles), meta
+    # the needle is the answer in the gold fact: it is also what a retrieval head copies
+    return r.prompt, fact.answer, tuple(r.needles), tuple(r.needles), meta

@@ -1,15 +1,15 @@
 """Multi-hop QA: a chain of 2-4 relations whose facts sit in different documents.
 
 The question nests the relations ("Where was the spouse of X born?"); needles
-are every hop's answer span (the last one is the answer). ``position`` chooses
+are every hop's answer span (the last one is the answer, and the answer span). ``position`` chooses
 the document of the first hop; the other hops go to random other documents.
 Knob ``hops``: an int or an ``(lo, hi)`` range (default 2 below 256 tokens,
 else (2, 4)).
 
 >>> from rhlens.tasks import generate
 >>> ex = generate("musique", "realistic", n=1, context_tokens=256, seed=3, hops=3)[0]
->>> len(ex.needles), ex.needle_texts[-1] == ex.answer
-(3, True)
+>>> len(ex.needles), ex.needle_texts[-1] == ex.answer, ex.answer_texts == (ex.answer,)
+(3, True, True)
 """
 
 import random
@@ -94,4 +94,5 @@ def generate_one(s, rng: random.Random):
     meta = s.meta(n_docs=n_docs, hops=hops, gold_docs=hop_docs, gold_doc=first,
                   relations=[x.name for x in chain], hop_answers=[f.answer for f in facts],
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
-    return r.prompt, facts[-1].answer, needles, meta
+    # the last hop's answer is the answer: the one span a retrieval head copies
+    return r.prompt, facts[-1].answer, needles, (needles[-1],), meta

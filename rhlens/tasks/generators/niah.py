@@ -1,40 +1,43 @@
 """Needle in a haystack (Wu et al.): one needle sentence at a depth in continuous text.
 
 The needle is a fact sentence (realistic, fictional or symbolic); the needle
-span is the whole sentence, which contains the answer. ``position`` is a depth
+span is the whole sentence; the answer span is the answer inside it (what a
+retrieval head copies). ``position`` is a depth
 fraction in [0, 1] (of the haystack's tokens; the needle goes to the nearest
 sentence boundary) or an int sentence index. A custom needle is given with the
 ``needle=(sentence, question, answer)`` knob.
 
 >>> from rhlens.tasks import generate
 >>> ex = generate("niah", "realistic-filler", n=1, context_tokens=200, seed=0, position=0.5)[0]
->>> ex.answer in ex.needle_texts[0], abs(ex.meta["depth"] - 0.5) < 0.1
-(True, True)
+>>> ex.answer in ex.needle_texts[0], ex.answer_texts == (ex.answer,), abs(ex.meta["depth"] - 0.5) < 0.1
+(True, True, True)
 """
 
 import random
 
 from rhlens.tasks import templates
 from rhlens.tasks.fitting import fit_length
-from rhlens.tasks.generators.common import haystack_stream
-from rhlens.tasks.generators.mdqa import question_fact
+from rhlens.tasks.generators.common import haystack_stream, question_fact
+from rhlens.tasks.spans import find_word
 
 
 def _needle(s, rng, exclude):
     custom = s.knobs.get("needle")
     if custom is not None:
         sentence, question, answer = custom
-        if answer not in sentence:
-            raise ValueError(f"needle answer {answer!r} is not in the needle sentence {sentence!r}")
-        return sentence, question, answer
+        at = find_word(sentence, answer) if isinstance(answer, str) else None
+        if at is None:
+            raise ValueError(f"needle answer {answer!r} is not a whole word (or words) of the "
+                             f"needle sentence {sentence!r}; put the answer in the sentence")
+        return sentence, question, answer, at
     rel, subject, _kind, fact = question_fact(s, rng, exclude)
     exclude |= {subject, fact.answer}
-    return fact.text, rel.question.format(s=subject), fact.answer
+    return fact.text, rel.question.format(s=subject), fact.answer, (fact.start, fact.end)
 
 
 def generate_one(s, rng: random.Random):
     exclude = set()
-    needle, question, answer = _needle(s, rng, exclude)
+    needle, question, answer, (a, b) = _needle(s, rng, exclude)
     stream = haystack_stream(s, random.Random(rng.getrandbits(64)), None, None,
                              frozenset(exclude), title="a story")
     head = templates.head("niah", s.instruction)
@@ -75,4 +78,4 @@ def generate_one(s, rng: random.Random):
     depth = (start - hay_start) / max(1, hay_end - hay_start - len(needle))
     meta = s.meta(n_tokens=n_tokens, sentence_index=at, n_sentences=n_sents,
                   depth=round(depth, 4), needle=needle, question=question)
-    return prompt, answer, ((start, start + len(needle)),), meta
+    return prompt, answer, ((start, start + len(needle)),), ((start + a, start + b),), meta

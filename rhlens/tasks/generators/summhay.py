@@ -3,27 +3,23 @@
 The question names the insight; the answer lists the ids of the documents that
 state it, as ``"[2] [5]"`` (ascending, 1-based as printed in the headers).
 Needles are the insight sentence's span in each citing document (the text that
-makes a document citable); ``meta["citation_spans"]`` also gives the spans of
-the citing documents' ``Document [i]`` headers, whose ids the answer copies.
+makes a document citable); the answer spans are the citing documents' ``[i]``
+identifiers in their ``Document [i]`` headers, which the answer copies (a perfect
+response copies exactly those tokens).
 ``position`` chooses the first citing document; knob ``n_citing`` (default 1
 below 128 tokens, 2 below 1024, else 3) how many documents cite.
 
 >>> from rhlens.tasks import generate
 >>> ex = generate("summhay", "realistic", n=1, context_tokens=256, seed=0, n_citing=2)[0]
->>> ex.answer.count("[") == 2 == len(ex.needles)
-True
+>>> ex.answer.count("[") == 2 == len(ex.needles), " ".join(ex.answer_texts) == ex.answer
+(True, True)
 """
 
 import random
 
-from rhlens.tasks.generators.common import DocSpec, Needle, build_documents, haystack_stream, resolve_index
-from rhlens.tasks.generators.mdqa import question_fact
-from rhlens.tasks.templates import summhay_question
-
-
-def format_citations(ids) -> str:
-    """``[1, 4] -> "[1] [4]"``."""
-    return " ".join(f"[{i}]" for i in sorted(ids))
+from rhlens.tasks.generators.common import (DocSpec, Needle, build_documents, haystack_stream,
+                                           question_fact, resolve_index)
+from rhlens.tasks.templates import format_citations, summhay_question
 
 
 def generate_one(s, rng: random.Random):
@@ -55,5 +51,6 @@ def generate_one(s, rng: random.Random):
     ids = [i + 1 for i in citing]
     meta = s.meta(n_docs=n_docs, n_citing=n_citing, gold_docs=citing, gold_doc=first,
                   cited_ids=ids, insight=insight.text, n_tokens=n_tokens,
-                  doc_spans=r.doc_spans, citation_spans=[r.header_spans[i] for i in citing])
-    return r.prompt, format_citations(ids), tuple(r.needles), meta
+                  doc_spans=r.doc_spans)
+    answer_spans = tuple(r.id_spans[i] for i in citing)  # ascending, as the answer lists them
+    return r.prompt, format_citations(ids), tuple(r.needles), answer_spans, meta

@@ -147,8 +147,12 @@ def test_niah_grid_cells_and_custom_needle():
 
 
 def test_custom_needle_answer_must_be_in_sentence():
-    with pytest.raises(ValueError, match="not in the needle sentence"):
+    with pytest.raises(ValueError, match="not a whole word"):
         generate("niah", needle=("The sky is red.", "What colour?", "blue"), context_tokens=64)
+    with pytest.raises(ValueError, match="not a whole word"):  # only inside "reddish"
+        generate("niah", needle=("The sky is reddish.", "What colour?", "red"), context_tokens=64)
+    ex = generate("niah", needle=("The sky is red.", "What colour?", "red"), context_tokens=64)[0]
+    assert ex.answer_texts == ("red",)
 
 
 def test_musique_hops_and_question_nesting():
@@ -161,12 +165,12 @@ def test_musique_hops_and_question_nesting():
     assert "What is the value of the value of the value of" in ex.prompt
 
 
-def test_summhay_citations_and_header_spans():
+def test_summhay_citations_and_id_spans():
     ex = generate("summhay", "realistic", n=1, context_tokens=600, seed=0, n_citing=3)[0]
     ids = parse_citations(ex.answer)
-    assert len(ids) == 3 == len(ex.needles)
-    for i, (s, e) in zip(ids, ex.meta["citation_spans"]):
-        assert ex.prompt[s:e] == f"Document [{i}]"
+    assert len(ids) == 3 == len(ex.needles) == len(ex.answer_spans)
+    for i, (s, e) in zip(ids, ex.answer_spans):
+        assert ex.prompt[s - len("Document "):e] == f"Document [{i}]"
 
 
 def test_knob_errors_are_clear():

@@ -55,7 +55,9 @@ def test_kv():
 def test_musique_hops():
     exs = load_musique(FIX / "musique.jsonl")
     assert exs[0].needle_texts == ("Ana Costa", "Oporto")  # last hop found through an alias
-    assert exs[0].answer == "Porto" and exs[0].aliases == ("Oporto",)
+    # the alias in the context becomes the answer (what a head copies); the record's answer an alias
+    assert exs[0].answer == "Oporto" and exs[0].aliases == ("Porto",)
+    assert [e.answer_texts for e in exs] == [("Oporto",), ("Norway",)]
     assert exs[1].needle_texts == ("Erik Berg", "Bergen", "Norway")
     assert exs[1].meta["gold_docs"] == [0, 1, 2]
     small = load_musique(FIX / "musique.jsonl", n_docs=2)
@@ -69,8 +71,8 @@ def test_summhay_citations():
     first = exs[0]
     assert first.needle_texts == ("Tram fares in Lisbon rose by ten percent in 2023.",
                                   "In 2023, fares for Lisbon trams rose by ten percent.")
-    for i, (s, e) in zip(parse_citations(first.answer), first.meta["citation_spans"]):
-        assert first.prompt[s:e] == f"Document [{i}]"
+    for i, (s, e) in zip(parse_citations(first.answer), first.answer_spans, strict=True):
+        assert first.prompt[s - len("Document "):e] == f"Document [{i}]"
     assert first.prompt.endswith(
         "Question: Which documents state that Tram fares in Lisbon rose by ten percent in 2023?\nAnswer:")
     small = load_summhay(FIX / "summhay.json", n_docs=2)
@@ -114,7 +116,7 @@ def test_bad_errors_argument():
 
 
 def test_find_answer_and_locate_insight():
-    assert find_answer("In New\nYork city", ["new york"]) == (3, 11, "new york")
+    assert find_answer("In New\nYork city", ["new york"]) == (3, 11, "new york", True)
     assert find_answer("abc", ["zzz"]) is None
     text = "Intro here. Drivers went on a long strike over shifts. Other news."
     s, e, r = locate_insight(text, "Drivers went on strike over long shifts.")
