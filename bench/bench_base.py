@@ -1,22 +1,27 @@
-"""What the embedded base model can do (issue 7's targets), printed.
+"""What the embedded base model can do (issues 7 and 11), printed in one run.
 
 1. Induction: TransformerLens's head detector (``detect_head(..., "induction_head")``) on repeated
    random tokens from the base's vocabulary, and the zero-ablation check: the loss on the
-   repeats with the top induction heads knocked out (copying removed) against 3 random heads.
-2. Exact match on short ``kv`` and ``mdqa`` examples at the base's training context.
-3. Fine-tuning speed: how many ``rhlens.train`` steps bring realistic MDQA at 256 and 512 tokens
-   to 0.8 exact match (evaluated every ``--eval-every`` steps on held-out examples).
+   repeats with the top induction heads knocked out (copying removed) against random heads.
+2. Exact match on short ``kv`` and ``mdqa`` examples before any fine-tuning.
+3. Sparse, causal retrieval heads (issue 11), per table (task@context): fine-tune a fresh copy on
+   realistic examples as the study's tiny preset does (150 steps, batch 8, lr 1e-3, full
+   fine-tuning), then exact match on 50 held-out examples; Wu et al.'s retrieval scores (decode
+   mode) and the heads over 0.1 as a fraction of all heads; exact match with all of them knocked
+   out (zero) against 5 random sets of as many heads drawn from the rest (each draw printed); and
+   graded curves, the top-k heads against random k outside the retrieval heads, k = 1, 2, 4, 8.
 
 Usage::
 
     python bench/bench_base.py                      # the shipped base
-    python bench/bench_base.py --model-dir runs/base/model --skip-finetune
+    python bench/bench_base.py --model-dir runs/base/model --tables mdqa@256 --no-curves
 
-Targets (bench, not tests): some head's induction score >= 0.8; 0.8 exact match on realistic MDQA
-at 256 tokens within 300 steps and at 512 within 600 steps, on 2 CPU cores.
+Targets (bench, not tests): exact match >= 0.8; heads over 0.1 at most 20% of all heads; knocking
+them out at least halves exact match; random heads from the rest cost at most 0.1 on average.
 """
 
 import argparse
+import json
 import random
 import time
 
@@ -89,41 +94,98 @@ def exact_match_report(model, *, context_tokens: int, n: int = 50) -> dict:
     return {k: round(v, 3) for k, v in measure_abilities(model, context_tokens=context_tokens, n=n).items()}
 
 
-def steps_to_target(load, *, context_tokens: int, budget: int, eval_every: int, target: float, n_eval: int,
-                    lr: float = 1e-3) -> dict:
-    """Fine-tune a fresh copy of the base on realistic MDQA; first step whose EM >= target."""
+def fine_tune(load, task: str, *, context_tokens: int, steps: int, batch_size: int, lr: float, seed: int = 1):
+    """A fresh copy of the base fine-tuned with :func:`rhlens.train` on realistic ``task`` examples
+    at ``context_tokens`` (full fine-tuning, the study's tiny preset by default)."""
     import rhlens
     from rhlens.tasks import generate
 
     model = load()
     if context_tokens + 16 > model.cfg.n_ctx:
         rhlens.extend_context(model, context_tokens + 64)
-    batch = 16
-    train_ex = generate("mdqa", "realistic", budget * batch, context_tokens=context_tokens, seed=1)
-    eval_ex = generate("mdqa", "realistic", n_eval, context_tokens=context_tokens, seed=777)
+    train_ex = generate(task, "realistic", steps * batch_size, context_tokens=context_tokens, seed=seed)
+    rhlens.train(model, train_ex, rhlens.TrainConfig(steps=steps, batch_size=batch_size, lr=lr,
+                                                      warmup_steps=min(20, steps // 5), seed=seed, progress=False))
+    model.eval()
+    return model
 
-    def em(m):
-        return {"em": rhlens.evaluate(m, eval_ex, max_new_tokens=8, progress=False).score}
+
+def sparsity_report(load, task: str, *, context_tokens: int, steps: int, batch_size: int, lr: float, n_eval: int,
+                    draws: int = 5, curves: bool = True) -> dict:
+    """Fine-tune, then: exact match; Wu retrieval scores (decode mode) and the heads over 0.1;
+    knockout (zero) of all of them against ``draws`` random sets of as many heads from the rest;
+    optionally graded curves, top-k against random-k outside the retrieval heads."""
+    import rhlens
+    from rhlens.tasks import generate
 
     t0 = time.perf_counter()
-    result = rhlens.train(
-        model, train_ex,
-        rhlens.TrainConfig(steps=budget, batch_size=batch, lr=lr, warmup_steps=20, eval_every=eval_every, progress=False),
-        eval_fn=em,
-    )
-    curve = [(int(r["step"]), round(float(r["em"]), 3)) for r in result.eval_curve]
-    reached = next((s for s, v in curve if v >= target), None)
-    return {"context_tokens": context_tokens, "budget": budget, "lr": lr, "steps_to_0.8": reached, "curve": curve,
-            "minutes": round((time.perf_counter() - t0) / 60, 1)}
+    model = fine_tune(load, task, context_tokens=context_tokens, steps=steps, batch_size=batch_size, lr=lr)
+    eval_ex = generate(task, "realistic", n_eval, context_tokens=context_tokens, seed=777)
+    base = rhlens.evaluate(model, eval_ex, max_new_tokens=16, progress=False)
+    scores = rhlens.retrieval_scores(model, eval_ex, method="decode", progress=False)
+    grid = scores.scores
+    retrieval = rhlens.HeadSet.above(grid, 0.1)
+    n_heads = grid.numel()
+
+    def em_without(heads) -> float:
+        if not heads:
+            return float(base.score)
+        eff = rhlens.knockout_effect(model, eval_ex, heads, mode="zero", baseline=base, max_new_tokens=16, progress=False)
+        return round(float(eff.knocked.score), 3)
+
+    ranked = sorted(((float(grid[l, h]), rhlens.Head(l, h)) for l in range(grid.shape[0]) for h in range(grid.shape[1])),
+                    key=lambda x: -x[0])
+    k = len(retrieval)
+    rest = n_heads - k
+    out = {
+        "task": f"{task}/realistic@{context_tokens}", "exact_match": round(float(base.score), 3),
+        "retrieval_heads_over_0.1": {str(h): round(float(grid[h.layer, h.head]), 3) for h in sorted(retrieval)},
+        "fraction_over_0.1": round(k / n_heads, 3),
+        "top_scores": [(str(h), round(v, 3)) for v, h in ranked[:8]],
+        "examples_counted": int(scores.n_counted),
+    }
+    if k:
+        out["em_all_retrieval_heads_out"] = em_without(retrieval)
+        out["random_draws"] = []
+        for d in range(draws):
+            control = rhlens.random_heads(model, min(k, rest), exclude=retrieval, seed=100 + d)
+            out["random_draws"].append({"heads": [str(h) for h in sorted(control)], "em": em_without(control)})
+        costs = [out["exact_match"] - x["em"] for x in out["random_draws"]]
+        out["random_mean_cost"] = round(sum(costs) / len(costs), 3)
+    if curves:
+        curve = {}
+        for j in (1, 2, 4, 8):
+            top = rhlens.HeadSet(h for _, h in ranked[:j])
+            randoms = [em_without(rhlens.random_heads(model, j, exclude=retrieval | top, seed=200 + d)) for d in range(draws)]
+            curve[j] = {"top_k": em_without(top), "random_k": randoms, "random_k_mean": round(sum(randoms) / len(randoms), 3)}
+        out["graded_curve"] = curve
+    out["minutes"] = round((time.perf_counter() - t0) / 60, 1)
+    return out
+
+
+def verdict(rep: dict) -> str:
+    """The issue-11 targets, met or not, for one table."""
+    em = rep["exact_match"]
+    checks = {
+        "exact match >= 0.8": em >= 0.8,
+        "heads over 0.1 <= 20%": 0 < rep["fraction_over_0.1"] <= 0.2,
+        "knockout of them at least halves EM": "em_all_retrieval_heads_out" in rep and rep["em_all_retrieval_heads_out"] <= em / 2,
+        "random heads cost <= 0.1 on average": "random_mean_cost" in rep and rep["random_mean_cost"] <= 0.1,
+    }
+    return "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks.items())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", default=None, help="an rhlens.save_model folder (default: the shipped base)")
     parser.add_argument("--skip-finetune", action="store_true")
-    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=150, help="fine-tuning steps (the study's tiny preset: 150)")
+    parser.add_argument("--batch-size", type=int, default=8, help="fine-tuning batch (tiny preset: 8)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (tiny preset: 1e-3)")
     parser.add_argument("--n-eval", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
+    parser.add_argument("--tables", default="mdqa@256,kv@256,musique@256,mdqa@512",
+                        help="comma-separated task@context tables to measure")
+    parser.add_argument("--no-curves", action="store_true", help="skip the graded top-k / random-k curves")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -131,17 +193,21 @@ def main() -> None:
 
     load = (lambda: rhlens.load_model(args.model_dir)) if args.model_dir else rhlens.load_base
     model = load()
-    print(f"model: {model.cfg.n_layers} layers x {model.cfg.n_heads} heads, d_model {model.cfg.d_model}, n_ctx {model.cfg.n_ctx}")
+    print(f"model: {model.cfg.n_layers} layers x {model.cfg.n_heads} heads ({model.cfg.n_layers * model.cfg.n_heads} in all), "
+          f"d_head {model.cfg.d_head}, d_model {model.cfg.d_model}, n_ctx {model.cfg.n_ctx}", flush=True)
     ind = induction_report(model)
-    print("induction:", ind)
-    print("target: best induction score >= 0.8 ->", "met" if ind["best_induction_score"] >= 0.8 else "NOT met")
-    print("exact match at 128 tokens:", exact_match_report(model, context_tokens=128, n=args.n_eval))
-    if not args.skip_finetune:
-        for ctx, budget in ((256, 300), (512, 600)):
-            rep = steps_to_target(load, context_tokens=ctx, budget=budget, eval_every=args.eval_every, target=0.8,
-                                  n_eval=args.n_eval, lr=args.lr)
-            verdict = "met" if rep["steps_to_0.8"] is not None else "NOT met"
-            print(f"fine-tune realistic MDQA @ {ctx}: {rep}  target (0.8 EM within {budget} steps) -> {verdict}")
+    print("induction:", ind, flush=True)
+    print("exact match at 128 tokens (no fine-tuning):", exact_match_report(model, context_tokens=128, n=args.n_eval), flush=True)
+    if args.skip_finetune:
+        return
+    print(f"fine-tuning: {args.steps} steps, batch {args.batch_size}, lr {args.lr:g}, full fine-tuning; "
+          f"{args.n_eval} held-out examples; knockout mode zero; retrieval scores decode mode", flush=True)
+    for spec in args.tables.split(","):
+        task, ctx = spec.split("@")
+        rep = sparsity_report(load, task, context_tokens=int(ctx), steps=args.steps, batch_size=args.batch_size,
+                              lr=args.lr, n_eval=args.n_eval, curves=not args.no_curves)
+        print(json.dumps(rep), flush=True)
+        print(f"targets {rep['task']}: {verdict(rep)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,59 @@ def measure_abilities(model: Any, *, context_tokens: int, n: int = 50, seed: int
     return out
 
 
+def confined(path: Path, run_dir: Path) -> Path:
+    """``path`` if it lies inside ``run_dir`` (after resolving ``..`` and links); an error otherwise.
+
+    >>> confined(Path("runs/a/stages/x"), Path("runs/a")).name
+    'x'
+    """
+    root = run_dir.resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ValueError(f"{path} lies outside the run folder {run_dir}; stage names must be plain folder names")
+    return path
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(data, list) and data and all(isinstance(x, dict) and "name" in x for x in data):
+        return _flatten({str(x["name"]): x for x in data}, prefix)
+    return {prefix: data}
+
+
+def recipe_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two ``Recipe.to_dict()`` records (stages by name).
+
+    >>> recipe_differences({"seed": 0, "stages": [{"name": "a", "n_examples": 4}]},
+    ...                    {"seed": 0, "stages": [{"name": "a", "n_examples": 8}]})
+    ['stages.a.n_examples']
+    """
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+
+
+def check_same_recipe(recipe: Recipe, recipe_file: Path) -> None:
+    """Refuse to continue a run folder whose ``recipe.json`` records another recipe: its finished
+    stages were trained with other values, and its card would misdescribe the model."""
+    if not recipe_file.is_file():
+        return
+    try:
+        old = json.loads(recipe_file.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{recipe_file} is unreadable ({err}); it records the run's recipe, so the run cannot be resumed") from None
+    diff = recipe_differences(old, json.loads(json.dumps(recipe.to_dict())))
+    if diff:
+        shown = ", ".join(diff[:12]) + (f" and {len(diff) - 12} more" if len(diff) > 12 else "")
+        raise ValueError(
+            f"{recipe_file.parent} was trained with another recipe (differing keys: {shown}); "
+            "resume it with the recipe in its recipe.json, or train the new recipe into a new folder"
+        )
+
+
 def pretrain_base(
     recipe: Recipe | str | Path | None = None,
     out_dir: str | Path = "runs/base",
@@ -102,6 +155,8 @@ def pretrain_base(
     stages_dir = out_dir / "stages"
     if stages_dir.exists() and any(stages_dir.iterdir()) and not resume:
         raise FileExistsError(f"{out_dir} already holds a pretraining run; pass resume=True (--resume) or use a new folder")
+    check_same_recipe(recipe, out_dir / "recipe.json")
+    stage_dirs = {stage.name: confined(stages_dir / stage.name, out_dir) for stage in recipe.stages}
     stages_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "recipe.json", json.dumps(recipe.to_dict(), indent=2))
 
@@ -111,7 +166,7 @@ def pretrain_base(
     total_steps = 0
     log_lines: list[str] = []
     for k, stage in enumerate(recipe.stages):
-        stage_dir = stages_dir / stage.name
+        stage_dir = stage_dirs[stage.name]
         done_dir = stage_dir / MODEL_DIR
         if done_dir.is_dir():
             model = load_model(done_dir)
@@ -151,7 +206,7 @@ def model_card(recipe: Recipe, abilities: dict[str, float], *, steps: int, secon
     stages = "\n".join(
         f"| {s.name} | {s.context_tokens} | {s.n_examples} | "
         f"{', '.join(f'{k} {v:g}' for k, v in s.mix.items())} | {s.train.total_steps(s.n_examples)} | {s.train.lr:g} | "
-        f"{f'{s.supervision.previous_token_head} previous-token, {s.supervision.induction_head} induction (weight {s.supervision.weight:g})' if s.supervision else '-'} |"
+        f"{s.supervision.describe() if s.supervision else '-'} |"
         for s in recipe.stages
     )
     skills = "\n".join(f"| {k} | {v:.2f} |" for k, v in abilities.items())

@@ -18,14 +18,16 @@ A recipe file::
     steps = 400
     lr = 2e-3
     [stages.supervision]  # optional: attention supervision (rhlens.pretrain.supervision)
-    previous_token_head = "L0H0"
-    induction_head = "L1H0"
+    previous_token_heads = ["L0H0", "L0H1"]
+    retrieval_heads = ["L2H0"]
+    anti_weight = 0.5     # push every other head off the retrieval targets
 
 >>> recipe = load_recipe(default_recipe_path())
 >>> recipe.name, len(recipe.stages) > 0
 ('rhlens-base', True)
 """
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -39,6 +41,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 from rhlens.pretrain.supervision import AttentionSupervision
 from rhlens.training.config import TrainConfig
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _STAGE_KEYS = {"name", "context_tokens", "n_examples", "mix", "tasks", "train", "supervision"}
 _TOP_KEYS = {"name", "seed", "model", "stages", "eval"}
 
@@ -111,6 +114,11 @@ def recipe_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Recipe:
         for key in ("name", "context_tokens", "n_examples", "mix"):
             if key not in raw:
                 raise ValueError(f"{where}: missing '{key}'")
+        if not isinstance(raw["name"], str) or not _NAME.fullmatch(raw["name"]) or raw["name"] in {".", ".."}:
+            raise ValueError(
+                f"{where}: stage name {raw['name']!r} must be a plain folder name (letters, digits, '.', '_', '-', "
+                "no path separators, not '.' or '..'): the stage checkpoints into <out>/stages/<name>"
+            )
         if raw["name"] in names:
             raise ValueError(f"{where}: duplicate stage name {raw['name']!r}")
         names.add(raw["name"])

@@ -1,12 +1,21 @@
-"""Attention supervision: teach one head to attend to the previous token and one to do induction.
+"""Attention supervision: designated previous-token and retrieval heads, and anti-supervision.
 
-Trained on next-token loss alone, rhlens's tiny models (a 2,400-word vocabulary, 1-3 layers)
-learn fixed-offset copying long before content-based induction heads form: on recurring random
-segments the held-out induction loss stays at chance for 1,500 steps. An auxiliary loss on two
-heads' attention patterns forms a generalizing induction circuit within about 1,000 steps: the
-previous-token head is pulled towards position ``t - 1`` and the induction head towards the
-position right after the most recent earlier occurrence of the current token. Everything else
-(their value/output circuits, the rest of the model) is learned from the next-token loss.
+Trained on next-token loss alone, rhlens's tiny models (a 2,400-word vocabulary) learn
+fixed-offset copying long before content-based induction heads form, and when copying does form
+it spreads over most heads of a layer (redundant heads: knocking out a few changes nothing). The
+models rhlens stands in for keep retrieval in a few heads (Wu et al.: under 5%). An auxiliary loss
+on attention patterns engineers that sparsity:
+
+- every *previous-token head* is pulled to position ``t - 1`` (the first half of the induction
+  circuit; several such heads make it robust to losing one);
+- every *retrieval head* is pulled to the *retrieval targets*: the position right after the most
+  recent earlier occurrence of the current token (induction), and at the answer positions of a
+  question-answer example the prompt positions that hold the answer token being predicted (the
+  token Wu et al.'s score checks);
+- with ``anti_weight > 0`` every other head is pushed away from the same targets
+  (``-log(1 - attention mass on them)``), so no other head learns to copy from context.
+
+Everything else (value/output circuits, the rest of the model) is learned from the next-token loss.
 
 >>> import torch
 >>> tokens = torch.tensor([[1, 7, 8, 9, 7, 8, 0]])   # BOS, "7 8 9 7 8", one pad
@@ -21,36 +30,81 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from rhlens.adapter import architecture, hook_name, hooks
 from rhlens.heads import Head
 
+IGNORE_INDEX = -100
+
+
+def _heads(value: Any, *, source: str, key: str) -> tuple[Head, ...]:
+    items = [value] if isinstance(value, str) else list(value)
+    try:
+        return tuple(Head.parse(h) for h in items)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}.{key}: {err}; give head labels like \"L0H0\"") from None
+
 
 @dataclass(frozen=True)
 class AttentionSupervision:
-    """Which heads to supervise and how strongly (``weight`` times the mean negative
-    log-attention on the targets, summed over the two heads)."""
+    """Which heads to supervise and how strongly.
 
-    previous_token_head: Head
-    induction_head: Head
+    The loss is ``weight`` times (the mean negative log-attention on the targets of the
+    previous-token heads + that of the retrieval heads) plus ``anti_weight`` times the mean
+    ``-log(1 - attention on the retrieval targets)`` of every other head.
+
+    >>> sup = AttentionSupervision.from_dict({"previous_token_heads": ["L0H0", "L0H1"], "retrieval_heads": "L2H0"})
+    >>> sup.to_dict()["retrieval_heads"], sup.anti_weight
+    (['L2H0'], 0.0)
+    """
+
+    previous_token_heads: tuple[Head, ...]
+    retrieval_heads: tuple[Head, ...]
     weight: float = 0.5
+    anti_weight: float = 0.0
+
+    KEYS = ("previous_token_heads", "retrieval_heads", "weight", "anti_weight")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "supervision") -> "AttentionSupervision":
-        known = {"previous_token_head", "induction_head", "weight"}
-        unknown = set(data) - known
-        if unknown or not {"previous_token_head", "induction_head"} <= set(data):
-            raise ValueError(f"{source}: expected keys {sorted(known)} (weight optional), got {sorted(data)}")
-        sup = cls(Head.parse(data["previous_token_head"]), Head.parse(data["induction_head"]), float(data.get("weight", 0.5)))
-        if sup.induction_head.layer <= sup.previous_token_head.layer:
-            raise ValueError(f"{source}: the induction head must sit in a later layer than the previous-token head")
+        unknown = set(data) - set(cls.KEYS)
+        if unknown or not {"previous_token_heads", "retrieval_heads"} <= set(data):
+            raise ValueError(
+                f"{source}: expected keys {list(cls.KEYS)} (weight and anti_weight optional), got {sorted(data)}"
+            )
+        sup = cls(
+            _heads(data["previous_token_heads"], source=source, key="previous_token_heads"),
+            _heads(data["retrieval_heads"], source=source, key="retrieval_heads"),
+            float(data.get("weight", 0.5)),
+            float(data.get("anti_weight", 0.0)),
+        )
+        if not sup.previous_token_heads or not sup.retrieval_heads:
+            raise ValueError(f"{source}: name at least one previous-token head and one retrieval head")
+        if set(sup.previous_token_heads) & set(sup.retrieval_heads):
+            raise ValueError(f"{source}: a head cannot be both a previous-token and a retrieval head")
+        first_prev = min(h.layer for h in sup.previous_token_heads)
+        if min(h.layer for h in sup.retrieval_heads) <= first_prev:
+            raise ValueError(
+                f"{source}: every retrieval head must sit in a later layer than the first previous-token head "
+                f"(layer {first_prev}): induction composes with it"
+            )
+        if sup.weight < 0 or sup.anti_weight < 0:
+            raise ValueError(f"{source}: weight and anti_weight must be >= 0")
         return sup
 
     def to_dict(self) -> dict[str, Any]:
-        return {"previous_token_head": str(self.previous_token_head), "induction_head": str(self.induction_head),
-                "weight": self.weight}
+        return {"previous_token_heads": [str(h) for h in self.previous_token_heads],
+                "retrieval_heads": [str(h) for h in self.retrieval_heads],
+                "weight": self.weight, "anti_weight": self.anti_weight}
+
+    def describe(self) -> str:
+        """One line for the model card."""
+        text = (f"{', '.join(map(str, self.previous_token_heads))} previous-token; "
+                f"{', '.join(map(str, self.retrieval_heads))} retrieval (weight {self.weight:g})")
+        return text + (f"; all other heads pushed off the retrieval targets (weight {self.anti_weight:g})"
+                       if self.anti_weight else "")
 
 
 def previous_token_targets(tokens: Int[Tensor, "batch pos"], *, pad_id: int) -> Int[Tensor, "batch pos"]:
@@ -74,45 +128,90 @@ def induction_targets(tokens: Int[Tensor, "batch pos"], *, pad_id: int) -> Int[T
     return out
 
 
-def _mean_log_attention(pattern: Tensor, targets: Tensor) -> Tensor | None:
-    b, t = (targets >= 0).nonzero(as_tuple=True)
-    if b.numel() == 0:
-        return None
-    return torch.log(pattern[b, t, targets[b, t]] + 1e-6).mean()
+def retrieval_target_mask(
+    tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch pos_minus_1"] | None, *, pad_id: int
+) -> Bool[Tensor, "batch query key"]:
+    """Key positions a retrieval head should attend to from each query position.
+
+    The induction target (:func:`induction_targets`) everywhere, except at the answer positions of
+    a question-answer row (a row whose first labelled position is past the first word, unlike
+    whole-text rows) where the targets are the earlier positions holding the labelled next token.
+    ``labels[b, t]`` is the token to predict at ``t`` (``-100``: none), as in ``TrainBatch.targets``.
+
+    >>> tokens = torch.tensor([[1, 5, 9, 6, 3, 9, 0]])     # "5 9 6 ?" answer "9", then pad
+    >>> labels = torch.tensor([[-100, -100, -100, -100, 9, -100]])
+    >>> retrieval_target_mask(tokens, labels, pad_id=0)[0, 4].nonzero().flatten().tolist()
+    [2]
+    """
+    batch, pos = tokens.shape
+    ind = induction_targets(tokens, pad_id=pad_id)
+    mask = torch.zeros(batch, pos, pos, dtype=torch.bool, device=tokens.device)
+    b, q = (ind >= 0).nonzero(as_tuple=True)
+    mask[b, q, ind[b, q]] = True
+    if labels is None:
+        return mask
+    lab = torch.full_like(tokens, IGNORE_INDEX)
+    lab[:, : labels.shape[1]] = labels
+    has = lab != IGNORE_INDEX
+    first = torch.where(has.any(1), has.int().argmax(1), torch.zeros_like(has[:, 0], dtype=torch.long))
+    answer = has & (first > 1)[:, None]  # [batch, query]
+    causal = torch.ones(pos, pos, dtype=torch.bool, device=tokens.device).tril()
+    copy = (tokens[:, None, :] == lab[:, :, None]) & causal & (tokens != pad_id)[:, None, :]
+    return torch.where(answer[:, :, None], copy, mask)
+
+
+def _mass(pattern: Float[Tensor, "batch head query key"], mask: Bool[Tensor, "batch query key"]) -> Float[Tensor, "batch head query"]:
+    return torch.einsum("bhqk,bqk->bhq", pattern, mask.to(pattern.dtype))
 
 
 @contextlib.contextmanager
 def supervise_attention(model: Any, supervision: AttentionSupervision, *, pad_id: int) -> Iterator[Callable[[Any, Any], Tensor]]:
-    """Hooks that record the two heads' patterns; yields the ``extra_loss`` for :func:`rhlens.train`.
+    """Hooks that record the heads' patterns; yields the ``extra_loss`` for :func:`rhlens.train`.
 
     The hooks make the trainer run TransformerLens's eager attention for this stage (the fused
     path computes no patterns). They are removed on exit, also when training raises.
     """
     arch = architecture(model)
-    for head in (supervision.previous_token_head, supervision.induction_head):
+    for head in supervision.previous_token_heads + supervision.retrieval_heads:
         if head.layer >= arch.n_layers or head.head >= arch.n_heads:
             raise ValueError(f"supervised head {head} is outside a model with {arch.n_layers} layers x {arch.n_heads} heads")
-    store: dict[str, Tensor] = {}
+    anti = supervision.anti_weight > 0
+    layers = sorted({h.layer for h in supervision.previous_token_heads + supervision.retrieval_heads}
+                    | (set(range(arch.n_layers)) if anti else set()))
+    store: dict[int, Tensor] = {}
 
-    def capture(key: str, head: int) -> Callable:
+    def capture(layer: int) -> Callable:
         def hook(pattern: Tensor, hook: Any) -> None:  # pattern [batch, head, q, k]
-            store[key] = pattern[:, head]
+            store[layer] = pattern
 
         return hook
 
-    prev, ind = supervision.previous_token_head, supervision.induction_head
-    fwd = [(hook_name("pattern", prev.layer), capture("prev", prev.head)),
-           (hook_name("pattern", ind.layer), capture("ind", ind.head))]
+    fwd = [(hook_name("pattern", layer), capture(layer)) for layer in layers]
+    supervised = set(supervision.previous_token_heads) | set(supervision.retrieval_heads)
+    others = {layer: [h for h in range(arch.n_heads) if Head(layer, h) not in supervised] for layer in layers}
 
     def extra_loss(model: Any, batch: Any) -> Tensor:
-        terms = [
-            _mean_log_attention(store.pop("prev"), previous_token_targets(batch.tokens, pad_id=pad_id)),
-            _mean_log_attention(store.pop("ind"), induction_targets(batch.tokens, pad_id=pad_id)),
-        ]
-        present = [x for x in terms if x is not None]
-        if not present:
+        patterns = {layer: store.pop(layer) for layer in layers}
+        prev_t = previous_token_targets(batch.tokens, pad_id=pad_id)
+        b, q = (prev_t >= 0).nonzero(as_tuple=True)
+        prev_terms = [torch.log(patterns[h.layer][b, h.head, q, prev_t[b, q]] + 1e-6).mean()
+                      for h in supervision.previous_token_heads if b.numel()]
+        mask = retrieval_target_mask(batch.tokens, getattr(batch, "targets", None), pad_id=pad_id)
+        valid = mask.any(-1)  # [batch, query]
+        terms = []
+        if prev_terms:
+            terms.append(-supervision.weight * torch.stack(prev_terms).mean())
+        if valid.any():
+            ret = [torch.log(_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0][valid] + 1e-6).mean()
+                   for h in supervision.retrieval_heads]
+            terms.append(-supervision.weight * torch.stack(ret).mean())
+            if anti:
+                away = [torch.log1p(-_mass(patterns[layer][:, idx], mask).clamp(max=1 - 1e-6)).permute(0, 2, 1)[valid]
+                        for layer, idx in others.items() if idx]
+                terms.append(-supervision.anti_weight * torch.cat([a.flatten() for a in away]).mean())
+        if not terms:
             return batch.tokens.new_zeros((), dtype=torch.float32)
-        return -supervision.weight * torch.stack(present).sum()
+        return torch.stack(terms).sum()
 
     with hooks(model, fwd):
         yield extra_loss

@@ -66,6 +66,28 @@ def test_existing_run_needs_resume_and_resume_skips_finished_stages(micro_run):
         assert torch.equal(a, b)
 
 
+def test_item06_a_stage_folder_outside_the_run_is_refused_before_anything_is_written(tmp_path):
+    from dataclasses import replace
+
+    recipe = recipe_from_dict(MICRO)
+    escaping = replace(recipe, stages=(replace(recipe.stages[0], name="../../escaped"),) + recipe.stages[1:])
+    out = tmp_path / "a" / "run"
+    with pytest.raises(ValueError, match="outside the run folder"):
+        pretrain_base(escaping, out, progress=False)
+    assert not (tmp_path / "escaped").exists() and not out.exists()
+
+
+def test_item13_resume_with_a_changed_recipe_is_refused_naming_the_keys(micro_run):
+    out, _ = micro_run
+    before = {name: (out / name).read_text() for name in ("recipe.json", "CARD.md")}
+    changed = json.loads(json.dumps(MICRO))
+    changed["seed"] = 4
+    changed["stages"][1]["train"]["steps"] = 3
+    with pytest.raises(ValueError, match=r"differing keys: seed, stages\.b\.train\.steps"):
+        pretrain_base(recipe_from_dict(changed), out, resume=True, progress=False)
+    assert {name: (out / name).read_text() for name in before} == before
+
+
 def test_cli_pretrain_base(tmp_path, capsys):
     recipe = tmp_path / "micro.toml"
     stage_a, stage_b = MICRO["stages"]

@@ -1,4 +1,4 @@
-"""Attention supervision: targets, the extra loss, and that it actually shapes the two heads."""
+"""Attention supervision: targets, the extra loss, and that it actually shapes the heads."""
 
 import pytest
 import torch
@@ -10,6 +10,7 @@ from rhlens.pretrain.supervision import (
     AttentionSupervision,
     induction_targets,
     previous_token_targets,
+    retrieval_target_mask,
     supervise_attention,
 )
 from rhlens.training import TrainConfig, train
@@ -22,13 +23,31 @@ def test_targets_on_a_repeated_segment():
     assert induction_targets(tokens, pad_id=0).tolist() == [[-1, -1, -1, -1, 2, 3, 4, -1, -1]]
 
 
+def test_retrieval_targets_are_answer_copies_on_qa_rows_and_induction_elsewhere():
+    # row 0: a QA row (prompt "5 9 6 9 8", answer "9 7" then pad); row 1: whole text (labels from position 1)
+    tokens = torch.tensor([[1, 5, 9, 6, 9, 8, 9, 7, 0], [1, 5, 6, 5, 6, 0, 0, 0, 0]])
+    labels = torch.full((2, 8), -100)
+    labels[0, 5], labels[0, 6] = 9, 7
+    labels[1, 1:4] = torch.tensor([6, 5, 6])
+    mask = retrieval_target_mask(tokens, labels, pad_id=0)
+    keys = lambda b, q: mask[b, q].nonzero().flatten().tolist()  # noqa: E731
+    assert keys(0, 5) == [2, 4]      # both prompt positions holding the answer token "9"
+    assert keys(0, 6) == []          # "7" occurs nowhere before: nothing to copy
+    assert keys(0, 4) == [3]         # a prompt position keeps its induction target (after the earlier "9")
+    assert keys(1, 3) == [2] and keys(1, 2) == []   # whole text: induction targets only
+
+
 def test_config_errors_name_the_problem():
     with pytest.raises(ValueError, match="later layer"):
-        AttentionSupervision.from_dict({"previous_token_head": "L1H0", "induction_head": "L0H0"})
+        AttentionSupervision.from_dict({"previous_token_heads": ["L1H0"], "retrieval_heads": ["L0H0"]})
     with pytest.raises(ValueError, match="expected keys"):
-        AttentionSupervision.from_dict({"previous_token_head": "L0H0"})
-    sup = AttentionSupervision.from_dict({"previous_token_head": "0-1", "induction_head": "L1H2", "weight": 2})
-    assert sup.to_dict() == {"previous_token_head": "L0H1", "induction_head": "L1H2", "weight": 2.0}
+        AttentionSupervision.from_dict({"previous_token_heads": ["L0H0"]})
+    with pytest.raises(ValueError, match="both"):
+        AttentionSupervision.from_dict({"previous_token_heads": ["L0H0", "L1H0"], "retrieval_heads": ["L1H0"]})
+    with pytest.raises(ValueError, match="head labels"):
+        AttentionSupervision.from_dict({"previous_token_heads": ["L0H0"], "retrieval_heads": [1.5]})
+    sup = AttentionSupervision.from_dict({"previous_token_heads": ["0-1"], "retrieval_heads": "L1H2", "weight": 2})
+    assert sup.to_dict() == {"previous_token_heads": ["L0H1"], "retrieval_heads": ["L1H2"], "weight": 2.0, "anti_weight": 0.0}
 
 
 def _repeat_examples(n, seed=0):
@@ -54,7 +73,7 @@ def _attention_on_targets(model, examples, head, targets_fn):
 
 def test_supervision_pulls_the_heads_to_their_targets():
     examples, tok = _repeat_examples(64)
-    sup = AttentionSupervision(Head(0, 0), Head(1, 0), weight=5.0)
+    sup = AttentionSupervision((Head(0, 0),), (Head(1, 0),), weight=5.0)
     config = TrainConfig(steps=60, batch_size=8, lr=1e-2, progress=False)
     plain = tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_ctx=64, seed=0)
     train(plain, examples, config)
@@ -63,13 +82,29 @@ def test_supervision_pulls_the_heads_to_their_targets():
         result = train(supervised, examples, config, extra_loss=extra_loss)
     assert count_hooks(supervised) == 0
     assert len(result.loss_curve) == config.steps
-    for head, fn in ((sup.previous_token_head, previous_token_targets), (sup.induction_head, induction_targets)):
+    for head, fn in ((Head(0, 0), previous_token_targets), (Head(1, 0), induction_targets)):
         assert _attention_on_targets(supervised, examples, head, fn) > 2 * _attention_on_targets(plain, examples, head, fn)
+
+
+def test_anti_supervision_pushes_the_other_heads_off_the_targets():
+    examples, tok = _repeat_examples(64)
+    config = TrainConfig(steps=60, batch_size=8, lr=1e-2, progress=False)
+    runs = {}
+    for anti in (0.0, 5.0):
+        model = tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_ctx=64, seed=0)
+        sup = AttentionSupervision((Head(0, 0),), (Head(1, 0),), weight=5.0, anti_weight=anti)
+        with supervise_attention(model, sup, pad_id=0) as extra_loss:
+            train(model, examples, config, extra_loss=extra_loss)
+        runs[anti] = model
+    other = Head(1, 1)
+    pushed = _attention_on_targets(runs[5.0], examples, other, induction_targets)
+    assert pushed < 0.5 * _attention_on_targets(runs[0.0], examples, other, induction_targets)
+    assert _attention_on_targets(runs[5.0], examples, Head(1, 0), induction_targets) > 0.3
 
 
 def test_supervised_head_outside_the_model_is_an_error():
     _, tok = _repeat_examples(1)
     model = tiny_llama(tokenizer=tok, n_layers=1, d_model=32, n_heads=2, d_mlp=64, n_ctx=64)
     with pytest.raises(ValueError, match="outside a model"):
-        with supervise_attention(model, AttentionSupervision(Head(0, 0), Head(1, 0)), pad_id=0):
+        with supervise_attention(model, AttentionSupervision((Head(0, 0),), (Head(1, 0),)), pad_id=0):
             pass
