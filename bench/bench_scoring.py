@@ -5,7 +5,7 @@ model and examples are scored by
 
 - rhlens (:func:`rhlens.scoring.retrieval_scores`: batched, chunked prefill, hooks that reduce
   attention rows to top-k inside), and
-- the Wu port (:func:`rhlens.scoring.reference.wu_port_scores`: one example at a time, prefill
+- the Wu port (``tests/references/tl_loops.py``'s ``wu_port_scores``: one example at a time, prefill
   of the whole prompt in one pass, KV-cache decoding, a Python loop over heads with top-1).
 
 Each (config, context, implementation) runs in a fresh subprocess, which reports its wall time and
@@ -29,6 +29,8 @@ import resource
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root: tests.references
 
 CONFIGS = {
     "tiny": dict(overrides={}, n_examples=4, steps=10, contexts=(1024, 4096, 8192)),
@@ -64,7 +66,7 @@ def _child(config: str, context: int, impl: str, method: str) -> None:
 
     from rhlens.models import tiny_llama, word_level_tokenizer
     from rhlens.scoring import retrieval_scores
-    from rhlens.scoring.reference import wu_port_scores
+    from tests.references.tl_loops import wu_port_scores
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     spec = CONFIGS[config]

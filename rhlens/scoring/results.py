@@ -15,6 +15,10 @@ tensor([[0.0000, 0.7500],
         [0.2500, 0.0000]])
 >>> hs.top(1), hs.above(0.1)
 (HeadSet([L0H1]), HeadSet([L0H1, L1H0]))
+>>> hs.top(3), hs.top(3, include_zero=True)  # zero-score heads are no retrieval heads
+(HeadSet([L0H1, L1H0]), HeadSet([L0H0, L0H1, L1H0]))
+>>> hs
+HeadScores(2x2 heads, 2/3 examples counted, method='?', heads by score: L0H1=0.750, L1H0=0.250, 2 at 0)
 >>> hs.to_wu_json()
 {'0-0': [0.0, 0.0], '0-1': [1.0, 0.5], '1-0': [0.5, 0.0], '1-1': [0.0, 0.0]}
 >>> HeadScores.from_wu_json(hs.to_wu_json()).scores.equal(hs.scores)
@@ -43,26 +47,28 @@ class HeadScores:
 
     Attributes:
         per_example: ``[n_examples, n_layers, n_heads]`` score of each head on each example
-            (hits / needle tokens), counted or not.
+            (hits / answer-span tokens), counted or not.
         counted: bool ``[n_examples]``: the example passed the ROUGE gate and enters the mean.
         responses: per example, the decoded response (``method="forced"``: the teacher-forced
             greedy predictions; see :func:`rhlens.retrieval_scores`).
         hits: int ``[n_examples, n_layers, n_heads]`` number of scored steps at which the head
-            copied a needle token (``None`` when loaded from Wu's JSON).
-        needle_tokens: int ``[n_examples]`` needle token count (the score's denominator).
-        rouge: ``[n_examples]`` ROUGE-1 recall of the needle text in the response.
+            copied an answer-span token (``None`` when loaded from Wu's JSON).
+        answer_tokens: int ``[n_examples]`` answer-span token count (the score's denominator;
+            ``needle_tokens`` is the former name, still readable).
+        rouge: ``[n_examples]`` ROUGE-1 recall of the answer (best over its aliases) in the
+            response.
         n_kv_heads: key/value heads per layer (GQA), for :meth:`by_kv_group`; ``None``: unknown.
         meta: how the scores were made (method, top_k, rouge_gate, model shape ...).
 
     ``scores`` ``[n_layers, n_heads]`` is the mean of ``per_example`` over counted examples
-    (zeros when none counted), indexed by query head.
+    (zeros when none counted, and the repr says so), indexed by query head.
     """
 
     per_example: Float[Tensor, "example layer head"]
     counted: Bool[Tensor, "example"]
     responses: list[str]
     hits: Int[Tensor, "example layer head"] | None = None
-    needle_tokens: Int[Tensor, "example"] | None = None
+    answer_tokens: Int[Tensor, "example"] | None = None
     rouge: Float[Tensor, "example"] | None = None
     n_kv_heads: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +100,11 @@ class HeadScores:
         return int(self.per_example.shape[2])
 
     @property
+    def needle_tokens(self) -> Int[Tensor, "example"] | None:
+        """Former name of :attr:`answer_tokens`."""
+        return self.answer_tokens
+
+    @property
     def n_counted(self) -> int:
         return int(self.counted.sum())
 
@@ -105,16 +116,33 @@ class HeadScores:
         return self.per_example[self.counted].double().mean(dim=0).float()
 
     def __repr__(self) -> str:
-        top = ", ".join(f"{h}={self.scores[h.layer, h.head]:.3f}" for h in self.top(min(3, self.n_layers * self.n_heads)).ordered())
-        return (
+        head = (
             f"HeadScores({self.n_layers}x{self.n_heads} heads, {self.n_counted}/{self.n_examples} examples "
-            f"counted, method={self.meta.get('method', '?')!r}, top: {top})"
+            f"counted, method={self.meta.get('method', '?')!r}"
         )
+        if not self.n_counted:
+            gate = self.meta.get("rouge_gate")
+            why = f" (answer ROUGE-1 recall > {gate})" if gate is not None else ""
+            return f"{head}, no example passed the gate{why}: every score is 0)"
+        scores = self.scores
+        ranked = [h for h in self.top(min(5, self.n_layers * self.n_heads))]
+        ranked.sort(key=lambda h: (-float(scores[h.layer, h.head]), h))
+        listed = ", ".join(f"{h}={scores[h.layer, h.head]:.3f}" for h in ranked)
+        zeros = int((scores <= 0).sum())
+        return f"{head}, heads by score: {listed or 'none above 0'}{f', {zeros} at 0' if zeros else ''})"
 
     # --- head sets --------------------------------------------------------------------------
-    def top(self, k: int) -> HeadSet:
-        """The ``k`` highest-scoring heads (ties: lower layer, then head, first)."""
-        return HeadSet.top_k(self.scores, k)
+    def top(self, k: int, *, include_zero: bool = False) -> HeadSet:
+        """The ``k`` highest-scoring heads (ties: lower layer, then head, first).
+
+        Heads scoring 0 are left out (ties at zero are no retrieval heads), so fewer than ``k``
+        may come back; ``include_zero=True`` fills up to ``k`` with them.
+        """
+        best = HeadSet.top_k(self.scores, k)
+        if include_zero:
+            return best
+        scores = self.scores
+        return HeadSet(h for h in best if scores[h.layer, h.head] > 0)
 
     def above(self, threshold: float = 0.1) -> HeadSet:
         """Heads scoring strictly above ``threshold`` (Wu et al.'s retrieval heads: > 0.1)."""
@@ -216,7 +244,7 @@ class HeadScores:
 
         path = Path(path)
         tensors = {"per_example": self.per_example.float().contiguous().cpu(), "counted": self.counted.to(torch.uint8)}
-        for name in ("hits", "needle_tokens", "rouge"):
+        for name in ("hits", "answer_tokens", "rouge"):
             value = getattr(self, name)
             if value is not None:
                 tensors[name] = value.contiguous().cpu()
@@ -244,7 +272,7 @@ class HeadScores:
             counted=tensors["counted"].bool(),
             responses=list(header["responses"]),
             hits=tensors.get("hits"),
-            needle_tokens=tensors.get("needle_tokens"),
+            answer_tokens=tensors.get("answer_tokens", tensors.get("needle_tokens")),
             rouge=tensors.get("rouge"),
             n_kv_heads=header.get("n_kv_heads"),
             meta=dict(header.get("meta") or {}),

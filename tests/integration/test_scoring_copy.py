@@ -18,8 +18,8 @@ from rhlens.adapter import hook_name, hooks
 from rhlens.heads import HeadSet
 from rhlens.models import tiny_llama, word_level_tokenizer
 from rhlens.scoring import retrieval_scores
-from rhlens.scoring.reference import naive_retrieval_scores
 from rhlens.tasks.example import Example
+from tests.references.tl_loops import naive_retrieval_scores
 
 WORDS = [f"w{i}" for i in range(40)]
 PERIOD = 20
@@ -81,9 +81,11 @@ def _needle_examples(n: int, seed: int = 0) -> list[Example]:
         prompt = f"{block} {' '.join(before + needle_words[:1])}"
         start = len(" ".join(before)) + 1
         needle = " ".join(needle_words)
+        answer = " ".join(needle_words[1:])  # the copied part of the needle
+        end = start + len(needle)
         out.append(
-            Example(prompt=prompt, answer=" ".join(needle_words[1:]), needles=((start, start + len(needle)),),
-                    task="niah", variant="symbolic")
+            Example(prompt=prompt, answer=answer, needles=((start, end),), task="niah", variant="symbolic",
+                    answer_spans=((end - len(answer), end),))
         )
     return out
 

@@ -20,7 +20,8 @@ def build_model(**overrides):
 
 
 def random_example(rng: random.Random, n_words: int, *, two_needles: bool = False) -> Example:
-    """``n_words`` random colour words; the middle third (or two spans) is the needle."""
+    """``n_words`` random colour words with one (or two) random needle spans; the answer is three
+    words from the first needle's start, and the answer spans (what is scored) are the needles."""
     words = [rng.choice(WORDS) for _ in range(n_words)]
     cuts = sorted(rng.sample(range(1, n_words), 4 if two_needles else 2))
     spans, starts = [], []
@@ -33,7 +34,7 @@ def random_example(rng: random.Random, n_words: int, *, two_needles: bool = Fals
     for a, b in pairs:
         spans.append((starts[a], starts[b - 1] + len(words[b - 1])))
     return Example(prompt=prompt, answer=" ".join(words[cuts[0] : cuts[0] + 3]), needles=tuple(spans),
-                   task="niah", variant="symbolic")
+                   task="niah", variant="symbolic", answer_spans=tuple(spans))
 
 
 def random_examples(lengths, seed: int = 0, **kwargs):

@@ -16,7 +16,7 @@ def build_scores(**overrides) -> HeadScores:
         [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]],
     ])
     fields = dict(per_example=per_example, counted=torch.tensor([True, True, False]), responses=["a", "b", "c"],
-                  hits=(per_example * 10).long(), needle_tokens=torch.tensor([10, 10, 10]),
+                  hits=(per_example * 10).long(), answer_tokens=torch.tensor([10, 10, 10]),
                   rouge=torch.tensor([1.0, 0.75, 0.0]), n_kv_heads=2, meta={"method": "decode", "top_k": 1})
     fields.update(overrides)
     return HeadScores(**fields)
@@ -36,6 +36,22 @@ def test_head_sets():
     assert hs.top(2) == HeadSet(["L0H1", "L1H3"])
     assert hs.above() == HeadSet(["L0H1", "L1H0", "L1H3"])
     assert hs.above(0.5) == HeadSet(["L0H1"])
+
+
+def test_top_leaves_out_zero_scores_unless_asked():
+    hs = build_scores()  # 5 of 8 heads score above 0
+    assert hs.top(8) == HeadSet(["L0H1", "L0H2", "L1H0", "L1H2", "L1H3"])
+    assert len(hs.top(8, include_zero=True)) == 8
+    none = build_scores(counted=torch.zeros(3, dtype=torch.bool))
+    assert none.top(3) == HeadSet() and len(none.top(3, include_zero=True)) == 3
+
+
+def test_repr_lists_heads_by_score_and_says_when_nothing_counted():
+    text = repr(build_scores())
+    assert "2/3 examples counted" in text
+    assert "L0H1=0.750, L1H3=0.300, L1H0=0.250, L0H2=0.100, L1H2=0.050, 3 at 0" in text
+    none = repr(build_scores(counted=torch.zeros(3, dtype=torch.bool), meta={"method": "decode", "rouge_gate": 0.5}))
+    assert "0/3 examples counted" in none and "no example passed the gate (answer ROUGE-1 recall > 0.5)" in none
 
 
 def test_by_kv_group():
@@ -74,7 +90,7 @@ def test_save_load_round_trip(tmp_path):
     back = HeadScores.load(path)
     assert back.per_example.equal(hs.per_example) and back.counted.equal(hs.counted) and back.hits.equal(hs.hits)
     assert back.responses == hs.responses and back.meta == hs.meta and back.n_kv_heads == 2
-    assert back.rouge.equal(hs.rouge) and back.needle_tokens.equal(hs.needle_tokens)
+    assert back.rouge.equal(hs.rouge) and back.answer_tokens.equal(hs.answer_tokens) and back.needle_tokens is back.answer_tokens
 
 
 def test_load_rejects_other_files(tmp_path):

@@ -1,12 +1,15 @@
 """retrieval_scores against the naive reference (no cache, full patterns, Python loops)."""
 
+import dataclasses
+
 import pytest
 import torch
+from tests.references.tl_loops import naive_retrieval_scores, wu_port_scores
 from tests.unit.scoring.scoring_helpers import build_model, random_examples
 
 from rhlens.adapter import count_hooks
+from rhlens.heads import HeadSet
 from rhlens.scoring import retrieval_scores
-from rhlens.scoring.reference import naive_retrieval_scores, wu_port_scores
 from rhlens.tasks.example import Example
 
 LENGTHS = (20, 31, 25, 40, 17)
@@ -37,14 +40,39 @@ def test_equals_naive_reference(model, method, top_k):
     assert_same(fast, slow)
 
 
+def answered_by_the_model(model, examples, every=2):
+    """Every ``every``-th example's answer replaced by the model's own greedy response, so that
+    some examples pass the gate and the others do not."""
+    decoded = retrieval_scores(model, examples, max_new_tokens=8, rouge_gate=None, progress=False)
+    return [dataclasses.replace(ex, answer=r) if i % every == 0 and r else ex
+            for i, (ex, r) in enumerate(zip(examples, decoded.responses))]
+
+
 @pytest.mark.parametrize("method", ["decode", "forced"])
 def test_gate_equals_reference(model, method):
-    examples = random_examples(LENGTHS, seed=3)
+    examples = answered_by_the_model(model, random_examples(LENGTHS, seed=3))
     fast = retrieval_scores(model, examples, method=method, max_new_tokens=8, rouge_gate=0.3, progress=False, batch_size=2)
     slow = naive_retrieval_scores(model, examples, method=method, max_new_tokens=8, rouge_gate=0.3)
+    assert 0 < fast.n_counted < len(examples)
     assert_same(fast, slow)
     torch.testing.assert_close(fast.rouge, slow.rouge)
     assert fast.counted.equal(fast.rouge > 0.3)
+
+
+def test_gate_takes_the_best_alias(model):
+    examples = answered_by_the_model(model, random_examples(LENGTHS, seed=3), every=1)
+    swapped = [dataclasses.replace(ex, answer="nothing like it", aliases=(ex.answer,)) for ex in examples]
+    plain = retrieval_scores(model, examples, max_new_tokens=8, rouge_gate=0.3, progress=False)
+    aliased = retrieval_scores(model, swapped, max_new_tokens=8, rouge_gate=0.3, progress=False)
+    assert plain.n_counted > 0
+    assert aliased.rouge.equal(plain.rouge) and aliased.counted.equal(plain.counted)
+
+
+def test_warns_when_no_example_passes_the_gate(model):
+    examples = [dataclasses.replace(ex, answer="zebra") for ex in random_examples(LENGTHS[:3])]
+    with pytest.warns(UserWarning, match=r"none of the 3 examples passed the ROUGE gate.*example 0: .*ROUGE-1 0.00 against 'zebra'"):
+        hs = retrieval_scores(model, examples, max_new_tokens=4, progress=False)
+    assert hs.n_counted == 0 and hs.top(3) == HeadSet() and "no example passed the gate" in repr(hs)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 5, 64])
@@ -80,8 +108,7 @@ def test_decode_equals_forced_when_greedy_output_is_the_answer():
     decoded = retrieval_scores(model, examples, max_new_tokens=steps, rouge_gate=None, progress=False)
     keep = [i for i, r in enumerate(decoded.responses) if r]
     assert len(keep) >= 3
-    gold = [Example(prompt=examples[i].prompt, answer=decoded.responses[i], needles=examples[i].needles,
-                    task="niah", variant="symbolic") for i in keep]
+    gold = [dataclasses.replace(examples[i], answer=decoded.responses[i]) for i in keep]
     decoded = retrieval_scores(model, [examples[i] for i in keep], max_new_tokens=steps, rouge_gate=None, progress=False)
     forced = retrieval_scores(model, gold, method="forced", rouge_gate=None, progress=False)
     assert decoded.hits.sum() > 0
@@ -93,7 +120,7 @@ def test_result_fields_and_mode_restored():
     model = build_model(n_key_value_heads=2)
     model.train()
     examples = random_examples(LENGTHS[:3])
-    scores = retrieval_scores(model, examples, max_new_tokens=4, progress=False)
+    scores = retrieval_scores(model, examples, max_new_tokens=4, rouge_gate=None, progress=False)
     assert model.training and count_hooks(model) == 0
     assert scores.scores.shape == (model.cfg.n_layers, model.cfg.n_heads)
     assert scores.per_example.shape == (3, model.cfg.n_layers, model.cfg.n_heads)
@@ -122,9 +149,13 @@ def test_errors_name_the_example():
         retrieval_scores(model, [good, long_one], max_new_tokens=5, progress=False)
     with pytest.raises(ValueError, match=r"Example 1: prompt of 39 tokens plus the answer's 4 \(with EOS\) is 43 tokens"):
         retrieval_scores(model, [good, long_one], method="forced", progress=False)
-    no_needle = Example(prompt="red blue", answer="red", needles=(), task="niah", variant="symbolic")
-    with pytest.raises(ValueError, match="Example 1 .*no needle"):
-        retrieval_scores(model, [good, no_needle], max_new_tokens=5, progress=False)
+    no_answer_span = Example(prompt="red blue", answer="gold", needles=((0, 3),), task="niah", variant="symbolic")
+    assert no_answer_span.answer_spans == ()
+    with pytest.raises(ValueError, match=r"Example 1 \(task 'niah'\) has no answer spans"):
+        retrieval_scores(model, [good, no_answer_span], max_new_tokens=5, progress=False)
+    bad_answer = dataclasses.replace(good, answer_spans=((0, 0),))
+    with pytest.raises(ValueError, match="Example 0 .*answer span 0 at characters 0:0 .*covers no prompt token"):
+        retrieval_scores(model, [bad_answer], max_new_tokens=5, progress=False)
     bad_span = Example(prompt="red blue  ", answer="red", needles=((8, 10),), task="niah", variant="symbolic")
     with pytest.raises(ValueError, match="Example 0 .*needle 0 .*covers no prompt token"):
         retrieval_scores(model, [bad_span], max_new_tokens=5, progress=False)
@@ -137,7 +168,7 @@ def test_errors_name_the_example():
 def test_progress_bar_can_be_switched(capsys):
     model = build_model()
     examples = random_examples((10, 12))
-    retrieval_scores(model, examples, max_new_tokens=2, progress=False)
+    retrieval_scores(model, examples, max_new_tokens=2, rouge_gate=None, progress=False)
     assert "retrieval scores" not in capsys.readouterr().err
-    retrieval_scores(model, examples, max_new_tokens=2, progress=True, batch_size=1)
+    retrieval_scores(model, examples, max_new_tokens=2, rouge_gate=None, progress=True, batch_size=1)
     assert "retrieval scores (decode)" in capsys.readouterr().err
