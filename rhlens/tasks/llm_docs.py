@@ -5,7 +5,11 @@ callable (a TransformerLens model's sampler, an API client). Each prompt's
 output is stored in ``cache_dir/<sha256>.json`` (written atomically), so a set
 is reproducible and the model is called once per distinct prompt. Pass it to
 :func:`rhlens.tasks.generate` as ``documents=source`` with a varied-haystack
-variant; LLM text is outside :func:`rhlens.tasks.vocab.vocabulary`.
+variant; LLM text is outside :func:`rhlens.tasks.vocab.vocabulary`. Cache
+entries are validated when read (:class:`CacheEntryError` names the file, the
+entry's prompt and the field), and the generators drop every sentence that
+mentions the example's answer or needle entities, as the world-built haystack
+never states them (:func:`rhlens.tasks.generators.common.llm_stream`).
 
 >>> import tempfile
 >>> calls = []
@@ -25,6 +29,10 @@ import os
 import re
 
 from rhlens.files import write_json_atomic
+
+
+class CacheEntryError(ValueError):
+    """A cache file is not a ``{"prompt": str, "text": str}`` entry for its prompt."""
 
 DEFAULT_TEMPLATE = ("Write a short encyclopedia-style paragraph about {title}. "
                     "This is part {part} of the article; do not repeat earlier parts.")
@@ -56,16 +64,34 @@ class LLMDocumentSource:
         """The cached output for ``prompt``, calling ``generate`` only on a miss."""
         path = self._path(prompt)
         if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                record = json.load(f)
-            if record.get("prompt") != prompt:
-                raise ValueError(f"{path}: cache entry holds a different prompt; delete the file")
-            return record["text"]
+            return self._read_entry(path, prompt)
         text = self.generate(prompt)
         if not isinstance(text, str):
             raise TypeError(f"generate returned {type(text).__name__}, expected str")
         write_json_atomic(path, {"prompt": prompt, "text": text}, indent=None)
         return text
+
+    @staticmethod
+    def _read_entry(path: str, prompt: str) -> str:
+        def bad(what):
+            return CacheEntryError(f"{path}: the cache entry for prompt {prompt!r:.70} {what}; "
+                                   f"delete the file to generate it again")
+
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+        except UnicodeDecodeError as err:
+            raise bad(f"is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        except json.JSONDecodeError as err:
+            raise bad(f"is not valid JSON ({err.msg}, line {err.lineno})") from None
+        if not isinstance(record, dict):
+            raise bad(f"must be a JSON object, not {type(record).__name__}")
+        for key in ("prompt", "text"):
+            if not isinstance(record.get(key), str):
+                raise bad(f"field {key!r} must be a string, got {record.get(key)!r:.40}")
+        if record["prompt"] != prompt:
+            raise bad("holds a different prompt (field 'prompt')")
+        return record["text"]
 
     def document(self, title: str, part: int = 0) -> str:
         """Part ``part`` of a document about ``title``."""

@@ -16,9 +16,11 @@ True
 (7, 14, 'America', True)
 """
 
+import functools
 import re
 
 
+@functools.lru_cache(maxsize=4096)
 def _pattern(candidate: str, right_boundary: bool = True):
     c = candidate.strip()
     if not c:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from rhlens.tasks import templates, wordlists
 from rhlens.tasks.fitting import fit_length
+from rhlens.tasks.spans import find_word
 from rhlens.tasks.vocab import MAX_DOCS, pretokenize, token_counter, tokenizer_name
 from rhlens.tasks.world import get_world
 
@@ -145,7 +146,8 @@ def haystack_stream(s: Settings, rng: random.Random, subject, kind, exclude,
     if s.haystack == "filler":
         return filler_stream()
     if s.documents is not None:
-        return llm_stream(s.documents, title if title is not None else (subject or "a town"))
+        return llm_stream(s.documents, title if title is not None else (subject or "a town"),
+                          exclude)
     world = s.world
     if subject is not None:
         stated = set()
@@ -168,17 +170,33 @@ def haystack_stream(s: Settings, rng: random.Random, subject, kind, exclude,
     return SentenceStream(next_sentence)
 
 
-def llm_stream(source, title: str) -> SentenceStream:
-    """Sentences of LLM-written documents about ``title``, part after part."""
-    state = {"part": 0, "buffer": []}
+def mentions(sentence: str, exclude) -> bool:
+    """Whether ``sentence`` names any of ``exclude`` as whole words (case-insensitive).
+
+    >>> mentions("Ann moved to Rome.", {"rome"}), mentions("Romeo left.", {"Rome"})
+    (True, False)
+    """
+    return any(find_word(sentence, e) is not None for e in exclude if isinstance(e, str) and e)
+
+
+def llm_stream(source, title: str, exclude=frozenset()) -> SentenceStream:
+    """Sentences of LLM-written documents about ``title``, part after part, without
+    any sentence that mentions ``exclude`` (the answer and needle entities, which the
+    world-built haystack never states either), whether written now or cached."""
+    state = {"part": 0, "buffer": [], "dropped": 0}
 
     def next_sentence():
         for _ in range(100):
-            if state["buffer"]:
-                return state["buffer"].pop(0)
+            while state["buffer"]:
+                sentence = state["buffer"].pop(0)
+                if not mentions(sentence, exclude):
+                    return sentence
+                state["dropped"] += 1
             state["buffer"] = list(source.sentences(title, state["part"]))
             state["part"] += 1
-        raise IndexError(f"the document source wrote no sentences about {title!r}")
+        raise IndexError(f"the document source wrote no usable sentences about {title!r} in "
+                         f"100 parts ({state['dropped']} dropped for naming the answer or "
+                         f"needle entities {sorted(exclude)!r:.80})")
 
     return SentenceStream(next_sentence)
 
