@@ -2,45 +2,214 @@
 
 :func:`run_quickstart` is what ``rhlens quickstart`` runs:
 
-1. load the shipped base model (:func:`rhlens.models.load_base`);
-2. fine-tune it with :func:`rhlens.train` on a synthetic task;
-3. evaluate it on fresh examples (:func:`rhlens.evaluate`);
-4. score every head's retrieval ability (:func:`rhlens.retrieval_scores`, Wu et al.'s decode
+1. check the output folder (before any work: writable, not a file, not another run's folder);
+2. load the shipped base model (:func:`rhlens.models.load_base`);
+3. fine-tune it with :func:`rhlens.train` on a synthetic task;
+4. evaluate it on fresh examples (:func:`rhlens.evaluate`);
+5. score every head's retrieval ability (:func:`rhlens.retrieval_scores`, Wu et al.'s decode
    method);
-5. knock out the top-k retrieval heads and k random heads (:func:`rhlens.knockout_effect`).
+6. knock out every head scoring over 0.1 (Wu et al.'s retrieval heads), and, as the control, as
+   many random heads drawn from the rest, several times (:func:`rhlens.knockout_effect`);
+7. say in one sentence what the knockouts show.
 
-Everything lands in the output folder: the fine-tuned model, the head scores (safetensors +
-JSON, and Wu et al.'s JSON format), and ``summary.json``.
+Everything lands in the output folder: ``report.html`` (figures; opens offline in a browser),
+``summary.json``, the fine-tuned model (``model/``, a :func:`rhlens.save_model` folder), the head
+scores (``retrieval_scores.safetensors`` and Wu et al.'s JSON format, ``retrieval_scores_wu.json``)
+and ``run.json``, the run's identity (its settings), which lets a later run recognise the folder.
+
+>>> reading_of_knockouts(baseline=0.9, retrieval=0.2, random=[0.85, 0.9, 0.88], n_heads=3)
+'Knocking out the 3 retrieval heads drops the score from 0.90 to 0.20, while as many random heads leave 0.88 on average: these few heads are how the model finds the answer.'
 """
 
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rhlens.files import write_json_atomic
 
+#: Wu et al.'s threshold: heads scoring over it are retrieval heads
+RETRIEVAL_THRESHOLD = 0.1
+RUN_FILE = "run.json"
+_RUN_KIND = "rhlens.quickstart/1"
+#: what a quickstart run writes; an ``overwrite`` removes these from a foreign run's folder
+OUTPUTS = ("report.html", "summary.json", "model", "retrieval_scores.safetensors", "retrieval_scores_wu.json", RUN_FILE)
+
+
+class OutputFolderError(ValueError):
+    """The output folder cannot take this run: the message names the folder, the problem and the fix."""
+
+
+def _identity(settings: dict[str, Any]) -> dict[str, Any]:
+    from rhlens import __version__
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return {"kind": _RUN_KIND, "settings": settings, "settings_digest": digest, "rhlens_version": __version__}
+
+
+def prepare_out_dir(out_dir: "str | os.PathLike", identity: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """Check and claim ``out_dir`` for a run before any work is done, then record ``identity`` in it.
+
+    Accepted: a new folder, an empty one, or one holding a run with the same identity (a rerun
+    of the same settings, e.g. after an interruption). Refused (:class:`OutputFolderError`): a path
+    that is a file or lies under a file, a folder that cannot be written, and a folder holding
+    anything else (another run, or unrelated files), unless ``overwrite=True`` (then the earlier
+    run's outputs are removed; unrelated files are kept).
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> prepare_out_dir(root / "run", {"kind": "demo", "settings_digest": "a"}).name
+    'run'
+    >>> prepare_out_dir(root / "run", {"kind": "demo", "settings_digest": "b"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    rhlens.quickstart.OutputFolderError: ... holds another run (settings_digest a, this run's b); pass a new ...
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputFolderError(f"--out {out} is a file, not a folder; pass a folder path (it is created if missing)")
+    ancestor = out
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputFolderError(f"--out {out} lies under {ancestor}, which is a file; pass a path inside a folder")
+    if out.is_dir():
+        entries = sorted(p.name for p in out.iterdir())
+        run_file = out / RUN_FILE
+        if entries:
+            previous: dict[str, Any] | None = None
+            if run_file.is_file():
+                try:
+                    previous = json.loads(run_file.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    previous = None
+            same = (previous is not None and previous.get("kind") == identity.get("kind")
+                    and previous.get("settings_digest") == identity.get("settings_digest"))
+            if not same and not overwrite:
+                if previous is not None:
+                    what = (f"holds another run (settings_digest {previous.get('settings_digest')}, "
+                            f"this run's {identity.get('settings_digest')})")
+                else:
+                    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+                    what = f"is not empty ({shown}) and holds no {RUN_FILE} of this kind of run"
+                raise OutputFolderError(
+                    f"--out {out} {what}; pass a new or empty folder, or overwrite=True "
+                    "(--overwrite) to replace that run's results"
+                )
+            if not same and overwrite:
+                for name in OUTPUTS:
+                    p = out / name
+                    if p.is_dir() and not p.is_symlink():
+                        shutil.rmtree(p)
+                    elif p.exists() or p.is_symlink():
+                        p.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputFolderError(f"--out {out} cannot be written ({e.strerror or e}); pass a folder you can write to") from None
+    write_json_atomic(out / RUN_FILE, identity)
+    return out
+
+
+def reading_of_knockouts(*, baseline: float, retrieval: float, random: Sequence[float], n_heads: int,
+                         n_total: int | None = None) -> str:
+    """One plain-language sentence on a knockout of ``n_heads`` retrieval heads against as many
+    random heads (``random``: the score after each random draw; ``n_total``: the model's heads).
+
+    A drop counts when it is at least 0.1. The retrieval heads stand out when their drop is at
+    least twice the random heads' mean drop and 0.1 larger; two drops within 0.1 of each other are
+    "about equal".
+    """
+    heads = f"{n_heads} retrieval head{'s' if n_heads != 1 else ''}"
+    if baseline < 0.2:
+        return (f"The fine-tuned model scores only {baseline:.2f}, too low for a knockout to show much; "
+                "fine-tune longer (more steps) and run again.")
+    drop_top = baseline - retrieval
+    if not random:
+        if drop_top >= 0.1:
+            return (f"Knocking out the {heads} drops the score from {baseline:.2f} to {retrieval:.2f}; "
+                    "no other heads were left to draw a random control from.")
+        return (f"Knocking out the {heads} leaves the score at {retrieval:.2f} (from {baseline:.2f}); "
+                "no other heads were left to draw a random control from.")
+    mean_random = sum(random) / len(random)
+    drop_random = baseline - mean_random
+    share = f" ({n_heads} of {n_total} heads)" if n_total else ""
+    if drop_top >= 0.1 and drop_top >= 2 * max(drop_random, 0.0) and drop_top - drop_random >= 0.1:
+        return (f"Knocking out the {heads} drops the score from {baseline:.2f} to {retrieval:.2f}, while as many "
+                f"random heads leave {mean_random:.2f} on average: these few heads are how the model finds the answer.")
+    if drop_top < 0.1 and drop_random < 0.1:
+        return (f"Neither knockout changes the score much (from {baseline:.2f} to {retrieval:.2f} without the "
+                f"{heads}, {mean_random:.2f} without random heads): other heads can take over the copying.")
+    if abs(drop_top - drop_random) < 0.1:
+        return (f"The {heads}{share} and as many random heads hurt about equally (score {retrieval:.2f} against "
+                f"{mean_random:.2f} on average, from {baseline:.2f}): the random sets remove much of the same "
+                "circuit, so this knockout cannot single the retrieval heads out.")
+    if drop_random > drop_top:
+        return (f"Random heads hurt more than the {heads} (score {mean_random:.2f} on average against "
+                f"{retrieval:.2f}, from {baseline:.2f}): the copying depends on heads that do not score as "
+                "retrieval heads.")
+    return (f"Knocking out the {heads} costs more ({baseline:.2f} to {retrieval:.2f}) than as many random heads "
+            f"({mean_random:.2f} on average), but the random heads matter too: the retrieval heads are a large "
+            "part of the circuit, not all of it.")
+
 
 def run_quickstart(
-    out_dir: str | Path,
+    out_dir: "str | os.PathLike",
     *,
     task: str = "kv",
     variant: str = "realistic",
     context_tokens: int = 64,
     steps: int = 150,
     n_eval: int = 40,
-    top_k: int = 4,
+    top_k: int | None = None,
+    random_draws: int = 5,
     seed: int = 0,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the quickstart study and return its summary (also written to ``summary.json``)."""
+    """Run the quickstart study and return its summary (also written to ``summary.json``).
+
+    Args:
+        out_dir: results folder; checked before any work (see :func:`prepare_out_dir`).
+        task, variant, context_tokens: the synthetic data (:func:`rhlens.generate`).
+        steps: fine-tuning steps (batch 16).
+        n_eval: evaluation examples, also used for the head scores and the knockouts.
+        top_k: knock out at most this many of the heads over 0.1 (the best ones); ``None``: all.
+        random_draws: random head sets drawn for the control (each as large as the knocked set).
+        seed: seeds the data, the training and the random draws.
+        overwrite: replace an earlier, different run's results in ``out_dir``.
+        progress: show progress bars.
+
+    When no head scores over 0.1 nothing is knocked out and the summary's ``reading`` says so.
+    """
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(
+            f"top_k={top_k!r} knocks out no head: pass a positive number of heads, or None to knock out "
+            f"every head scoring over {RETRIEVAL_THRESHOLD}"
+        )
+    if isinstance(random_draws, bool) or not isinstance(random_draws, int) or random_draws < 1:
+        raise ValueError(f"random_draws={random_draws!r} must be a positive int (the random control's draws)")
+    for name, value in (("steps", steps), ("n_eval", n_eval), ("context_tokens", context_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive int")
+    settings = dict(task=task, variant=variant, context_tokens=context_tokens, steps=steps, n_eval=n_eval,
+                    top_k=top_k, random_draws=random_draws, seed=seed)
+    out_dir = prepare_out_dir(out_dir, _identity(settings), overwrite=overwrite)
+
     from rhlens.evaluation import evaluate
+    from rhlens.heads import HeadSet
     from rhlens.interventions import knockout_effect, random_heads
     from rhlens.models import load_base, save_model
     from rhlens.scoring import retrieval_scores
     from rhlens.tasks import generate
     from rhlens.training import TrainConfig, train
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     model = load_base()
     batch_size = 16
     train_examples = generate(task, variant, steps * batch_size, context_tokens=context_tokens, seed=seed)
@@ -53,15 +222,48 @@ def run_quickstart(
     )
     after = evaluate(model, eval_examples, progress=progress)
     scores = retrieval_scores(model, eval_examples, method="decode", progress=progress)
-    # the k best heads among those that scored at all (ties at zero say nothing)
-    top = scores.top(top_k) & scores.above(0.0)
-    control = random_heads(model, len(top), exclude=top, seed=seed)
-    top_effect = knockout_effect(model, eval_examples, top, mode="zero", baseline=after, progress=progress)
-    random_effect = knockout_effect(model, eval_examples, control, mode="zero", baseline=after, progress=progress)
+    grid = scores.scores
+    over = scores.above(RETRIEVAL_THRESHOLD)
+    ranked = sorted(over, key=lambda h: (-float(grid[h.layer, h.head]), h))
+    knocked = HeadSet(ranked if top_k is None else ranked[:top_k])
+    n_total = grid.numel()
+
+    top_effect = None
+    random_effects = []
+    if knocked:
+        top_effect = knockout_effect(model, eval_examples, knocked, mode="zero", baseline=after, progress=progress)
+        n_random = min(len(knocked), n_total - len(over))
+        if n_random:
+            for i in range(random_draws):
+                control = random_heads(model, n_random, exclude=over, seed=seed + i)
+                random_effects.append(knockout_effect(model, eval_examples, control, mode="zero", baseline=after,
+                                                      progress=progress))
 
     save_model(model, out_dir / "model")
-    scores.save(out_dir / "retrieval_scores")
+    scores.save(out_dir / "retrieval_scores.safetensors")
     write_json_atomic(out_dir / "retrieval_scores_wu.json", scores.to_wu_json(), indent=None)
+
+    def head_scores(heads: Any) -> dict[str, float]:
+        return {str(h): round(float(grid[h.layer, h.head]), 3) for h in sorted(heads, key=lambda h: (-float(grid[h.layer, h.head]), h))}
+
+    if top_effect is None:
+        reading = (f"No head scored over {RETRIEVAL_THRESHOLD} (the model counted {scores.n_counted} of {n_eval} "
+                   f"examples as correct retrievals, score {after.score:.2f}), so there are no retrieval heads to "
+                   "knock out; fine-tune longer (more steps) or on an easier task, and run again.")
+        ko_top = ko_random = None
+    else:
+        draws = [e.knocked.score for e in random_effects]
+        reading = reading_of_knockouts(baseline=after.score, retrieval=top_effect.knocked.score, random=draws,
+                                       n_heads=len(knocked), n_total=n_total)
+        ko_top = {"heads": [str(h) for h in knocked.ordered()], "score": round(top_effect.knocked.score, 3),
+                  "delta": round(top_effect.delta, 3)}
+        ko_random = {
+            "draws": [{"heads": [str(h) for h in e.heads.ordered()], "score": round(e.knocked.score, 3),
+                       "delta": round(e.delta, 3)} for e in random_effects],
+            "mean_score": round(statistics.fmean(draws), 3) if draws else None,
+            "mean_delta": round(statistics.fmean(draws) - after.score, 3) if draws else None,
+            "std_score": round(statistics.stdev(draws), 3) if len(draws) > 1 else (0.0 if draws else None),
+        }
 
     summary = {
         "task": task,
@@ -72,12 +274,43 @@ def run_quickstart(
         "score_before_fine_tuning": round(before.score, 3),
         "score_after_fine_tuning": round(after.score, 3),
         "examples_counted_for_retrieval_scores": int(scores.n_counted),
-        "top_retrieval_heads": {str(h): round(float(scores.scores[h.layer, h.head]), 3) for h in top},
-        "retrieval_heads_over_0.1": [str(h) for h in scores.above(0.1)],
-        "knockout_top_heads": {"heads": [str(h) for h in top], "score": round(top_effect.knocked.score, 3),
-                               "delta": round(top_effect.delta, 3)},
-        "knockout_random_heads": {"heads": [str(h) for h in control], "score": round(random_effect.knocked.score, 3),
-                                  "delta": round(random_effect.delta, 3)},
+        f"retrieval_heads_over_{RETRIEVAL_THRESHOLD}": head_scores(over),
+        "heads_in_all": n_total,
+        "knockout_top_heads": ko_top,
+        "knockout_random_heads": ko_random,
+        "reading": reading,
+        "report": "report.html",
     }
+    _write_report(out_dir / "report.html", summary, grid, after.score, top_effect, random_effects)
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
+
+
+def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: float, top_effect: Any,
+                  random_effects: list[Any]) -> None:
+    import html
+
+    from rhlens.plot import head_heatmap, knockout_bars, write_html
+
+    over = summary[f"retrieval_heads_over_{RETRIEVAL_THRESHOLD}"]
+    intro = (
+        f"The embedded base model, fine-tuned for {summary['fine_tuning_steps']} steps on synthetic "
+        f"{summary['task']} ({summary['variant']}) at {summary['context_tokens']} tokens, scores "
+        f"{summary['score_after_fine_tuning']:.2f} on held-out examples (before fine-tuning: "
+        f"{summary['score_before_fine_tuning']:.2f}). {len(over)} of its {summary['heads_in_all']} heads score over "
+        f"{RETRIEVAL_THRESHOLD} as retrieval heads (Wu et al.'s decode-mode score)."
+    )
+    figures: list[tuple[str, Any]] = [
+        ("What the knockouts show", f"<p><strong>{html.escape(summary['reading'])}</strong></p>"),
+        ("Retrieval score of every head", head_heatmap(grid, title="retrieval score (layer x head)")),
+    ]
+    if top_effect is not None:
+        group = {"baseline": baseline, "retrieval": top_effect, "random": random_effects}
+        figures.append(("Knockout: the retrieval heads against random heads",
+                        knockout_bars({summary["task"]: group},
+                                      title=f"{len(top_effect.heads)} heads knocked out (zeroed), "
+                                            f"{len(random_effects)} random draws")))
+    rows = "".join(f"<tr><td>{h}</td><td>{s:.3f}</td></tr>" for h, s in over.items()) or "<tr><td colspan=2>none</td></tr>"
+    figures.append((f"Heads over {RETRIEVAL_THRESHOLD}",
+                    f"<table><tr><th>head</th><th>retrieval score</th></tr>{rows}</table>"))
+    write_html(figures, path, title="rhlens quickstart", intro=intro)
