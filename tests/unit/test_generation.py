@@ -76,7 +76,13 @@ def test_errors_name_the_prompt(model):
         greedy_generate(model, [[5] * 500], max_new_tokens=50)
 
 
-def test_default_stop_ids_are_eos_and_newline(model):
-    tok = model.tokenizer
-    stop = default_stop_ids(tok)
-    assert tok.eos_token_id in stop
+def test_default_stop_ids_are_eos_and_newline_on_a_sentencepiece_tokenizer():
+    """The stop rule greedy decoding uses by default is EOS and the newline byte token ``<0x0A>``
+    on a byte-fallback SentencePiece tokenizer (where ``"\\n"`` encodes to ``['▁', '<0x0A>']``),
+    and EOS and ``"\\n"`` on a word-level one."""
+    from tests.references.tokenizers import byte_fallback_tokenizer
+
+    sp = byte_fallback_tokenizer()
+    assert sp.convert_ids_to_tokens(sorted(default_stop_ids(sp))) == ["</s>", "<0x0A>"]
+    words = word_level_tokenizer([WORDS, "\n"])
+    assert sorted(words.convert_ids_to_tokens(sorted(default_stop_ids(words)))) == ["\n", "<eos>"]
