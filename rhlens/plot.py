@@ -360,12 +360,13 @@ def knockout_bars(effects: Mapping[str, Mapping[str, Any]], *, title: str | None
     means = [float(np.mean(d)) if d else float("nan") for d in draws]
     stds = [float(np.std(d, ddof=1)) if len(d) > 1 else 0.0 for d in draws]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f",
+    fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f", offsetgroup="intact",
                          hovertemplate="%{x}<br>intact: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(x=groups, y=retrieval, name="retrieval heads knocked out", marker_color="#d62728",
+                         offsetgroup="retrieval",
                          hovertemplate="%{x}<br>retrieval heads knocked out: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(
-        x=groups, y=means, name="random heads knocked out", marker_color="#1f77b4",
+        x=groups, y=means, name="random heads knocked out", marker_color="#1f77b4", offsetgroup="random",
         error_y=dict(type="data", array=stds, visible=True, color="#333"),
         customdata=[", ".join(f"{v:.3f}" for v in d) for d in draws],
         hovertemplate="%{x}<br>random heads knocked out: mean %{y:.3f}<br>draws: %{customdata}<extra></extra>",
@@ -373,13 +374,12 @@ def knockout_bars(effects: Mapping[str, Mapping[str, Any]], *, title: str | None
     dot_x = [g for g, d in zip(groups, draws) for _ in d]
     dot_y = [v for d in draws for v in d]
     fig.add_trace(go.Scatter(x=dot_x, y=dot_y, mode="markers", name="each random draw",
-                             offsetgroup="random heads knocked out", xaxis="x", yaxis="y",
+                             offsetgroup="random",
                              marker=dict(color="black", size=6, symbol="circle-open"),
                              hovertemplate="%{x}<br>random draw: %{y:.3f}<extra></extra>"))
     fig.update_layout(
         barmode="group", scattermode="group", title=title, font=_FONT, plot_bgcolor="white",
-        yaxis_title="score", legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
-        width=max(520, 170 * len(groups) + 200), height=460,
+        yaxis_title="score", width=max(640, 170 * len(groups) + 380), height=460,
     )
     fig.update_yaxes(showgrid=True, gridcolor="#eee", rangemode="tozero")
     return fig

@@ -255,6 +255,8 @@ def run_quickstart(
         draws = [e.knocked.score for e in random_effects]
         reading = reading_of_knockouts(baseline=after.score, retrieval=top_effect.knocked.score, random=draws,
                                        n_heads=len(knocked), n_total=n_total)
+        if len(knocked) < len(over):
+            reading = f"Only the best {len(knocked)} of the {len(over)} heads over {RETRIEVAL_THRESHOLD} were knocked out (top_k). " + reading
         ko_top = {"heads": [str(h) for h in knocked.ordered()], "score": round(top_effect.knocked.score, 3),
                   "delta": round(top_effect.delta, 3)}
         ko_random = {

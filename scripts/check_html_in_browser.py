@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Open HTML pages in headless Chromium; fail on any JavaScript error or an empty plot; screenshot.
+
+    python scripts/check_html_in_browser.py runs/quickstart/report.html site/tutorials/01_first_look/index.html \\
+        --screenshots runs/screenshots
+
+For each page, a copy is made beside it with a small probe script added: the probe records every
+uncaught error and console error, waits for the page to load and for plotly to draw, then checks
+each plotly figure on the page (it has data, an SVG of non-zero size, and drawn marks: heatmap
+images, bars, points, lines or table cells). Chromium prints the final DOM (``--dump-dom``),
+the probe's verdict is read from it, and a screenshot of the original page is saved. The exit
+code is 1 when any page has an error or an empty plot, 0 otherwise.
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium``). The browser runs with no network
+access needed: a page that loads scripts from the internet shows up as errors (e.g. an offline
+report must inline plotly.js).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+    "--allow-file-access-from-files", "--disable-dev-shm-usage",
+]
+
+# Installed first in <head>: catches errors raised while later scripts (plotly.js) load.
+CATCHER = """<script>
+window.__rhlensErrors = [];
+window.addEventListener('error', function (e) {
+  var where = e.filename ? (' (' + e.filename.split('/').pop() + ':' + e.lineno + ')') : '';
+  if (e.message) { window.__rhlensErrors.push('error: ' + e.message + where); }
+  else if (e.target && (e.target.src || e.target.href)) { window.__rhlensErrors.push('failed to load ' + (e.target.src || e.target.href)); }
+}, true);
+window.addEventListener('unhandledrejection', function (e) { window.__rhlensErrors.push('unhandled rejection: ' + e.reason); });
+(function () { var orig = console.error; console.error = function () {
+  window.__rhlensErrors.push('console.error: ' + Array.prototype.join.call(arguments, ' ')); return orig.apply(console, arguments); }; })();
+</script>"""
+
+# Appended at the end of <body>: checks the figures once the page has settled.
+PROBE = """<script>
+(function () {
+  function marks(div) {
+    var sel = ['.hm image', '.heatmaplayer image', 'g.trace.bars path', 'g.points path', 'g.trace.scatter path.js-line',
+               '.scatterlayer .point', '.table .cell-text', 'g.table text', '.barlayer path', '.contourlayer path'];
+    var n = 0;
+    sel.forEach(function (s) { n += div.querySelectorAll(s).length; });
+    return n;
+  }
+  function check() {
+    var report = {errors: window.__rhlensErrors.slice(), figures: []};
+    var divs = document.querySelectorAll('.js-plotly-plot, .plotly-graph-div');
+    var seen = [];
+    divs.forEach(function (div) {
+      if (seen.indexOf(div) >= 0) { return; } seen.push(div);
+      var svg = div.querySelector('svg.main-svg');
+      var rect = div.getBoundingClientRect();
+      var nTraces = (div.data || []).length;
+      var nMarks = marks(div);
+      var problem = null;
+      if (!div.classList.contains('js-plotly-plot')) { problem = 'plotly never drew this figure'; }
+      else if (!svg) { problem = 'no SVG'; }
+      else if (rect.width < 10 || rect.height < 10) { problem = 'zero size (' + rect.width + 'x' + rect.height + ')'; }
+      else if (nTraces === 0) { problem = 'no data'; }
+      else if (nMarks === 0) { problem = 'nothing drawn (no heatmap image, bars, points, lines or table cells)'; }
+      report.figures.push({id: div.id, traces: nTraces, marks: nMarks, width: Math.round(rect.width),
+                           height: Math.round(rect.height), problem: problem});
+    });
+    var pre = document.createElement('pre');
+    pre.id = 'rhlens-browser-check';
+    pre.textContent = JSON.stringify(report);
+    document.body.appendChild(pre);
+  }
+  window.addEventListener('load', function () { setTimeout(check, 2500); });
+})();
+</script>"""
+
+MARKER = re.compile(r'<pre id="rhlens-browser-check">(.*?)</pre>', re.S)
+
+
+def find_chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    sys.exit("check_html_in_browser: no Chromium found; install it with: apt-get update && apt-get install -y chromium")
+
+
+def run_chromium(chromium: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    profile = tempfile.mkdtemp(prefix="rhlens-chromium-")
+    try:
+        return subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                              text=True, timeout=timeout)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def instrument(html: str) -> str:
+    """The page with the error catcher first in <head> and the probe last in <body>."""
+    head = re.search(r"<head[^>]*>", html, re.I)
+    html = html[:head.end()] + CATCHER + html[head.end():] if head else CATCHER + html
+    end = html.lower().rfind("</body>")
+    return html[:end] + PROBE + html[end:] if end >= 0 else html + PROBE
+
+
+def check_page(chromium: str, page: Path, shots: Path, *, width: int, height: int, wait_ms: int,
+               timeout: float) -> dict:
+    page = page.resolve()
+    # the probe copy sits beside the page so relative links (docs assets) still resolve
+    probe = page.with_name(f".rhlens-check-{os.getpid()}-{page.name}")
+    probe.write_text(instrument(page.read_text(encoding="utf-8")), encoding="utf-8")
+    try:
+        dom = run_chromium(chromium, [f"--virtual-time-budget={wait_ms}", "--run-all-compositor-stages-before-draw",
+                                      f"--window-size={width},{height}", "--dump-dom", probe.as_uri()], timeout)
+    finally:
+        probe.unlink(missing_ok=True)
+    found = MARKER.search(dom.stdout)
+    if not found:
+        result = {"errors": [f"the probe never reported (chromium exit {dom.returncode}): {dom.stderr.strip()[-500:]}"],
+                  "figures": []}
+    else:
+        import html as html_lib
+
+        result = json.loads(html_lib.unescape(found.group(1)))
+    shots.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(page.parts[-3:]))
+    shot = shots / f"{Path(name).stem}.png"
+    run_chromium(chromium, [f"--virtual-time-budget={wait_ms}", "--run-all-compositor-stages-before-draw",
+                            f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()], timeout)
+    result["screenshot"] = str(shot) if shot.is_file() else None
+    result["page"] = str(page)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("pages", nargs="+", type=Path, help="HTML files to check")
+    p.add_argument("--screenshots", type=Path, default=Path("runs/screenshots"), help="folder for the PNGs")
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=2400, help="window height (the screenshot's height)")
+    p.add_argument("--wait-ms", type=int, default=8000, help="virtual time for the page to load and draw")
+    p.add_argument("--min-figures", type=int, default=1, help="fail a page with fewer plotly figures")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per chromium run")
+    args = p.parse_args(argv)
+    chromium = find_chromium()
+    failed = False
+    for page in args.pages:
+        if not page.is_file():
+            print(f"FAIL {page}: no such file")
+            failed = True
+            continue
+        r = check_page(chromium, page, args.screenshots, width=args.width, height=args.height,
+                       wait_ms=args.wait_ms, timeout=args.timeout)
+        empty = [f for f in r["figures"] if f["problem"]]
+        ok = not r["errors"] and not empty and len(r["figures"]) >= args.min_figures
+        failed |= not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {page}: {len(r['figures'])} figures, {len(r['errors'])} errors; "
+              f"screenshot {r['screenshot']}")
+        for e in r["errors"]:
+            print(f"     JS {e}")
+        for f in r["figures"]:
+            print(f"     figure {f['id'] or '?'}: {f['traces']} traces, {f['marks']} marks, "
+                  f"{f['width']}x{f['height']}" + (f"  EMPTY: {f['problem']}" if f["problem"] else ""))
+        if len(r["figures"]) < args.min_figures:
+            print(f"     expected at least {args.min_figures} figures")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
