@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from rhlens.files import atomic_path
+from rhlens.tasks.records import iter_lines
 from rhlens.tasks.spans import locate_in_needles
 
 
@@ -125,16 +126,16 @@ def save_jsonl(examples, path) -> None:
 
 
 def load_jsonl(path) -> list:
-    """Read examples written by :func:`save_jsonl`; errors name the file and line."""
+    """Read examples written by :func:`save_jsonl` (optionally gzipped); errors name
+    the file and line, unreadable bytes included."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Example.from_dict(json.loads(line)).validate())
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"{path}, line {lineno}: {err}") from None
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            out.append(Example.from_dict(json.loads(line)).validate())
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}, line {lineno}: {err}") from None
     return out
 
 

@@ -120,6 +120,8 @@ def iter_records(path):
     base = p[:-3] if p.endswith(".gz") else p
     if base.endswith(".json"):
         text = "".join(line for _, line in iter_lines(p))
+        if not text.strip():
+            return
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:

@@ -28,7 +28,7 @@ def lines(*records) -> bytes:
 @pytest.mark.parametrize("loader", LOADERS)
 @pytest.mark.parametrize("name,content", [("empty.jsonl", b""), ("blank.jsonl", b"\n  \n"),
                                           ("empty.jsonl.gz", gzip.compress(b"")),
-                                          ("empty.json", b"[]")])
+                                          ("empty.json", b"[]"), ("zero.json", b"")])
 def test_item07_empty_file_is_an_error(tmp_path, loader, name, content):
     path = tmp_path / name
     path.write_bytes(content)
@@ -148,3 +148,19 @@ def test_item14_llm_text_naming_the_answer_is_dropped(tmp_path, task):
     # the same text read back from the cache is filtered the same way
     cached = LLMDocumentSource(lambda p: pytest.fail("cache miss"), tmp_path)
     assert generate(task, "fictional", n=1, context_tokens=300, seed=4, documents=cached)[0] == ex
+
+
+def test_item17_example_jsonl_bad_bytes_name_file_and_line(tmp_path):
+    from rhlens.tasks import load_jsonl, save_jsonl
+
+    good = generate("kv", "symbolic", n=2, context_tokens=64)
+    save_jsonl(good, tmp_path / "set.jsonl")
+    raw = (tmp_path / "set.jsonl").read_bytes()
+    (tmp_path / "set.jsonl.gz").write_bytes(gzip.compress(raw))
+    assert load_jsonl(tmp_path / "set.jsonl.gz") == good
+    (tmp_path / "bad.jsonl").write_bytes(raw + b"\xff\n")
+    with pytest.raises(UnreadableFileError, match="bad.jsonl, line 3: bytes are not UTF-8"):
+        load_jsonl(tmp_path / "bad.jsonl")
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(raw * 50)[:200])
+    with pytest.raises(UnreadableFileError, match="cut.jsonl.gz, line 1: the .gz file is truncated"):
+        load_jsonl(tmp_path / "cut.jsonl.gz")
