@@ -69,7 +69,9 @@ class TrainConfig:
         eval_max_new_tokens: greedy decoding budget of ``eval_metric="task"``.
         save_every: checkpoint every N steps (0: only at the end). Needs ``out_dir``.
         keep_last: keep this many most recent checkpoints (``None``: keep all).
-        resume: continue from the newest complete checkpoint in ``out_dir``.
+        resume: continue from the newest intact checkpoint in ``out_dir`` (same run only).
+        overwrite: replace the run ``out_dir`` holds (its checkpoints and metrics log); without it
+            a folder holding another run, or this run without ``resume``, is refused.
         progress: show a tqdm bar. log_every: steps between JSONL metric lines.
         wandb: log to Weights & Biases (``wandb_project``, ``run_name``); off by default.
 
@@ -109,6 +111,7 @@ class TrainConfig:
     save_every: int = 0
     keep_last: int | None = None
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
     log_every: int = 1
     wandb: bool = False
@@ -161,6 +164,9 @@ class TrainConfig:
         unknown = set(self.lora_targets) - {"q", "k", "v", "o"}
         if unknown or not self.lora_targets:
             raise bad("lora_targets", "use a non-empty subset of ('q', 'k', 'v', 'o')")
+        if self.resume and self.overwrite:
+            raise bad("overwrite", "and resume=True contradict each other: resume continues the run in out_dir, "
+                      "overwrite replaces it; choose one")
         if self.batch_size % self.grad_accum_steps:
             raise bad("batch_size", f"must be a multiple of grad_accum_steps={self.grad_accum_steps}")
 

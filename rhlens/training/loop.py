@@ -139,6 +139,11 @@ def _select_trainable(model: Any, config: TrainConfig) -> list[torch.nn.Paramete
     return params
 
 
+def _trajectory_config(config: TrainConfig) -> dict[str, Any]:
+    current = config.to_dict()
+    return {k: current[k] for k in _TRAJECTORY_KEYS}
+
+
 def _check_resume(ckpt: ckpt_io.Checkpoint, config: TrainConfig, total_steps: int, fingerprint: str) -> None:
     """Refuse to resume a run whose trajectory would differ: config, step count or data."""
     saved, current = ckpt.state.get("config", {}), config.to_dict()
@@ -186,7 +191,9 @@ def train(
             final one: the held-out answer loss, or ``rhlens.evaluate``'s score when
             ``config.eval_metric == "task"``.
         out_dir: where checkpoints and ``metrics.jsonl`` go; required for ``save_every`` and
-            ``resume``.
+            ``resume``. The run's identity (model architecture, trajectory config, steps, data
+            fingerprint) is recorded there in ``rhlens_run.json``; a folder that holds another
+            run, or this run without ``config.resume``, is refused unless ``config.overwrite``.
         eval_fn: ``eval_fn(model) -> float | dict`` replacing the built-in evaluation (called in
             eval mode under ``torch.no_grad``).
         extra_loss: ``extra_loss(model, batch) -> scalar tensor`` added to each micro-batch's
@@ -202,7 +209,12 @@ def train(
     Raises:
         ValueError: an example longer than the model's context (naming it and both lengths)
             unless ``config.truncation="left"``; a bad config; resuming with a changed config
-            or different data.
+            or different data; a model whose parameter shapes do not fit the checkpoint (the
+            model is left untouched).
+        rhlens.training.checkpoint.RunFolderError: ``out_dir`` holds another run (naming the
+            differing fields), or this run while ``resume`` and ``overwrite`` are both off.
+        rhlens.training.checkpoint.DamagedCheckpointError: resuming, and no checkpoint is intact
+            (a damaged newest one is skipped with a warning; resume goes on from an older one).
         NonFiniteLossError: the loss became NaN/inf (naming the step; the last checkpoint stays).
     """
     config = config or TrainConfig()
@@ -225,6 +237,10 @@ def train(
     pad_id = pad_id_of(tokenizer) if tokenizer is not None else 0
     total_steps = config.total_steps(len(encoded))
     fingerprint = _fingerprint(encoded)
+    identity = ckpt_io.run_identity(model, _trajectory_config(config), total_steps=total_steps, data_fingerprint=fingerprint)
+    run_id = ckpt_io.run_id(identity)
+    if out_dir is not None:  # every process checks (reads only) before any process writes
+        ckpt_io.check_out_dir(out_dir, identity, resume=config.resume, overwrite=config.overwrite)
 
     use_fused = config.fused_attention is True or (
         config.fused_attention == "auto" and fused_unsupported_reason(model) is None and count_hooks(model) == 0
@@ -243,12 +259,14 @@ def train(
         device = _resolve_device(model, config, info)
         if model_device(model) != device:
             model.to(device)
-        resume_from = ckpt_io.latest_checkpoint(out_dir) if (config.resume and out_dir is not None) else None
+        resume_from = ckpt_io.resumable_checkpoint(out_dir, run_id) if (config.resume and out_dir is not None) else None
         if config.resume and resume_from is None and info.is_main:
             warnings.warn(f"resume=True but {out_dir} holds no complete checkpoint; starting from step 0", stacklevel=2)
         if resume_from is not None:
             _check_resume(resume_from, config, total_steps, fingerprint)
             ckpt_io.load_model_weights(resume_from.path / ckpt_io.MODEL_SUBDIR, model)
+        if out_dir is not None and info.is_main:
+            ckpt_io.claim_out_dir(out_dir, identity, overwrite=config.overwrite)
         last_ckpt: Path | None = resume_from.path if resume_from is not None else None
 
         _seed_everything(config.seed)
@@ -307,6 +325,8 @@ def train(
                 "world_size": info.world_size,
                 "config": config.to_dict(),
                 "data_fingerprint": fingerprint,
+                "run_id": run_id,
+                "run_identity": identity,
                 "n_examples": len(encoded),
                 "loss_curve": loss_curve,
                 "lr_curve": lr_curve,
@@ -317,7 +337,7 @@ def train(
                 out_dir, step=step, model=model, model_state=merged_state_dict(model), optimizer=optimizer,
                 scheduler=scheduler, state=state, lora_state=lora_state,
             )
-            ckpt_io.prune_checkpoints(out_dir, config.keep_last)
+            ckpt_io.prune_checkpoints(out_dir, config.keep_last, run_id)
             return path
 
         autocast = (

@@ -1,5 +1,7 @@
 """An interrupted run resumed from its last checkpoint equals an uninterrupted run."""
 
+import json
+
 import pytest
 import torch
 
@@ -52,12 +54,38 @@ def test_resume_of_a_finished_run_does_nothing(build_model, examples, tmp_path):
 
 def test_resume_rejects_a_changed_config_or_data(build_model, examples, tmp_path):
     train(build_model(), examples, TrainConfig(steps=2, **FAST), out_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"config changed \(lr: 0\.003 -> 0\.01\)"):
+    with pytest.raises(ValueError, match=r"differs from this one in: config\.lr: 0\.003 -> 0\.01; total_steps: 2 -> 4\."):
         train(build_model(), examples, TrainConfig(steps=4, **{**FAST, "lr": 1e-2}, resume=True), out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"differs from this one in: total_steps: 2 -> 4\."):
+        train(build_model(), examples, TrainConfig(steps=4, **FAST, resume=True), out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"differs from this one in: data_fingerprint: '[0-9a-f]+' -> '[0-9a-f]+'\."):
+        train(build_model(), examples[:12], TrainConfig(steps=2, **FAST, resume=True), out_dir=tmp_path)
+
+
+def _as_written_before_run_records(out_dir):
+    """Turn a run folder into one written by rhlens before run records and checksums (format 1)."""
+    (out_dir / "rhlens_run.json").unlink()
+    for ckpt in (out_dir / "checkpoints").iterdir():
+        (ckpt / "checksums.json").unlink()
+        path = ckpt / "trainer" / "state.json"
+        state = json.loads(path.read_text())
+        for key in ("run_id", "run_identity"):
+            del state[key]
+        path.write_text(json.dumps({**state, "version": 1}))
+
+
+def test_resume_of_a_folder_without_run_record_checks_the_checkpoint(build_model, examples, tmp_path):
+    """Folders written before rhlens_run.json existed are checked against their checkpoint's state."""
+    train(build_model(), examples, TrainConfig(steps=2, **FAST), out_dir=tmp_path)
+    _as_written_before_run_records(tmp_path)
+    with pytest.raises(ValueError, match=r"config changed \(lr: 0\.003 -> 0\.01\)"):
+        train(build_model(), examples, TrainConfig(steps=2, **{**FAST, "lr": 1e-2}, resume=True), out_dir=tmp_path)
     with pytest.raises(ValueError, match="2-step run and this config asks for 4 steps"):
         train(build_model(), examples, TrainConfig(steps=4, **FAST, resume=True), out_dir=tmp_path)
     with pytest.raises(ValueError, match="training examples differ"):
         train(build_model(), examples[:12], TrainConfig(steps=2, **FAST, resume=True), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="already holds a training run.*resume=True"):
+        train(build_model(), examples, TrainConfig(steps=2, **FAST), out_dir=tmp_path)
 
 
 def test_resume_without_checkpoint_starts_fresh(build_model, examples, tmp_path):
