@@ -2,28 +2,91 @@
 
 Subcommands:
 
-- ``rhlens quickstart --out DIR``: the smallest end-to-end study on the embedded default: load the
-  shipped base model, fine-tune it on synthetic key-value retrieval, evaluate, score every head's
-  retrieval ability, knock out the top heads and random heads, and write the results.
+- ``rhlens study --out DIR [--preset tiny|smoke|paper] [--config FILE] [--task T|all] [--base PATH]
+  [--dry-run] [--overwrite]``: the paper's whole pipeline (:class:`rhlens.Study`): data, fine-tunes,
+  evaluation, retrieval scores, comparison, knockout and patching, with ``results.json``,
+  ``report.md`` and ``report.html``. ``--dry-run`` checks every path and prints the plan and a cost
+  estimate without loading weights.
+- ``rhlens scores / knockout / patch``: the study's pieces on your own model folder(s) and a JSONL
+  file of examples, writing JSON (and a heatmap page for scores).
+- ``rhlens quickstart --out DIR``: the smallest end-to-end run on the embedded default.
 - ``rhlens pretrain-base --config FILE --out DIR [--resume]``: train the embedded base model.
 
-Results are returned by the library; this module only parses arguments and prints.
+Every error is one line on stderr naming the problem, with exit code 2 (set ``RHLENS_DEBUG=1`` for
+the traceback); Ctrl-C is not caught. ``--out`` is checked before any work.
 """
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
+
+TASK_CHOICES = ("mdqa", "musique", "summhay", "kv", "all")
 
 
 def _add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_model_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--examples", type=Path, required=True, help="JSONL file of rhlens.Example records")
+    p.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
+    p.add_argument("--n", type=int, default=None, help="use only the first N examples")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="greedy decoding budget")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threshold", type=float, default=0.1, help="retrieval heads score above this (Wu et al.: 0.1)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="weights' dtype for a Hugging Face checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    _add_progress(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("study", help="the paper's whole pipeline: fine-tunes, scores, compare, knockout, patching, report")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
+                     help="a shipped config (default tiny: the embedded base, ~15 min on a laptop CPU)")
+    src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
+    s.add_argument("--task", choices=TASK_CHOICES, default=None, help="study only this task (all: the four tasks)")
+    s.add_argument("--base", default=None, help="base model folder (rhlens or Hugging Face) instead of the config's")
+    s.add_argument("--out", type=Path, required=True, help="run folder (a rerun with the same config resumes)")
+    s.add_argument("--dry-run", action="store_true", help="check paths, print the plan and a cost estimate; load no weights")
+    s.add_argument("--overwrite", action="store_true", help="replace a study of another config in --out")
+    _add_progress(s)
+
+    sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
+    sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
+    sc.add_argument("--method", choices=("decode", "forced", "both"), default="decode")
+    _add_model_opts(sc)
+
+    ko = sub.add_parser("knockout", help="knock out retrieval heads and as many random heads; JSON")
+    ko.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
+    ko.add_argument("--heads", default=None, help="heads to knock out, e.g. L0H1,L1H3")
+    ko.add_argument("--scores", default=None, help="head scores (.safetensors from rhlens scores, or Wu's .json): knock out the retrieval heads")
+    ko.add_argument("--top-k", type=int, default=10, help="at most this many retrieval heads from --scores")
+    ko.add_argument("--mode", choices=("zero", "mean", "uniform"), default="zero")
+    ko.add_argument("--n-random", type=int, default=3, help="random head sets drawn")
+    ko.add_argument("--seed", type=int, default=0)
+    _add_model_opts(ko)
+
+    pa = sub.add_parser("patch", help="patch a source model's heads into a target model (the paper's table); JSON")
+    pa.add_argument("--source", required=True, help="source model folder (e.g. the real-data fine-tune)")
+    pa.add_argument("--target", required=True, help="target model folder (e.g. a synthetic-data fine-tune)")
+    pa.add_argument("--source-scores", default=None, help="the source's head scores file")
+    pa.add_argument("--target-scores", default=None, help="the target's head scores file")
+    pa.add_argument("--source-heads", default=None, help="instead of --source-scores: heads, e.g. L0H1,L1H3")
+    pa.add_argument("--target-heads", default=None, help="instead of --target-scores: heads")
+    pa.add_argument("--top-k", type=int, default=10)
+    pa.add_argument("--positions", choices=("all", "answer", "needle", "last"), default="all")
+    pa.add_argument("--n-random", type=int, default=2)
+    pa.add_argument("--seed", type=int, default=0)
+    _add_model_opts(pa)
 
     q = sub.add_parser("quickstart", help="fine-tune the embedded base briefly, then score and knock out retrieval heads")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="results folder")
@@ -32,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--context-tokens", type=int, default=64)
     q.add_argument("--steps", type=int, default=150, help="fine-tuning steps")
     q.add_argument("--n-eval", type=int, default=40, help="evaluation / scoring examples")
-    q.add_argument("--top-k", type=int, default=4, help="heads to knock out")
+    q.add_argument("--top-k", type=int, default=None, help="heads to knock out (default: every head over 0.1)")
+    q.add_argument("--random-draws", type=int, default=5, help="random head sets knocked out as the control")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
     _add_progress(q)
 
     p = sub.add_parser("pretrain-base", help="train the embedded base model from a recipe")
@@ -44,12 +109,104 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---- study ----------------------------------------------------------------------------------------
+def _study_config(args: argparse.Namespace):
+    from rhlens.study import StudyConfig
+    from rhlens.study.config import STUDY_TASKS
+
+    config = StudyConfig.from_file(args.config) if args.config else StudyConfig.preset(args.preset or "tiny")
+    if args.task:
+        config = config.replace(tasks=STUDY_TASKS if args.task == "all" else (args.task,))
+    if args.base:
+        config = config.with_base(args.base)
+    return config
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from rhlens.study import Study
+
+    study = Study(_study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    if args.dry_run:
+        notes = study.check()
+        plan = study.plan()
+        print(f"study {study.config.name!r} (config digest {study.config.digest()}): dry run, no weights loaded")
+        for note in notes:
+            print(f"  ok  {note}")
+        print(json.dumps(plan, indent=2))
+        print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h at "
+              f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second)")
+        return 0
+    results = study.run()
+    print(f"Results written to {args.out}: results.json, report.md, report.html")
+    for task, entry in results["tasks"].items():
+        for f in entry["findings"]:
+            print(f"{task} | {f['title']}: {f['verdict']}. {f['text']}")
+    return 0
+
+
+# ---- pieces ---------------------------------------------------------------------------------------
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """Check a pieces command's ``--out`` before any work: a folder we can write, new or empty
+    unless ``--overwrite``."""
+    from rhlens.study.folder import check_writable
+
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
+    check_writable(out)
+
+
+def _common(args: argparse.Namespace) -> dict:
+    return dict(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
+                dtype=args.dtype, progress=not args.no_progress)
+
+
+def _cmd_scores(args: argparse.Namespace) -> int:
+    from rhlens.study.pieces import run_scores
+
+    _prepare_out(args.out, args.overwrite)
+    methods = ("decode", "forced") if args.method == "both" else (args.method,)
+    summary = run_scores(args.model, args.examples, args.out, methods=methods, threshold=args.threshold, **_common(args))
+    for method, rec in summary["methods"].items():
+        heads = ", ".join(f"{h} {v:.2f}" for h, v in rec["retrieval_heads"].items()) or "none"
+        print(f"{method}: {rec['n_counted']} of {summary['n_examples']} examples counted; retrieval heads: {heads}")
+    print(f"Results written to {args.out}: scores.json, <method>.safetensors, <method>.wu.json, heatmap.html")
+    return 0
+
+
+def _cmd_knockout(args: argparse.Namespace) -> int:
+    from rhlens.study.pieces import run_knockout
+
+    _prepare_out(args.out, args.overwrite)
+    s = run_knockout(args.model, args.examples, args.out, heads=args.heads, scores_file=args.scores, top_k=args.top_k,
+                     threshold=args.threshold, mode=args.mode, n_random=args.n_random, seed=args.seed, **_common(args))
+    rand = "n/a" if s["random_mean"] is None else f"{s['random_mean']:.3f}"
+    print(f"intact {s['baseline']:.3f}; {' '.join(s['heads'])} out: {s['knocked']:.3f}; random heads out (mean): {rand}")
+    print(f"Results written to {args.out / 'knockout.json'}")
+    return 0
+
+
+def _cmd_patch(args: argparse.Namespace) -> int:
+    from rhlens.study.pieces import run_patch
+
+    _prepare_out(args.out, args.overwrite)
+    s = run_patch(args.source, args.target, args.examples, args.out, source_scores=args.source_scores,
+                  target_scores=args.target_scores, source_heads=args.source_heads, target_heads=args.target_heads,
+                  top_k=args.top_k, threshold=args.threshold, positions=args.positions, n_random=args.n_random,
+                  seed=args.seed, **_common(args))
+    for name, row in s["rows"].items():
+        print(f"{name:32s} {row['score']:.3f} ({row['delta']:+.3f})")
+    print(f"Results written to {args.out / 'patching.json'}")
+    return 0
+
+
+# ---- quickstart, pretrain-base ----------------------------------------------------------------------
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from rhlens.quickstart import run_quickstart
 
     summary = run_quickstart(
         args.out, task=args.task, variant=args.variant, context_tokens=args.context_tokens, steps=args.steps,
-        n_eval=args.n_eval, top_k=args.top_k, seed=args.seed, progress=not args.no_progress,
+        n_eval=args.n_eval, top_k=args.top_k, random_draws=args.random_draws, seed=args.seed,
+        overwrite=args.overwrite, progress=not args.no_progress,
     )
     print(json.dumps(summary, indent=2))
     print(f"\nResults written to {args.out}")
@@ -65,13 +222,36 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "knockout": _cmd_knockout, "patch": _cmd_patch,
+            "quickstart": _cmd_quickstart, "pretrain-base": _cmd_pretrain}
+# errors whose message already says what went wrong; anything else is prefixed with its type
+_PLAIN = (ValueError, OSError, KeyError, TypeError)
+
+
+def error_line(command: str, err: BaseException) -> str:
+    """The one line printed for ``err``: ``rhlens <command>: error: <message>``.
+
+    >>> error_line("study", FileNotFoundError("no such file: x.toml"))
+    'rhlens study: error: no such file: x.toml'
+    >>> error_line("study", RuntimeError("boom\\nmore"))
+    'rhlens study: error: RuntimeError: boom more'
+    """
+    message = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in message:
+        message = f"{message}: {err.filename}"
+    if not isinstance(err, _PLAIN):
+        message = f"{type(err).__name__}: {message}"
+    return f"rhlens {command}: error: {message}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"quickstart": _cmd_quickstart, "pretrain-base": _cmd_pretrain}
     try:
-        return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"rhlens {args.command}: error: {err}", file=sys.stderr)
+        return HANDLERS[args.command](args)
+    except Exception as err:  # every error is one line; KeyboardInterrupt (not an Exception) passes
+        if os.environ.get("RHLENS_DEBUG"):
+            raise
+        print(error_line(args.command, err), file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,487 @@
+"""``Study``: the paper's whole pipeline, stage by stage, into one resumable run folder.
+
+For each task of the config, in order:
+
+1. **data**: the real training and test sets (the real loaders when the config names files; else
+   the most realistic generated variant), the limited real subset, and one synthetic set per
+   variant; every example is checked to fit ``[data] context_tokens`` (prompt budget = context
+   minus answer room minus BOS).
+2. **finetune**: a fresh copy of the base per training set (context extension when asked).
+3. **evaluate**: every model on the same real test set.
+4. **scores**: every model's retrieval scores (each method of ``[scores] methods``), saved as
+   :class:`rhlens.HeadScores` and in Wu et al.'s JSON format.
+5. **compare**: recall of the real model's retrieval heads in each model, cosine similarity of
+   score maps, Spearman and Pearson correlation of recall with accuracy across the other models.
+6. **knockout**: each model's retrieval heads against as many random heads (several draws).
+7. **patching**: the real-data model's heads patched into each other model (original,
+   intersection, complement, random rows).
+
+Then ``results.json``, ``report.md`` and ``report.html`` are written from the stages' records.
+Each unit of work (one model in one stage) ends by writing its JSON record; a resumed run skips
+recorded units, so an interruption loses at most the unit in progress (and a fine-tune resumes
+from its last checkpoint).
+
+Layout of the run folder: ``study.json`` (config and digest), ``<task>/data/*.jsonl``,
+``<task>/models/<model>/model`` (:func:`rhlens.save_model` folders), ``<task>/eval/``,
+``<task>/scores/``, ``<task>/compare.json``, ``<task>/knockout/``, ``<task>/patching/``.
+"""
+
+import platform
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rhlens.study.analysis import cosine, pearson, retrieval_heads, spearman
+from rhlens.study.config import EMBEDDED, StudyConfig
+from rhlens.study.folder import RunFolder
+
+STAGES = ("data", "finetune", "evaluate", "scores", "compare", "knockout", "patching")
+REAL, LIMITED = "real", "real-limited"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: ``stage`` for ``model`` (``None``: the whole task) of ``task``."""
+
+    stage: str
+    task: str
+    model: str | None
+    record: str  # the run-folder path of its JSON record
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage} {self.task}" + (f"/{self.model}" if self.model else "")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("rhlens", "torch", "transformer-lens", "transformers", "numpy", "plotly"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+class Study:
+    """The study of ``config`` in the run folder ``out``.
+
+    Args:
+        config: a :class:`StudyConfig`, the path of a TOML file, or a preset name
+            (``"tiny"``, ``"smoke"``, ``"paper"``; default ``"tiny"``).
+        out: the run folder (checked before any work: writable, not under a file, not another
+            run's folder; a folder of the same config resumes).
+        overwrite: replace a study of another config in ``out``.
+        progress: tqdm bars (stage, model, step).
+        log: where one-line stage messages go (default: tqdm's ``write``; ``None`` when
+            ``progress`` is off: silent).
+
+    ``Study(config, out).run()`` does everything and returns the results dict (also written to
+    ``out/results.json``); :meth:`plan` and :meth:`check` are what ``--dry-run`` prints.
+    """
+
+    def __init__(self, config: "StudyConfig | str | Path | None" = None, out: "str | Path" = "runs/study", *,
+                 overwrite: bool = False, progress: bool = True, log: Callable[[str], None] | None = None):
+        if config is None:
+            config = StudyConfig.preset("tiny")
+        elif isinstance(config, (str, Path)) and str(config) in ("tiny", "smoke", "paper"):
+            config = StudyConfig.preset(str(config))
+        elif isinstance(config, (str, Path)):
+            config = StudyConfig.from_file(config)
+        if not isinstance(config, StudyConfig):
+            raise TypeError(f"Study needs a StudyConfig, a TOML path or a preset name, got {type(config).__name__}")
+        self.config = config
+        self.out = Path(out)
+        self.overwrite = overwrite
+        self.progress = progress
+        if log is None and progress:
+            from tqdm.auto import tqdm
+
+            log = tqdm.write
+        self._log = log or (lambda msg: None)
+        self.folder: RunFolder | None = None
+        self._tokenizer: Any = None
+
+    # ---- plan, checks and estimate (no weights loaded) -------------------------------------
+    def units(self) -> list[Unit]:
+        """Every unit of work, in run order."""
+        cfg, units = self.config, []
+        for task in cfg.tasks:
+            models = cfg.model_names(task)
+            units.append(Unit("data", task, None, f"{task}/data/summary.json"))
+            units += [Unit("finetune", task, m, f"{task}/models/{m}/finetune.json") for m in models]
+            units += [Unit("evaluate", task, m, f"{task}/eval/{m}.json") for m in models]
+            units += [Unit("scores", task, m, f"{task}/scores/{m}.json") for m in models]
+            units.append(Unit("compare", task, None, f"{task}/compare.json"))
+            units += [Unit("knockout", task, m, f"{task}/knockout/{m}.json") for m in models]
+            units += [Unit("patching", task, m, f"{task}/patching/{m}.json") for m in models if m != REAL]
+        return units
+
+    def check(self) -> list[str]:
+        """Check every path the study reads or writes, without loading weights; returns notes.
+
+        Raises ``FileNotFoundError`` / ``ValueError`` / ``NotADirectoryError`` naming the path.
+        """
+        cfg, notes = self.config, []
+        base = cfg.model.base
+        if base == EMBEDDED:
+            from rhlens.models.base import base_dir
+
+            manifest = base_dir() / "model" / "rhlens_model.json"
+            if not manifest.is_file():
+                raise FileNotFoundError(f"the embedded base is missing at {manifest.parent}; reinstall rhlens")
+            notes.append(f"base: the embedded base ({manifest.parent})")
+        else:
+            folder = cfg.resolve(base)
+            if not folder.is_dir():
+                raise FileNotFoundError(f"[model] base = {base!r}: {folder} is not a folder; point it at a local checkpoint")
+            if (folder / "rhlens_model.json").is_file():
+                notes.append(f"base: rhlens model folder {folder}")
+            elif (folder / "config.json").is_file():
+                from rhlens.models.hf import read_hf_config
+
+                read_hf_config(folder)
+                notes.append(f"base: Hugging Face checkpoint {folder}")
+            else:
+                raise FileNotFoundError(
+                    f"[model] base = {base!r}: {folder} holds neither rhlens_model.json (rhlens.save_model) "
+                    "nor config.json (a Hugging Face checkpoint)"
+                )
+        n_ctx = self._base_shape()["n_ctx"]
+        target = cfg.model.n_ctx or n_ctx
+        if target < cfg.data.context_tokens:
+            raise ValueError(
+                f"[data] context_tokens={cfg.data.context_tokens} exceeds the base's context of {n_ctx}; "
+                "set [model] n_ctx (and rotary_base) to extend it"
+            )
+        for task in cfg.tasks:
+            files = cfg.real_files(task)
+            if files is None:
+                notes.append(f"{task}: real data generated ({cfg.data.real_variant} variant)")
+                continue
+            for kind, path in files.items():
+                if not path.is_file():
+                    raise FileNotFoundError(f"[data.real_files.{task}] {kind} = {path}: no such file")
+                notes.append(f"{task}: real {kind} file {path}")
+        state = RunFolder.inspect(self.out, cfg.to_dict(), cfg.digest(), overwrite=self.overwrite)
+        notes.append(f"out: {self.out} ({ {'new': 'a new study', 'resume': 'resumes the same study', 'overwrite': 'replaces another study'}[state] })")
+        return notes
+
+    def _base_shape(self) -> dict[str, int]:
+        """n_layers, n_heads, d_model, d_mlp, d_vocab, n_ctx, n_params of the base, from its config file."""
+        import json
+
+        base = self.config.model.base
+        if base == EMBEDDED:
+            from rhlens.models.base import base_dir
+
+            path = base_dir() / "model" / "rhlens_model.json"
+        else:
+            folder = self.config.resolve(base)
+            path = folder / "rhlens_model.json"
+            if not path.is_file():
+                raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+                d = int(raw.get("hidden_size") or raw.get("n_embd"))
+                n_heads = int(raw.get("num_attention_heads") or raw.get("n_head"))
+                kv = int(raw.get("num_key_value_heads") or n_heads)
+                shape = {
+                    "n_layers": int(raw.get("num_hidden_layers") or raw.get("n_layer")), "n_heads": n_heads,
+                    "d_model": d, "d_head": d // n_heads, "n_kv_heads": kv,
+                    "d_mlp": int(raw.get("intermediate_size") or 4 * d), "d_vocab": int(raw["vocab_size"]),
+                    "n_ctx": int(raw.get("max_position_embeddings") or raw.get("n_positions") or 0),
+                }
+                return {**shape, "n_params": _n_params(shape)}
+        c = json.loads(path.read_text(encoding="utf-8"))["config"]
+        shape = {k: int(c[k]) for k in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx")}
+        shape["n_kv_heads"] = int(c.get("n_key_value_heads") or shape["n_heads"])
+        return {**shape, "n_params": _n_params(shape)}
+
+    def plan(self) -> dict[str, Any]:
+        """The units per stage and a cost estimate (FLOPs and hours at ``[estimate]`` throughput)."""
+        cfg = self.config
+        shape = self._base_shape()
+        n_models = len(cfg.model_names(cfg.tasks[0]))
+        ctx = cfg.data.context_tokens
+        infer = 2 * shape["n_params"] + 2 * shape["n_layers"] * ctx * shape["d_model"]  # per token, attention included
+        tok = lambda n: n * ctx  # noqa: E731 - tokens of n examples
+        d = cfg.data
+        per_task = {
+            "finetune": 3 * infer * n_models * cfg.finetune.steps * cfg.finetune.batch_size * ctx,
+            "evaluate": infer * n_models * tok(d.n_test),
+            "scores": infer * n_models * len(cfg.scores.methods) * tok(cfg.scores.n_examples),
+            "knockout": infer * n_models * (2 + cfg.knockout.n_random) * tok(cfg.knockout.n_examples),
+            "patching": 2 * infer * (n_models - 1) * (3 + 2 * cfg.patching.n_random) * tok(cfg.patching.n_examples),
+        }
+        flops = {k: v * len(cfg.tasks) for k, v in per_task.items()}
+        total = sum(flops.values())
+        stages: dict[str, int] = {}
+        for u in self.units():
+            stages[u.stage] = stages.get(u.stage, 0) + 1
+        return {
+            "tasks": list(cfg.tasks),
+            "models": cfg.model_names(cfg.tasks[0]),
+            "units": stages,
+            "base": {k: v for k, v in shape.items()},
+            "flops": {k: float(f"{v:.3g}") for k, v in flops.items()},
+            "total_flops": float(f"{total:.3g}"),
+            "estimated_hours": round(total / cfg.estimate.flops_per_second / 3600, 3),
+            "flops_per_second": cfg.estimate.flops_per_second,
+        }
+
+    # ---- running ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) every stage, then write ``results.json``, ``report.md`` and ``report.html``."""
+        from rhlens.study.report import collect_results, write_reports
+
+        cfg = self.config
+        self.check()
+        self.folder = RunFolder.open(self.out, cfg.to_dict(), cfg.digest(), overwrite=self.overwrite)
+        units = self.units()
+        started = time.time()
+        todo = [u for u in units if not self.folder.done(u.record)]
+        self._log(f"study {cfg.name!r} in {self.out}: {len(units) - len(todo)} of {len(units)} units already done")
+        bar = _bar(len(units), len(units) - len(todo), self.progress)
+        try:
+            for unit in todo:
+                bar.set_description(unit.label)
+                t0 = time.time()
+                record = getattr(self, f"_{unit.stage}")(unit)
+                record["seconds"] = round(time.time() - t0, 3)
+                self.folder.write(unit.record, record)
+                bar.update(1)
+        finally:
+            bar.close()
+        results = collect_results(self.folder, cfg, versions=_versions(), seconds=time.time() - started)
+        write_reports(self.folder.path, results)
+        self._log(f"study done: {self.out / 'report.md'}")
+        return results
+
+    # ---- shared helpers ----------------------------------------------------------------------
+    def _load_base(self) -> Any:
+        import torch
+
+        from rhlens.models import load_base, load_hf_checkpoint, load_model
+
+        cfg = self.config.model
+        if cfg.base == EMBEDDED:
+            model = load_base()
+            if str(model.cfg.device) != cfg.device:
+                model = model.to(cfg.device)
+        else:
+            folder = self.config.resolve(cfg.base)
+            if (folder / "rhlens_model.json").is_file():
+                model = load_model(folder, device=cfg.device)
+            else:
+                model = load_hf_checkpoint(folder, dtype=getattr(torch, cfg.dtype), device=cfg.device)
+        if cfg.n_ctx or cfg.rotary_base:
+            from rhlens.training import extend_context
+
+            extend_context(model, cfg.n_ctx or int(model.cfg.n_ctx), rotary_base=cfg.rotary_base or None)
+        return model
+
+    def _model(self, task: str, name: str) -> Any:
+        from rhlens.models import load_model
+
+        return load_model(self.folder.file(f"{task}/models/{name}/model"), device=self.config.model.device)
+
+    def _examples(self, task: str, name: str, n: int | None = None) -> list:
+        from rhlens.tasks import load_jsonl
+
+        examples = load_jsonl(self.folder.file(f"{task}/data/{name}.jsonl"))
+        return examples if n is None else examples[:n]
+
+    def _train_set(self, task: str, model: str) -> str:
+        return {REAL: "real_train", LIMITED: "real_limited"}.get(model, f"synthetic_{model}")
+
+    def _heads(self, task: str, model: str):
+        from rhlens.scoring import HeadScores
+
+        method = self.config.scores.methods[0]
+        scores = HeadScores.load(self.folder.file(f"{task}/scores/{model}.{method}.safetensors"))
+        return scores, retrieval_heads(scores.scores, threshold=self.config.scores.threshold, top_k=self.config.scores.top_k)
+
+    # ---- stages (each returns the unit's JSON record) ---------------------------------------
+    def _data(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.study.data import build_sets
+
+        if self._tokenizer is None:
+            self._tokenizer = self._load_base().tokenizer
+        sets, summary = build_sets(self.config, unit.task, self._tokenizer, log=self._log)
+        from rhlens.tasks import save_jsonl
+
+        for name, examples in sets.items():
+            save_jsonl(examples, self.folder.file(f"{unit.task}/data/{name}.jsonl"))
+        return summary
+
+    def _finetune(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.models import save_model
+        from rhlens.training import TrainConfig, train
+
+        cfg, ft = self.config, self.config.finetune
+        examples = self._examples(unit.task, self._train_set(unit.task, unit.model))
+        model = self._load_base()
+        tc = TrainConfig(
+            steps=ft.steps, batch_size=ft.batch_size, lr=ft.lr, warmup_steps=ft.warmup_steps,
+            grad_accum_steps=ft.grad_accum_steps, trainable=ft.trainable, lora_rank=ft.lora_rank,
+            lora_alpha=ft.lora_alpha, lora_targets=ft.lora_targets, seed=cfg.seed, save_every=ft.save_every,
+            keep_last=1, resume=True, progress=self.progress,
+        )
+        train_dir = self.folder.file(f"{unit.task}/models/{unit.model}/train")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="resume=True but .* holds no complete checkpoint")
+            result = train(model, examples, tc, out_dir=train_dir)
+        save_model(model, self.folder.file(f"{unit.task}/models/{unit.model}/model"))
+        return {
+            "train_set": self._train_set(unit.task, unit.model), "n_examples": len(examples), "steps": result.steps,
+            "final_loss": result.loss_curve[-1] if result.loss_curve else None,
+            "loss_curve": [round(x, 5) for x in result.loss_curve], "train_config": tc.to_dict(),
+        }
+
+    def _evaluate(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.evaluation import evaluate
+
+        ev = self.config.evaluate
+        result = evaluate(self._model(unit.task, unit.model), self._examples(unit.task, "real_test"),
+                          max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, progress=self.progress)
+        return {"accuracy": result.score, "metric": result.metric, "per_example": result.per_example.tolist(),
+                "predictions": result.predictions}
+
+    def _scores(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.files import write_json_atomic
+        from rhlens.scoring import retrieval_scores
+
+        s = self.config.scores
+        model = self._model(unit.task, unit.model)
+        examples = self._examples(unit.task, "real_test", s.n_examples)
+        record: dict[str, Any] = {"methods": {}}
+        for method in s.methods:
+            scores = retrieval_scores(model, examples, method=method, max_new_tokens=s.max_new_tokens,
+                                      batch_size=s.batch_size, progress=self.progress)
+            stem = f"{unit.task}/scores/{unit.model}.{method}"
+            scores.save(self.folder.file(f"{stem}.safetensors"))
+            write_json_atomic(self.folder.file(f"{stem}.wu.json"), scores.to_wu_json(), indent=None)
+            heads = retrieval_heads(scores.scores, threshold=s.threshold, top_k=s.top_k)
+            record["methods"][method] = {
+                "scores": [[round(float(v), 6) for v in row] for row in scores.scores.tolist()],
+                "n_counted": scores.n_counted, "n_examples": scores.n_examples,
+                "n_above_threshold": len(scores.above(s.threshold)),
+                "retrieval_heads": [str(h) for h in sorted(heads, key=lambda h: -float(scores.scores[h.layer, h.head]))],
+                "files": {"scores": f"{stem}.safetensors", "wu_json": f"{stem}.wu.json"},
+            }
+        return record
+
+    def _compare(self, unit: Unit) -> dict[str, Any]:
+        import torch
+
+        from rhlens.heads import HeadSet
+
+        cfg, task = self.config, unit.task
+        models = cfg.model_names(task)
+        accuracy = {m: self.folder.read(f"{task}/eval/{m}.json")["accuracy"] for m in models}
+        scores_rec = {m: self.folder.read(f"{task}/scores/{m}.json")["methods"] for m in models}
+        out: dict[str, Any] = {"accuracy": accuracy, "methods": {}}
+        others = [m for m in models if m != REAL]
+        for method in cfg.scores.methods:
+            ref = HeadSet(scores_rec[REAL][method]["retrieval_heads"])
+            ref_map = torch.tensor(scores_rec[REAL][method]["scores"])
+            per_model = {}
+            for m in models:
+                heads = HeadSet(scores_rec[m][method]["retrieval_heads"])
+                per_model[m] = {
+                    "n_heads": len(heads),
+                    "recall": heads.recall(ref) if ref else None,
+                    "precision": heads.precision(ref) if heads and ref else None,
+                    "jaccard": heads.jaccard(ref) if heads or ref else None,
+                    "cosine": cosine(ref_map, torch.tensor(scores_rec[m][method]["scores"])),
+                    "shared": sorted(str(h) for h in heads & ref),
+                }
+            recall = [per_model[m]["recall"] for m in others]
+            acc = [accuracy[m] for m in others]
+            ok = all(r is not None for r in recall)
+            out["methods"][method] = {
+                "reference_heads": [str(h) for h in ref.ordered()],
+                "models": per_model,
+                "correlation": {
+                    "models": others,
+                    "spearman": spearman(recall, acc) if ok else None,
+                    "pearson": pearson(recall, acc) if ok else None,
+                },
+            }
+        return out
+
+    def _knockout(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.evaluation import evaluate
+        from rhlens.heads import HeadSet
+        from rhlens.interventions import knockout_effect, random_heads
+
+        cfg, k = self.config, self.config.knockout
+        scores, heads = self._heads(unit.task, unit.model)
+        if not heads:
+            return {"heads": [], "skipped": f"no head scored above {cfg.scores.threshold}", "baseline": None,
+                    "retrieval": None, "random": [], "random_heads": []}
+        model = self._model(unit.task, unit.model)
+        examples = self._examples(unit.task, "real_test", k.n_examples)
+        kw = dict(mode=k.mode, reference=examples if k.mode == "mean" else None,
+                  max_new_tokens=cfg.evaluate.max_new_tokens, batch_size=cfg.evaluate.batch_size, progress=self.progress)
+        baseline = evaluate(model, examples, max_new_tokens=kw["max_new_tokens"], batch_size=kw["batch_size"],
+                            progress=self.progress)
+        effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
+        above = HeadSet.above(scores.scores, cfg.scores.threshold)
+        n_all = scores.n_layers * scores.n_heads
+        exclude = above if n_all - len(above) >= len(heads) else heads
+        draws, drawn = [], []
+        for i in range(k.n_random):
+            control = random_heads(model, len(heads), exclude=exclude, seed=cfg.seed + i)
+            draws.append(knockout_effect(model, examples, control, baseline=baseline, **kw).knocked.score)
+            drawn.append([str(h) for h in control.ordered()])
+        return {"heads": [str(h) for h in heads.ordered()], "baseline": baseline.score, "retrieval": effect.knocked.score,
+                "random": draws, "random_heads": drawn, "mode": k.mode, "n_examples": len(examples),
+                "random_excludes": "all heads above threshold" if exclude is above else "the knocked-out heads"}
+
+    def _patching(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.evaluation import evaluate
+        from rhlens.interventions import patching_table
+
+        cfg, p = self.config, self.config.patching
+        _, src = self._heads(unit.task, REAL)
+        _, tgt = self._heads(unit.task, unit.model)
+        if not src:
+            return {"skipped": f"the real-data model has no head above {cfg.scores.threshold}", "rows": {},
+                    "source_score": None}
+        source, target = self._model(unit.task, REAL), self._model(unit.task, unit.model)
+        examples = self._examples(unit.task, "real_test", p.n_examples)
+        kw = dict(max_new_tokens=cfg.evaluate.max_new_tokens, batch_size=cfg.evaluate.batch_size, progress=self.progress)
+        table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
+                               n_random=p.n_random, seed=cfg.seed, **kw)
+        source_score = evaluate(source, examples, **kw).score
+        rows = {}
+        for row in table.rows:
+            rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws)}
+        return {"rows": rows, "source_score": source_score, "source_heads": src.labels(), "target_heads": tgt.labels(),
+                "positions": p.positions, "n_examples": len(examples)}
+
+
+def _n_params(shape: dict[str, int]) -> int:
+    """Approximate parameter count of a Llama-shaped model (gated MLP) from its shape."""
+    d, L = shape["d_model"], shape["n_layers"]
+    attn = d * shape["d_head"] * (2 * shape["n_heads"] + 2 * shape.get("n_kv_heads", shape["n_heads"]))
+    return int(L * (attn + 3 * d * shape["d_mlp"]) + 2 * shape["d_vocab"] * d)
+
+
+class _NoBar:
+    def set_description(self, _: str) -> None: ...
+    def update(self, _: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def _bar(total: int, done: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="study", unit="unit", position=0)
+
