@@ -9,7 +9,9 @@ uncaught error and console error, waits for the page to load and for plotly to d
 each plotly figure on the page (it has data, an SVG of non-zero size, and drawn marks: heatmap
 images, bars, points, lines or table cells). Chromium prints the final DOM (``--dump-dom``),
 the probe's verdict is read from it, and a screenshot of the original page is saved. The exit
-code is 1 when any page has an error or an empty plot, 0 otherwise.
+code is 1 when any page has a JavaScript error (an uncaught exception, a console error, a local
+file that fails to load) or an empty plot, 0 otherwise. An http(s) resource that cannot load
+offline (a web font, MathJax from a CDN) is listed, and counted only with ``--fail-on-network``.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``). The browser runs with no network
 access needed: a page that loads scripts from the internet shows up as errors (e.g. an offline
@@ -34,11 +36,16 @@ FLAGS = [
 
 # Installed first in <head>: catches errors raised while later scripts (plotly.js) load.
 CATCHER = """<script>
-window.__rhlensErrors = [];
+window.__rhlensErrors = []; window.__rhlensNetwork = [];
 window.addEventListener('error', function (e) {
   var where = e.filename ? (' (' + e.filename.split('/').pop() + ':' + e.lineno + ')') : '';
   if (e.message) { window.__rhlensErrors.push('error: ' + e.message + where); }
-  else if (e.target && (e.target.src || e.target.href)) { window.__rhlensErrors.push('failed to load ' + (e.target.src || e.target.href)); }
+  else if (e.target && e.target.getAttribute) {
+    var url = e.target.getAttribute('src') || e.target.getAttribute('href') || '';
+    if (url === '') { return; }  // an empty src (a template's unused slot) loads nothing
+    var full = e.target.src || e.target.href || url;
+    (/^https?:/.test(full) ? window.__rhlensNetwork : window.__rhlensErrors).push('failed to load ' + full);
+  }
 }, true);
 window.addEventListener('unhandledrejection', function (e) { window.__rhlensErrors.push('unhandled rejection: ' + e.reason); });
 (function () { var orig = console.error; console.error = function () {
@@ -56,7 +63,7 @@ PROBE = """<script>
     return n;
   }
   function check() {
-    var report = {errors: window.__rhlensErrors.slice(), figures: []};
+    var report = {errors: window.__rhlensErrors.slice(), network: window.__rhlensNetwork.slice(), figures: []};
     var divs = document.querySelectorAll('.js-plotly-plot, .plotly-graph-div');
     var seen = [];
     divs.forEach(function (div) {
@@ -149,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait-ms", type=int, default=8000, help="virtual time for the page to load and draw")
     p.add_argument("--min-figures", type=int, default=1, help="fail a page with fewer plotly figures")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per chromium run")
+    p.add_argument("--fail-on-network", action="store_true",
+                   help="also fail when an http(s) resource (web font, MathJax) cannot load; by default these are "
+                        "listed but not counted, since the check runs offline and a published site loads them")
     args = p.parse_args(argv)
     chromium = find_chromium()
     failed = False
@@ -160,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         r = check_page(chromium, page, args.screenshots, width=args.width, height=args.height,
                        wait_ms=args.wait_ms, timeout=args.timeout)
         empty = [f for f in r["figures"] if f["problem"]]
-        ok = not r["errors"] and not empty and len(r["figures"]) >= args.min_figures
+        network = r.get("network", [])
+        ok = (not r["errors"] and not empty and len(r["figures"]) >= args.min_figures
+              and not (network and args.fail_on_network))
         failed |= not ok
         print(f"{'ok  ' if ok else 'FAIL'} {page}: {len(r['figures'])} figures, {len(r['errors'])} errors; "
               f"screenshot {r['screenshot']}")
         for e in r["errors"]:
             print(f"     JS {e}")
+        for e in network:
+            print(f"     {'NETWORK' if args.fail_on_network else 'offline, not counted:'} {e}")
         for f in r["figures"]:
             print(f"     figure {f['id'] or '?'}: {f['traces']} traces, {f['marks']} marks, "
                   f"{f['width']}x{f['height']}" + (f"  EMPTY: {f['problem']}" if f["problem"] else ""))
