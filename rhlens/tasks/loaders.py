@@ -22,9 +22,9 @@ inside its needle (QA, kv) or the cited documents' ``[i]`` identifiers (SummHay)
 
 Prompts use the generators' templates (:mod:`rhlens.tasks.templates`). Answers
 are matched case-insensitively as whole words, with whitespace runs matching any
-whitespace. An answer that occurs only inside a longer word ("190" in "1901")
-gives no answer span: the example is skipped and counted with one warning per
-load, or with ``strict=True`` that is an error. A malformed record raises
+whitespace. An answer (or a MuSiQue hop's answer) that occurs only inside a
+longer word ("190" in "1901") is never used as a span: the example is skipped and
+counted with one warning per load, or with ``strict=True`` that is an error. A malformed record raises
 ``ValueError`` naming the file, line (or record) and field; a needle that cannot
 be found raises too, or, with ``errors="skip"``, is skipped and counted in the
 returned :class:`LoadResult` (``.skipped``, ``.skip_reasons``). ``errors="skip"``
