@@ -7,7 +7,16 @@ their activations live in the same basis, so :func:`check_compatible` compares:
 - architecture: layers, query heads, key/value heads, head size, width, vocabulary size, context,
   positional embedding, normalisation, activation, gated MLP (:func:`rhlens.adapter.architecture`);
 - the tokenizer's vocabulary (token -> id), and its BOS/EOS/pad ids;
-- weight-processing flags (:func:`rhlens.adapter.weight_processing`: folded LayerNorm, centring ...).
+- what the weight processing (:func:`rhlens.adapter.weight_processing`) does to ``hook_z``.
+
+Weight processing is compared by its effect on the patched activation, not by how a loader
+spelled its record. Folding LayerNorm (``LN``/``RMS`` -> ``LNPre``/``RMSPre``), centring the writing
+weights and centring the unembedding change the residual stream, the norms' inputs and the logits
+but leave every head's ``hook_z`` unchanged (measured: ``< 1e-7`` on GPT-2 and Llama checkpoints), so
+a HookedTransformer loaded with any of them patches into a TransformerBridge of the same checkpoint
+(which records no flags) and back. Folding value biases (``hook_z`` loses ``b_V``) and refactoring
+the factored attention matrices (``hook_z`` changes basis) do change it; a bridge whose weights were
+processed without a record counts as unknown there and is refused.
 
 Every difference is listed in one error.
 
@@ -27,6 +36,12 @@ Cannot patch between these models; they differ in:
 from typing import Any
 
 from rhlens.adapter import architecture, weight_processing
+
+# Processing flags that change hook_z; every other known flag leaves it unchanged.
+_Z_CHANGING = ("fold_value_biases", "refactor_factored_attn_matrices")
+_Z_PRESERVING = ("fold_ln", "center_writing_weights", "center_unembed")
+_BRIDGE_STATE = ("compatibility_mode", "weights_processed")  # inferred for bridges without a record
+UNKNOWN = "unknown (weights processed without a record; see rhlens.adapter.record_weight_processing)"
 
 
 class IncompatibleModelsError(ValueError):
@@ -59,23 +74,48 @@ def _vocab_differences(source: Any, target: Any) -> list[str]:
     return out
 
 
+def processing_effects(model: Any) -> dict[str, Any]:
+    """What the model's weight processing does to ``hook_z``: the flags that change it.
+
+    >>> from rhlens.models import tiny_llama
+    >>> from rhlens.adapter import record_weight_processing
+    >>> model = tiny_llama()
+    >>> record_weight_processing(model, fold_ln=True, center_writing_weights=True)
+    >>> processing_effects(model)
+    {'fold_value_biases': False, 'refactor_factored_attn_matrices': False}
+    """
+    raw = weight_processing(model)
+    if set(raw) <= set(_BRIDGE_STATE) and "weights_processed" in raw:  # a bridge without a record
+        return {k: (UNKNOWN if raw["weights_processed"] else False) for k in _Z_CHANGING}
+    out: dict[str, Any] = {k: bool(raw.get(k, False)) for k in _Z_CHANGING}
+    for key in sorted(set(raw) - set(_Z_CHANGING) - set(_Z_PRESERVING) - set(_BRIDGE_STATE)):
+        out[key] = raw[key]  # a flag rhlens does not know: compared as it is
+    return out
+
+
 def _processing_differences(source: Any, target: Any) -> list[str]:
-    s, t = weight_processing(source), weight_processing(target)
+    s, t = processing_effects(source), processing_effects(target)
     out = []
     for key in sorted(set(s) | set(t)):
         a, b = s.get(key, "<unset>"), t.get(key, "<unset>")
-        if a != b:
+        if a != b or a == UNKNOWN:
             out.append(f"weight processing {key}: {a!r} != {b!r}")
     return out
 
 
+def _norm_family(model: Any) -> str | None:
+    """``LN``/``RMS`` with folded weights (``LNPre``/``RMSPre``) count as their unfolded family."""
+    norm = architecture(model).normalization_type
+    return norm.removesuffix("Pre") if isinstance(norm, str) else norm
+
+
 def model_differences(source: Any, target: Any) -> list[str]:
     """Every difference that blocks patching, as ``"what: source != target"`` lines."""
-    return (
-        architecture(source).differences(architecture(target))
-        + _vocab_differences(source, target)
-        + _processing_differences(source, target)
-    )
+    arch = architecture(source).differences(architecture(target), ignore=("kind", "normalization_type"))
+    a, b = _norm_family(source), _norm_family(target)
+    if a != b:
+        arch.append(f"normalization_type: {architecture(source).normalization_type!r} != {architecture(target).normalization_type!r}")
+    return arch + _vocab_differences(source, target) + _processing_differences(source, target)
 
 
 def check_compatible(source: Any, target: Any) -> None:
