@@ -189,14 +189,31 @@ def pretrain_base(
                 if line.strip():
                     log_lines.append(json.dumps({"stage": stage.name, **json.loads(line)}))
     seconds = time.perf_counter() - start
-    ctx = int(recipe.eval.get("context_tokens", recipe.stages[-1].context_tokens))
-    abilities = measure_abilities(model, context_tokens=ctx, n=int(recipe.eval.get("n", 50)))
     model_dir = out_dir / MODEL_DIR
     save_model(model, model_dir)
+    if recipe.storage_dtype != "float32":
+        store_weights_as(model_dir, getattr(torch, recipe.storage_dtype))
+        model = load_model(model_dir)  # what users load: the stored weights, as float32
+    ctx = int(recipe.eval.get("context_tokens", recipe.stages[-1].context_tokens))
+    abilities = measure_abilities(model, context_tokens=ctx, n=int(recipe.eval.get("n", 50)))
     write_text_atomic(out_dir / "training_log.jsonl", "\n".join(log_lines) + "\n")
     write_text_atomic(out_dir / "abilities.json", json.dumps(abilities, indent=2))
     write_text_atomic(out_dir / "CARD.md", model_card(recipe, abilities, steps=total_steps, seconds=seconds, model=model))
     return PretrainResult(model=model, model_dir=model_dir, abilities=abilities, seconds=seconds, steps=total_steps)
+
+
+def store_weights_as(model_dir: Path, dtype: torch.dtype) -> None:
+    """Rewrite a :func:`rhlens.models.save_model` folder's floating-point weights in ``dtype``
+    (the config keeps float32, so :func:`rhlens.models.load_model` loads them as float32)."""
+    from safetensors.torch import load_file, save_file
+
+    from rhlens.files import atomic_path
+    from rhlens.models.io import WEIGHTS_FILE
+
+    path = model_dir / WEIGHTS_FILE
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in load_file(str(path)).items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
 
 
 def model_card(recipe: Recipe, abilities: dict[str, float], *, steps: int, seconds: float, model: Any) -> str:
@@ -219,7 +236,8 @@ minutes on a laptop CPU. It is the embedded default of `rhlens.models.load_base(
   d_mlp {cfg.d_mlp}, rotary positions (base {cfg.rotary_base:g}), RMSNorm, gated SiLU MLP,
   context {cfg.n_ctx}, word-level vocabulary of {cfg.d_vocab} tokens ({n_params:,} parameters).
 - Seed {recipe.seed}; {steps} optimizer steps; {seconds / 60:.1f} minutes on {platform.machine()} CPU
-  (torch {torch.__version__}, {torch.get_num_threads()} thread(s)).
+  (torch {torch.__version__}, {torch.get_num_threads()} thread(s)). Weights stored as {recipe.storage_dtype}
+  (loaded as float32).
 - Recipe: `rhlens/recipes/base.toml`; reproduce with `rhlens pretrain-base --config <that file> --out DIR`.
 
 ## Data curriculum
@@ -232,9 +250,12 @@ minutes on a laptop CPU. It is the embedded default of `rhlens.models.load_base(
 random words with recurring short spans (both next-token loss on all of the text); `lm`: task
 prompts with answers as plain text (next-token loss on all of it); `qa`: task examples with the
 loss on the answer only. Attention supervision (`rhlens.pretrain.supervision`) adds a loss pulling
-one head's attention to the previous token and one head's to the token after the current token's
-previous occurrence.
-
+the previous-token heads' attention to the previous token and the retrieval heads' attention to
+where the next token can be copied from (the token after the current token's previous occurrence;
+in a question-answer example, the prompt positions holding the answer token), optionally trains
+the retrieval heads' direct output to copy, and pushes every other head's attention off those
+positions.
+{_design(recipe)}
 ## What it can do (exact match on fresh examples)
 
 | task | exact match |
@@ -249,6 +270,23 @@ previous occurrence.
 - It is not a language model of English: its world is the generators' templates, names and symbols.
 - Its retrieval is learned from the tasks' question-and-answer forms; `bench/bench_base.py` measures
   whether it also has a general (content-based) induction head on repeated random words.
+"""
+
+
+def _design(recipe: Recipe) -> str:
+    sups = [s.supervision for s in recipe.stages if s.supervision is not None]
+    if not sups or not any(s.anti_weight for s in sups):
+        return ""
+    sup = sups[-1]
+    return f"""
+## Design: engineered sparse retrieval
+
+In the large models rhlens stands in for, retrieval heads are sparse (Wu et al.: under 5% of
+heads). Left alone, a tiny model spreads copying over most heads of a layer, so knocking out a
+few changes nothing while random heads break the circuit. This model's sparsity is engineered by
+the supervision above: only {', '.join(map(str, sup.retrieval_heads))} are trained to attend to
+copy targets, every other head is pushed off them, and the previous-token half of the circuit is
+spread over {len(sup.previous_token_heads)} redundant heads ({', '.join(map(str, sup.previous_token_heads))}).
 """
 
 

@@ -43,7 +43,8 @@ from rhlens.training.config import TrainConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _STAGE_KEYS = {"name", "context_tokens", "n_examples", "mix", "tasks", "train", "supervision"}
-_TOP_KEYS = {"name", "seed", "model", "stages", "eval"}
+_TOP_KEYS = {"name", "seed", "model", "stages", "eval", "storage_dtype"}
+STORAGE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Recipe:
     stages: tuple[Stage, ...]
     eval: dict[str, Any] = field(default_factory=dict)
     source: str = "<dict>"
+    storage_dtype: str = "float32"
+    """How the final weights are stored (``"bfloat16"`` halves the file; they load as float32)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class Recipe:
             "seed": self.seed,
             "model": dict(self.model),
             "eval": dict(self.eval),
+            **({"storage_dtype": self.storage_dtype} if self.storage_dtype != "float32" else {}),
             "stages": [
                 {
                     "name": s.name,
@@ -137,7 +141,11 @@ def recipe_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Recipe:
                 ),
             )
         )
+    storage = data.get("storage_dtype", "float32")
+    if storage not in STORAGE_DTYPES:
+        raise ValueError(f"{source}: storage_dtype {storage!r} is not one of {list(STORAGE_DTYPES)}")
     return Recipe(
+        storage_dtype=storage,
         name=str(data.get("name", "rhlens-base")),
         seed=int(data.get("seed", 0)),
         model=dict(data.get("model", {})),

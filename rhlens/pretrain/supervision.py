@@ -12,6 +12,10 @@ on attention patterns engineers that sparsity:
   recent earlier occurrence of the current token (induction), and at the answer positions of a
   question-answer example the prompt positions that hold the answer token being predicted (the
   token Wu et al.'s score checks);
+- with ``copy_weight > 0`` each retrieval head's own output, read through the final norm and the
+  unembedding (its direct path to the logits), gets a next-token loss where it has a target, so
+  its value/output circuit learns to copy the token it attends to without waiting for the rest of
+  the model;
 - with ``anti_weight > 0`` every other head is pushed away from the same targets
   (``-log(1 - attention mass on them)``), so no other head learns to copy from context.
 
@@ -64,21 +68,23 @@ class AttentionSupervision:
     retrieval_heads: tuple[Head, ...]
     weight: float = 0.5
     anti_weight: float = 0.0
+    copy_weight: float = 0.0
 
-    KEYS = ("previous_token_heads", "retrieval_heads", "weight", "anti_weight")
+    KEYS = ("previous_token_heads", "retrieval_heads", "weight", "anti_weight", "copy_weight")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "supervision") -> "AttentionSupervision":
         unknown = set(data) - set(cls.KEYS)
         if unknown or not {"previous_token_heads", "retrieval_heads"} <= set(data):
             raise ValueError(
-                f"{source}: expected keys {list(cls.KEYS)} (weight and anti_weight optional), got {sorted(data)}"
+                f"{source}: expected keys {list(cls.KEYS)} (the weights optional), got {sorted(data)}"
             )
         sup = cls(
             _heads(data["previous_token_heads"], source=source, key="previous_token_heads"),
             _heads(data["retrieval_heads"], source=source, key="retrieval_heads"),
             float(data.get("weight", 0.5)),
             float(data.get("anti_weight", 0.0)),
+            float(data.get("copy_weight", 0.0)),
         )
         if not sup.previous_token_heads or not sup.retrieval_heads:
             raise ValueError(f"{source}: name at least one previous-token head and one retrieval head")
@@ -90,19 +96,21 @@ class AttentionSupervision:
                 f"{source}: every retrieval head must sit in a later layer than the first previous-token head "
                 f"(layer {first_prev}): induction composes with it"
             )
-        if sup.weight < 0 or sup.anti_weight < 0:
-            raise ValueError(f"{source}: weight and anti_weight must be >= 0")
+        if min(sup.weight, sup.anti_weight, sup.copy_weight) < 0:
+            raise ValueError(f"{source}: weight, anti_weight and copy_weight must be >= 0")
         return sup
 
     def to_dict(self) -> dict[str, Any]:
         return {"previous_token_heads": [str(h) for h in self.previous_token_heads],
                 "retrieval_heads": [str(h) for h in self.retrieval_heads],
-                "weight": self.weight, "anti_weight": self.anti_weight}
+                "weight": self.weight, "anti_weight": self.anti_weight, "copy_weight": self.copy_weight}
 
     def describe(self) -> str:
         """One line for the model card."""
         text = (f"{', '.join(map(str, self.previous_token_heads))} previous-token; "
                 f"{', '.join(map(str, self.retrieval_heads))} retrieval (weight {self.weight:g})")
+        if self.copy_weight:
+            text += f"; their direct output trained to copy (weight {self.copy_weight:g})"
         return text + (f"; all other heads pushed off the retrieval targets (weight {self.anti_weight:g})"
                        if self.anti_weight else "")
 
@@ -164,6 +172,23 @@ def _mass(pattern: Float[Tensor, "batch head query key"], mask: Bool[Tensor, "ba
     return torch.einsum("bhqk,bqk->bhq", pattern, mask.to(pattern.dtype))
 
 
+def _direct_copy_loss(model: Any, zs: dict[int, Tensor], heads: tuple[Head, ...], batch: Any, valid: Tensor) -> Tensor:
+    """Mean next-token cross-entropy of each head's output alone (final norm, then unembedding)
+    at the labelled positions that have a retrieval target."""
+    labels = batch.targets
+    pos = labels.shape[1]
+    where = valid[:, :pos] & (labels != IGNORE_INDEX)
+    if not where.any():
+        return labels.new_zeros((), dtype=torch.float32)
+    losses = []
+    for h in heads:
+        z = zs[h.layer][:, :pos, h.head][where]  # [n, d_head]
+        out = z @ model.blocks[h.layer].attn.W_O[h.head]
+        logits = model.unembed(model.ln_final(out[None]))[0]
+        losses.append(torch.nn.functional.cross_entropy(logits, labels[where]))
+    return torch.stack(losses).mean()
+
+
 @contextlib.contextmanager
 def supervise_attention(model: Any, supervision: AttentionSupervision, *, pad_id: int) -> Iterator[Callable[[Any, Any], Tensor]]:
     """Hooks that record the heads' patterns; yields the ``extra_loss`` for :func:`rhlens.train`.
@@ -187,11 +212,22 @@ def supervise_attention(model: Any, supervision: AttentionSupervision, *, pad_id
         return hook
 
     fwd = [(hook_name("pattern", layer), capture(layer)) for layer in layers]
+    z_layers = sorted({h.layer for h in supervision.retrieval_heads}) if supervision.copy_weight > 0 else []
+    z_store: dict[int, Tensor] = {}
+
+    def capture_z(layer: int) -> Callable:
+        def hook(z: Tensor, hook: Any) -> None:  # z [batch, pos, head, d_head]
+            z_store[layer] = z
+
+        return hook
+
+    fwd += [(hook_name("z", layer), capture_z(layer)) for layer in z_layers]
     supervised = set(supervision.previous_token_heads) | set(supervision.retrieval_heads)
     others = {layer: [h for h in range(arch.n_heads) if Head(layer, h) not in supervised] for layer in layers}
 
     def extra_loss(model: Any, batch: Any) -> Tensor:
         patterns = {layer: store.pop(layer) for layer in layers}
+        zs = {layer: z_store.pop(layer) for layer in z_layers}
         prev_t = previous_token_targets(batch.tokens, pad_id=pad_id)
         b, q = (prev_t >= 0).nonzero(as_tuple=True)
         prev_terms = [torch.log(patterns[h.layer][b, h.head, q, prev_t[b, q]] + 1e-6).mean()
@@ -205,6 +241,8 @@ def supervise_attention(model: Any, supervision: AttentionSupervision, *, pad_id
             ret = [torch.log(_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0][valid] + 1e-6).mean()
                    for h in supervision.retrieval_heads]
             terms.append(-supervision.weight * torch.stack(ret).mean())
+            if zs:
+                terms.append(supervision.copy_weight * _direct_copy_loss(model, zs, supervision.retrieval_heads, batch, valid))
             if anti:
                 away = [torch.log1p(-_mass(patterns[layer][:, idx], mask).clamp(max=1 - 1e-6)).permute(0, 2, 1)[valid]
                         for layer, idx in others.items() if idx]

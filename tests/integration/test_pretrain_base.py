@@ -66,6 +66,22 @@ def test_existing_run_needs_resume_and_resume_skips_finished_stages(micro_run):
         assert torch.equal(a, b)
 
 
+def test_bfloat16_storage_halves_the_weights_and_loads_as_float32(micro_run, tmp_path):
+    from safetensors import safe_open
+
+    out, first = micro_run
+    result = pretrain_base(recipe_from_dict({**MICRO, "storage_dtype": "bfloat16"}), tmp_path / "bf16", progress=False)
+    with safe_open(str(result.model_dir / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    size = (result.model_dir / "model.safetensors").stat().st_size
+    assert size < 0.6 * (out / "model" / "model.safetensors").stat().st_size
+    loaded = load_base_from(tmp_path / "bf16")
+    assert next(loaded.parameters()).dtype == torch.float32
+    for (name, a), b in zip(first.model.named_parameters(), loaded.parameters()):
+        torch.testing.assert_close(a.detach().to(torch.bfloat16).float(), b.detach(), rtol=0, atol=0, msg=name)
+    assert json.loads((tmp_path / "bf16" / "recipe.json").read_text())["storage_dtype"] == "bfloat16"
+
+
 def test_item06_a_stage_folder_outside_the_run_is_refused_before_anything_is_written(tmp_path):
     from dataclasses import replace
 

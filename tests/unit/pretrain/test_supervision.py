@@ -47,7 +47,7 @@ def test_config_errors_name_the_problem():
     with pytest.raises(ValueError, match="head labels"):
         AttentionSupervision.from_dict({"previous_token_heads": ["L0H0"], "retrieval_heads": [1.5]})
     sup = AttentionSupervision.from_dict({"previous_token_heads": ["0-1"], "retrieval_heads": "L1H2", "weight": 2})
-    assert sup.to_dict() == {"previous_token_heads": ["L0H1"], "retrieval_heads": ["L1H2"], "weight": 2.0, "anti_weight": 0.0}
+    assert sup.to_dict() == {"previous_token_heads": ["L0H1"], "retrieval_heads": ["L1H2"], "weight": 2.0, "anti_weight": 0.0, "copy_weight": 0.0}
 
 
 def _repeat_examples(n, seed=0):
@@ -108,3 +108,22 @@ def test_supervised_head_outside_the_model_is_an_error():
     with pytest.raises(ValueError, match="outside a model"):
         with supervise_attention(model, AttentionSupervision((Head(0, 0),), (Head(1, 0),)), pad_id=0):
             pass
+
+
+def test_direct_copy_loss_trains_the_retrieval_heads_output_to_copy():
+    """With copy_weight the retrieval head's own output (final norm, unembedding) predicts the next
+    token on the repeats; without it that direct path is untrained."""
+    examples, tok = _repeat_examples(64)
+    config = TrainConfig(steps=60, batch_size=8, lr=1e-2, progress=False)
+    tokens = torch.tensor([tok(e.prompt + e.completion)["input_ids"] for e in examples[:8]])
+    accuracy = {}
+    for copy in (0.0, 5.0):
+        model = tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_ctx=64, seed=0)
+        sup = AttentionSupervision((Head(0, 0),), (Head(1, 0),), weight=5.0, copy_weight=copy)
+        with supervise_attention(model, sup, pad_id=0) as extra_loss:
+            train(model, examples, config, extra_loss=extra_loss)
+        _, cache = model.run_with_cache(tokens)
+        out = cache["z", 1][:, :, 0] @ model.blocks[1].attn.W_O[0]
+        direct = model.unembed(model.ln_final(out)).argmax(-1)
+        accuracy[copy] = float((direct[:, 7:-1] == tokens[:, 8:]).float().mean())  # the 2nd and 3rd copies
+    assert accuracy[5.0] > 0.5 and accuracy[5.0] > accuracy[0.0] + 0.2, accuracy
