@@ -13,7 +13,8 @@ entry. It is a ``PreTrainedTokenizerFast``: ``model.to_tokens`` works and
 """
 
 import re
-from typing import Iterable
+import warnings
+from typing import Iterable, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
@@ -72,3 +73,91 @@ def default_tokenizer() -> PreTrainedTokenizerFast:
 
         _DEFAULT = word_level_tokenizer(vocabulary())
     return _DEFAULT
+
+
+# ---- out-of-vocabulary words -----------------------------------------------------------------
+UNKNOWN_WARN_RATE = 0.25
+"""Warn when more than this share of a prompt's or a needle's tokens are the unknown token."""
+
+
+class UnknownTokenWarning(UserWarning):
+    """Much of a prompt or needle is the tokenizer's unknown token (out-of-vocabulary words)."""
+
+
+def _ids(tokenizer, text_or_ids: "str | Sequence[int]") -> list[int]:
+    if isinstance(text_or_ids, str):
+        return list(tokenizer(text_or_ids, add_special_tokens=False)["input_ids"])
+    return [int(t) for t in text_or_ids]
+
+
+def unknown_rate(tokenizer, text_or_ids: "str | Sequence[int]") -> float:
+    """Share of ``text_or_ids``'s tokens that are ``tokenizer.unk_token_id`` (special tokens such as
+    BOS are not counted; 0.0 for a tokenizer without an unknown token or no tokens).
+
+    >>> tok = word_level_tokenizer(["the sky is blue"])
+    >>> unknown_rate(tok, "the sea is green"), unknown_rate(tok, "the sky is blue")
+    (0.5, 0.0)
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return 0.0
+    special = set(getattr(tokenizer, "all_special_ids", ())) - {unk}
+    ids = [t for t in _ids(tokenizer, text_or_ids) if t not in special]
+    return sum(t == unk for t in ids) / len(ids) if ids else 0.0
+
+
+def check_unknown_tokens(
+    tokenizer,
+    prompt_ids: "Sequence[int]",
+    needle_spans: "Sequence[tuple[int, int]]" = (),
+    *,
+    where: str = "text",
+    warn_above: float = UNKNOWN_WARN_RATE,
+) -> None:
+    """Refuse a needle made only of the unknown token; warn (with the rate) when the prompt or a
+    needle is more than ``warn_above`` unknown.
+
+    A word-level tokenizer turns every word it was not built over into ``<unk>``: a head that
+    attends to an ``<unk>`` needle and emits ``<unk>`` would count as copying it.
+
+    Args:
+        prompt_ids: the prompt's token ids (BOS allowed); ``needle_spans`` index into them.
+        where: names the record in messages, e.g. ``"Example 3 (task 'mdqa')"``.
+
+    Raises:
+        ValueError: a needle whose tokens are all the unknown token.
+
+    >>> tok = word_level_tokenizer(["Ann lives in Rome"])
+    >>> ids = tok("Ann lives in Oslo")["input_ids"]
+    >>> check_unknown_tokens(tok, ids, [(4, 5)], where="Example 0")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: Example 0: needle 0 (tokens 4:5) is only the unknown token '<unk>'...
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return
+    name = getattr(tokenizer, "unk_token", "<unk>")
+    for k, (start, end) in enumerate(needle_spans):
+        needle = list(prompt_ids[start:end])
+        if needle and all(t == unk for t in needle):
+            raise ValueError(
+                f"{where}: needle {k} (tokens {start}:{end}) is only the unknown token {name!r}: the tokenizer "
+                "knows none of its words, so no head can be scored on copying it. Build the tokenizer over the "
+                "examples' text (rhlens.word_level_tokenizer(texts)) or use the model's own tokenizer."
+            )
+        rate = unknown_rate(tokenizer, needle)
+        if rate > warn_above:
+            warnings.warn(
+                f"{where}: needle {k} is {rate:.0%} unknown tokens ({name!r}); retrieval scores on it are unreliable. "
+                "Build the tokenizer over the examples' text.",
+                UnknownTokenWarning,
+                stacklevel=2,
+            )
+    rate = unknown_rate(tokenizer, prompt_ids)
+    if rate > warn_above:
+        warnings.warn(
+            f"{where}: the prompt is {rate:.0%} unknown tokens ({name!r}): the model sees only part of it. "
+            "Build the tokenizer over the examples' text.",
+            UnknownTokenWarning,
+            stacklevel=2,
+        )
