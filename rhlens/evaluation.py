@@ -4,13 +4,14 @@ teacher-forced log-probability of the gold answer.
 Two kinds of metric:
 
 - a text metric ``(prediction: str, example) -> float`` (``None``: each example's task default,
-  :func:`rhlens.tasks.default_metric`): the model answers by batched greedy decoding
-  (:func:`rhlens.greedy_generate`, chunked prefill through the KV cache), the answer is scored.
+  :func:`rhlens.tasks.default_metric`): the model answers by batched greedy decoding (the loop of
+  :mod:`rhlens.engine`, chunked prefill through the KV cache), the answer is scored.
 - ``"logprob"``: teacher-forced ``log P(answer | prompt)``, the sum over the answer's tokens
   (``" " + answer``, no EOS) of the log-probability of each gold token. One forward per batch, no
   decoding; exact and smooth, so small interventions show up. Predictions are ``None``.
 
-Hooks attached around :func:`evaluate` (e.g. :func:`rhlens.knockout`) stay active for every forward.
+Hooks attached around :func:`evaluate` (e.g. :func:`rhlens.knockout`) stay active for every
+forward, and the run goes through the same engine and kernels with or without them.
 
 >>> from rhlens.models import tiny_llama, word_level_tokenizer
 >>> from rhlens.tasks import Example
@@ -28,15 +29,17 @@ Memory: the teacher-forced path materialises logits ``[batch, pos, d_vocab]`` pe
 kept).
 """
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Union
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
-from rhlens.adapter import analysis_mode, architecture, forward, model_device, new_kv_cache, tokenizer_of
-from rhlens.encoding import EncodedExample, PaddedBatch, check_fits, encode_example, pad_id_of, pad_left
-from rhlens.interventions.results import EvalResult
+from rhlens import engine
+from rhlens.adapter import tokenizer_of
+from rhlens.stopping import default_stop_ids
+from rhlens.tasks.metrics import default_metric
 
 TextMetric = Callable[[str, Any], float]
 Metric = Union[TextMetric, str, None]
@@ -44,19 +47,56 @@ Metric = Union[TextMetric, str, None]
 LOGPROB = "logprob"
 
 
-def _progress(iterable: Any, *, enabled: bool, desc: str, total: int | None = None) -> Any:
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
+def require_pandas() -> Any:
+    """The ``pandas`` module, or an ``ImportError`` saying how to install it."""
+    try:
+        import pandas
+    except ImportError:  # pragma: no cover - pandas is a dev extra
+        raise ImportError("to_dataframe() needs pandas: pip install pandas") from None
+    return pandas
 
-    return tqdm(iterable, desc=desc, total=total, leave=False)
 
+@dataclass
+class EvalResult:
+    """Scores of one model on a list of examples.
 
-def batches(n: int, batch_size: int) -> list[range]:
-    """``range`` objects covering ``0..n`` in pieces of ``batch_size``."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    Attributes:
+        per_example: ``[n_examples]`` score of each example (task metric, or the teacher-forced
+            log-prob of the gold answer for ``metric="logprob"``).
+        predictions: decoded greedy answers, or ``None`` for teacher-forced metrics.
+        metric: the metric's name.
+
+    >>> r = EvalResult(per_example=torch.tensor([1.0, 0.0]), predictions=["a", "b"])
+    >>> r.score, len(r)
+    (0.5, 2)
+    """
+
+    per_example: Float[Tensor, "example"]
+    predictions: list[str] | None = None
+    metric: str = "task default"
+
+    def __post_init__(self) -> None:
+        self.per_example = torch.as_tensor(self.per_example, dtype=torch.float32).detach().cpu().flatten()
+        if self.predictions is not None and len(self.predictions) != len(self.per_example):
+            raise ValueError(
+                f"EvalResult has {len(self.per_example)} scores but {len(self.predictions)} predictions"
+            )
+
+    @property
+    def score(self) -> float:
+        """Mean of :attr:`per_example` (NaN for no examples)."""
+        return float(self.per_example.mean()) if len(self.per_example) else float("nan")
+
+    def __len__(self) -> int:
+        return len(self.per_example)
+
+    def to_dataframe(self) -> Any:
+        """One row per example: ``example``, ``score`` and ``prediction``."""
+        pd = require_pandas()
+        data: dict[str, Any] = {"example": range(len(self)), "score": self.per_example.tolist()}
+        if self.predictions is not None:
+            data["prediction"] = list(self.predictions)
+        return pd.DataFrame(data)
 
 
 def text_metrics(examples: Sequence[Any], metric: TextMetric | None) -> list[TextMetric]:
@@ -65,8 +105,6 @@ def text_metrics(examples: Sequence[Any], metric: TextMetric | None) -> list[Tex
         if not callable(metric):
             raise TypeError(f"metric must be callable (prediction, example) -> float or {LOGPROB!r}, got {metric!r}")
         return [metric] * len(examples)
-    from rhlens.tasks.metrics import default_metric
-
     cache: dict[str, TextMetric] = {}
     out = []
     for i, ex in enumerate(examples):
@@ -81,6 +119,7 @@ def text_metrics(examples: Sequence[Any], metric: TextMetric | None) -> list[Tex
 
 
 def is_logprob(metric: Metric) -> bool:
+    """Whether ``metric`` is ``"logprob"`` (any other string is an error)."""
     if isinstance(metric, str):
         if metric != LOGPROB:
             raise ValueError(f"Unknown metric {metric!r}: pass {LOGPROB!r} or a callable (prediction, example) -> float")
@@ -88,72 +127,10 @@ def is_logprob(metric: Metric) -> bool:
     return False
 
 
-def encode_prompts(model: Any, examples: Sequence[Any]) -> list[EncodedExample]:
-    """Prompt-only encodings (BOS when the model uses one), indexed by position in ``examples``."""
-    tok = tokenizer_of(model)
-    from rhlens.adapter import prepends_bos
-
-    bos = prepends_bos(model)
-    return [encode_example(tok, ex, with_answer=False, prepend_bos=bos, index=i) for i, ex in enumerate(examples)]
-
-
-def encode_answers(model: Any, examples: Sequence[Any]) -> list[EncodedExample]:
-    """Prompt + ``" " + answer`` encodings (no EOS), checked against the model's context."""
-    tok = tokenizer_of(model)
-    from rhlens.adapter import prepends_bos
-
-    bos = prepends_bos(model)
-    enc = [
-        encode_example(tok, ex, with_answer=True, append_eos=False, prepend_bos=bos, index=i)
-        for i, ex in enumerate(examples)
-    ]
-    check_fits(enc, architecture(model).n_ctx)
-    return enc
-
-
-def answer_targets(batch: PaddedBatch, encoded: Sequence[EncodedExample]) -> Bool[Tensor, "batch pos"]:
-    """Bool ``[batch, pos]``: True at the columns whose logits predict an answer token.
-
-    Answer token ``i`` of row ``b`` sits at column ``offsets[b] + i``; its logits are those of the
-    column before.
-    """
-    out = torch.zeros_like(batch.tokens, dtype=torch.bool)
-    for b, enc in enumerate(encoded):
-        off = int(batch.offsets[b])
-        out[b, off + enc.answer_span[0] - 1 : off + enc.answer_span[1] - 1] = True
-    return out
-
-
-def chunk_bounds(width: int, chunk_size: int | None) -> list[tuple[int, int]]:
-    """``[start, end)`` column ranges of ``chunk_size`` (one range when ``None``)."""
-    step = chunk_size or width
-    if step < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return [(s, min(s + step, width)) for s in range(0, width, step)]
-
-
-class TeacherForced:
-    """Accumulates teacher-forced answer log-probs over chunks of one padded batch.
-
-    ``add(start, logits)`` takes the logits ``[batch, end - start, d_vocab]`` of columns
-    ``start..end``; :attr:`total` ``[batch]`` is the summed log-prob of each row's answer tokens.
-    """
-
-    def __init__(self, batch: PaddedBatch, encoded: Sequence[EncodedExample]):
-        self.predicts = answer_targets(batch, encoded)
-        nxt = torch.roll(batch.tokens, -1, dims=1)
-        self.next_tokens = nxt
-        self.total = torch.zeros(batch.tokens.shape[0], dtype=torch.float64, device=batch.tokens.device)
-
-    def add(self, start: int, logits: Float[Tensor, "batch chunk d_vocab"]) -> None:
-        end = start + logits.shape[1]
-        sel = self.predicts[:, start:end]
-        if not bool(sel.any()):
-            return
-        rows = logits[sel].float().log_softmax(dim=-1)  # [n_sel, d_vocab]
-        gold = self.next_tokens[:, start:end][sel]
-        lp = rows.gather(-1, gold[:, None])[:, 0].double()
-        self.total.index_add_(0, sel.nonzero()[:, 0], lp)
+def metric_name(metric: Metric) -> str:
+    if metric is None:
+        return "task default"
+    return LOGPROB if isinstance(metric, str) else getattr(metric, "__name__", "custom")
 
 
 def answer_logprobs(
@@ -165,28 +142,44 @@ def answer_logprobs(
     progress: bool = True,
 ) -> Float[Tensor, "example"]:
     """Teacher-forced ``log P(" " + answer | prompt)`` per example ``[n_examples]`` (float64, CPU)."""
-    encoded = encode_answers(model, examples)
-    pad = pad_id_of(tokenizer_of(model))
-    device = model_device(model)
-    out = torch.zeros(len(examples), dtype=torch.float64)
-    with analysis_mode(model):
-        for rows in _progress(batches(len(encoded), batch_size), enabled=progress, desc="logprob"):
-            encs = [encoded[i] for i in rows]
-            batch = pad_left([e.tokens for e in encs], pad, device=device)
-            acc = TeacherForced(batch, encs)
-            bounds = chunk_bounds(batch.tokens.shape[1], chunk_size)
-            cache = new_kv_cache(model, len(rows)) if len(bounds) > 1 else None
-            for start, end in bounds:
-                mask = batch.attention_mask[:, start:end]
-                acc.add(start, forward(model, batch.tokens[:, start:end], attention_mask=mask, past_kv_cache=cache))
-            out[rows.start : rows.stop] = acc.total.cpu()
-    return out
+    encoded = engine.encode(model, examples, what="answer_logprobs", with_answer=True, append_eos=False)
+    return engine.answer_logprobs([model], encoded, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
 
 
-def score_texts(predictions: Sequence[str], examples: Sequence[Any], metric: TextMetric | None) -> list[float]:
-    """Score each prediction with ``metric`` (or the example's task default)."""
-    fns = text_metrics(examples, metric)
-    return [float(fn(p, ex)) for fn, p, ex in zip(fns, predictions, examples)]
+def run_metric(
+    models: Sequence[Any],
+    examples: Sequence[Any],
+    *,
+    metric: Metric = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    chunk_size: int | None = 512,
+    progress: bool = True,
+    setup: engine.BatchSetup | None = None,
+    what: str = "evaluate",
+) -> EvalResult:
+    """:func:`evaluate` of ``models[-1]`` with earlier models run in lockstep and ``setup`` entered
+    around each batch (see :data:`rhlens.engine.BatchSetup`): the entry point for interventions
+    that need per-batch hooks, e.g. cross-model patching. With ``models=[model]`` and no setup it
+    is :func:`evaluate`."""
+    target = models[-1]
+    if is_logprob(metric):
+        encoded = engine.encode(target, examples, what=what, with_answer=True, append_eos=False)
+        per = engine.answer_logprobs(
+            models, encoded, batch_size=batch_size, chunk_size=chunk_size, progress=progress, desc=what, setup=setup
+        )
+        return EvalResult(per_example=per.float(), predictions=None, metric=LOGPROB)
+    engine.check_examples(examples, what=what)
+    fns = text_metrics(examples, metric)  # fail on an unknown task before generating
+    encoded = engine.encode(target, examples, what=what, with_answer=False, extra_tokens=max_new_tokens)
+    tok = tokenizer_of(target)
+    gen = engine.generate(
+        models, [e.tokens for e in encoded], max_new_tokens=max_new_tokens, stop=default_stop_ids(tok),
+        chunk_size=chunk_size, batch_size=batch_size, progress=progress, desc=what, encoded=encoded, setup=setup,
+    )
+    predictions = gen.texts(tok)
+    scores = [float(fn(p, ex)) for fn, p, ex in zip(fns, predictions, examples)]
+    return EvalResult(per_example=torch.tensor(scores, dtype=torch.float32), predictions=predictions, metric=metric_name(metric))
 
 
 def evaluate(
@@ -204,35 +197,26 @@ def evaluate(
     Args:
         model: a HookedTransformer or TransformerBridge with a tokenizer (eval/inference mode
             inside, previous mode restored).
-        examples: :class:`rhlens.tasks.Example` records.
+        examples: :class:`rhlens.tasks.Example` records (each checked with ``validate()``).
         metric: ``None`` (each example's task default metric on greedy output), a callable
             ``(prediction, example) -> float``, or ``"logprob"`` (teacher-forced log-prob of the
             gold answer; see the module docstring).
-        max_new_tokens: greedy decoding budget per example (text metrics).
-        batch_size: examples per forward.
+        max_new_tokens: greedy decoding budget per example (text metrics); decoding stops at
+            :func:`rhlens.stopping.default_stop_ids`.
+        batch_size: examples per forward (batches are sorted by length).
         chunk_size: prompt chunk length through the KV cache (``None``: whole prompt at once).
         progress: a tqdm bar over batches.
 
     Returns:
         :class:`EvalResult` with ``score`` (mean), ``per_example`` ``[n_examples]`` and
         ``predictions`` (decoded, stripped; ``None`` for ``"logprob"``).
-    """
-    if not examples:
-        raise ValueError("evaluate needs at least one example")
-    if is_logprob(metric):
-        per = answer_logprobs(model, examples, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
-        return EvalResult(per_example=per.float(), predictions=None, metric=LOGPROB)
-    from rhlens.generation import greedy_generate
 
-    fns = text_metrics(examples, metric)  # fail on an unknown task before generating
-    encoded = encode_prompts(model, examples)
-    tok = tokenizer_of(model)
-    predictions: list[str] = []
-    for rows in _progress(batches(len(encoded), batch_size), enabled=progress, desc="evaluate"):
-        gen = greedy_generate(
-            model, [encoded[i].tokens for i in rows], max_new_tokens=max_new_tokens, chunk_size=chunk_size
-        )
-        predictions.extend(gen.texts(tok))
-    scores = [float(fn(p, ex)) for fn, p, ex in zip(fns, predictions, examples)]
-    name = getattr(metric, "__name__", "custom") if metric is not None else "task default"
-    return EvalResult(per_example=torch.tensor(scores, dtype=torch.float32), predictions=predictions, metric=name)
+    Raises:
+        TypeError: an element of ``examples`` is not an ``Example`` (e.g. a dict), naming its index.
+        ValueError: an invalid example (naming its index), an unknown metric, or an example too
+            long for the model's context.
+    """
+    return run_metric(
+        [model], examples, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        chunk_size=chunk_size, progress=progress,
+    )

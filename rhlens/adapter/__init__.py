@@ -3,12 +3,13 @@
 Submodules, one job each:
 
 - :mod:`rhlens.adapter.core`: model kinds, architecture facts, hook names, hook/eval context managers.
-- :mod:`rhlens.adapter.cache`: key/value caches for chunked prefill and decoding.
-- :mod:`rhlens.adapter.fused`: the fused (SDPA) attention path used while no hook needs patterns.
+- :mod:`rhlens.adapter.cache`: key/value caches for chunked prefill and decoding; :func:`forward`.
+- :mod:`rhlens.adapter.fused`: the fused (SDPA) attention path used while no hook needs patterns,
+  and the attention edits that run on it (blocked edges, uniform attention).
 - :mod:`rhlens.adapter.rotary`: rotary tables and context length (context extension).
 """
 
-from rhlens.adapter.cache import BridgeKVCache, enable_bridge_kv_cache, new_kv_cache
+from rhlens.adapter.cache import BridgeKVCache, enable_bridge_kv_cache, forward, new_kv_cache
 from rhlens.adapter.core import (
     HOOK_KINDS,
     Architecture,
@@ -19,7 +20,6 @@ from rhlens.adapter.core import (
     blocks,
     bos_token_id,
     count_hooks,
-    forward,
     hook_layer,
     hook_name,
     hooks,
@@ -30,6 +30,7 @@ from rhlens.adapter.core import (
     tokenizer_of,
     weight_processing,
 )
+from rhlens.adapter.fused import blocked_edges, blocked_value, masked_scores, uniform_attention_hooks
 
 __all__ = [
     "HOOK_KINDS",
@@ -54,4 +55,8 @@ __all__ = [
     "record_weight_processing",
     "tokenizer_of",
     "weight_processing",
+    "blocked_edges",
+    "blocked_value",
+    "masked_scores",
+    "uniform_attention_hooks",
 ]

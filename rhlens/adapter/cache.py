@@ -1,4 +1,4 @@
-"""Key/value caches for chunked prefill and incremental decoding.
+"""Key/value caches for chunked prefill and incremental decoding, and :func:`forward` through them.
 
 For a ``HookedTransformer`` this is TransformerLens's ``TransformerLensKeyValueCache``; for a
 ``TransformerBridge`` a :class:`BridgeKVCache` around Hugging Face's ``DynamicCache``. Feeding a
@@ -11,6 +11,7 @@ newer ``transformers`` releases pass as ``cache``: :func:`enable_bridge_kv_cache
 :func:`new_kv_cache`) makes each attention module of that bridge read either name.
 """
 
+import inspect
 import types
 from dataclasses import dataclass
 from typing import Any
@@ -102,7 +103,32 @@ def bridge_forward_with_cache(
 def _cache_argument(bridge: Any) -> str:
     """The Hugging Face model's name for the KV cache argument: ``cache`` in transformers >= 5.2x,
     ``past_key_values`` before."""
-    import inspect
-
     params = inspect.signature(bridge.original_model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def forward(
+    model: Any,
+    tokens: torch.Tensor,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    past_kv_cache: Any = None,
+) -> torch.Tensor:
+    """Logits ``[batch, pos, d_vocab]`` for ``tokens`` ``[batch, pos]``.
+
+    ``attention_mask`` ``[batch, past + pos]`` is 1 at real tokens and 0 at padding (left
+    padding). ``past_kv_cache`` (from :func:`rhlens.adapter.new_kv_cache`) continues from cached
+    positions. BOS is never added here: ``tokens`` are used as given.
+    """
+    kind = model_kind(model)
+    if kind == "hooked":
+        return model(
+            tokens,
+            return_type="logits",
+            attention_mask=attention_mask,
+            past_kv_cache=past_kv_cache,
+            prepend_bos=False,
+        )
+    if past_kv_cache is not None:
+        return bridge_forward_with_cache(model, tokens, attention_mask=attention_mask, cache=past_kv_cache)
+    return model(tokens, return_type="logits", attention_mask=attention_mask, prepend_bos=False)

@@ -264,32 +264,3 @@ def analysis_mode(model: Any) -> Iterator[Any]:
 def model_device(model: Any) -> torch.device:
     """The device of the model's first parameter."""
     return next(model.parameters()).device
-
-
-def forward(
-    model: Any,
-    tokens: torch.Tensor,
-    *,
-    attention_mask: torch.Tensor | None = None,
-    past_kv_cache: Any = None,
-) -> torch.Tensor:
-    """Logits ``[batch, pos, d_vocab]`` for ``tokens`` ``[batch, pos]``.
-
-    ``attention_mask`` ``[batch, past + pos]`` is 1 at real tokens and 0 at padding (left
-    padding). ``past_kv_cache`` (from :func:`rhlens.adapter.new_kv_cache`) continues from cached
-    positions. BOS is never added here: ``tokens`` are used as given.
-    """
-    kind = model_kind(model)
-    if kind == "hooked":
-        return model(
-            tokens,
-            return_type="logits",
-            attention_mask=attention_mask,
-            past_kv_cache=past_kv_cache,
-            prepend_bos=False,
-        )
-    if past_kv_cache is not None:
-        from rhlens.adapter.cache import bridge_forward_with_cache
-
-        return bridge_forward_with_cache(model, tokens, attention_mask=attention_mask, cache=past_kv_cache)
-    return model(tokens, return_type="logits", attention_mask=attention_mask, prepend_bos=False)

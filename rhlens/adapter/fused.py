@@ -6,14 +6,19 @@ intermediate can be hooked. Training and plain evaluation need none of them; ins
 
     q, k, v  = the layer's own projections (``hook_q``/``hook_k``/``hook_v`` still fire)
     q, k     = the layer's own rotary (``hook_rot_q``/``hook_rot_k`` still fire)
-    z        = SDPA(q, k, v, causal & padding mask, scale = 1 / attn_scale, grouped-query)
+    z        = SDPA(q, k, v, causal & padding mask & ~blocked edges, scale = 1 / attn_scale, GQA)
+    z        = hook_z(z)                      (``[batch, pos, head, d_head]``, per query head)
     out      = z @ W_O + b_O
 
 which equals the eager path to float rounding (logits within 1e-5; tested with grouped-query
-attention and left/right padding). What the fused path skips, ``hook_attn_scores``,
-``hook_pattern``, ``hook_z`` and ``hook_result``, is watched: a call that finds a hook on any of
-them runs the eager TransformerLens forward instead, so an analyzer (or ``run_with_cache``) inside
-the context still sees every hook. Layers whose configuration the fused path does not implement
+attention and left/right padding). ``hook_z`` fires on the fused path (SDPA's output is per head
+before the output projection), so interventions on head outputs (zero or mean knockout,
+patching) run the same kernels as the plain model. What the fused path skips,
+``hook_attn_scores``, ``hook_pattern`` and ``hook_result``, is watched: a call that finds a hook
+on any of them runs the eager TransformerLens forward instead, so an analyzer (or
+``run_with_cache``) inside the context still sees every hook. Attention-edge blocking registered
+with :func:`blocked_edges` is applied on both paths (a mask on the fused path, the dtype's most
+negative score on the eager one). Layers whose configuration the fused path does not implement
 (soft-capped scores, ALiBi, attention sinks, local windows, ...) are reported by
 :func:`fused_unsupported_reason`.
 
@@ -31,15 +36,25 @@ CPU flash kernel), so long contexts fit where the eager path does not.
 
 import contextlib
 import types
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Bool, Float
+from torch import Tensor
 
-from rhlens.adapter.core import UnsupportedModelError, model_kind
+from rhlens.adapter.core import UnsupportedModelError, attention_module, hook_name, hooks, model_kind
 
 # Hook points whose values the fused path never computes.
-_SKIPPED_HOOKS = ("hook_attn_scores", "hook_pattern", "hook_z", "hook_result")
+_SKIPPED_HOOKS = ("hook_attn_scores", "hook_pattern", "hook_result")
+# On an attention module: the (layer, name, edge function) entries of :func:`blocked_edges`, and how
+# many of its ``hook_attn_scores`` hooks are theirs (those alone do not force the eager path).
+_EDGES_ATTR = "_rhlens_blocked_edges"
+_OWN_SCORE_HOOKS_ATTR = "_rhlens_own_score_hooks"
+
+EdgeFn = Callable[[int, int, int, torch.device], "Bool[Tensor, 'batch head_or_1 q k'] | None"]
+"""``fn(batch, q_len, k_len, device)``: True at the query -> key edges to block, ``[batch, head or 1,
+q_len, k_len]`` (query row ``j`` is column ``k_len - q_len + j``), or ``None`` when none."""
 _QK_NORM_ON_FULL_VECTORS = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
 
@@ -86,12 +101,145 @@ def _has_hooks(module: torch.nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks)
 
 
+def _n_hooks(module: torch.nn.Module) -> int:
+    return len(module._forward_hooks) + len(module._forward_pre_hooks) + len(module._backward_hooks)
+
+
 def _needs_eager(attn: Any) -> bool:
     for name in _SKIPPED_HOOKS:
         point = getattr(attn, name, None)
-        if point is not None and _has_hooks(point):
+        own = getattr(attn, _OWN_SCORE_HOOKS_ATTR, 0) if name == "hook_attn_scores" else 0
+        if point is not None and _n_hooks(point) > own:
             return True
     return False
+
+
+def masked_scores(scores: Float[Tensor, "... k_pos"]) -> Bool[Tensor, "... k_pos"]:
+    """True where pre-softmax attention scores are masked out.
+
+    TransformerLens masks with ``-inf``; Hugging Face eager attention (TransformerBridge) adds the
+    dtype's most negative finite value. Both count as masked (anything at or below half the dtype's
+    minimum, or NaN).
+    """
+    floor = torch.finfo(scores.dtype).min / 2
+    return (scores <= floor) | torch.isnan(scores)
+
+
+def blocked_value(scores: Tensor) -> float:
+    """The score written to block an edge on the eager path: the dtype's most negative finite value.
+
+    ``exp`` of it underflows to exactly 0 next to any finite score, so the softmax renormalises
+    over the remaining keys exactly as ``-inf`` would, but a row can never become all ``-inf``
+    (which gives NaN in Hugging Face's eager softmax and poisons later positions through ``0 * NaN``).
+    """
+    return torch.finfo(scores.dtype).min
+
+
+def _blocked(attn: Any, n_rows: int, q_len: int, k_len: int, device: torch.device) -> Tensor | None:
+    """The union of the edges registered on ``attn`` for this call, or ``None`` when none is blocked."""
+    out = None
+    for _, _, fn in getattr(attn, _EDGES_ATTR, ()):
+        got = fn(n_rows, q_len, k_len, device)
+        if got is not None:
+            out = got if out is None else out | got
+    if out is None or not bool(out.any()):
+        return None
+    return out
+
+
+def _check_alive(attn: Any, allowed: Bool[Tensor, "batch h q k"], blocked: Bool[Tensor, "batch h q k"]) -> None:
+    """Raise when blocking leaves a query row that could attend somewhere with no key."""
+    dead = allowed.any(dim=-1) & ~(allowed & ~blocked).any(dim=-1)  # [batch, head, q]
+    if bool(dead.any()):
+        bb, hh, qq = dead.nonzero()[0].tolist()
+        layer, name, _ = getattr(attn, _EDGES_ATTR)[0]
+        k_len, q_len = allowed.shape[-1], allowed.shape[-2]
+        raise ValueError(
+            f"{name} blocks every key of query column {k_len - q_len + qq} (batch row {bb}) in layer {layer} "
+            f"head {hh}: nothing left to attend to. Leave at least one key unblocked."
+        )
+
+
+@contextlib.contextmanager
+def blocked_edges(model: Any, edges: "dict[int, EdgeFn]", *, name: str = "block_attention") -> Iterator[Any]:
+    """Block attention edges in the layers of ``edges`` (``{layer: EdgeFn}``) inside the block.
+
+    On the fused path the edges are removed from SDPA's mask; on the eager path (a hooked pattern,
+    a TransformerBridge, an unsupported layer) a ``hook_attn_scores`` hook sets their scores to
+    :func:`blocked_value`. Either way a blocked edge carries exactly 0 weight and the row is
+    renormalised over its other keys, and a row left with no key raises ``ValueError`` (naming
+    ``name``). A forward in which no edge is blocked runs exactly as without the context.
+    """
+    def eager_hook(layer: int, fn: EdgeFn):
+        attn = attention_module(model, layer)
+
+        def hook(scores: Tensor, hook: Any) -> Tensor | None:
+            b, _, q_len, k_len = scores.shape
+            block = fn(b, q_len, k_len, scores.device)
+            if block is None or not bool(block.any()):
+                return None
+            allowed = ~masked_scores(scores)
+            _check_alive(attn, allowed, block.expand_as(allowed))
+            return torch.where(block & allowed, torch.full_like(scores, blocked_value(scores)), scores)
+
+        return hook
+
+    entries = []
+    try:
+        for layer, fn in sorted(edges.items()):
+            attn = attention_module(model, layer)
+            entry = (layer, name, fn)
+            attn.__dict__.setdefault(_EDGES_ATTR, []).append(entry)
+            attn.__dict__[_OWN_SCORE_HOOKS_ATTR] = attn.__dict__.get(_OWN_SCORE_HOOKS_ATTR, 0) + 1
+            entries.append((attn, entry))
+        fwd = [(hook_name("attn_scores", layer), eager_hook(layer, fn)) for layer, fn in sorted(edges.items())]
+        with hooks(model, fwd):
+            yield model
+    finally:
+        for attn, entry in entries:
+            attn.__dict__[_EDGES_ATTR].remove(entry)
+            attn.__dict__[_OWN_SCORE_HOOKS_ATTR] -= 1
+
+
+RowFn = Callable[[int, torch.device], "Bool[Tensor, 'batch q'] | None"]
+"""``rows(q_len, device)``: True at the query rows (of the current forward) an edit applies to,
+``[batch, q_len]``, or ``None`` for every row."""
+
+
+def uniform_attention_hooks(model: Any, layer: int, heads: Sequence[int], rows: RowFn) -> list:
+    """Hooks that make query heads ``heads`` of ``layer`` attend uniformly (Wu et al.'s masking:
+    pre-softmax scores set to 0, masked keys stay masked) at the query rows ``rows`` selects.
+
+    On a HookedTransformer the fused path supports, the head's rotated query is set to 0 (so every
+    score is exactly 0 on the eager and on the fused path alike, and the run keeps the kernels of
+    the plain model); otherwise ``hook_attn_scores`` is edited (eager).
+    """
+    idx = list(heads)
+    if fused_unsupported_reason(model) is None:
+        rotary = model.cfg.positional_embedding_type == "rotary"
+
+        def q_hook(q: Tensor, hook: Any) -> Tensor:  # [batch, pos, head, d_head]
+            sel = rows(q.shape[1], q.device)
+            q = q.clone()
+            if sel is None:
+                q[:, :, idx] = 0
+            else:
+                q[:, :, idx] = torch.where(sel[:, :, None, None], torch.zeros_like(q[:, :, idx]), q[:, :, idx])
+            return q
+
+        return [(hook_name("rot_q" if rotary else "q", layer), q_hook)]
+
+    def scores_hook(scores: Tensor, hook: Any) -> Tensor:  # [batch, head, q, k]
+        sel_rows = rows(scores.shape[2], scores.device)
+        sel = scores[:, idx]
+        zero = ~masked_scores(sel)
+        if sel_rows is not None:
+            zero = zero & sel_rows[:, None, :, None]
+        scores = scores.clone()
+        scores[:, idx] = torch.where(zero, torch.zeros_like(sel), sel)
+        return scores
+
+    return [(hook_name("attn_scores", layer), scores_hook)]
 
 
 def _padding_causal_mask(
@@ -133,13 +281,17 @@ def _fused_forward(
     q_len, k_len = q.shape[1], k.shape[1]
     qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.to(q.dtype).transpose(1, 2)  # [b, head, pos, d_head]
     gqa = qh.shape[1] != kh.shape[1]
-    if attention_mask is None and offset == 0 and q_len == k_len:
+    blocked = _blocked(self, qh.shape[0], q_len, k_len, qh.device)
+    if attention_mask is None and offset == 0 and q_len == k_len and blocked is None:
         z = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, scale=1.0 / self.attn_scale, enable_gqa=gqa)
     else:
         mask = _padding_causal_mask(attention_mask, q_len, k_len, offset, qh.device)
+        if blocked is not None:
+            _check_alive(self, mask.expand(qh.shape[0], qh.shape[1], q_len, k_len), blocked)
+            mask = mask & ~blocked
         z = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=1.0 / self.attn_scale, enable_gqa=gqa)
-    # [b, head, q_pos, d_head] -> [b, q_pos, head * d_head]
-    z = z.transpose(1, 2).reshape(z.shape[0], q_len, -1)
+    z = self.hook_z(z.transpose(1, 2))  # [b, q_pos, head, d_head], as on the eager path
+    z = z.reshape(z.shape[0], q_len, -1)  # [b, q_pos, head * d_head]
     w_o = self.W_O  # [head, d_head, d_model]
     w = w_o.reshape(-1, w_o.shape[-1]).T  # [d_model, head * d_head]
     return F.linear(z.to(w.dtype), w, self.b_O)
@@ -155,8 +307,8 @@ def fused_attention(model: Any, *, strict: bool = True) -> Iterator[Any]:
             implemented by the fused path; with ``strict=False`` the context does nothing then.
 
     The original forwards are restored on exit, also when the body raises; nested contexts are
-    fine. Calls that find hooks on ``hook_attn_scores``/``hook_pattern``/``hook_z``/``hook_result``
-    use the eager path, so hooks always see what they expect.
+    fine. Calls that find hooks on ``hook_attn_scores``/``hook_pattern``/``hook_result`` use the
+    eager path, so hooks always see what they expect; ``hook_z`` fires on the fused path.
     """
     reason = fused_unsupported_reason(model)
     if reason is not None:

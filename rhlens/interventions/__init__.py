@@ -11,7 +11,8 @@ Modules, one job each:
 - :mod:`~rhlens.interventions.table`: :func:`patching_table` (intersection / complement / random).
 - :mod:`~rhlens.interventions.results`: the result objects.
 
-Names load lazily (``rhlens.evaluate`` and this package import each other's pieces).
+All run on :mod:`rhlens.engine` (directly or through :func:`rhlens.evaluate`), so an
+intervention and its baseline run the same code and kernels. Names load lazily.
 """
 
 from rhlens._lazy import lazy_exports as _lazy_exports
@@ -27,7 +28,7 @@ _EXPORTS: dict[str, str] = {
     "patch_heads": "rhlens.interventions.patching",
     "patch_sweep": "rhlens.interventions.sweep",
     "patching_table": "rhlens.interventions.table",
-    "EvalResult": "rhlens.interventions.results",
+    "EvalResult": "rhlens.evaluation",
     "KnockoutEffect": "rhlens.interventions.results",
     "PatchResult": "rhlens.interventions.results",
     "PatchingRow": "rhlens.interventions.results",

@@ -1,13 +1,14 @@
-"""Helpers shared by the interventions: head grouping, masked-score detection."""
+"""Helpers shared by the interventions: head grouping, control-head exclusion, masked scores."""
 
 from typing import Any, Iterable
 
-import torch
-from jaxtyping import Bool, Float
-from torch import Tensor
-
-from rhlens.adapter import architecture
+from rhlens.adapter import architecture, blocked_value, masked_scores
 from rhlens.heads import Head, HeadSet, as_head_set
+
+__all__ = ["RETRIEVAL_THRESHOLD", "all_heads", "blocked_value", "control_exclusion", "heads_by_layer", "masked_scores"]
+
+RETRIEVAL_THRESHOLD = 0.1
+"""Wu et al.'s retrieval-head threshold: a head scoring above it is a retrieval head."""
 
 
 def heads_by_layer(model: Any, heads: Iterable["Head | str | tuple[int, int]"], *, what: str = "heads") -> dict[int, list[int]]:
@@ -29,25 +30,30 @@ def heads_by_layer(model: Any, heads: Iterable["Head | str | tuple[int, int]"], 
     return out
 
 
-def masked_scores(scores: Float[Tensor, "... k_pos"]) -> Bool[Tensor, "... k_pos"]:
-    """True where pre-softmax attention scores are masked out.
+def control_exclusion(
+    exclude: "Iterable[Head | str | tuple[int, int]] | None",
+    scores: Any,
+    threshold: float,
+    *,
+    what: str,
+) -> HeadSet:
+    """The heads a random control set must avoid: ``exclude`` when given, else every head scoring
+    above ``threshold`` in ``scores`` (the reference model's retrieval scores: a ``[n_layers,
+    n_heads]`` tensor, or anything with ``.scores`` such as ``HeadScores``).
 
-    TransformerLens masks with ``-inf``; Hugging Face eager attention (TransformerBridge) adds the
-    dtype's most negative finite value. Both count as masked (anything at or below half the dtype's
-    minimum, or NaN).
+    Wu et al. exclude their top 100 retrieval heads of 1,024 from the random controls: a control
+    that knocks out retrieval heads is no control. With neither argument this is an error, so the
+    exclusion is always explicit (``exclude=()`` excludes nothing).
     """
-    floor = torch.finfo(scores.dtype).min / 2
-    return (scores <= floor) | torch.isnan(scores)
-
-
-def blocked_value(scores: Tensor) -> float:
-    """The score written to block an edge: the dtype's most negative finite value.
-
-    ``exp`` of it underflows to exactly 0 next to any finite score, so the softmax renormalises
-    over the remaining keys exactly as ``-inf`` would, but a row can never become all ``-inf``
-    (which gives NaN in Hugging Face's eager softmax and poisons later positions through ``0 * NaN``).
-    """
-    return torch.finfo(scores.dtype).min
+    if exclude is not None:
+        return as_head_set(exclude)
+    if scores is None:
+        raise ValueError(
+            f"{what} draws random control heads and needs to know which heads to keep out: pass scores= (the "
+            f"reference model's retrieval scores; heads above {threshold} are excluded) or exclude= a HeadSet "
+            "(exclude=() excludes none)."
+        )
+    return HeadSet.above(getattr(scores, "scores", scores), threshold)
 
 
 def all_heads(model: Any) -> HeadSet:

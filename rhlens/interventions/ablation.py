@@ -4,20 +4,37 @@ Modes (heads are query heads; under grouped-query attention the other query head
 key/value group are untouched):
 
 - ``"zero"``: the head's output before the output projection (``hook_z``, ``[batch, pos, head,
-  d_head]``) is set to 0 at every position.
+  d_head]``) is set to 0.
 - ``"mean"``: ``hook_z`` is replaced by its mean over every real (non-padding) position of the
   ``reference`` examples' prompts, computed once when the context is entered.
-- ``"uniform"``: Wu et al.'s masking: the head's pre-softmax scores (``hook_attn_scores``) are set
-  to 0 wherever they are not masked, so it attends uniformly over its causal prefix, padding
-  excluded. With the KV cache, a chunk's query rows see cached and current keys alike, so the
-  distribution is over the whole prefix there too.
+- ``"uniform"``: Wu et al.'s masking: the head's pre-softmax scores are set to 0 wherever they are
+  not masked, so it attends uniformly over its causal prefix, padding excluded. (On a model the
+  fused path supports this is done by zeroing the head's rotated query, which makes every score
+  exactly 0 on the fused and the eager path alike; see
+  :func:`rhlens.adapter.uniform_attention_hooks`.)
+
+Scope (where the knockout applies):
+
+- ``scope="decode"`` (the default, Wu et al.'s ``needle_in_haystack_with_mask.py``): only at
+  decoding steps, i.e. the query rows of the last prompt token and of every generated token; the
+  prompt's prefill is left intact, so every later layer's keys and values over the prompt are the
+  intact model's. Teacher-forced (``metric="logprob"``): the rows that predict answer tokens.
+- ``scope="all"``: at every position, prefill included (the knockout then also changes the
+  prompt's keys and values in later layers: up to 1.35 nats more on stories260K with 4 heads).
+
+The default is ``"decode"`` because it is what Wu et al. measure (a head's role in retrieving
+from an intact context at answer time) and what rhlens's knockout numbers are compared with.
+Decoding rows are known to the run engine (:func:`rhlens.engine.current_step`): inside
+:func:`rhlens.evaluate`, :func:`rhlens.greedy_generate`, :func:`rhlens.retrieval_scores` and the
+other analyzers. A bare ``model(tokens)`` has no decoding steps of its own and is knocked out at
+every position whatever the scope.
 
 >>> from rhlens.models import tiny_llama, word_level_tokenizer
 >>> from rhlens.adapter import count_hooks, forward
 >>> tok = word_level_tokenizer(["a b c d"])
 >>> model = tiny_llama(tokenizer=tok)
 >>> tokens = model.to_tokens("a b c d")
->>> with knockout(model, ["L0H1", "L1H0"], mode="uniform"):
+>>> with knockout(model, ["L0H1", "L1H0"], mode="uniform", scope="all"):
 ...     knocked = forward(model, tokens)
 >>> count_hooks(model), bool((knocked - forward(model, tokens)).abs().max() > 0)
 (0, True)
@@ -27,17 +44,21 @@ import contextlib
 from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
-from rhlens.adapter import analysis_mode, architecture, forward, hook_name, hooks, model_device, tokenizer_of
-from rhlens.encoding import pad_id_of, pad_left
+from rhlens import engine
+from rhlens.adapter import architecture, hook_name, hooks, model_device, tokenizer_of, uniform_attention_hooks
+from rhlens.encoding import pad_id_of
+from rhlens.evaluation import EvalResult, evaluate
 from rhlens.heads import Head, HeadSet, as_head_set
-from rhlens.interventions._common import heads_by_layer, masked_scores
-from rhlens.interventions.results import EvalResult, KnockoutEffect
+from rhlens.interventions._common import RETRIEVAL_THRESHOLD, control_exclusion, heads_by_layer
+from rhlens.interventions.results import KnockoutEffect
 
 Mode = Literal["zero", "mean", "uniform"]
 MODES = ("zero", "mean", "uniform")
+Scope = Literal["decode", "all"]
+SCOPES = ("decode", "all")
 
 
 def mean_head_outputs(
@@ -49,14 +70,10 @@ def mean_head_outputs(
 ) -> dict[int, Float[Tensor, "head d_head"]]:
     """Mean ``hook_z`` per layer ``{layer: [n_heads, d_head]}`` over every real position of the
     ``reference`` examples' prompts (BOS included, padding excluded), float32."""
-    from rhlens.evaluation import batches, encode_prompts
-
     layers = sorted(set(layers))
     if not reference:
         raise ValueError("knockout(mode='mean') needs reference examples: knockout(model, heads, 'mean', reference=examples)")
-    encoded = encode_prompts(model, reference)
-    pad = pad_id_of(tokenizer_of(model))
-    device = model_device(model)
+    encoded = engine.encode(model, reference, what="knockout(mode='mean') reference", with_answer=False)
     sums: dict[int, Tensor] = {}
     count = 0
     state: dict[str, Tensor] = {}
@@ -68,39 +85,42 @@ def mean_head_outputs(
 
         return hook
 
-    with analysis_mode(model), hooks(model, [(hook_name("z", l), capture(l)) for l in layers]):
-        for rows in batches(len(encoded), batch_size):
-            batch = pad_left([encoded[i].tokens for i in rows], pad, device=device)
-            state["mask"] = batch.attention_mask.bool()
-            forward(model, batch.tokens, attention_mask=batch.attention_mask)
-            count += int(batch.attention_mask.sum())
+    device = model_device(model)
+    pad = pad_id_of(tokenizer_of(model))
+    with engine.running([model]), hooks(model, [(hook_name("z", l), capture(l)) for l in layers]):
+        for rows, padded in engine.batched(
+            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress_bar=False, desc="means"
+        ):
+            state["mask"] = padded.attention_mask.bool()
+            width = padded.tokens.shape[1]
+            run = engine.Runner([model], len(rows), torch.full((len(rows),), width - 1, device=device), cache=False)
+            run(padded.tokens, padded.attention_mask)
+            count += int(padded.attention_mask.sum())
     return {l: sums[l] / count for l in layers}
 
 
-def _zero_hook(idx: list[int]):
+def _rows(scope: Scope):
+    """``rows(q_len, device)`` for the hooks: the decoding rows of the engine step in progress
+    (``None``, every row, for ``scope="all"`` or outside the engine)."""
+
+    def rows(q_len: int, device: Any) -> Bool[Tensor, "batch q"] | None:
+        step = engine.current_step()
+        if scope == "all" or step is None:
+            return None
+        return step.decoding(q_len, device)
+
+    return rows
+
+
+def _z_hook(idx: list[int], value: Tensor | None, rows):
+    """Replace ``hook_z`` of heads ``idx`` by ``value`` ``[n_heads, d_head]`` (``None``: zeros)."""
+
     def hook(z: Tensor, hook: Any) -> Tensor:
+        new = torch.zeros_like(z[:, :, idx]) if value is None else value[idx].to(device=z.device, dtype=z.dtype).expand_as(z[:, :, idx])
+        sel = rows(z.shape[1], z.device)
         z = z.clone()
-        z[:, :, idx] = 0
+        z[:, :, idx] = new if sel is None else torch.where(sel[:, :, None, None], new, z[:, :, idx])
         return z
-
-    return hook
-
-
-def _mean_hook(idx: list[int], mean: Tensor):
-    def hook(z: Tensor, hook: Any) -> Tensor:
-        z = z.clone()
-        z[:, :, idx] = mean[idx].to(device=z.device, dtype=z.dtype)
-        return z
-
-    return hook
-
-
-def _uniform_hook(idx: list[int]):
-    def hook(scores: Tensor, hook: Any) -> Tensor:
-        sel = scores[:, idx]  # [batch, n_sel, q, k]
-        scores = scores.clone()
-        scores[:, idx] = torch.where(masked_scores(sel), sel, torch.zeros_like(sel))
-        return scores
 
     return hook
 
@@ -112,6 +132,7 @@ def knockout(
     mode: Mode = "zero",
     reference: Sequence[Any] | None = None,
     *,
+    scope: Scope = "decode",
     batch_size: int = 8,
 ) -> Iterator[Any]:
     """Knock ``heads`` out for the duration of a ``with`` block (see the module docstring).
@@ -122,39 +143,59 @@ def knockout(
         mode: ``"zero"``, ``"mean"`` or ``"uniform"``.
         reference: examples whose prompts give the ``"mean"`` activations (required for it,
             ignored otherwise).
+        scope: ``"decode"`` (Wu et al.: decoding steps only, prefill intact) or ``"all"``.
         batch_size: prompts per forward when computing the means.
 
     Yields the model. Hooks are removed on exit, also when the body raises; every forward inside
-    (including :func:`rhlens.greedy_generate`'s cached decoding) is knocked out.
+    (including :func:`rhlens.greedy_generate`'s cached decoding) is knocked out within ``scope``.
     """
     if mode not in MODES:
         raise ValueError(f"Unknown knockout mode {mode!r}; use one of {', '.join(MODES)}")
+    if scope not in SCOPES:
+        raise ValueError(f"Unknown knockout scope {scope!r}; use 'decode' (Wu et al.: decoding steps only) or 'all'")
     layers = heads_by_layer(model, heads, what="knockout heads")
-    if mode == "mean":
-        means = mean_head_outputs(model, reference or [], layers, batch_size=batch_size)
+    means = mean_head_outputs(model, reference or [], layers, batch_size=batch_size) if mode == "mean" else {}
+    rows = _rows(scope)
     fwd = []
     for layer, idx in sorted(layers.items()):
-        if mode == "zero":
-            fwd.append((hook_name("z", layer), _zero_hook(idx)))
-        elif mode == "mean":
-            fwd.append((hook_name("z", layer), _mean_hook(idx, means[layer])))
+        if mode == "uniform":
+            fwd.extend(uniform_attention_hooks(model, layer, idx, rows))
         else:
-            fwd.append((hook_name("attn_scores", layer), _uniform_hook(idx)))
+            fwd.append((hook_name("z", layer), _z_hook(idx, means.get(layer), rows)))
     with hooks(model, fwd):
         yield model
 
 
 def random_heads(
-    model: Any, k: int, exclude: "Iterable[Head | str | tuple[int, int]]" = (), seed: int = 0
+    model: Any,
+    k: int,
+    exclude: "Iterable[Head | str | tuple[int, int]] | None" = None,
+    seed: int = 0,
+    *,
+    scores: Any = None,
+    threshold: float = RETRIEVAL_THRESHOLD,
 ) -> HeadSet:
-    """``k`` random query heads of ``model``, none in ``exclude`` (the control for a knockout).
+    """``k`` random query heads of ``model`` (a control for a knockout or a patch), none excluded.
 
+    Args:
+        exclude: heads never drawn. Default: every head scoring above ``threshold`` in ``scores``
+            (Wu et al. exclude their top retrieval heads from the controls). One of ``exclude``
+            and ``scores`` is required; ``exclude=()`` excludes nothing.
+        seed: the draw's seed.
+        scores: the reference model's retrieval scores (``HeadScores`` or ``[n_layers, n_heads]``).
+        threshold: the retrieval threshold (Wu et al.: 0.1).
+
+    >>> import torch
     >>> from rhlens.models import tiny_llama
-    >>> model = tiny_llama(n_layers=2, n_heads=4)               # doctest: +SKIP
-    >>> random_heads(model, 3, exclude=["L0H0"], seed=1)        # doctest: +SKIP
+    >>> model = tiny_llama(n_layers=2, n_heads=4)
+    >>> scores = torch.zeros(2, 4); scores[0, 0] = 0.9
+    >>> drawn = random_heads(model, 7, scores=scores)
+    >>> len(drawn), Head(0, 0) in drawn
+    (7, False)
     """
     arch = architecture(model)
-    return HeadSet.random(arch.n_layers, arch.n_heads, k, exclude=as_head_set(exclude), seed=seed)
+    excluded = control_exclusion(exclude, scores, threshold, what="random_heads")
+    return HeadSet.random(arch.n_layers, arch.n_heads, k, exclude=excluded, seed=seed)
 
 
 def knockout_effect(
@@ -163,15 +204,22 @@ def knockout_effect(
     heads: "Iterable[Head | str | tuple[int, int]]",
     *,
     mode: Mode = "zero",
+    scope: Scope = "decode",
     reference: Sequence[Any] | None = None,
     metric: Any = None,
     baseline: EvalResult | None = None,
+    n_random: int = 0,
+    exclude: "Iterable[Head | str | tuple[int, int]] | None" = None,
+    scores: Any = None,
+    threshold: float = RETRIEVAL_THRESHOLD,
+    seed: int = 0,
     max_new_tokens: int = 32,
     batch_size: int = 8,
     chunk_size: int | None = 512,
     progress: bool = True,
 ) -> KnockoutEffect:
-    """The metric on ``examples`` with and without knocking ``heads`` out.
+    """The metric on ``examples`` with and without knocking ``heads`` out (and, optionally, with
+    random control heads knocked out instead).
 
     Args:
         metric: as in :func:`rhlens.evaluate`: ``None`` (task default on greedy output), a callable
@@ -179,20 +227,34 @@ def knockout_effect(
             gold answer).
         baseline: the intact model's result on the same examples and metric, to reuse across
             several head sets (computed when ``None``).
-        mode, reference: as in :func:`knockout`.
+        mode, scope, reference: as in :func:`knockout`.
+        n_random: random control sets of ``len(heads)`` heads (seeds ``seed, seed + 1, ...``),
+            each knocked out alone; drawn outside ``exclude`` and ``heads`` (see
+            :func:`random_heads`: ``exclude`` or ``scores`` is required when ``n_random > 0``).
         max_new_tokens, batch_size, chunk_size, progress: as in :func:`rhlens.evaluate`.
 
     Returns:
-        :class:`KnockoutEffect` with ``baseline``, ``knocked`` and ``delta`` (knocked - baseline).
+        :class:`KnockoutEffect` with ``baseline``, ``knocked`` and ``delta`` (knocked - baseline),
+        and ``controls`` / ``control_heads`` / ``control_delta`` for the random sets.
     """
-    from rhlens.evaluation import evaluate
-
     hs = as_head_set(heads)
+    if n_random < 0:
+        raise ValueError(f"n_random must be >= 0, got {n_random}")
+    control_sets = []
+    if n_random:
+        excluded = control_exclusion(exclude, scores, threshold, what="knockout_effect(n_random > 0)") | hs
+        control_sets = [random_heads(model, len(hs), excluded, seed + i) for i in range(n_random)]
     kw = dict(metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
     if baseline is None:
         baseline = evaluate(model, examples, **kw)
     elif len(baseline) != len(examples):
         raise ValueError(f"baseline has {len(baseline)} scores but there are {len(examples)} examples")
-    with knockout(model, hs, mode, reference, batch_size=batch_size):
-        knocked = evaluate(model, examples, **kw)
-    return KnockoutEffect(baseline=baseline, knocked=knocked, heads=hs, mode=mode)
+
+    def knocked_out(head_set: HeadSet) -> EvalResult:
+        with knockout(model, head_set, mode, reference, scope=scope, batch_size=batch_size):
+            return evaluate(model, examples, **kw)
+
+    return KnockoutEffect(
+        baseline=baseline, knocked=knocked_out(hs), heads=hs, mode=mode, scope=scope,
+        controls=[knocked_out(c) for c in control_sets], control_heads=control_sets,
+    )

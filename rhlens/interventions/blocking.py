@@ -1,11 +1,14 @@
 """Attention knockout (Geva et al. 2023): block chosen query -> key edges.
 
-Inside :func:`block_attention`, the pre-softmax score (``hook_attn_scores``, ``[batch, head,
-q_pos, k_pos]``) of every edge from a ``from_positions`` query to a ``to_positions`` key is set
-to the dtype's most negative finite value, so after the softmax those edges carry exactly 0
-weight and each row is renormalised over its remaining keys. (Not ``-inf``: a row blocked to the
-last key would give NaN in Hugging Face's eager softmax; see :func:`_common.blocked_value`.)
-Blocking every key a query can see is an error, not a silent uniform row.
+Inside :func:`block_attention`, every edge from a ``from_positions`` query to a ``to_positions``
+key carries exactly 0 attention weight and each row is renormalised over its remaining keys. On
+the fused (SDPA) path the edges are removed from the attention mask, so a blocked run keeps the
+kernels of the plain model; on the eager path (a hooked pattern, a TransformerBridge) the
+pre-softmax score (``hook_attn_scores``) is set to the dtype's most negative finite value (not
+``-inf``: a row blocked to the last key would give NaN in Hugging Face's eager softmax). See
+:func:`rhlens.adapter.blocked_edges`. Blocking every key a query can see is an error, not a
+silent uniform row, and so is a position that no sequence run inside the block reaches (checked
+when the block ends; a position past the model's context is refused at once).
 
 Positions are *absolute columns of the sequence the model runs on*:
 
@@ -40,9 +43,9 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from rhlens.adapter import architecture, hook_name, hooks
+from rhlens.adapter import architecture, blocked_edges
 from rhlens.heads import Head
-from rhlens.interventions._common import blocked_value, heads_by_layer, masked_scores
+from rhlens.interventions._common import heads_by_layer
 
 PositionSpec = Union[int, Sequence[int], Sequence[Sequence[int]], Tensor]
 
@@ -80,6 +83,13 @@ class _Positions:
                 if p < 0:
                     raise ValueError(f"{name} has negative position {p}; positions are absolute column indices from 0")
         self.rows = rows
+
+    def last_column(self, offsets: Tensor | None) -> int:
+        """The largest column any row names (``-1`` when none)."""
+        if offsets is None or self.broadcast:
+            shift = int(offsets.max()) if offsets is not None and len(offsets) else 0
+            return max((p + shift for r in self.rows for p in r), default=-1)
+        return max((p + int(offsets[b]) for b, r in enumerate(self.rows) for p in r), default=-1)
 
     def mask(self, n_rows: int, length: int, offsets: Tensor | None, device: Any) -> Bool[Tensor, "batch length"]:
         if not self.broadcast and len(self.rows) != n_rows:
@@ -138,9 +148,18 @@ def block_attention(
     src = _Positions(from_positions, "from_positions")
     dst = _Positions(to_positions, "to_positions")
     targets = _targets(model, heads, layers)
+    n_ctx, n_heads = architecture(model).n_ctx, architecture(model).n_heads
+    for spec in (src, dst):
+        last = spec.last_column(offsets)
+        if last >= n_ctx:
+            raise ValueError(
+                f"block_attention: {spec.name} reaches column {last}, past the model's context of {n_ctx} columns"
+            )
     memo: dict[tuple, Tensor] = {}
+    longest = {"k": 0}
 
     def edges(n_rows: int, q_len: int, k_len: int, device: Any) -> Bool[Tensor, "batch 1 q k"]:
+        longest["k"] = max(longest["k"], k_len)
         key = (n_rows, q_len, k_len, str(device))
         if key not in memo:
             q_mask = src.mask(n_rows, k_len, offsets, device)[:, k_len - q_len :]  # [batch, q]
@@ -149,31 +168,25 @@ def block_attention(
             memo[key] = (q_mask[:, :, None] & k_mask[:, None, :])[:, None]
         return memo[key]
 
-    def make_hook(layer: int, idx: list[int] | None):
-        def hook(scores: Tensor, hook: Any) -> Tensor:
-            b, _, q_len, k_len = scores.shape
-            block = edges(b, q_len, k_len, scores.device)
-            sel = scores if idx is None else scores[:, idx]
-            masked = masked_scores(sel)
-            new = torch.where(block & ~masked, torch.full_like(sel, blocked_value(sel)), sel)
-            alive_before = (~masked).any(dim=-1)
-            alive_after = (~masked_scores(new)).any(dim=-1)
-            dead = alive_before & ~alive_after  # [batch, head, q]
-            if bool(dead.any()):
-                bb, hh, qq = dead.nonzero()[0].tolist()
-                head = hh if idx is None else idx[hh]
-                raise ValueError(
-                    f"block_attention blocks every key of query column {k_len - q_len + qq} (batch row {bb}) "
-                    f"in layer {layer} head {head}: nothing left to attend to. Leave at least one key unblocked."
-                )
-            if idx is None:
-                return new
-            scores = scores.clone()
-            scores[:, idx] = new
-            return scores
+    def layer_edges(idx: list[int] | None):
+        if idx is None:
+            return edges
+        head_mask = torch.zeros(1, n_heads, 1, 1, dtype=torch.bool)
+        head_mask[0, idx] = True
 
-        return hook
+        def fn(n_rows: int, q_len: int, k_len: int, device: Any) -> Bool[Tensor, "batch head q k"]:
+            return edges(n_rows, q_len, k_len, device) & head_mask.to(device)
 
-    fwd = [(hook_name("attn_scores", l), make_hook(l, idx)) for l, idx in sorted(targets.items())]
-    with hooks(model, fwd):
+        return fn
+
+    with blocked_edges(model, {l: layer_edges(idx) for l, idx in targets.items()}, name="block_attention"):
         yield model
+    if longest["k"]:
+        for spec in (src, dst):
+            last = spec.last_column(offsets)
+            if last >= longest["k"]:
+                raise ValueError(
+                    f"block_attention: {spec.name} reaches column {last}, but the longest sequence run inside the "
+                    f"block had {longest['k']} columns, so nothing was blocked there. Positions are absolute "
+                    "columns from 0 (with offsets=, each row's own token positions shifted by its padding)."
+                )

@@ -20,8 +20,14 @@ Positions are in each example's own token coordinates (0 is BOS), padding never 
   every later one (``[prompt_len - 1, ...)``; in generation, each decoding step);
 - ``"needle"``: the needle tokens (:attr:`EncodedExample.needle_spans`);
 - a callable ``(encoded: EncodedExample, n_positions: int) -> Bool[Tensor, "n_positions"]``
-  (``encoded`` holds prompt and gold answer; ``n_positions`` is the number of positions that run:
-  ``len(encoded.tokens)`` teacher-forced, ``prompt_len + max_new_tokens`` when generating).
+  (``encoded`` holds prompt and gold answer teacher-forced, the prompt alone when generating;
+  ``n_positions`` is the number of positions that run: ``len(encoded.tokens)`` teacher-forced,
+  ``prompt_len + max_new_tokens`` when generating).
+
+Both models run through :mod:`rhlens.engine` in lockstep (:func:`rhlens.evaluation.run_metric`),
+the same code, tokens and kernels as the unpatched :func:`rhlens.evaluate` baseline: ``hook_z``
+fires on the fused attention path, so patching a model into an identical copy changes nothing,
+in any dtype.
 
 Cost: one source forward per target forward (twice an evaluation); memory: the captured
 ``hook_z`` of one chunk at the patched heads.
@@ -43,12 +49,14 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
-from rhlens.adapter import analysis_mode, architecture, forward, hook_name, hooks, model_device, new_kv_cache, tokenizer_of
-from rhlens.encoding import EncodedExample, PaddedBatch, pad_id_of, pad_left
+from rhlens import engine
+from rhlens.adapter import hook_name, hooks
+from rhlens.encoding import EncodedExample, PaddedBatch
+from rhlens.evaluation import EvalResult, evaluate, run_metric
 from rhlens.heads import Head, as_head_set
 from rhlens.interventions._common import heads_by_layer
 from rhlens.interventions.compat import check_compatible
-from rhlens.interventions.results import EvalResult, PatchResult
+from rhlens.interventions.results import PatchResult
 
 PositionRule = Union[str, Callable[[EncodedExample, int], Tensor]]
 POSITION_RULES = ("all", "prompt", "answer", "needle")
@@ -95,36 +103,40 @@ def rule_name(rule: PositionRule) -> str:
     return rule if isinstance(rule, str) else getattr(rule, "__name__", "custom")
 
 
-class Cursor:
-    """The end column (exclusive) of the chunk a model is running on; hooks read it."""
+def check_positions(positions: PositionRule) -> None:
+    if isinstance(positions, str) and positions not in POSITION_RULES:
+        raise ValueError(f"Unknown positions {positions!r}: use one of {', '.join(POSITION_RULES)} or a callable")
 
-    def __init__(self) -> None:
-        self.end = 0
+
+def _step_end() -> int:
+    step = engine.current_step()
+    if step is None:
+        raise RuntimeError("patch_heads' hooks run only inside rhlens's run engine (rhlens.engine.Runner)")
+    return step.end
 
 
 class HeadPatcher:
     """Capture hooks for the source, patch hooks for the target, sharing one store.
 
-    ``cols`` ``[batch, width]`` says where to patch; each hook sees ``pos`` rows ending at its
-    model's ``cursor.end`` (a TransformerBridge's recompute cache re-runs the whole prefix, so its
-    hooks see every column up to the end; the last ``pos`` of the source's are used).
+    ``cols`` ``[batch, width]`` says where to patch; each hook sees ``pos`` rows ending at the
+    engine step's end column (the source runs first on the same step; a TransformerBridge's
+    recompute cache may re-run the whole prefix, so the last ``pos`` of the source's are used).
     """
 
     def __init__(self, layers: dict[int, list[int]], cols: Bool[Tensor, "batch width"]):
         self.layers = layers
         self.cols = cols
-        self.source_cursor, self.target_cursor = Cursor(), Cursor()
         self.store: dict[int, tuple[int, Tensor]] = {}
 
     def _capture(self, layer: int, idx: list[int]):
         def hook(z: Tensor, hook: Any) -> None:
-            self.store[layer] = (self.source_cursor.end, z[:, :, idx].detach().clone())
+            self.store[layer] = (_step_end(), z[:, :, idx].detach().clone())
 
         return hook
 
     def _patch(self, layer: int, idx: list[int]):
         def hook(z: Tensor, hook: Any) -> Tensor:
-            end, pos = self.target_cursor.end, z.shape[1]
+            end, pos = _step_end(), z.shape[1]
             if layer not in self.store:
                 raise RuntimeError(f"patch_heads: no source activation captured for layer {layer}")
             src_end, src = self.store.pop(layer)
@@ -148,112 +160,17 @@ class HeadPatcher:
         return [(hook_name("z", l), self._patch(l, idx)) for l, idx in sorted(self.layers.items())]
 
 
-@contextlib.contextmanager
-def lockstep(source: Any, target: Any, patcher: HeadPatcher):
-    """Both models in analysis mode, source capturing and target patching (hooks removed on exit)."""
-    with analysis_mode(source), analysis_mode(target):
+def lockstep_setup(source: Any, target: Any, layers: dict[int, list[int]], rule: PositionRule) -> engine.BatchSetup:
+    """The per-batch setup of a patched run: the source captures and the target is patched at
+    ``rule``'s positions (hooks removed after the batch, also on error)."""
+
+    @contextlib.contextmanager
+    def setup(encoded: Sequence[EncodedExample], padded: PaddedBatch, n_columns: int):
+        patcher = HeadPatcher(layers, column_mask(rule, encoded, padded.offsets.cpu(), n_columns))
         with hooks(source, patcher.capture_hooks()), hooks(target, patcher.patch_hooks()):
             yield
 
-
-def _forward_both(
-    source: Any, target: Any, patcher: HeadPatcher, tokens: Tensor, mask: Tensor, end: int, caches: tuple
-) -> Tensor:
-    s_dev = model_device(source)
-    patcher.source_cursor.end = end
-    forward(source, tokens.to(s_dev), attention_mask=mask.to(s_dev), past_kv_cache=caches[0])
-    patcher.target_cursor.end = end
-    return forward(target, tokens, attention_mask=mask, past_kv_cache=caches[1])
-
-
-def patched_logprobs(
-    source: Any,
-    target: Any,
-    encoded: Sequence[EncodedExample],
-    layers: dict[int, list[int]],
-    rule: PositionRule,
-    *,
-    batch_size: int,
-    chunk_size: int | None,
-    progress: bool,
-) -> Tensor:
-    """Teacher-forced answer log-probs ``[n_examples]`` of the patched target."""
-    from rhlens.evaluation import TeacherForced, _progress, batches, chunk_bounds
-
-    pad = pad_id_of(tokenizer_of(target))
-    device = model_device(target)
-    out = torch.zeros(len(encoded), dtype=torch.float64)
-    for rows in _progress(batches(len(encoded), batch_size), enabled=progress, desc="patch (logprob)"):
-        encs = [encoded[i] for i in rows]
-        batch = pad_left([e.tokens for e in encs], pad, device=device)
-        width = batch.tokens.shape[1]
-        patcher = HeadPatcher(layers, column_mask(rule, encs, batch.offsets, width))
-        acc = TeacherForced(batch, encs)
-        bounds = chunk_bounds(width, chunk_size)
-        caches = (None, None)
-        if len(bounds) > 1:
-            caches = (new_kv_cache(source, len(rows)), new_kv_cache(target, len(rows)))
-        with lockstep(source, target, patcher):
-            for start, end in bounds:
-                logits = _forward_both(
-                    source, target, patcher, batch.tokens[:, start:end], batch.attention_mask[:, start:end], end, caches
-                )
-                acc.add(start, logits)
-        out[rows.start : rows.stop] = acc.total.cpu()
-    return out
-
-
-def patched_generate(
-    source: Any,
-    target: Any,
-    encoded: Sequence[EncodedExample],
-    layers: dict[int, list[int]],
-    rule: PositionRule,
-    *,
-    max_new_tokens: int,
-    chunk_size: int | None,
-    stop_ids: set[int] | None = None,
-) -> list[list[int]]:
-    """Greedy continuations of the patched target (stop token excluded), source in lockstep.
-
-    ``encoded`` holds prompt and gold answer (for the position rule); only the prompt is fed.
-
-    Decoding follows :func:`rhlens.greedy_generate`: left-padded prompts, chunked prefill through
-    the KV cache, one token per step, a row stops at a stop id (default EOS and newline).
-    """
-    from rhlens.evaluation import chunk_bounds
-    from rhlens.generation import advance_rows, default_stop_ids
-
-    tok = tokenizer_of(target)
-    stop = default_stop_ids(tok) if stop_ids is None else set(stop_ids)
-    n_ctx = architecture(target).n_ctx
-    for enc in encoded:
-        if enc.prompt_len + max_new_tokens > n_ctx:
-            raise ValueError(
-                f"Example {enc.index} has {enc.prompt_len} prompt tokens; with max_new_tokens={max_new_tokens} it "
-                f"exceeds the model's context of {n_ctx}"
-            )
-    device = model_device(target)
-    n = len(encoded)
-    batch = pad_left([e.prompt_tokens for e in encoded], pad_id_of(tok), device=device)
-    width = batch.tokens.shape[1]
-    patcher = HeadPatcher(layers, column_mask(rule, encoded, batch.offsets, width + max_new_tokens))
-    caches = (new_kv_cache(source, n), new_kv_cache(target, n))
-    out: list[list[int]] = [[] for _ in range(n)]
-    with lockstep(source, target, patcher):
-        for start, end in chunk_bounds(width, chunk_size):
-            logits = _forward_both(
-                source, target, patcher, batch.tokens[:, start:end], batch.attention_mask[:, start:end], end, caches
-            )[:, -1]
-        active = torch.ones(n, dtype=torch.bool, device=device)
-        ones = torch.ones(n, 1, dtype=torch.long, device=device)
-        for step in range(max_new_tokens):
-            next_tokens = logits.argmax(dim=-1)
-            advance_rows(next_tokens, active, stop, out)
-            if not bool(active.any()) or step == max_new_tokens - 1:
-                break
-            logits = _forward_both(source, target, patcher, next_tokens[:, None], ones, width + step + 1, caches)[:, -1]
-    return out
+    return setup
 
 
 def patch_heads(
@@ -291,35 +208,17 @@ def patch_heads(
     Raises:
         IncompatibleModelsError: listing every difference between the two models.
     """
-    from rhlens.evaluation import _progress, batches, encode_answers, evaluate, is_logprob, score_texts
-
     check_compatible(source, target)
-    if isinstance(positions, str) and positions not in POSITION_RULES:
-        raise ValueError(f"Unknown positions {positions!r}: use one of {', '.join(POSITION_RULES)} or a callable")
+    check_positions(positions)
     hs = as_head_set(heads)
     layers = heads_by_layer(target, hs, what="patched heads")
-    if not examples:
-        raise ValueError("patch_heads needs at least one example")
+    engine.check_examples(examples, what="patch_heads")
     kw = dict(metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
     if original is None:
         original = evaluate(target, examples, **kw)
     elif len(original) != len(examples):
         raise ValueError(f"original has {len(original)} scores but there are {len(examples)} examples")
-    encoded = encode_answers(target, examples)
-    if is_logprob(metric):
-        per = patched_logprobs(
-            source, target, encoded, layers, positions, batch_size=batch_size, chunk_size=chunk_size, progress=progress
-        )
-        patched = EvalResult(per_example=per.float(), predictions=None, metric="logprob")
-    else:
-        tok = tokenizer_of(target)
-        predictions: list[str] = []
-        for rows in _progress(batches(len(encoded), batch_size), enabled=progress, desc="patch (generate)"):
-            gen = patched_generate(
-                source, target, [encoded[i] for i in rows], layers, positions,
-                max_new_tokens=max_new_tokens, chunk_size=chunk_size,
-            )
-            predictions.extend(tok.decode(t, skip_special_tokens=True).strip() for t in gen)
-        scores = score_texts(predictions, examples, metric)
-        patched = EvalResult(per_example=torch.tensor(scores), predictions=predictions, metric=original.metric)
+    patched = run_metric(
+        [source, target], examples, setup=lockstep_setup(source, target, layers, positions), what="patch_heads", **kw
+    )
     return PatchResult(original=original, patched=patched, heads=hs, positions=rule_name(positions))

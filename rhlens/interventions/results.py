@@ -1,4 +1,5 @@
-"""Result objects of evaluation, knockout and patching, each with a plot-ready tensor.
+"""Result objects of knockout and patching, each with a plot-ready tensor (:class:`EvalResult`,
+the result of :func:`rhlens.evaluate`, lives in :mod:`rhlens.evaluation`).
 
 Scores are floats, per-example values ``[n_examples]`` float tensors on the CPU. ``to_dataframe()``
 imports pandas lazily (``pip install pandas``).
@@ -20,54 +21,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from rhlens.evaluation import EvalResult
+from rhlens.evaluation import require_pandas as _pandas
 from rhlens.heads import Head, HeadSet
-
-
-def _pandas() -> Any:
-    try:
-        import pandas
-    except ImportError:  # pragma: no cover - pandas is a dev extra
-        raise ImportError("to_dataframe() needs pandas: pip install pandas") from None
-    return pandas
-
-
-@dataclass
-class EvalResult:
-    """Scores of one model on a list of examples.
-
-    Attributes:
-        per_example: ``[n_examples]`` score of each example (task metric, or the teacher-forced
-            log-prob of the gold answer for ``metric="logprob"``).
-        predictions: decoded greedy answers, or ``None`` for teacher-forced metrics.
-        metric: the metric's name.
-    """
-
-    per_example: Float[Tensor, "example"]
-    predictions: list[str] | None = None
-    metric: str = "task default"
-
-    def __post_init__(self) -> None:
-        self.per_example = torch.as_tensor(self.per_example, dtype=torch.float32).detach().cpu().flatten()
-        if self.predictions is not None and len(self.predictions) != len(self.per_example):
-            raise ValueError(
-                f"EvalResult has {len(self.per_example)} scores but {len(self.predictions)} predictions"
-            )
-
-    @property
-    def score(self) -> float:
-        """Mean of :attr:`per_example` (NaN for no examples)."""
-        return float(self.per_example.mean()) if len(self.per_example) else float("nan")
-
-    def __len__(self) -> int:
-        return len(self.per_example)
-
-    def to_dataframe(self) -> Any:
-        """One row per example: ``example``, ``score`` and ``prediction``."""
-        pd = _pandas()
-        data: dict[str, Any] = {"example": range(len(self)), "score": self.per_example.tolist()}
-        if self.predictions is not None:
-            data["prediction"] = list(self.predictions)
-        return pd.DataFrame(data)
 
 
 @dataclass
@@ -79,12 +35,25 @@ class KnockoutEffect:
         knocked: the result with ``heads`` knocked out.
         heads: the knocked-out heads.
         mode: ``"zero"``, ``"mean"`` or ``"uniform"``.
+        scope: ``"decode"`` (decoding steps only, as Wu et al.) or ``"all"``.
+        controls: the results with each random control set knocked out instead (may be empty).
+        control_heads: the random control sets, aligned with ``controls``.
     """
 
     baseline: EvalResult
     knocked: EvalResult
     heads: HeadSet
     mode: str
+    scope: str = "decode"
+    controls: list[EvalResult] = field(default_factory=list)
+    control_heads: list[HeadSet] = field(default_factory=list)
+
+    @property
+    def control_delta(self) -> float:
+        """Mean over the random controls of ``control.score - baseline.score`` (NaN when none)."""
+        if not self.controls:
+            return float("nan")
+        return sum(c.score for c in self.controls) / len(self.controls) - self.baseline.score
 
     @property
     def delta(self) -> float:

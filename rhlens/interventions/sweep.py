@@ -30,10 +30,12 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from rhlens.adapter import analysis_mode, architecture, forward, hook_name, hooks, model_device, tokenizer_of
-from rhlens.encoding import PaddedBatch, pad_id_of, pad_left
+from rhlens import engine
+from rhlens.adapter import architecture, hook_name, hooks, model_device, tokenizer_of
+from rhlens.encoding import PaddedBatch, pad_id_of
+from rhlens.evaluation import LOGPROB
 from rhlens.interventions.compat import check_compatible
-from rhlens.interventions.patching import POSITION_RULES, PositionRule, column_mask
+from rhlens.interventions.patching import PositionRule, check_positions, column_mask
 from rhlens.interventions.results import PatchSweep
 
 
@@ -45,7 +47,13 @@ def _replicate(batch: PaddedBatch, times: int) -> PaddedBatch:
     )
 
 
-def _source_z(source: Any, batch: PaddedBatch, n_layers: int) -> dict[int, Tensor]:
+def _run(model: Any, batch: PaddedBatch, decode_from: Tensor) -> Tensor:
+    """One engine forward of the whole batch (no cache): logits ``[batch, pos, d_vocab]``."""
+    run = engine.Runner([model], batch.tokens.shape[0], decode_from, cache=False)
+    return run(batch.tokens, batch.attention_mask)
+
+
+def _source_z(source: Any, batch: PaddedBatch, n_layers: int, decode_from: Tensor) -> dict[int, Tensor]:
     """``{layer: hook_z [batch, pos, head, d_head]}`` of the source on ``batch``."""
     store: dict[int, Tensor] = {}
 
@@ -55,9 +63,8 @@ def _source_z(source: Any, batch: PaddedBatch, n_layers: int) -> dict[int, Tenso
 
         return hook
 
-    dev = model_device(source)
     with hooks(source, [(hook_name("z", l), capture(l)) for l in range(n_layers)]):
-        forward(source, batch.tokens.to(dev), attention_mask=batch.attention_mask.to(dev))
+        _run(source, batch, decode_from)
     return store
 
 
@@ -105,17 +112,12 @@ def patch_sweep(
         :class:`PatchSweep`: ``effect`` ``[n_layers, n_heads]`` (query heads) is the mean change
         in log-prob from patching that head alone; ``patched`` keeps every example.
     """
-    from rhlens.evaluation import LOGPROB, TeacherForced, _progress, batches, encode_answers
-
     if metric != LOGPROB:
         raise ValueError(
             f"patch_sweep supports metric={LOGPROB!r} only (teacher-forced, batched over heads); got {metric!r}. "
             "For a generation metric, call rhlens.patch_heads per head."
         )
-    if isinstance(positions, str) and positions not in POSITION_RULES:
-        raise ValueError(f"Unknown positions {positions!r}: use one of {', '.join(POSITION_RULES)} or a callable")
-    if not examples:
-        raise ValueError("patch_sweep needs at least one example")
+    check_positions(positions)
     check_compatible(source, target)
     arch = architecture(target)
     n_layers, n_heads = arch.n_layers, arch.n_heads
@@ -123,27 +125,30 @@ def patch_sweep(
     if group < 1:
         raise ValueError(f"heads_per_forward must be >= 1, got {heads_per_forward}")
     head_groups = [list(range(s, min(s + group, n_heads))) for s in range(0, n_heads, group)]
-    encoded = encode_answers(target, examples)
+    encoded = engine.encode(target, examples, what="patch_sweep", with_answer=True, append_eos=False)
     pad = pad_id_of(tokenizer_of(target))
     device = model_device(target)
     baseline = torch.zeros(len(examples), dtype=torch.float64)
     patched = torch.zeros(n_layers, n_heads, len(examples), dtype=torch.float64)
-    with analysis_mode(source), analysis_mode(target):
-        for rows in _progress(batches(len(encoded), batch_size), enabled=progress, desc="patch sweep"):
+    with engine.running([source, target]):
+        for rows, batch in engine.batched(
+            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress_bar=progress,
+            desc="patch sweep",
+        ):
             encs = [encoded[i] for i in rows]
-            batch = pad_left([e.tokens for e in encs], pad, device=device)
             cols = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1])
-            src = _source_z(source, batch, n_layers)
-            acc = TeacherForced(batch, encs)
-            acc.add(0, forward(target, batch.tokens, attention_mask=batch.attention_mask))
-            baseline[rows.start : rows.stop] = acc.total.cpu()
+            decode_from = engine.first_decoding_column(batch, encs)
+            src = _source_z(source, batch, n_layers, decode_from)
+            acc = engine.TeacherForced(batch, encs)
+            acc.add(0, _run(target, batch, decode_from))
+            baseline[rows] = acc.total.cpu()
             for layer in range(n_layers):
                 for heads in head_groups:
                     rep = _replicate(batch, len(heads))
-                    acc = TeacherForced(rep, encs * len(heads))
+                    acc = engine.TeacherForced(rep, encs * len(heads))
                     hook = _one_head_per_replica(src[layer], heads, cols)
                     with hooks(target, [(hook_name("z", layer), hook)]):
-                        acc.add(0, forward(target, rep.tokens, attention_mask=rep.attention_mask))
-                    patched[layer, heads[0] : heads[-1] + 1, rows.start : rows.stop] = acc.total.cpu().view(len(heads), -1)
+                        acc.add(0, _run(target, rep, decode_from.repeat(len(heads))))
+                    patched[layer, heads[0] : heads[-1] + 1, rows] = acc.total.cpu().view(len(heads), -1)
             del src
     return PatchSweep(baseline=baseline.float(), patched=patched.float(), metric=LOGPROB)

@@ -6,8 +6,10 @@ head outputs are patched into the target for
 - ``"intersection"``: heads in both top-``k`` sets;
 - ``"complement"``: the source's top-``k`` heads that are *not* among the target's;
 - ``"random (n, as intersection)"``, ``"random (n, as complement)"``: ``n`` random heads (the
-  size of that set), drawn outside both top-``k`` sets (the control), ``n_random`` draws each
-  (the row holds their mean);
+  size of that set), ``n_random`` draws each (the row holds their mean). The control heads are
+  drawn outside ``exclude``, by default every head above the retrieval threshold (0.1) in the
+  source's and the target's scores (as Wu et al. keep their top retrieval heads out of the random
+  controls), and always outside both top-``k`` sets;
 
 next to ``"original"`` (the unpatched target). Deltas are against ``"original"``.
 
@@ -16,18 +18,21 @@ next to ``"original"`` (the unpatched target). Deltas are against ``"original"``
 >>> from rhlens.tasks import Example
 >>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
 >>> tok = word_level_tokenizer([ex.prompt + ex.completion])
->>> src_scores, tgt_scores = torch.rand(2, 4), torch.rand(2, 4)
+>>> src_scores, tgt_scores = torch.zeros(2, 4), torch.zeros(2, 4)
+>>> src_scores[0, :2], tgt_scores[0, 1:3] = 0.5, 0.5          # L0H0, L0H1 and L0H1, L0H2
 >>> table = patching_table(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex],
-...                        src_scores, tgt_scores, k=3, metric="logprob", progress=False)
->>> table.names[0], table.deltas[0].item()
-('original', 0.0)
+...                        src_scores, tgt_scores, k=2, metric="logprob", progress=False)
+>>> table.names[0], table.deltas[0].item(), table["intersection"].heads
+('original', 0.0, HeadSet([L0H1]))
 """
 
 from typing import Any, Sequence
 
 from torch import Tensor
 
+from rhlens.evaluation import evaluate
 from rhlens.heads import HeadSet, as_head_set
+from rhlens.interventions._common import RETRIEVAL_THRESHOLD, control_exclusion
 from rhlens.interventions.ablation import random_heads
 from rhlens.interventions.patching import PositionRule, patch_heads
 from rhlens.interventions.results import PatchingRow, PatchingTable
@@ -47,6 +52,17 @@ def _head_set(heads: Any, k: int | None, what: str) -> HeadSet:
     return hs
 
 
+def _exclusion(exclude: Any, given: tuple, threshold: float) -> HeadSet:
+    """``exclude``, or the heads above ``threshold`` in every one of ``given`` that holds scores."""
+    if exclude is not None:
+        return as_head_set(exclude)
+    scored = [getattr(g, "scores", g) for g in given if isinstance(getattr(g, "scores", g), Tensor)]
+    out = HeadSet()
+    for scores in scored or [None]:
+        out = out | control_exclusion(None, scores, threshold, what="patching_table (random rows)")
+    return out
+
+
 def patching_table(
     source: Any,
     target: Any,
@@ -59,6 +75,8 @@ def patching_table(
     positions: PositionRule = "all",
     n_random: int = 1,
     seed: int = 0,
+    exclude: Any = None,
+    threshold: float = RETRIEVAL_THRESHOLD,
     max_new_tokens: int = 32,
     batch_size: int = 8,
     chunk_size: int | None = 512,
@@ -76,17 +94,20 @@ def patching_table(
         metric, positions, max_new_tokens, batch_size, chunk_size, progress: as in
             :func:`rhlens.patch_heads`.
         n_random: random draws per random row (seeds ``seed, seed + 1, ...``).
+        exclude: heads the random rows never draw (always also both top-``k`` sets). Default:
+            every head above ``threshold`` in ``source_heads`` and ``target_heads`` given as
+            scores; when both are head sets, ``exclude`` is required (``exclude=()``: none).
+        threshold: the retrieval threshold for the default exclusion (Wu et al.: 0.1).
 
     Returns:
         :class:`PatchingTable` with rows ``original``, ``intersection``, ``complement``,
         ``random (n, as intersection)`` and ``random (n, as complement)``.
     """
-    from rhlens.evaluation import evaluate
-
     if n_random < 1:
         raise ValueError(f"n_random must be >= 1, got {n_random}")
     src = _head_set(source_heads, k, "source_heads")
     tgt = _head_set(target_heads, k, "target_heads")
+    excluded = _exclusion(exclude, (source_heads, target_heads), threshold) | src | tgt
     kw = dict(metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
     original = evaluate(target, examples, **kw)
     rows = [PatchingRow("original", HeadSet(), original.score, 0.0)]
@@ -103,7 +124,7 @@ def patching_table(
     for name, size in (("intersection", len(inter)), ("complement", len(comp))):
         draws, drawn = [], HeadSet()
         for i in range(n_random):
-            heads = random_heads(target, size, exclude=src | tgt, seed=seed + i)
+            heads = random_heads(target, size, exclude=excluded, seed=seed + i)
             drawn = drawn | heads
             draws.append(patched_score(heads))
         mean = sum(draws) / len(draws)

@@ -3,37 +3,40 @@
 :func:`retrieval_scores` implements Wu et al.'s definition (``method="decode"``, their
 ``retrieval_head_detection.py``) and a teacher-forced variant (``method="forced"``).
 
-How it runs. One hook per layer on ``hook_pattern`` reduces the attention rows being scored to
-their ``top_k`` key positions right away (``[batch, head, k]`` indices) and looks them up in a
-``[batch, context]`` table holding the prompt token at needle positions and ``-1`` elsewhere.
-The generated (or gold) token is then compared with all layers, heads and examples in one
-tensor operation. Examples are batched (left-padded, sorted by length); prompts go through the
-key/value cache in chunks of ``chunk_size`` tokens. As in Wu et al.'s code, the part of the
-prompt that is never scored (all but the last prompt token; in forced mode, everything before
-the first answer-predicting row) is prefilled with no pattern hook attached, through fused SDPA
-attention on a HookedTransformer (:func:`rhlens.adapter.fused.fused_attention`), so no pattern
-is computed there at all.
+How it runs. On the run engine (:mod:`rhlens.engine`, the one decoding loop of rhlens): one
+hook per layer on ``hook_pattern`` reduces the attention rows being scored to their ``top_k`` key
+positions right away (``[batch, head, k]`` indices) and looks them up in a ``[batch, context]``
+table holding the prompt token at answer-span positions and ``-1`` elsewhere
+(:func:`rhlens.scoring._common.answer_lookup`). The generated (or gold) token is then compared
+with all layers, heads and examples in one tensor operation. Examples are batched (left-padded,
+sorted by length); prompts go through the key/value cache in chunks of ``chunk_size`` tokens. As
+in Wu et al.'s code, the part of the prompt that is never scored (all but the last prompt token;
+in forced mode, everything before the first answer-predicting row) is prefilled with no pattern
+hook attached, through fused SDPA attention on a HookedTransformer
+(:func:`rhlens.adapter.fused.fused_attention`), so no pattern is computed there at all.
 
 Memory. No full attention pattern is kept: per layer, attention memory is what the model's
 forward itself needs for one chunk, ``O(batch x heads x chunk x context)``, plus ``O(batch x
-heads x k)`` per layer for the reduced rows. Caveat: a ``TransformerBridge`` has no incremental
-cache in rhlens (:class:`rhlens.adapter.RecomputeCache` re-runs the whole sequence at each
-step), so on a bridge attention memory and time are quadratic in the context.
+heads x k)`` per layer for the reduced rows. Caveat: a ``TransformerBridge`` runs Hugging Face's
+eager attention, so there attention memory per chunk is the full ``[batch, head, chunk,
+context]`` pattern.
 
 Faithful to Wu et al.'s ``retrieval_head_detection.py`` (``decode`` / ``retrieval_calculate``):
 step 0 is the last prompt token's forward; the step that produces the stop token is scored; at
-most one hit per head and step even with ``top_k > 1``; a needle position can hit at any number
-of steps; trials below the ROUGE gate are dropped, the score is the mean over the rest.
-Deviations, all deliberate:
+most one hit per head and step even with ``top_k > 1``; an answer-span position can hit at any
+number of steps; the hit weight is ``1 / (answer-span tokens)`` (Wu's ``real_needle``); trials
+whose ROUGE-1 recall of the answer is not above the gate are dropped, the score is the mean over
+the rest. Decoding stops at :func:`rhlens.stopping.default_stop_ids` (EOS, the generation
+config's EOS list, and every newline token: Llama's ``<0x0A>`` as in Wu's code). Deviations, all
+deliberate:
 
-- Needle tokens come from the tokenizer's offset mapping (Wu: the first token window whose id set
+- Span tokens come from the tokenizer's offset mapping (Wu: the first token window whose id set
   overlaps the needle's ids by > 90%).
-- Several needle spans per example are one needle: the weight is ``1 / (all needle tokens)`` and
-  the ROUGE reference is the needle texts joined by spaces (Wu: one span).
-- Decoding stops at the tokenizer's EOS and newline tokens (Wu: Llama's ``<0x0A>`` or id 144).
+- Several answer spans per example are one target: the weight is ``1 / (all their tokens)``.
 - ROUGE-1 recall is :func:`rhlens.tasks.metrics.rouge1_recall` (lowercased word unigrams, no
-  stemming; Wu: ``rouge_score`` with the Porter stemmer), gate ``recall > rouge_gate``.
-- When no example passes the gate, scores are zeros (Wu's file would hold no trial).
+  stemming; Wu: ``rouge_score`` with the Porter stemmer), the best over the answer and its aliases.
+- When no example passes the gate, scores are zeros and a warning names the first responses
+  (Wu's file would hold no trial).
 - Batching pads on the left; hits equal the unbatched reference in the tests, but float rounding
   could in principle flip a near-tie in a top-k or an argmax.
 
@@ -47,30 +50,19 @@ Deviations, all deliberate:
 (torch.Size([2, 4]), 1)
 """
 
-import contextlib
 from functools import partial
 from typing import Any, Literal, Sequence
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from rhlens.adapter import (
-    analysis_mode,
-    architecture,
-    forward,
-    hook_name,
-    hooks,
-    model_device,
-    model_kind,
-    new_kv_cache,
-    tokenizer_of,
-)
-from rhlens.encoding import pad_id_of, pad_left
-from rhlens.generation import advance_rows, default_stop_ids, prefill
-from rhlens.scoring._common import Item, assemble, check_method, needle_lookup, prepare
+from rhlens import engine
+from rhlens.adapter import architecture, hook_name, hooks, model_device, tokenizer_of
+from rhlens.encoding import PaddedBatch, pad_id_of
+from rhlens.scoring._common import Item, answer_lookup, check_method, encode_for_scoring, head_scores_from_hits
 from rhlens.scoring.results import HeadScores
+from rhlens.stopping import default_stop_ids
 
 
 def retrieval_scores(
@@ -90,12 +82,12 @@ def retrieval_scores(
     ``method="decode"`` (Wu et al. exactly): greedy decoding from each prompt, stopping at EOS or
     a newline token or after ``max_new_tokens``. At every decoding step (step 0 is the forward
     of the last prompt position) and for every head, take the ``top_k`` key positions of the last
-    query's attention. The head scores a hit when one of them lies in a needle span and the token
-    generated at that step equals the prompt token there; each hit adds ``1 / (number of needle
-    tokens)``, at most one hit per head per step (Wu's ``break``). The step that produces the stop
-    token is scored too, as in Wu's loop. An example counts when the ROUGE-1 recall of the needle
-    text in the decoded response exceeds ``rouge_gate`` (``None``: always); a head's score is the
-    mean over counted examples.
+    query's attention. The head scores a hit when one of them lies in an answer span
+    (``Example.answer_spans``, Wu's ``real_needle``) and the token generated at that step equals
+    the prompt token there; each hit adds ``1 / (answer-span tokens)``, at most one hit per head
+    per step (Wu's ``break``). The step that produces the stop token is scored too, as in Wu's
+    loop. An example counts when the ROUGE-1 recall of the answer in the decoded response exceeds
+    ``rouge_gate`` (``None``: always); a head's score is the mean over counted examples.
 
     ``method="forced"``: the gold completion (``" " + answer`` and EOS) is teacher-forced in one
     chunked pass; the query at position ``t - 1`` is scored against the gold token at ``t`` for
@@ -108,7 +100,8 @@ def retrieval_scores(
 
     Args:
         model: a ``HookedTransformer`` or ``TransformerBridge`` with a fast tokenizer.
-        examples: :class:`rhlens.tasks.Example` records (prompt, answer, needle character spans).
+        examples: :class:`rhlens.tasks.Example` records (prompt, answer, answer and needle
+            character spans), each checked with ``validate()``.
         method: ``"decode"`` or ``"forced"``.
         max_new_tokens: decoding steps at most (Wu et al.: 50); unused by ``"forced"``.
         rouge_gate: ROUGE-1 recall an example must exceed to count; ``None`` disables the gate.
@@ -121,33 +114,38 @@ def retrieval_scores(
         :class:`HeadScores` with ``scores`` ``[n_layers, n_heads]`` per query head.
 
     Raises:
-        ValueError: naming the example when it has no needle, a needle covers no token, or its
-            prompt (plus ``max_new_tokens``, or plus the answer) exceeds the model's context.
+        TypeError: an element of ``examples`` is not an ``Example`` (e.g. a dict), naming its index.
+        ValueError: naming the example when it is invalid (a span past the prompt's end ...), has
+            no answer span, a span covers no token, or its prompt (plus ``max_new_tokens``, or
+            plus the answer) exceeds the model's context.
     """
     check_method(method)
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1 or None, got {chunk_size}")
-    items = prepare(model, examples, method=method, max_new_tokens=max_new_tokens)
+    engine.chunk_bounds(0, 1, chunk_size)  # checks chunk_size
+    engine.check_examples(examples, what="retrieval_scores")
+    items = encode_for_scoring(model, examples, method=method, max_new_tokens=max_new_tokens)
     arch = architecture(model)
     hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long)
     responses = [""] * len(items)
-    order = sorted(range(len(items)), key=lambda i: (len(items[i].enc.tokens), i))
-    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     score_batch = _decode_batch if method == "decode" else _forced_batch
-    with analysis_mode(model):
-        for batch in tqdm(batches, desc=f"retrieval scores ({method})", unit="batch", disable=not progress):
+    stop = default_stop_ids(tokenizer_of(model))
+    sequences = [it.enc.prompt_tokens if method == "decode" else it.enc.tokens for it in items]
+    pad, device = pad_id_of(tokenizer_of(model)), model_device(model)
+    with engine.running([model]):
+        for rows, padded in engine.batched(
+            sequences, pad_id=pad, device=device, batch_size=batch_size, progress_bar=progress,
+            desc=f"retrieval scores ({method})",
+        ):
             batch_hits, batch_responses = score_batch(
-                model, [items[i] for i in batch], top_k=top_k, chunk_size=chunk_size, max_new_tokens=max_new_tokens
+                model, [items[i] for i in rows], padded, top_k=top_k, chunk_size=chunk_size,
+                max_new_tokens=max_new_tokens, stop=stop,
             )
-            hits[batch] = batch_hits.cpu()
-            for i, text in zip(batch, batch_responses):
+            hits[rows] = batch_hits.cpu()
+            for i, text in zip(rows, batch_responses):
                 responses[i] = text
     meta = {"method": method, "top_k": top_k, "max_new_tokens": max_new_tokens if method == "decode" else None}
-    return assemble(model, items, hits, responses, rouge_gate=rouge_gate, meta=meta)
+    return head_scores_from_hits(model, items, hits, responses, rouge_gate=rouge_gate, meta=meta)
 
 
 class _TopKLookup:
@@ -173,62 +171,41 @@ class _TopKLookup:
         return torch.where(idx < width, tokens, -1)
 
 
-def _fast_prefill(model: Any) -> Any:
-    """SDPA attention for forwards that score nothing (no pattern hooks attached): a
-    HookedTransformer whose layers the fused path supports; otherwise the eager path."""
-    if model_kind(model) != "hooked":
-        return contextlib.nullcontext()
-    from rhlens.adapter.fused import fused_attention
-
-    return fused_attention(model, strict=False)
-
-
 def _decode_batch(
-    model: Any, items: Sequence[Item], *, top_k: int, chunk_size: int | None, max_new_tokens: int
+    model: Any, items: Sequence[Item], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
+    max_new_tokens: int, stop: set[int],
 ) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
-    """Greedy decoding as Wu et al.: prefill all but the last prompt token without hooks (fused
-    attention where available), then one forward per step with a reducing hook per layer.
-
-    Rows are left-padded, so column ``width - 1`` is every row's last prompt token: step 0 feeds
-    it. Decoding is :func:`rhlens.greedy_generate`'s (same stop rule, same tokens).
-    """
+    """Greedy decoding as Wu et al. (:func:`rhlens.engine.decode`: prefill all but the last prompt
+    token without hooks, then one forward per step), with a reducing hook per layer during the
+    decoding steps; each step's hits are counted in ``on_step``."""
     arch = architecture(model)
-    tok = tokenizer_of(model)
-    device = model_device(model)
-    stop = default_stop_ids(tok)
-    padded = pad_left([it.enc.prompt_tokens for it in items], pad_id_of(tok), device=device)
-    lookup = _TopKLookup(needle_lookup(items, padded.tokens.shape[1], padded.offsets).to(device), top_k)
+    device = padded.tokens.device
+    n, width = padded.tokens.shape
+    lookup = _TopKLookup(answer_lookup(items, width, padded.offsets).to(device), top_k)
     latest: list[Tensor | None] = [None] * arch.n_layers  # per layer [batch, head, k]
-    n = len(items)
     hits = torch.zeros(n, arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
 
     def record(pattern: Tensor, hook: Any, *, layer: int) -> None:
         # The last query row is the newest position.
         latest[layer] = lookup(pattern[:, :, -1:, :])[:, :, 0]
 
-    cache = new_kv_cache(model, n)
-    if padded.tokens.shape[1] > 1:
-        with _fast_prefill(model):
-            prefill(model, padded.tokens[:, :-1], padded.attention_mask[:, :-1], chunk_size=chunk_size, cache=cache)
-    out: list[list[int]] = [[] for _ in range(n)]
-    active = torch.ones(n, dtype=torch.bool, device=device)
+    def on_step(step: int, next_tokens: Tensor, active: Tensor) -> None:
+        cand = torch.stack(latest)  # [layer, batch, head, k]
+        hit = (cand == next_tokens[None, :, None, None]).any(dim=-1) & active[None, :, None]
+        hits.add_(hit.permute(1, 0, 2).long())
+
     fwd_hooks = [(hook_name("pattern", l), partial(record, layer=l)) for l in range(arch.n_layers)]
-    inputs, mask = padded.tokens[:, -1:], padded.attention_mask[:, -1:]
-    with hooks(model, fwd_hooks):
-        for step in range(max_new_tokens):
-            next_tokens = forward(model, inputs, attention_mask=mask, past_kv_cache=cache)[:, -1].argmax(dim=-1)
-            cand = torch.stack(latest)  # [layer, batch, head, k]
-            hit = (cand == next_tokens[None, :, None, None]).any(dim=-1) & active[None, :, None]
-            hits.add_(hit.permute(1, 0, 2).long())
-            advance_rows(next_tokens, active, stop, out)
-            if not bool(active.any()):
-                break
-            inputs, mask = next_tokens[:, None], torch.ones(n, 1, dtype=torch.long, device=device)
-    return hits, [tok.decode(t, skip_special_tokens=True).strip() for t in out]
+    run = engine.Runner([model], n, torch.full((n,), width - 1, device=device))
+    gen = engine.decode(
+        run, padded, max_new_tokens=max_new_tokens, stop=stop, chunk_size=chunk_size, on_step=on_step,
+        step_hooks=lambda: hooks(model, fwd_hooks),
+    )
+    return hits, gen.texts(tokenizer_of(model))
 
 
 def _forced_batch(
-    model: Any, items: Sequence[Item], *, top_k: int, chunk_size: int | None, max_new_tokens: int
+    model: Any, items: Sequence[Item], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
+    max_new_tokens: int, stop: set[int],
 ) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
     """Teacher-forced pass over prompt + answer; only the answer-predicting rows are reduced.
 
@@ -240,10 +217,9 @@ def _forced_batch(
     """
     arch = architecture(model)
     tok = tokenizer_of(model)
-    device = model_device(model)
-    padded = pad_left([it.enc.tokens for it in items], pad_id_of(tok), device=device)
+    device = padded.tokens.device
     width = padded.tokens.shape[1]
-    lookup = _TopKLookup(needle_lookup(items, width, padded.offsets).to(device), top_k)
+    lookup = _TopKLookup(answer_lookup(items, width, padded.offsets).to(device), top_k)
     answer_lens = torch.tensor([len(it.enc.answer_tokens) for it in items], device=device)
     a = int(answer_lens.max())
     first = width - 1 - a  # first scored query column
@@ -251,13 +227,14 @@ def _forced_batch(
     targets = padded.tokens[:, first + 1 :]  # [batch, a] gold token predicted by each scored row
     hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
     predicted = torch.zeros(len(items), a, dtype=torch.long, device=device)
-    window = {"start": 0, "end": 0}
 
     def scored(start: int, end: int) -> tuple[int, int]:
         return max(start, first), min(end, width - 1)
 
     def record(pattern: Tensor, hook: Any, *, layer: int) -> None:
-        start, end = window["start"], window["end"]
+        step = engine.current_step()
+        assert step is not None
+        start, end = step.start, step.end
         s0, s1 = scored(start, end)
         if s0 >= s1:
             return
@@ -268,22 +245,14 @@ def _forced_batch(
         hits[:, layer].add_(hit.sum(dim=-1))
 
     fwd_hooks = [(hook_name("pattern", l), partial(record, layer=l)) for l in range(arch.n_layers)]
-    cache = new_kv_cache(model, len(items))
-    if first > 0:  # nothing to score before the first answer-predicting row
-        with _fast_prefill(model):
-            prefill(model, padded.tokens[:, :first], padded.attention_mask[:, :first], chunk_size=chunk_size, cache=cache)
-    step = chunk_size or width
+    run = engine.Runner([model], len(items), engine.first_decoding_column(padded, [it.enc for it in items]))
+    run.feed(padded, first, chunk_size)  # nothing to score before the first answer-predicting row
     with hooks(model, fwd_hooks):
-        for start in range(first, width, step):
-            end = min(start + step, width)
-            window["start"], window["end"] = start, end
-            logits = forward(
-                model, padded.tokens[:, start:end], attention_mask=padded.attention_mask[:, start:end], past_kv_cache=cache
-            )
+        for start, end in engine.chunk_bounds(first, width, chunk_size):
+            logits = run(padded.tokens[:, start:end], padded.attention_mask[:, start:end])
             s0, s1 = scored(start, end)
             if s0 < s1:
                 predicted[:, s0 - first : s1 - first] = logits[:, s0 - start : s1 - start].argmax(dim=-1)
-    stop = default_stop_ids(tok)
     responses = []
     for b, n in enumerate(answer_lens.tolist()):
         pred = predicted[b, a - n :].tolist()

@@ -63,7 +63,7 @@ def test_per_row_positions_with_padding_offsets(make_model, tok):
 def test_blocking_is_the_same_through_the_kv_cache(make_model, tok):
     model = make_model()
     batch = pad_left([tok("Ann lives in Rome . Bob lives in Oslo .")["input_ids"]], tok.pad_token_id)
-    with block_attention(model, list(range(4, 12)), [2, 3, 6]), torch.inference_mode():
+    with block_attention(model, list(range(4, 11)), [2, 3, 6]), torch.inference_mode():
         full = forward(model, batch.tokens, attention_mask=batch.attention_mask)[:, -1]
         chunked, _ = prefill(model, batch.tokens, batch.attention_mask, chunk_size=3)
     torch.testing.assert_close(chunked, full, rtol=1e-4, atol=1e-4)

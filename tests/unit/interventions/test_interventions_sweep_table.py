@@ -54,6 +54,10 @@ def test_patching_table(make_model, examples):
 def test_table_from_head_sets_and_dataframe(make_model, examples):
     pd = pytest.importorskip("pandas")
     source, target = make_model(seed=1), make_model(seed=2)
-    table = patching_table(source, target, examples, HeadSet(["L0H0", "L1H1"]), HeadSet(["L0H0"]), metric="logprob", progress=False)
+    with pytest.raises(ValueError, match="exclude="):  # head sets carry no scores: the control's exclusion must be given
+        patching_table(source, target, examples, HeadSet(["L0H0", "L1H1"]), HeadSet(["L0H0"]), metric="logprob", progress=False)
+    table = patching_table(source, target, examples, HeadSet(["L0H0", "L1H1"]), HeadSet(["L0H0"]), metric="logprob",
+                           exclude=HeadSet(["L0H3"]), progress=False)
+    assert not (table.rows[3].heads | table.rows[4].heads) & HeadSet(["L0H0", "L1H1", "L0H3"])
     df = table.to_dataframe()
     assert isinstance(df, pd.DataFrame) and df.loc[1, "heads"] == "L0H0" and df.loc[2, "heads"] == "L1H1"
