@@ -34,10 +34,10 @@ def hf_wu_scores(model, tokenizer, examples, *, method="decode", max_new_tokens=
             prompt = torch.tensor([enc.prompt])
             cache = DynamicCache()
             if prompt.shape[1] > 1:
-                model(prompt[:, :-1], past_key_values=cache, use_cache=True)
+                model(prompt[:, :-1], cache=cache, use_cache=True)
             inp, out = prompt[:, -1:], []
             for _ in range(max_new_tokens):
-                res = model(inp, past_key_values=cache, use_cache=True, output_attentions=True)
+                res = model(inp, cache=cache, use_cache=True, output_attentions=True)
                 token = int(res.logits[0, -1].argmax())
                 wu_rule.count_step([a[0, :, -1].float() for a in res.attentions], token, enc, hits[n], top_k)
                 if token in stop:
