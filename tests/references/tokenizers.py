@@ -76,3 +76,14 @@ def _byte_level(vocab_size: int):
 def byte_level_tokenizer(vocab_size: int = 600):
     """A GPT-2-style byte-level BPE fast tokenizer (see the module docstring)."""
     return _wrap(_byte_level(vocab_size), bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+
+
+def stories260k(realdata):
+    """``(folder, tokenizer)`` of ``realdata/models/stories260K``; skips the test when absent."""
+    import pytest
+    from transformers import AutoTokenizer
+
+    path = realdata / "models" / "stories260K"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path, AutoTokenizer.from_pretrained(str(path))

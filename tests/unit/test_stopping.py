@@ -7,7 +7,7 @@ import pytest
 
 from rhlens.models import word_level_tokenizer
 from rhlens.stopping import default_stop_ids, generation_eos_ids, newline_ids
-from tests.references.tokenizers import byte_fallback_tokenizer, byte_level_tokenizer
+from tests.references.tokenizers import byte_fallback_tokenizer, byte_level_tokenizer, stories260k
 
 
 def names(tok, ids):
@@ -70,10 +70,5 @@ def test_generation_config_object_and_errors(tmp_path):
 
 @pytest.mark.realdata
 def test_stories260k(realdata):
-    from transformers import AutoTokenizer
-
-    path = realdata / "models" / "stories260K"
-    if not path.is_dir():
-        pytest.skip(f"{path} is absent")
-    tok = AutoTokenizer.from_pretrained(str(path))
+    path, tok = stories260k(realdata)
     assert names(tok, default_stop_ids(tok, path)) == ["</s>", "<0x0A>"]

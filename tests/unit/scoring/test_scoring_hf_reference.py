@@ -21,7 +21,7 @@ from rhlens.models import load_hf_checkpoint
 from rhlens.scoring import retrieval_scores
 from rhlens.tasks.example import Example
 from tests.references.hf_wu import hf_wu_scores
-from tests.references.tokenizers import CORPUS, byte_fallback_tokenizer
+from tests.references.tokenizers import CORPUS, byte_fallback_tokenizer, stories260k
 
 STEPS = 10
 
@@ -128,14 +128,10 @@ def name_copy_examples() -> list[Example]:
 
 
 @pytest.mark.realdata
-@pytest.mark.slow
 def test_stories260k_equals_hf_reference(realdata):
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    path = realdata / "models" / "stories260K"
-    if not path.is_dir():
-        pytest.skip(f"{path} is absent")
-    tok = AutoTokenizer.from_pretrained(str(path))
+    path, tok = stories260k(realdata)
     hf = LlamaForCausalLM.from_pretrained(str(path), attn_implementation="eager").eval()
     exs = name_copy_examples()
     ref = hf_wu_scores(hf, tok, exs, max_new_tokens=50)
