@@ -75,11 +75,11 @@ def run_scores(model_dir: str, examples_file: str, out: Path, *, methods: Sequen
                device: str = "cpu", dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """Retrieval scores of every head: ``scores.json``, ``<method>.safetensors``, ``<method>.wu.json``
     (Wu et al.'s format) and ``heatmap.html`` per method."""
+    model = load_any_model(model_dir, device=device, dtype=dtype)
+    examples = load_examples(examples_file, n)
     from rhlens import plot
     from rhlens.scoring import retrieval_scores
 
-    model = load_any_model(model_dir, device=device, dtype=dtype)
-    examples = load_examples(examples_file, n)
     summary: dict[str, Any] = {"model": str(model_dir), "examples": str(examples_file), "n_examples": len(examples),
                                "threshold": threshold, "methods": {}}
     figures = []
@@ -111,10 +111,10 @@ def run_knockout(model_dir: str, examples_file: str, out: Path, *, heads: str | 
     from rhlens.interventions import knockout_effect, random_heads
 
     scores = load_scores(scores_file) if scores_file else None
-    model = load_any_model(model_dir, device=device, dtype=dtype)
     chosen = pick_heads(heads, scores, threshold=threshold, top_k=top_k)
     if not chosen:
         raise ValueError(f"no head to knock out: none of {scores_file} scores above {threshold}; lower --threshold or use --heads")
+    model = load_any_model(model_dir, device=device, dtype=dtype)
     _check_heads(model, chosen, "--heads")
     examples = load_examples(examples_file, n)
     kw = dict(mode=mode, reference=examples if mode == "mean" else None, max_new_tokens=max_new_tokens,
@@ -156,7 +156,7 @@ def run_patch(source_dir: str, target_dir: str, examples_file: str, out: Path, *
     _check_heads(target, tgt, "target heads")
     examples = load_examples(examples_file, n)
     table = patching_table(source, target, examples, src, tgt, k=None, positions=positions, n_random=n_random,
-                           seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+                           seed=seed, exclude=src | tgt, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     summary = {"source": str(source_dir), "target": str(target_dir), "examples": str(examples_file),
                "n_examples": len(examples), "positions": positions, "source_heads": src.labels(),
                "target_heads": tgt.labels(),

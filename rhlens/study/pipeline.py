@@ -27,6 +27,7 @@ Layout of the run folder: ``study.json`` (config and digest), ``<task>/data/*.js
 """
 
 import platform
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -335,6 +336,7 @@ class Study:
             warnings.filterwarnings("ignore", message="resume=True but .* holds no complete checkpoint")
             result = train(model, examples, tc, out_dir=train_dir)
         save_model(model, self.folder.file(f"{unit.task}/models/{unit.model}/model"))
+        shutil.rmtree(train_dir, ignore_errors=True)  # checkpoints only served resuming this fine-tune
         return {
             "train_set": self._train_set(unit.task, unit.model), "n_examples": len(examples), "steps": result.steps,
             "final_loss": result.loss_curve[-1] if result.loss_curve else None,
@@ -415,7 +417,6 @@ class Study:
 
     def _knockout(self, unit: Unit) -> dict[str, Any]:
         from rhlens.evaluation import evaluate
-        from rhlens.heads import HeadSet
         from rhlens.interventions import knockout_effect, random_heads
 
         cfg, k = self.config, self.config.knockout
@@ -430,9 +431,7 @@ class Study:
         baseline = evaluate(model, examples, max_new_tokens=kw["max_new_tokens"], batch_size=kw["batch_size"],
                             progress=self.progress)
         effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
-        above = HeadSet.above(scores.scores, cfg.scores.threshold)
-        n_all = scores.n_layers * scores.n_heads
-        exclude = above if n_all - len(above) >= len(heads) else heads
+        exclude = control_exclusion([scores], heads, cfg.scores.threshold)
         draws, drawn = [], []
         for i in range(k.n_random):
             control = random_heads(model, len(heads), exclude=exclude, seed=cfg.seed + i)
@@ -440,29 +439,44 @@ class Study:
             drawn.append([str(h) for h in control.ordered()])
         return {"heads": [str(h) for h in heads.ordered()], "baseline": baseline.score, "retrieval": effect.knocked.score,
                 "random": draws, "random_heads": drawn, "mode": k.mode, "n_examples": len(examples),
-                "random_excludes": "all heads above threshold" if exclude is above else "the knocked-out heads"}
+                "random_excluded": exclude.labels()}
 
     def _patching(self, unit: Unit) -> dict[str, Any]:
         from rhlens.evaluation import evaluate
         from rhlens.interventions import patching_table
 
         cfg, p = self.config, self.config.patching
-        _, src = self._heads(unit.task, REAL)
-        _, tgt = self._heads(unit.task, unit.model)
+        src_scores, src = self._heads(unit.task, REAL)
+        tgt_scores, tgt = self._heads(unit.task, unit.model)
         if not src:
             return {"skipped": f"the real-data model has no head above {cfg.scores.threshold}", "rows": {},
                     "source_score": None}
         source, target = self._model(unit.task, REAL), self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", p.n_examples)
         kw = dict(max_new_tokens=cfg.evaluate.max_new_tokens, batch_size=cfg.evaluate.batch_size, progress=self.progress)
+        threshold = cfg.scores.threshold
+        exclude = control_exclusion([src_scores, tgt_scores], src | tgt, threshold)
         table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
-                               n_random=p.n_random, seed=cfg.seed, **kw)
+                               n_random=p.n_random, seed=cfg.seed, exclude=exclude, **kw)
         source_score = evaluate(source, examples, **kw).score
         rows = {}
         for row in table.rows:
             rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws)}
         return {"rows": rows, "source_score": source_score, "source_heads": src.labels(), "target_heads": tgt.labels(),
-                "positions": p.positions, "n_examples": len(examples)}
+                "random_excluded": exclude.labels(), "positions": p.positions, "n_examples": len(examples)}
+
+
+def control_exclusion(scores: list[Any], chosen: Any, threshold: float) -> Any:
+    """The heads random controls avoid: every head above ``threshold`` in any of ``scores`` (Wu et
+    al. keep retrieval heads out of the controls), or only ``chosen`` when too few heads would remain."""
+    from rhlens.heads import HeadSet
+
+    above = HeadSet()
+    for s in scores:
+        above = above | HeadSet.above(s.scores, threshold)
+    n_all = scores[0].n_layers * scores[0].n_heads
+    wide = above | chosen
+    return wide if n_all - len(wide) >= 2 * len(chosen) else HeadSet(chosen)
 
 
 def _n_params(shape: dict[str, int]) -> int:

@@ -153,7 +153,7 @@ def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[di
     # 4. knockout
     ko = entry["knockout"]
     tested = {m: k for m, k in ko.items() if k.get("retrieval") is not None}
-    hurts = [m for m, k in tested.items() if k["retrieval"] < _mean(k["random"])]
+    hurts = [m for m, k in tested.items() if k["retrieval"] < min(k["baseline"], _mean(k["random"]))]
     real_ko = ko[REAL]
     real_txt = (f"For the real-data model, knocking out its {len(real_ko['heads'])} retrieval heads moves accuracy "
                 f"{real_ko['baseline']:.2f} -> {real_ko['retrieval']:.2f}; as many random heads -> "
@@ -162,7 +162,8 @@ def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[di
     out.append({
         "id": "knockout", "title": "Knocking out retrieval heads hurts more than random heads",
         "paper": "knocking out the top retrieval heads drops performance sharply; as many random heads barely matter",
-        "rule": "agrees when, in every model with retrieval heads, the retrieval knockout scores below the random draws' mean",
+        "rule": "agrees when, in every model with retrieval heads, knocking them out lowers the score below both the "
+                "intact score and the random draws' mean",
         "verdict": verdict_from(len(hurts), len(tested)),
         "text": real_txt + f"Over all models, the retrieval knockout hurts more than random in {len(hurts)} of {len(tested)}.",
     })

@@ -1,0 +1,132 @@
+"""``rhlens study`` end to end on the smoke preset (issue 12): every output with every key, and an
+interrupted study that resumes to the same results as an uninterrupted one."""
+
+import json
+import math
+
+import pytest
+
+from rhlens.cli import main
+from rhlens.study import Study, StudyConfig
+
+pytestmark = pytest.mark.slow
+
+STAGE_FILES = ("study.json", "results.json", "report.md", "report.html")
+MODELS = ["real", "real-limited", "realistic-filler", "fictional", "symbolic"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "smoke"
+    assert main(["study", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _numbers_finite(value, where="results"):
+    if isinstance(value, float):
+        assert math.isfinite(value), where
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _numbers_finite(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _numbers_finite(v, f"{where}[{i}]")
+
+
+def test_smoke_study_writes_every_output_with_every_key(smoke_run):
+    for name in STAGE_FILES:
+        assert (smoke_run / name).is_file(), name
+    results = json.loads((smoke_run / "results.json").read_text())
+    for key in ("config", "digest", "seeds", "versions", "timings", "tasks", "primary_method"):
+        assert results[key] not in (None, {}, []), key
+    assert results["versions"]["torch"] and results["timings"]["total_unit_seconds"] > 0
+    task = results["tasks"]["mdqa"]
+    assert list(task["models"]) == MODELS
+    for m, info in task["models"].items():
+        assert 0.0 <= info["accuracy"] <= 1.0 and info["final_loss"] > 0
+        assert set(info["scores"]) == {"decode", "forced"}
+        for method, files in info["score_files"].items():
+            wu = json.loads((smoke_run / files["wu_json"]).read_text())
+            assert len(wu) == len(info["scores"][method]) * len(info["scores"][method][0])  # one key per head
+            assert all("-" in key for key in wu)
+        assert (smoke_run / "mdqa" / "models" / m / "model" / "model.safetensors").is_file()
+    comp = task["compare"]["methods"]["decode"]
+    assert set(comp["models"]) == set(MODELS) and set(comp["correlation"]) == {"models", "spearman", "pearson"}
+    assert set(task["knockout"]) == set(MODELS) and set(task["patching"]) == set(MODELS) - {"real"}
+    for k in task["knockout"].values():
+        assert k.get("skipped") or (len(k["random"]) == 2 and all(len(h) == len(k["heads"]) for h in k["random_heads"]))
+    for rec in task["patching"].values():
+        assert rec.get("skipped") or {"original", "intersection", "complement"} <= set(rec["rows"])
+    assert [f["id"] for f in task["findings"]] == ["gap", "overlap", "correlation", "knockout", "patching"]
+    for f in task["findings"]:
+        assert f["verdict"] in ("agrees", "partly", "disagrees", "undetermined") and f["text"].endswith(".")
+    _numbers_finite(results)
+    report = (smoke_run / "report.md").read_text()
+    for heading in ("### Models", "### Knockout", "### Patching", "### Findings"):
+        assert heading in report
+    assert f"{task['models']['real']['accuracy']:.2f}" in report
+    page = (smoke_run / "report.html").read_text()
+    assert "Plotly.newPlot" in page and "findings" in page
+
+
+def test_data_fits_the_model_context(smoke_run):
+    """Prompt + answer (+ BOS, EOS) of every example fits [data] context_tokens (issue: 513 > 512)."""
+    from rhlens.encoding import encode_example
+    from rhlens.models import load_base
+    from rhlens.tasks import load_jsonl
+
+    cfg = StudyConfig.preset("smoke")
+    tok = load_base().tokenizer
+    for path in sorted((smoke_run / "mdqa" / "data").glob("*.jsonl")):
+        for ex in load_jsonl(path):
+            assert len(encode_example(tok, ex, with_answer=True, prepend_bos=True).tokens) <= cfg.data.context_tokens
+
+
+def _strip_times(results):
+    results = json.loads(json.dumps(results))
+    results.pop("timings"), results.pop("finished")
+    for task in results["tasks"].values():
+        task["data"].pop("seconds")
+        for section in ("compare",):
+            task[section].pop("seconds")
+        for section in ("knockout", "patching"):
+            for rec in task[section].values():
+                rec.pop("seconds")
+    return results
+
+
+def test_interrupted_study_resumes_to_the_same_results(smoke_run, tmp_path, monkeypatch):
+    """Interrupt mid fine-tune stage, then mid knockout stage; each rerun skips what finished."""
+    out = tmp_path / "interrupted"
+    calls = {"finetune": 0, "knockout": 0}
+    real_finetune, real_knockout = Study._finetune, Study._knockout
+
+    def flaky(stage, real, fail_at):
+        def wrapped(self, unit):
+            calls[stage] += 1
+            if calls[stage] == fail_at:
+                raise KeyboardInterrupt(f"simulated interruption in {unit.label}")
+            return real(self, unit)
+        return wrapped
+
+    monkeypatch.setattr(Study, "_finetune", flaky("finetune", real_finetune, 3))
+    with pytest.raises(KeyboardInterrupt):
+        Study("smoke", out, progress=False).run()
+    assert sorted(p.name for p in (out / "mdqa" / "models").iterdir() if (p / "finetune.json").exists()) == ["real", "real-limited"]
+    monkeypatch.setattr(Study, "_knockout", flaky("knockout", real_knockout, 2))
+    with pytest.raises(KeyboardInterrupt):
+        Study("smoke", out, progress=False).run()
+    assert calls["finetune"] == 3 + 3  # the two finished fine-tunes were skipped
+    resumed = Study("smoke", out, progress=False).run()
+    assert calls["knockout"] == 2 + 4  # the first knockout was skipped on the last run
+    uninterrupted = json.loads((smoke_run / "results.json").read_text())
+    assert _strip_times(resumed) == _strip_times(uninterrupted)
+
+
+def test_changed_config_is_refused_in_the_same_folder(smoke_run, capsys):
+    cfg = StudyConfig.preset("smoke")
+    changed = cfg.replace(seed=cfg.seed + 1)
+    with pytest.raises(FileExistsError, match="differing keys: seed"):
+        Study(changed, smoke_run, progress=False).run()
+    assert main(["study", "--preset", "smoke", "--out", str(smoke_run), "--task", "kv", "--no-progress"]) == 2
+    assert "differing keys: tasks" in capsys.readouterr().err

@@ -1,0 +1,62 @@
+"""Data sizing: every example (BOS + prompt + answer + EOS) fits [data] context_tokens."""
+
+import pytest
+
+from rhlens.encoding import encode_example
+from rhlens.models import load_base
+from rhlens.study import StudyConfig
+from rhlens.study.data import build_sets
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_base().tokenizer
+
+
+def _config(budget=16, **data):
+    base = {"n_train": 6, "n_limited": 2, "n_test": 3, "variants": ["symbolic"]}
+    return StudyConfig.from_dict({"data": {**base, **data}, "evaluate": {"max_new_tokens": budget},
+                                  "scores": {"n_examples": 3, "max_new_tokens": budget},
+                                  "knockout": {"n_examples": 3}, "patching": {"n_examples": 3}})
+
+
+@pytest.mark.parametrize("task, context", [("mdqa", 96), ("kv", 128)])
+def test_every_example_fits_the_context_whole(tokenizer, task, context):
+    cfg = _config(context_tokens=context, answer_tokens=20)
+    sets, summary = build_sets(cfg, task, tokenizer)
+    assert set(sets) == {"real_train", "real_limited", "real_test", "synthetic_symbolic"}
+    assert len(sets["real_limited"]) == 2 and sets["real_limited"] == sets["real_train"][:2]
+    for name, examples in sets.items():
+        for ex in examples:
+            n = len(encode_example(tokenizer, ex, with_answer=True, prepend_bos=True).tokens)
+            assert n <= context, (name, n)
+        assert summary["sets"][name]["max_tokens"] <= context
+    assert summary["prompt_budget"] == context - 20 - 1
+    assert sets["real_test"][0] != sets["real_train"][0]  # test set drawn apart from training
+
+
+def test_an_answer_longer_than_its_room_is_an_error_naming_the_fix(tokenizer):
+    cfg = _config(budget=2, context_tokens=128, answer_tokens=2)
+    with pytest.raises(ValueError, match=r"raise \[data\] answer_tokens"):
+        build_sets(cfg, "kv", tokenizer)
+
+
+def test_real_files_keep_only_fitting_examples_and_name_the_file(tokenizer, tmp_path):
+    import json
+
+    rows = []
+    for i in range(4):
+        ctxs = [{"title": f"Doc {j}", "text": ("filler words here " * (3 if i % 2 else 60)) + f"Rome is the answer {i}.",
+                 "hasanswer": j == 0, "isgold": j == 0} for j in range(2)]
+        rows.append({"question": f"what is answer {i}?", "answers": ["Rome"], "ctxs": ctxs})
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = StudyConfig.from_dict({"data": {"n_train": 2, "n_limited": 1, "n_test": 2, "context_tokens": 128,
+                                          "answer_tokens": 16, "real_files": {"mdqa": {"train": str(path), "test": str(path)}},
+                                          "variants": ["symbolic"]},
+                                 "scores": {"n_examples": 2}, "knockout": {"n_examples": 2}, "patching": {"n_examples": 2}})
+    sets, summary = build_sets(cfg, "mdqa", tokenizer)
+    assert len(sets["real_train"]) == 2 and summary["dropped"]["real_train"] == 2
+    big = cfg.replace(data=type(cfg.data)(**{**cfg.data.__dict__, "n_test": 3}))
+    with pytest.raises(ValueError, match="only 2 of 4 examples fit"):
+        build_sets(big, "mdqa", tokenizer)
