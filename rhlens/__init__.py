@@ -62,6 +62,9 @@ _EXPORTS: dict[str, str] = {
     "NonFiniteLossError": "rhlens.training",
     "extend_context": "rhlens.training",
     "pretrain_base": "rhlens.pretrain",
+    # the study (layer 6)
+    "Study": "rhlens.study",
+    "StudyConfig": "rhlens.study",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

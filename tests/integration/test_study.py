@@ -130,3 +130,27 @@ def test_changed_config_is_refused_in_the_same_folder(smoke_run, capsys):
         Study(changed, smoke_run, progress=False).run()
     assert main(["study", "--preset", "smoke", "--out", str(smoke_run), "--task", "kv", "--no-progress"]) == 2
     assert "differing keys: tasks" in capsys.readouterr().err
+
+
+def test_pieces_on_a_model_folder_and_examples_file(smoke_run, tmp_path, capsys):
+    """rhlens scores / knockout / patch on the smoke study's own folders (as a user's would be)."""
+    real = smoke_run / "mdqa" / "models" / "real" / "model"
+    other = smoke_run / "mdqa" / "models" / "symbolic" / "model"
+    examples = smoke_run / "mdqa" / "data" / "real_test.jsonl"
+    common = ["--examples", str(examples), "--n", "4", "--max-new-tokens", "8", "--no-progress"]
+    assert main(["scores", "--model", str(real), "--method", "both", "--out", str(tmp_path / "s"), *common]) == 0
+    summary = json.loads((tmp_path / "s" / "scores.json").read_text())
+    assert set(summary["methods"]) == {"decode", "forced"} and summary["n_examples"] == 4
+    for name in ("decode.safetensors", "decode.wu.json", "forced.wu.json", "heatmap.html"):
+        assert (tmp_path / "s" / name).is_file()
+    assert main(["knockout", "--model", str(real), "--heads", "L0H0,L1H1", "--n-random", "2",
+                 "--out", str(tmp_path / "k"), *common]) == 0
+    ko = json.loads((tmp_path / "k" / "knockout.json").read_text())
+    assert ko["heads"] == ["L0H0", "L1H1"] and len(ko["random"]) == 2
+    assert all(not {"L0H0", "L1H1"} & set(d["heads"]) for d in ko["random"])
+    assert main(["patch", "--source", str(real), "--target", str(other), "--source-heads", "L1H1,L1H2",
+                 "--target-heads", "L1H2", "--out", str(tmp_path / "p"), *common]) == 0
+    rows = json.loads((tmp_path / "p" / "patching.json").read_text())["rows"]
+    assert rows["intersection"]["heads"] == ["L1H2"] and rows["complement"]["heads"] == ["L1H1"]
+    assert main(["knockout", "--model", str(real), "--heads", "L9H0", "--out", str(tmp_path / "k2"), *common]) == 2
+    assert "L9H0" in capsys.readouterr().err.strip().splitlines()[-1]
