@@ -96,29 +96,48 @@ def _strip_times(results):
 
 
 def test_interrupted_study_resumes_to_the_same_results(smoke_run, tmp_path, monkeypatch):
-    """Interrupt mid fine-tune stage, then mid knockout stage; each rerun skips what finished."""
+    """Interrupt in the middle of the third fine-tune (after its first checkpoint), then between
+    knockout units; each rerun skips what finished, the fine-tune resumes from its checkpoint, and
+    the results equal the uninterrupted run's."""
+    import torch
+
     out = tmp_path / "interrupted"
-    calls = {"finetune": 0, "knockout": 0}
-    real_finetune, real_knockout = Study._finetune, Study._knockout
+    real_clip, clips = torch.nn.utils.clip_grad_norm_, []
 
-    def flaky(stage, real, fail_at):
-        def wrapped(self, unit):
-            calls[stage] += 1
-            if calls[stage] == fail_at:
-                raise KeyboardInterrupt(f"simulated interruption in {unit.label}")
-            return real(self, unit)
-        return wrapped
+    def clip_then_interrupt(*args, **kwargs):  # one call per optimizer step; smoke: 2 steps per model
+        clips.append(1)
+        if len(clips) == 6:
+            raise KeyboardInterrupt("simulated Ctrl-C in step 2 of the third fine-tune")
+        return real_clip(*args, **kwargs)
 
-    monkeypatch.setattr(Study, "_finetune", flaky("finetune", real_finetune, 3))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         Study("smoke", out, progress=False).run()
-    assert sorted(p.name for p in (out / "mdqa" / "models").iterdir() if (p / "finetune.json").exists()) == ["real", "real-limited"]
-    monkeypatch.setattr(Study, "_knockout", flaky("knockout", real_knockout, 2))
+    models = out / "mdqa" / "models"
+    assert sorted(p.name for p in models.iterdir() if (p / "finetune.json").exists()) == ["real", "real-limited"]
+    assert any((models / MODELS[2] / "train").rglob("*.safetensors"))  # step 1's checkpoint survived
+    steps = []
+
+    def counting_clip(*args, **kwargs):
+        steps.append(1)
+        return real_clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", counting_clip)
+
+    knockouts, real_knockout = [], Study._knockout
+
+    def knockout_then_interrupt(self, unit):
+        knockouts.append(unit.model)
+        if len(knockouts) == 2:
+            raise KeyboardInterrupt(f"simulated interruption before {unit.label}")
+        return real_knockout(self, unit)
+
+    monkeypatch.setattr(Study, "_knockout", knockout_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         Study("smoke", out, progress=False).run()
-    assert calls["finetune"] == 3 + 3  # the two finished fine-tunes were skipped
     resumed = Study("smoke", out, progress=False).run()
-    assert calls["knockout"] == 2 + 4  # the first knockout was skipped on the last run
+    assert len(steps) == 1 + 2 + 2  # the third fine-tune resumed at step 2; the last two ran whole
+    assert knockouts == ["real", "real-limited", *MODELS[1:]]  # "real" ran once, before the interruption
     uninterrupted = json.loads((smoke_run / "results.json").read_text())
     assert _strip_times(resumed) == _strip_times(uninterrupted)
 
