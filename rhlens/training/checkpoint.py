@@ -259,12 +259,14 @@ def _run_contents(out_dir: Path) -> list[str]:
     return out
 
 
-def check_out_dir(out_dir: Path, identity: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
-    """Refuse ``out_dir`` when it holds another run, or this run without ``resume``; reads only.
+def check_out_dir(out_dir: Path, identity: dict[str, Any], *, resume: bool, overwrite: bool) -> str:
+    """Decide what to do with ``out_dir``: ``"new"``, ``"resume"`` or ``"replace"``; reads only.
 
-    A folder that holds a run is left alone unless ``resume`` and the run is this one (same
-    :func:`run_identity`; a folder from before run records is checked against its checkpoints on
-    resume) or ``overwrite`` (:func:`claim_out_dir` then removes that run's checkpoints and log).
+    A folder that holds a run is resumed when ``resume`` and the run is this one (same
+    :func:`run_identity`; a folder from before run records is checked against its checkpoints
+    later), replaced when ``overwrite`` (:func:`claim_out_dir` then removes that run's checkpoints
+    and log), and refused otherwise. ``resume`` and ``overwrite`` together: resume this run, or
+    replace any other.
 
     Raises:
         RunFolderError: naming the folder, what it holds, the differing fields and the fix.
@@ -273,10 +275,35 @@ def check_out_dir(out_dir: Path, identity: dict[str, Any], *, resume: bool, over
     if out_dir.exists() and not out_dir.is_dir():
         raise RunFolderError(f"out_dir {out_dir} is a file, not a folder; choose a folder path")
     contents = _run_contents(out_dir) if out_dir.is_dir() else []
-    if not contents or overwrite:
-        return
+    if not contents:
+        return "new"
+    try:
+        saved = _saved_identity(out_dir)
+    except RunFolderError:
+        if overwrite:
+            return "replace"
+        raise
+    diffs = identity_differences(saved, identity) if saved is not None else []
+    if resume and not diffs:
+        return "resume"
+    if overwrite:
+        return "replace"
+    holds = ", ".join(contents)
+    fix = "Pass overwrite=True (TrainConfig.overwrite) to replace that run, or choose a new out_dir."
+    if diffs:
+        raise RunFolderError(
+            f"out_dir {out_dir} holds another training run ({holds}); it differs from this one in: "
+            f"{'; '.join(diffs)}. {fix}"
+        )
+    raise RunFolderError(
+        f"out_dir {out_dir} already holds {'this' if saved is not None else 'a'} training run ({holds}). "
+        f"Pass resume=True to continue it. {fix}"
+    )
+
+
+def _saved_identity(out_dir: Path) -> dict[str, Any] | None:
+    """The identity recorded in ``out_dir`` (its run record, else its newest checkpoint), or ``None``."""
     record_path = out_dir / RUN_FILE
-    saved = None
     if record_path.exists():
         try:
             record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -288,35 +315,21 @@ def check_out_dir(out_dir: Path, identity: dict[str, Any], *, resume: bool, over
                 f"{record_path} is damaged ({err}); out_dir {out_dir} holds a run rhlens cannot identify. "
                 "Pass overwrite=True to replace it, or choose a new out_dir."
             ) from None
-    else:  # no record (removed, or never written): the checkpoints say whose they are
-        for ckpt in reversed(list_checkpoints(out_dir)):
-            if isinstance(ckpt.state.get("run_identity"), dict):
-                saved = ckpt.state["run_identity"]
-                break
-    holds = ", ".join(contents)
-    fix = "Pass overwrite=True (TrainConfig.overwrite) to replace that run, or choose a new out_dir."
-    if saved is not None:
-        diffs = identity_differences(saved, identity)
-        if diffs:
-            raise RunFolderError(
-                f"out_dir {out_dir} holds another training run ({holds}); it differs from this one in: "
-                f"{'; '.join(diffs)}. {fix}"
-            )
-    if not resume:
-        raise RunFolderError(
-            f"out_dir {out_dir} already holds {'this' if saved is not None else 'a'} training run ({holds}). "
-            f"Pass resume=True to continue it. {fix}"
-        )
+        return saved
+    for ckpt in reversed(list_checkpoints(out_dir)):  # no record: the checkpoints say whose they are
+        if isinstance(ckpt.state.get("run_identity"), dict):
+            return ckpt.state["run_identity"]
+    return None
 
 
-def claim_out_dir(out_dir: Path, identity: dict[str, Any], *, overwrite: bool) -> str:
+def claim_out_dir(out_dir: Path, identity: dict[str, Any], *, replace: bool) -> str:
     """Record this run in ``out_dir`` (after :func:`check_out_dir`); returns its ``run_id``.
 
-    With ``overwrite`` the previous run's checkpoints, metrics log and record are removed first;
-    other files in the folder are left alone.
+    With ``replace`` the previous run's checkpoints and metrics log are removed first; other
+    files in the folder are left alone.
     """
     out_dir = Path(out_dir)
-    if overwrite:
+    if replace:
         root = out_dir / "checkpoints"
         if root.is_dir():
             for path in root.iterdir():

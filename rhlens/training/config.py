@@ -71,7 +71,8 @@ class TrainConfig:
         keep_last: keep this many most recent checkpoints (``None``: keep all).
         resume: continue from the newest intact checkpoint in ``out_dir`` (same run only).
         overwrite: replace the run ``out_dir`` holds (its checkpoints and metrics log); without it
-            a folder holding another run, or this run without ``resume``, is refused.
+            a folder holding another run, or this run without ``resume``, is refused. With
+            ``resume`` too: continue this run if the folder holds it, else replace what is there.
         progress: show a tqdm bar. log_every: steps between JSONL metric lines.
         wandb: log to Weights & Biases (``wandb_project``, ``run_name``); off by default.
 
@@ -164,9 +165,6 @@ class TrainConfig:
         unknown = set(self.lora_targets) - {"q", "k", "v", "o"}
         if unknown or not self.lora_targets:
             raise bad("lora_targets", "use a non-empty subset of ('q', 'k', 'v', 'o')")
-        if self.resume and self.overwrite:
-            raise bad("overwrite", "and resume=True contradict each other: resume continues the run in out_dir, "
-                      "overwrite replaces it; choose one")
         if self.batch_size % self.grad_accum_steps:
             raise bad("batch_size", f"must be a multiple of grad_accum_steps={self.grad_accum_steps}")
 

@@ -239,8 +239,9 @@ def train(
     fingerprint = _fingerprint(encoded)
     identity = ckpt_io.run_identity(model, _trajectory_config(config), total_steps=total_steps, data_fingerprint=fingerprint)
     run_id = ckpt_io.run_id(identity)
+    plan = "new"
     if out_dir is not None:  # every process checks (reads only) before any process writes
-        ckpt_io.check_out_dir(out_dir, identity, resume=config.resume, overwrite=config.overwrite)
+        plan = ckpt_io.check_out_dir(out_dir, identity, resume=config.resume, overwrite=config.overwrite)
 
     use_fused = config.fused_attention is True or (
         config.fused_attention == "auto" and fused_unsupported_reason(model) is None and count_hooks(model) == 0
@@ -259,14 +260,14 @@ def train(
         device = _resolve_device(model, config, info)
         if model_device(model) != device:
             model.to(device)
-        resume_from = ckpt_io.resumable_checkpoint(out_dir, run_id) if (config.resume and out_dir is not None) else None
-        if config.resume and resume_from is None and info.is_main:
+        resume_from = ckpt_io.resumable_checkpoint(out_dir, run_id) if plan == "resume" else None
+        if config.resume and plan != "replace" and resume_from is None and info.is_main:
             warnings.warn(f"resume=True but {out_dir} holds no complete checkpoint; starting from step 0", stacklevel=2)
         if resume_from is not None:
             _check_resume(resume_from, config, total_steps, fingerprint)
             ckpt_io.load_model_weights(resume_from.path / ckpt_io.MODEL_SUBDIR, model)
         if out_dir is not None and info.is_main:
-            ckpt_io.claim_out_dir(out_dir, identity, overwrite=config.overwrite)
+            ckpt_io.claim_out_dir(out_dir, identity, replace=plan == "replace")
         last_ckpt: Path | None = resume_from.path if resume_from is not None else None
 
         _seed_everything(config.seed)

@@ -42,6 +42,16 @@ def test_item01_train_refuses_foreign_out_dir(build_model, examples, tmp_path):
     assert [r["step"] for r in logged] == [1, 2, 3, 4] and [r["lr"] for r in logged] == replaced.lr_curve
 
 
+def test_item01_resume_and_overwrite_resume_this_run_or_replace_another(build_model, examples, tmp_path):
+    config = TrainConfig(steps=2, resume=True, overwrite=True, **FAST)
+    train(build_model(), examples, config.replace(lr=1e-2, overwrite=False), out_dir=tmp_path)
+    first = train(build_model(), examples, config, out_dir=tmp_path)  # another run: replaced
+    assert [c.state["run_id"] for c in ck.list_checkpoints(tmp_path)] == [json.loads((tmp_path / "rhlens_run.json").read_text())["run_id"]]
+    before = _snapshot(tmp_path)
+    again = train(build_model(), examples, config, out_dir=tmp_path)  # this run, finished: resumed, nothing to do
+    assert again.loss_curve == first.loss_curve and _snapshot(tmp_path) == before
+
+
 def test_item01_prune_deletes_only_this_runs_checkpoints(tmp_path):
     for step, run in [(2, "other"), (4, "mine"), (6, "mine"), (8, "other"), (10, "mine")]:
         trainer = ck.checkpoint_dir(tmp_path, step) / "trainer"
