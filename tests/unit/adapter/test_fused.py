@@ -115,3 +115,47 @@ def test_unsupported_configuration_is_named():
             pass
     with fused_attention(model, strict=False):
         assert not is_fused(model)
+
+
+@pytest.mark.parametrize("kind", list(ATTENTION_KINDS))
+def test_hook_z_fires_on_the_fused_path_and_edits_match_eager(kind):
+    """hook_z sees the eager path's [batch, pos, head, d_head] values, and an edit there gives the
+    eager result, without leaving the fused path."""
+    model = _model(ATTENTION_KINDS[kind])
+    tokens, left = _tokens_and_masks(model.cfg.d_vocab)
+    seen = {}
+
+    def zero_head(z, hook):
+        seen.setdefault(len(seen), z.clone())
+        z = z.clone()
+        z[:, :, 1] = 0
+        return z
+
+    with hooks(model, [(hook_name("z", 1), zero_head)]):
+        eager = model(tokens, attention_mask=left)
+        with fused_attention(model):
+            assert not rhlens.adapter.fused._needs_eager(model.blocks[1].attn)
+            fused = model(tokens, attention_mask=left)
+    real = left.bool()
+    torch.testing.assert_close(seen[1][real], seen[0][real], rtol=1e-5, atol=1e-5)  # padding rows may differ
+    assert (fused - eager)[real].abs().max() < 1e-5
+
+
+def test_blocked_edges_are_the_same_on_both_paths():
+    from rhlens.adapter import blocked_edges
+
+    model = _model(2)
+    tokens, left = _tokens_and_masks(model.cfg.d_vocab)
+
+    def edges(n_rows, q_len, k_len, device):
+        out = torch.zeros(n_rows, 4, q_len, k_len, dtype=torch.bool, device=device)
+        out[:, 2, :, 10] = True  # head 2: nothing attends to column 10
+        return out
+
+    with blocked_edges(model, {0: edges, 1: edges}):
+        eager = model(tokens, attention_mask=left)
+        with fused_attention(model):
+            fused = model(tokens, attention_mask=left)
+    assert (fused - eager)[left.bool()].abs().max() < 1e-5
+    assert (eager - model(tokens, attention_mask=left))[:, 10:].abs().max() > 1e-4
+    assert all(not getattr(b.attn, "_rhlens_blocked_edges", []) for b in model.blocks)

@@ -104,3 +104,24 @@ def test_argument_errors(make_model):
     with pytest.raises(ValueError, match="negative"):
         with block_attention(model, [-1], 0):
             pass
+
+
+def test_item10_block_attention_beyond_the_sequence_raises(make_model):
+    model = make_model()
+    tokens = model.to_tokens("Ann lives in Rome .")  # 6 columns
+    with pytest.raises(ValueError, match="to_positions reaches column 9, but the longest sequence run inside the block had 6"):
+        with block_attention(model, [4, 5], [2, 9]), torch.inference_mode():
+            forward(model, tokens)
+    with pytest.raises(ValueError, match="from_positions reaches column 7"):
+        with block_attention(model, [7], [1]), torch.inference_mode():
+            forward(model, tokens)
+    with pytest.raises(ValueError, match="past the model's context"):
+        with block_attention(model, [4], [model.cfg.n_ctx]):
+            pass
+    # per-row positions are checked with their padding offsets
+    with pytest.raises(ValueError, match="reaches column 6"):
+        with block_attention(model, [[3], [3]], [[1], [3]], offsets=torch.tensor([0, 3])), torch.inference_mode():
+            forward(model, tokens.repeat(2, 1))
+    assert count_hooks(model) == 0
+    with block_attention(model, [5], [1, 2]), torch.inference_mode():  # inside: fine
+        forward(model, tokens)
