@@ -1,0 +1,109 @@
+"""A perfect response passes the default gate, and a head that attends to the copied tokens scores
+about 1, on every task x variant generator and every loader (issue 10 item 2).
+
+The "perfect copier" is head L0H0 of a random model whose attention is overwritten, at each
+teacher-forced answer row, to put all weight on an answer-span position holding the gold token
+that row predicts (positions found with the independent :mod:`tests.references.wu_rule`). Its
+per-example score is the best Wu's rule can give: 1.0 when the context spells the answer with the
+same tokens as the answer itself.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from rhlens.adapter import hook_name, hooks
+from rhlens.models import default_tokenizer, load_hf_checkpoint, tiny_llama
+from rhlens.scoring import retrieval_scores
+from rhlens.scoring._common import encode_for_scoring, gate_counted
+from rhlens.tasks import (TASKS, VARIANTS, generate, load_lost_in_the_middle_kv, load_lost_in_the_middle_qa,
+                          load_musique, load_summhay)
+from tests.references import wu_rule
+from tests.references.tokenizers import byte_fallback_tokenizer
+
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "tasks"
+
+
+def copier_score(model, example) -> float:
+    """Score of head L0H0 made to copy perfectly (see the module docstring), method="forced"."""
+    tok = model.tokenizer
+    enc = wu_rule.encode(tok, example, forced=True)
+    seq = enc.prompt + enc.answer
+
+    def attend_to_copy(pattern, hook):
+        q, k = pattern.shape[2], pattern.shape[3]  # rows are the last q of the k positions so far
+        for r in range(q):
+            target = k - q + r + 1
+            source = next((i for i in enc.copy if target < len(seq) and seq[i] == seq[target]), None)
+            if source is not None:
+                pattern[0, 0, r] = 0
+                pattern[0, 0, r, source] = 1
+        return pattern
+
+    with hooks(model, [(hook_name("pattern", 0), attend_to_copy)]):
+        hs = retrieval_scores(model, [example], method="forced", rouge_gate=None, batch_size=1, chunk_size=None,
+                              progress=False)
+    return float(hs.per_example[0, 0, 0])
+
+
+def perfect_responses_pass(model, examples) -> bool:
+    items = encode_for_scoring(model, examples, method="forced", max_new_tokens=1)
+    _, counted = gate_counted(items, [ex.answer for ex in examples], 0.5)  # the default gate
+    return bool(counted.all())
+
+
+@pytest.fixture(scope="module")
+def word_model():
+    return tiny_llama(tokenizer=default_tokenizer(), n_ctx=512, seed=0)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_generators(word_model, task):
+    for variant in VARIANTS:
+        examples = generate(task, variant, n=2, context_tokens=256, tokenizer=word_model.tokenizer, seed=1)
+        assert perfect_responses_pass(word_model, examples), (task, variant)
+        scores = [copier_score(word_model, ex) for ex in examples]
+        assert min(scores) >= 0.9, (task, variant, scores)
+
+
+@pytest.fixture(scope="module")
+def sp_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sp_tok")
+    byte_fallback_tokenizer().save_pretrained(folder)
+    from transformers import AutoTokenizer
+
+    return tiny_llama(tokenizer=AutoTokenizer.from_pretrained(folder), n_ctx=4096, seed=0)
+
+
+LOADERS = {
+    "lim_qa": (load_lost_in_the_middle_qa, "lim_qa.jsonl", "lost_in_the_middle/nq-open-oracle.first200.jsonl", {}),
+    "lim_kv": (load_lost_in_the_middle_kv, "lim_kv.jsonl", "lost_in_the_middle/kv-retrieval-75_keys.jsonl.gz", {"n_pairs": 10}),
+    "musique": (load_musique, "musique.jsonl", "musique/musique_ans_train_sample100.jsonl", {"n_docs": 4}),
+    "summhay": (load_summhay, "summhay.json", "summhay/topic_news1.json", {"n_docs": 2}),
+}
+
+
+def check_loaded(model, examples):
+    """Every perfect response passes the gate; where the context spells the answer as the answer
+    does (the loaders match case- and space-insensitively), the copier scores at least 0.9."""
+    examples = [ex for ex in examples if len(model.tokenizer(ex.prompt)["input_ids"]) < model.cfg.n_ctx - 64]
+    assert examples
+    assert perfect_responses_pass(model, examples)
+    same = [ex for ex in examples if " ".join(ex.answer_texts) in (ex.answer, *ex.aliases) or ex.task == "summhay"]
+    assert same
+    scores = [copier_score(model, ex) for ex in same]
+    assert min(scores) >= 0.9, scores
+
+
+@pytest.mark.parametrize("name", LOADERS)
+def test_fixture_loaders(sp_model, name):
+    load, fixture, _, _ = LOADERS[name]
+    check_loaded(sp_model, list(load(FIX / fixture)))
+
+
+@pytest.mark.realdata
+@pytest.mark.filterwarnings("ignore:.*skipped because")
+@pytest.mark.parametrize("name", ["lim_qa", "lim_kv", "musique"])  # real SummHay prompts keep every cited
+def test_real_loaders(sp_model, realdata, name):  # document: 18K+ tokens, beyond this check's model
+    load, _, real, kw = LOADERS[name]
+    check_loaded(sp_model, list(load(realdata / real, errors="skip", **kw))[:8])
