@@ -5,13 +5,18 @@
 
 1. ``config.json`` -> a ``HookedTransformerConfig`` (:func:`hooked_config_from_hf`), for the
    families in :data:`SUPPORTED_ARCHITECTURES` (Llama, Mistral, Qwen2, GPT-2);
-2. the weights (``model.safetensors``, sharded ``model.safetensors.index.json``, or
-   ``pytorch_model.bin`` read with ``torch.load(weights_only=True)``; nothing is unpickled) into the
-   Hugging Face model class built from the config (eager attention, no download);
+2. the weights (``model.safetensors``, sharded ``model.safetensors.index.json`` whose shard paths
+   must stay inside the folder, or ``pytorch_model.bin`` read with ``torch.load(weights_only=True)``;
+   nothing is unpickled) into the Hugging Face model class built from the config (eager attention,
+   no download);
 3. TransformerLens's own weight conversion (``convert_llama_weights`` ...) and
    ``load_and_process_state_dict`` with the processing flags you ask for (default: none, so
    activations equal the Hugging Face model's);
-4. the folder's fast tokenizer (``AutoTokenizer.from_pretrained(path, local_files_only=True)``).
+4. the folder's fast tokenizer (``AutoTokenizer.from_pretrained(path, local_files_only=True,
+   trust_remote_code=False)``).
+
+No code from the folder ever runs: every ``from_pretrained`` call passes ``trust_remote_code=False``,
+and a folder whose ``auto_map`` asks for its own classes is refused (:func:`refuse_remote_code`).
 
 Every problem with the folder raises :class:`CheckpointError`, naming the file and field and saying
 what to do.
