@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -147,6 +147,24 @@ class HeadScores:
     def above(self, threshold: float = 0.1) -> HeadSet:
         """Heads scoring strictly above ``threshold`` (Wu et al.'s retrieval heads: > 0.1)."""
         return HeadSet.above(self.scores, threshold)
+
+    def recall(self, reference: Iterable[Any], *, k: int | None = None, threshold: float = 0.1) -> float:
+        """Fraction of ``reference`` heads (a HeadSet, Heads or labels) found here: among
+        :meth:`top` ``(k)`` when ``k`` is given, else among :meth:`above` ``(threshold)``.
+
+        Raises ``ValueError`` for an empty reference (recall is undefined there, not 1.0).
+
+        >>> hs = HeadScores(torch.tensor([[[0.5, 0.0], [0.2, 0.05]]]), torch.tensor([True]), ["x"])
+        >>> hs.recall(["L0H0", "L1H1"]), hs.recall(["L0H0", "L1H1"], k=3)
+        (0.5, 1.0)
+        >>> hs.recall(["L0H0", "L1H1"], k=2)
+        0.5
+        """
+        ref = HeadSet(reference)
+        if not ref:
+            raise ValueError("recall against an empty reference is undefined: give at least one reference head")
+        found = self.top(k) if k is not None else self.above(threshold)
+        return len(found & ref) / len(ref)
 
     def by_kv_group(self, reduce: Literal["max", "mean"] = "max") -> Float[Tensor, "layer kv_head"]:
         """Scores per key/value group ``[n_layers, n_kv_heads]``: ``reduce`` over the query heads

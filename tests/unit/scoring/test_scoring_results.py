@@ -46,6 +46,14 @@ def test_top_leaves_out_zero_scores_unless_asked():
     assert none.top(3) == HeadSet() and len(none.top(3, include_zero=True)) == 3
 
 
+def test_recall_against_a_reference():
+    hs = build_scores()  # above 0.1: L0H1, L1H0, L1H3; top 2: L0H1, L1H3
+    assert hs.recall(["L0H1", "L0H0"]) == 0.5
+    assert hs.recall(HeadSet(["L1H0", "L1H3"]), k=2) == 0.5
+    with pytest.raises(ValueError, match="empty reference is undefined"):
+        hs.recall([])
+
+
 def test_repr_lists_heads_by_score_and_says_when_nothing_counted():
     text = repr(build_scores())
     assert "2/3 examples counted" in text
