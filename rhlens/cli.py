@@ -129,7 +129,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     if args.dry_run:
         notes = study.check()
         plan = study.plan()
-        print(f"study {study.config.name!r} (config digest {study.config.digest()}): dry run, no weights loaded")
+        print(f"study {study.config.name!r}: dry run, no weights loaded")
         for note in notes:
             print(f"  ok  {note}")
         print(json.dumps(plan, indent=2))

@@ -168,9 +168,23 @@ class Study:
                 if not path.is_file():
                     raise FileNotFoundError(f"[data.real_files.{task}] {kind} = {path}: no such file")
                 notes.append(f"{task}: real {kind} file {path}")
-        state = RunFolder.inspect(self.out, cfg.to_dict(), cfg.digest(), overwrite=self.overwrite)
+        identity = self.identity()
+        state = RunFolder.inspect(self.out, identity, _digest(identity), overwrite=self.overwrite)
         notes.append(f"out: {self.out} ({ {'new': 'a new study', 'resume': 'resumes the same study', 'overwrite': 'replaces another study'}[state] })")
         return notes
+
+    def identity(self) -> dict[str, Any]:
+        """What the run folder records and a resumed run must match: the config and the base's
+        fingerprint (its small files' SHA-256 and its weight files' sizes), so neither a changed
+        config nor a changed base model mixes into earlier results."""
+        return {"config": self.config.to_dict(), "base": _fingerprint(self._base_folder())}
+
+    def _base_folder(self) -> Path:
+        if self.config.model.base == EMBEDDED:
+            from rhlens.models.base import base_dir
+
+            return base_dir() / "model"
+        return self.config.resolve(self.config.model.base)
 
     def _base_shape(self) -> dict[str, int]:
         """n_layers, n_heads, d_model, d_mlp, d_vocab, n_ctx, n_params of the base, from its config file."""
@@ -240,7 +254,8 @@ class Study:
 
         cfg = self.config
         self.check()
-        self.folder = RunFolder.open(self.out, cfg.to_dict(), cfg.digest(), overwrite=self.overwrite)
+        identity = self.identity()
+        self.folder = RunFolder.open(self.out, identity, _digest(identity), overwrite=self.overwrite)
         units = self.units()
         started = time.time()
         todo = [u for u in units if not self.folder.done(u.record)]
@@ -256,7 +271,8 @@ class Study:
                 bar.update(1)
         finally:
             bar.close()
-        results = collect_results(self.folder, cfg, versions=_versions(), seconds=time.time() - started)
+        results = collect_results(self.folder, cfg, versions=_versions(), seconds=time.time() - started,
+                                  digest=_digest(identity), base=identity["base"])
         write_reports(self.folder.path, results)
         self._log(f"study done: {self.out / 'report.md'}")
         return results
@@ -477,6 +493,25 @@ def control_exclusion(scores: list[Any], chosen: Any, threshold: float) -> Any:
     n_all = scores[0].n_layers * scores[0].n_heads
     wide = above | chosen
     return wide if n_all - len(wide) >= 2 * len(chosen) else HeadSet(chosen)
+
+
+def _digest(identity: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    """``{file: sha256}`` of a model folder's files up to 16 MB, ``{file: "<size> bytes"}`` beyond."""
+    import hashlib
+
+    out = {}
+    for f in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if f.is_file() and not f.name.startswith("."):
+            size = f.stat().st_size
+            out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()[:16] if size <= 16 << 20 else f"{size} bytes"
+    return out
 
 
 def _n_params(shape: dict[str, int]) -> int:

@@ -43,7 +43,8 @@ def _random_rows(rows: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ---- results.json ---------------------------------------------------------------------------------
-def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[str, str], seconds: float) -> dict[str, Any]:
+def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[str, str], seconds: float,
+                    digest: str, base: dict[str, str]) -> dict[str, Any]:
     """Gather every unit record of the run folder into one results dict, with the findings."""
     timings: dict[str, float] = {}
     tasks: dict[str, Any] = {}
@@ -83,7 +84,8 @@ def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[st
     return {
         "format": FORMAT,
         "name": config.name,
-        "digest": config.digest(),
+        "digest": digest,
+        "base_fingerprint": base,
         "config": config.to_dict(),
         "seeds": {"seed": config.seed, "data": {t: tasks[t]["data"].get("seeds") for t in tasks},
                   "random_heads": [config.seed + i for i in range(max(config.knockout.n_random, config.patching.n_random))]},
@@ -252,7 +254,7 @@ def report_markdown(results: dict[str, Any]) -> str:
          f"({ft['trainable']} parameters, {ft['steps']} steps of batch {ft['batch_size']}, lr {ft['lr']}) at "
          f"{d['context_tokens']} tokens per example; every model is then evaluated on the same real test set "
          f"({d['n_test']} examples). Retrieval heads: scores above {cfg['scores']['threshold']} "
-         f"({method} method), at most {cfg['scores']['top_k']} per model. Config digest {results['digest']}; "
+         f"({method} method), at most {cfg['scores']['top_k']} per model. Run digest (config and base) {results['digest']}; "
          "every number is in results.json."),
     ]
     marks = {"agrees": "agrees with the paper", "partly": "partly agrees with the paper",
@@ -320,7 +322,7 @@ def report_html(results: dict[str, Any], path: Path) -> None:
                         for f in entry["findings"])
         figures.append((f"{task}: findings", f"<ul>{items}</ul>"))
     cfg = results["config"]
-    intro = (f"Study {results['name']!r} (config digest {results['digest']}): base {cfg['model']['base']}, tasks "
+    intro = (f"Study {results['name']!r} (run digest {results['digest']}): base {cfg['model']['base']}, tasks "
              f"{', '.join(results['tasks'])}, {cfg['data']['context_tokens']} tokens per example. Every number is in "
              "results.json; report.md has the same tables and findings.")
     plot.write_html(figures, path, title=f"rhlens study: {results['name']}", intro=intro)

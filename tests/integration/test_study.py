@@ -145,10 +145,10 @@ def test_interrupted_study_resumes_to_the_same_results(smoke_run, tmp_path, monk
 def test_changed_config_is_refused_in_the_same_folder(smoke_run, capsys):
     cfg = StudyConfig.preset("smoke")
     changed = cfg.replace(seed=cfg.seed + 1)
-    with pytest.raises(FileExistsError, match="differing keys: seed"):
+    with pytest.raises(FileExistsError, match="differing keys: config.seed"):
         Study(changed, smoke_run, progress=False).run()
     assert main(["study", "--preset", "smoke", "--out", str(smoke_run), "--task", "kv", "--no-progress"]) == 2
-    assert "differing keys: tasks" in capsys.readouterr().err
+    assert "differing keys: config.tasks" in capsys.readouterr().err
 
 
 def test_pieces_on_a_model_folder_and_examples_file(smoke_run, tmp_path, capsys):
@@ -173,3 +173,12 @@ def test_pieces_on_a_model_folder_and_examples_file(smoke_run, tmp_path, capsys)
     assert rows["intersection"]["heads"] == ["L1H2"] and rows["complement"]["heads"] == ["L1H1"]
     assert main(["knockout", "--model", str(real), "--heads", "L9H0", "--out", str(tmp_path / "k2"), *common]) == 2
     assert "L9H0" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_changed_base_model_is_refused_in_the_same_folder(smoke_run, monkeypatch):
+    """Same config, but the embedded base's files changed (e.g. a new rhlens release): refused."""
+    import rhlens.study.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_fingerprint", lambda folder: {"model.safetensors": "another base"})
+    with pytest.raises(FileExistsError, match="differing keys: base"):
+        Study("smoke", smoke_run, progress=False).run()
