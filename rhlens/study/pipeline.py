@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rhlens.study.analysis import cosine, pearson, retrieval_heads, spearman
-from rhlens.study.config import EMBEDDED, StudyConfig
+from rhlens.study.config import EMBEDDED, PRESETS, StudyConfig
 from rhlens.study.folder import RunFolder
 
 STAGES = ("data", "finetune", "evaluate", "scores", "compare", "knockout", "patching")
@@ -89,7 +89,7 @@ class Study:
                  overwrite: bool = False, progress: bool = True, log: Callable[[str], None] | None = None):
         if config is None:
             config = StudyConfig.preset("tiny")
-        elif isinstance(config, (str, Path)) and str(config) in ("tiny", "smoke", "paper"):
+        elif isinstance(config, (str, Path)) and str(config) in PRESETS:
             config = StudyConfig.preset(str(config))
         elif isinstance(config, (str, Path)):
             config = StudyConfig.from_file(config)
@@ -240,7 +240,7 @@ class Study:
             "tasks": list(cfg.tasks),
             "models": cfg.model_names(cfg.tasks[0]),
             "units": stages,
-            "base": {k: v for k, v in shape.items()},
+            "base": dict(shape),
             "flops": {k: float(f"{v:.3g}") for k, v in flops.items()},
             "total_flops": float(f"{total:.3g}"),
             "estimated_hours": round(total / cfg.estimate.flops_per_second / 3600, 3),
@@ -311,7 +311,8 @@ class Study:
         examples = load_jsonl(self.folder.file(f"{task}/data/{name}.jsonl"))
         return examples if n is None else examples[:n]
 
-    def _train_set(self, task: str, model: str) -> str:
+    @staticmethod
+    def _train_set(model: str) -> str:
         return {REAL: "real_train", LIMITED: "real_limited"}.get(model, f"synthetic_{model}")
 
     def _heads(self, task: str, model: str):
@@ -339,7 +340,7 @@ class Study:
         from rhlens.training import TrainConfig, train
 
         cfg, ft = self.config, self.config.finetune
-        examples = self._examples(unit.task, self._train_set(unit.task, unit.model))
+        examples = self._examples(unit.task, self._train_set(unit.model))
         model = self._load_base()
         tc = TrainConfig(
             steps=ft.steps, batch_size=ft.batch_size, lr=ft.lr, warmup_steps=ft.warmup_steps,
@@ -354,7 +355,7 @@ class Study:
         save_model(model, self.folder.file(f"{unit.task}/models/{unit.model}/model"))
         shutil.rmtree(train_dir, ignore_errors=True)  # checkpoints only served resuming this fine-tune
         return {
-            "train_set": self._train_set(unit.task, unit.model), "n_examples": len(examples), "steps": result.steps,
+            "train_set": self._train_set(unit.model), "n_examples": len(examples), "steps": result.steps,
             "final_loss": result.loss_curve[-1] if result.loss_curve else None,
             "loss_curve": [round(x, 5) for x in result.loss_curve], "train_config": tc.to_dict(),
         }

@@ -107,3 +107,14 @@ def test_dry_run_of_the_paper_preset_with_files_in_place(tmp_path, capsys, monke
     plan = json.loads(text[text.index("{"): text.rindex("}") + 1])
     assert 7e9 < plan["base"]["n_params"] < 9e9  # Llama-3-8B from its config.json alone
     assert plan["units"]["finetune"] == 3 * 7 and plan["estimated_hours"] > 1
+
+
+def test_dry_run_task_all_and_base_override(tmp_path, capsys):
+    base = tmp_path / "mybase"
+    base.mkdir()
+    assert main(["study", "--task", "all", "--base", str(base), "--out", str(tmp_path / "r"), "--dry-run"]) == 2
+    assert "holds neither rhlens_model.json nor config.json" in _err_line(capsys)
+    assert main(["study", "--task", "all", "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    plan = json.loads(text[text.index("{"): text.rindex("}") + 1])
+    assert plan["tasks"] == ["mdqa", "musique", "summhay", "kv"] and plan["units"]["data"] == 4
