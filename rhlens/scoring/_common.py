@@ -27,7 +27,7 @@ METHODS = ("decode", "forced")
 
 
 @dataclass(frozen=True)
-class Item:
+class ScoredExample:
     """One example ready to score.
 
     Attributes:
@@ -95,7 +95,7 @@ def check_method(method: str) -> None:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def encode_for_scoring(model: Any, examples: Sequence[Any], *, method: str, max_new_tokens: int) -> list[Item]:
+def encode_for_scoring(model: Any, examples: Sequence[Any], *, method: str, max_new_tokens: int) -> list[ScoredExample]:
     """Encode ``examples`` for ``model``, locate their answer spans and check each fits; errors
     name the example index and task."""
     check_method(method)
@@ -123,11 +123,11 @@ def encode_for_scoring(model: Any, examples: Sequence[Any], *, method: str, max_
                 "Use shorter examples, a smaller max_new_tokens, or extend the context (rhlens.extend_context)."
             )
         references = (ex.answer, *tuple(getattr(ex, "aliases", ()) or ()))
-        items.append(Item(index=i, enc=enc, answer_mask=mask, references=references))
+        items.append(ScoredExample(index=i, enc=enc, answer_mask=mask, references=references))
     return items
 
 
-def answer_lookup(items: Sequence[Item], width: int, offsets: Int[Tensor, "batch"]) -> Int[Tensor, "batch width"]:
+def answer_lookup(items: Sequence[ScoredExample], width: int, offsets: Int[Tensor, "batch"]) -> Int[Tensor, "batch width"]:
     """``[batch, width]``: the prompt token at each answer-span column (left-padded
     coordinates), ``-1`` everywhere else. A top-k index ``i`` of row ``b`` is a hit for the
     generated token ``t`` exactly when ``table[b, i] == t``."""
@@ -140,12 +140,12 @@ def answer_lookup(items: Sequence[Item], width: int, offsets: Int[Tensor, "batch
     return table
 
 
-def answer_rouge(item: Item, response: str) -> float:
+def answer_rouge(item: ScoredExample, response: str) -> float:
     """ROUGE-1 recall of the answer in ``response``: the best over the answer and its aliases."""
     return max(float(_rouge1_recall(ref, response)) for ref in item.references)
 
 
-def gate_counted(items: Sequence[Item], responses: Sequence[str], rouge_gate: float | None) -> tuple[Tensor, Tensor]:
+def gate_counted(items: Sequence[ScoredExample], responses: Sequence[str], rouge_gate: float | None) -> tuple[Tensor, Tensor]:
     """``(rouge [n], counted [n])``: an example counts when its :func:`answer_rouge` is over
     ``rouge_gate`` (Wu et al.: ``recall * 100 > 50``); ``rouge_gate=None`` counts every example."""
     rouge = torch.tensor([answer_rouge(it, r) for it, r in zip(items, responses)], dtype=torch.float32)
@@ -153,7 +153,7 @@ def gate_counted(items: Sequence[Item], responses: Sequence[str], rouge_gate: fl
     return rouge, counted
 
 
-def _warn_none_counted(items: Sequence[Item], responses: Sequence[str], rouge: Tensor, rouge_gate: float) -> None:
+def _warn_none_counted(items: Sequence[ScoredExample], responses: Sequence[str], rouge: Tensor, rouge_gate: float) -> None:
     shown = "; ".join(
         f"example {it.index}: {r[:60]!r} (ROUGE-1 {float(g):.2f} against {it.references[0][:40]!r})"
         for it, r, g in list(zip(items, responses, rouge))[:3]
@@ -169,7 +169,7 @@ def _warn_none_counted(items: Sequence[Item], responses: Sequence[str], rouge: T
 
 def head_scores_from_hits(
     model: Any,
-    items: Sequence[Item],
+    items: Sequence[ScoredExample],
     hits: Int[Tensor, "example layer head"],
     responses: Sequence[str],
     *,
@@ -204,6 +204,7 @@ def head_scores_from_hits(
 
 
 # Former names, kept while rhlens.scoring.retrieval moves to the new ones.
+Item = ScoredExample
 prepare = encode_for_scoring
 needle_lookup = answer_lookup
 assemble = head_scores_from_hits

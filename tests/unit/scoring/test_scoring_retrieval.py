@@ -131,12 +131,12 @@ def test_result_fields_and_mode_restored():
 
 def test_hooks_removed_when_the_model_raises(monkeypatch):
     model = build_model()
-    import rhlens.scoring.retrieval as retrieval
+    import rhlens.engine as engine
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(retrieval, "forward", boom)
+    monkeypatch.setattr(engine, "forward", boom)
     with pytest.raises(RuntimeError, match="boom"):
         retrieval_scores(model, random_examples((10,)), progress=False)
     assert count_hooks(model) == 0
@@ -153,8 +153,9 @@ def test_errors_name_the_example():
     assert no_answer_span.answer_spans == ()
     with pytest.raises(ValueError, match=r"Example 1 \(task 'niah'\) has no answer spans"):
         retrieval_scores(model, [good, no_answer_span], max_new_tokens=5, progress=False)
-    bad_answer = dataclasses.replace(good, answer_spans=((0, 0),))
-    with pytest.raises(ValueError, match="Example 0 .*answer span 0 at characters 0:0 .*covers no prompt token"):
+    bad_answer = Example(prompt="red blue  ", answer="red", needles=((0, 3),), answer_spans=((8, 10),), task="niah",
+                         variant="symbolic")
+    with pytest.raises(ValueError, match="Example 0 .*answer span 0 at characters 8:10 .*covers no prompt token"):
         retrieval_scores(model, [bad_answer], max_new_tokens=5, progress=False)
     bad_span = Example(prompt="red blue  ", answer="red", needles=((8, 10),), task="niah", variant="symbolic")
     with pytest.raises(ValueError, match="Example 0 .*needle 0 .*covers no prompt token"):
