@@ -113,7 +113,7 @@ def test_dry_run_task_all_and_base_override(tmp_path, capsys):
     base = tmp_path / "mybase"
     base.mkdir()
     assert main(["study", "--task", "all", "--base", str(base), "--out", str(tmp_path / "r"), "--dry-run"]) == 2
-    assert "holds neither rhlens_model.json nor config.json" in _err_line(capsys)
+    assert "mybase holds neither rhlens_model.json" in _err_line(capsys)
     assert main(["study", "--task", "all", "--out", str(tmp_path / "r"), "--dry-run"]) == 0
     text = capsys.readouterr().out
     plan = json.loads(text[text.index("{"): text.rindex("}") + 1])
