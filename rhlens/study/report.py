@@ -206,6 +206,20 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _patching_columns(rec: dict[str, Any]) -> dict[str, Any]:
+    """One target's patching row with fixed column names (random rows' sizes in their own columns)."""
+    rows = rec["rows"]
+    rand = _random_rows(rows)
+    ri = next((r for n, r in rand.items() if n.endswith("as intersection)")), None)
+    rc = next((r for n, r in rand.items() if n.endswith("as complement)")), None)
+    return {
+        "original": rows["original"]["score"], "intersection": rows["intersection"]["score"],
+        "complement": rows["complement"]["score"], "random (as intersection)": ri and ri["score"],
+        "random (as complement)": rc and rc["score"], "real model": rec["source_score"],
+        "n intersection": len(rows["intersection"]["heads"]), "n complement": len(rows["complement"]["heads"]),
+    }
+
+
 def task_tables(task: str, entry: dict[str, Any], method: str) -> dict[str, str]:
     """The Markdown tables of one task: models, knockout, patching."""
     models, compare = entry["models"], entry["compare"]["methods"][method]
@@ -227,17 +241,16 @@ def task_tables(task: str, entry: dict[str, Any], method: str) -> dict[str, str]
         if not rows:
             pt_rows.append([m, None, None, None, None, None, rec.get("skipped", "")])
             continue
-        rand = _random_rows(rows)
-        ri = next((r for n, r in rand.items() if n.endswith("as intersection)")), None)
-        rc = next((r for n, r in rand.items() if n.endswith("as complement)")), None)
-        pt_rows.append([m, rows["original"]["score"], rows["intersection"]["score"], rows["complement"]["score"],
-                        ri and ri["score"], rc and rc["score"], rec["source_score"]])
+        c = _patching_columns(rec)
+        pt_rows.append([m, c["original"], f"{c['intersection']:.2f} ({c['n intersection']})",
+                        f"{c['complement']:.2f} ({c['n complement']})", c["random (as intersection)"],
+                        c["random (as complement)"], c["real model"]])
     return {
         "models": _table(["model", "training set", "accuracy", "final loss", "retrieval heads", "heads",
                           "recall of real heads", "share in real heads", "cosine to real"], model_rows),
         "knockout": _table(["model", "heads knocked out", "intact", "retrieval heads out", "random heads out (mean)",
                             "random draws"], ko_rows),
-        "patching": _table(["target", "original", "intersection", "complement", "random (as intersection)",
+        "patching": _table(["target", "original", "intersection (heads)", "complement (heads)", "random (as intersection)",
                             "random (as complement)", "real model"], pt_rows),
     }
 
@@ -311,8 +324,7 @@ def report_html(results: dict[str, Any], path: Path) -> None:
                    for m, k in entry["knockout"].items() if k.get("retrieval") is not None}
         if effects:
             figures.append((f"{task}: knockout", plot.knockout_bars(effects, title=f"{task}: retrieval vs random heads knocked out")))
-        rows = {m: {name: r["score"] for name, r in rec["rows"].items()} | {"real model": rec["source_score"]}
-                for m, rec in entry["patching"].items() if rec.get("rows")}
+        rows = {m: _patching_columns(rec) for m, rec in entry["patching"].items() if rec.get("rows")}
         if rows:
             figures.append((f"{task}: patching", plot.patching_table(rows, title=f"{task}: real-data heads patched in (accuracy)")))
         tables = task_tables(task, entry, method)
