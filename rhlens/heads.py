@@ -149,9 +149,20 @@ class HeadSet(frozenset):
 
     # --- comparisons ------------------------------------------------------------------------
     def recall(self, reference: Iterable[Head]) -> float:
-        """Fraction of ``reference`` heads that are in this set (1.0 for an empty reference)."""
+        """Fraction of ``reference`` heads that are in this set.
+
+        Raises:
+            ValueError: when ``reference`` is empty: recall of nothing is undefined (a model with
+                no retrieval heads has nothing to recover), not 1.0.
+
+        >>> HeadSet(["L0H0"]).recall(["L0H0", "L1H1"])
+        0.5
+        """
         ref = HeadSet(reference)
-        return 1.0 if not ref else len(self & ref) / len(ref)
+        if not ref:
+            raise ValueError("recall against an empty reference set is undefined: the reference model "
+                             "has no heads in it (no retrieval head over the threshold?)")
+        return len(self & ref) / len(ref)
 
     def precision(self, reference: Iterable[Head]) -> float:
         """Fraction of this set's heads that are in ``reference`` (1.0 for an empty set)."""

@@ -6,7 +6,7 @@ import torch
 from tests.unit.scoring.scoring_helpers import build_model, random_examples
 
 from rhlens.scoring import retrieval_scores
-from rhlens.scoring.reference import naive_retrieval_scores
+from tests.references.tl_loops import naive_retrieval_scores
 
 
 @pytest.fixture(scope="module", params=[None, 2], ids=["mha", "gqa"])

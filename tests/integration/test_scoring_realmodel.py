@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rhlens.scoring import retrieval_scores
-from rhlens.scoring.reference import naive_retrieval_scores
+from tests.references.tl_loops import naive_retrieval_scores
 from rhlens.tasks.example import Example
 
 STORIES = [

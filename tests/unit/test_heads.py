@@ -93,7 +93,8 @@ class TestHeadSet:
 
     def test_edge_cases(self):
         empty, some = HeadSet(), HeadSet(["L0H0"])
-        assert some.recall(empty) == 1.0  # nothing to find
+        with pytest.raises(ValueError, match="empty reference"):
+            some.recall(empty)  # recall of nothing is undefined, not 1.0
         assert empty.recall(some) == 0.0
         assert empty.precision(some) == 1.0  # no false positives
         assert some.precision(empty) == 0.0
