@@ -379,7 +379,7 @@ def knockout_bars(effects: Mapping[str, Mapping[str, Any]], *, title: str | None
                              hovertemplate="%{x}<br>random draw: %{y:.3f}<extra></extra>"))
     fig.update_layout(
         barmode="group", scattermode="group", title=title, font=_FONT, plot_bgcolor="white",
-        yaxis_title="score", width=max(640, 170 * len(groups) + 380), height=460,
+        yaxis_title="score", height=460,  # width: the container's (a fixed one overflows notebook cells)
     )
     fig.update_yaxes(showgrid=True, gridcolor="#eee", rangemode="tozero")
     return fig

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Open HTML pages in headless Chromium; fail on any JavaScript error or an empty plot; screenshot.
 
-    python scripts/check_html_in_browser.py runs/quickstart/report.html site/tutorials/01_first_look/index.html \\
-        --screenshots runs/screenshots
+    python scripts/check_html_in_browser.py runs/quickstart/report.html --screenshots runs/screenshots
+    mkdocs build -d site && python scripts/check_html_in_browser.py --site site \\
+        site/tutorials/01_first_look/index.html --screenshots runs/screenshots
+
+``--site DIR`` serves DIR over HTTP on 127.0.0.1 (a built docs site needs that: its search and
+scripts do not load from ``file://``); pages outside a ``--site`` open as files.
 
 For each page, a copy is made beside it with a small probe script added: the probe records every
 uncaught error and console error, waits for the page to load and for plotly to draw, then checks
@@ -118,15 +122,38 @@ def instrument(html: str) -> str:
     return html[:end] + PROBE + html[end:] if end >= 0 else html + PROBE
 
 
+def serve(root: Path) -> tuple[str, object]:
+    """Serve ``root`` on 127.0.0.1 (a free port) from a daemon thread; returns the base URL and the server."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep the check's output readable
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/", server
+
+
+def page_url(path: Path, site: Path | None, base_url: str | None) -> str:
+    if site is not None and base_url is not None:
+        rel = path.resolve().relative_to(site.resolve())
+        return base_url + rel.as_posix()
+    return path.resolve().as_uri()
+
+
 def check_page(chromium: str, page: Path, shots: Path, *, width: int, height: int, wait_ms: int,
-               timeout: float) -> dict:
+               timeout: float, site: Path | None = None, base_url: str | None = None) -> dict:
     page = page.resolve()
     # the probe copy sits beside the page so relative links (docs assets) still resolve
     probe = page.with_name(f".rhlens-check-{os.getpid()}-{page.name}")
     probe.write_text(instrument(page.read_text(encoding="utf-8")), encoding="utf-8")
     try:
         dom = run_chromium(chromium, [f"--virtual-time-budget={wait_ms}", "--run-all-compositor-stages-before-draw",
-                                      f"--window-size={width},{height}", "--dump-dom", probe.as_uri()], timeout)
+                                      f"--window-size={width},{height}", "--dump-dom",
+                                      page_url(probe, site, base_url)], timeout)
     finally:
         probe.unlink(missing_ok=True)
     found = MARKER.search(dom.stdout)
@@ -141,7 +168,8 @@ def check_page(chromium: str, page: Path, shots: Path, *, width: int, height: in
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(page.parts[-3:]))
     shot = shots / f"{Path(name).stem}.png"
     run_chromium(chromium, [f"--virtual-time-budget={wait_ms}", "--run-all-compositor-stages-before-draw",
-                            f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()], timeout)
+                            f"--window-size={width},{height}", f"--screenshot={shot}",
+                            page_url(page, site, base_url)], timeout)
     result["screenshot"] = str(shot) if shot.is_file() else None
     result["page"] = str(page)
     return result
@@ -159,16 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fail-on-network", action="store_true",
                    help="also fail when an http(s) resource (web font, MathJax) cannot load; by default these are "
                         "listed but not counted, since the check runs offline and a published site loads them")
+    p.add_argument("--site", type=Path, default=None,
+                   help="serve this folder over HTTP on 127.0.0.1 and open the pages inside it from there")
     args = p.parse_args(argv)
     chromium = find_chromium()
+    base_url, server = serve(args.site) if args.site is not None else (None, None)
     failed = False
     for page in args.pages:
         if not page.is_file():
             print(f"FAIL {page}: no such file")
             failed = True
             continue
+        inside = args.site is not None and args.site.resolve() in page.resolve().parents
         r = check_page(chromium, page, args.screenshots, width=args.width, height=args.height,
-                       wait_ms=args.wait_ms, timeout=args.timeout)
+                       wait_ms=args.wait_ms, timeout=args.timeout,
+                       site=args.site if inside else None, base_url=base_url if inside else None)
         empty = [f for f in r["figures"] if f["problem"]]
         network = r.get("network", [])
         ok = (not r["errors"] and not empty and len(r["figures"]) >= args.min_figures
@@ -185,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{f['width']}x{f['height']}" + (f"  EMPTY: {f['problem']}" if f["problem"] else ""))
         if len(r["figures"]) < args.min_figures:
             print(f"     expected at least {args.min_figures} figures")
+    if server is not None:
+        server.shutdown()
     return 1 if failed else 0
 
 

@@ -119,5 +119,5 @@ plot.knockout_bars({"mdqa": {"retrieval": effect, "random": controls}},
                    title=f"knocking out {len(knocked)} heads: retrieval heads against random ones")
 
 # %% [markdown]
-# Next: [02 · synthetic data](02_synthetic_data.py) shows the tasks and the variants the paper
-# fine-tunes on; [03](03_real_vs_synthetic.py) fine-tunes the base on them and compares heads.
+# Next: tutorial 02 (`02_synthetic_data.py`) shows the tasks and the variants the paper
+# fine-tunes on; tutorial 03 (`03_real_vs_synthetic.py`) fine-tunes the base on them and compares heads.

@@ -131,7 +131,7 @@ fig
 # (MuSiQue), `n_citing` (SummHay documents that state the insight), `key_chunks` /
 # `value_chunks` (the length of kv keys and values). `position` puts the needle at a document
 # index or a depth fraction, and `rhlens.niah_grid(lengths, depths)` builds Wu et al.'s whole
-# length x depth grid (tutorial [05](05_your_own_model.py) scores one).
+# length x depth grid (tutorial 05, `05_your_own_model.py`, scores one).
 
 # %%
 ex = rhlens.generate("mdqa", "fictional", n=1, context_tokens=256, seed=4, position=0.0, n_docs=6)[0]
