@@ -360,13 +360,15 @@ def knockout_bars(effects: Mapping[str, Mapping[str, Any]], *, title: str | None
     means = [float(np.mean(d)) if d else float("nan") for d in draws]
     stds = [float(np.std(d, ddof=1)) if len(d) > 1 else 0.0 for d in draws]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f", offsetgroup="intact",
+    label = dict(texttemplate="%{y:.2f}", textposition="outside", cliponaxis=False)  # a 0.00 bar is still seen
+    fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f", offsetgroup="intact", **label,
                          hovertemplate="%{x}<br>intact: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(x=groups, y=retrieval, name="retrieval heads knocked out", marker_color="#d62728",
-                         offsetgroup="retrieval",
+                         offsetgroup="retrieval", **label,
                          hovertemplate="%{x}<br>retrieval heads knocked out: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(
         x=groups, y=means, name="random heads knocked out", marker_color="#1f77b4", offsetgroup="random",
+        texttemplate="%{y:.2f}", textposition="inside", insidetextanchor="start",
         error_y=dict(type="data", array=stds, visible=True, color="#333"),
         customdata=[", ".join(f"{v:.3f}" for v in d) for d in draws],
         hovertemplate="%{x}<br>random heads knocked out: mean %{y:.3f}<br>draws: %{customdata}<extra></extra>",

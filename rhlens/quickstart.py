@@ -18,7 +18,7 @@ scores (``retrieval_scores.safetensors`` and Wu et al.'s JSON format, ``retrieva
 and ``run.json``, the run's identity (its settings), which lets a later run recognise the folder.
 
 >>> reading_of_knockouts(baseline=0.9, retrieval=0.2, random=[0.85, 0.9, 0.88], n_heads=3)
-'Knocking out the 3 retrieval heads drops the score from 0.90 to 0.20, while as many random heads leave 0.88 on average: these few heads are how the model finds the answer.'
+'Knocking out the 3 retrieval heads drops the score from 0.90 to 0.20, while as many random heads leave 0.88 on average: these heads are how the model finds the answer.'
 """
 
 import hashlib
@@ -141,8 +141,8 @@ def reading_of_knockouts(*, baseline: float, retrieval: float, random: Sequence[
     drop_random = baseline - mean_random
     share = f" ({n_heads} of {n_total} heads)" if n_total else ""
     if drop_top >= 0.1 and drop_top >= 2 * max(drop_random, 0.0) and drop_top - drop_random >= 0.1:
-        return (f"Knocking out the {heads} drops the score from {baseline:.2f} to {retrieval:.2f}, while as many "
-                f"random heads leave {mean_random:.2f} on average: these few heads are how the model finds the answer.")
+        return (f"Knocking out the {heads}{share} drops the score from {baseline:.2f} to {retrieval:.2f}, while as "
+                f"many random heads leave {mean_random:.2f} on average: these heads are how the model finds the answer.")
     if drop_top < 0.1 and drop_random < 0.1:
         return (f"Neither knockout changes the score much (from {baseline:.2f} to {retrieval:.2f} without the "
                 f"{heads}, {mean_random:.2f} without random heads): other heads can take over the copying.")
@@ -258,7 +258,8 @@ def run_quickstart(
         if len(knocked) < len(over):
             reading = f"Only the best {len(knocked)} of the {len(over)} heads over {RETRIEVAL_THRESHOLD} were knocked out (top_k). " + reading
         ko_top = {"heads": [str(h) for h in knocked.ordered()], "score": round(top_effect.knocked.score, 3),
-                  "delta": round(top_effect.delta, 3)}
+                  "delta": round(top_effect.delta, 3), "mode": top_effect.mode,
+                  "scope": getattr(top_effect, "scope", "all")}
         ko_random = {
             "draws": [{"heads": [str(h) for h in e.heads.ordered()], "score": round(e.knocked.score, 3),
                        "delta": round(e.delta, 3)} for e in random_effects],
@@ -310,7 +311,8 @@ def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: floa
         group = {"baseline": baseline, "retrieval": top_effect, "random": random_effects}
         figures.append(("Knockout: the retrieval heads against random heads",
                         knockout_bars({summary["task"]: group},
-                                      title=f"{len(top_effect.heads)} heads knocked out (zeroed), "
+                                      title=f"{len(top_effect.heads)} heads knocked out ({top_effect.mode}, "
+                                            f"scope {getattr(top_effect, 'scope', 'all')}), "
                                             f"{len(random_effects)} random draws")))
     rows = "".join(f"<tr><td>{h}</td><td>{s:.3f}</td></tr>" for h, s in over.items()) or "<tr><td colspan=2>none</td></tr>"
     figures.append((f"Heads over {RETRIEVAL_THRESHOLD}",

@@ -137,8 +137,10 @@ def test_quickstart_no_head_over_threshold_says_so(tmp_path, monkeypatch):
 
 
 def test_reading_of_knockouts_cases():
-    assert "these few heads are how the model finds the answer" in reading_of_knockouts(
+    assert "these heads are how the model finds the answer" in reading_of_knockouts(
         baseline=1.0, retrieval=0.3, random=[0.95, 1.0], n_heads=4)
+    assert "retrieval heads (4 of 64 heads) drops" in reading_of_knockouts(
+        baseline=1.0, retrieval=0.3, random=[0.95, 1.0], n_heads=4, n_total=64)
     assert reading_of_knockouts(baseline=1.0, retrieval=0.9, random=[0.2, 0.4], n_heads=4).startswith("Random heads hurt more")
     equal = reading_of_knockouts(baseline=1.0, retrieval=0.0, random=[0.0, 0.1], n_heads=7, n_total=16)
     assert "(7 of 16 heads)" in equal and "hurt about equally" in equal
