@@ -298,10 +298,13 @@ def recall_vs_performance(recall: Mapping[str, float], performance: Mapping[str,
 
 
 def _score_of(value: Any, what: str) -> float:
-    """A float, or the knocked-out score of a ``KnockoutEffect`` (``.knocked.score``)."""
+    """A float, the knocked-out score of a ``KnockoutEffect`` (``.knocked.score``), or an
+    ``EvalResult``'s ``.score``."""
     knocked = getattr(value, "knocked", None)
     if knocked is not None:
         return float(knocked.score)
+    if hasattr(value, "score") and not isinstance(value, (int, float)):
+        return float(value.score)
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -309,6 +312,9 @@ def _score_of(value: Any, what: str) -> float:
 
 
 def _knockout_group(name: str, entry: Any) -> tuple[float, float, list[float]]:
+    if hasattr(entry, "knocked") and hasattr(entry, "baseline"):  # a KnockoutEffect, with its random controls
+        return (float(entry.baseline.score), float(entry.knocked.score),
+                [float(c.score) for c in getattr(entry, "controls", [])])
     if not isinstance(entry, Mapping):
         raise TypeError(
             f"knockout_bars[{name!r}]: expected a mapping with 'baseline', 'retrieval' and 'random', "
@@ -338,7 +344,9 @@ def knockout_bars(effects: Mapping[str, Mapping[str, Any]], *, title: str | None
         effects: ``{group: {"baseline": float, "retrieval": float, "random": [float, ...]}}``,
             one group per model or task. ``"retrieval"`` and each ``"random"`` entry may be a
             :class:`rhlens.KnockoutEffect` (its ``knocked.score``; ``"baseline"`` then defaults to
-            its ``baseline.score``). A single group may be given without the outer mapping.
+            its ``baseline.score``) or an ``EvalResult``. A group may also be one
+            ``KnockoutEffect`` that carries its random ``controls`` (``knockout_effect(...,
+            n_random=5)``). A single group may be given without the outer mapping.
         title: the figure's title.
 
     The standard deviation is the sample one (``ddof=1``), 0 for a single draw. Each draw's score

@@ -213,6 +213,13 @@ def test_knockout_bars_accepts_knockout_effects():
     np.testing.assert_allclose(fig.data[0].y, [0.75])
     np.testing.assert_allclose(fig.data[1].y, [0.25])
     np.testing.assert_allclose(fig.data[2].y, [0.625])
+    # one KnockoutEffect carrying its random controls is a group of its own
+    with_controls = KnockoutEffect(base, EvalResult(torch.tensor([0.0, 0.0, 0.0, 0.0])), HeadSet(["L0H0"]), "zero",
+                                   controls=[EvalResult(torch.tensor([1.0, 1.0, 1.0, 0.0])),
+                                             EvalResult(torch.tensor([1.0, 0.0, 1.0, 0.0]))])
+    fig2 = plot.knockout_bars({"a": with_controls})
+    np.testing.assert_allclose([fig2.data[0].y[0], fig2.data[1].y[0], fig2.data[2].y[0]], [0.75, 0.0, 0.625])
+    np.testing.assert_allclose(fig2.data[3].y, [0.75, 0.5])
     # a single group without the outer mapping
     single = plot.knockout_bars({"baseline": 0.5, "retrieval": 0.1, "random": [0.4, 0.5]})
     np.testing.assert_allclose(single.data[2].y, [0.45])
