@@ -258,6 +258,11 @@ def recall_vs_performance(recall: Mapping[str, float], performance: Mapping[str,
     Points are labelled by variant; the line is the least-squares fit. Pearson's r, Spearman's rho
     (ranks with ties averaged), the fit's slope and intercept and ``n`` are in
     ``fig.layout.meta`` (NaN where undefined: fewer than 2 points, or no spread).
+
+    >>> fig = recall_vs_performance({"real": 1.0, "fictional": 0.5, "symbolic": 0.0},
+    ...                             {"real": 0.9, "fictional": 0.6, "symbolic": 0.3})
+    >>> list(fig.data[0].text), round(fig.layout.meta["slope"], 6), fig.layout.meta["spearman_rho"]
+    (['real', 'fictional', 'symbolic'], 0.6, 1.0)
     """
     if set(recall) != set(performance):
         missing = sorted(set(recall) ^ set(performance))
