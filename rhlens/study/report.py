@@ -62,7 +62,7 @@ def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[st
                 timings[f"{task}/{stage}/{m}"] = rec.get("seconds", 0.0)
             per_model[m] = {
                 "train_set": ft["train_set"], "n_train": ft["n_examples"], "steps": ft["steps"],
-                "final_loss": ft["final_loss"], "loss_curve": ft["loss_curve"], "accuracy": ev["accuracy"],
+                "final_loss": _mean(ft["loss_curve"][-10:]), "loss_curve": ft["loss_curve"], "accuracy": ev["accuracy"],
                 "metric": ev["metric"], "predictions": ev["predictions"], "per_example": ev["per_example"],
                 "scores": {meth: r["scores"] for meth, r in sc["methods"].items()},
                 "retrieval_heads": {meth: r["retrieval_heads"] for meth, r in sc["methods"].items()},
@@ -246,7 +246,7 @@ def task_tables(task: str, entry: dict[str, Any], method: str) -> dict[str, str]
                         f"{c['complement']:.2f} ({c['n complement']})", c["random (as intersection)"],
                         c["random (as complement)"], c["real model"]])
     return {
-        "models": _table(["model", "training set", "accuracy", "final loss", "retrieval heads", "heads",
+        "models": _table(["model", "training set", "accuracy", "loss (last 10 steps)", "retrieval heads", "heads",
                           "recall of real heads", "share in real heads", "cosine to real"], model_rows),
         "knockout": _table(["model", "heads knocked out", "intact", "retrieval heads out", "random heads out (mean)",
                             "random draws"], ko_rows),
@@ -312,8 +312,12 @@ def report_html(results: dict[str, Any], path: Path) -> None:
         models = entry["models"]
         maps = {m: torch.tensor(info["scores"][method]) for m, info in models.items()}
         zmax = max(float(t.max()) for t in maps.values()) or 1.0
-        figures.append((f"{task}: retrieval scores ({method})",
-                        plot.compare_heatmaps(maps, title=f"{task}: retrieval score per head", zmin=0.0, zmax=zmax)))
+        names = list(maps)
+        for i in range(0, len(names), 3):  # three models a row, every row on the same colour scale
+            figures.append((f"{task}: retrieval scores ({method}, 0 to {zmax:.2f} on every map)" if i == 0
+                            else f"{task}: retrieval scores (continued)",
+                            plot.compare_heatmaps({m: maps[m] for m in names[i:i + 3]}, zmin=0.0, zmax=zmax,
+                                                  title=f"{task}: retrieval score per head")))
         comp = entry["compare"]["methods"][method]
         others = [m for m in comp["correlation"]["models"] if comp["models"][m]["recall"] is not None]
         if others:
