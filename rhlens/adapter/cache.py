@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+from transformers import DynamicCache
 
 from rhlens.adapter.core import model_device, model_kind
 
@@ -70,11 +72,7 @@ class BridgeKVCache:
 def new_kv_cache(model: Any, batch_size: int) -> Any:
     """An empty cache for ``batch_size`` rows, of the kind :func:`rhlens.adapter.forward` takes."""
     if model_kind(model) == "hooked":
-        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
         return TransformerLensKeyValueCache.init_cache(model.cfg, model_device(model), batch_size)
-    from transformers import DynamicCache
-
     enable_bridge_kv_cache(model)
     return BridgeKVCache(hf_cache=DynamicCache())
 

@@ -4,8 +4,9 @@
   every head, decoded or teacher-forced, batched and in bounded memory.
 - :class:`HeadScores` (:mod:`rhlens.scoring.results`): the result, with head sets, GQA grouping,
   Wu et al.'s JSON format, a DataFrame view and safetensors files.
-- :mod:`rhlens.scoring.reference`: slow reference implementations (naive, and a port of Wu et
-  al.'s loop) used by the tests and the benchmark.
+
+Scoring runs on :mod:`rhlens.engine` (the one decoding loop of rhlens). Slow reference
+implementations that share no code with them live in the tests (``tests/references``).
 """
 
 from rhlens.scoring.results import HeadScores
