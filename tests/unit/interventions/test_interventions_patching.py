@@ -116,11 +116,11 @@ def test_check_compatible_lists_every_difference(tok):
     a = tiny_llama(tokenizer=tok)
     other_tok = word_level_tokenizer(["completely different words"])
     b = tiny_llama(tokenizer=other_tok, n_layers=3, n_key_value_heads=2, d_vocab=len(tok))
-    record_weight_processing(b, fold_ln=True)
+    record_weight_processing(b, fold_value_biases=True)  # changes hook_z (fold_ln alone does not: issue 14 item 21)
     with pytest.raises(IncompatibleModelsError) as err:
         check_compatible(a, b)
     msg = str(err.value)
-    for needle in ("n_layers: 2 != 3", "n_kv_heads: 4 != 2", "tokenizer vocabulary", "weight processing fold_ln"):
+    for needle in ("n_layers: 2 != 3", "n_kv_heads: 4 != 2", "tokenizer vocabulary", "weight processing fold_value_biases"):
         assert needle in msg
     check_compatible(a, tiny_llama(tokenizer=tok, seed=5))
 
