@@ -331,3 +331,21 @@ def test_knockout_effect_controls(make_model, examples):
         knockout_effect(model, examples, ["L0H0"], metric="logprob", n_random=1, progress=False)
     none = knockout_effect(model, examples, ["L0H0"], metric="logprob", baseline=effect.baseline, progress=False)
     assert none.controls == [] and none.control_delta != none.control_delta  # NaN without controls
+
+
+@pytest.mark.parametrize("scope", ["decode", "all"])
+def test_uniform_knockout_scope_on_a_bridge_equals_hooked(make_model, tok, scope):
+    """A TransformerBridge edits hook_attn_scores (eager), a HookedTransformer the rotated query
+    (fused): same tokens under either scope."""
+    from rhlens.generation import greedy_generate
+    from rhlens.models import as_bridge
+
+    model = make_model(n_key_value_heads=2)
+    bridge = as_bridge(model)
+    prompts = [tok("Ann lives in Rome . Bob lives in Oslo .")["input_ids"], tok("Cat sat on the mat .")["input_ids"]]
+    heads = ["L0H1", "L1H0", "L1H3"]
+    with knockout(model, heads, "uniform", scope=scope):
+        hooked = greedy_generate(model, prompts, max_new_tokens=5, stop_ids=set(), chunk_size=4).tokens
+    with knockout(bridge, heads, "uniform", scope=scope):
+        bridged = greedy_generate(bridge, prompts, max_new_tokens=5, stop_ids=set(), chunk_size=4).tokens
+    assert hooked == bridged
