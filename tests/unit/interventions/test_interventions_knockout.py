@@ -4,18 +4,22 @@ import contextlib
 
 import pytest
 import torch
+import transformers
+from transformers import DynamicCache
+from transformers.models.llama import modeling_llama
 
-from rhlens.adapter import count_hooks, hook_name, hooks
+import rhlens
+from rhlens.adapter import count_hooks, forward, hook_name, hooks
 from rhlens.encoding import pad_left
-from rhlens.generation import prefill
+from rhlens.evaluation import evaluate
+from rhlens.generation import greedy_generate, prefill
 from rhlens.heads import Head, HeadSet
 from rhlens.interventions import knockout, knockout_effect, mean_head_outputs, random_heads
+from rhlens.models import as_bridge
 
 
 def capture(model, kind, layer, tokens, mask=None):
     seen = {}
-    from rhlens.adapter import forward
-
     with torch.inference_mode(), hooks(model, [(hook_name(kind, layer), lambda t, hook: seen.setdefault("t", t.clone()))]):
         forward(model, tokens, attention_mask=mask)
     return seen["t"]
@@ -192,11 +196,6 @@ def _uniform_reference_attention(state):
 def hf_pair(tmp_path, tok, monkeypatch):
     """``(hf_model, rhlens_model, state)``: one tiny random Llama checkpoint, in Hugging Face with
     the reference attention, and loaded by rhlens."""
-    import transformers
-    from transformers.models.llama import modeling_llama
-
-    import rhlens
-
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -217,8 +216,6 @@ def hf_pair(tmp_path, tok, monkeypatch):
 
 @torch.no_grad()
 def _reference_greedy(hf, state, prompt, steps, scope):
-    from transformers import DynamicCache
-
     cache = DynamicCache()
     state["from_row"] = len(prompt) - 1 if scope == "decode" else 0
     hf(torch.tensor([prompt[:-1]]), cache=cache, use_cache=True)
@@ -240,8 +237,6 @@ def _reference_logprob(hf, state, tok, example, scope):
 
 
 def test_uniform_knockout_scopes_equal_an_independent_hf_reference(hf_pair, tok, examples):
-    from rhlens.evaluation import evaluate
-    from rhlens.generation import greedy_generate
 
     hf, model, state = hf_pair
     heads = [Head(l, h) for l, hs in REF_HEADS.items() for h in hs]
@@ -279,8 +274,6 @@ def test_scope_errors_and_bare_forwards(make_model, logits_of):
 def test_decode_scope_leaves_the_prompt_intact(make_model, examples, mode):
     """Teacher-forced under scope="decode": the prompt positions before the last are the intact
     model's, so a one-token answer's log-prob depends only on the last prompt row's knockout."""
-    from rhlens.adapter import hook_name, hooks
-    from rhlens.evaluation import evaluate
 
     model = make_model()
     seen = {}
@@ -337,8 +330,6 @@ def test_knockout_effect_controls(make_model, examples):
 def test_uniform_knockout_scope_on_a_bridge_equals_hooked(make_model, tok, scope):
     """A TransformerBridge edits hook_attn_scores (eager), a HookedTransformer the rotated query
     (fused): same tokens under either scope."""
-    from rhlens.generation import greedy_generate
-    from rhlens.models import as_bridge
 
     model = make_model(n_key_value_heads=2)
     bridge = as_bridge(model)
