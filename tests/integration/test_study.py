@@ -182,3 +182,25 @@ def test_a_changed_base_model_is_refused_in_the_same_folder(smoke_run, monkeypat
     monkeypatch.setattr(pipeline, "_fingerprint", lambda folder: {"model.safetensors": "another base"})
     with pytest.raises(FileExistsError, match="differing keys: base"):
         Study("smoke", smoke_run, progress=False).run()
+
+
+def test_sigkilled_study_resumes_to_the_same_results(smoke_run, tmp_path):
+    """A study process killed with SIGKILL while fine-tuning resumes to the uninterrupted results."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    code = f"import torch; torch.set_num_threads(1); from rhlens.study import Study; Study('smoke', {str(out)!r}, progress=False).run()"
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    marker = out / "mdqa" / "models" / "real-limited" / "finetune.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists() and not (out / "results.json").exists()  # killed during the later fine-tunes
+    resumed = Study("smoke", out, progress=False).run()
+    assert _strip_times(resumed) == _strip_times(json.loads((smoke_run / "results.json").read_text()))
