@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 GENERATION_CONFIG_FILE = "generation_config.json"
+GENERATION_EOS_ATTRIBUTE = "rhlens_generation_eos_ids"
+"""Attribute a tokenizer loaded from a checkpoint folder carries: the EOS ids of the folder's
+``generation_config.json`` (:func:`attach_generation_eos`), which :func:`default_stop_ids` honours."""
 
 
 def _bytes_to_unicode() -> dict[str, int]:
@@ -143,5 +146,18 @@ def default_stop_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
     """
     stop = newline_ids(tokenizer)
     stop |= _eos_list(getattr(tokenizer, "eos_token_id", None), f"{type(tokenizer).__name__}.eos_token_id")
+    stop |= _eos_list(getattr(tokenizer, GENERATION_EOS_ATTRIBUTE, None), f"{GENERATION_EOS_ATTRIBUTE} of the tokenizer")
     stop |= generation_eos_ids(generation_config)
     return stop
+
+
+def attach_generation_eos(tokenizer: Any, folder: str | os.PathLike) -> Any:
+    """Record the EOS ids of ``folder/generation_config.json`` on ``tokenizer`` (when the file
+    exists) so that :func:`default_stop_ids` stops where the checkpoint's own ``generate`` would
+    (Llama-3-Instruct ends a turn with ``<|eot_id|>``, which is not the tokenizer's EOS).
+    Returns ``tokenizer``.
+    """
+    path = Path(folder) / GENERATION_CONFIG_FILE
+    if path.is_file():
+        setattr(tokenizer, GENERATION_EOS_ATTRIBUTE, sorted(generation_eos_ids(path)))
+    return tokenizer

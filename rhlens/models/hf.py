@@ -40,6 +40,7 @@ from typing import Any, Callable
 import torch
 
 from rhlens.adapter.core import HookedTransformer, record_weight_processing
+from rhlens.stopping import attach_generation_eos
 from transformer_lens import HookedTransformerConfig
 
 __all__ = [
@@ -527,7 +528,7 @@ def load_local_tokenizer(path: str | os.PathLike, *, vocab_size: int | None = No
             f"{vocab_size - 1} have no embedding. Use the tokenizer the model was trained with, or resize the "
             "embeddings (model.resize_token_embeddings(len(tokenizer))) and re-save."
         )
-    return tok
+    return attach_generation_eos(tok, folder)
 
 
 # --------------------------------------------------------------------------------------------

@@ -147,6 +147,23 @@ def test_missing_tokenizer(save_hf):
         load_hf_checkpoint(folder)
 
 
+def test_generation_config_eos_list_stops_generation(save_hf):
+    """A checkpoint's generation_config.json EOS list (Llama-3-Instruct's <|eot_id|>) ends decoding."""
+    from rhlens.generation import greedy_generate
+    from rhlens.stopping import default_stop_ids
+
+    folder, _ = save_hf("llama")
+    model = load_hf_checkpoint(folder)
+    prompt = model.to_tokens(TEXTS[0])[0].tolist()
+    free = greedy_generate(model, [prompt], max_new_tokens=6, stop_ids=set())
+    first = free.tokens[0][0]
+    assert first not in default_stop_ids(model.tokenizer)  # without the config it does not stop
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": [first, 12345]}))
+    reloaded = load_hf_checkpoint(folder)
+    out = greedy_generate(reloaded, [prompt], max_new_tokens=6)
+    assert out.tokens == [[]] and out.stopped == [True]
+
+
 def _edit_config(folder, **changes):
     path = folder / "config.json"
     cfg = json.loads(path.read_text())
