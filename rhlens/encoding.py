@@ -97,8 +97,9 @@ def encode_example(
     ``append_eos`` and the tokenizer has one.
 
     Raises:
-        ValueError: naming the example index and needle when a needle maps to no token, or
-            when the tokenizer is not a fast tokenizer (no offset mapping).
+        ValueError: naming the example index and needle when a needle is empty, reaches past the
+            prompt or maps to no token, or when the tokenizer is not a fast tokenizer (no offset
+            mapping).
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
@@ -119,6 +120,11 @@ def encode_example(
     shift = len(bos)
     needle_spans = []
     for k, span in enumerate(example.needles):
+        if not 0 <= span[0] < span[1] <= n_prompt_chars:
+            raise ValueError(
+                f"Example {index} (task {example.task!r}): needle {k} at characters {span[0]}:{span[1]} is empty or "
+                f"outside the prompt ({n_prompt_chars} characters); spans are never clamped"
+            )
         try:
             s, e = char_span_to_token_span(offsets[:n_prompt], tuple(span))
         except ValueError as err:
