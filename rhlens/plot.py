@@ -174,7 +174,7 @@ def head_heatmap(scores: Any, *, title: str | None = None, diverging: bool | Non
     _style_axes(fig, n_layers, n_heads)
     fig.update_layout(
         title=title, font=_FONT, plot_bgcolor="white",
-        width=min(1100, max(420, 24 * n_heads + 220)),
+        width=min(1100, max(560, 24 * n_heads + 220)),
         height=min(900, max(300, 22 * n_layers + 170)),
         margin=dict(l=70, r=30, t=70 if title else 30, b=60),
     )

@@ -65,14 +65,14 @@ if CHECKPOINT is None:
     from rhlens.models.bridge import hf_llama_from_hooked
 
     base = rhlens.load_base()
-    check = rhlens.generate("niah", "realistic", n=8, context_tokens=128, seed=1)
+    check = rhlens.generate("mdqa", "realistic", n=16, context_tokens=128, seed=1)
     before = rhlens.evaluate(base, check, progress=False).score
     with torch.no_grad():
         base.unembed.b_U.zero_()
         for block in base.blocks:
             block.mlp.b_in.zero_()
             block.mlp.b_out.zero_()
-    print(f"exact match on 8 NIAH trials: {before:.2f} with the biases, "
+    print(f"exact match on 16 MDQA examples: {before:.2f} with the biases, "
           f"{rhlens.evaluate(base, check, progress=False).score:.2f} without")
     CHECKPOINT = Path(tempfile.mkdtemp(prefix="rhlens-tutorial-")) / "tiny-llama"
     hf_model = hf_llama_from_hooked(base)          # a LlamaForCausalLM with the base's weights
