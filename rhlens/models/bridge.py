@@ -276,9 +276,12 @@ def load_bridge(
         logits = bridge(bridge.to_tokens("Once upon a time"))  # [1, pos, 512]
     """
     from rhlens.models.hf import load_hf_model, load_local_tokenizer, read_hf_config
+    from rhlens.stopping import attach_generation_eos
 
     folder = Path(path)
     raw = read_hf_config(folder)
     hf = load_hf_model(folder, raw, dtype=dtype, device=device)
     tok = load_local_tokenizer(folder, vocab_size=int(hf.config.vocab_size))
-    return _boot(hf, tok, model_name=str(folder))
+    bridge = _boot(hf, tok, model_name=str(folder))
+    attach_generation_eos(bridge.tokenizer, folder)  # the checkpoint's own stop tokens
+    return bridge

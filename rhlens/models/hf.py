@@ -528,7 +528,7 @@ def load_local_tokenizer(path: str | os.PathLike, *, vocab_size: int | None = No
             f"{vocab_size - 1} have no embedding. Use the tokenizer the model was trained with, or resize the "
             "embeddings (model.resize_token_embeddings(len(tokenizer))) and re-save."
         )
-    return attach_generation_eos(tok, folder)
+    return tok
 
 
 # --------------------------------------------------------------------------------------------
@@ -628,4 +628,5 @@ def load_hf_checkpoint(
     record_weight_processing(
         model, fold_ln=fold_ln, center_writing_weights=center_writing_weights, center_unembed=center_unembed
     )
+    attach_generation_eos(model.tokenizer, folder)  # TransformerLens keeps its own tokenizer copy
     return model

@@ -156,6 +156,9 @@ def test_generation_config_eos_list_is_a_stop(save_hf):
     assert not {7, 9} & plain
     (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": [7, 9]}))
     assert default_stop_ids(load_hf_checkpoint(folder).tokenizer) == plain | {7, 9}
+    from rhlens.models import load_bridge
+
+    assert default_stop_ids(load_bridge(folder).tokenizer) == plain | {7, 9}
 
 
 def _edit_config(folder, **changes):
