@@ -62,7 +62,6 @@ def test_02_synthetic_data(run_tutorial):
     assert isinstance(g["fig"], go.Figure) and len(g["fig"].data) == 2
 
 
-@pytest.mark.slow
 def test_03_real_vs_synthetic(run_tutorial):
     g = run_tutorial("03_real_vs_synthetic")
     assert set(g["recall"]) == set(g["accuracy"]) == set(g["TRAINING_SETS"])
@@ -70,7 +69,6 @@ def test_03_real_vs_synthetic(run_tutorial):
     assert g["fig"].layout.meta["n"] == len(g["TRAINING_SETS"])
 
 
-@pytest.mark.slow
 def test_04_interventions(run_tutorial):
     g = run_tutorial("04_interventions")
     assert set(g["rows"]) == {f"{m}, {s}" for m in ("zero", "mean", "uniform") for s in ("decode", "all")}
@@ -79,7 +77,6 @@ def test_04_interventions(run_tutorial):
     assert tuple(g["sweep"].effect.shape) == (g["real"].cfg.n_layers, g["real"].cfg.n_heads)
 
 
-@pytest.mark.slow
 def test_05_your_own_model(run_tutorial):
     g = run_tutorial("05_your_own_model")
     assert type(g["model"]).__name__ == "HookedTransformer" and type(g["bridge"]).__name__ == "TransformerBridge"
