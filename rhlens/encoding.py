@@ -22,6 +22,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from rhlens.models.tokenizer import check_unknown_tokens
+
 Span = tuple[int, int]
 
 
@@ -142,6 +144,7 @@ def encode_example(
         if not ans_ids:
             raise ValueError(f"Example {index} (task {example.task!r}): the answer {example.answer!r} has no tokens")
         tokens = tokens + ans_ids
+    check_unknown_tokens(tokenizer, tokens[:prompt_len], needle_spans, where=f"Example {index} (task {example.task!r})")
     return EncodedExample(
         tokens=tokens,
         prompt_len=prompt_len,

@@ -32,3 +32,14 @@ def test_item11_known_text_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_unknown_tokens(TOK, ids, [(1, 5)], where="Example 0")
+
+
+def test_item11_encode_example_refuses_an_unknown_needle():
+    """The check runs where every analyzer encodes an example (rhlens.encoding.encode_example)."""
+    from rhlens.encoding import encode_example
+    from rhlens.tasks import Example
+
+    prompt = "Zed dwells near Oslo . Question : Where does Zed live ? Answer :"
+    ex = Example(prompt=prompt, answer="Oslo", needles=((0, 20),), task="mdqa", variant="real")
+    with pytest.raises(ValueError, match=r"Example 3 \(task 'mdqa'\): needle 0 .* only the unknown token"):
+        encode_example(TOK, ex, index=3)
