@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "retrieval_scores": "rhlens.scoring",
     "HeadScores": "rhlens.scoring",
     "evaluate": "rhlens.evaluation",
-    "EvalResult": "rhlens.interventions",
+    "EvalResult": "rhlens.evaluation",
     "knockout": "rhlens.interventions",
     "knockout_effect": "rhlens.interventions",
     "KnockoutEffect": "rhlens.interventions",

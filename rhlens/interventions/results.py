@@ -48,6 +48,13 @@ class KnockoutEffect:
     controls: list[EvalResult] = field(default_factory=list)
     control_heads: list[HeadSet] = field(default_factory=list)
 
+    def plot(self, name: str = "knockout", **kwargs: Any) -> Any:
+        """:func:`rhlens.plot.knockout_bars` of this effect and its random controls (a plotly
+        ``Figure``; not shown)."""
+        from rhlens.plot import knockout_bars  # rhlens.plot sits above the analyzers
+
+        return knockout_bars({name: self}, **kwargs)
+
     @property
     def control_delta(self) -> float:
         """Mean over the random controls of ``control.score - baseline.score`` (NaN when none)."""
@@ -161,6 +168,12 @@ class PatchingTable:
                 return r
         raise KeyError(f"No row {name!r}; rows: {self.names}")
 
+    def plot(self, **kwargs: Any) -> Any:
+        """:func:`rhlens.plot.patching_table` of these rows (a plotly ``Figure``; not shown)."""
+        from rhlens.plot import patching_table  # rhlens.plot sits above the analyzers
+
+        return patching_table(self, **kwargs)
+
     def to_dataframe(self) -> Any:
         """One row per head set: ``name``, ``n_heads``, ``heads``, ``score``, ``delta``."""
         pd = _pandas()
@@ -195,6 +208,13 @@ class PatchSweep:
     @property
     def effect(self) -> Float[Tensor, "layer head"]:
         return (self.patched - self.baseline[None, None, :]).mean(dim=-1)
+
+    def plot(self, **kwargs: Any) -> Any:
+        """:func:`rhlens.plot.head_heatmap` of :attr:`effect`, diverging at 0 (a plotly ``Figure``)."""
+        from rhlens.plot import head_heatmap  # rhlens.plot sits above the analyzers
+
+        kwargs.setdefault("diverging", True)
+        return head_heatmap(self.effect, **kwargs)
 
     def top(self, k: int) -> HeadSet:
         """The ``k`` heads whose patching raises the metric most."""

@@ -270,9 +270,9 @@ def load_bridge(
     ``AutoModelForCausalLM.from_pretrained(path, local_files_only=True, attn_implementation="eager")``.
     Unlike :func:`as_bridge`, any architecture TransformerBridge supports can be booted this way.
 
-    Example (with the real sample folder, when present)::
+    Example (any local Hugging Face checkpoint folder)::
 
-        bridge = load_bridge("/work/shared/realdata/models/stories260K")
+        bridge = load_bridge("path/to/stories260K")
         logits = bridge(bridge.to_tokens("Once upon a time"))  # [1, pos, 512]
     """
     from rhlens.models.hf import load_hf_model, load_local_tokenizer, read_hf_config

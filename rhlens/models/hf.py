@@ -24,9 +24,9 @@ what to do.
 Memory: the Hugging Face model and the HookedTransformer exist together while converting (about
 twice the weights); the Hugging Face model is freed before returning.
 
-Example (the real sample folder, when present)::
+Example (any local Llama-family folder, here karpathy's stories260K converted to Hugging Face)::
 
-    model = load_hf_checkpoint("/work/shared/realdata/models/stories260K")
+    model = load_hf_checkpoint("path/to/stories260K")
     model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_key_value_heads   # (5, 8, 4)
     logits = model(model.to_tokens("Once upon a time"))                   # [1, pos, 512]
 """

@@ -132,6 +132,15 @@ class HeadScores:
         return f"{head}, heads by score: {listed or 'none above 0'}{f', {zeros} at 0' if zeros else ''})"
 
     # --- head sets --------------------------------------------------------------------------
+    def plot(self, **kwargs: Any) -> Any:
+        """:func:`rhlens.plot.head_heatmap` of :attr:`scores` (a plotly ``Figure``; not shown).
+
+        ``rhlens.plot`` sits above the analyzers, so it is imported when a figure is asked for.
+        """
+        from rhlens.plot import head_heatmap
+
+        return head_heatmap(self, **kwargs)
+
     def top(self, k: int, *, include_zero: bool = False) -> HeadSet:
         """The ``k`` highest-scoring heads (ties: lower layer, then head, first).
 

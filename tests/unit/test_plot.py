@@ -285,3 +285,21 @@ def test_write_html_refuses_bad_items(tmp_path):
     with pytest.raises(TypeError, match="pair"):
         plot.write_html([plot.head_heatmap([[1.0]])], tmp_path / "a.html", title="t")
     assert not (tmp_path / "a.html").exists()
+
+
+# --- .plot() shortcuts on result objects -----------------------------------------------------
+def test_result_objects_plot_themselves():
+    hs = HeadScores(per_example=torch.tensor([[[0.0, 1.0], [0.5, 0.0]]]), counted=torch.tensor([True]),
+                    responses=["a"])
+    np.testing.assert_allclose(np.asarray(hs.plot(title="t").data[0].z), [[0.0, 1.0], [0.5, 0.0]])
+    sweep = PatchSweep(baseline=torch.tensor([0.0]), patched=torch.tensor([[[0.5], [-0.25]]]))
+    fig = sweep.plot()
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), [[0.5, -0.25]])
+    assert fig.data[0].zmid == 0.0
+    base = EvalResult(torch.tensor([1.0, 1.0]))
+    eff = KnockoutEffect(base, EvalResult(torch.tensor([0.0, 1.0])), HeadSet(["L0H0"]), "zero",
+                         controls=[EvalResult(torch.tensor([1.0, 1.0]))])
+    bars = eff.plot(name="m")
+    np.testing.assert_allclose([bars.data[0].y[0], bars.data[1].y[0], bars.data[2].y[0]], [1.0, 0.5, 1.0])
+    table = PatchingTable(rows=[PatchingRow("original", HeadSet(), 0.4, 0.0)])
+    assert list(table.plot().data[0].cells.values[0]) == ["original"]
