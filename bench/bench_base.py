@@ -14,7 +14,7 @@
 Usage::
 
     python bench/bench_base.py                      # the shipped base
-    python bench/bench_base.py --model-dir runs/base/model --tables mdqa@256 --no-curves
+    python bench/bench_base.py --model-dir runs/base/model --tables mdqa@256 --curves never
 
 Targets (bench, not tests): exact match >= 0.8; heads over 0.1 at most 20% of all heads; knocking
 them out at least halves exact match; random heads from the rest cost at most 0.1 on average.
@@ -111,10 +111,11 @@ def fine_tune(load, task: str, *, context_tokens: int, steps: int, batch_size: i
 
 
 def sparsity_report(load, task: str, *, context_tokens: int, steps: int, batch_size: int, lr: float, n_eval: int,
-                    draws: int = 5, curves: bool = True) -> dict:
+                    draws: int = 5, curves: str = "auto") -> dict:
     """Fine-tune, then: exact match; Wu retrieval scores (decode mode) and the heads over 0.1;
     knockout (zero) of all of them against ``draws`` random sets of as many heads from the rest;
-    optionally graded curves, top-k against random-k outside the retrieval heads."""
+    graded curves, top-k against random-k outside the retrieval heads (``curves``: ``"auto"`` when
+    a target is not met, ``"always"`` or ``"never"``)."""
     import rhlens
     from rhlens.tasks import generate
 
@@ -139,6 +140,7 @@ def sparsity_report(load, task: str, *, context_tokens: int, steps: int, batch_s
     rest = n_heads - k
     out = {
         "task": f"{task}/realistic@{context_tokens}", "exact_match": round(float(base.score), 3),
+        "n_heads": n_heads,
         "retrieval_heads_over_0.1": {str(h): round(float(grid[h.layer, h.head]), 3) for h in sorted(retrieval)},
         "fraction_over_0.1": round(k / n_heads, 3),
         "top_scores": [(str(h), round(v, 3)) for v, h in ranked[:8]],
@@ -152,7 +154,7 @@ def sparsity_report(load, task: str, *, context_tokens: int, steps: int, batch_s
             out["random_draws"].append({"heads": [str(h) for h in sorted(control)], "em": em_without(control)})
         costs = [out["exact_match"] - x["em"] for x in out["random_draws"]]
         out["random_mean_cost"] = round(sum(costs) / len(costs), 3)
-    if curves:
+    if curves == "always" or (curves == "auto" and "NOT met" in verdict(out)):
         curve = {}
         for j in (1, 2, 4, 8):
             top = rhlens.HeadSet(h for _, h in ranked[:j])
@@ -185,7 +187,8 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=50)
     parser.add_argument("--tables", default="mdqa@256,kv@256,musique@256,mdqa@512",
                         help="comma-separated task@context tables to measure")
-    parser.add_argument("--no-curves", action="store_true", help="skip the graded top-k / random-k curves")
+    parser.add_argument("--curves", choices=("auto", "always", "never"), default="auto",
+                        help="graded top-k / random-k curves: auto = when a target is not met")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -205,7 +208,7 @@ def main() -> None:
     for spec in args.tables.split(","):
         task, ctx = spec.split("@")
         rep = sparsity_report(load, task, context_tokens=int(ctx), steps=args.steps, batch_size=args.batch_size,
-                              lr=args.lr, n_eval=args.n_eval, curves=not args.no_curves)
+                              lr=args.lr, n_eval=args.n_eval, curves=args.curves)
         print(json.dumps(rep), flush=True)
         print(f"targets {rep['task']}: {verdict(rep)}", flush=True)
 

@@ -12,10 +12,11 @@ on attention patterns engineers that sparsity:
   recent earlier occurrence of the current token (induction), and at the answer positions of a
   question-answer example the prompt positions that hold the answer token being predicted (the
   token Wu et al.'s score checks);
-- with ``copy_weight > 0`` each retrieval head's own output, read through the final norm and the
-  unembedding (its direct path to the logits), gets a next-token loss where it has a target, so
-  its value/output circuit learns to copy the token it attends to without waiting for the rest of
-  the model;
+- with ``copy_weight > 0`` each supervised head's value/output circuit is trained to copy: the
+  value at every position, through the head's output matrix, the final norm and the unembedding,
+  gets a cross-entropy loss against the token at that position. A head attending to a token then
+  writes that token, without waiting for the rest of the model (a circuit trained on next-token
+  loss alone needs the attention and the copying to appear together, which takes hundreds of steps);
 - with ``anti_weight > 0`` every other head is pushed away from the same targets
   (``-log(1 - attention mass on them)``), so no other head learns to copy from context.
 
@@ -110,7 +111,7 @@ class AttentionSupervision:
         text = (f"{', '.join(map(str, self.previous_token_heads))} previous-token; "
                 f"{', '.join(map(str, self.retrieval_heads))} retrieval (weight {self.weight:g})")
         if self.copy_weight:
-            text += f"; their direct output trained to copy (weight {self.copy_weight:g})"
+            text += f"; their value/output circuits trained to copy (weight {self.copy_weight:g})"
         return text + (f"; all other heads pushed off the retrieval targets (weight {self.anti_weight:g})"
                        if self.anti_weight else "")
 
@@ -172,20 +173,20 @@ def _mass(pattern: Float[Tensor, "batch head query key"], mask: Bool[Tensor, "ba
     return torch.einsum("bhqk,bqk->bhq", pattern, mask.to(pattern.dtype))
 
 
-def _direct_copy_loss(model: Any, zs: dict[int, Tensor], heads: tuple[Head, ...], batch: Any, valid: Tensor) -> Tensor:
-    """Mean next-token cross-entropy of each head's output alone (final norm, then unembedding)
-    at the labelled positions that have a retrieval target."""
-    labels = batch.targets
-    pos = labels.shape[1]
-    where = valid[:, :pos] & (labels != IGNORE_INDEX)
+def _copy_loss(model: Any, vs: dict[int, Tensor], heads: tuple[Head, ...], tokens: Tensor, pad_id: int) -> Tensor:
+    """Mean cross-entropy of each head's value at every real position after the first, through the
+    head's output matrix, the final norm and the unembedding, against the token at that position."""
+    where = tokens != pad_id
+    where[:, 0] = False
     if not where.any():
-        return labels.new_zeros((), dtype=torch.float32)
+        return tokens.new_zeros((), dtype=torch.float32)
+    n_heads = model.cfg.n_heads
     losses = []
     for h in heads:
-        z = zs[h.layer][:, :pos, h.head][where]  # [n, d_head]
-        out = z @ model.blocks[h.layer].attn.W_O[h.head]
-        logits = model.unembed(model.ln_final(out[None]))[0]
-        losses.append(torch.nn.functional.cross_entropy(logits, labels[where]))
+        v = vs[h.layer]  # [batch, pos, kv_head, d_head]
+        value = v[:, :, h.head * v.shape[2] // n_heads][where]  # [n, d_head]
+        logits = model.unembed(model.ln_final((value @ model.blocks[h.layer].attn.W_O[h.head])[None]))[0]
+        losses.append(torch.nn.functional.cross_entropy(logits, tokens[where]))
     return torch.stack(losses).mean()
 
 
@@ -212,22 +213,23 @@ def supervise_attention(model: Any, supervision: AttentionSupervision, *, pad_id
         return hook
 
     fwd = [(hook_name("pattern", layer), capture(layer)) for layer in layers]
-    z_layers = sorted({h.layer for h in supervision.retrieval_heads}) if supervision.copy_weight > 0 else []
-    z_store: dict[int, Tensor] = {}
+    all_supervised = supervision.previous_token_heads + supervision.retrieval_heads
+    v_layers = sorted({h.layer for h in all_supervised}) if supervision.copy_weight > 0 else []
+    v_store: dict[int, Tensor] = {}
 
-    def capture_z(layer: int) -> Callable:
-        def hook(z: Tensor, hook: Any) -> None:  # z [batch, pos, head, d_head]
-            z_store[layer] = z
+    def capture_v(layer: int) -> Callable:
+        def hook(v: Tensor, hook: Any) -> None:  # v [batch, pos, kv_head, d_head]
+            v_store[layer] = v
 
         return hook
 
-    fwd += [(hook_name("z", layer), capture_z(layer)) for layer in z_layers]
+    fwd += [(hook_name("v", layer), capture_v(layer)) for layer in v_layers]
     supervised = set(supervision.previous_token_heads) | set(supervision.retrieval_heads)
     others = {layer: [h for h in range(arch.n_heads) if Head(layer, h) not in supervised] for layer in layers}
 
     def extra_loss(model: Any, batch: Any) -> Tensor:
         patterns = {layer: store.pop(layer) for layer in layers}
-        zs = {layer: z_store.pop(layer) for layer in z_layers}
+        vs = {layer: v_store.pop(layer) for layer in v_layers}
         prev_t = previous_token_targets(batch.tokens, pad_id=pad_id)
         b, q = (prev_t >= 0).nonzero(as_tuple=True)
         prev_terms = [torch.log(patterns[h.layer][b, h.head, q, prev_t[b, q]] + 1e-6).mean()
@@ -241,12 +243,12 @@ def supervise_attention(model: Any, supervision: AttentionSupervision, *, pad_id
             ret = [torch.log(_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0][valid] + 1e-6).mean()
                    for h in supervision.retrieval_heads]
             terms.append(-supervision.weight * torch.stack(ret).mean())
-            if zs:
-                terms.append(supervision.copy_weight * _direct_copy_loss(model, zs, supervision.retrieval_heads, batch, valid))
             if anti:
                 away = [torch.log1p(-_mass(patterns[layer][:, idx], mask).clamp(max=1 - 1e-6)).permute(0, 2, 1)[valid]
                         for layer, idx in others.items() if idx]
                 terms.append(-supervision.anti_weight * torch.cat([a.flatten() for a in away]).mean())
+        if vs:
+            terms.append(supervision.copy_weight * _copy_loss(model, vs, all_supervised, batch.tokens, pad_id))
         if not terms:
             return batch.tokens.new_zeros((), dtype=torch.float32)
         return torch.stack(terms).sum()

@@ -71,6 +71,15 @@ def _attention_on_targets(model, examples, head, targets_fn):
     return float(pattern[b, q, t[b, q]].mean())
 
 
+def _trained(tok, examples, **weights):
+    """A 2-layer model trained 60 steps with L0H0 previous-token and L1H0 retrieval supervision."""
+    model = tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_ctx=64, seed=0)
+    sup = AttentionSupervision((Head(0, 0),), (Head(1, 0),), weight=5.0, **weights)
+    with supervise_attention(model, sup, pad_id=0) as extra_loss:
+        train(model, examples, TrainConfig(steps=60, batch_size=8, lr=1e-2, progress=False), extra_loss=extra_loss)
+    return model
+
+
 def test_supervision_pulls_the_heads_to_their_targets():
     examples, tok = _repeat_examples(64)
     sup = AttentionSupervision((Head(0, 0),), (Head(1, 0),), weight=5.0)
@@ -88,14 +97,7 @@ def test_supervision_pulls_the_heads_to_their_targets():
 
 def test_anti_supervision_pushes_the_other_heads_off_the_targets():
     examples, tok = _repeat_examples(64)
-    config = TrainConfig(steps=60, batch_size=8, lr=1e-2, progress=False)
-    runs = {}
-    for anti in (0.0, 5.0):
-        model = tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_ctx=64, seed=0)
-        sup = AttentionSupervision((Head(0, 0),), (Head(1, 0),), weight=5.0, anti_weight=anti)
-        with supervise_attention(model, sup, pad_id=0) as extra_loss:
-            train(model, examples, config, extra_loss=extra_loss)
-        runs[anti] = model
+    runs = {anti: _trained(tok, examples, anti_weight=anti) for anti in (0.0, 5.0)}
     other = Head(1, 1)
     pushed = _attention_on_targets(runs[5.0], examples, other, induction_targets)
     assert pushed < 0.5 * _attention_on_targets(runs[0.0], examples, other, induction_targets)
@@ -110,18 +112,15 @@ def test_supervised_head_outside_the_model_is_an_error():
             pass
 
 
-def test_direct_copy_loss_trains_the_retrieval_heads_output_to_copy():
+def test_copy_loss_trains_the_retrieval_heads_output_to_copy():
     """With copy_weight the retrieval head's own output (final norm, unembedding) predicts the next
-    token on the repeats; without it that direct path is untrained."""
+    token on the repeats (it attends to the token and its value/output circuit copies it); without
+    it that direct path is untrained."""
     examples, tok = _repeat_examples(64)
-    config = TrainConfig(steps=60, batch_size=8, lr=1e-2, progress=False)
     tokens = torch.tensor([tok(e.prompt + e.completion)["input_ids"] for e in examples[:8]])
     accuracy = {}
     for copy in (0.0, 5.0):
-        model = tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_ctx=64, seed=0)
-        sup = AttentionSupervision((Head(0, 0),), (Head(1, 0),), weight=5.0, copy_weight=copy)
-        with supervise_attention(model, sup, pad_id=0) as extra_loss:
-            train(model, examples, config, extra_loss=extra_loss)
+        model = _trained(tok, examples, copy_weight=copy)
         _, cache = model.run_with_cache(tokens)
         out = cache["z", 1][:, :, 0] @ model.blocks[1].attn.W_O[0]
         direct = model.unembed(model.ln_final(out)).argmax(-1)
