@@ -1,9 +1,9 @@
 """The :class:`Example` record every task produces, with JSONL and ``datasets`` round trips.
 
 >>> ex = Example(prompt="Ann lives in Rome.\\nQuestion: Where does Ann live?\\nAnswer:",
-...              answer="Rome", needles=((13, 17),), task="mdqa", variant="realistic")
+...              answer="Rome", needles=((0, 18),), task="mdqa", variant="realistic")
 >>> ex.completion, ex.needle_texts, ex.answer_spans, ex.answer_texts
-(' Rome', ('Rome',), ((13, 17),), ('Rome',))
+(' Rome', ('Ann lives in Rome.',), ((13, 17),), ('Rome',))
 >>> Example.from_dict(ex.to_dict()) == ex
 True
 """
@@ -24,15 +24,18 @@ class Example:
         prompt: the full context and question, ending where the answer starts
             (e.g. ``"...\\nQuestion: ...\\nAnswer:"``).
         answer: gold answer text without a leading space.
-        needles: [start, end) character spans in ``prompt`` of the evidence
-            (the needle sentence, gold document's answer, each hop's answer);
-            knockout, patching and blocking positions use them.
+        needles: [start, end) character spans in ``prompt`` of the evidence:
+            whole sentences or records that state the answer (niah's needle
+            sentence, the gold document's fact sentence, each hop's supporting
+            sentence in hop order, the whole key-value pair, each citing
+            document's insight sentence(s)); knockout, patching and blocking
+            positions use them. For QA tasks every answer span lies inside one.
         task: ``"mdqa" | "musique" | "summhay" | "kv" | "niah"`` (or a loader name).
         variant: one of ``rhlens.tasks.VARIANTS`` or ``"real"``.
         aliases: other accepted answers.
         meta: every knob and the seed (JSON-serialisable).
         answer_spans: [start, end) character spans in ``prompt`` of the text a
-            retrieval head copies when producing the answer (Wu et al.'s
+            retrieval head copies (what retrieval scores count hits on) when producing the answer (Wu et al.'s
             ``real_needle``): exactly one copy source per piece of the answer,
             in answer order (QA: the answer inside the evidence needle; kv: the
             value; summhay: each cited document's ``[i]`` identifier). Every

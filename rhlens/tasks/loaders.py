@@ -3,13 +3,16 @@
 Formats (``.json``, ``.jsonl`` or ``.jsonl.gz``):
 
 * lost-in-the-middle QA: ``question``, ``answers``, ``ctxs[{title, text, hasanswer, isgold}]``;
-  the needle is the first answer (then the other answers) found in the gold
-  context (``isgold``, else the first ``hasanswer``), then in other ``hasanswer`` ones.
+  the answer span is the first answer (then the other answers) found in the gold
+  context (``isgold``, else the first ``hasanswer``), then in other ``hasanswer``
+  ones; the needle is the sentence of that context holding it.
 * lost-in-the-middle key-value: ``ordered_kv_records``, ``key``, ``value``; the
-  needle is the gold value.
+  needle is the whole gold pair as rendered (``"key": "value"``), the answer span
+  the value inside it.
 * MuSiQue: ``paragraphs[{idx, title, paragraph_text, is_supporting}]``, ``question``,
   ``question_decomposition[{answer, paragraph_support_idx}]``, ``answer``,
-  ``answer_aliases``; one needle per hop: the hop's answer in its supporting paragraph.
+  ``answer_aliases``; one needle per hop: the sentence of its supporting paragraph
+  holding the hop's answer.
 * SummHay: ``documents[{document_id, document_text, insights_included}]``,
   ``subtopics[{insights[{insight_id, insight}]}]``; one example per insight that
   some document includes; the answer cites those documents (``"[2] [7]"``). SummHay
@@ -17,8 +20,11 @@ Formats (``.json``, ``.jsonl`` or ``.jsonl.gz``):
   consecutive sentences (up to ``max_sentences``) whose ROUGE-1 recall of the
   insight reaches ``min_recall``, in each citing document (see :func:`locate_insight`).
 
-Every example's ``answer_spans`` hold what a retrieval head copies: the answer
-inside its needle (QA, kv) or the cited documents' ``[i]`` identifiers (SummHay).
+Needles are evidence (what knockout, blocking and patching positions refer to):
+whole sentences (:func:`rhlens.tasks.spans.sentence_around`; the whole passage when
+the sentence would be the answer alone) or the whole key-value pair. Every
+example's ``answer_spans`` hold what a retrieval head copies: the answer inside
+its needle (QA, kv) or the cited documents' ``[i]`` identifiers (SummHay).
 
 Prompts use the generators' templates (:mod:`rhlens.tasks.templates`). Answers
 are matched case-insensitively as whole words, with whitespace runs matching any
@@ -37,11 +43,10 @@ that yields no example are errors naming the file (:mod:`rhlens.tasks.records`).
 ...                                    "key": "c", "value": "d"}) + "\\n")
 >>> exs = load_lost_in_the_middle_kv(p)
 >>> exs[0].answer, exs[0].needle_texts, exs[0].answer_texts, exs.skipped
-('d', ('d',), ('d',), 0)
+('d', ('"c": "d"',), ('d',), 0)
 """
 
 import os
-import re
 
 from rhlens.tasks import templates
 from rhlens.tasks.example import Example
@@ -58,7 +63,7 @@ from rhlens.tasks.records import (
     iter_records,
     run,
 )
-from rhlens.tasks.spans import find_answer, find_word
+from rhlens.tasks.spans import find_answer, find_word, sentence_around, sentence_spans
 
 __all__ = ["LoadResult", "MalformedRecordError", "NeedleNotFoundError", "InWordAnswerError",
            "NoExamplesError", "UnreadableFileError", "iter_records", "find_answer",
@@ -87,6 +92,16 @@ def _locate(docs, indices, candidates, where, field, what):
             raise where.in_word(field, f"{cand!r} occurs in {what} only inside the longer word "
                                        f"{text[s:e]!r}, not as a word of its own")
     raise where.missing(field, f"none of {candidates!r:.80} occurs in {what}")
+
+
+def _evidence(prompt, start, end, text_start, text_end):
+    """The needle around the answer at ``prompt[start:end]``: the sentence(s) of the
+    document text ``prompt[text_start:text_end]`` holding it, or the whole text when
+    that sentence is the answer alone."""
+    s, e = sentence_around(prompt, start, end, text_start, text_end)
+    if prompt[s:e].strip(" .!?\"'") == prompt[start:end].strip(" .!?\"'"):
+        return text_start, text_end
+    return s, e
 
 
 def _assemble(task, docs, question, instruction):
@@ -130,8 +145,10 @@ def load_lost_in_the_middle_qa(path, *, n_docs=None, errors="raise", instruction
     """Lost-in-the-middle multi-document QA (``nq-open-*.jsonl.gz``) as ``mdqa`` examples.
 
     ``n_docs`` keeps the gold context and the first other contexts, in file order.
-    The found answer becomes ``answer`` (the others ``aliases``); its span is both
-    the needle and the answer span. ``strict``: see :func:`rhlens.tasks.records.run`.
+    The found answer becomes ``answer`` (the others ``aliases``) and its span the
+    answer span; the needle is the sentence of that context holding it (the whole
+    context when that sentence is the answer alone). ``strict``: see
+    :func:`rhlens.tasks.records.run`.
     """
 
     def build(where, rec):
@@ -159,9 +176,10 @@ def load_lost_in_the_middle_qa(path, *, n_docs=None, errors="raise", instruction
         j, s, e, ans = _locate(docs, search, answers, where, "answers",
                                f"the gold context ctxs[{gold}] or another hasanswer context")
         span = (starts[j] + s, starts[j] + e)
+        needle = _evidence(prompt, *span, starts[j], starts[j] + len(docs[j][1]))
         meta = _source("lost_in_the_middle_qa", where, instruction, gold_doc=keep.index(gold),
                        needle_doc=j, n_docs=len(keep))
-        return [Example(prompt, ans.strip(), (span,), "mdqa", "real",
+        return [Example(prompt, ans.strip(), (needle,), "mdqa", "real",
                         tuple(a for a in answers if a != ans), meta, (span,)).validate()]
 
     return run(path, errors, build, strict=strict)
@@ -171,7 +189,7 @@ def load_lost_in_the_middle_kv(path, *, n_pairs=None, errors="raise", instructio
     """Lost-in-the-middle key-value retrieval (``kv-retrieval-*.jsonl.gz``) as ``kv`` examples.
 
     ``n_pairs`` keeps the gold pair and the first other pairs, in file order. The
-    gold value's span is both the needle and the answer span.
+    needle is the whole gold pair as rendered, the answer span the value inside it.
     """
 
     def build(where, rec):
@@ -189,22 +207,24 @@ def load_lost_in_the_middle_kv(path, *, n_pairs=None, errors="raise", instructio
         keep = _select(len(records), [gold], n_pairs)
         pairs = [tuple(records[i]) for i in keep]
         g = keep.index(gold)
-        prompt, spans = templates.kv_prompt(pairs, key, instruction=instruction)
+        prompt, spans, pair_spans = templates.kv_prompt(pairs, key, instruction=instruction)
         if prompt[spans[g][0]:spans[g][1]] != value:
-            raise where.missing("value", f"{value!r} needs JSON escaping; the needle would not equal it")
+            raise where.missing("value", f"{value!r} needs JSON escaping; the answer span would not equal it")
         meta = _source("lost_in_the_middle_kv", where, instruction, gold_pair=g,
                        n_pairs=len(pairs), key=key)
-        return [Example(prompt, value, (spans[g],), "kv", "real", (), meta, (spans[g],)).validate()]
+        return [Example(prompt, value, (pair_spans[g],), "kv", "real", (), meta,
+                        (spans[g],)).validate()]
 
     return run(path, errors, build)
 
 
 def load_musique(path, *, n_docs=None, errors="raise", instruction=True, strict=False):
-    """MuSiQue (official JSONL) as ``musique`` examples, one needle per hop.
+    """MuSiQue (official JSONL) as ``musique`` examples, one needle per hop: the
+    sentence of the hop's supporting paragraph holding the hop's answer.
 
     ``n_docs`` keeps the supporting paragraphs and the first other paragraphs.
     Unanswerable records (``answerable: false``) have no needle: error or skip.
-    The answer span is the answer in the last hop's paragraph (its needle); when
+    The answer span is the answer in the last hop's paragraph (inside its needle); when
     only an alias occurs there, that alias becomes ``answer`` and the record's
     answer an alias. ``strict``: see :func:`rhlens.tasks.records.run`.
     """
@@ -239,13 +259,14 @@ def load_musique(path, *, n_docs=None, errors="raise", instruction=True, strict=
         keep = _select(len(paragraphs), support, n_docs)
         docs = [(paragraphs[i].get("title", ""), paragraphs[i]["paragraph_text"]) for i in keep]
         prompt, starts, _ = _assemble("musique", docs, question, instruction)
-        needles, last = [], len(decomposition) - 1
+        needles, last, span = [], len(decomposition) - 1, None
         for h, (hop, pi) in enumerate(zip(decomposition, support)):
             cands = [hop["answer"]] if h < last else [answer, hop["answer"], *aliases]
             j, s, e, found = _locate(docs, [keep.index(pi)], cands, where,
                                      f"question_decomposition[{h}].answer",
                                      f"its supporting paragraph idx {paragraphs[pi]['idx']}")
-            needles.append((starts[j] + s, starts[j] + e))
+            span = (starts[j] + s, starts[j] + e)
+            needles.append(_evidence(prompt, *span, starts[j], starts[j] + len(docs[j][1])))
         if found.strip() != answer:  # only an alias is in the context: answer with it
             aliases = [answer] + [a for a in aliases if a.strip() != found.strip()]
             answer = found.strip()
@@ -254,26 +275,9 @@ def load_musique(path, *, n_docs=None, errors="raise", instruction=True, strict=
                        hop_answers=[h["answer"] for h in decomposition])
         return [Example(prompt, answer, tuple(needles), "musique", "real",
                         tuple(a for a in aliases if a.strip() != answer), meta,
-                        (needles[-1],)).validate()]
+                        (span,)).validate()]
 
     return run(path, errors, build, strict=strict)
-
-
-_SENT = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
-
-
-def _sentences(text):
-    """(start, end) spans of sentences in ``text`` (trimmed)."""
-    out = []
-    for m in _SENT.finditer(text):
-        s, e = m.start(), m.end()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            out.append((s, e))
-    return out
 
 
 def locate_insight(text: str, insight: str, *, max_sentences: int = 3, min_recall: float = 0.5):
@@ -292,7 +296,7 @@ def locate_insight(text: str, insight: str, *, max_sentences: int = 3, min_recal
     i = text.lower().find(low)
     if i >= 0:
         return i, i + len(insight), 1.0
-    sents = _sentences(text)
+    sents = sentence_spans(text)
     overall = (0.0, 0, 0)
     for size in range(1, max_sentences + 1):
         best = (0.0, 0, 0)
@@ -315,7 +319,8 @@ def load_summhay(path, *, n_docs=None, errors="raise", instruction=True, min_rec
     ``n_docs`` keeps the citing documents and the first other documents. A
     citing document whose best window recalls less than ``min_recall`` of the
     insight makes the example's needle missing (error, or skip; the haystack's
-    other insights are kept). The answer spans are the cited documents' ``[i]``
+    other insights are kept). Each needle is that window, widened to whole
+    sentences when the insight occurs verbatim inside one. The answer spans are the cited documents' ``[i]``
     identifiers in their ``Document [i]`` headers, which the answer copies.
     """
 
@@ -350,6 +355,8 @@ def load_summhay(path, *, n_docs=None, errors="raise", instruction=True, min_rec
                 recalls.append(round(r, 4))
                 if r < min_recall:
                     bad.append(f"documents[{i}] (best recall {r:.2f})")
+                # a verbatim insight inside a longer sentence: the needle is that sentence
+                s, e = sentence_around(docs[j][1], s, e)
                 needles.append((starts[j] + s, starts[j] + e))
             if bad:
                 msg = f"insight {insight_id}: not found in {', '.join(bad)}"

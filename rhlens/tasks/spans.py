@@ -14,6 +14,16 @@ True
 (7, 14, 'America', False)
 >>> find_answer("a 1946 America film", ["the US", "America"])
 (7, 14, 'America', True)
+
+Evidence needles are whole sentences: :func:`sentence_spans` splits text into
+sentences (initials, "Dr.", "No. 40" and "3.5" do not end one) and :func:`sentence_around`
+widens an answer span to the sentence(s) holding it.
+
+>>> t = "It rained. Dr. G. Stanley Hall was born in 1844. He wrote 3.5 books."
+>>> [t[a:b] for a, b in sentence_spans(t)]
+['It rained.', 'Dr. G. Stanley Hall was born in 1844.', 'He wrote 3.5 books.']
+>>> a, b = find_word(t, "G. Stanley Hall"); t[slice(*sentence_around(t, a, b))]
+'Dr. G. Stanley Hall was born in 1844.'
 """
 
 import functools
@@ -86,3 +96,63 @@ def locate_in_needles(prompt: str, candidates, needles) -> tuple:
             if hit:
                 return (hit,)
     return ()
+
+
+# a sentence ends at [.!?] (plus closing quotes or brackets) before whitespace or the end,
+# or at a newline; a period after an abbreviation or an initial, or before a lowercase
+# word or a number, does not end one
+_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)|\n")
+_CLOSERS = "\"'\u201d\u2019)]"
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr mt ft vs etc inc co ltd corp gen col lt sgt capt rev "
+    "gov sen rep hon jan feb mar apr jun jul aug sep sept oct nov dec ca approx fig".split())
+
+
+def _is_abbreviation(text: str, dot: int, lo: int) -> bool:
+    """Whether the period at ``text[dot]`` closes an abbreviation or an initial."""
+    k = dot
+    while k > lo and not text[k - 1].isspace():
+        k -= 1
+    word = text[k:dot].lstrip("(\"'\u201c\u2018")
+    return (len(word) == 1 and word.isalpha()) or "." in word \
+        or word.lower() in _ABBREVIATIONS
+
+
+def _continues(text: str, at: int, end: int) -> bool:
+    """Whether the text after a period at ``text[at:]`` goes on with a lowercase word
+    or a number ("KV. 550", "etc. and"), so the period ends no sentence."""
+    while at < end and text[at].isspace() and text[at] != "\n":
+        at += 1
+    return at < end and (text[at].islower() or text[at].isdigit())
+
+
+def sentence_spans(text: str, start: int = 0, end=None) -> list:
+    """``(start, end)`` of every sentence of ``text[start:end]``, trimmed of whitespace."""
+    end = len(text) if end is None else end
+    out, s = [], start
+
+    def emit(a, b):
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            out.append((a, b))
+
+    for m in _END.finditer(text, start, end):
+        if m.group().rstrip(_CLOSERS) == "." and (_is_abbreviation(text, m.start(), start)
+                                                  or _continues(text, m.end(), end)):
+            continue
+        emit(s, m.end())
+        s = m.end()
+    emit(s, end)
+    return out
+
+
+def sentence_around(text: str, start: int, end: int, lo: int = 0, hi=None) -> tuple:
+    """``(start, end)`` of the sentence(s) of ``text[lo:hi]`` that hold ``text[start:end]``
+    (the union of every sentence it overlaps)."""
+    spans = [(a, b) for a, b in sentence_spans(text, lo, hi) if a < end and start < b]
+    if not spans:
+        return start, end
+    return min(start, spans[0][0]), max(end, spans[-1][1])

@@ -109,11 +109,12 @@ def kv_pair(key: str, value: str) -> tuple:
 
 
 def kv_prompt(pairs, key: str, *, instruction: bool = True):
-    """Lost-in-the-middle key-value prompt; returns ``(prompt, value_spans)``.
+    """Lost-in-the-middle key-value prompt; returns ``(prompt, value_spans, pair_spans)``.
 
-    ``value_spans[i]`` is the [start, end) span of the i-th value (without quotes).
+    ``value_spans[i]`` is the [start, end) span of the i-th value (without quotes),
+    ``pair_spans[i]`` that of the whole i-th pair as rendered (``"key": "value"``).
 
-    >>> p, spans = kv_prompt([("a", "b"), ("c", "d")], "c", instruction=False)
+    >>> p, spans, pairs = kv_prompt([("a", "b"), ("c", "d")], "c", instruction=False)
     >>> print(p)
     JSON data:
     {"a": "b",
@@ -121,20 +122,21 @@ def kv_prompt(pairs, key: str, *, instruction: bool = True):
     <BLANKLINE>
     Key: "c"
     Corresponding value:
-    >>> p[spans[1][0]:spans[1][1]]
-    'd'
+    >>> p[spans[1][0]:spans[1][1]], p[pairs[1][0]:pairs[1][1]]
+    ('d', '"c": "d"')
     """
     out = [head("kv", instruction), KV_DATA_HEADER, "{"]
     pos = sum(len(x) for x in out)
-    spans = []
+    spans, pair_spans = [], []
     for i, (k, v) in enumerate(pairs):
         jk, jv = kv_pair(k, v)
-        piece = ("" if i == 0 else ",\n ") + jk + ": "
-        pos += len(piece)
-        inner = jv[1:-1]
-        spans.append((pos + 1, pos + 1 + len(inner)))
+        sep = "" if i == 0 else ",\n "
+        start = pos + len(sep)
+        pos = start + len(jk) + 2
+        spans.append((pos + 1, pos + len(jv) - 1))
         pos += len(jv)
-        out.append(piece + jv)
+        pair_spans.append((start, pos))
+        out.append(sep + jk + ": " + jv)
     out.append("}")
     out.append(KV_QUESTION.format(key=json.dumps(key, ensure_ascii=False)))
-    return "".join(out), spans
+    return "".join(out), spans, pair_spans

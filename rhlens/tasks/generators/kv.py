@@ -4,7 +4,8 @@ Realism sets what keys and values are: ``symbolic`` random chunk strings
 (``"ba1-ke4-zu7"``), ``realistic``/``fictional`` person names mapped to cities.
 Diversity sets the distractor values: ``varied`` fresh values, ``filler`` the
 repeated filler phrases ("the grass is green"), so the haystack is low-diversity.
-The needle (and answer span) is the gold value's span. ``position`` chooses the gold pair's index
+The needle is the whole gold pair as rendered (``"key": "value"``); the answer
+span is the gold value inside it. ``position`` chooses the gold pair's index
 (int) or depth fraction. Pairs are the length unit; the last few tokens come
 from growing distractor pairs (an extra value chunk, symbolic; a middle name,
 otherwise), up to ``MAX_GROW`` each, so at tiny contexts (64 tokens, 2-3
@@ -13,8 +14,8 @@ string lengths, default 3 and 3).
 
 >>> from rhlens.tasks import generate
 >>> ex = generate("kv", "symbolic", n=1, context_tokens=128, seed=0, position=0)[0]
->>> ex.meta["gold_pair"], ex.needle_texts[0] == ex.answer
-(0, True)
+>>> ex.meta["gold_pair"], ex.needle_texts[0] == f'"{ex.meta["key"]}": "{ex.answer}"', ex.answer_texts == (ex.answer,)
+(0, True, True)
 """
 
 import random
@@ -88,14 +89,14 @@ def generate_one(s, rng: random.Random):
             grown.append((key, val))
         g = min(gold_index(k), k)
         grown.insert(g, (gold_key, gold_value))
-        prompt, spans = templates.kv_prompt(grown, gold_key, instruction=s.instruction)
-        return prompt, spans[g], g, grown
+        prompt, spans, pair_spans = templates.kv_prompt(grown, gold_key, instruction=s.instruction)
+        return prompt, (pair_spans[g], spans[g]), g, grown
 
     k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], s.context_tokens, s.count,
                                 fine_steps=lambda k: k * MAX_GROW, what="kv prompt")
-    prompt, span, g, grown = layout(k, f)
+    prompt, (pair, span), g, grown = layout(k, f)
     if isinstance(position, int) and g != position:
         raise ValueError(f"position={position} is beyond the {k + 1} pairs that fit")
     meta = s.meta(n_pairs=k + 1, gold_pair=g, key=gold_key, n_tokens=n_tokens,
                   key_chunks=kc, value_chunks=vc)
-    return prompt, gold_value, (span,), (span,), meta
+    return prompt, gold_value, (pair,), (span,), meta

@@ -1,13 +1,13 @@
 """Multi-document QA: N titled documents, one gold document holding the answer.
 
-The question asks one relation about the gold document's subject; the needle is
-the answer span in the gold document's fact sentence, which is also the
-answer span (what a retrieval head copies). ``position`` chooses the
-gold document (0-based index or depth fraction).
+The question asks one relation about the gold document's subject. Documents
+hold several sentences; the needle is the gold document's fact sentence (the
+evidence), and the answer span is the answer inside it (what a retrieval head
+copies). ``position`` chooses the gold document (0-based index or depth fraction).
 
 >>> from rhlens.tasks import generate
 >>> ex = generate("mdqa", "realistic", n=1, context_tokens=128, seed=1, position=0)[0]
->>> ex.meta["gold_doc"], ex.needle_texts[0] == ex.answer, ex.answer_spans == ex.needles
+>>> ex.meta["gold_doc"], ex.answer_texts == (ex.answer,), ex.needle_texts[0].endswith(ex.answer + ".")
 (0, True, True)
 """
 
@@ -31,7 +31,7 @@ def generate_one(s, rng: random.Random):
             title, t_kind = subject, kind
             stream = haystack_stream(s, stream_rng, subject, kind, frozenset(exclude - {subject}),
                                      skip_relations={rel.name}, title=title)
-            doc = DocSpec(title, stream, [Needle(fact.text, ((fact.start, fact.end),))],
+            doc = DocSpec(title, stream, [Needle(fact.text, ((0, len(fact.text)),))],
                           insert_frac=rng.random())
         else:
             t_kind = kind if s.realism == "symbolic" else rng.choice(s.world.subject_kinds())
@@ -45,5 +45,7 @@ def generate_one(s, rng: random.Random):
     r, n_tokens = build_documents(s, docs, question, what="mdqa prompt")
     meta = s.meta(n_docs=n_docs, gold_doc=gold, relation=rel.name, subject=subject,
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
-    # the needle is the answer in the gold fact: it is also what a retrieval head copies
-    return r.prompt, fact.answer, tuple(r.needles), tuple(r.needles), meta
+    # the needle is the gold fact sentence; a retrieval head copies the answer inside it
+    (start, _), = r.needles
+    return (r.prompt, fact.answer, tuple(r.needles), ((start + fact.start, start + fact.end),),
+            meta)

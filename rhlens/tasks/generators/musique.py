@@ -1,14 +1,15 @@
 """Multi-hop QA: a chain of 2-4 relations whose facts sit in different documents.
 
 The question nests the relations ("Where was the spouse of X born?"); needles
-are every hop's answer span (the last one is the answer, and the answer span). ``position`` chooses
+are every hop's fact sentence, in hop order (the evidence); the answer span is
+the answer inside the last hop's sentence. ``position`` chooses
 the document of the first hop; the other hops go to random other documents.
 Knob ``hops``: an int or an ``(lo, hi)`` range (default 2 below 256 tokens,
 else (2, 4)).
 
 >>> from rhlens.tasks import generate
 >>> ex = generate("musique", "realistic", n=1, context_tokens=256, seed=3, hops=3)[0]
->>> len(ex.needles), ex.needle_texts[-1] == ex.answer, ex.answer_texts == (ex.answer,)
+>>> len(ex.needles), ex.answer in ex.needle_texts[-1], ex.answer_texts == (ex.answer,)
 (3, True, True)
 """
 
@@ -74,7 +75,7 @@ def generate_one(s, rng: random.Random):
             title, kind, fact = subjects[h], chain[h].subject, facts[h]
             stream = haystack_stream(s, stream_rng, title, kind, frozenset(exclude - {title}),
                                      skip_relations={chain[h].name}, title=title)
-            doc = DocSpec(title, stream, [Needle(fact.text, ((fact.start, fact.end),))],
+            doc = DocSpec(title, stream, [Needle(fact.text, ((0, len(fact.text)),))],
                           insert_frac=rng.random())
         else:
             kind = "symbol" if s.realism == "symbolic" else rng.choice(world.subject_kinds())
@@ -95,4 +96,6 @@ def generate_one(s, rng: random.Random):
                   relations=[x.name for x in chain], hop_answers=[f.answer for f in facts],
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
     # the last hop's answer is the answer: the one span a retrieval head copies
-    return r.prompt, facts[-1].answer, needles, (needles[-1],), meta
+    start = needles[-1][0]
+    return (r.prompt, facts[-1].answer, needles,
+            ((start + facts[-1].start, start + facts[-1].end),), meta)

@@ -36,7 +36,7 @@ def test_generators_use_the_source(tmp_path):
     assert llm.calls
     for ex in exs:
         assert "People there like walking." in ex.prompt
-        assert ex.needle_texts[0] == ex.answer
+        assert ex.answer_texts == (ex.answer,) and ex.answer in ex.needle_texts[0]
         assert abs(count_tokens(ex.prompt) - 300) <= 15
         assert ex.meta["documents"] == "LLMDocumentSource"
     n_calls = len(llm.calls)

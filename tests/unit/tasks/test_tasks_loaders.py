@@ -24,14 +24,19 @@ def test_qa_needles_prompt_and_gz(tmp_path):
     first = exs[0]
     assert first.task == "mdqa" and first.variant == "real"
     assert first.answer == "Maria Lopez" and first.aliases == ("M. Lopez",)
-    assert first.needle_texts == ("maria  lopez",)  # case and whitespace tolerant
+    # the answer span is case and whitespace tolerant; the needle is its sentence
+    assert first.answer_texts == ("maria  lopez",)
+    assert first.needle_texts == ("The Blue Lighthouse is a painting by maria  lopez, finished in 1912.",)
     assert "Document [2](Title: Blue Lighthouse) The Blue Lighthouse" in first.prompt
     assert first.prompt.endswith("\n\nQuestion: who painted the blue lighthouse\nAnswer:")
     assert first.meta["gold_doc"] == 1 and first.meta["line"] == 1
     assert exs[1].answer == "1888" and exs[1].aliases == ("1 May 1888",)  # first answer found
-    assert exs[2].needle_texts == ("Blue",) and exs[2].meta["needle_doc"] == 1  # hasanswer fallback
+    assert exs[1].needle_texts == ("The bridge was opened in 1888 by the mayor.",)
+    assert exs[2].needle_texts == ("On a clear day the sky is Blue.",)
+    assert exs[2].answer_texts == ("Blue",) and exs[2].meta["needle_doc"] == 1  # hasanswer fallback
     from_gz = load_lost_in_the_middle_qa(gz_copy(FIX / "lim_qa.jsonl", tmp_path))
-    assert [(e.prompt, e.needles, e.answer) for e in from_gz] == [(e.prompt, e.needles, e.answer) for e in exs]
+    assert [(e.prompt, e.needles, e.answer_spans, e.answer) for e in from_gz] == \
+        [(e.prompt, e.needles, e.answer_spans, e.answer) for e in exs]
     assert from_gz[0].meta["file"] == "lim_qa.jsonl.gz"
 
 
@@ -47,18 +52,24 @@ def test_qa_n_docs_keeps_gold():
 def test_kv():
     exs = load_lost_in_the_middle_kv(FIX / "lim_kv.jsonl")
     assert [e.answer for e in exs] == ["9a9a-8b8b", "1"]
-    assert exs[0].needle_texts == ("9a9a-8b8b",) and exs[0].meta["gold_pair"] == 1
+    # the needle is the whole gold pair as rendered; the answer span the value in it
+    assert exs[0].needle_texts == ('"0f0f-1e1e": "9a9a-8b8b"',) and exs[0].meta["gold_pair"] == 1
+    assert [e.answer_texts for e in exs] == [("9a9a-8b8b",), ("1",)]
     assert exs[0].prompt.endswith('Key: "0f0f-1e1e"\nCorresponding value:')
     assert load_lost_in_the_middle_kv(FIX / "lim_kv.jsonl", n_pairs=1)[0].meta["n_pairs"] == 1
 
 
 def test_musique_hops():
     exs = load_musique(FIX / "musique.jsonl")
-    assert exs[0].needle_texts == ("Ana Costa", "Oporto")  # last hop found through an alias
+    # one needle per hop, in hop order: the supporting sentence holding the hop's answer
+    assert exs[0].needle_texts == ("The Quiet Harbour is a novel by Ana Costa, published in 1990.",
+                                   "Ana Costa (born in Oporto) is a Portuguese writer.")
     # the alias in the context becomes the answer (what a head copies); the record's answer an alias
     assert exs[0].answer == "Oporto" and exs[0].aliases == ("Porto",)
     assert [e.answer_texts for e in exs] == [("Oporto",), ("Norway",)]
-    assert exs[1].needle_texts == ("Erik Berg", "Bergen", "Norway")
+    assert exs[1].needle_texts == ("Bluestone Bank was founded by Erik Berg in 1901.",
+                                   "Erik Berg was born in Bergen and died in Oslo.",
+                                   "Bergen is a city on the west coast of Norway.")
     assert exs[1].meta["gold_docs"] == [0, 1, 2]
     small = load_musique(FIX / "musique.jsonl", n_docs=2)
     assert small[0].meta["n_docs"] == 2 and small[1].meta["n_docs"] == 3  # supports are kept

@@ -6,6 +6,8 @@ from rhlens.tasks import (load_lost_in_the_middle_kv, load_lost_in_the_middle_qa
                           load_summhay)
 from rhlens.tasks.metrics import rouge1_recall
 
+from tests.unit.tasks.tasks_helpers import check_evidence
+
 pytestmark = pytest.mark.realdata
 
 
@@ -15,6 +17,7 @@ def _needles_hold_answers(exs):
         texts = [t.lower() for t in ex.needle_texts]
         golds = [g.lower() for g in (ex.answer, *ex.aliases)]
         assert any(g in t or t in g for t in texts for g in golds), (ex.answer, texts)
+        check_evidence(ex, generated=False)
 
 
 def test_lost_in_the_middle_qa(realdata):
@@ -26,7 +29,9 @@ def test_lost_in_the_middle_qa(realdata):
 def test_lost_in_the_middle_kv(realdata):
     exs = load_lost_in_the_middle_kv(realdata / "lost_in_the_middle" / "kv-retrieval-75_keys.jsonl.gz")
     assert len(exs) == 500 and exs.skipped == 0
-    assert all(ex.meta["n_pairs"] == 75 and ex.needle_texts == (ex.answer,) for ex in exs)
+    assert all(ex.meta["n_pairs"] == 75 and ex.answer_texts == (ex.answer,) for ex in exs)
+    for ex in exs:
+        check_evidence(ex, generated=False)
 
 
 def test_musique(realdata):
@@ -35,6 +40,8 @@ def test_musique(realdata):
     # line 63's answer "America" occurs only inside "American": no answer span, skipped
     assert len(exs) == 99 and exs.skipped == 1 and "line 63" in exs.skip_reasons[0]
     assert all(len(ex.needles) == ex.meta["hops"] >= 2 for ex in exs)
+    for ex in exs:
+        check_evidence(ex, generated=False)
 
 
 def test_summhay(realdata):
@@ -43,5 +50,6 @@ def test_summhay(realdata):
     assert len(exs) + exs.skipped == 65
     assert len(exs) >= 60, exs.skip_reasons
     for ex in exs:
+        check_evidence(ex, generated=False)
         for text in ex.needle_texts:
             assert rouge1_recall(ex.meta["insight"], text) >= 0.5
