@@ -7,18 +7,22 @@ Submodules, one job each:
 - :mod:`rhlens.adapter.fused`: the fused (SDPA) attention path used while no hook needs patterns,
   and the attention edits that run on it (blocked edges, uniform attention).
 - :mod:`rhlens.adapter.rotary`: rotary tables and context length (context extension).
+- :mod:`rhlens.adapter.weights`: attention modules, per-head weights, final norm and unembedding.
+- :mod:`rhlens.adapter.convert`: Hugging Face <-> TransformerLens state-dict layouts.
 """
 
 from rhlens.adapter.cache import BridgeKVCache, enable_bridge_kv_cache, forward, new_kv_cache
 from rhlens.adapter.core import (
     HOOK_KINDS,
     Architecture,
+    HookedTransformer,
+    HookedTransformerConfig,
+    Model,
     UnsupportedModelError,
     analysis_mode,
     architecture,
     attention_module,
     blocks,
-    bos_token_id,
     count_hooks,
     hook_layer,
     hook_name,
@@ -31,6 +35,16 @@ from rhlens.adapter.core import (
     weight_processing,
 )
 from rhlens.adapter.fused import blocked_edges, blocked_value, masked_scores, uniform_attention_hooks
+from rhlens.adapter.weights import (
+    attention_modules,
+    attention_weight_name,
+    embedding_matrix,
+    final_residual,
+    head_output_weight,
+    is_attention_parameter,
+    logits_from_residual,
+    set_unembed,
+)
 
 __all__ = [
     "HOOK_KINDS",
@@ -38,12 +52,14 @@ __all__ = [
     "enable_bridge_kv_cache",
     "new_kv_cache",
     "Architecture",
+    "HookedTransformer",
+    "HookedTransformerConfig",
+    "Model",
     "UnsupportedModelError",
     "analysis_mode",
     "architecture",
     "attention_module",
     "blocks",
-    "bos_token_id",
     "count_hooks",
     "forward",
     "hook_layer",
@@ -59,4 +75,12 @@ __all__ = [
     "blocked_value",
     "masked_scores",
     "uniform_attention_hooks",
+    "attention_modules",
+    "attention_weight_name",
+    "embedding_matrix",
+    "final_residual",
+    "head_output_weight",
+    "is_attention_parameter",
+    "logits_from_residual",
+    "set_unembed",
 ]

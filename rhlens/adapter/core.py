@@ -18,14 +18,14 @@ rename upstream is a one-line change here.
 import contextlib
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence, Union
 
 import torch
 from torch import nn
 
 warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
 
-from transformer_lens import HookedTransformer  # noqa: E402
+from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 from transformer_lens.hook_points import HookPoint  # noqa: E402
 
 try:  # TransformerBridge arrived in TransformerLens 3.9
@@ -34,6 +34,9 @@ except ImportError:  # pragma: no cover - older TransformerLens
     TransformerBridge = None  # type: ignore[assignment,misc]
 
 ModelKind = Literal["hooked", "bridge"]
+
+#: What rhlens's analyzers accept: a ``HookedTransformer`` or a ``TransformerBridge``.
+Model = Union[HookedTransformer, TransformerBridge]
 
 # Hook name templates by kind. ``{layer}`` is filled in by :func:`hook_name`.
 _HOOKS: dict[str, str] = {
@@ -203,11 +206,6 @@ def tokenizer_of(model: Any) -> Any:
 def prepends_bos(model: Any) -> bool:
     """Whether rhlens should put a BOS token in front of prompts for this model."""
     return bool(getattr(model.cfg, "default_prepend_bos", True))
-
-
-def bos_token_id(model: Any) -> int | None:
-    tok = tokenizer_of(model)
-    return tok.bos_token_id
 
 
 def blocks(model: Any) -> nn.ModuleList:

@@ -47,11 +47,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import einops
 import torch
 
 from rhlens.adapter.cache import enable_bridge_kv_cache
-from rhlens.adapter.core import HookedTransformer, TransformerBridge
+from rhlens.adapter.convert import hf_llama_state_dict
+from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, HookedTransformer, TransformerBridge, record_weight_processing
+from rhlens.models.hf_folder import read_hf_config
+from rhlens.models.hf_tokenizer import load_local_tokenizer
+from rhlens.models.hf_weights import load_hf_model
+from rhlens.stopping import attach_generation_eos
 
 __all__ = ["as_bridge", "hf_llama_from_hooked", "load_bridge"]
 
@@ -100,10 +104,6 @@ def _check_llama_shaped(cfg: Any) -> None:
         )
 
 
-def _nonzero(t: torch.Tensor | None) -> bool:
-    return t is not None and bool(t.detach().abs().max() > 0)
-
-
 def hf_llama_from_hooked(model: HookedTransformer) -> Any:
     """A Hugging Face ``LlamaForCausalLM`` with exactly ``model``'s weights (eager attention).
 
@@ -123,19 +123,9 @@ def hf_llama_from_hooked(model: HookedTransformer) -> Any:
 
     cfg = model.cfg
     _check_llama_shaped(cfg)
-    sd = model.state_dict()
+    state, attn_bias, mlp_bias = hf_llama_state_dict(model.state_dict(), cfg)
     n_heads, d_head, n_layers = cfg.n_heads, cfg.d_head, cfg.n_layers
-    gqa = cfg.n_key_value_heads is not None
-    n_kv = int(cfg.n_key_value_heads) if gqa else n_heads
-    kv = "_" if gqa else ""
-    if _nonzero(sd.get("unembed.b_U")):
-        raise ValueError("unembed.b_U is nonzero: LlamaForCausalLM's lm_head has no bias, so as_bridge cannot convert this model")
-    attn_bias = any(
-        _nonzero(sd.get(f"blocks.{l}.attn.{name}"))
-        for l in range(n_layers)
-        for name in ("b_Q", f"{kv}b_K", f"{kv}b_V", "b_O")
-    )
-    mlp_bias = any(_nonzero(sd.get(f"blocks.{l}.mlp.{name}")) for l in range(n_layers) for name in ("b_in", "b_out"))
+    n_kv = int(cfg.n_key_value_heads) if cfg.n_key_value_heads is not None else n_heads
     tok = getattr(model, "tokenizer", None)
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": float(cfg.rotary_base)}
     if getattr(cfg, "use_NTK_by_parts_rope", False):
@@ -169,38 +159,7 @@ def hf_llama_from_hooked(model: HookedTransformer) -> Any:
     )
     with torch.device("meta"):
         hf = LlamaForCausalLM(hf_cfg)
-    dtype = sd["embed.W_E"].dtype
-
-    def c(t: torch.Tensor) -> torch.Tensor:
-        return t.detach().to(dtype).clone().contiguous()
-
-    def norm_w(key: str) -> torch.Tensor:
-        return c(sd[key]) if key in sd else torch.ones(cfg.d_model, dtype=dtype)
-
-    out: dict[str, torch.Tensor] = {"model.embed_tokens.weight": c(sd["embed.W_E"])}
-    for l in range(n_layers):
-        p, b = f"model.layers.{l}.", f"blocks.{l}."
-        out[p + "input_layernorm.weight"] = norm_w(b + "ln1.w")
-        out[p + "post_attention_layernorm.weight"] = norm_w(b + "ln2.w")
-        out[p + "self_attn.q_proj.weight"] = c(einops.rearrange(sd[b + "attn.W_Q"], "n m h -> (n h) m"))
-        out[p + "self_attn.k_proj.weight"] = c(einops.rearrange(sd[b + f"attn.{kv}W_K"], "n m h -> (n h) m"))
-        out[p + "self_attn.v_proj.weight"] = c(einops.rearrange(sd[b + f"attn.{kv}W_V"], "n m h -> (n h) m"))
-        out[p + "self_attn.o_proj.weight"] = c(einops.rearrange(sd[b + "attn.W_O"], "n h m -> m (n h)"))
-        if attn_bias:
-            out[p + "self_attn.q_proj.bias"] = c(sd[b + "attn.b_Q"].flatten())
-            out[p + "self_attn.k_proj.bias"] = c(sd[b + f"attn.{kv}b_K"].flatten())
-            out[p + "self_attn.v_proj.bias"] = c(sd[b + f"attn.{kv}b_V"].flatten())
-            out[p + "self_attn.o_proj.bias"] = c(sd[b + "attn.b_O"])
-        out[p + "mlp.up_proj.weight"] = c(sd[b + "mlp.W_in"].T)
-        out[p + "mlp.gate_proj.weight"] = c(sd[b + "mlp.W_gate"].T)
-        out[p + "mlp.down_proj.weight"] = c(sd[b + "mlp.W_out"].T)
-        if mlp_bias:
-            out[p + "mlp.up_proj.bias"] = c(sd[b + "mlp.b_in"])
-            out[p + "mlp.gate_proj.bias"] = torch.zeros(cfg.d_mlp, dtype=dtype)
-            out[p + "mlp.down_proj.bias"] = c(sd[b + "mlp.b_out"])
-    out["model.norm.weight"] = norm_w("ln_final.w")
-    out["lm_head.weight"] = c(sd["unembed.W_U"].T)
-    hf.load_state_dict(out, strict=False, assign=True)
+    hf.load_state_dict(state, strict=False, assign=True)
     # Non-persistent buffers (rotary inv_freq) were created on the meta device: rebuild them.
     hf.model.rotary_emb = type(hf.model.rotary_emb)(config=hf_cfg)
     leftover = [n for n, t in list(hf.named_parameters()) + list(hf.named_buffers()) if t.is_meta]
@@ -211,7 +170,7 @@ def hf_llama_from_hooked(model: HookedTransformer) -> Any:
     return hf
 
 
-def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> Any:
+def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> TransformerBridge:
     _require_bridge()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with warnings.catch_warnings():
@@ -229,7 +188,7 @@ def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> Any:
     return bridge
 
 
-def as_bridge(model: HookedTransformer) -> Any:
+def as_bridge(model: HookedTransformer) -> TransformerBridge:
     """The same Llama-shaped weights as a ``TransformerBridge``, booted offline.
 
     Args:
@@ -247,8 +206,6 @@ def as_bridge(model: HookedTransformer) -> Any:
     Raises:
         ValueError: naming the config field when the model is not Llama-shaped.
     """
-    from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, record_weight_processing
-
     hf = hf_llama_from_hooked(model)
     bridge = _boot(hf, getattr(model, "tokenizer", None), model_name=f"rhlens/{model.cfg.model_name}")
     recorded = getattr(model, WEIGHT_PROCESSING_ATTR, None)
@@ -262,7 +219,7 @@ def load_bridge(
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
-) -> Any:
+) -> TransformerBridge:
     """A ``TransformerBridge`` on a local Hugging Face folder, offline (eager attention).
 
     The folder is checked like :func:`rhlens.load_hf_checkpoint` checks it (``config.json``, weights,
@@ -275,9 +232,6 @@ def load_bridge(
         bridge = load_bridge("path/to/stories260K")
         logits = bridge(bridge.to_tokens("Once upon a time"))  # [1, pos, 512]
     """
-    from rhlens.models.hf import load_hf_model, load_local_tokenizer, read_hf_config
-    from rhlens.stopping import attach_generation_eos
-
     folder = Path(path)
     raw = read_hf_config(folder)
     hf = load_hf_model(folder, raw, dtype=dtype, device=device)

@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, HookedTransformer, record_weight_processing
-from transformer_lens import HookedTransformerConfig
+from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, HookedTransformer, HookedTransformerConfig, record_weight_processing
+from rhlens.models.hf_tokenizer import offline_tokenizer
 
 __all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "load_model", "save_model"]
 
@@ -209,19 +209,7 @@ def load_model(
                 f"{folder / TOKENIZER_FILE} is missing but {MANIFEST_FILE} says the model has a tokenizer; copy the "
                 "tokenizer files (tokenizer.json, tokenizer_config.json) back, or re-save the model"
             )
-        from transformers import AutoTokenizer
-
-        from rhlens.models.hf import refuse_remote_code
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-        except Exception as exc:  # noqa: BLE001 - rewrap with the folder
-            refuse_remote_code(folder)
-            raise ValueError(
-                f"cannot load the tokenizer files in {folder}: {exc}. Re-save the model with rhlens.save_model."
-            ) from None
+        tok = offline_tokenizer(folder, error=ValueError, fix="Re-save the model with rhlens.save_model.")
 
     raw = dict(manifest.get("config") or {})
     valid = set(HookedTransformerConfig.__dataclass_fields__)

@@ -16,9 +16,7 @@ from typing import Any
 
 import torch
 
-from rhlens.adapter.core import HookedTransformer  # noqa: F401  (import sets the warning filter)
-from transformer_lens import HookedTransformerConfig
-
+from rhlens.adapter.core import HookedTransformer, HookedTransformerConfig
 from rhlens.models.tokenizer import default_tokenizer
 
 TINY_LLAMA_DEFAULTS: dict[str, Any] = dict(

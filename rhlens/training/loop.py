@@ -31,6 +31,7 @@ from torch import Tensor
 
 from rhlens.adapter.core import UnsupportedModelError, count_hooks, model_device, model_kind, prepends_bos
 from rhlens.adapter.fused import fused_attention, fused_unsupported_reason
+from rhlens.adapter.weights import is_attention_parameter
 from rhlens.encoding import EncodedExample, pad_id_of
 from rhlens.training import checkpoint as ckpt_io
 from rhlens.training import distributed as dist_utils
@@ -132,7 +133,7 @@ def _select_trainable(model: Any, config: TrainConfig) -> list[torch.nn.Paramete
         return params
     params = []
     for name, p in model.named_parameters():
-        wanted = config.trainable == "all" or ".attn." in name
+        wanted = config.trainable == "all" or is_attention_parameter(name)
         p.requires_grad_(wanted)
         if wanted:
             params.append(p)

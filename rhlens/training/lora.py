@@ -20,19 +20,15 @@ False
 """
 
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-# target letter -> (attribute names tried in order, layout)
-_TARGETS: dict[str, tuple[tuple[str, ...], str]] = {
-    "q": (("W_Q",), "in"),
-    "k": (("_W_K", "W_K"), "in"),
-    "v": (("_W_V", "W_V"), "in"),
-    "o": (("W_O",), "out"),
-}
+from rhlens.adapter.weights import ATTENTION_WEIGHT_LAYOUTS as _TARGETS
+from rhlens.adapter.weights import attention_modules as _attention_modules
+from rhlens.adapter.weights import attention_weight_name as _target_attr
 
 
 class LoRA(nn.Module):
@@ -64,19 +60,6 @@ class LoRA(nn.Module):
 
     def forward(self, weight: Tensor) -> Tensor:
         return weight + self.delta().to(weight.dtype)
-
-
-def _attention_modules(model: Any) -> Iterator[tuple[str, nn.Module]]:
-    for layer, block in enumerate(model.blocks):
-        yield f"blocks.{layer}.attn", block.attn
-
-
-def _target_attr(attn: nn.Module, letter: str) -> str:
-    names, _ = _TARGETS[letter]
-    for name in names:
-        if isinstance(attn._parameters.get(name), nn.Parameter) or parametrize.is_parametrized(attn, name):
-            return name
-    raise ValueError(f"attention module {type(attn).__name__} has no parameter {' or '.join(names)} for LoRA target {letter!r}")
 
 
 def apply_lora(model: Any, *, rank: int, alpha: float, targets: Sequence[str] = ("q", "k", "v", "o")) -> int:

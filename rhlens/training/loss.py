@@ -22,14 +22,16 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from rhlens.adapter.weights import final_residual, logits_from_residual
 from rhlens.training.data import IGNORE_INDEX, TrainBatch
 
 
-def _model_call(model: Any, batch: TrainBatch, **kwargs: Any) -> Tensor:
+def _call_kwargs(model: Any, batch: TrainBatch) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"attention_mask": batch.attention_mask, "prepend_bos": False}
     if batch.attention_mask is None and getattr(model, "tokenizer", None) is not None:
         # Right padding needs no mask; say so, or TransformerLens infers one from pad ids.
         kwargs["padding_side"] = "right"
-    return model(batch.tokens, attention_mask=batch.attention_mask, prepend_bos=False, **kwargs)
+    return kwargs
 
 
 def answer_token_losses(model: Any, batch: TrainBatch) -> Float[Tensor, "n_answer"]:
@@ -39,13 +41,11 @@ def answer_token_losses(model: Any, batch: TrainBatch) -> Float[Tensor, "n_answe
     cfg = model.cfg
     soft_cap = getattr(cfg, "output_logits_soft_cap", -1.0) or -1.0
     if soft_cap > 0:
-        logits = _model_call(model, batch, return_type="logits")[:, :-1][select]
+        logits = model(batch.tokens, return_type="logits", **_call_kwargs(model, batch))[:, :-1][select]
     else:
-        resid = _model_call(model, batch, stop_at_layer=cfg.n_layers)  # [batch, pos, d_model]
+        resid = final_residual(model, batch.tokens, **_call_kwargs(model, batch))  # [batch, pos, d_model]
         picked = resid[:, :-1][select][None]  # [1, n_answer, d_model]
-        if cfg.normalization_type is not None:
-            picked = model.ln_final(picked)
-        logits = model.unembed(picked)[0]  # [n_answer, d_vocab]
+        logits = logits_from_residual(model, picked)[0]  # [n_answer, d_vocab]
     return F.cross_entropy(logits.float(), targets[select], reduction="none")
 
 

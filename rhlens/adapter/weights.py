@@ -1,0 +1,97 @@
+"""Where a model keeps its weights: attention modules, per-head matrices, the final norm and unembedding.
+
+The rest of rhlens asks these functions instead of walking ``model.blocks[L].attn.W_Q`` or calling
+``model.unembed`` itself, so a change of TransformerLens's module layout is a change here only.
+
+TransformerLens layouts (``HookedTransformer``):
+
+- ``W_Q`` ``[head, d_model, d_head]``; ``W_K``/``W_V`` the same, or ``_W_K``/``_W_V``
+  ``[kv_head, d_model, d_head]`` under grouped-query attention; ``W_O`` ``[head, d_head, d_model]``.
+- ``unembed.W_U`` ``[d_model, d_vocab]``, ``embed.W_E`` ``[d_vocab, d_model]``.
+
+>>> from rhlens.models import tiny_llama
+>>> model = tiny_llama(n_layers=2, n_key_value_heads=2)
+>>> [prefix for prefix, _ in attention_modules(model)]
+['blocks.0.attn', 'blocks.1.attn']
+>>> attention_weight_name(attention_module(model, 0), "k")
+'_W_K'
+>>> head_output_weight(model, 1, 3).shape  # [d_head, d_model]
+torch.Size([16, 64])
+"""
+
+from typing import Any, Iterator
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from rhlens.adapter.core import attention_module, blocks
+
+# target letter -> (parameter names tried in order, layout). "in": the weight maps d_model to
+# (head, d_head) (Q/K/V); "out": it maps (head, d_head) to d_model (O).
+ATTENTION_WEIGHT_LAYOUTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "q": (("W_Q",), "in"),
+    "k": (("_W_K", "W_K"), "in"),
+    "v": (("_W_V", "W_V"), "in"),
+    "o": (("W_O",), "out"),
+}
+
+
+def attention_modules(model: Any) -> Iterator[tuple[str, nn.Module]]:
+    """``(state-dict prefix, attention module)`` for every layer, in order."""
+    for layer in range(len(blocks(model))):
+        yield f"blocks.{layer}.attn", attention_module(model, layer)
+
+
+def attention_weight_name(attn: nn.Module, letter: str) -> str:
+    """The attribute of ``attn`` holding weight ``letter`` (``"q"``, ``"k"``, ``"v"``, ``"o"``).
+
+    Grouped-query models keep keys and values in ``_W_K``/``_W_V``; a LoRA-parametrized weight
+    still counts. Raises ``ValueError`` for an unknown letter or a module without that weight.
+    """
+    if letter not in ATTENTION_WEIGHT_LAYOUTS:
+        raise ValueError(f"unknown attention weight {letter!r}; known: {', '.join(ATTENTION_WEIGHT_LAYOUTS)}")
+    names, _ = ATTENTION_WEIGHT_LAYOUTS[letter]
+    for name in names:
+        if isinstance(attn._parameters.get(name), nn.Parameter) or parametrize.is_parametrized(attn, name):
+            return name
+    raise ValueError(f"attention module {type(attn).__name__} has no parameter {' or '.join(names)} for target {letter!r}")
+
+
+def is_attention_parameter(name: str) -> bool:
+    """Whether ``model.named_parameters()`` name ``name`` belongs to an attention module."""
+    return ".attn." in name
+
+
+def head_output_weight(model: Any, layer: int, head: int) -> Float[Tensor, "d_head d_model"]:
+    """Head ``head``'s output matrix in layer ``layer`` (differentiable, not a copy)."""
+    return attention_module(model, layer).W_O[head]
+
+
+def final_residual(model: Any, tokens: Tensor, **kwargs: Any) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream after the last block (before the final norm): ``model(tokens, **kwargs)``
+    stopped before the unembedding, so no ``[batch, pos, d_vocab]`` logits are built."""
+    return model(tokens, stop_at_layer=int(model.cfg.n_layers), **kwargs)
+
+
+def logits_from_residual(model: Any, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+    """Final norm (when the model has one) and unembedding of a final-residual tensor."""
+    if getattr(model.cfg, "normalization_type", None) is not None:
+        resid = model.ln_final(resid)
+    return model.unembed(resid)
+
+
+def embedding_matrix(model: Any) -> Float[Tensor, "d_vocab d_model"]:
+    """The token embedding ``W_E`` (the parameter itself)."""
+    return model.embed.W_E
+
+
+def set_unembed(model: Any, W_U: Float[Tensor, "d_model d_vocab"]) -> None:
+    """Copy ``W_U`` into the model's unembedding in place (no gradient recorded).
+
+    ``set_unembed(model, embedding_matrix(model).T)`` starts the unembedding as the transposed
+    embedding (not tied afterwards).
+    """
+    with torch.no_grad():
+        model.unembed.W_U.copy_(W_U)

@@ -1,0 +1,182 @@
+"""The package's layering, read from the source with ``ast`` (nothing is imported).
+
+- TransformerLens is imported only inside ``rhlens/adapter``.
+- Outside the adapter no module touches TransformerLens's module layout (``model.blocks``,
+  ``W_Q`` ..., ``unembed``, ``ln_final``, ``stop_at_layer=``) or spells hook names in code
+  (``"blocks.3.attn.hook_z"``); documentation strings may mention them.
+- The import graph of ``rhlens`` modules, function-local imports included, has no cycle.
+
+Every remaining exception is listed in ``ALLOWED`` with the reason it is still there; an entry that
+no longer matches anything fails too, so the list only shrinks.
+"""
+
+import ast
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2] / "rhlens"
+ADAPTER = "rhlens.adapter"
+
+# TransformerLens module-layout attributes (per-head weights, blocks, final norm, unembedding).
+LAYOUT_ATTRS = {"blocks", "W_Q", "W_K", "W_V", "W_O", "_W_K", "_W_V", "unembed", "ln_final", "W_U", "embed", "W_E"}
+LAYOUT_KEYWORDS = {"stop_at_layer", "start_at_layer"}
+HOOK_STRING = re.compile(r"(^|[^\w])blocks\.|\bhook_(z|pattern|q|k|v|rot_q|rot_k|attn_scores|result|resid_\w+|attn_out|mlp_out|embed)\b")
+
+# (module, what) -> why it is still allowed.
+ALLOWED: dict[tuple[str, str], str] = {
+    ("rhlens.pretrain.base", "attribute .unembed"): "helper E's module: moves to rhlens.adapter.set_unembed",
+    ("rhlens.pretrain.base", "attribute .W_U"): "helper E's module: moves to rhlens.adapter.set_unembed",
+    ("rhlens.pretrain.base", "attribute .embed"): "helper E's module: moves to rhlens.adapter.embedding_matrix",
+    ("rhlens.pretrain.base", "attribute .W_E"): "helper E's module: moves to rhlens.adapter.embedding_matrix",
+    ("rhlens.pretrain.supervision", "attribute .unembed"): "helper E's module: moves to rhlens.adapter.logits_from_residual",
+    ("rhlens.pretrain.supervision", "attribute .ln_final"): "helper E's module: moves to rhlens.adapter.logits_from_residual",
+    ("rhlens.pretrain.supervision", "attribute .blocks"): "helper E's module: moves to rhlens.adapter.head_output_weight",
+    ("rhlens.pretrain.supervision", "attribute .W_O"): "helper E's module: moves to rhlens.adapter.head_output_weight",
+    ("rhlens.interventions.sweep", "keyword stop_at_layer="): "helper H16's module: use rhlens.adapter.final_residual",
+    ("rhlens.interventions.sweep", "keyword start_at_layer="): "helper H16's module: use rhlens.adapter.final_residual",
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES: dict[str, Path] = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+TREES: dict[str, ast.Module] = {name: ast.parse(p.read_text(encoding="utf-8"), str(p)) for name, p in MODULES.items()}
+
+
+def _docstring_ids(tree: ast.AST) -> set[int]:
+    """ids of string constants that are documentation (bare string statements)."""
+    return {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+    }
+
+
+def _type_checking_ids(tree: ast.AST) -> set[int]:
+    """ids of import statements inside ``if TYPE_CHECKING:`` (never executed)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return out
+
+
+def _findings(name: str, tree: ast.AST) -> set[str]:
+    docs = _docstring_ids(tree)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(f"import {a.name}" for a in node.names if a.name.split(".")[0] == "transformer_lens")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "transformer_lens":
+            found.add(f"import {node.module}")
+        elif isinstance(node, ast.Attribute) and node.attr in LAYOUT_ATTRS:
+            found.add(f"attribute .{node.attr}")
+        elif isinstance(node, ast.keyword) and node.arg in LAYOUT_KEYWORDS:
+            found.add(f"keyword {node.arg}=")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            if HOOK_STRING.search(node.value):
+                found.add(f"hook-name string {node.value!r}")
+    return found
+
+
+def _all_findings() -> dict[tuple[str, str], int]:
+    return {(name, what): 1 for name, tree in TREES.items() if not name.startswith(ADAPTER) for what in _findings(name, tree)}
+
+
+def test_transformer_lens_internals_stay_in_the_adapter():
+    found = _all_findings()
+    unexplained = sorted(f"{m}: {w}" for (m, w) in found if (m, w) not in ALLOWED)
+    assert not unexplained, "TransformerLens internals outside rhlens/adapter (route them through the adapter):\n" + "\n".join(unexplained)
+
+
+def test_allow_list_has_no_stale_entries():
+    found = _all_findings()
+    stale = sorted(f"{m}: {w}" for (m, w) in ALLOWED if (m, w) not in found)
+    assert not stale, "ALLOWED entries that no longer occur (remove them):\n" + "\n".join(stale)
+
+
+def test_the_checks_catch_what_they_look_for():
+    code = 'import transformer_lens\nx = model.blocks[0].attn.W_Q\ny = model(t, stop_at_layer=2)\nh = "blocks.1.attn.hook_z"\n'
+    assert _findings("rhlens.example", ast.parse('"""Docs may say blocks.0.attn.hook_z."""\n')) == set()
+    assert _findings("rhlens.example", ast.parse(code)) == {
+        "import transformer_lens",
+        "attribute .blocks",
+        "attribute .W_Q",
+        "keyword stop_at_layer=",
+        "hook-name string 'blocks.1.attn.hook_z'",
+    }
+
+
+def _resolve(name: str, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = name.split(".")
+    is_package = MODULES[name].name == "__init__.py"
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = defaultdict(set)
+    for name, tree in TREES.items():
+        skip = _type_checking_ids(tree)
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                module = _resolve(name, node)
+                # ``from pkg import submodule`` imports the submodule.
+                targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names]
+            for target in targets:
+                if target in MODULES and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_import_graph_has_no_cycle_even_through_function_local_imports():
+    cycle = _cycle(_import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("module", ["rhlens.models.hf", "rhlens.training.loop", "rhlens.training.lora", "rhlens.training.loss"])
+def test_rooms_rebuilt_for_issue_15_import_the_adapter(module):
+    assert any(t.startswith(ADAPTER) for t in _import_graph()[module])
