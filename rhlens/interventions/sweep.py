@@ -5,16 +5,27 @@ tokens; see :func:`rhlens.evaluate`). It needs no decoding, so every head's effe
 forwards over prompt + answer, and it is smooth: a head that moves the answer by a fraction of a
 nat shows up, where exact match would read 0.
 
-Batching: the source runs once per batch of examples (its ``hook_z`` at every layer and head is
-kept); then, per layer, the target runs once on the batch replicated ``n_heads`` times, replica
-``h`` patching head ``h`` only. Cost: ``1 + n_layers`` target-sized forwards per batch, each over
-``n_heads x batch_size`` rows (pass ``heads_per_forward`` to split a layer's heads over several
-forwards), instead of ``n_layers x n_heads`` separate patched runs; plus one unpatched baseline
-forward. FLOPs are the same as patching head by head; the win is fewer, larger forwards.
+How the work is shared (per batch of examples):
 
-Memory: the source's ``hook_z`` for a batch, ``batch x pos x n_layers x n_heads x d_head``
-values (the size of a residual-stream cache), and a target forward over
-``heads_per_forward x batch_size`` rows.
+1. the source runs once and its ``hook_z`` is kept at every swept layer;
+2. the target runs once (the baseline) and its residual stream *before* every swept layer is kept
+   (``hook_resid_pre``): patching a head of layer ``L`` changes nothing before ``L``, so this is the
+   same for every head of that layer;
+3. per layer ``L``, the batch is replicated once per head (``heads_per_forward`` at a time, replica
+   ``i`` patching head ``i`` only) and only blocks ``L .. n_layers - 1`` run, starting from the
+   kept residual; the unembedding runs only at the columns that predict answer tokens.
+
+Compared with one full forward per head (TransformerLens's
+``patching.get_act_patch_attn_head_out_all_pos``), the blocks run drop from ``n_layers`` per head to
+``n_layers - L`` (about half over the model), forwards from ``n_layers x n_heads`` to ``n_layers``
+(fewer, larger ones) and the ``[pos, d_vocab]`` logits to the answer's columns. Long prompts run in
+chunks of ``chunk_size`` columns with a KV cache, in every pass. ``bench/bench_patching.py``
+measures the speed-up. A TransformerBridge runs full forwards per layer (same batching, no
+start-at-layer).
+
+Memory: per batch, the source's ``hook_z`` and the target's residual at each swept layer (each
+``batch x pos x d_model`` per layer: a residual-stream cache), and a target forward over
+``heads_per_forward x batch_size`` rows with its KV cache.
 
 >>> from rhlens.models import tiny_llama, word_level_tokenizer
 >>> from rhlens.tasks import Example
@@ -23,20 +34,56 @@ values (the size of a residual-stream cache), and a target forward over
 >>> sweep = patch_sweep(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex], progress=False)
 >>> sweep.effect.shape
 torch.Size([2, 4])
+>>> part = patch_sweep(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex], heads=["L1H2"],
+...                    progress=False)
+>>> bool(part.effect[1, 2].isfinite()), bool(part.effect[0, 0].isnan())  # heads not swept are NaN
+(True, True)
 """
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import architecture, hook_name, hooks, model_device, tokenizer_of
-from rhlens.encoding import PaddedBatch, pad_id_of
+from rhlens.adapter import architecture, hook_name, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
+from rhlens.encoding import EncodedExample, PaddedBatch, pad_id_of
 from rhlens.evaluation import LOGPROB
+from rhlens.heads import Head
+from rhlens.interventions.head_sets import all_heads, heads_by_layer
 from rhlens.interventions.compat import check_compatible
 from rhlens.interventions.patching import PositionRule, check_positions, column_mask
 from rhlens.interventions.results import PatchSweep
+
+HeadsArg = Iterable["Head | str | tuple[int, int]"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Model pieces the adapter does not offer yet (HookedTransformer only)
+
+
+def _forward_from_layer(
+    model: Any, resid: Float[Tensor, "batch pos d_model"], layer: int, mask: Int[Tensor, "batch pos"], cache: Any
+) -> Float[Tensor, "batch pos d_model"]:
+    """Blocks ``layer .. n_layers - 1`` of a HookedTransformer on ``resid`` (the residual before
+    ``layer``); ``mask`` covers the new columns, ``cache`` (or ``None``) holds the earlier ones.
+    Returns the final residual (before the final norm). Belongs in :mod:`rhlens.adapter`."""
+    full_mask = cache.append_attention_mask(mask) if cache is not None else mask
+    return model(resid, start_at_layer=layer, stop_at_layer=int(model.cfg.n_layers), attention_mask=full_mask,
+                 past_kv_cache=cache)
+
+
+def _answer_logprob(
+    model: Any, final: Float[Tensor, "n_sel d_model"], gold: Int[Tensor, "n_sel"]
+) -> Float[Tensor, "n_sel"]:
+    """``log P(gold)`` (float64) from final residuals of the selected columns."""
+    logits = logits_from_residual(model, final).float().log_softmax(dim=-1)
+    return logits.gather(-1, gold[:, None].to(logits.device))[:, 0].double()
+
+
+# ---------------------------------------------------------------------------------------------
+# Passes
 
 
 def _replicate(batch: PaddedBatch, times: int) -> PaddedBatch:
@@ -47,36 +94,45 @@ def _replicate(batch: PaddedBatch, times: int) -> PaddedBatch:
     )
 
 
-def _run(model: Any, batch: PaddedBatch, decode_from: Tensor) -> Tensor:
-    """One engine forward of the whole batch (no cache): logits ``[batch, pos, d_vocab]``."""
-    run = engine.Runner([model], batch.tokens.shape[0], decode_from, cache=False)
-    return run(batch.tokens, batch.attention_mask)
-
-
-def _source_z(source: Any, batch: PaddedBatch, n_layers: int, decode_from: Tensor) -> dict[int, Tensor]:
-    """``{layer: hook_z [batch, pos, head, d_head]}`` of the source on ``batch``."""
-    store: dict[int, Tensor] = {}
+def _capture_pass(
+    model: Any,
+    batch: PaddedBatch,
+    decode_from: Tensor,
+    bounds: list[tuple[int, int]],
+    kind: str,
+    layers: Sequence[int],
+    acc: "engine.AnswerLogprobSum | None" = None,
+) -> dict[int, Tensor]:
+    """One engine run of ``batch`` (in ``bounds`` chunks) keeping ``kind`` activations at ``layers``
+    (``{layer: [batch, pos, ...]}``, on the CPU side of nothing: the model's device); logits go to
+    ``acc`` when given."""
+    parts: dict[int, list[Tensor]] = {l: [] for l in layers}
 
     def capture(layer: int):
-        def hook(z: Tensor, hook: Any) -> None:
-            store[layer] = z.detach().clone()
+        def hook(act: Tensor, hook: Any) -> None:
+            step = engine.current_step()
+            width = step.end - step.start if step is not None else act.shape[1]
+            parts[layer].append(act[:, act.shape[1] - width :].detach().clone())  # a bridge may re-run the prefix
 
         return hook
 
-    with hooks(source, [(hook_name("z", l), capture(l)) for l in range(n_layers)]):
-        _run(source, batch, decode_from)
-    return store
+    run = engine.Runner([model], batch.tokens.shape[0], decode_from, cache=len(bounds) > 1)
+    with hooks(model, [(hook_name(kind, l), capture(l)) for l in layers]):
+        for s, e in bounds:
+            logits = run(batch.tokens[:, s:e], batch.attention_mask[:, s:e])
+            if acc is not None:
+                acc.add(s, logits)
+    return {l: torch.cat(p, dim=1) for l, p in parts.items()}
 
 
-def _one_head_per_replica(src: Tensor, heads: list[int], cols: Tensor):
+def _one_head_per_replica(src: Tensor, heads: list[int], cols: Bool[Tensor, "batch pos"]):
     """A ``hook_z`` hook for a batch replicated ``len(heads)`` times: replica ``i`` patches head
     ``heads[i]`` with ``src`` ``[batch, pos, head, d_head]`` where ``cols`` ``[batch, pos]``."""
-    n_rep, b = len(heads), src.shape[0]
-    n_heads = src.shape[2]
+    n_rep, b, pos, n_heads = len(heads), src.shape[0], src.shape[1], src.shape[2]
     onehot = torch.zeros(n_rep, n_heads, dtype=torch.bool)
     onehot[torch.arange(n_rep), torch.tensor(heads)] = True
     # [n_rep * batch, pos, head, 1]
-    where = (onehot[:, None, None, :] & cols[None, :, :, None]).reshape(n_rep * b, cols.shape[1], n_heads)[..., None]
+    where = (onehot[:, None, None, :] & cols[None, :, :, None]).reshape(n_rep * b, pos, n_heads)[..., None]
     src_rep = src.repeat(n_rep, 1, 1, 1)
 
     def hook(z: Tensor, hook: Any) -> Tensor:
@@ -85,15 +141,54 @@ def _one_head_per_replica(src: Tensor, heads: list[int], cols: Tensor):
     return hook
 
 
+def _patched_group(
+    target: Any,
+    batch: PaddedBatch,
+    encs: Sequence[EncodedExample],
+    layer: int,
+    heads: list[int],
+    src_z: Tensor,
+    resid: "Tensor | None",
+    cols: Tensor,
+    bounds: list[tuple[int, int]],
+    decode_from: Tensor,
+) -> Float[Tensor, "head batch"]:
+    """The answer log-prob ``[len(heads), batch]`` with each of ``heads`` (of ``layer``) patched
+    alone: one replicated forward per chunk, from ``layer`` on when ``resid`` (the target's residual
+    before ``layer``) is given, else through the whole model."""
+    n = len(heads)
+    rep = _replicate(batch, n)
+    acc = engine.AnswerLogprobSum(rep, list(encs) * n)
+    chunked = len(bounds) > 1
+    if resid is not None:
+        cache = new_kv_cache(target, rep.tokens.shape[0]) if chunked else None
+    else:
+        run = engine.Runner([target], rep.tokens.shape[0], decode_from.repeat(n), cache=chunked)
+    for s, e in bounds:
+        hook = _one_head_per_replica(src_z[:, s:e], heads, cols[:, s:e])
+        with hooks(target, [(hook_name("z", layer), hook)]):
+            if resid is None:
+                acc.add(s, run(rep.tokens[:, s:e], rep.attention_mask[:, s:e]))
+                continue
+            sel = acc.predicts[:, s:e]
+            final = _forward_from_layer(target, resid[:, s:e].repeat(n, 1, 1), layer, rep.attention_mask[:, s:e], cache)
+        if bool(sel.any()):
+            lp = _answer_logprob(target, final[sel.to(final.device)], acc.next_tokens[:, s:e][sel])
+            acc.total.index_add_(0, sel.nonzero()[:, 0].to(acc.total.device), lp.to(acc.total.device))
+    return acc.total.view(n, -1)
+
+
 def patch_sweep(
     source: Any,
     target: Any,
     examples: Sequence[Any],
     metric: str = "logprob",
     *,
+    heads: "HeadsArg | None" = None,
     positions: PositionRule = "all",
     batch_size: int = 4,
     heads_per_forward: int | None = None,
+    chunk_size: int | None = 512,
     progress: bool = True,
 ) -> PatchSweep:
     """Patch every head of ``source`` into ``target`` alone and measure the answer log-prob.
@@ -102,11 +197,15 @@ def patch_sweep(
         source, target: models that pass :func:`rhlens.check_compatible`.
         examples: :class:`rhlens.tasks.Example` records (prompt + gold answer must fit the context).
         metric: ``"logprob"`` (the only metric this batched sweep supports; see the module docstring).
+        heads: the query heads to sweep (default all); the others' entries are NaN. Use it to
+            confirm heads nominated by :func:`rhlens.interventions.attribution_sweep`.
         positions: where each head is patched (as in :func:`rhlens.patch_heads`).
         batch_size: examples per forward (the target forward holds ``heads_per_forward x
             batch_size`` rows).
-        heads_per_forward: heads of one layer patched per target forward (default all).
-        progress: a tqdm bar over batches.
+        heads_per_forward: heads of one layer patched per target forward (default all of that layer).
+        chunk_size: columns per forward (a KV cache carries the earlier ones); ``None``: the whole
+            prompt + answer at once.
+        progress: a progress bar over batches.
 
     Returns:
         :class:`PatchSweep`: ``effect`` ``[n_layers, n_heads]`` (query heads) is the mean change
@@ -120,35 +219,35 @@ def patch_sweep(
     check_positions(positions)
     check_compatible(source, target)
     arch = architecture(target)
-    n_layers, n_heads = arch.n_layers, arch.n_heads
-    group = heads_per_forward or n_heads
+    layers = heads_by_layer(target, all_heads(target) if heads is None else heads, what="patch_sweep heads")
+    group = heads_per_forward or arch.n_heads
     if group < 1:
         raise ValueError(f"heads_per_forward must be >= 1, got {heads_per_forward}")
-    head_groups = [list(range(s, min(s + group, n_heads))) for s in range(0, n_heads, group)]
     encoded = engine.encode(target, examples, what="patch_sweep", with_answer=True, append_eos=False)
     pad = pad_id_of(tokenizer_of(target))
     device = model_device(target)
+    from_layer = model_kind(target) == "hooked"
+    swept = sorted(layers)
     baseline = torch.zeros(len(examples), dtype=torch.float64)
-    patched = torch.zeros(n_layers, n_heads, len(examples), dtype=torch.float64)
+    patched = torch.full((arch.n_layers, arch.n_heads, len(examples)), float("nan"), dtype=torch.float64)
     with engine.running([source, target]):
         for rows, batch in engine.batched(
-            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress_bar=progress,
+            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=progress,
             desc="patch sweep",
         ):
             encs = [encoded[i] for i in rows]
             cols = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1])
             decode_from = engine.first_decoding_column(batch, encs)
-            src = _source_z(source, batch, n_layers, decode_from)
-            acc = engine.TeacherForced(batch, encs)
-            acc.add(0, _run(target, batch, decode_from))
+            bounds = engine.chunk_bounds(0, batch.tokens.shape[1], chunk_size)
+            src = _capture_pass(source, batch, decode_from, bounds, "z", swept)
+            acc = engine.AnswerLogprobSum(batch, encs)
+            resid = _capture_pass(target, batch, decode_from, bounds, "resid_pre", swept if from_layer else [], acc)
             baseline[rows] = acc.total.cpu()
-            for layer in range(n_layers):
-                for heads in head_groups:
-                    rep = _replicate(batch, len(heads))
-                    acc = engine.TeacherForced(rep, encs * len(heads))
-                    hook = _one_head_per_replica(src[layer], heads, cols)
-                    with hooks(target, [(hook_name("z", layer), hook)]):
-                        acc.add(0, _run(target, rep, decode_from.repeat(len(heads))))
-                    patched[layer, heads[0] : heads[-1] + 1, rows] = acc.total.cpu().view(len(heads), -1)
-            del src
+            for layer in swept:
+                idx = sorted(layers[layer])
+                for g in range(0, len(idx), group):
+                    hs = idx[g : g + group]
+                    out = _patched_group(target, batch, encs, layer, hs, src[layer], resid.get(layer), cols, bounds, decode_from)
+                    patched[layer, torch.tensor(hs)[:, None], torch.tensor(rows)[None, :]] = out.cpu()
+            del src, resid
     return PatchSweep(baseline=baseline.float(), patched=patched.float(), metric=LOGPROB)
