@@ -1,4 +1,6 @@
-"""Turn :class:`rhlens.tasks.Example` text into token ids with located needle and answer spans.
+"""Turn :class:`rhlens.tasks.Example` text into token ids with located needle and answer spans,
+check examples (:func:`check_examples`) and that they fit a model's context
+(:func:`check_fits_context`, the one context-length check), and left-pad batches.
 
 Character spans map to token spans through the fast tokenizer's offset mapping, never by
 searching for token ids. A token belongs to a span when its characters overlap the span.
@@ -22,7 +24,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from rhlens.adapter import architecture, prepends_bos, tokenizer_of
 from rhlens.models.tokenizer import check_unknown_tokens
+from rhlens.tasks.example import Example
 
 Span = tuple[int, int]
 
@@ -159,14 +163,92 @@ def encode_examples(tokenizer: Any, examples: Sequence[Any], **kwargs: Any) -> l
     return [encode_example(tokenizer, ex, index=i, **kwargs) for i, ex in enumerate(examples)]
 
 
+CONTEXT_FIX = "Use shorter examples, a smaller max_new_tokens, or extend the context (rhlens.extend_context)."
+
+
+def check_fits_context(
+    n_ctx: int, n_tokens: int, *, where: str, extra: int = 0, extra_what: str = "", fix: str = CONTEXT_FIX
+) -> None:
+    """The one context-length check of rhlens: raise a ``ValueError`` when ``n_tokens`` (plus
+    ``extra`` positions that will run after them, described by ``extra_what``, by default
+    ``max_new_tokens=<extra>``) exceed ``n_ctx``.
+
+    >>> check_fits_context(8, 6, where="Prompt 0", extra=2)
+    >>> check_fits_context(8, 7, where="Prompt 0", extra=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: Prompt 0 has 7 tokens plus max_new_tokens=2 (9 in all) but the model's context is 8. Use shorter examples, a smaller max_new_tokens, or extend the context (rhlens.extend_context).
+    """
+    need = n_tokens + extra
+    if need > n_ctx:
+        more = f" plus {extra_what or f'max_new_tokens={extra}'} ({need} in all)" if extra else ""
+        raise ValueError(f"{where} has {n_tokens} tokens{more} but the model's context is {n_ctx}. {fix}")
+
+
 def check_fits(encoded: Sequence[EncodedExample], n_ctx: int, *, what: str = "example") -> None:
     """Raise a ``ValueError`` naming the first example longer than the model's ``n_ctx``."""
     for enc in encoded:
-        if len(enc.tokens) > n_ctx:
-            raise ValueError(
-                f"{what} {enc.index} has {len(enc.tokens)} tokens but the model's context is {n_ctx}; "
-                "use shorter examples, rhlens.extend_context(model, n_ctx), or an explicit truncation policy"
-            )
+        check_fits_context(
+            n_ctx, len(enc.tokens), where=f"{what} {enc.index}",
+            fix="Use shorter examples, rhlens.extend_context(model, n_ctx), or an explicit truncation policy.",
+        )
+
+
+def check_examples(examples: Sequence[Any], *, what: str) -> None:
+    """Raise unless ``examples`` is a non-empty list of valid :class:`rhlens.tasks.Example`.
+
+    Errors name ``what`` (the analyzer) and the index: a ``dict`` gets a ``TypeError`` saying to
+    build it with ``Example.from_dict``; an invalid example (empty answer, a span past the prompt's
+    end ...) the ``ValueError`` of :meth:`Example.validate`.
+    """
+    if isinstance(examples, (Example, dict, str)) or not hasattr(examples, "__len__"):
+        raise TypeError(f"{what} takes a list of rhlens.tasks.Example, got {type(examples).__name__}")
+    if not len(examples):
+        raise ValueError(f"{what} needs at least one example")
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example):
+            hint = " Build it with rhlens.Example.from_dict(d)." if isinstance(ex, dict) else ""
+            raise TypeError(f"{what}: examples[{i}] is a {type(ex).__name__}, not an rhlens.tasks.Example.{hint}")
+        try:
+            ex.validate()
+        except ValueError as err:
+            raise ValueError(f"{what}: example {i} (task {ex.task!r}) is invalid: {err}") from None
+
+
+def encode_for_model(
+    model: Any,
+    examples: Sequence[Any],
+    *,
+    what: str,
+    with_answer: bool,
+    append_eos: bool = True,
+    extra_tokens: int = 0,
+) -> list[EncodedExample]:
+    """Check and encode ``examples`` for ``model`` (BOS when the model uses one).
+
+    Args:
+        with_answer: encode prompt and answer (teacher forcing) or the prompt alone (decoding).
+        append_eos: end the answer with EOS (``with_answer`` only).
+        extra_tokens: positions that will run beyond the encoding (``max_new_tokens``).
+
+    Raises:
+        TypeError, ValueError: see :func:`check_examples`; and a ``ValueError`` naming the first
+        example that does not fit the model's context (:func:`check_fits_context`).
+    """
+    check_examples(examples, what=what)
+    tok = tokenizer_of(model)
+    bos = prepends_bos(model)
+    n_ctx = architecture(model).n_ctx
+    out = []
+    for i, ex in enumerate(examples):
+        enc = encode_example(tok, ex, with_answer=with_answer, append_eos=append_eos, prepend_bos=bos, index=i)
+        answer = len(enc.tokens) - enc.prompt_len
+        runs_after = [f"an answer of {answer}"] * bool(answer) + [f"max_new_tokens={extra_tokens}"] * bool(extra_tokens)
+        check_fits_context(
+            n_ctx, enc.prompt_len, where=f"{what}: example {i}", extra=answer + extra_tokens, extra_what=" plus ".join(runs_after)
+        )
+        out.append(enc)
+    return out
 
 
 @dataclass(frozen=True)

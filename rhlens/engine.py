@@ -3,9 +3,10 @@
 Evaluation, retrieval scores, knockout, blocking and patching all run their models through this
 module, so a baseline and its intervention always run the same code and the same kernels:
 
-- :func:`encode`: checks the examples (:func:`check_examples`: an ``Example`` each, valid) and
-  encodes them for a model (prompt only, or prompt + answer), checking they fit its context.
-- :func:`batched`: length-sorted batches of left-padded token ids, with a tqdm bar.
+- :func:`encode` (:func:`rhlens.encoding.encode_for_model`): checks the examples
+  (:func:`check_examples`: an ``Example`` each, valid) and encodes them for a model (prompt only,
+  or prompt + answer), checking they fit its context.
+- :func:`batched`: length-sorted batches of left-padded token ids, with a progress bar.
 - :func:`running`: the models in eval and inference mode, attention on the fused (SDPA) path
   where the model supports it (a layer whose scores or pattern is hooked runs eagerly; ``hook_z``
   fires on the fused path).
@@ -16,7 +17,7 @@ module, so a baseline and its intervention always run the same code and the same
   then one forward per step starting with the last prompt token, a per-step callback
   (:data:`StepCallback`), and hooks active only during the decoding steps when asked.
 - :func:`generate`: :func:`decode` over batches of prompts; :func:`answer_logprobs`:
-  teacher-forced ``log P(answer | prompt)`` accumulated over chunks (:class:`TeacherForced`).
+  teacher-forced ``log P(answer | prompt)`` summed over chunks (:class:`AnswerLogprobSum`).
 
 Decoding steps. Wu et al. prefill ``prompt[:-1]`` and decode from the last prompt token; their
 head masking applies only to those decoding forwards. :func:`current_step` tells a hook which
@@ -40,12 +41,13 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from rhlens.adapter import analysis_mode, architecture, forward, model_device, new_kv_cache, prepends_bos, tokenizer_of
+from rhlens.adapter import analysis_mode, forward, model_device, new_kv_cache, tokenizer_of
 from rhlens.adapter.fused import fused_attention
-from rhlens.encoding import EncodedExample, PaddedBatch, encode_example, pad_id_of, pad_left
-from rhlens.tasks.example import Example
+from rhlens.encoding import EncodedExample, PaddedBatch, check_examples, encode_for_model, pad_id_of, pad_left  # noqa: F401
+from rhlens.progress import progress_bar as _progress_bar
+
+encode = encode_for_model  # engine.encode(model, examples, what=..., with_answer=...), as the analyzers call it
 
 StepCallback = Callable[[int, Int[Tensor, "batch"], Bool[Tensor, "batch"]], None]
 """``on_step(step, next_tokens, active)``: after the forward of decoding step ``step`` (0 is the
@@ -59,75 +61,7 @@ hooks of a cross-model patch); ``n_columns`` is how many columns will run (promp
 
 
 # ---------------------------------------------------------------------------------------------
-# Examples in
-
-
-def check_examples(examples: Sequence[Any], *, what: str) -> None:
-    """Raise unless ``examples`` is a non-empty list of valid :class:`rhlens.tasks.Example`.
-
-    Errors name ``what`` (the analyzer) and the index: a ``dict`` gets a ``TypeError`` saying to
-    build it with ``Example.from_dict``; an invalid example (empty answer, a span past the prompt's
-    end ...) the ``ValueError`` of :meth:`Example.validate`.
-    """
-    if isinstance(examples, (Example, dict, str)) or not hasattr(examples, "__len__"):
-        raise TypeError(f"{what} takes a list of rhlens.tasks.Example, got {type(examples).__name__}")
-    if not len(examples):
-        raise ValueError(f"{what} needs at least one example")
-    for i, ex in enumerate(examples):
-        if not isinstance(ex, Example):
-            hint = " Build it with rhlens.Example.from_dict(d)." if isinstance(ex, dict) else ""
-            raise TypeError(f"{what}: examples[{i}] is a {type(ex).__name__}, not an rhlens.tasks.Example.{hint}")
-        try:
-            ex.validate()
-        except ValueError as err:
-            raise ValueError(f"{what}: example {i} (task {ex.task!r}) is invalid: {err}") from None
-
-
-def encode(
-    model: Any,
-    examples: Sequence[Any],
-    *,
-    what: str,
-    with_answer: bool,
-    append_eos: bool = True,
-    extra_tokens: int = 0,
-) -> list[EncodedExample]:
-    """Check and encode ``examples`` for ``model`` (BOS when the model uses one).
-
-    Args:
-        with_answer: encode prompt and answer (teacher forcing) or the prompt alone (decoding).
-        append_eos: end the answer with EOS (``with_answer`` only).
-        extra_tokens: positions that will run beyond the encoding (``max_new_tokens``).
-
-    Raises:
-        TypeError, ValueError: see :func:`check_examples`; and a ``ValueError`` naming the first
-        example that does not fit the model's context.
-    """
-    check_examples(examples, what=what)
-    tok = tokenizer_of(model)
-    bos = prepends_bos(model)
-    n_ctx = architecture(model).n_ctx
-    out = []
-    for i, ex in enumerate(examples):
-        enc = encode_example(tok, ex, with_answer=with_answer, append_eos=append_eos, prepend_bos=bos, index=i)
-        need = len(enc.tokens) + extra_tokens
-        if need > n_ctx:
-            parts = f"{len(enc.tokens)} tokens" + (f" plus max_new_tokens={extra_tokens}" if extra_tokens else "")
-            raise ValueError(
-                f"{what}: example {i} has {parts}, over the model's context of {n_ctx}. Use shorter examples, "
-                "a smaller max_new_tokens, or extend the context (rhlens.extend_context)."
-            )
-        out.append(enc)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Batches
-
-
-def progress(iterable: Any, *, enabled: bool, desc: str, total: int | None = None, unit: str = "batch") -> Any:
-    """``iterable`` wrapped in a tqdm bar when ``enabled``."""
-    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False) if enabled else iterable
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -143,12 +77,16 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def batched(
-    sequences: Sequence[Sequence[int]], *, pad_id: int, device: Any, batch_size: int, progress_bar: bool, desc: str
+    sequences: Sequence[Sequence[int]], *, pad_id: int, device: Any, batch_size: int, desc: str,
+    progress: bool = True, progress_bar: bool | None = None,
 ) -> Iterator[tuple[list[int], PaddedBatch]]:
     """``(rows, padded)`` per length-sorted batch: the indices of ``sequences`` in the batch and
-    their left-padded ids."""
+    their left-padded ids, with a bar (:func:`rhlens.progress.progress_bar`) when ``progress``
+    (``progress_bar`` is its former spelling)."""
+    if progress_bar is not None:
+        progress = progress_bar
     batches = length_batches([len(s) for s in sequences], batch_size)
-    for rows in progress(batches, enabled=progress_bar, desc=desc):
+    for rows in _progress_bar(batches, enabled=progress, desc=desc):
         yield rows, pad_left([sequences[i] for i in rows], pad_id, device=device)
 
 
@@ -340,7 +278,7 @@ def generate(
     pad = pad_id_of(tokenizer_of(target))
     with running(models):
         for rows, padded in batched(
-            prompts, pad_id=pad, device=device, batch_size=batch_size or len(prompts), progress_bar=progress, desc=desc
+            prompts, pad_id=pad, device=device, batch_size=batch_size or len(prompts), progress=progress, desc=desc
         ):
             width = padded.tokens.shape[1]
             run = Runner(models, len(rows), torch.full((len(rows),), width - 1, device=device))
@@ -375,8 +313,8 @@ def first_decoding_column(batch: PaddedBatch, encoded: Sequence[EncodedExample])
     return batch.offsets + lens - 1
 
 
-class TeacherForced:
-    """Accumulates teacher-forced answer log-probs over chunks of one padded batch.
+class AnswerLogprobSum:
+    """Sums teacher-forced answer log-probs over the chunks of one padded batch.
 
     ``add(start, logits)`` takes the logits ``[batch, end - start, d_vocab]`` of columns
     ``start..end``; :attr:`total` ``[batch]`` is the summed log-prob of each row's answer tokens.
@@ -398,6 +336,9 @@ class TeacherForced:
         self.total.index_add_(0, sel.nonzero()[:, 0].to(self.total.device), lp.to(self.total.device))
 
 
+TeacherForced = AnswerLogprobSum  # former name
+
+
 def answer_logprobs(
     models: Sequence[Any],
     encoded: Sequence[EncodedExample],
@@ -416,13 +357,13 @@ def answer_logprobs(
     pad = pad_id_of(tokenizer_of(target))
     with running(models):
         for rows, padded in batched(
-            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress_bar=progress, desc=desc
+            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=progress, desc=desc
         ):
             encs = [encoded[i] for i in rows]
             width = padded.tokens.shape[1]
             bounds = chunk_bounds(0, width, chunk_size)
             run = Runner(models, len(rows), first_decoding_column(padded, encs), cache=len(bounds) > 1)
-            acc = TeacherForced(padded, encs)
+            acc = AnswerLogprobSum(padded, encs)
             with setup(encs, padded, width) if setup else contextlib.nullcontext():
                 for s, e in bounds:
                     acc.add(s, run(padded.tokens[:, s:e], padded.attention_mask[:, s:e]))

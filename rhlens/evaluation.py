@@ -29,8 +29,10 @@ Memory: the teacher-forced path materialises logits ``[batch, pos, d_vocab]`` pe
 kept).
 """
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Union
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Sequence, TypedDict, Union
+
+from typing_extensions import Unpack
 
 import torch
 from jaxtyping import Float
@@ -45,6 +47,58 @@ TextMetric = Callable[[str, Any], float]
 Metric = Union[TextMetric, str, None]
 
 LOGPROB = "logprob"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How an analyzer runs its examples: the one keyword tail of :func:`evaluate`,
+    :func:`rhlens.knockout_effect`, :func:`rhlens.patch_heads` and :func:`rhlens.patching_table`.
+
+    Pass it as ``options=`` or give its fields as keywords (keywords override ``options``).
+
+    Attributes:
+        metric: ``None`` (each example's task default metric on greedy output), a callable
+            ``(prediction, example) -> float``, or ``"logprob"`` (teacher-forced log-prob of the
+            gold answer; see the module docstring).
+        max_new_tokens: greedy decoding budget per example (text metrics); decoding stops at
+            :func:`rhlens.stopping.default_stop_ids`.
+        batch_size: examples per forward (batches are sorted by length).
+        chunk_size: prompt chunk length through the KV cache (``None``: whole prompt at once).
+        progress: a tqdm bar over batches.
+
+    >>> opts = RunOptions(metric="logprob", progress=False)
+    >>> RunOptions.merge(opts, {"batch_size": 2}, what="evaluate").batch_size
+    2
+    """
+
+    metric: "Metric" = None
+    max_new_tokens: int = 32
+    batch_size: int = 8
+    chunk_size: int | None = 512
+    progress: bool = True
+
+    @classmethod
+    def merge(cls, options: "RunOptions | None", overrides: dict[str, Any], *, what: str) -> "RunOptions":
+        """``options`` (default: ``RunOptions()``) with ``overrides`` applied; a ``TypeError``
+        naming ``what`` for a keyword that is not a field."""
+        base = cls() if options is None else options
+        if not isinstance(base, cls):
+            raise TypeError(f"{what}: options must be an rhlens.RunOptions, got {type(base).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(f"{what}() got unexpected keyword(s) {', '.join(unknown)}; run options are {', '.join(names)}")
+        return replace(base, **overrides) if overrides else base
+
+
+class RunKwargs(TypedDict, total=False):
+    """:class:`RunOptions` fields given as keywords (for type checkers)."""
+
+    metric: "Metric"
+    max_new_tokens: int
+    batch_size: int
+    chunk_size: int | None
+    progress: bool
 
 
 def require_pandas() -> Any:
@@ -149,12 +203,8 @@ def answer_logprobs(
 def run_metric(
     models: Sequence[Any],
     examples: Sequence[Any],
+    options: RunOptions,
     *,
-    metric: Metric = None,
-    max_new_tokens: int = 32,
-    batch_size: int = 8,
-    chunk_size: int | None = 512,
-    progress: bool = True,
     setup: engine.BatchSetup | None = None,
     what: str = "evaluate",
 ) -> EvalResult:
@@ -162,35 +212,28 @@ def run_metric(
     around each batch (see :data:`rhlens.engine.BatchSetup`): the entry point for interventions
     that need per-batch hooks, e.g. cross-model patching. With ``models=[model]`` and no setup it
     is :func:`evaluate`."""
-    target = models[-1]
-    if is_logprob(metric):
+    target, o = models[-1], options
+    if is_logprob(o.metric):
         encoded = engine.encode(target, examples, what=what, with_answer=True, append_eos=False)
         per = engine.answer_logprobs(
-            models, encoded, batch_size=batch_size, chunk_size=chunk_size, progress=progress, desc=what, setup=setup
+            models, encoded, batch_size=o.batch_size, chunk_size=o.chunk_size, progress=o.progress, desc=what, setup=setup
         )
         return EvalResult(per_example=per.float(), predictions=None, metric=LOGPROB)
     engine.check_examples(examples, what=what)
-    fns = text_metrics(examples, metric)  # fail on an unknown task before generating
-    encoded = engine.encode(target, examples, what=what, with_answer=False, extra_tokens=max_new_tokens)
+    fns = text_metrics(examples, o.metric)  # fail on an unknown task before generating
+    encoded = engine.encode(target, examples, what=what, with_answer=False, extra_tokens=o.max_new_tokens)
     tok = tokenizer_of(target)
     gen = engine.generate(
-        models, [e.tokens for e in encoded], max_new_tokens=max_new_tokens, stop=default_stop_ids(tok),
-        chunk_size=chunk_size, batch_size=batch_size, progress=progress, desc=what, encoded=encoded, setup=setup,
+        models, [e.tokens for e in encoded], max_new_tokens=o.max_new_tokens, stop=default_stop_ids(tok),
+        chunk_size=o.chunk_size, batch_size=o.batch_size, progress=o.progress, desc=what, encoded=encoded, setup=setup,
     )
     predictions = gen.texts(tok)
     scores = [float(fn(p, ex)) for fn, p, ex in zip(fns, predictions, examples)]
-    return EvalResult(per_example=torch.tensor(scores, dtype=torch.float32), predictions=predictions, metric=metric_name(metric))
+    return EvalResult(per_example=torch.tensor(scores, dtype=torch.float32), predictions=predictions, metric=metric_name(o.metric))
 
 
 def evaluate(
-    model: Any,
-    examples: Sequence[Any],
-    *,
-    metric: Metric = None,
-    max_new_tokens: int = 32,
-    batch_size: int = 8,
-    chunk_size: int | None = 512,
-    progress: bool = True,
+    model: Any, examples: Sequence[Any], *, options: RunOptions | None = None, **run: Unpack[RunKwargs]
 ) -> EvalResult:
     """Score ``model`` on ``examples``.
 
@@ -198,25 +241,31 @@ def evaluate(
         model: a HookedTransformer or TransformerBridge with a tokenizer (eval/inference mode
             inside, previous mode restored).
         examples: :class:`rhlens.tasks.Example` records (each checked with ``validate()``).
-        metric: ``None`` (each example's task default metric on greedy output), a callable
-            ``(prediction, example) -> float``, or ``"logprob"`` (teacher-forced log-prob of the
-            gold answer; see the module docstring).
-        max_new_tokens: greedy decoding budget per example (text metrics); decoding stops at
-            :func:`rhlens.stopping.default_stop_ids`.
-        batch_size: examples per forward (batches are sorted by length).
-        chunk_size: prompt chunk length through the KV cache (``None``: whole prompt at once).
-        progress: a tqdm bar over batches.
+        options: a :class:`RunOptions` (metric, decoding budget, batching, progress bar);
+            keywords of the same names (``metric="logprob"``, ``max_new_tokens=8`` ...) override
+            its fields. Every analyzer (``knockout_effect``, ``patch_heads``, ``patching_table``)
+            takes the same.
 
     Returns:
         :class:`EvalResult` with ``score`` (mean), ``per_example`` ``[n_examples]`` and
         ``predictions`` (decoded, stripped; ``None`` for ``"logprob"``).
 
     Raises:
-        TypeError: an element of ``examples`` is not an ``Example`` (e.g. a dict), naming its index.
+        TypeError: an element of ``examples`` is not an ``Example`` (e.g. a dict), naming its index,
+            or an unknown keyword.
         ValueError: an invalid example (naming its index), an unknown metric, or an example too
             long for the model's context.
     """
-    return run_metric(
-        [model], examples, metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        chunk_size=chunk_size, progress=progress,
-    )
+    return run_metric([model], examples, RunOptions.merge(options, run, what="evaluate"))
+
+
+def baseline_or_evaluate(
+    baseline: EvalResult | None, model: Any, examples: Sequence[Any], options: RunOptions, *, what: str = "baseline"
+) -> EvalResult:
+    """``baseline`` when given (checked to hold one score per example), else :func:`evaluate` of
+    ``model``: how an analyzer reuses an intact model's result across several interventions."""
+    if baseline is None:
+        return evaluate(model, examples, options=options)
+    if len(baseline) != len(examples):
+        raise ValueError(f"{what} has {len(baseline)} scores but there are {len(examples)} examples")
+    return baseline

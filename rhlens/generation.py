@@ -25,6 +25,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from rhlens.adapter import architecture, forward, new_kv_cache, tokenizer_of
+from rhlens.encoding import check_fits_context
 from rhlens.engine import Generation, StepCallback, chunk_bounds, generate
 from rhlens.stopping import default_stop_ids
 
@@ -82,11 +83,7 @@ def greedy_generate(
     for i, p in enumerate(prompts):
         if not p:
             raise ValueError(f"Prompt {i} is empty")
-        if len(p) + max_new_tokens > n_ctx:
-            raise ValueError(
-                f"Prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it exceeds the "
-                f"model's context of {n_ctx}. Shorten it or extend the context (rhlens.extend_context)."
-            )
+        check_fits_context(n_ctx, len(p), where=f"Prompt {i}", extra=max_new_tokens)
     return generate(
         [model], prompts, max_new_tokens=max_new_tokens, stop=stop, chunk_size=chunk_size, progress=False, on_step=on_step
     )

@@ -9,7 +9,14 @@ Modules, one job each:
 - :mod:`~rhlens.interventions.patching`: :func:`patch_heads` (source head outputs into a target).
 - :mod:`~rhlens.interventions.sweep`: :func:`patch_sweep` (every head alone, batched per layer).
 - :mod:`~rhlens.interventions.table`: :func:`patching_table` (intersection / complement / random).
-- :mod:`~rhlens.interventions.results`: the result objects.
+- :mod:`~rhlens.interventions.results`: the result objects (one before/after shape,
+  :class:`~rhlens.interventions.results.BeforeAfter`).
+- :mod:`~rhlens.interventions.head_sets`: which heads (grouped by layer, random-control exclusion);
+  :mod:`~rhlens.interventions.head_outputs`: the ``hook_z`` read/write hooks.
+
+Every analyzer that evaluates takes the same run options (:class:`rhlens.evaluation.RunOptions`,
+as ``options=`` or as keywords: ``metric``, ``max_new_tokens``, ``batch_size``, ``chunk_size``,
+``progress``), and an intact run to reuse as ``baseline=``.
 
 All run on :mod:`rhlens.engine` (directly or through :func:`rhlens.evaluate`), so an
 intervention and its baseline run the same code and kernels. Names load lazily.
@@ -29,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     "patch_sweep": "rhlens.interventions.sweep",
     "patching_table": "rhlens.interventions.table",
     "EvalResult": "rhlens.evaluation",
+    "RunOptions": "rhlens.evaluation",
+    "BeforeAfter": "rhlens.interventions.results",
     "KnockoutEffect": "rhlens.interventions.results",
     "PatchResult": "rhlens.interventions.results",
     "PatchingRow": "rhlens.interventions.results",

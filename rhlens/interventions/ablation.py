@@ -46,13 +46,15 @@ from typing import Any, Iterable, Iterator, Literal, Sequence
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
+from typing_extensions import Unpack
 
 from rhlens import engine
-from rhlens.adapter import architecture, hook_name, hooks, model_device, tokenizer_of, uniform_attention_hooks
+from rhlens.adapter import architecture, hooks, model_device, tokenizer_of, uniform_attention_hooks
 from rhlens.encoding import pad_id_of
-from rhlens.evaluation import EvalResult, evaluate
+from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_evaluate, evaluate
 from rhlens.heads import Head, HeadSet, as_head_set
-from rhlens.interventions._common import RETRIEVAL_THRESHOLD, control_exclusion, heads_by_layer
+from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
+from rhlens.interventions.head_sets import RETRIEVAL_THRESHOLD, control_exclusion, heads_by_layer
 from rhlens.interventions.results import KnockoutEffect
 
 Mode = Literal["zero", "mean", "uniform"]
@@ -78,18 +80,15 @@ def mean_head_outputs(
     count = 0
     state: dict[str, Tensor] = {}
 
-    def capture(layer: int):
-        def hook(z: Tensor, hook: Any) -> None:
-            s = z[state["mask"]].float().sum(dim=0)  # [head, d_head] over real positions
-            sums[layer] = sums[layer] + s if layer in sums else s
-
-        return hook
+    def capture(layer: int, z: Tensor) -> None:
+        s = z[state["mask"]].float().sum(dim=0)  # [head, d_head] over real positions
+        sums[layer] = sums[layer] + s if layer in sums else s
 
     device = model_device(model)
     pad = pad_id_of(tokenizer_of(model))
-    with engine.running([model]), hooks(model, [(hook_name("z", l), capture(l)) for l in layers]):
+    with engine.running([model]), hooks(model, head_output_hooks(layers, capture)):
         for rows, padded in engine.batched(
-            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress_bar=False, desc="means"
+            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=False, desc="means"
         ):
             state["mask"] = padded.attention_mask.bool()
             width = padded.tokens.shape[1]
@@ -112,17 +111,16 @@ def _rows(scope: Scope):
     return rows
 
 
-def _z_hook(idx: list[int], value: Tensor | None, rows):
-    """Replace ``hook_z`` of heads ``idx`` by ``value`` ``[n_heads, d_head]`` (``None``: zeros)."""
+def _replace_outputs(layers: dict[int, list[int]], means: dict[int, Tensor], rows):
+    """``fn(layer, z)`` for :func:`head_output_hooks`: ``hook_z`` of the layer's heads replaced by
+    their mean ``[n_heads, d_head]`` (zeros when the layer has none) at the rows in scope."""
 
-    def hook(z: Tensor, hook: Any) -> Tensor:
+    def fn(layer: int, z: Tensor) -> Tensor:
+        idx, value = layers[layer], means.get(layer)
         new = torch.zeros_like(z[:, :, idx]) if value is None else value[idx].to(device=z.device, dtype=z.dtype).expand_as(z[:, :, idx])
-        sel = rows(z.shape[1], z.device)
-        z = z.clone()
-        z[:, :, idx] = new if sel is None else torch.where(sel[:, :, None, None], new, z[:, :, idx])
-        return z
+        return overwrite_heads(z, idx, new, rows(z.shape[1], z.device))
 
-    return hook
+    return fn
 
 
 @contextlib.contextmanager
@@ -156,12 +154,10 @@ def knockout(
     layers = heads_by_layer(model, heads, what="knockout heads")
     means = mean_head_outputs(model, reference or [], layers, batch_size=batch_size) if mode == "mean" else {}
     rows = _rows(scope)
-    fwd = []
-    for layer, idx in sorted(layers.items()):
-        if mode == "uniform":
-            fwd.extend(uniform_attention_hooks(model, layer, idx, rows))
-        else:
-            fwd.append((hook_name("z", layer), _z_hook(idx, means.get(layer), rows)))
+    if mode == "uniform":
+        fwd = [h for layer, idx in sorted(layers.items()) for h in uniform_attention_hooks(model, layer, idx, rows)]
+    else:
+        fwd = head_output_hooks(layers, _replace_outputs(layers, means, rows))
     with hooks(model, fwd):
         yield model
 
@@ -206,37 +202,34 @@ def knockout_effect(
     mode: Mode = "zero",
     scope: Scope = "decode",
     reference: Sequence[Any] | None = None,
-    metric: Any = None,
     baseline: EvalResult | None = None,
     n_random: int = 0,
     exclude: "Iterable[Head | str | tuple[int, int]] | None" = None,
     scores: Any = None,
     threshold: float = RETRIEVAL_THRESHOLD,
     seed: int = 0,
-    max_new_tokens: int = 32,
-    batch_size: int = 8,
-    chunk_size: int | None = 512,
-    progress: bool = True,
+    options: RunOptions | None = None,
+    **run: Unpack[RunKwargs],
 ) -> KnockoutEffect:
     """The metric on ``examples`` with and without knocking ``heads`` out (and, optionally, with
     random control heads knocked out instead).
 
     Args:
-        metric: as in :func:`rhlens.evaluate`: ``None`` (task default on greedy output), a callable
-            ``(prediction, example) -> float``, or ``"logprob"`` (teacher-forced log-prob of the
-            gold answer).
         baseline: the intact model's result on the same examples and metric, to reuse across
             several head sets (computed when ``None``).
         mode, scope, reference: as in :func:`knockout`.
         n_random: random control sets of ``len(heads)`` heads (seeds ``seed, seed + 1, ...``),
             each knocked out alone; drawn outside ``exclude`` and ``heads`` (see
             :func:`random_heads`: ``exclude`` or ``scores`` is required when ``n_random > 0``).
-        max_new_tokens, batch_size, chunk_size, progress: as in :func:`rhlens.evaluate`.
+        options: a :class:`rhlens.RunOptions`, or its fields as keywords (``metric``,
+            ``max_new_tokens``, ``batch_size``, ``chunk_size``, ``progress``), as in
+            :func:`rhlens.evaluate`.
 
     Returns:
         :class:`KnockoutEffect` with ``baseline``, ``knocked`` and ``delta`` (knocked - baseline),
         and ``controls`` / ``control_heads`` / ``control_delta`` for the random sets.
     """
+    opts = RunOptions.merge(options, run, what="knockout_effect")
     hs = as_head_set(heads)
     if n_random < 0:
         raise ValueError(f"n_random must be >= 0, got {n_random}")
@@ -244,15 +237,11 @@ def knockout_effect(
     if n_random:
         excluded = control_exclusion(exclude, scores, threshold, what="knockout_effect(n_random > 0)") | hs
         control_sets = [random_heads(model, len(hs), excluded, seed + i) for i in range(n_random)]
-    kw = dict(metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
-    if baseline is None:
-        baseline = evaluate(model, examples, **kw)
-    elif len(baseline) != len(examples):
-        raise ValueError(f"baseline has {len(baseline)} scores but there are {len(examples)} examples")
+    baseline = baseline_or_evaluate(baseline, model, examples, opts)
 
     def knocked_out(head_set: HeadSet) -> EvalResult:
-        with knockout(model, head_set, mode, reference, scope=scope, batch_size=batch_size):
-            return evaluate(model, examples, **kw)
+        with knockout(model, head_set, mode, reference, scope=scope, batch_size=opts.batch_size):
+            return evaluate(model, examples, options=opts)
 
     return KnockoutEffect(
         baseline=baseline, knocked=knocked_out(hs), heads=hs, mode=mode, scope=scope,

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from rhlens.adapter import architecture, blocked_edges
 from rhlens.heads import Head
-from rhlens.interventions._common import heads_by_layer
+from rhlens.interventions.head_sets import heads_by_layer
 
 PositionSpec = Union[int, Sequence[int], Sequence[Sequence[int]], Tensor]
 

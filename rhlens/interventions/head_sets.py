@@ -1,11 +1,10 @@
-"""Helpers shared by the interventions: head grouping, control-head exclusion, masked scores."""
+"""Which heads an intervention touches: heads grouped by layer (checked against the model), every
+head of a model, and the heads random controls must avoid (the retrieval threshold)."""
 
 from typing import Any, Iterable
 
-from rhlens.adapter import architecture, blocked_value, masked_scores
+from rhlens.adapter import architecture
 from rhlens.heads import Head, HeadSet, as_head_set
-
-__all__ = ["RETRIEVAL_THRESHOLD", "all_heads", "blocked_value", "control_exclusion", "heads_by_layer", "masked_scores"]
 
 RETRIEVAL_THRESHOLD = 0.1
 """Wu et al.'s retrieval-head threshold: a head scoring above it is a retrieval head."""
@@ -57,5 +56,6 @@ def control_exclusion(
 
 
 def all_heads(model: Any) -> HeadSet:
+    """Every query head of ``model``."""
     arch = architecture(model)
     return HeadSet(Head(l, h) for l in range(arch.n_layers) for h in range(arch.n_heads))

@@ -38,7 +38,7 @@ Cost: one source forward per target forward (twice an evaluation); memory: the c
 >>> tok = word_level_tokenizer([ex.prompt + ex.completion])
 >>> source, target = tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2)
 >>> res = patch_heads(source, target, [ex], ["L0H0", "L1H2"], metric="logprob", progress=False)
->>> res.heads, res.delta == res.patched.score - res.original.score
+>>> res.heads, res.delta == res.patched.score - res.baseline.score
 (HeadSet([L0H0, L1H2]), True)
 """
 
@@ -48,13 +48,15 @@ from typing import Any, Callable, Iterable, Sequence, Union
 import torch
 from jaxtyping import Bool
 from torch import Tensor
+from typing_extensions import Unpack
 
 from rhlens import engine
-from rhlens.adapter import hook_name, hooks
+from rhlens.adapter import hooks
 from rhlens.encoding import EncodedExample, PaddedBatch
-from rhlens.evaluation import EvalResult, evaluate, run_metric
+from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_evaluate, run_metric
 from rhlens.heads import Head, as_head_set
-from rhlens.interventions._common import heads_by_layer
+from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
+from rhlens.interventions.head_sets import heads_by_layer
 from rhlens.interventions.compat import check_compatible
 from rhlens.interventions.results import PatchResult
 
@@ -116,11 +118,12 @@ def _step_end() -> int:
 
 
 class HeadPatcher:
-    """Capture hooks for the source, patch hooks for the target, sharing one store.
+    """:meth:`capture` (the source's ``hook_z``) and :meth:`patch` (the target's), sharing one
+    store, for :func:`rhlens.interventions.head_outputs.head_output_hooks`.
 
     ``cols`` ``[batch, width]`` says where to patch; each hook sees ``pos`` rows ending at the
-    engine step's end column (the source runs first on the same step; a TransformerBridge's
-    recompute cache may re-run the whole prefix, so the last ``pos`` of the source's are used).
+    engine step's end column (the source runs first on the same step; should it have run more
+    rows, the last ``pos`` are used).
     """
 
     def __init__(self, layers: dict[int, list[int]], cols: Bool[Tensor, "batch width"]):
@@ -128,36 +131,23 @@ class HeadPatcher:
         self.cols = cols
         self.store: dict[int, tuple[int, Tensor]] = {}
 
-    def _capture(self, layer: int, idx: list[int]):
-        def hook(z: Tensor, hook: Any) -> None:
-            self.store[layer] = (_step_end(), z[:, :, idx].detach().clone())
+    def capture(self, layer: int, z: Tensor) -> None:
+        """Source side: keep this step's ``hook_z`` of the patched heads."""
+        self.store[layer] = (_step_end(), z[:, :, self.layers[layer]].detach().clone())
 
-        return hook
-
-    def _patch(self, layer: int, idx: list[int]):
-        def hook(z: Tensor, hook: Any) -> Tensor:
-            end, pos = _step_end(), z.shape[1]
-            if layer not in self.store:
-                raise RuntimeError(f"patch_heads: no source activation captured for layer {layer}")
-            src_end, src = self.store.pop(layer)
-            if src_end != end or src.shape[1] < pos or src.shape[0] != z.shape[0]:
-                raise RuntimeError(
-                    f"patch_heads: source and target fell out of step at layer {layer} "
-                    f"(source ended at column {src_end} with shape {tuple(src.shape)}, target at {end} with {tuple(z.shape)})"
-                )
-            src = src[:, src.shape[1] - pos :].to(device=z.device, dtype=z.dtype)
-            where = self.cols[:, end - pos : end].to(z.device)[:, :, None, None]
-            z = z.clone()
-            z[:, :, idx] = torch.where(where, src, z[:, :, idx])
-            return z
-
-        return hook
-
-    def capture_hooks(self) -> list:
-        return [(hook_name("z", l), self._capture(l, idx)) for l, idx in sorted(self.layers.items())]
-
-    def patch_hooks(self) -> list:
-        return [(hook_name("z", l), self._patch(l, idx)) for l, idx in sorted(self.layers.items())]
+    def patch(self, layer: int, z: Tensor) -> Tensor:
+        """Target side: the captured source values written over the patched heads."""
+        end, pos = _step_end(), z.shape[1]
+        if layer not in self.store:
+            raise RuntimeError(f"patch_heads: no source activation captured for layer {layer}")
+        src_end, src = self.store.pop(layer)
+        if src_end != end or src.shape[1] < pos or src.shape[0] != z.shape[0]:
+            raise RuntimeError(
+                f"patch_heads: source and target fell out of step at layer {layer} "
+                f"(source ended at column {src_end} with shape {tuple(src.shape)}, target at {end} with {tuple(z.shape)})"
+            )
+        src = src[:, src.shape[1] - pos :].to(device=z.device, dtype=z.dtype)
+        return overwrite_heads(z, self.layers[layer], src, self.cols[:, end - pos : end].to(z.device))
 
 
 def lockstep_setup(source: Any, target: Any, layers: dict[int, list[int]], rule: PositionRule) -> engine.BatchSetup:
@@ -167,7 +157,7 @@ def lockstep_setup(source: Any, target: Any, layers: dict[int, list[int]], rule:
     @contextlib.contextmanager
     def setup(encoded: Sequence[EncodedExample], padded: PaddedBatch, n_columns: int):
         patcher = HeadPatcher(layers, column_mask(rule, encoded, padded.offsets.cpu(), n_columns))
-        with hooks(source, patcher.capture_hooks()), hooks(target, patcher.patch_hooks()):
+        with hooks(source, head_output_hooks(layers, patcher.capture)), hooks(target, head_output_hooks(layers, patcher.patch)):
             yield
 
     return setup
@@ -180,12 +170,10 @@ def patch_heads(
     heads: "Iterable[Head | str | tuple[int, int]]",
     *,
     positions: PositionRule = "all",
-    metric: Any = None,
+    baseline: EvalResult | None = None,
     original: EvalResult | None = None,
-    max_new_tokens: int = 32,
-    batch_size: int = 8,
-    chunk_size: int | None = 512,
-    progress: bool = True,
+    options: RunOptions | None = None,
+    **run: Unpack[RunKwargs],
 ) -> PatchResult:
     """Patch ``source``'s outputs of ``heads`` into ``target`` and score the target.
 
@@ -197,28 +185,26 @@ def patch_heads(
         heads: query heads to patch.
         positions: ``"all"``, ``"prompt"``, ``"answer"``, ``"needle"`` or a callable (see the module
             docstring).
-        metric: ``"logprob"`` (teacher-forced), a callable ``(prediction, example) -> float``, or
-            ``None`` (each example's task default on greedy output).
-        original: the unpatched target's result with the same metric (computed when ``None``).
-        max_new_tokens, batch_size, chunk_size, progress: as in :func:`rhlens.evaluate`.
+        baseline: the unpatched target's result with the same metric (computed when ``None``);
+            ``original`` is its former name.
+        options: a :class:`rhlens.RunOptions`, or its fields as keywords (``metric``,
+            ``max_new_tokens``, ``batch_size``, ``chunk_size``, ``progress``), as in
+            :func:`rhlens.evaluate`.
 
     Returns:
-        :class:`PatchResult` with ``original``, ``patched``, ``delta`` and per-example values.
+        :class:`PatchResult` with ``baseline``, ``patched``, ``delta`` and per-example values.
 
     Raises:
         IncompatibleModelsError: listing every difference between the two models.
     """
+    opts = RunOptions.merge(options, run, what="patch_heads")
+    if baseline is not None and original is not None:
+        raise TypeError("patch_heads takes baseline= or its former name original=, not both")
     check_compatible(source, target)
     check_positions(positions)
     hs = as_head_set(heads)
     layers = heads_by_layer(target, hs, what="patched heads")
     engine.check_examples(examples, what="patch_heads")
-    kw = dict(metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
-    if original is None:
-        original = evaluate(target, examples, **kw)
-    elif len(original) != len(examples):
-        raise ValueError(f"original has {len(original)} scores but there are {len(examples)} examples")
-    patched = run_metric(
-        [source, target], examples, setup=lockstep_setup(source, target, layers, positions), what="patch_heads", **kw
-    )
-    return PatchResult(original=original, patched=patched, heads=hs, positions=rule_name(positions))
+    baseline = baseline_or_evaluate(baseline if original is None else original, target, examples, opts)
+    patched = run_metric([source, target], examples, opts, setup=lockstep_setup(source, target, layers, positions), what="patch_heads")
+    return PatchResult(baseline=baseline, patched=patched, heads=hs, positions=rule_name(positions))

@@ -1,6 +1,11 @@
 """Result objects of knockout and patching, each with a plot-ready tensor (:class:`EvalResult`,
 the result of :func:`rhlens.evaluate`, lives in :mod:`rhlens.evaluation`).
 
+:class:`KnockoutEffect`, :class:`PatchResult` and :class:`PatchSweep` share one shape,
+:class:`BeforeAfter`: a ``baseline`` and the run ``after`` the intervention, with
+``per_example_delta`` and ``effect``; the first two add the scalar ``delta``
+(:class:`ScoreChange`).
+
 Scores are floats, per-example values ``[n_examples]`` float tensors on the CPU. ``to_dataframe()``
 imports pandas lazily (``pip install pandas``).
 
@@ -15,7 +20,7 @@ imports pandas lazily (``pip install pandas``).
 """
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
@@ -26,13 +31,68 @@ from rhlens.evaluation import require_pandas as _pandas
 from rhlens.heads import Head, HeadSet
 
 
+def _values(result: Any) -> Tensor:
+    """Per-example values ``[..., n_examples]``: an :class:`EvalResult`'s, or a tensor as it is."""
+    return result.per_example if isinstance(result, EvalResult) else result
+
+
+class BeforeAfter:
+    """The shape every intervention result shares: a ``baseline`` (the intact model) and the run
+    after the intervention (:attr:`after`, named by the subclass: ``knocked``, ``patched``).
+
+    Both hold per-example values (an :class:`EvalResult`, or a tensor ``[..., n_examples]``), so
+    :attr:`per_example_delta` is ``after - baseline`` per example and :attr:`effect` its mean
+    over examples (a 0-d tensor for one intervention, ``[n_layers, n_heads]`` for a sweep).
+    """
+
+    AFTER: ClassVar[str] = "after"
+    baseline: Any
+
+    @property
+    def after(self) -> Any:
+        """The result after the intervention (``knocked``, ``patched``)."""
+        return getattr(self, self.AFTER)
+
+    @property
+    def per_example_delta(self) -> Float[Tensor, "... example"]:
+        """``after - baseline`` per example (broadcast over a sweep's heads)."""
+        return _values(self.after) - _values(self.baseline)
+
+    @property
+    def effect(self) -> Float[Tensor, "..."]:
+        """Mean over examples of :attr:`per_example_delta`."""
+        return self.per_example_delta.mean(dim=-1)
+
+
+class ScoreChange(BeforeAfter):
+    """A :class:`BeforeAfter` of two :class:`EvalResult`: one head set, one score each."""
+
+    @property
+    def delta(self) -> float:
+        """``after.score - baseline.score`` (the score is each result's mean)."""
+        return self.after.score - self.baseline.score
+
+    def to_dataframe(self) -> Any:
+        """One row per example: ``example``, ``baseline``, the after column, ``delta``."""
+        pd = _pandas()
+        return pd.DataFrame(
+            {
+                "example": range(len(self.baseline)),
+                "baseline": self.baseline.per_example.tolist(),
+                self.AFTER: self.after.per_example.tolist(),
+                "delta": self.per_example_delta.tolist(),
+            }
+        )
+
+
 @dataclass
-class KnockoutEffect:
+class KnockoutEffect(ScoreChange):
     """A metric with and without a head knockout.
 
     Attributes:
         baseline: the intact model's :class:`EvalResult`.
-        knocked: the result with ``heads`` knocked out.
+        knocked: the result with ``heads`` knocked out (:attr:`after`); :attr:`delta` is
+            ``knocked.score - baseline.score`` (negative: the knockout hurts).
         heads: the knocked-out heads.
         mode: ``"zero"``, ``"mean"`` or ``"uniform"``.
         scope: ``"decode"`` (decoding steps only, as Wu et al.) or ``"all"``.
@@ -40,6 +100,7 @@ class KnockoutEffect:
         control_heads: the random control sets, aligned with ``controls``.
     """
 
+    AFTER: ClassVar[str] = "knocked"
     baseline: EvalResult
     knocked: EvalResult
     heads: HeadSet
@@ -62,64 +123,31 @@ class KnockoutEffect:
             return float("nan")
         return sum(c.score for c in self.controls) / len(self.controls) - self.baseline.score
 
-    @property
-    def delta(self) -> float:
-        """``knocked.score - baseline.score`` (negative: the knockout hurts)."""
-        return self.knocked.score - self.baseline.score
-
-    @property
-    def per_example_delta(self) -> Float[Tensor, "example"]:
-        return self.knocked.per_example - self.baseline.per_example
-
-    def to_dataframe(self) -> Any:
-        """One row per example: ``example``, ``baseline``, ``knocked``, ``delta``."""
-        pd = _pandas()
-        return pd.DataFrame(
-            {
-                "example": range(len(self.baseline)),
-                "baseline": self.baseline.per_example.tolist(),
-                "knocked": self.knocked.per_example.tolist(),
-                "delta": self.per_example_delta.tolist(),
-            }
-        )
-
 
 @dataclass
-class PatchResult:
+class PatchResult(ScoreChange):
     """The target model's metric before and after patching the source's head outputs into it.
 
     Attributes:
-        original: the unpatched target's :class:`EvalResult`.
-        patched: the target's result with ``heads`` patched from the source.
+        baseline: the unpatched target's :class:`EvalResult` (:attr:`original` is its former
+            name).
+        patched: the target's result with ``heads`` patched from the source (:attr:`after`);
+            :attr:`delta` is ``patched.score - baseline.score`` (positive: patching recovers
+            performance).
         heads: the patched heads.
         positions: the position rule used (``"all"``, ``"answer"``, ... or ``"custom"``).
     """
 
-    original: EvalResult
+    AFTER: ClassVar[str] = "patched"
+    baseline: EvalResult
     patched: EvalResult
     heads: HeadSet
     positions: str = "all"
 
     @property
-    def delta(self) -> float:
-        """``patched.score - original.score`` (positive: patching recovers performance)."""
-        return self.patched.score - self.original.score
-
-    @property
-    def per_example_delta(self) -> Float[Tensor, "example"]:
-        return self.patched.per_example - self.original.per_example
-
-    def to_dataframe(self) -> Any:
-        """One row per example: ``example``, ``original``, ``patched``, ``delta``."""
-        pd = _pandas()
-        return pd.DataFrame(
-            {
-                "example": range(len(self.original)),
-                "original": self.original.per_example.tolist(),
-                "patched": self.patched.per_example.tolist(),
-                "delta": self.per_example_delta.tolist(),
-            }
-        )
+    def original(self) -> EvalResult:
+        """Former name of :attr:`baseline`."""
+        return self.baseline
 
 
 @dataclass
@@ -189,25 +217,28 @@ class PatchingTable:
 
 
 @dataclass
-class PatchSweep:
+class PatchSweep(BeforeAfter):
     """The effect of patching each head alone from source into target.
 
     Attributes:
         baseline: ``[n_examples]`` the unpatched target's metric per example.
-        patched: ``[n_layers, n_heads, n_examples]`` the metric with only that head patched.
+        patched: ``[n_layers, n_heads, n_examples]`` the metric with only that head patched
+            (:attr:`after`).
         metric: the metric's name (``"logprob"``).
 
     :attr:`effect` ``[n_layers, n_heads]`` (mean over examples of patched minus baseline) is the
     plot-ready tensor, indexed by query head.
     """
 
+    AFTER: ClassVar[str] = "patched"
     baseline: Float[Tensor, "example"]
     patched: Float[Tensor, "layer head example"]
     metric: str = "logprob"
 
     @property
     def effect(self) -> Float[Tensor, "layer head"]:
-        return (self.patched - self.baseline[None, None, :]).mean(dim=-1)
+        """Mean over examples of ``patched - baseline``, per query head."""
+        return super().effect
 
     def plot(self, **kwargs: Any) -> Any:
         """:func:`rhlens.plot.head_heatmap` of :attr:`effect`, diverging at 0 (a plotly ``Figure``)."""

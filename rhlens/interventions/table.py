@@ -29,10 +29,11 @@ next to ``"original"`` (the unpatched target). Deltas are against ``"original"``
 from typing import Any, Sequence
 
 from torch import Tensor
+from typing_extensions import Unpack
 
-from rhlens.evaluation import evaluate
+from rhlens.evaluation import RunKwargs, RunOptions, evaluate
 from rhlens.heads import HeadSet, as_head_set
-from rhlens.interventions._common import RETRIEVAL_THRESHOLD, control_exclusion
+from rhlens.interventions.head_sets import RETRIEVAL_THRESHOLD, control_exclusion
 from rhlens.interventions.ablation import random_heads
 from rhlens.interventions.patching import PositionRule, patch_heads
 from rhlens.interventions.results import PatchingRow, PatchingTable
@@ -71,16 +72,13 @@ def patching_table(
     target_heads: Any,
     k: int | None = None,
     *,
-    metric: Any = None,
     positions: PositionRule = "all",
     n_random: int = 1,
     seed: int = 0,
     exclude: Any = None,
     threshold: float = RETRIEVAL_THRESHOLD,
-    max_new_tokens: int = 32,
-    batch_size: int = 8,
-    chunk_size: int | None = 512,
-    progress: bool = True,
+    options: RunOptions | None = None,
+    **run: Unpack[RunKwargs],
 ) -> PatchingTable:
     """Patch the intersection, the complement and random head sets from ``source`` into ``target``.
 
@@ -91,36 +89,38 @@ def patching_table(
         source_heads, target_heads: each model's retrieval heads: ``[n_layers, n_heads]`` scores
             (or ``HeadScores``) with ``k``, or head sets (``k=None``).
         k: top-``k`` heads taken from scores.
-        metric, positions, max_new_tokens, batch_size, chunk_size, progress: as in
-            :func:`rhlens.patch_heads`.
+        positions: as in :func:`rhlens.patch_heads`.
         n_random: random draws per random row (seeds ``seed, seed + 1, ...``).
         exclude: heads the random rows never draw (always also both top-``k`` sets). Default:
             every head above ``threshold`` in ``source_heads`` and ``target_heads`` given as
             scores; when both are head sets, ``exclude`` is required (``exclude=()``: none).
         threshold: the retrieval threshold for the default exclusion (Wu et al.: 0.1).
+        options: a :class:`rhlens.RunOptions`, or its fields as keywords (``metric``,
+            ``max_new_tokens``, ``batch_size``, ``chunk_size``, ``progress``), as in
+            :func:`rhlens.evaluate`.
 
     Returns:
         :class:`PatchingTable` with rows ``original``, ``intersection``, ``complement``,
         ``random (n, as intersection)`` and ``random (n, as complement)``.
     """
+    opts = RunOptions.merge(options, run, what="patching_table")
     if n_random < 1:
         raise ValueError(f"n_random must be >= 1, got {n_random}")
     src = _head_set(source_heads, k, "source_heads")
     tgt = _head_set(target_heads, k, "target_heads")
     excluded = _exclusion(exclude, (source_heads, target_heads), threshold) | src | tgt
-    kw = dict(metric=metric, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
-    original = evaluate(target, examples, **kw)
-    rows = [PatchingRow("original", HeadSet(), original.score, 0.0)]
+    baseline = evaluate(target, examples, options=opts)
+    rows = [PatchingRow("original", HeadSet(), baseline.score, 0.0)]
 
     def patched_score(heads: HeadSet) -> float:
         if not heads:
-            return original.score
-        return patch_heads(source, target, examples, heads, positions=positions, original=original, **kw).patched.score
+            return baseline.score
+        return patch_heads(source, target, examples, heads, positions=positions, baseline=baseline, options=opts).patched.score
 
     inter, comp = src & tgt, src - tgt
     for name, heads in (("intersection", inter), ("complement", comp)):
         score = patched_score(heads)
-        rows.append(PatchingRow(name, heads, score, score - original.score))
+        rows.append(PatchingRow(name, heads, score, score - baseline.score))
     for name, size in (("intersection", len(inter)), ("complement", len(comp))):
         draws, drawn = [], HeadSet()
         for i in range(n_random):
@@ -128,5 +128,5 @@ def patching_table(
             drawn = drawn | heads
             draws.append(patched_score(heads))
         mean = sum(draws) / len(draws)
-        rows.append(PatchingRow(f"random ({size}, as {name})", drawn, mean, mean - original.score, draws))
-    return PatchingTable(rows=rows, metric=original.metric)
+        rows.append(PatchingRow(f"random ({size}, as {name})", drawn, mean, mean - baseline.score, draws))
+    return PatchingTable(rows=rows, metric=baseline.metric)

@@ -1,6 +1,7 @@
-"""Pieces shared by the retrieval scorers: encoding examples with checks, the lookup table of
-the *answer spans* (what a retrieval head copies), the ROUGE gate on the answer, and assembling
-:class:`HeadScores` (with a warning when no example passes the gate).
+"""Examples ready for retrieval scoring: encoded with checks, their *answer spans* (what a
+retrieval head copies) located in the prompt's tokens, and the lookup table a scoring hook
+compares attended positions with. The ROUGE gate and the step from hits to :class:`HeadScores`
+live in :mod:`rhlens.scoring.rouge_gate`.
 
 What is scored (Wu et al.'s ``real_needle``): an example's ``answer_spans``, the character spans
 in the prompt that hold the answer's text; the evidence ``needles`` around them are what knockout,
@@ -10,7 +11,6 @@ mapping (a token belongs to a span when its characters overlap it). The hit weig
 ``answer`` and ``aliases``) in the response.
 """
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,10 +18,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from rhlens.adapter import architecture, prepends_bos, tokenizer_of
-from rhlens.encoding import EncodedExample, char_span_to_token_span, encode_example
-from rhlens.scoring.results import HeadScores
-from rhlens.tasks.metrics import rouge1_recall as _rouge1_recall
+from rhlens.adapter import prepends_bos, tokenizer_of
+from rhlens.encoding import EncodedExample, char_span_to_token_span, encode_for_model
 
 METHODS = ("decode", "forced")
 
@@ -96,35 +94,26 @@ def check_method(method: str) -> None:
 
 
 def encode_for_scoring(model: Any, examples: Sequence[Any], *, method: str, max_new_tokens: int) -> list[ScoredExample]:
-    """Encode ``examples`` for ``model``, locate their answer spans and check each fits; errors
-    name the example index and task."""
+    """Check and encode ``examples`` for ``model`` (:func:`rhlens.encoding.encode_for_model`: valid
+    ``Example`` records that fit the context with the answer, or with ``max_new_tokens``) and
+    locate their answer spans; errors name the example index and task."""
     check_method(method)
-    if not len(examples):
-        raise ValueError("retrieval scores need at least one example")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    tok = tokenizer_of(model)
-    n_ctx = architecture(model).n_ctx
-    bos = prepends_bos(model)
     forced = method == "forced"
-    items = []
-    for i, ex in enumerate(examples):
-        enc = encode_example(tok, ex, with_answer=forced, prepend_bos=bos, index=i)
-        mask = answer_mask(tok, ex, enc, with_answer=forced, prepend_bos=bos)
-        need = len(enc.tokens) if forced else enc.prompt_len + max_new_tokens
-        if need > n_ctx:
-            what = (
-                f"prompt of {enc.prompt_len} tokens plus the answer's {len(enc.tokens) - enc.prompt_len} (with EOS)"
-                if forced
-                else f"prompt of {enc.prompt_len} tokens plus max_new_tokens={max_new_tokens}"
-            )
-            raise ValueError(
-                f"Example {i}: {what} is {need} tokens, over the model's context of {n_ctx}. "
-                "Use shorter examples, a smaller max_new_tokens, or extend the context (rhlens.extend_context)."
-            )
-        references = (ex.answer, *tuple(getattr(ex, "aliases", ()) or ()))
-        items.append(ScoredExample(index=i, enc=enc, answer_mask=mask, references=references))
-    return items
+    encoded = encode_for_model(
+        model, examples, what="retrieval_scores", with_answer=forced, extra_tokens=0 if forced else max_new_tokens
+    )
+    tok, bos = tokenizer_of(model), prepends_bos(model)
+    return [
+        ScoredExample(
+            index=enc.index,
+            enc=enc,
+            answer_mask=answer_mask(tok, ex, enc, with_answer=forced, prepend_bos=bos),
+            references=(ex.answer, *tuple(getattr(ex, "aliases", ()) or ())),
+        )
+        for ex, enc in zip(examples, encoded)
+    ]
 
 
 def answer_lookup(items: Sequence[ScoredExample], width: int, offsets: Int[Tensor, "batch"]) -> Int[Tensor, "batch width"]:
@@ -138,73 +127,3 @@ def answer_lookup(items: Sequence[ScoredExample], width: int, offsets: Int[Tenso
         cols = item.answer_mask.nonzero().flatten()
         table[b, off + cols] = prompt[cols]
     return table
-
-
-def answer_rouge(item: ScoredExample, response: str) -> float:
-    """ROUGE-1 recall of the answer in ``response``: the best over the answer and its aliases."""
-    return max(float(_rouge1_recall(ref, response)) for ref in item.references)
-
-
-def gate_counted(items: Sequence[ScoredExample], responses: Sequence[str], rouge_gate: float | None) -> tuple[Tensor, Tensor]:
-    """``(rouge [n], counted [n])``: an example counts when its :func:`answer_rouge` is over
-    ``rouge_gate`` (Wu et al.: ``recall * 100 > 50``); ``rouge_gate=None`` counts every example."""
-    rouge = torch.tensor([answer_rouge(it, r) for it, r in zip(items, responses)], dtype=torch.float32)
-    counted = torch.ones(len(items), dtype=torch.bool) if rouge_gate is None else rouge > rouge_gate
-    return rouge, counted
-
-
-def _warn_none_counted(items: Sequence[ScoredExample], responses: Sequence[str], rouge: Tensor, rouge_gate: float) -> None:
-    shown = "; ".join(
-        f"example {it.index}: {r[:60]!r} (ROUGE-1 {float(g):.2f} against {it.references[0][:40]!r})"
-        for it, r, g in list(zip(items, responses, rouge))[:3]
-    )
-    warnings.warn(
-        f"retrieval scores: none of the {len(items)} examples passed the ROUGE gate (answer recall > {rouge_gate}), "
-        f"so every head scores 0. First responses: {shown}. The model does not answer these prompts; use "
-        "examples it answers, more max_new_tokens, or rouge_gate=None to score every trial.",
-        UserWarning,
-        stacklevel=4,  # the caller of retrieval_scores
-    )
-
-
-def head_scores_from_hits(
-    model: Any,
-    items: Sequence[ScoredExample],
-    hits: Int[Tensor, "example layer head"],
-    responses: Sequence[str],
-    *,
-    rouge_gate: float | None,
-    meta: dict,
-) -> HeadScores:
-    """Turn hit counts into :class:`HeadScores` (score = hits / answer-span tokens, gated);
-    warns (``UserWarning``) when no example passes the gate, naming the first responses."""
-    arch = architecture(model)
-    answer_tokens = torch.tensor([it.n_answer for it in items], dtype=torch.long)
-    per_example = (hits.double().cpu() / answer_tokens.double()[:, None, None]).float()
-    rouge, counted = gate_counted(items, responses, rouge_gate)
-    if rouge_gate is not None and not bool(counted.any()):
-        _warn_none_counted(items, responses, rouge, rouge_gate)
-    return HeadScores(
-        per_example=per_example,
-        counted=counted,
-        responses=list(responses),
-        hits=hits.cpu(),
-        answer_tokens=answer_tokens,
-        rouge=rouge,
-        n_kv_heads=arch.n_kv_heads,
-        meta={
-            **meta,
-            "rouge_gate": rouge_gate,
-            "n_layers": arch.n_layers,
-            "n_heads": arch.n_heads,
-            "n_kv_heads": arch.n_kv_heads,
-            "model_kind": arch.kind,
-        },
-    )
-
-
-# Former names, kept while rhlens.scoring.retrieval moves to the new ones.
-Item = ScoredExample
-prepare = encode_for_scoring
-needle_lookup = answer_lookup
-assemble = head_scores_from_hits

@@ -7,7 +7,7 @@ How it runs. On the run engine (:mod:`rhlens.engine`, the one decoding loop of r
 hook per layer on ``hook_pattern`` reduces the attention rows being scored to their ``top_k`` key
 positions right away (``[batch, head, k]`` indices) and looks them up in a ``[batch, context]``
 table holding the prompt token at answer-span positions and ``-1`` elsewhere
-(:func:`rhlens.scoring._common.answer_lookup`). The generated (or gold) token is then compared
+(:func:`rhlens.scoring.answer_spans.answer_lookup`). The generated (or gold) token is then compared
 with all layers, heads and examples in one tensor operation. Examples are batched (left-padded,
 sorted by length); prompts go through the key/value cache in chunks of ``chunk_size`` tokens. As
 in Wu et al.'s code, the part of the prompt that is never scored (all but the last prompt token;
@@ -60,7 +60,8 @@ from torch import Tensor
 from rhlens import engine
 from rhlens.adapter import architecture, hook_name, hooks, model_device, tokenizer_of
 from rhlens.encoding import PaddedBatch, pad_id_of
-from rhlens.scoring._common import Item, answer_lookup, check_method, encode_for_scoring, head_scores_from_hits
+from rhlens.scoring.answer_spans import ScoredExample, answer_lookup, check_method, encode_for_scoring
+from rhlens.scoring.rouge_gate import head_scores_from_hits
 from rhlens.scoring.results import HeadScores
 from rhlens.stopping import default_stop_ids
 
@@ -123,7 +124,6 @@ def retrieval_scores(
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     engine.chunk_bounds(0, 1, chunk_size)  # checks chunk_size
-    engine.check_examples(examples, what="retrieval_scores")
     items = encode_for_scoring(model, examples, method=method, max_new_tokens=max_new_tokens)
     arch = architecture(model)
     hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long)
@@ -134,7 +134,7 @@ def retrieval_scores(
     pad, device = pad_id_of(tokenizer_of(model)), model_device(model)
     with engine.running([model]):
         for rows, padded in engine.batched(
-            sequences, pad_id=pad, device=device, batch_size=batch_size, progress_bar=progress,
+            sequences, pad_id=pad, device=device, batch_size=batch_size, progress=progress,
             desc=f"retrieval scores ({method})",
         ):
             batch_hits, batch_responses = score_batch(
@@ -151,7 +151,7 @@ def retrieval_scores(
 class _TopKLookup:
     """Per layer, the needle-table entries at the top-k attended positions of selected rows.
 
-    ``table`` ``[batch, width]`` is from :func:`needle_lookup`; key positions ``>= width``
+    ``table`` ``[batch, width]`` is from :func:`rhlens.scoring.answer_spans.answer_lookup`; key positions ``>= width``
     (generated tokens) are never needle positions.
     """
 
@@ -172,7 +172,7 @@ class _TopKLookup:
 
 
 def _decode_batch(
-    model: Any, items: Sequence[Item], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
+    model: Any, items: Sequence[ScoredExample], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
     max_new_tokens: int, stop: set[int],
 ) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
     """Greedy decoding as Wu et al. (:func:`rhlens.engine.decode`: prefill all but the last prompt
@@ -204,7 +204,7 @@ def _decode_batch(
 
 
 def _forced_batch(
-    model: Any, items: Sequence[Item], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
+    model: Any, items: Sequence[ScoredExample], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
     max_new_tokens: int, stop: set[int],
 ) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
     """Teacher-forced pass over prompt + answer; only the answer-predicting rows are reduced.

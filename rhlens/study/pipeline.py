@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rhlens.progress import progress_bar
 from rhlens.study.analysis import cosine, pearson, retrieval_heads, spearman
 from rhlens.study.config import EMBEDDED, PRESETS, StudyConfig
 from rhlens.study.folder import RunFolder
@@ -522,16 +523,6 @@ def _n_params(shape: dict[str, int]) -> int:
     return int(L * (attn + 3 * d * shape["d_mlp"]) + 2 * shape["d_vocab"] * d)
 
 
-class _NoBar:
-    def set_description(self, _: str) -> None: ...
-    def update(self, _: int) -> None: ...
-    def close(self) -> None: ...
-
-
 def _bar(total: int, done: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc="study", unit="unit", position=0)
+    return progress_bar(enabled=enabled, desc="study", total=total, unit="unit", leave=True, initial=done, position=0)
 

@@ -192,7 +192,7 @@ def test_bridge_patching_all_heads_gives_the_source(bridge_pair):
     in their query/key weights: patching every head everywhere reproduces the source."""
     from rhlens.evaluation import evaluate
     from rhlens.interventions import patch_heads
-    from rhlens.interventions._common import all_heads
+    from rhlens.interventions.head_sets import all_heads
     from rhlens.models import as_bridge
 
     model, source = bridge_pair

@@ -12,7 +12,7 @@ from rhlens.evaluation import evaluate
 from rhlens.generation import greedy_generate
 from rhlens.heads import HeadSet
 from rhlens.interventions import block_attention, knockout, knockout_effect, patch_heads
-from rhlens.interventions._common import all_heads
+from rhlens.interventions.head_sets import all_heads
 from rhlens.models import tiny_llama, word_level_tokenizer
 from rhlens.scoring import retrieval_scores
 from rhlens.tasks import Example

@@ -7,7 +7,7 @@ from rhlens.adapter import count_hooks, record_weight_processing
 from rhlens.encoding import EncodedExample
 from rhlens.evaluation import evaluate
 from rhlens.interventions import IncompatibleModelsError, check_compatible, patch_heads
-from rhlens.interventions._common import all_heads
+from rhlens.interventions.head_sets import all_heads
 from rhlens.interventions.patching import column_mask, position_mask
 from rhlens.models import tiny_llama, word_level_tokenizer
 
@@ -161,5 +161,5 @@ def test_patch_result_dataframe(make_model, examples):
     pytest.importorskip("pandas")
     res = patch_heads(make_model(seed=1), make_model(seed=2), examples, ["L1H1"], metric="logprob", progress=False)
     df = res.to_dataframe()
-    assert list(df.columns) == ["example", "original", "patched", "delta"]
+    assert list(df.columns) == ["example", "baseline", "patched", "delta"]
     assert df["delta"].sum() == pytest.approx(res.delta * len(examples), abs=1e-4)

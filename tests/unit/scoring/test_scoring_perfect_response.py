@@ -15,7 +15,8 @@ import pytest
 from rhlens.adapter import hook_name, hooks
 from rhlens.models import default_tokenizer, load_hf_checkpoint, tiny_llama
 from rhlens.scoring import retrieval_scores
-from rhlens.scoring._common import encode_for_scoring, gate_counted
+from rhlens.scoring.answer_spans import encode_for_scoring
+from rhlens.scoring.rouge_gate import gate_counted
 from rhlens.tasks import (TASKS, VARIANTS, generate, load_lost_in_the_middle_kv, load_lost_in_the_middle_qa,
                           load_musique, load_summhay)
 from tests.references import wu_rule

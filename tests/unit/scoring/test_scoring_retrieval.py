@@ -145,9 +145,9 @@ def test_hooks_removed_when_the_model_raises(monkeypatch):
 def test_errors_name_the_example():
     model = build_model(n_ctx=40)
     good, long_one = random_examples((10, 38))
-    with pytest.raises(ValueError, match=r"Example 1: prompt of 39 tokens plus max_new_tokens=5 is 44 tokens.*context of 40"):
+    with pytest.raises(ValueError, match=r"retrieval_scores: example 1 has 39 tokens plus max_new_tokens=5 \(44 in all\) but the model's context is 40"):
         retrieval_scores(model, [good, long_one], max_new_tokens=5, progress=False)
-    with pytest.raises(ValueError, match=r"Example 1: prompt of 39 tokens plus the answer's 4 \(with EOS\) is 43 tokens"):
+    with pytest.raises(ValueError, match=r"example 1 has 39 tokens plus an answer of 4 \(43 in all\)"):
         retrieval_scores(model, [good, long_one], method="forced", progress=False)
     no_answer_span = Example(prompt="red blue", answer="gold", needles=((0, 3),), task="niah", variant="symbolic")
     assert no_answer_span.answer_spans == ()
