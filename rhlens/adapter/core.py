@@ -25,7 +25,7 @@ from torch import nn
 
 warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
 
-from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
+from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402,F401  (HookedTransformerConfig re-exported)
 from transformer_lens.hook_points import HookPoint  # noqa: E402
 
 try:  # TransformerBridge arrived in TransformerLens 3.9

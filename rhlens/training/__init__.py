@@ -10,8 +10,10 @@ Modules, one job each:
 - :mod:`rhlens.training.checkpoint`: atomic safetensors/JSON checkpoints and resume.
 - :mod:`rhlens.training.distributed`: ``torchrun``/``accelerate launch`` data parallelism.
 - :mod:`rhlens.training.metrics`: JSONL log, tqdm bar, optional wandb.
-- :mod:`rhlens.training.loop`: :func:`train`.
-- :mod:`rhlens.training.context`: :func:`extend_context`.
+- :mod:`rhlens.training.resume`: what makes a resumed run the same run (config, steps, data).
+- :mod:`rhlens.training.setup`: a run's plan and start (data, identity, optimizer, logs).
+- :mod:`rhlens.training.loop`: :func:`train` and its steps.
+- :mod:`rhlens.training.context_length`: :func:`extend_context`.
 
 :func:`train` is public as ``rhlens.train``.
 """
@@ -19,7 +21,7 @@ Modules, one job each:
 
 from rhlens.training.checkpoint import latest_checkpoint, list_checkpoints
 from rhlens.training.config import TrainConfig
-from rhlens.training.context import extend_context
+from rhlens.training.context_length import extend_context
 from rhlens.training.lora import apply_lora, merge_lora
 from rhlens.training.loop import NonFiniteLossError, TrainResult, train
 
