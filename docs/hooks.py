@@ -26,7 +26,7 @@ SECTIONS = {
                "save_model", "load_model", "word_level_tokenizer", "default_tokenizer"],
     "Encoding and generation": ["encode_example", "greedy_generate"],
     "Retrieval scores": ["retrieval_scores", "HeadScores"],
-    "Evaluation": ["evaluate", "EvalResult"],
+    "Evaluation": ["evaluate", "EvalResult", "RunOptions"],
     "Knockout and blocking": ["knockout", "knockout_effect", "KnockoutEffect", "random_heads", "block_attention"],
     "Cross-model patching": ["check_compatible", "IncompatibleModelsError", "patch_heads", "PatchResult",
                              "patching_table", "PatchingTable", "patch_sweep", "PatchSweep"],

@@ -125,6 +125,20 @@ def retrieval_scores(
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     engine.chunk_bounds(0, 1, chunk_size)  # checks chunk_size
     items = encode_for_scoring(model, examples, method=method, max_new_tokens=max_new_tokens)
+    hits, responses = _score_batches(
+        model, items, method=method, top_k=top_k, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        chunk_size=chunk_size, progress=progress,
+    )
+    meta = {"method": method, "top_k": top_k, "max_new_tokens": max_new_tokens if method == "decode" else None}
+    return head_scores_from_hits(model, items, hits, responses, rouge_gate=rouge_gate, meta=meta)
+
+
+def _score_batches(
+    model: Any, items: Sequence[ScoredExample], *, method: str, top_k: int, max_new_tokens: int, batch_size: int,
+    chunk_size: int | None, progress: bool,
+) -> tuple[Int[Tensor, "example layer head"], list[str]]:
+    """Hits ``[n_examples, n_layers, n_heads]`` and responses of every example, batch by batch
+    (length-sorted) on the run engine, in the caller's order."""
     arch = architecture(model)
     hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long)
     responses = [""] * len(items)
@@ -144,8 +158,7 @@ def retrieval_scores(
             hits[rows] = batch_hits.cpu()
             for i, text in zip(rows, batch_responses):
                 responses[i] = text
-    meta = {"method": method, "top_k": top_k, "max_new_tokens": max_new_tokens if method == "decode" else None}
-    return head_scores_from_hits(model, items, hits, responses, rouge_gate=rouge_gate, meta=meta)
+    return hits, responses
 
 
 class _TopKLookup:

@@ -107,7 +107,7 @@ def run_knockout(model_dir: str, examples_file: str, out: Path, *, heads: str | 
                  dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """The metric intact, with the heads knocked out, and with as many random heads (``n_random``
     draws, none among the heads over ``threshold`` when scores are given): ``knockout.json``."""
-    from rhlens.evaluation import evaluate
+    from rhlens.evaluation import RunOptions, evaluate
     from rhlens.interventions import knockout_effect, random_heads
 
     scores = load_scores(scores_file) if scores_file else None
@@ -117,9 +117,9 @@ def run_knockout(model_dir: str, examples_file: str, out: Path, *, heads: str | 
     model = load_any_model(model_dir, device=device, dtype=dtype)
     _check_heads(model, chosen, "--heads")
     examples = load_examples(examples_file, n)
-    kw = dict(mode=mode, reference=examples if mode == "mean" else None, max_new_tokens=max_new_tokens,
-              batch_size=batch_size, progress=progress)
-    baseline = evaluate(model, examples, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    run = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    kw = dict(mode=mode, reference=examples if mode == "mean" else None, options=run)
+    baseline = evaluate(model, examples, options=run)
     knocked = knockout_effect(model, examples, chosen, baseline=baseline, **kw)
     exclude = chosen | (scores.above(threshold) if scores is not None else chosen)
     if int(model.cfg.n_layers) * int(model.cfg.n_heads) - len(exclude) < len(chosen):
@@ -144,6 +144,7 @@ def run_patch(source_dir: str, target_dir: str, examples_file: str, out: Path, *
               dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """The paper's patching table, source into target (original / intersection / complement /
     random rows): ``patching.json``."""
+    from rhlens.evaluation import RunOptions
     from rhlens.interventions import patching_table
 
     src = pick_heads(source_heads, load_scores(source_scores) if source_scores else None, threshold=threshold, top_k=top_k)
@@ -156,7 +157,8 @@ def run_patch(source_dir: str, target_dir: str, examples_file: str, out: Path, *
     _check_heads(target, tgt, "target heads")
     examples = load_examples(examples_file, n)
     table = patching_table(source, target, examples, src, tgt, k=None, positions=positions, n_random=n_random,
-                           seed=seed, exclude=src | tgt, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+                           seed=seed, exclude=src | tgt,
+                           options=RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress))
     summary = {"source": str(source_dir), "target": str(target_dir), "examples": str(examples_file),
                "n_examples": len(examples), "positions": positions, "source_heads": src.labels(),
                "target_heads": tgt.labels(),

@@ -364,9 +364,8 @@ class Study:
     def _evaluate(self, unit: Unit) -> dict[str, Any]:
         from rhlens.evaluation import evaluate
 
-        ev = self.config.evaluate
         result = evaluate(self._model(unit.task, unit.model), self._examples(unit.task, "real_test"),
-                          max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, progress=self.progress)
+                          options=self._run_options())
         return {"accuracy": result.score, "metric": result.metric, "per_example": result.per_example.tolist(),
                 "predictions": result.predictions}
 
@@ -433,6 +432,13 @@ class Study:
             }
         return out
 
+    def _run_options(self) -> Any:
+        """How the analyzers run: the config's decoding budget and batch size, this study's bars."""
+        from rhlens.evaluation import RunOptions
+
+        ev = self.config.evaluate
+        return RunOptions(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, progress=self.progress)
+
     def _knockout(self, unit: Unit) -> dict[str, Any]:
         from rhlens.evaluation import evaluate
         from rhlens.interventions import knockout_effect, random_heads
@@ -444,10 +450,8 @@ class Study:
                     "retrieval": None, "random": [], "random_heads": []}
         model = self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", k.n_examples)
-        kw = dict(mode=k.mode, reference=examples if k.mode == "mean" else None,
-                  max_new_tokens=cfg.evaluate.max_new_tokens, batch_size=cfg.evaluate.batch_size, progress=self.progress)
-        baseline = evaluate(model, examples, max_new_tokens=kw["max_new_tokens"], batch_size=kw["batch_size"],
-                            progress=self.progress)
+        kw = dict(mode=k.mode, reference=examples if k.mode == "mean" else None, options=self._run_options())
+        baseline = evaluate(model, examples, options=kw["options"])
         effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
         exclude = control_exclusion([scores], heads, cfg.scores.threshold)
         draws, drawn = [], []
@@ -471,7 +475,7 @@ class Study:
                     "source_score": None}
         source, target = self._model(unit.task, REAL), self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", p.n_examples)
-        kw = dict(max_new_tokens=cfg.evaluate.max_new_tokens, batch_size=cfg.evaluate.batch_size, progress=self.progress)
+        kw = dict(options=self._run_options())
         threshold = cfg.scores.threshold
         exclude = control_exclusion([src_scores, tgt_scores], src | tgt, threshold)
         table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,

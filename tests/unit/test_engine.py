@@ -64,7 +64,7 @@ def test_identity_interventions_change_nothing(tok, dtype):
         with block_attention(model, from_positions=[1, 2], to_positions=[4, 5]):  # future keys: already masked
             got = evaluate(model, examples, metric=metric, **kw)
         assert torch.equal(got.per_example, expected.per_example) and got.predictions == expected.predictions
-        patched = patch_heads(copy, model, examples, all_heads(model), metric=metric, original=expected, **kw).patched
+        patched = patch_heads(copy, model, examples, all_heads(model), metric=metric, baseline=expected, **kw).patched
         assert torch.equal(patched.per_example, expected.per_example) and patched.predictions == expected.predictions
 
 

@@ -81,3 +81,20 @@ def test_public_name_is_the_function_even_after_the_module_is_imported():
 
     assert rhlens.evaluate is evaluate
     assert evaluate_module.evaluate is evaluate
+
+
+def test_run_options_object_equals_keywords_and_keywords_override(setup):
+    """Issue 15 item 3: one options object for the analyzers' keyword tail."""
+    from rhlens.evaluation import RunOptions
+
+    model, examples = setup
+    opts = RunOptions(metric="logprob", batch_size=2, progress=False)
+    by_object = evaluate(model, examples, options=opts)
+    by_keywords = evaluate(model, examples, metric="logprob", batch_size=2, progress=False)
+    assert torch.equal(by_object.per_example, by_keywords.per_example) and by_object.metric == "logprob"
+    text = evaluate(model, examples, options=opts, metric=lambda p, ex: float(len(p)), max_new_tokens=2)
+    assert text.predictions is not None and len(text.predictions) == len(examples)  # the keyword won
+    with pytest.raises(TypeError, match=r"evaluate\(\) got unexpected keyword\(s\) max_tokens; run options are metric"):
+        evaluate(model, examples, max_tokens=3)
+    with pytest.raises(TypeError, match="options must be an rhlens.RunOptions"):
+        evaluate(model, examples, options={"metric": "logprob"})
