@@ -194,6 +194,7 @@ def main() -> None:
 
     import rhlens
 
+    rhlens.retrieval_scores, rhlens.knockout_effect  # import now: fail before any fine-tuning  # noqa: B018
     load = (lambda: rhlens.load_model(args.model_dir)) if args.model_dir else rhlens.load_base
     model = load()
     print(f"model: {model.cfg.n_layers} layers x {model.cfg.n_heads} heads ({model.cfg.n_layers * model.cfg.n_heads} in all), "

@@ -253,8 +253,8 @@ loss on the answer only. Attention supervision (`rhlens.pretrain.supervision`) a
 the previous-token heads' attention to the previous token and the retrieval heads' attention to
 where the next token can be copied from (the token after the current token's previous occurrence;
 in a question-answer example, the prompt positions holding the answer token), optionally trains
-the retrieval heads' direct output to copy, and pushes every other head's attention off those
-positions.
+the supervised heads' value/output circuits to copy the token they read, and pushes every other
+head's attention off the retrieval targets.
 {_design(recipe)}
 ## What it can do (exact match on fresh examples)
 

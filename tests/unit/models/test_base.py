@@ -48,9 +48,10 @@ def test_base_is_an_ordinary_hooked_transformer_in_eval_mode(base):
     assert base.cfg.d_vocab == len(base.tokenizer)
 
 
-@pytest.mark.parametrize("task, floor", [("kv", 0.15), ("mdqa", 0.4)])
+@pytest.mark.parametrize("task, floor", [("kv", 0.05), ("mdqa", 0.8)])
 def test_base_answers_short_realistic_examples(base, task, floor):
-    """Measured on 40 fresh examples at 64 tokens: kv 0.25, mdqa 0.65 (an untrained model: 0)."""
+    """Measured on 40 fresh examples at 64 tokens: kv 0.075, mdqa 0.95 (an untrained model: 0).
+    Key-value lookups are weak before fine-tuning (multi-word keys); fine-tuning teaches them."""
     examples = generate(task, "realistic", 40, context_tokens=64, seed=4242)
     assert rhlens.evaluate(base, examples, progress=False).score >= floor
 
@@ -69,6 +70,45 @@ def test_base_copies_repeated_random_words(base):
         correct = (base(tokens)[0, :-1].argmax(-1) == tokens[0, 1:]).float()
     assert correct[21:].mean() >= 0.9  # the second copy, after its first word
     assert correct[:19].mean() <= 0.2
+
+
+def _repeated_words(base, n_rows=4, length=16, seed=0):
+    import torch
+
+    from rhlens.tasks import vocabulary
+
+    pool = [w for w in vocabulary() if w.isalnum()]
+    g = torch.Generator().manual_seed(seed)
+    rows = [[pool[i] for i in torch.randint(len(pool), (length,), generator=g).tolist()] for _ in range(n_rows)]
+    return torch.cat([base.to_tokens(" ".join(words * 3)) for words in rows])
+
+
+def test_copying_lives_in_few_heads_and_needs_them(base):
+    """Sparse, causal induction (issue 11), measured here by hand: few heads put most of their
+    attention on the token after the current token's previous occurrence; zero-ablating them
+    breaks copying of repeated random words, ablating as many other heads does not."""
+    import torch
+
+    tokens = _repeated_words(base)
+    length = 16
+    q = torch.arange(length + 1, tokens.shape[1])  # positions in the 2nd and 3rd copies (BOS at 0)
+    with torch.no_grad():
+        logits, cache = base.run_with_cache(tokens)
+    on_target = torch.stack([cache["pattern", layer][:, :, q, q - length + 1].mean((0, 2))
+                             for layer in range(base.cfg.n_layers)])  # [layer, head]
+    induction = rhlens.HeadSet.above(on_target, 0.5)
+    n_heads = base.cfg.n_layers * base.cfg.n_heads
+    assert 1 <= len(induction) <= 0.1 * n_heads, on_target
+
+    def accuracy(ablated):
+        with torch.no_grad(), rhlens.knockout(base, ablated, mode="zero"):
+            out = base(tokens)
+        return float((out[:, q - 1].argmax(-1) == tokens[:, q]).float().mean())
+
+    assert accuracy([]) >= 0.9
+    assert accuracy(induction) <= 0.2
+    for seed in range(3):
+        assert accuracy(rhlens.random_heads(base, len(induction), exclude=induction, seed=seed)) >= 0.8
 
 
 def test_card_abilities_match_a_fresh_measurement(base):
