@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "patching_table": "rhlens.interventions",
     "PatchingTable": "rhlens.interventions",
     "patch_sweep": "rhlens.interventions",
+    "attribution_sweep": "rhlens.interventions",
     "PatchSweep": "rhlens.interventions",
     # training (layer 5)
     "train": "rhlens.training",

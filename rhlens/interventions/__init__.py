@@ -8,6 +8,7 @@ Modules, one job each:
 - :mod:`~rhlens.interventions.compat`: :func:`check_compatible` (may two models be patched?).
 - :mod:`~rhlens.interventions.patching`: :func:`patch_heads` (source head outputs into a target).
 - :mod:`~rhlens.interventions.sweep`: :func:`patch_sweep` (every head alone, batched per layer).
+- :mod:`~rhlens.interventions.attribution`: :func:`attribution_sweep` (every head at once, first order).
 - :mod:`~rhlens.interventions.table`: :func:`patching_table` (intersection / complement / random).
 - :mod:`~rhlens.interventions.results`: the result objects (one before/after shape,
   :class:`~rhlens.interventions.results.BeforeAfter`).
@@ -34,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "IncompatibleModelsError": "rhlens.interventions.compat",
     "patch_heads": "rhlens.interventions.patching",
     "patch_sweep": "rhlens.interventions.sweep",
+    "attribution_sweep": "rhlens.interventions.attribution",
     "patching_table": "rhlens.interventions.table",
     "EvalResult": "rhlens.evaluation",
     "RunOptions": "rhlens.evaluation",

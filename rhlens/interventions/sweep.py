@@ -78,7 +78,7 @@ def _answer_logprob(
     model: Any, final: Float[Tensor, "n_sel d_model"], gold: Int[Tensor, "n_sel"]
 ) -> Float[Tensor, "n_sel"]:
     """``log P(gold)`` (float64) from final residuals of the selected columns."""
-    logits = logits_from_residual(model, final).float().log_softmax(dim=-1)
+    logits = logits_from_residual(model, final[None])[0].float().log_softmax(dim=-1)
     return logits.gather(-1, gold[:, None].to(logits.device))[:, 0].double()
 
 
