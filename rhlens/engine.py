@@ -77,14 +77,10 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def batched(
-    sequences: Sequence[Sequence[int]], *, pad_id: int, device: Any, batch_size: int, desc: str,
-    progress: bool = True, progress_bar: bool | None = None,
+    sequences: Sequence[Sequence[int]], *, pad_id: int, device: Any, batch_size: int, desc: str, progress: bool = True
 ) -> Iterator[tuple[list[int], PaddedBatch]]:
     """``(rows, padded)`` per length-sorted batch: the indices of ``sequences`` in the batch and
-    their left-padded ids, with a bar (:func:`rhlens.progress.progress_bar`) when ``progress``
-    (``progress_bar`` is its former spelling)."""
-    if progress_bar is not None:
-        progress = progress_bar
+    their left-padded ids, with a bar (:func:`rhlens.progress.progress_bar`) when ``progress``."""
     batches = length_batches([len(s) for s in sequences], batch_size)
     for rows in _progress_bar(batches, enabled=progress, desc=desc):
         yield rows, pad_left([sequences[i] for i in rows], pad_id, device=device)
@@ -334,9 +330,6 @@ class AnswerLogprobSum:
         gold = self.next_tokens[:, start:end].to(logits.device)[sel]
         lp = rows.gather(-1, gold[:, None])[:, 0].double()
         self.total.index_add_(0, sel.nonzero()[:, 0].to(self.total.device), lp.to(self.total.device))
-
-
-TeacherForced = AnswerLogprobSum  # former name
 
 
 def answer_logprobs(

@@ -187,19 +187,6 @@ def metric_name(metric: Metric) -> str:
     return LOGPROB if isinstance(metric, str) else getattr(metric, "__name__", "custom")
 
 
-def answer_logprobs(
-    model: Any,
-    examples: Sequence[Any],
-    *,
-    batch_size: int = 8,
-    chunk_size: int | None = None,
-    progress: bool = True,
-) -> Float[Tensor, "example"]:
-    """Teacher-forced ``log P(" " + answer | prompt)`` per example ``[n_examples]`` (float64, CPU)."""
-    encoded = engine.encode(model, examples, what="answer_logprobs", with_answer=True, append_eos=False)
-    return engine.answer_logprobs([model], encoded, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
-
-
 def run_metric(
     models: Sequence[Any],
     examples: Sequence[Any],
