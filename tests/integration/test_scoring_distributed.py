@@ -1,0 +1,90 @@
+"""Two CPU processes (torchrun, gloo) score, evaluate and sweep shards of the examples; rank 0's
+gathered results equal one process's."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import rhlens
+from rhlens.distributed_eval import merge_shards, run_sharded
+from rhlens.evaluation import EvalResult
+
+SETUP = textwrap.dedent(
+    """
+    import rhlens
+    from rhlens.tasks import generate
+
+    examples = generate("kv", "symbolic", n=7, context_tokens=40, seed=0, key_chunks=1, value_chunks=1)
+    tok = rhlens.word_level_tokenizer([e.prompt + e.completion for e in examples])
+    model = rhlens.tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, seed=0)
+    other = rhlens.tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, seed=1)
+    ANALYZERS = {
+        "evaluate": lambda ex: rhlens.evaluate(model, ex, max_new_tokens=4, batch_size=2, progress=False),
+        "scores": lambda ex: rhlens.retrieval_scores(model, ex, max_new_tokens=4, rouge_gate=None, batch_size=2,
+                                                     progress=False),
+        "sweep": lambda ex: rhlens.patch_sweep(other, model, ex, batch_size=2, progress=False),
+    }
+    """
+)
+
+SCRIPT = SETUP + textwrap.dedent(
+    """
+    import json, sys, torch
+    from rhlens.distributed_eval import run_sharded
+    from rhlens.training.distributed import setup, teardown
+
+    torch.set_num_threads(1)
+    info = setup()
+    out = {name: run_sharded(fn, examples, info) for name, fn in ANALYZERS.items()}
+    if info.is_main:
+        with open(sys.argv[1], "w") as f:
+            json.dump({
+                "evaluate": [out["evaluate"].per_example.tolist(), out["evaluate"].predictions],
+                "scores": [out["scores"].per_example.tolist(), out["scores"].responses, out["scores"].hits.tolist()],
+                "sweep": [out["sweep"].baseline.tolist(), out["sweep"].patched.tolist()],
+            }, f)
+    else:
+        assert all(v is None for v in out.values())
+    teardown(info)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_equal_one(tmp_path):
+    script = tmp_path / "score_dp.py"
+    script.write_text(SCRIPT)
+    result = tmp_path / "rank0.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(result)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(result.read_text())
+
+    scope: dict = {}
+    exec(SETUP, scope)  # the same models and examples, one process
+    one = {name: fn(scope["examples"]) for name, fn in scope["ANALYZERS"].items()}
+    close = dict(rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(got["evaluate"][0]), one["evaluate"].per_example, **close)
+    assert got["evaluate"][1] == one["evaluate"].predictions
+    torch.testing.assert_close(torch.tensor(got["scores"][0]), one["scores"].per_example, **close)
+    assert got["scores"][1] == one["scores"].responses and got["scores"][2] == one["scores"].hits.tolist()
+    torch.testing.assert_close(torch.tensor(got["sweep"][0]), one["sweep"].baseline, **close)
+    torch.testing.assert_close(torch.tensor(got["sweep"][1]), one["sweep"].patched, **close)
+
+
+def test_merge_puts_strided_shards_back_in_order():
+    # 5 items over 2 ranks: rank 0 had items 0, 2, 4 and rank 1 items 1, 3
+    parts = [EvalResult(per_example=torch.tensor([0.0, 2.0, 4.0]), predictions=["a", "c", "e"]),
+             EvalResult(per_example=torch.tensor([1.0, 3.0]), predictions=["b", "d"])]
+    merged = merge_shards(parts, 2, 5)
+    assert merged.per_example.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and merged.predictions == list("abcde")
+    sweeps = [rhlens.PatchSweep(baseline=torch.tensor([0.0, 2.0]), patched=torch.tensor([[[10.0, 12.0]]])),
+              rhlens.PatchSweep(baseline=torch.tensor([1.0]), patched=torch.tensor([[[11.0]]]))]
+    merged = merge_shards(sweeps, 2, 3)
+    assert merged.baseline.tolist() == [0.0, 1.0, 2.0] and merged.patched.tolist() == [[[10.0, 11.0, 12.0]]]
+    assert run_sharded(lambda shard: len(shard), [1, 2, 3]) == 3  # one process: everything at once
