@@ -8,6 +8,8 @@ importing torch.
 Head(layer=4, head=4)
 """
 
+from typing import TYPE_CHECKING
+
 from rhlens._lazy import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0"
@@ -69,5 +71,44 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded lazily at run time)
+    from rhlens.encoding import encode_example
+    from rhlens.evaluation import EvalResult, evaluate
+    from rhlens.generation import greedy_generate
+    from rhlens.heads import Head, HeadSet
+    from rhlens.interventions import (
+        IncompatibleModelsError,
+        KnockoutEffect,
+        PatchResult,
+        PatchSweep,
+        PatchingTable,
+        attribution_sweep,
+        block_attention,
+        check_compatible,
+        knockout,
+        knockout_effect,
+        patch_heads,
+        patch_sweep,
+        patching_table,
+        random_heads,
+    )
+    from rhlens.models import (
+        as_bridge,
+        default_tokenizer,
+        load_base,
+        load_bridge,
+        load_hf_checkpoint,
+        load_model,
+        save_model,
+        tiny_gpt2,
+        tiny_llama,
+        word_level_tokenizer,
+    )
+    from rhlens.pretrain import pretrain_base
+    from rhlens.scoring import HeadScores, retrieval_scores
+    from rhlens.study import Study, StudyConfig
+    from rhlens.tasks import Example, TASKS, VARIANTS, generate, niah_grid
+    from rhlens.training import NonFiniteLossError, TrainConfig, TrainResult, extend_context, train
 
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

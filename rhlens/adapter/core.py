@@ -187,12 +187,12 @@ def weight_processing(model: Any) -> dict[str, Any]:
     return {"fold_ln": norm in ("LNPre", "RMSPre")}
 
 
-def record_weight_processing(model: Any, **flags: Any) -> None:
+def record_weight_processing(model: Model, **flags: Any) -> None:
     """Record the weight-processing flags a loader applied (read by :func:`weight_processing`)."""
     setattr(model, WEIGHT_PROCESSING_ATTR, dict(flags))
 
 
-def tokenizer_of(model: Any) -> Any:
+def tokenizer_of(model: Model) -> Any:
     """The model's Hugging Face tokenizer, or an error saying how to attach one."""
     tok = getattr(model, "tokenizer", None)
     if tok is None:
@@ -203,17 +203,17 @@ def tokenizer_of(model: Any) -> Any:
     return tok
 
 
-def prepends_bos(model: Any) -> bool:
+def prepends_bos(model: Model) -> bool:
     """Whether rhlens should put a BOS token in front of prompts for this model."""
     return bool(getattr(model.cfg, "default_prepend_bos", True))
 
 
-def blocks(model: Any) -> nn.ModuleList:
+def blocks(model: Model) -> nn.ModuleList:
     """The model's transformer blocks (``model.blocks`` in both model types)."""
     return model.blocks
 
 
-def attention_module(model: Any, layer: int) -> nn.Module:
+def attention_module(model: Model, layer: int) -> nn.Module:
     """The attention component of block ``layer``."""
     return model.blocks[layer].attn
 
@@ -234,7 +234,7 @@ def hooks(
         yield model
 
 
-def count_hooks(model: Any) -> int:
+def count_hooks(model: Model) -> int:
     """Number of user hooks (forward and backward) attached to the model's hook points.
 
     Only TransformerLens ``HookPoint`` modules are counted: a ``TransformerBridge`` keeps a few
@@ -259,6 +259,6 @@ def analysis_mode(model: Any) -> Iterator[Any]:
         model.train(was_training)
 
 
-def model_device(model: Any) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter."""
     return next(model.parameters()).device

@@ -147,7 +147,7 @@ def _blocked(attn: Any, n_rows: int, q_len: int, k_len: int, device: torch.devic
     return out
 
 
-def _check_alive(attn: Any, allowed: Bool[Tensor, "batch h q k"], blocked: Bool[Tensor, "batch h q k"]) -> None:
+def _check_alive(attn: Any, allowed: Bool[Tensor, "batch h q k"], blocked: Bool[Tensor, "#batch #h q k"]) -> None:
     """Raise when blocking leaves a query row that could attend somewhere with no key."""
     dead = allowed.any(dim=-1) & ~(allowed & ~blocked).any(dim=-1)  # [batch, head, q]
     if bool(dead.any()):

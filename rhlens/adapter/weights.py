@@ -26,7 +26,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from rhlens.adapter.core import attention_module, blocks
+from rhlens.adapter.core import HookedTransformer, Model, attention_module, blocks
 
 # target letter -> (parameter names tried in order, layout). "in": the weight maps d_model to
 # (head, d_head) (Q/K/V); "out": it maps (head, d_head) to d_model (O).
@@ -38,7 +38,7 @@ ATTENTION_WEIGHT_LAYOUTS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def attention_modules(model: Any) -> Iterator[tuple[str, nn.Module]]:
+def attention_modules(model: Model) -> Iterator[tuple[str, nn.Module]]:
     """``(state-dict prefix, attention module)`` for every layer, in order."""
     for layer in range(len(blocks(model))):
         yield f"blocks.{layer}.attn", attention_module(model, layer)
@@ -64,30 +64,30 @@ def is_attention_parameter(name: str) -> bool:
     return ".attn." in name
 
 
-def head_output_weight(model: Any, layer: int, head: int) -> Float[Tensor, "d_head d_model"]:
+def head_output_weight(model: HookedTransformer, layer: int, head: int) -> Float[Tensor, "d_head d_model"]:
     """Head ``head``'s output matrix in layer ``layer`` (differentiable, not a copy)."""
     return attention_module(model, layer).W_O[head]
 
 
-def final_residual(model: Any, tokens: Tensor, **kwargs: Any) -> Float[Tensor, "batch pos d_model"]:
+def final_residual(model: HookedTransformer, tokens: Tensor, **kwargs: Any) -> Float[Tensor, "batch pos d_model"]:
     """The residual stream after the last block (before the final norm): ``model(tokens, **kwargs)``
     stopped before the unembedding, so no ``[batch, pos, d_vocab]`` logits are built."""
     return model(tokens, stop_at_layer=int(model.cfg.n_layers), **kwargs)
 
 
-def logits_from_residual(model: Any, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+def logits_from_residual(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
     """Final norm (when the model has one) and unembedding of a final-residual tensor."""
     if getattr(model.cfg, "normalization_type", None) is not None:
         resid = model.ln_final(resid)
     return model.unembed(resid)
 
 
-def embedding_matrix(model: Any) -> Float[Tensor, "d_vocab d_model"]:
+def embedding_matrix(model: HookedTransformer) -> Float[Tensor, "d_vocab d_model"]:
     """The token embedding ``W_E`` (the parameter itself)."""
     return model.embed.W_E
 
 
-def set_unembed(model: Any, W_U: Float[Tensor, "d_model d_vocab"]) -> None:
+def set_unembed(model: HookedTransformer, W_U: Float[Tensor, "d_model d_vocab"]) -> None:
     """Copy ``W_U`` into the model's unembedding in place (no gradient recorded).
 
     ``set_unembed(model, embedding_matrix(model).T)`` starts the unembedding as the transposed

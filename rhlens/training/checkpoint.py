@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from rhlens.adapter.core import HookedTransformer
 from rhlens.files import write_json_atomic
 from rhlens.training.metrics import METRICS_FILE
 
@@ -87,7 +88,7 @@ _DERIVED = (".rotary_sin", ".rotary_cos", ".mask", ".IGNORE")
 
 
 @contextlib.contextmanager
-def _state_dict_as(model: Any, state: dict[str, torch.Tensor]) -> Iterator[Any]:
+def _state_dict_as(model: HookedTransformer, state: dict[str, torch.Tensor]) -> Iterator[Any]:
     """Make ``model.state_dict()`` return ``state`` inside the block (LoRA-merged weights).
 
     Lets :func:`rhlens.models.save_model` write the merged weights of a model whose attention is
@@ -100,7 +101,7 @@ def _state_dict_as(model: Any, state: dict[str, torch.Tensor]) -> Iterator[Any]:
         del model.state_dict
 
 
-def save_model_files(directory: Path, model: Any, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+def save_model_files(directory: Path, model: HookedTransformer, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``model`` (with ``state_dict`` as its weights, if given) with :func:`rhlens.models.save_model`."""
     from rhlens.models.io import save_model
 
@@ -110,7 +111,7 @@ def save_model_files(directory: Path, model: Any, state_dict: dict[str, torch.Te
         return save_model(model, directory)
 
 
-def load_model_weights(directory: Path, model: Any) -> None:
+def load_model_weights(directory: Path, model: HookedTransformer) -> None:
     """Copy the weights of a :func:`rhlens.models.save_model` folder into ``model`` (same architecture)."""
     from rhlens.models.io import WEIGHTS_FILE
 
@@ -204,7 +205,7 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
 
 
 # ---- run identity -------------------------------------------------------------------------------
-def run_identity(model: Any, config: dict[str, Any], *, total_steps: int, data_fingerprint: str) -> dict[str, Any]:
+def run_identity(model: HookedTransformer, config: dict[str, Any], *, total_steps: int, data_fingerprint: str) -> dict[str, Any]:
     """What makes two runs the same run: the model's architecture and parameter shapes, the
     trajectory-shaping ``config`` entries, the step count and the training tokens' fingerprint."""
     from rhlens.adapter import architecture

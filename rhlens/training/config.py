@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, no_type_check
 
 try:  # Python 3.11+
     import tomllib
@@ -33,6 +33,9 @@ _EVAL_METRICS = ("loss", "task")
 _AUTOCAST = (None, "bf16", "fp16")
 
 
+# Not wrapped by run-time type checking: __post_init__ accepts JSON/TOML values (lists for tuples)
+# and refuses bad ones with messages that name the field and the allowed values.
+@no_type_check
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters and run settings for :func:`rhlens.train`.

@@ -12,12 +12,11 @@ their old rotations, so logits there do not change.
 (256, 40000)
 """
 
-from typing import Any
-
+from rhlens.adapter.core import Model
 from rhlens.adapter.rotary import set_context
 
 
-def extend_context(model: Any, n_ctx: int, rotary_base: float | None = None) -> None:
+def extend_context(model: Model, n_ctx: int, rotary_base: float | None = None) -> None:
     """Set the model's context length to ``n_ctx`` and, if given, its RoPE base; in place.
 
     Args:

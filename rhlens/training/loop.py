@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from rhlens.adapter.core import UnsupportedModelError, model_device, model_kind
+from rhlens.adapter.core import Model, UnsupportedModelError, model_device, model_kind
 from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import EncodedExample
 from rhlens.training import checkpoint as ckpt_io
@@ -214,7 +214,7 @@ def _run_steps(run: TrainingRun) -> None:
 
 
 def train(
-    model: Any,
+    model: Model,
     examples: Sequence[Any],
     config: TrainConfig | None = None,
     *,

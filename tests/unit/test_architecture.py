@@ -180,3 +180,23 @@ def test_the_cycle_check_finds_a_cycle():
 @pytest.mark.parametrize("module", ["rhlens.models.hf", "rhlens.training.loop", "rhlens.training.lora", "rhlens.training.loss"])
 def test_rooms_rebuilt_for_issue_15_import_the_adapter(module):
     assert any(t.startswith(ADAPTER) for t in _import_graph()[module])
+
+
+def test_public_names_are_visible_to_type_checkers():
+    """``rhlens/__init__.py`` imports every ``_EXPORTS`` name under ``if TYPE_CHECKING:`` from the
+    module the lazy map names, so a type checker sees exactly the public API."""
+    tree = TREES["rhlens"]
+    exports = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "_EXPORTS"
+    )
+    seen = {
+        alias.asname or alias.name: stmt.module
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for stmt in node.body
+        if isinstance(stmt, ast.ImportFrom)
+        for alias in stmt.names
+    }
+    assert seen == exports

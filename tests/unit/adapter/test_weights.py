@@ -1,0 +1,88 @@
+"""The adapter's weight-layout functions (rhlens.adapter.weights / convert) on tiny models."""
+
+import os
+
+import pytest
+import torch
+from jaxtyping import TypeCheckError
+
+from rhlens import adapter as ad
+from rhlens.adapter.convert import hf_llama_state_dict, hf_weight_converter, supported_activations
+from rhlens.models import tiny_gpt2, tiny_llama
+
+
+@pytest.fixture(scope="module")
+def gqa():
+    return tiny_llama(n_layers=2, n_heads=4, n_key_value_heads=2, seed=0)
+
+
+def test_attention_modules_and_weight_names(gqa):
+    mods = list(ad.attention_modules(gqa))
+    assert [p for p, _ in mods] == ["blocks.0.attn", "blocks.1.attn"]
+    attn = mods[0][1]
+    assert [ad.attention_weight_name(attn, x) for x in "qkvo"] == ["W_Q", "_W_K", "_W_V", "W_O"]
+    plain = dict(ad.attention_modules(tiny_llama(n_layers=1, seed=0)))["blocks.0.attn"]
+    assert ad.attention_weight_name(plain, "k") in ("W_K", "_W_K")
+    with pytest.raises(ValueError, match="unknown attention weight 'x'"):
+        ad.attention_weight_name(attn, "x")
+
+
+def test_attention_parameter_names_match_the_modules(gqa):
+    names = [n for n, _ in gqa.named_parameters() if ad.is_attention_parameter(n)]
+    prefixes = [p for p, _ in ad.attention_modules(gqa)]
+    assert names and all(any(n.startswith(p + ".") for p in prefixes) for n in names)
+    assert not ad.is_attention_parameter("blocks.0.mlp.W_in")
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
+def test_final_residual_then_logits_equals_the_forward(build):
+    model = build(n_layers=2, seed=1)
+    tokens = torch.tensor([[1, 5, 7, 9, 2]])
+    with torch.no_grad():
+        expected = model(tokens)
+        got = ad.logits_from_residual(model, ad.final_residual(model, tokens))
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_head_output_weight_is_that_heads_slice(gqa):
+    w = ad.head_output_weight(gqa, 1, 3)
+    assert w.shape == (gqa.cfg.d_head, gqa.cfg.d_model)
+    assert w.data_ptr() == dict(gqa.named_parameters())["blocks.1.attn.W_O"][3].data_ptr()
+
+
+def test_set_unembed_copies_in_place():
+    model = tiny_llama(n_layers=1, seed=2)
+    ad.set_unembed(model, ad.embedding_matrix(model).T)
+    tokens = torch.tensor([[3, 4]])
+    with torch.no_grad():
+        resid = ad.final_residual(model, tokens)
+        by_hand = model.ln_final(resid) @ model.embed.W_E.T  # the reference spells the layout itself
+        assert torch.allclose(ad.logits_from_residual(model, resid), by_hand + model.unembed.b_U, atol=1e-5)
+
+
+def test_hf_llama_state_dict_layout_and_unembed_bias(gqa):
+    cfg = gqa.cfg
+    state, attn_bias, mlp_bias = hf_llama_state_dict(gqa.state_dict(), cfg)
+    assert (attn_bias, mlp_bias) == (False, False)
+    assert state["model.layers.0.self_attn.k_proj.weight"].shape == (2 * cfg.d_head, cfg.d_model)
+    assert state["model.layers.1.self_attn.o_proj.weight"].shape == (cfg.d_model, cfg.n_heads * cfg.d_head)
+    assert torch.equal(state["lm_head.weight"], gqa.unembed.W_U.detach().T)
+    sd = dict(gqa.state_dict())
+    sd["unembed.b_U"] = torch.ones(cfg.d_vocab)
+    with pytest.raises(ValueError, match="unembed.b_U is nonzero"):
+        hf_llama_state_dict(sd, cfg)
+
+
+def test_converters_and_activations():
+    assert callable(hf_weight_converter("LlamaForCausalLM"))
+    with pytest.raises(ValueError, match="no TransformerLens weight converter for 'FooForCausalLM'"):
+        hf_weight_converter("FooForCausalLM")
+    assert {"silu", "gelu_new"} <= supported_activations()
+
+
+@pytest.mark.skipif(os.environ.get("RHLENS_TYPECHECK", "1") == "0", reason="run-time type checks switched off")
+def test_shapes_are_checked_at_run_time_in_the_test_suite(gqa):
+    """tests/conftest.py's jaxtyping hook: a residual without its batch axis contradicts
+    ``Float[Tensor, "batch pos d_model"]`` and is refused before the function runs."""
+    with pytest.raises(TypeCheckError, match="resid"):
+        ad.logits_from_residual(gqa, torch.zeros(3, gqa.cfg.d_model))
