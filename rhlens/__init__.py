@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "PatchingTable": "rhlens.interventions",
     "patch_sweep": "rhlens.interventions",
     "attribution_sweep": "rhlens.interventions",
+    "run_sharded": "rhlens.distributed_eval",
     "PatchSweep": "rhlens.interventions",
     # training (layer 5)
     "train": "rhlens.training",
@@ -73,6 +74,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded lazily at run time)
+    from rhlens.distributed_eval import run_sharded
     from rhlens.encoding import encode_example
     from rhlens.evaluation import EvalResult, evaluate
     from rhlens.generation import greedy_generate

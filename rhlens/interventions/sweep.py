@@ -197,8 +197,9 @@ def patch_sweep(
         source, target: models that pass :func:`rhlens.check_compatible`.
         examples: :class:`rhlens.tasks.Example` records (prompt + gold answer must fit the context).
         metric: ``"logprob"`` (the only metric this batched sweep supports; see the module docstring).
-        heads: the query heads to sweep (default all); the others' entries are NaN. Use it to
-            confirm heads nominated by :func:`rhlens.interventions.attribution_sweep`.
+        heads: the query heads to sweep (default all); the others' entries are NaN (rank the
+            swept ones with ``effect.nan_to_num(nan=-inf)``). Use it to confirm the heads
+            :func:`rhlens.interventions.attribution_sweep` nominates.
         positions: where each head is patched (as in :func:`rhlens.patch_heads`).
         batch_size: examples per forward (the target forward holds ``heads_per_forward x
             batch_size`` rows).
