@@ -68,3 +68,19 @@ def test_heads_argument_sweeps_only_those(make_model, examples):
     torch.testing.assert_close(part.baseline, full.baseline, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="L3H0"):
         patch_sweep(source, target, examples, heads=["L3H0"], progress=False)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 6])
+def test_bridge_sweeps_equal_hooked(make_model, examples, chunk_size):
+    from rhlens.interventions import attribution_sweep
+    from rhlens.models import as_bridge
+
+    source, target = make_model(seed=3), make_model(seed=4)
+    bsource, btarget = as_bridge(source), as_bridge(target)
+    hooked = patch_sweep(source, target, examples, batch_size=3, chunk_size=chunk_size, progress=False)
+    bridge = patch_sweep(bsource, btarget, examples, batch_size=3, chunk_size=chunk_size, progress=False)
+    torch.testing.assert_close(bridge.patched, hooked.patched, rtol=0, atol=1e-5)
+    est_h = attribution_sweep(source, target, examples, progress=False)
+    est_b = attribution_sweep(bsource, btarget, examples, progress=False)
+    torch.testing.assert_close(est_b.patched, est_h.patched, rtol=0, atol=1e-5)
+    assert count_hooks(bsource) == count_hooks(btarget) == 0
