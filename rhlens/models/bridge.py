@@ -95,6 +95,9 @@ def _check_llama_shaped(cfg: Any) -> None:
     need(float(getattr(cfg, "output_logits_soft_cap", -1.0)) <= 0 and float(getattr(cfg, "attn_scores_soft_cap", -1.0)) <= 0,
          "soft-capped logits or attention scores")
     need(not getattr(cfg, "post_embedding_ln", False), "post_embedding_ln=True")
+    need(cfg.d_model % cfg.n_heads == 0,
+         f"d_model={cfg.d_model} is not a multiple of n_heads={cfg.n_heads} (transformers' LlamaConfig refuses it "
+         "even with head_dim set)")
     if problems:
         raise ValueError(
             "as_bridge converts Llama-shaped HookedTransformers only (rotary, RMSNorm, gated MLP); "

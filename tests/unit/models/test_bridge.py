@@ -103,6 +103,12 @@ def test_non_llama_model_is_refused(tok):
         as_bridge(tiny_gpt2(tokenizer=tok))
 
 
+def test_head_count_that_does_not_divide_d_model_is_refused_by_name(tok):
+    model = tiny_llama(tokenizer=tok, d_model=128, n_heads=12, d_head=16, n_layers=1)
+    with pytest.raises(ValueError, match="d_model=128 is not a multiple of n_heads=12"):
+        as_bridge(model)
+
+
 def test_folded_layer_norm_model_converts(save_hf):
     folder, hf = save_hf("llama", n_kv=2)
     model = load_hf_checkpoint(folder, fold_ln=True)
