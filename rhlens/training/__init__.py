@@ -8,6 +8,8 @@ Modules, one job each:
 - :mod:`rhlens.training.lora`: LoRA adapters on W_Q/W_K/W_V/W_O, merged for analysis.
 - :mod:`rhlens.training.optim`: AdamW and the warm-up + cosine schedule.
 - :mod:`rhlens.training.checkpoint`: atomic safetensors/JSON checkpoints and resume.
+- :mod:`rhlens.training.trainer_state`: optimizer and RNG state as tensors + JSON.
+- :mod:`rhlens.training.run_folder`: whose run an ``out_dir`` holds (start, resume or replace).
 - :mod:`rhlens.training.distributed`: ``torchrun``/``accelerate launch`` data parallelism.
 - :mod:`rhlens.training.metrics`: JSONL log, tqdm bar, optional wandb.
 - :mod:`rhlens.training.resume`: what makes a resumed run the same run (config, steps, data).

@@ -18,41 +18,30 @@ complete one (:func:`latest_checkpoint` never returns a half-written directory).
 the checksums (:func:`checkpoint_problem`) and falls back to the newest intact checkpoint, saying
 which ones it skipped and why (:func:`resumable_checkpoint`).
 
-The run folder also holds ``rhlens_run.json``: the run's identity (model architecture, the config
-keys that shape the trajectory, step count and a fingerprint of the training tokens) and its hash
-``run_id``. :func:`check_out_dir` refuses to start a run in a folder that holds another run (or this
-run, unless resuming), so no run deletes, prunes or replaces another run's metrics or checkpoints.
+The run folder's identity record (``rhlens_run.json``) is :mod:`rhlens.training.run_folder`'s.
 """
 
 import contextlib
 import hashlib
 import json
 import os
-import random
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from rhlens.adapter.core import HookedTransformer
 from rhlens.files import write_json_atomic
-from rhlens.training.metrics import METRICS_FILE
+from rhlens.training.trainer_state import jsonable, join_optimizer_state, rng_state, set_rng_state, split_optimizer_state
 
 FORMAT = "rhlens-train-checkpoint"
 FORMAT_VERSION = 2  # 2: checksums.json and run_id; version-1 checkpoints are still read
-_PREFIX = "step-"
+STEP_PREFIX = "step-"
 CHECKSUM_FILE = "checksums.json"
-RUN_FILE = "rhlens_run.json"
-RUN_FORMAT = "rhlens-train-run"
-
-
-class RunFolderError(ValueError):
-    """``out_dir`` holds another training run (or this one, without ``resume``); nothing was touched."""
 
 
 class DamagedCheckpointError(ValueError):
@@ -84,7 +73,7 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 # ---- model files --------------------------------------------------------------------------------
 MODEL_SUBDIR = "model"
-_DERIVED = (".rotary_sin", ".rotary_cos", ".mask", ".IGNORE")
+DERIVED_SUFFIXES = (".rotary_sin", ".rotary_cos", ".mask", ".IGNORE")
 
 
 @contextlib.contextmanager
@@ -118,7 +107,7 @@ def load_model_weights(directory: Path, model: HookedTransformer) -> None:
     path = Path(directory) / WEIGHTS_FILE
     state = load_file(str(path), device=str(next(model.parameters()).device))
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith(_DERIVED)]
+    missing = [k for k in own if k not in state and not k.endswith(DERIVED_SUFFIXES)]
     unexpected = [k for k in state if k not in own]
     shapes = [
         f"{k} {tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
@@ -131,215 +120,6 @@ def load_model_weights(directory: Path, model: HookedTransformer) -> None:
             "left unchanged. Resume with the same architecture the run started from."
         )
     model.load_state_dict(state, strict=False)
-
-
-# ---- optimizer / scheduler / RNG ----------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, torch.Tensor):
-        return value.item()
-    return value
-
-
-def split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``optimizer.state_dict()`` -> (tensors by ``state.{param}.{name}``, the JSON-ready rest)."""
-    tensors, scalars = {}, {}
-    for pid, entry in state["state"].items():
-        for name, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{pid}.{name}"] = value
-            else:
-                scalars.setdefault(str(pid), {})[name] = _jsonable(value)
-    return tensors, {"param_groups": _jsonable(state["param_groups"]), "scalars": scalars}
-
-
-def join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`split_optimizer_state`."""
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        _, pid, name = key.split(".", 2)
-        state.setdefault(int(pid), {})[name] = value
-    for pid, entry in rest["scalars"].items():
-        state.setdefault(int(pid), {}).update(entry)
-    groups = []
-    for group in rest["param_groups"]:
-        group = dict(group)
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
-        groups.append(group)
-    return {"state": state, "param_groups": groups}
-
-
-def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The torch (CPU, CUDA), python and numpy RNG states as (tensors, JSON-ready dict)."""
-    tensors = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, st in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"torch_cuda.{i}"] = st
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    tensors["numpy_keys"] = torch.from_numpy(np.asarray(np_keys, dtype=np.int64))
-    version, internal, gauss = random.getstate()
-    meta = {
-        "python": [version, list(internal), gauss],
-        "numpy": {"name": np_name, "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
-    }
-    return tensors, meta
-
-
-def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured (CUDA states only when the devices exist)."""
-    torch.set_rng_state(tensors["torch_cpu"].to(torch.uint8))
-    cuda = [tensors[k] for k in sorted(t for t in tensors if t.startswith("torch_cuda."))]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([t.to(torch.uint8) for t in cuda])
-    version, internal, gauss = meta["python"]
-    random.setstate((version, tuple(internal), gauss))
-    npm = meta["numpy"]
-    keys = tensors["numpy_keys"].numpy().astype(np.uint32)
-    np.random.set_state((npm["name"], keys, npm["pos"], npm["has_gauss"], npm["cached_gaussian"]))
-
-
-# ---- run identity -------------------------------------------------------------------------------
-def run_identity(model: HookedTransformer, config: dict[str, Any], *, total_steps: int, data_fingerprint: str) -> dict[str, Any]:
-    """What makes two runs the same run: the model's architecture and parameter shapes, the
-    trajectory-shaping ``config`` entries, the step count and the training tokens' fingerprint."""
-    from rhlens.adapter import architecture
-
-    cfg = model.cfg
-    arch = {k: v for k, v in architecture(model).to_dict().items() if k != "kind"}
-    arch.update(d_mlp=getattr(cfg, "d_mlp", None), rotary_base=getattr(cfg, "rotary_base", None))
-    shapes = hashlib.sha256(
-        json.dumps({k: list(v.shape) for k, v in model.state_dict().items() if not k.endswith(_DERIVED)}, sort_keys=True).encode()
-    ).hexdigest()[:16]
-    return {
-        "model": {**arch, "parameter_shapes": shapes},
-        "config": _jsonable(dict(config)),
-        "total_steps": int(total_steps),
-        "data_fingerprint": data_fingerprint,
-    }
-
-
-def run_id(identity: dict[str, Any]) -> str:
-    """A short stable hash of :func:`run_identity`'s dict."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``"field: saved -> current"`` for every field of two identities that differs."""
-    a, b = _flatten(saved), _flatten(current)
-    return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}" for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
-
-
-def _run_contents(out_dir: Path) -> list[str]:
-    """What in ``out_dir`` belongs to a training run: the record, checkpoints, the metrics log."""
-    out = []
-    if (out_dir / RUN_FILE).exists():
-        out.append(RUN_FILE)
-    root = out_dir / "checkpoints"
-    if root.is_dir():
-        n = sum(1 for p in root.iterdir() if p.name.startswith(_PREFIX))
-        if n:
-            out.append(f"{n} checkpoint(s)")
-    if (out_dir / METRICS_FILE).exists():
-        out.append(METRICS_FILE)
-    return out
-
-
-def check_out_dir(out_dir: Path, identity: dict[str, Any], *, resume: bool, overwrite: bool) -> str:
-    """Decide what to do with ``out_dir``: ``"new"``, ``"resume"`` or ``"replace"``; reads only.
-
-    A folder that holds a run is resumed when ``resume`` and the run is this one (same
-    :func:`run_identity`; a folder from before run records is checked against its checkpoints
-    later), replaced when ``overwrite`` (:func:`claim_out_dir` then removes that run's checkpoints
-    and log), and refused otherwise. ``resume`` and ``overwrite`` together: resume this run, or
-    replace any other.
-
-    Raises:
-        RunFolderError: naming the folder, what it holds, the differing fields and the fix.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RunFolderError(f"out_dir {out_dir} is a file, not a folder; choose a folder path")
-    contents = _run_contents(out_dir) if out_dir.is_dir() else []
-    if not contents:
-        return "new"
-    try:
-        saved = _saved_identity(out_dir)
-    except RunFolderError:
-        if overwrite:
-            return "replace"
-        raise
-    diffs = identity_differences(saved, identity) if saved is not None else []
-    if resume and not diffs:
-        return "resume"
-    if overwrite:
-        return "replace"
-    holds = ", ".join(contents)
-    fix = "Pass overwrite=True (TrainConfig.overwrite) to replace that run, or choose a new out_dir."
-    if diffs:
-        raise RunFolderError(
-            f"out_dir {out_dir} holds another training run ({holds}); it differs from this one in: "
-            f"{'; '.join(diffs)}. {fix}"
-        )
-    raise RunFolderError(
-        f"out_dir {out_dir} already holds {'this' if saved is not None else 'a'} training run ({holds}). "
-        f"Pass resume=True to continue it. {fix}"
-    )
-
-
-def _saved_identity(out_dir: Path) -> dict[str, Any] | None:
-    """The identity recorded in ``out_dir`` (its run record, else its newest checkpoint), or ``None``."""
-    record_path = out_dir / RUN_FILE
-    if record_path.exists():
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            saved = record["identity"]
-            if record.get("format") != RUN_FORMAT or not isinstance(saved, dict):
-                raise ValueError("not an rhlens run record")
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise RunFolderError(
-                f"{record_path} is damaged ({err}); out_dir {out_dir} holds a run rhlens cannot identify. "
-                "Pass overwrite=True to replace it, or choose a new out_dir."
-            ) from None
-        return saved
-    for ckpt in reversed(list_checkpoints(out_dir)):  # no record: the checkpoints say whose they are
-        if isinstance(ckpt.state.get("run_identity"), dict):
-            return ckpt.state["run_identity"]
-    return None
-
-
-def claim_out_dir(out_dir: Path, identity: dict[str, Any], *, replace: bool) -> str:
-    """Record this run in ``out_dir`` (after :func:`check_out_dir`); returns its ``run_id``.
-
-    With ``replace`` the previous run's checkpoints and metrics log are removed first; other
-    files in the folder are left alone.
-    """
-    out_dir = Path(out_dir)
-    if replace:
-        root = out_dir / "checkpoints"
-        if root.is_dir():
-            for path in root.iterdir():
-                if path.name.startswith((_PREFIX, ".tmp-", ".old-")) and path.is_dir():
-                    shutil.rmtree(path)
-        (out_dir / METRICS_FILE).unlink(missing_ok=True)
-    rid = run_id(identity)
-    write_json(out_dir / RUN_FILE, {"format": RUN_FORMAT, "version": 1, "run_id": rid, "identity": identity})
-    return rid
 
 
 # ---- checkpoints --------------------------------------------------------------------------------
@@ -356,7 +136,7 @@ class Checkpoint:
 
 
 def checkpoint_dir(out_dir: Path, step: int) -> Path:
-    return Path(out_dir) / "checkpoints" / f"{_PREFIX}{step:08d}"
+    return Path(out_dir) / "checkpoints" / f"{STEP_PREFIX}{step:08d}"
 
 
 def _sha256(path: Path) -> str:
@@ -403,7 +183,7 @@ def save_checkpoint(
     _save_tensors(trainer / "optimizer.safetensors", opt_tensors)
     write_json(trainer / "optimizer.json", opt_rest)
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-    write_json(trainer / "scheduler.json", _jsonable(sched))
+    write_json(trainer / "scheduler.json", jsonable(sched))
     rng_tensors, rng_meta = rng_state()
     _save_tensors(trainer / "rng.safetensors", rng_tensors)
     if lora_state is not None:
@@ -443,7 +223,7 @@ def _check_replaceable(final: Path, run: str | None) -> None:
 
 def _folder_step(path: Path) -> int | None:
     try:
-        return int(path.name[len(_PREFIX):])
+        return int(path.name[len(STEP_PREFIX):])
     except ValueError:
         return None
 
@@ -455,7 +235,7 @@ def list_checkpoints(out_dir: Path) -> list[Checkpoint]:
         return []
     found = []
     for path in root.iterdir():
-        if not path.name.startswith(_PREFIX) or not path.is_dir() or _folder_step(path) is None:
+        if not path.name.startswith(STEP_PREFIX) or not path.is_dir() or _folder_step(path) is None:
             continue
         state_path = path / "trainer" / "state.json"
         try:

@@ -254,7 +254,7 @@ def train(
             unless ``config.truncation="left"``; a bad config; resuming with a changed config
             or different data; a model whose parameter shapes do not fit the checkpoint (the
             model is left untouched).
-        rhlens.training.checkpoint.RunFolderError: ``out_dir`` holds another run (naming the
+        rhlens.training.run_folder.RunFolderError: ``out_dir`` holds another run (naming the
             differing fields), or this run while ``resume`` and ``overwrite`` are both off.
         rhlens.training.checkpoint.DamagedCheckpointError: resuming, and no checkpoint is intact
             (a damaged newest one is skipped with a warning; resume goes on from an older one).

@@ -21,6 +21,7 @@ from rhlens.adapter.weights import is_attention_parameter
 from rhlens.encoding import EncodedExample, pad_id_of
 from rhlens.training import checkpoint as ckpt_io
 from rhlens.training import distributed as dist_utils
+from rhlens.training import run_folder
 from rhlens.training.config import TrainConfig
 from rhlens.training.data import prepare_examples
 from rhlens.training.lora import apply_lora, load_lora_state_dict, lora_parameters
@@ -97,7 +98,7 @@ class TrainingRun:
 
     @property
     def run_id(self) -> str:
-        return ckpt_io.run_id(self.identity)
+        return run_folder.run_id(self.identity)
 
 
 def plan_run(model: HookedTransformer, examples: Sequence[Any], config: TrainConfig, out_dir: Path | None, **extras: Any) -> tuple[TrainingRun, str]:
@@ -114,10 +115,10 @@ def plan_run(model: HookedTransformer, examples: Sequence[Any], config: TrainCon
         eval_encoded = prepare_examples(eval_examples, **encode, what="evaluation example")
     total_steps = config.total_steps(len(encoded))
     fingerprint = data_fingerprint(encoded)
-    identity = ckpt_io.run_identity(model, trajectory_config(config), total_steps=total_steps, data_fingerprint=fingerprint)
+    identity = run_folder.run_identity(model, trajectory_config(config), total_steps=total_steps, data_fingerprint=fingerprint)
     plan = "new"
     if out_dir is not None:
-        plan = ckpt_io.check_out_dir(out_dir, identity, resume=config.resume, overwrite=config.overwrite)
+        plan = run_folder.check_out_dir(out_dir, identity, resume=config.resume, overwrite=config.overwrite)
     use_fused = config.fused_attention is True or (
         config.fused_attention == "auto" and fused_unsupported_reason(model) is None and count_hooks(model) == 0
     )
@@ -145,7 +146,7 @@ def start_run(run: TrainingRun, plan: str) -> None:
         check_resume(resume_from, config, run.total_steps, run.fingerprint)
         ckpt_io.load_model_weights(resume_from.path / ckpt_io.MODEL_SUBDIR, model)
     if run.out_dir is not None and info.is_main:
-        ckpt_io.claim_out_dir(run.out_dir, run.identity, replace=plan == "replace")
+        run_folder.claim_out_dir(run.out_dir, run.identity, replace=plan == "replace")
     _seed_everything(config.seed)
     run.params = _select_trainable(model, config)
     dist_utils.broadcast_parameters(list(model.parameters()), info)

@@ -8,6 +8,7 @@ import torch
 
 from rhlens.training import TrainConfig, latest_checkpoint, train
 from rhlens.training import checkpoint as ck
+from rhlens.training.run_folder import RunFolderError
 
 FAST = dict(progress=False, batch_size=4, lr=3e-3, warmup_steps=2, weight_decay=0.01)
 
@@ -26,11 +27,11 @@ def test_item01_train_refuses_foreign_out_dir(build_model, examples, tmp_path):
     before = _snapshot(tmp_path)
     other = TrainConfig(steps=4, save_every=2, keep_last=1, **{**FAST, "lr": 1e-2})
     for config in (other, other.replace(resume=True)):
-        with pytest.raises(ck.RunFolderError, match=rf"out_dir {tmp_path} holds another training run .*config\.lr: 0\.003 -> 0\.01"):
+        with pytest.raises(RunFolderError, match=rf"out_dir {tmp_path} holds another training run .*config\.lr: 0\.003 -> 0\.01"):
             train(build_model(), examples, config, out_dir=tmp_path)
-    with pytest.raises(ck.RunFolderError, match="differs from this one in: model.d_mlp: 64 -> 96; model.parameter_shapes"):
+    with pytest.raises(RunFolderError, match="differs from this one in: model.d_mlp: 64 -> 96; model.parameter_shapes"):
         train(build_model(d_mlp=96), examples, TrainConfig(steps=4, save_every=2, **FAST), out_dir=tmp_path)
-    with pytest.raises(ck.RunFolderError, match="already holds this training run.*resume=True.*overwrite=True"):
+    with pytest.raises(RunFolderError, match="already holds this training run.*resume=True.*overwrite=True"):
         train(build_model(), examples, TrainConfig(steps=4, save_every=2, keep_last=1, **FAST), out_dir=tmp_path)
     assert _snapshot(tmp_path) == before  # nothing deleted, pruned or replaced
     assert first.final_checkpoint.is_dir()
@@ -85,7 +86,7 @@ def test_item02_resume_into_another_architecture_leaves_model_untouched(build_mo
     train(build_model(), examples, TrainConfig(steps=2, **FAST), out_dir=tmp_path)
     wider = build_model(d_mlp=96)  # embedding and attention tensors fit, the MLP's do not
     before = _weights(wider)
-    with pytest.raises(ck.RunFolderError, match="model.d_mlp: 64 -> 96"):
+    with pytest.raises(RunFolderError, match="model.d_mlp: 64 -> 96"):
         train(wider, examples, TrainConfig(steps=2, **FAST, resume=True), out_dir=tmp_path)
     with pytest.raises(ValueError, match=r"shape mismatch.*blocks\.0\.mlp\.W_in \(32, 64\) in the checkpoint, \(32, 96\) in the model.*left unchanged"):
         ck.load_model_weights(latest_checkpoint(tmp_path).path / ck.MODEL_SUBDIR, wider)
