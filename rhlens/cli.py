@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quickstart", help="fine-tune the embedded base briefly, then score and knock out retrieval heads")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="results folder")
-    q.add_argument("--task", default="kv", help="task to fine-tune and evaluate on (default kv)")
+    q.add_argument("--task", default="mdqa", help="task to fine-tune and evaluate on (default mdqa: multi-document QA)")
     q.add_argument("--variant", default="realistic", help="task variant (default realistic)")
-    q.add_argument("--context-tokens", type=int, default=64)
+    q.add_argument("--context-tokens", type=int, default=256,
+                   help="prompt length (default 256: twice the base's training context, as the paper extends a model)")
     q.add_argument("--steps", type=int, default=150, help="fine-tuning steps")
     q.add_argument("--n-eval", type=int, default=40, help="evaluation / scoring examples")
     q.add_argument("--top-k", type=int, default=None, help="heads to knock out (default: every head over 0.1)")

@@ -162,9 +162,9 @@ def reading_of_knockouts(*, baseline: float, retrieval: float, random: Sequence[
 def run_quickstart(
     out_dir: "str | os.PathLike",
     *,
-    task: str = "kv",
+    task: str = "mdqa",
     variant: str = "realistic",
-    context_tokens: int = 64,
+    context_tokens: int = 256,
     steps: int = 150,
     n_eval: int = 40,
     top_k: int | None = None,
