@@ -213,7 +213,7 @@ def compare_heatmaps(named: Mapping[str, Any], *, title: str | None = None,
         coloraxis=dict(colorscale=DIVERGING if div else SEQUENTIAL, cmin=lo, cmax=hi,
                        cmid=0.0 if div else None, colorbar=dict(title=dict(text=value_name))),
         title=title, font=_FONT, plot_bgcolor="white",
-        width=min(1600, max(500, sum(24 * z.shape[1] + 80 for z in grids.values()) + 200)),
+        width=min(1100, max(500, sum(24 * z.shape[1] + 80 for z in grids.values()) + 200)),  # the report page is at most 1200 px wide
         height=min(900, max(320, 22 * max(z.shape[0] for z in grids.values()) + 190)),
     )
     return fig
