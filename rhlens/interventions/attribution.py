@@ -45,7 +45,17 @@ import torch
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import architecture, forward, hook_name, hooks, model_device, tokenizer_of
+from rhlens.adapter import (
+    architecture,
+    final_residual,
+    forward,
+    hook_name,
+    hooks,
+    logits_from_residual,
+    model_device,
+    model_kind,
+    tokenizer_of,
+)
 from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import pad_id_of
 from rhlens.interventions.compat import check_compatible
@@ -73,6 +83,33 @@ def _gradient_mode(model: Any) -> Iterator[None]:
         for p, f in zip(params, flags):
             p.requires_grad_(f)
         model.train(was_training)
+
+
+def _answer_logits(model: Any, batch: Any, predicts: Tensor) -> Tensor:
+    """Logits ``[n_answer_columns, d_vocab]`` at the ``predicts`` columns: a HookedTransformer
+    stops before the unembedding and unembeds only those; a TransformerBridge runs in full."""
+    if model_kind(model) != "hooked":
+        return forward(model, batch.tokens, attention_mask=batch.attention_mask)[predicts]
+    final = final_residual(model, batch.tokens, attention_mask=batch.attention_mask, prepend_bos=False)
+    return logits_from_residual(model, final[predicts][None])[0]
+
+
+def _source_z(source: Any, batch: Any, decode_from: Tensor, layers: list[int]) -> dict[int, Tensor]:
+    """The source's ``hook_z`` ``{layer: [batch, pos, head, d_head]}``, stopping before the
+    unembedding where the model allows."""
+    if model_kind(source) != "hooked":
+        return _capture_pass(source, batch, decode_from, [(0, batch.tokens.shape[1])], "z", layers)
+    store: dict[int, Tensor] = {}
+
+    def capture(layer: int):
+        def hook(z: Tensor, hook: Any) -> None:
+            store[layer] = z.detach().clone()
+
+        return hook
+
+    with hooks(source, [(hook_name("z", l), capture(l)) for l in layers]):
+        final_residual(source, batch.tokens, attention_mask=batch.attention_mask, prepend_bos=False)
+    return store
 
 
 def attribution_sweep(
@@ -117,7 +154,7 @@ def attribution_sweep(
         cols = column_mask(positions, encs, batch.offsets.cpu(), width)
         decode_from = engine.first_decoding_column(batch, encs)
         with engine.running([source]):
-            src = _capture_pass(source, batch, decode_from, [(0, width)], "z", layers)
+            src = _source_z(source, batch, decode_from, layers)
         delta: dict[int, Tensor] = {}
         tgt: dict[int, Tensor] = {}
 
@@ -132,8 +169,8 @@ def attribution_sweep(
         predicts = engine.answer_targets(batch, encs)
         gold = torch.roll(batch.tokens, -1, dims=1)[predicts]
         with _gradient_mode(target), hooks(target, [(hook_name("z", l), mark(l)) for l in layers]):
-            logits = forward(target, batch.tokens, attention_mask=batch.attention_mask)
-            lp = logits[predicts.to(logits.device)].float().log_softmax(-1).gather(-1, gold[:, None].to(logits.device))[:, 0]
+            logits = _answer_logits(target, batch, predicts.to(device))
+            lp = logits.float().log_softmax(-1).gather(-1, gold[:, None].to(logits.device))[:, 0]
             per_row = torch.zeros(len(rows), dtype=lp.dtype, device=lp.device).index_add(
                 0, predicts.nonzero()[:, 0].to(lp.device), lp
             )
