@@ -53,12 +53,13 @@ from rhlens.scoring import HeadScores
 # %% [markdown]
 # ## 1 · A checkpoint folder
 #
-# With no `RHLENS_CHECKPOINT`, we write one: a `transformers.LlamaForCausalLM` holding the embedded
+# With no `RHLENS_CHECKPOINT`, we write one: a Hugging Face causal LM holding the embedded
 # base model's weights (so that its heads have something to find; a randomly initialised model
 # would score 0 everywhere), saved with `save_pretrained` next to its fast tokenizer. That is the
-# same layout as any model from the Hugging Face Hub. A Llama checkpoint has no output-layer
-# bias and (as TransformerLens maps it) no MLP biases, so the small ones the base learned are
-# dropped first; the check below shows its answers do not change.
+# same layout as any model from the Hugging Face Hub. The base has 12 heads of 32 on a residual
+# of 128, a shape only `MistralForCausalLM` holds (Llama's config refuses it), and Mistral has no
+# biases, so the small biases the base learned are dropped first; the check below shows how
+# little its answers change.
 
 # %%
 if CHECKPOINT is None:
@@ -68,14 +69,13 @@ if CHECKPOINT is None:
     check = rhlens.generate("mdqa", "realistic", n=16, context_tokens=128, seed=1)
     before = rhlens.evaluate(base, check, progress=False).score
     with torch.no_grad():
-        base.unembed.b_U.zero_()
-        for block in base.blocks:
-            block.mlp.b_in.zero_()
-            block.mlp.b_out.zero_()
+        for name, parameter in base.named_parameters():
+            if name.rsplit(".", 1)[-1].startswith("b_"):  # b_Q, b_K, b_V, b_O, b_in, b_out, b_U
+                parameter.zero_()
     print(f"exact match on 16 MDQA examples: {before:.2f} with the biases, "
           f"{rhlens.evaluate(base, check, progress=False).score:.2f} without")
     CHECKPOINT = Path(tempfile.mkdtemp(prefix="rhlens-tutorial-")) / "tiny-llama"
-    hf_model = hf_llama_from_hooked(base)          # a LlamaForCausalLM with the base's weights
+    hf_model = hf_llama_from_hooked(base)          # a Hugging Face model with the base's weights
     hf_model.save_pretrained(CHECKPOINT)
     base.tokenizer.save_pretrained(CHECKPOINT)
     print(type(hf_model).__name__, f"{sum(p.numel() for p in hf_model.parameters()):,} parameters")

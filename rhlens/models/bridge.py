@@ -95,9 +95,6 @@ def _check_llama_shaped(cfg: Any) -> None:
     need(float(getattr(cfg, "output_logits_soft_cap", -1.0)) <= 0 and float(getattr(cfg, "attn_scores_soft_cap", -1.0)) <= 0,
          "soft-capped logits or attention scores")
     need(not getattr(cfg, "post_embedding_ln", False), "post_embedding_ln=True")
-    need(cfg.d_model % cfg.n_heads == 0,
-         f"d_model={cfg.d_model} is not a multiple of n_heads={cfg.n_heads} (transformers' LlamaConfig refuses it "
-         "even with head_dim set)")
     if problems:
         raise ValueError(
             "as_bridge converts Llama-shaped HookedTransformers only (rotary, RMSNorm, gated MLP); "
@@ -109,6 +106,10 @@ def _check_llama_shaped(cfg: Any) -> None:
 
 def hf_llama_from_hooked(model: HookedTransformer) -> Any:
     """A Hugging Face ``LlamaForCausalLM`` with exactly ``model``'s weights (eager attention).
+
+    A model whose heads do not tile ``d_model`` (``n_heads * d_head != d_model``, e.g. the embedded
+    base: 12 heads of 32 on d_model 128) becomes a ``MistralForCausalLM`` with the sliding window
+    off, the same computation, since transformers' ``LlamaConfig`` refuses that shape.
 
     Built with ``LlamaForCausalLM(config)`` (no download) and filled by ``load_state_dict(strict=True)``.
     Weight layouts: ``W_Q [head, d_model, d_head] -> q_proj.weight [(head d_head), d_model]``; with
@@ -122,11 +123,19 @@ def hf_llama_from_hooked(model: HookedTransformer) -> Any:
     Raises ``ValueError`` naming the config field when the model is not Llama-shaped, or when it has
     an unembedding bias (``unembed.b_U``), which ``LlamaForCausalLM`` cannot hold.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
     cfg = model.cfg
     _check_llama_shaped(cfg)
     state, attn_bias, mlp_bias = hf_llama_state_dict(model.state_dict(), cfg)
+    # transformers' LlamaConfig refuses n_heads * d_head != d_model; MistralConfig (the same
+    # architecture without biases, sliding window off) takes head_dim as given.
+    as_mistral = cfg.d_model % cfg.n_heads != 0 or cfg.d_model != cfg.n_heads * cfg.d_head
+    if as_mistral and (attn_bias or mlp_bias):
+        raise ValueError(
+            f"d_model={cfg.d_model} is not n_heads={cfg.n_heads} x d_head={cfg.d_head}, which only "
+            "MistralForCausalLM can hold, and Mistral has no attention or MLP biases, but this model's are "
+            "nonzero. Zero them (or fold them away) before converting.")
     n_heads, d_head, n_layers = cfg.n_heads, cfg.d_head, cfg.n_layers
     n_kv = int(cfg.n_key_value_heads) if cfg.n_key_value_heads is not None else n_heads
     tok = getattr(model, "tokenizer", None)
@@ -140,7 +149,9 @@ def hf_llama_from_hooked(model: HookedTransformer) -> Any:
             "high_freq_factor": float(cfg.NTK_by_parts_high_freq_factor),
             "original_max_position_embeddings": int(cfg.NTK_original_ctx_len),
         }
-    hf_cfg = LlamaConfig(
+    config_class, model_class = (MistralConfig, MistralForCausalLM) if as_mistral else (LlamaConfig, LlamaForCausalLM)
+    extra: dict[str, Any] = {"sliding_window": None} if as_mistral else {"attention_bias": attn_bias, "mlp_bias": mlp_bias}
+    hf_cfg = config_class(
         vocab_size=cfg.d_vocab,
         hidden_size=cfg.d_model,
         intermediate_size=cfg.d_mlp,
@@ -152,16 +163,15 @@ def hf_llama_from_hooked(model: HookedTransformer) -> Any:
         max_position_embeddings=cfg.n_ctx,
         rms_norm_eps=cfg.eps,
         rope_parameters=rope,
-        attention_bias=attn_bias,
-        mlp_bias=mlp_bias,
         tie_word_embeddings=False,
         bos_token_id=getattr(tok, "bos_token_id", None),
         eos_token_id=getattr(tok, "eos_token_id", None),
         pad_token_id=getattr(tok, "pad_token_id", None),
         attn_implementation="eager",
+        **extra,
     )
     with torch.device("meta"):
-        hf = LlamaForCausalLM(hf_cfg)
+        hf = model_class(hf_cfg)
     hf.load_state_dict(state, strict=False, assign=True)
     # Non-persistent buffers (rotary inv_freq) were created on the meta device: rebuild them.
     hf.model.rotary_emb = type(hf.model.rotary_emb)(config=hf_cfg)
