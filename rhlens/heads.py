@@ -17,6 +17,7 @@ heads to key/value groups for grouped-query attention (GQA).
 0.5
 """
 
+import math
 import operator
 import random
 import re
@@ -122,12 +123,20 @@ class HeadSet(frozenset):
     # --- building from scores -------------------------------------------------------------
     @classmethod
     def top_k(cls, scores: Float[Tensor, "layer head"], k: int) -> "HeadSet":
-        """The ``k`` heads with the highest scores (ties broken by lower layer, then head)."""
+        """The ``k`` heads with the highest scores (ties broken by lower layer, then head).
+
+        NaN scores (heads a partial sweep did not measure) are never chosen, so fewer than ``k``
+        heads come back when fewer than ``k`` were measured.
+
+        >>> HeadSet.top_k(torch.tensor([[0.2, float("nan")], [0.9, 0.1]]), 3)
+        HeadSet([L0H0, L1H0, L1H1])
+        """
         n_layers, n_heads = scores.shape
         if not 0 <= k <= n_layers * n_heads:
             raise ValueError(f"k={k} is outside 0..{n_layers * n_heads} for a {n_layers}x{n_heads} score grid")
         flat = scores.detach().flatten().float().cpu()
-        order = sorted(range(flat.numel()), key=lambda i: (-flat[i].item(), i))[:k]
+        measured = [i for i in range(flat.numel()) if not math.isnan(flat[i].item())]
+        order = sorted(measured, key=lambda i: (-flat[i].item(), i))[:k]
         return cls(Head(i // n_heads, i % n_heads) for i in order)
 
     @classmethod

@@ -129,3 +129,10 @@ class TestHeadSet:
             HeadSet(["L2H0"]).mask(2, 2)
         top = HeadSet.top_k(torch.rand(3, 4, generator=torch.Generator().manual_seed(0)), 5)
         assert HeadSet.above(top.mask(3, 4).float(), 0.5) == top
+
+
+def test_top_k_skips_unmeasured_nan_heads():
+    """A partial patch sweep leaves NaN for heads it did not measure: they are never 'top'."""
+    scores = torch.tensor([[float("nan"), 0.5], [float("nan"), -0.2]])
+    assert HeadSet.top_k(scores, 2) == HeadSet(["L0H1", "L1H1"])
+    assert len(HeadSet.top_k(scores, 4)) == 2
