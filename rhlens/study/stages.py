@@ -1,0 +1,254 @@
+"""The study's stages (data, finetune, evaluate, scores, compare, knockout, patching) and the
+helpers they share, as a mixin of :class:`rhlens.study.pipeline.Study`: each ``_<stage>(unit)``
+does one unit of work and returns its JSON record."""
+
+import shutil
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from rhlens.study.analysis import cosine, pearson, retrieval_heads, spearman
+from rhlens.study.config import EMBEDDED
+
+REAL, LIMITED = "real", "real-limited"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: ``stage`` for ``model`` (``None``: the whole task) of ``task``."""
+
+    stage: str
+    task: str
+    model: str | None
+    record: str  # the run-folder path of its JSON record
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage} {self.task}" + (f"/{self.model}" if self.model else "")
+
+
+class StageRunner:
+    """The stages of :class:`rhlens.study.pipeline.Study` (which sets ``config``, ``folder``,
+    ``progress``, ``_log`` and ``_tokenizer``)."""
+
+    # ---- shared helpers ----------------------------------------------------------------------
+    def _load_base(self) -> Any:
+        import torch
+
+        from rhlens.models import load_base, load_hf_checkpoint, load_model
+
+        cfg = self.config.model
+        if cfg.base == EMBEDDED:
+            model = load_base()
+            if str(model.cfg.device) != cfg.device:
+                model = model.to(cfg.device)
+        else:
+            folder = self.config.resolve(cfg.base)
+            if (folder / "rhlens_model.json").is_file():
+                model = load_model(folder, device=cfg.device)
+            else:
+                model = load_hf_checkpoint(folder, dtype=getattr(torch, cfg.dtype), device=cfg.device)
+        if cfg.n_ctx or cfg.rotary_base:
+            from rhlens.training import extend_context
+
+            extend_context(model, cfg.n_ctx or int(model.cfg.n_ctx), rotary_base=cfg.rotary_base or None)
+        return model
+
+    def _model(self, task: str, name: str) -> Any:
+        from rhlens.models import load_model
+
+        return load_model(self.folder.file(f"{task}/models/{name}/model"), device=self.config.model.device)
+
+    def _examples(self, task: str, name: str, n: int | None = None) -> list:
+        from rhlens.tasks import load_jsonl
+
+        examples = load_jsonl(self.folder.file(f"{task}/data/{name}.jsonl"))
+        return examples if n is None else examples[:n]
+
+    @staticmethod
+    def _train_set(model: str) -> str:
+        return {REAL: "real_train", LIMITED: "real_limited"}.get(model, f"synthetic_{model}")
+
+    def _heads(self, task: str, model: str):
+        from rhlens.scoring import HeadScores
+
+        method = self.config.scores.methods[0]
+        scores = HeadScores.load(self.folder.file(f"{task}/scores/{model}.{method}.safetensors"))
+        return scores, retrieval_heads(scores.scores, threshold=self.config.scores.threshold, top_k=self.config.scores.top_k)
+
+    # ---- stages (each returns the unit's JSON record) ---------------------------------------
+    def _data(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.study.data import build_sets
+
+        if self._tokenizer is None:
+            self._tokenizer = self._load_base().tokenizer
+        sets, summary = build_sets(self.config, unit.task, self._tokenizer, log=self._log)
+        from rhlens.tasks import save_jsonl
+
+        for name, examples in sets.items():
+            save_jsonl(examples, self.folder.file(f"{unit.task}/data/{name}.jsonl"))
+        return summary
+
+    def _finetune(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.models import save_model
+        from rhlens.training import TrainConfig, train
+
+        cfg, ft = self.config, self.config.finetune
+        examples = self._examples(unit.task, self._train_set(unit.model))
+        model = self._load_base()
+        tc = TrainConfig(
+            steps=ft.steps, batch_size=ft.batch_size, lr=ft.lr, warmup_steps=ft.warmup_steps,
+            grad_accum_steps=ft.grad_accum_steps, trainable=ft.trainable, lora_rank=ft.lora_rank,
+            lora_alpha=ft.lora_alpha, lora_targets=ft.lora_targets, seed=cfg.seed, save_every=ft.save_every,
+            keep_last=1, resume=True, progress=self.progress,
+        )
+        train_dir = self.folder.file(f"{unit.task}/models/{unit.model}/train")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="resume=True but .* holds no complete checkpoint")
+            result = train(model, examples, tc, out_dir=train_dir)
+        save_model(model, self.folder.file(f"{unit.task}/models/{unit.model}/model"))
+        shutil.rmtree(train_dir, ignore_errors=True)  # checkpoints only served resuming this fine-tune
+        return {
+            "train_set": self._train_set(unit.model), "n_examples": len(examples), "steps": result.steps,
+            "final_loss": result.loss_curve[-1] if result.loss_curve else None,
+            "loss_curve": [round(x, 5) for x in result.loss_curve], "train_config": tc.to_dict(),
+        }
+
+    def _evaluate(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.evaluation import evaluate
+
+        result = evaluate(self._model(unit.task, unit.model), self._examples(unit.task, "real_test"),
+                          options=self._run_options())
+        return {"accuracy": result.score, "metric": result.metric, "per_example": result.per_example.tolist(),
+                "predictions": result.predictions}
+
+    def _scores(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.files import write_json_atomic
+        from rhlens.scoring import retrieval_scores
+
+        s = self.config.scores
+        model = self._model(unit.task, unit.model)
+        examples = self._examples(unit.task, "real_test", s.n_examples)
+        record: dict[str, Any] = {"methods": {}}
+        for method in s.methods:
+            scores = retrieval_scores(model, examples, method=method, max_new_tokens=s.max_new_tokens,
+                                      batch_size=s.batch_size, progress=self.progress)
+            stem = f"{unit.task}/scores/{unit.model}.{method}"
+            scores.save(self.folder.file(f"{stem}.safetensors"))
+            write_json_atomic(self.folder.file(f"{stem}.wu.json"), scores.to_wu_json(), indent=None)
+            heads = retrieval_heads(scores.scores, threshold=s.threshold, top_k=s.top_k)
+            record["methods"][method] = {
+                "scores": [[round(float(v), 6) for v in row] for row in scores.scores.tolist()],
+                "n_counted": scores.n_counted, "n_examples": scores.n_examples,
+                "n_above_threshold": len(scores.above(s.threshold)),
+                "retrieval_heads": [str(h) for h in sorted(heads, key=lambda h: -float(scores.scores[h.layer, h.head]))],
+                "files": {"scores": f"{stem}.safetensors", "wu_json": f"{stem}.wu.json"},
+            }
+        return record
+
+    def _compare(self, unit: Unit) -> dict[str, Any]:
+        import torch
+
+        from rhlens.heads import HeadSet
+
+        cfg, task = self.config, unit.task
+        models = cfg.model_names(task)
+        accuracy = {m: self.folder.read(f"{task}/eval/{m}.json")["accuracy"] for m in models}
+        scores_rec = {m: self.folder.read(f"{task}/scores/{m}.json")["methods"] for m in models}
+        out: dict[str, Any] = {"accuracy": accuracy, "methods": {}}
+        others = [m for m in models if m != REAL]
+        for method in cfg.scores.methods:
+            ref = HeadSet(scores_rec[REAL][method]["retrieval_heads"])
+            ref_map = torch.tensor(scores_rec[REAL][method]["scores"])
+            per_model = {}
+            for m in models:
+                heads = HeadSet(scores_rec[m][method]["retrieval_heads"])
+                per_model[m] = {
+                    "n_heads": len(heads),
+                    "recall": heads.recall(ref) if ref else None,
+                    "precision": heads.precision(ref) if heads and ref else None,
+                    "jaccard": heads.jaccard(ref) if heads or ref else None,
+                    "cosine": cosine(ref_map, torch.tensor(scores_rec[m][method]["scores"])),
+                    "shared": sorted(str(h) for h in heads & ref),
+                }
+            recall = [per_model[m]["recall"] for m in others]
+            acc = [accuracy[m] for m in others]
+            ok = all(r is not None for r in recall)
+            out["methods"][method] = {
+                "reference_heads": [str(h) for h in ref.ordered()],
+                "models": per_model,
+                "correlation": {
+                    "models": others,
+                    "spearman": spearman(recall, acc) if ok else None,
+                    "pearson": pearson(recall, acc) if ok else None,
+                },
+            }
+        return out
+
+    def _run_options(self) -> Any:
+        """How the analyzers run: the config's decoding budget and batch size, this study's bars."""
+        from rhlens.evaluation import RunOptions
+
+        ev = self.config.evaluate
+        return RunOptions(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, progress=self.progress)
+
+    def _knockout(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.evaluation import evaluate
+        from rhlens.interventions import knockout_effect, random_heads
+
+        cfg, k = self.config, self.config.knockout
+        scores, heads = self._heads(unit.task, unit.model)
+        if not heads:
+            return {"heads": [], "skipped": f"no head scored above {cfg.scores.threshold}", "baseline": None,
+                    "retrieval": None, "random": [], "random_heads": []}
+        model = self._model(unit.task, unit.model)
+        examples = self._examples(unit.task, "real_test", k.n_examples)
+        kw = dict(mode=k.mode, reference=examples if k.mode == "mean" else None, options=self._run_options())
+        baseline = evaluate(model, examples, options=kw["options"])
+        effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
+        exclude = control_exclusion([scores], heads, cfg.scores.threshold)
+        draws, drawn = [], []
+        for i in range(k.n_random):
+            control = random_heads(model, len(heads), exclude=exclude, seed=cfg.seed + i)
+            draws.append(knockout_effect(model, examples, control, baseline=baseline, **kw).knocked.score)
+            drawn.append([str(h) for h in control.ordered()])
+        return {"heads": [str(h) for h in heads.ordered()], "baseline": baseline.score, "retrieval": effect.knocked.score,
+                "random": draws, "random_heads": drawn, "mode": k.mode, "n_examples": len(examples),
+                "random_excluded": exclude.labels()}
+
+    def _patching(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.evaluation import evaluate
+        from rhlens.interventions import patching_table
+
+        cfg, p = self.config, self.config.patching
+        src_scores, src = self._heads(unit.task, REAL)
+        tgt_scores, tgt = self._heads(unit.task, unit.model)
+        if not src:
+            return {"skipped": f"the real-data model has no head above {cfg.scores.threshold}", "rows": {},
+                    "source_score": None}
+        source, target = self._model(unit.task, REAL), self._model(unit.task, unit.model)
+        examples = self._examples(unit.task, "real_test", p.n_examples)
+        kw = dict(options=self._run_options())
+        threshold = cfg.scores.threshold
+        exclude = control_exclusion([src_scores, tgt_scores], src | tgt, threshold)
+        table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
+                               n_random=p.n_random, seed=cfg.seed, exclude=exclude, **kw)
+        source_score = evaluate(source, examples, **kw).score
+        rows = {}
+        for row in table.rows:
+            rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws)}
+        return {"rows": rows, "source_score": source_score, "source_heads": src.labels(), "target_heads": tgt.labels(),
+                "random_excluded": exclude.labels(), "positions": p.positions, "n_examples": len(examples)}
+
+
+def control_exclusion(scores: list[Any], chosen: Any, threshold: float) -> Any:
+    """The heads random controls avoid: every head above ``threshold`` in any of ``scores`` (Wu et
+    al. keep retrieval heads out of the controls), or only ``chosen`` when too few heads would remain."""
+    from rhlens.heads import HeadSet
+
+    above = HeadSet()
+    for s in scores:
+        above = above | HeadSet.above(s.scores, threshold)
+    n_all = scores[0].n_layers * scores[0].n_heads
+    wide = above | chosen
+    return wide if n_all - len(wide) >= 2 * len(chosen) else HeadSet(chosen)
