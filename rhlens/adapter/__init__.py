@@ -7,7 +7,8 @@ Submodules, one job each:
 - :mod:`rhlens.adapter.fused`: the fused (SDPA) attention path used while no hook needs patterns,
   and the attention edits that run on it (blocked edges, uniform attention).
 - :mod:`rhlens.adapter.rotary`: rotary tables and context length (context extension).
-- :mod:`rhlens.adapter.weights`: attention modules, per-head weights, final norm and unembedding.
+- :mod:`rhlens.adapter.weights`: attention modules, per-head weights, final norm and unembedding,
+  the forward from a layer to the final residual.
 - :mod:`rhlens.adapter.convert`: Hugging Face <-> TransformerLens state-dict layouts.
 """
 
@@ -40,6 +41,7 @@ from rhlens.adapter.weights import (
     attention_weight_name,
     embedding_matrix,
     final_residual,
+    forward_from_layer,
     head_output_weight,
     is_attention_parameter,
     logits_from_residual,
@@ -79,6 +81,7 @@ __all__ = [
     "attention_weight_name",
     "embedding_matrix",
     "final_residual",
+    "forward_from_layer",
     "head_output_weight",
     "is_attention_parameter",
     "logits_from_residual",

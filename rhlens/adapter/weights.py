@@ -22,7 +22,7 @@ torch.Size([16, 64])
 from typing import Any, Iterator
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -73,6 +73,25 @@ def final_residual(model: HookedTransformer, tokens: Tensor, **kwargs: Any) -> F
     """The residual stream after the last block (before the final norm): ``model(tokens, **kwargs)``
     stopped before the unembedding, so no ``[batch, pos, d_vocab]`` logits are built."""
     return model(tokens, stop_at_layer=int(model.cfg.n_layers), **kwargs)
+
+
+def forward_from_layer(
+    model: HookedTransformer,
+    resid: Float[Tensor, "batch pos d_model"],
+    layer: int,
+    attention_mask: Int[Tensor, "batch pos"],
+    cache: Any = None,
+) -> Float[Tensor, "batch pos d_model"]:
+    """Blocks ``layer .. n_layers - 1`` on ``resid`` (the residual stream entering block ``layer``);
+    returns the final residual (before the final norm), like :func:`final_residual`.
+
+    ``attention_mask`` covers the columns of ``resid``; ``cache`` (a
+    :func:`rhlens.adapter.new_kv_cache`, or ``None``) holds the earlier columns and is extended.
+    With ``resid`` the ``resid_pre`` activation of ``layer`` it returns what
+    ``final_residual(model, tokens, attention_mask=attention_mask)`` returns.
+    """
+    full_mask = cache.append_attention_mask(attention_mask) if cache is not None else attention_mask
+    return model(resid, start_at_layer=layer, stop_at_layer=int(model.cfg.n_layers), attention_mask=full_mask, past_kv_cache=cache)
 
 
 def logits_from_residual(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:

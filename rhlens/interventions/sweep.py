@@ -47,7 +47,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import architecture, hook_name, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
+from rhlens.adapter import architecture, forward_from_layer, hook_name, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
 from rhlens.encoding import EncodedExample, PaddedBatch, pad_id_of
 from rhlens.evaluation import LOGPROB
 from rhlens.heads import Head
@@ -60,18 +60,7 @@ HeadsArg = Iterable["Head | str | tuple[int, int]"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Model pieces the adapter does not offer yet (HookedTransformer only)
-
-
-def _forward_from_layer(
-    model: Any, resid: Float[Tensor, "batch pos d_model"], layer: int, mask: Int[Tensor, "batch pos"], cache: Any
-) -> Float[Tensor, "batch pos d_model"]:
-    """Blocks ``layer .. n_layers - 1`` of a HookedTransformer on ``resid`` (the residual before
-    ``layer``); ``mask`` covers the new columns, ``cache`` (or ``None``) holds the earlier ones.
-    Returns the final residual (before the final norm). Belongs in :mod:`rhlens.adapter`."""
-    full_mask = cache.append_attention_mask(mask) if cache is not None else mask
-    return model(resid, start_at_layer=layer, stop_at_layer=int(model.cfg.n_layers), attention_mask=full_mask,
-                 past_kv_cache=cache)
+# Answer log-probabilities from final residuals (HookedTransformer only)
 
 
 def _answer_logprob(
@@ -171,7 +160,7 @@ def _patched_group(
                 acc.add(s, run(rep.tokens[:, s:e], rep.attention_mask[:, s:e]))
                 continue
             sel = acc.predicts[:, s:e]
-            final = _forward_from_layer(target, resid[:, s:e].repeat(n, 1, 1), layer, rep.attention_mask[:, s:e], cache)
+            final = forward_from_layer(target, resid[:, s:e].repeat(n, 1, 1), layer, rep.attention_mask[:, s:e], cache)
         if bool(sel.any()):
             lp = _answer_logprob(target, final[sel.to(final.device)], acc.next_tokens[:, s:e][sel])
             acc.total.index_add_(0, sel.nonzero()[:, 0].to(acc.total.device), lp.to(acc.total.device))

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from rhlens.adapter import embedding_matrix, set_unembed
 from rhlens.encoding import pad_id_of
 from rhlens.files import write_text_atomic
 from rhlens.pretrain.data import stage_examples
@@ -57,8 +58,7 @@ def build_base_model(recipe: Recipe) -> Any:
         # W_U = W_E^T at initialisation (not tied afterwards): copying a token then needs no
         # per-token learning of the unembedding, and induction heads form within a few hundred
         # steps instead of not at all in the same budget (measured on this task world).
-        with torch.no_grad():
-            model.unembed.W_U.copy_(model.embed.W_E.T)
+        set_unembed(model, embedding_matrix(model).T)
     return model
 
 

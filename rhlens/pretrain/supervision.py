@@ -38,7 +38,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from rhlens.adapter import architecture, hook_name, hooks
+from rhlens.adapter import architecture, head_output_weight, hook_name, hooks, logits_from_residual
 from rhlens.heads import Head
 
 IGNORE_INDEX = -100
@@ -185,7 +185,7 @@ def _copy_loss(model: Any, vs: dict[int, Tensor], heads: tuple[Head, ...], token
     for h in heads:
         v = vs[h.layer]  # [batch, pos, kv_head, d_head]
         value = v[:, :, h.head * v.shape[2] // n_heads][where]  # [n, d_head]
-        logits = model.unembed(model.ln_final((value @ model.blocks[h.layer].attn.W_O[h.head])[None]))[0]
+        logits = logits_from_residual(model, (value @ head_output_weight(model, h.layer, h.head))[None])[0]
         losses.append(torch.nn.functional.cross_entropy(logits, tokens[where]))
     return torch.stack(losses).mean()
 

@@ -26,18 +26,7 @@ LAYOUT_KEYWORDS = {"stop_at_layer", "start_at_layer"}
 HOOK_STRING = re.compile(r"(^|[^\w])blocks\.|\bhook_(z|pattern|q|k|v|rot_q|rot_k|attn_scores|result|resid_\w+|attn_out|mlp_out|embed)\b")
 
 # (module, what) -> why it is still allowed.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("rhlens.pretrain.base", "attribute .unembed"): "helper E's module: moves to rhlens.adapter.set_unembed",
-    ("rhlens.pretrain.base", "attribute .W_U"): "helper E's module: moves to rhlens.adapter.set_unembed",
-    ("rhlens.pretrain.base", "attribute .embed"): "helper E's module: moves to rhlens.adapter.embedding_matrix",
-    ("rhlens.pretrain.base", "attribute .W_E"): "helper E's module: moves to rhlens.adapter.embedding_matrix",
-    ("rhlens.pretrain.supervision", "attribute .unembed"): "helper E's module: moves to rhlens.adapter.logits_from_residual",
-    ("rhlens.pretrain.supervision", "attribute .ln_final"): "helper E's module: moves to rhlens.adapter.logits_from_residual",
-    ("rhlens.pretrain.supervision", "attribute .blocks"): "helper E's module: moves to rhlens.adapter.head_output_weight",
-    ("rhlens.pretrain.supervision", "attribute .W_O"): "helper E's module: moves to rhlens.adapter.head_output_weight",
-    ("rhlens.interventions.sweep", "keyword stop_at_layer="): "helper H16's module: use rhlens.adapter.final_residual",
-    ("rhlens.interventions.sweep", "keyword start_at_layer="): "helper H16's module: use rhlens.adapter.final_residual",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _module_name(path: Path) -> str:

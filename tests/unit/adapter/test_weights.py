@@ -44,6 +44,21 @@ def test_final_residual_then_logits_equals_the_forward(build):
     assert torch.allclose(got, expected, atol=1e-5)
 
 
+def test_forward_from_a_layer_continues_the_forward_also_in_chunks_with_a_cache(gqa):
+    tokens = torch.tensor([[1, 5, 7, 9, 2, 4], [3, 3, 8, 6, 1, 2]])
+    mask = torch.ones_like(tokens)
+    seen = {}
+    with torch.no_grad():
+        expected = gqa(tokens, attention_mask=mask)  # [batch, pos, d_vocab], the plain forward
+        with ad.hooks(gqa, [(ad.hook_name("resid_pre", 1), lambda x, hook: seen.update(resid=x.clone()))]):
+            gqa(tokens, attention_mask=mask)
+        whole = ad.forward_from_layer(gqa, seen["resid"], 1, mask)
+        cache = ad.new_kv_cache(gqa, 2)
+        chunks = [ad.forward_from_layer(gqa, seen["resid"][:, s:e], 1, mask[:, s:e], cache) for s, e in ((0, 4), (4, 6))]
+        assert torch.allclose(ad.logits_from_residual(gqa, whole), expected, atol=1e-5)
+        assert torch.allclose(ad.logits_from_residual(gqa, torch.cat(chunks, dim=1)), expected, atol=1e-5)
+
+
 def test_head_output_weight_is_that_heads_slice(gqa):
     w = ad.head_output_weight(gqa, 1, 3)
     assert w.shape == (gqa.cfg.d_head, gqa.cfg.d_model)
