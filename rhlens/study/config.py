@@ -28,172 +28,24 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-PRESETS = ("tiny", "smoke", "paper")
-STUDY_TASKS = ("mdqa", "musique", "summhay", "kv")
-SCORE_METHODS = ("decode", "forced")
-KNOCKOUT_MODES = ("zero", "mean", "uniform")
-PATCH_POSITIONS = ("all", "answer", "needle", "last")
-EMBEDDED = "embedded"
-
-
-@dataclass(frozen=True)
-class ModelSection:
-    """``[model]``: the base every training set fine-tunes a copy of.
-
-    base: ``"embedded"`` (rhlens's shipped base, :func:`rhlens.load_base`), a folder written by
-        :func:`rhlens.save_model`, or a local Hugging Face checkpoint folder (``config.json``).
-    dtype: weights' dtype when loading a Hugging Face checkpoint (``"float32"``, ``"bfloat16"``,
-        ``"float16"``).
-    device: ``"cpu"``, ``"cuda"``, ``"cuda:0"`` ...
-    n_ctx: the context length to extend the base to before fine-tuning (0: keep the base's).
-    rotary_base: the new RoPE base (theta) set with the extension (0: keep the base's).
-    """
-
-    base: str = EMBEDDED
-    dtype: str = "float32"
-    device: str = "cpu"
-    n_ctx: int = 0
-    rotary_base: float = 0.0
-
-
-@dataclass(frozen=True)
-class DataSection:
-    """``[data]``: the training and test sets.
-
-    context_tokens: tokens of a whole training example (BOS + prompt + answer + EOS); every
-        example is checked to fit, and the model's context must hold it.
-    answer_tokens: room kept for the answer, its EOS and decoding within ``context_tokens``; the
-        prompt's budget is ``context_tokens - answer_tokens - 1`` (the 1 is BOS).
-    n_train: training examples of the real set and of each synthetic set.
-    n_limited: examples of the limited real subset (the first ``n_limited`` of the real set).
-    n_test: real test examples every model is evaluated on.
-    real_variant: with no real files for a task, the generated variant that stands in for real
-        data (the most realistic one).
-    variants: the synthetic training sets (``rhlens.VARIANTS``); without real files the
-        ``real_variant`` may not be among them (it would train the same model twice).
-    real_files: per task, ``{train = PATH, test = PATH}`` in the real formats
-        (``rhlens.tasks.loaders``); relative paths are relative to the working folder. Examples that
-        do not fit ``context_tokens`` are dropped (counted in the results).
-    n_docs: documents per generated MDQA / MuSiQue / SummHay prompt (0: the generator's default).
-    """
-
-    context_tokens: int = 256
-    answer_tokens: int = 24
-    n_train: int = 1200
-    n_limited: int = 200
-    n_test: int = 50
-    real_variant: str = "realistic"
-    variants: tuple[str, ...] = ("realistic-filler", "fictional", "fictional-filler", "symbolic")
-    real_files: dict = field(default_factory=dict)
-    n_docs: int = 0
-
-
-@dataclass(frozen=True)
-class FinetuneSection:
-    """``[finetune]``: :class:`rhlens.TrainConfig` values shared by every fine-tune.
-
-    steps, batch_size, lr, warmup_steps, grad_accum_steps: the optimisation.
-    trainable: ``"all"``, ``"attention"`` or ``"lora"`` (adapters on ``lora_targets``, rank
-        ``lora_rank``, scale ``lora_alpha``; merged when saved).
-    save_every: checkpoint every N steps, so an interrupted fine-tune resumes (0: only at the end).
-    """
-
-    steps: int = 150
-    batch_size: int = 8
-    lr: float = 1e-3
-    warmup_steps: int = 15
-    grad_accum_steps: int = 1
-    trainable: str = "all"
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] = ("q", "k", "v", "o")
-    save_every: int = 50
-
-
-@dataclass(frozen=True)
-class EvaluateSection:
-    """``[evaluate]``: greedy decoding on the real test set, scored by the task's metric.
-
-    max_new_tokens: decoding budget (at most ``data.answer_tokens``); batch_size: examples per
-    forward.
-    """
-
-    max_new_tokens: int = 16
-    batch_size: int = 8
-
-
-@dataclass(frozen=True)
-class ScoresSection:
-    """``[scores]``: Wu et al.'s retrieval scores of every head of every model.
-
-    methods: ``"decode"`` (Wu et al.) and/or ``"forced"`` (teacher-forced); the first is the one
-        compare, knockout and patching use.
-    n_examples: real test examples scored (the first ones).
-    max_new_tokens: decoding budget of ``"decode"`` (at most ``data.answer_tokens``).
-    threshold: heads scoring above it are retrieval heads (Wu et al.: 0.1).
-    top_k: at most this many retrieval heads per model (the highest) enter compare, knockout and
-        patching (the paper: 10... of 1,024 heads; scale it with the model).
-    batch_size: examples per forward.
-    """
-
-    methods: tuple[str, ...] = ("decode", "forced")
-    n_examples: int = 50
-    max_new_tokens: int = 16
-    threshold: float = 0.1
-    top_k: int = 10
-    batch_size: int = 8
-
-
-@dataclass(frozen=True)
-class KnockoutSection:
-    """``[knockout]``: each model's retrieval heads against as many random heads.
-
-    n_examples: real test examples evaluated (the first ones).
-    n_random: random head sets drawn (seeds ``seed, seed + 1, ...``), none among the model's
-        retrieval heads (all heads over ``scores.threshold``) when enough heads remain.
-    mode: ``"zero"`` (zero the head's output), ``"mean"`` or ``"uniform"`` (Wu et al.'s masking:
-        the head attends uniformly).
-    """
-
-    n_examples: int = 50
-    n_random: int = 3
-    mode: str = "zero"
-
-
-@dataclass(frozen=True)
-class PatchingSection:
-    """``[patching]``: the real-data model's head outputs patched into every other model.
-
-    n_examples: real test examples (the first ones). n_random: random draws per random row.
-    positions: where outputs are patched: ``"all"``, ``"answer"``, ``"needle"`` or ``"last"``.
-    """
-
-    n_examples: int = 30
-    n_random: int = 2
-    positions: str = "all"
-
-
-@dataclass(frozen=True)
-class EstimateSection:
-    """``[estimate]``: assumptions of ``--dry-run``'s cost estimate.
-
-    flops_per_second: sustained throughput of the machine (e.g. 2e10 for a laptop CPU core pair,
-        3e14 for one H100 in bf16 at good utilisation).
-    """
-
-    flops_per_second: float = 2e10
-
-
-_SECTIONS = {
-    "model": ModelSection,
-    "data": DataSection,
-    "finetune": FinetuneSection,
-    "evaluate": EvaluateSection,
-    "scores": ScoresSection,
-    "knockout": KnockoutSection,
-    "patching": PatchingSection,
-    "estimate": EstimateSection,
-}
+# EMBEDDED, PRESETS and STUDY_TASKS are imported from here elsewhere (rhlens.cli, rhlens.study.stages)
+from rhlens.study.sections import (  # noqa: F401
+    _SECTIONS,
+    EMBEDDED,
+    KNOCKOUT_MODES,
+    PATCH_POSITIONS,
+    PRESETS,
+    SCORE_METHODS,
+    STUDY_TASKS,
+    DataSection,
+    EstimateSection,
+    EvaluateSection,
+    FinetuneSection,
+    KnockoutSection,
+    ModelSection,
+    PatchingSection,
+    ScoresSection,
+)
 
 
 @dataclass(frozen=True)
