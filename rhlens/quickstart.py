@@ -159,6 +159,91 @@ def reading_of_knockouts(*, baseline: float, retrieval: float, random: Sequence[
             "part of the circuit, not all of it.")
 
 
+def _check_args(*, top_k: Any, random_draws: Any, steps: Any, n_eval: Any, context_tokens: Any) -> None:
+    """Refuse settings that cannot run, before any work (each message names the setting)."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(
+            f"top_k={top_k!r} knocks out no head: pass a positive number of heads, or None to knock out "
+            f"every head scoring over {RETRIEVAL_THRESHOLD}"
+        )
+    if isinstance(random_draws, bool) or not isinstance(random_draws, int) or random_draws < 1:
+        raise ValueError(f"random_draws={random_draws!r} must be a positive int (the random control's draws)")
+    for name, value in (("steps", steps), ("n_eval", n_eval), ("context_tokens", context_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive int")
+
+
+def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, steps: int, n_eval: int, seed: int,
+               progress: bool) -> tuple[list, Any, Any, Any]:
+    """Fine-tune ``model`` in place on generated data (batch 16); returns the held-out examples,
+    the score before, the training result and the score after."""
+    from rhlens.evaluation import evaluate
+    from rhlens.tasks import generate
+    from rhlens.training import TrainConfig, train
+
+    batch_size = 16
+    train_examples = generate(task, variant, steps * batch_size, context_tokens=context_tokens, seed=seed)
+    eval_examples = generate(task, variant, n_eval, context_tokens=context_tokens, seed=seed + 10_000)
+
+    before = evaluate(model, eval_examples, progress=progress)
+    result = train(
+        model, train_examples,
+        TrainConfig(steps=steps, batch_size=batch_size, lr=1e-3, warmup_steps=min(20, steps // 5), seed=seed, progress=progress),
+    )
+    after = evaluate(model, eval_examples, progress=progress)
+    return eval_examples, before, result, after
+
+
+def _knockouts(model: Any, eval_examples: list, knocked: Any, over: Any, after: Any, *, n_total: int,
+               random_draws: int, seed: int, progress: bool) -> tuple[Any, list[Any]]:
+    """The knockout of ``knocked`` and ``random_draws`` random controls as large (avoiding every
+    head in ``over``); ``(None, [])`` when nothing is knocked out."""
+    from rhlens.interventions import knockout_effect, random_heads
+
+    top_effect = None
+    random_effects = []
+    if knocked:
+        top_effect = knockout_effect(model, eval_examples, knocked, mode="zero", baseline=after, progress=progress)
+        n_random = min(len(knocked), n_total - len(over))
+        if n_random:
+            for i in range(random_draws):
+                control = random_heads(model, n_random, exclude=over, seed=seed + i)
+                random_effects.append(knockout_effect(model, eval_examples, control, mode="zero", baseline=after,
+                                                      progress=progress))
+    return top_effect, random_effects
+
+
+def _head_scores(grid: Any, heads: Any) -> dict[str, float]:
+    return {str(h): round(float(grid[h.layer, h.head]), 3) for h in sorted(heads, key=lambda h: (-float(grid[h.layer, h.head]), h))}
+
+
+def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effect: Any, random_effects: list[Any], *,
+                      n_eval: int, n_total: int) -> tuple[str, Any, Any]:
+    """The summary's ``reading`` and its ``knockout_top_heads`` / ``knockout_random_heads`` records."""
+    if top_effect is None:
+        reading = (f"No head scored over {RETRIEVAL_THRESHOLD} (the model counted {scores.n_counted} of {n_eval} "
+                   f"examples as correct retrievals, score {after.score:.2f}), so there are no retrieval heads to "
+                   "knock out; fine-tune longer (more steps) or on an easier task, and run again.")
+        ko_top = ko_random = None
+    else:
+        draws = [e.knocked.score for e in random_effects]
+        reading = reading_of_knockouts(baseline=after.score, retrieval=top_effect.knocked.score, random=draws,
+                                       n_heads=len(knocked), n_total=n_total)
+        if len(knocked) < len(over):
+            reading = f"Only the best {len(knocked)} of the {len(over)} heads over {RETRIEVAL_THRESHOLD} were knocked out (top_k). " + reading
+        ko_top = {"heads": [str(h) for h in knocked.ordered()], "score": round(top_effect.knocked.score, 3),
+                  "delta": round(top_effect.delta, 3), "mode": top_effect.mode,
+                  "scope": getattr(top_effect, "scope", "all")}
+        ko_random = {
+            "draws": [{"heads": [str(h) for h in e.heads.ordered()], "score": round(e.knocked.score, 3),
+                       "delta": round(e.delta, 3)} for e in random_effects],
+            "mean_score": round(statistics.fmean(draws), 3) if draws else None,
+            "mean_delta": round(statistics.fmean(draws) - after.score, 3) if draws else None,
+            "std_score": round(statistics.stdev(draws), 3) if len(draws) > 1 else (0.0 if draws else None),
+        }
+    return reading, ko_top, ko_random
+
+
 def run_quickstart(
     out_dir: "str | os.PathLike",
     *,
@@ -188,39 +273,18 @@ def run_quickstart(
 
     When no head scores over 0.1 nothing is knocked out and the summary's ``reading`` says so.
     """
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(
-            f"top_k={top_k!r} knocks out no head: pass a positive number of heads, or None to knock out "
-            f"every head scoring over {RETRIEVAL_THRESHOLD}"
-        )
-    if isinstance(random_draws, bool) or not isinstance(random_draws, int) or random_draws < 1:
-        raise ValueError(f"random_draws={random_draws!r} must be a positive int (the random control's draws)")
-    for name, value in (("steps", steps), ("n_eval", n_eval), ("context_tokens", context_tokens)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive int")
+    _check_args(top_k=top_k, random_draws=random_draws, steps=steps, n_eval=n_eval, context_tokens=context_tokens)
     settings = dict(task=task, variant=variant, context_tokens=context_tokens, steps=steps, n_eval=n_eval,
                     top_k=top_k, random_draws=random_draws, seed=seed)
     out_dir = prepare_out_dir(out_dir, _identity(settings), overwrite=overwrite)
 
-    from rhlens.evaluation import evaluate
     from rhlens.heads import HeadSet
-    from rhlens.interventions import knockout_effect, random_heads
     from rhlens.models import load_base, save_model
     from rhlens.scoring import retrieval_scores
-    from rhlens.tasks import generate
-    from rhlens.training import TrainConfig, train
 
     model = load_base()
-    batch_size = 16
-    train_examples = generate(task, variant, steps * batch_size, context_tokens=context_tokens, seed=seed)
-    eval_examples = generate(task, variant, n_eval, context_tokens=context_tokens, seed=seed + 10_000)
-
-    before = evaluate(model, eval_examples, progress=progress)
-    result = train(
-        model, train_examples,
-        TrainConfig(steps=steps, batch_size=batch_size, lr=1e-3, warmup_steps=min(20, steps // 5), seed=seed, progress=progress),
-    )
-    after = evaluate(model, eval_examples, progress=progress)
+    eval_examples, before, result, after = _fine_tune(model, task=task, variant=variant, context_tokens=context_tokens,
+                                                      steps=steps, n_eval=n_eval, seed=seed, progress=progress)
     scores = retrieval_scores(model, eval_examples, method="decode", progress=progress)
     grid = scores.scores
     over = scores.above(RETRIEVAL_THRESHOLD)
@@ -228,45 +292,15 @@ def run_quickstart(
     knocked = HeadSet(ranked if top_k is None else ranked[:top_k])
     n_total = grid.numel()
 
-    top_effect = None
-    random_effects = []
-    if knocked:
-        top_effect = knockout_effect(model, eval_examples, knocked, mode="zero", baseline=after, progress=progress)
-        n_random = min(len(knocked), n_total - len(over))
-        if n_random:
-            for i in range(random_draws):
-                control = random_heads(model, n_random, exclude=over, seed=seed + i)
-                random_effects.append(knockout_effect(model, eval_examples, control, mode="zero", baseline=after,
-                                                      progress=progress))
+    top_effect, random_effects = _knockouts(model, eval_examples, knocked, over, after, n_total=n_total,
+                                            random_draws=random_draws, seed=seed, progress=progress)
 
     save_model(model, out_dir / "model")
     scores.save(out_dir / "retrieval_scores.safetensors")
     write_json_atomic(out_dir / "retrieval_scores_wu.json", scores.to_wu_json(), indent=None)
 
-    def head_scores(heads: Any) -> dict[str, float]:
-        return {str(h): round(float(grid[h.layer, h.head]), 3) for h in sorted(heads, key=lambda h: (-float(grid[h.layer, h.head]), h))}
-
-    if top_effect is None:
-        reading = (f"No head scored over {RETRIEVAL_THRESHOLD} (the model counted {scores.n_counted} of {n_eval} "
-                   f"examples as correct retrievals, score {after.score:.2f}), so there are no retrieval heads to "
-                   "knock out; fine-tune longer (more steps) or on an easier task, and run again.")
-        ko_top = ko_random = None
-    else:
-        draws = [e.knocked.score for e in random_effects]
-        reading = reading_of_knockouts(baseline=after.score, retrieval=top_effect.knocked.score, random=draws,
-                                       n_heads=len(knocked), n_total=n_total)
-        if len(knocked) < len(over):
-            reading = f"Only the best {len(knocked)} of the {len(over)} heads over {RETRIEVAL_THRESHOLD} were knocked out (top_k). " + reading
-        ko_top = {"heads": [str(h) for h in knocked.ordered()], "score": round(top_effect.knocked.score, 3),
-                  "delta": round(top_effect.delta, 3), "mode": top_effect.mode,
-                  "scope": getattr(top_effect, "scope", "all")}
-        ko_random = {
-            "draws": [{"heads": [str(h) for h in e.heads.ordered()], "score": round(e.knocked.score, 3),
-                       "delta": round(e.delta, 3)} for e in random_effects],
-            "mean_score": round(statistics.fmean(draws), 3) if draws else None,
-            "mean_delta": round(statistics.fmean(draws) - after.score, 3) if draws else None,
-            "std_score": round(statistics.stdev(draws), 3) if len(draws) > 1 else (0.0 if draws else None),
-        }
+    reading, ko_top, ko_random = _knockout_records(scores, after, knocked, over, top_effect, random_effects,
+                                                  n_eval=n_eval, n_total=n_total)
 
     summary = {
         "task": task,
@@ -277,7 +311,7 @@ def run_quickstart(
         "score_before_fine_tuning": round(before.score, 3),
         "score_after_fine_tuning": round(after.score, 3),
         "examples_counted_for_retrieval_scores": int(scores.n_counted),
-        f"retrieval_heads_over_{RETRIEVAL_THRESHOLD}": head_scores(over),
+        f"retrieval_heads_over_{RETRIEVAL_THRESHOLD}": _head_scores(grid, over),
         "heads_in_all": n_total,
         "knockout_top_heads": ko_top,
         "knockout_random_heads": ko_random,
