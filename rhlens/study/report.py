@@ -99,18 +99,12 @@ def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[st
 
 
 # ---- findings -----------------------------------------------------------------------------------
-def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[dict[str, Any]]:
-    """The paper's five findings, each with the measured numbers and a computed verdict."""
-    models, compare = entry["models"], entry["compare"]["methods"][method]
-    variants = list(config.data.variants)
-    acc = {m: models[m]["accuracy"] for m in models}
-    out = []
-
-    # 1. real vs synthetic gap
+def _finding_gap(acc: dict[str, float], variants: list[str]) -> dict[str, Any]:
+    """Finding 1. The real vs synthetic gap."""
     below = [v for v in variants if acc[v] < acc[REAL]]
     best = max(variants, key=lambda v: acc[v])
     gap = _mean([acc[REAL] - acc[v] for v in variants])
-    out.append({
+    return {
         "id": "gap", "title": "Synthetic data falls short of real data",
         "paper": "every synthetic training set scores below the real one on the real task",
         "rule": "agrees when every synthetic model scores below the real-data model, partly when some do",
@@ -118,9 +112,11 @@ def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[di
         "text": (f"The real-data model scores {acc[REAL]:.2f} and the limited real subset {acc[LIMITED]:.2f}; "
                  f"{len(below)} of {len(variants)} synthetic models score lower (mean gap {gap:+.2f}; best synthetic "
                  f"{best} at {acc[best]:.2f})."),
-    })
+    }
 
-    # 2. head counts and subsets
+
+def _finding_overlap(compare: dict[str, Any], variants: list[str]) -> dict[str, Any]:
+    """Finding 2. Head counts, and whether synthetic models' heads are subsets of the real model's."""
     ref = compare["reference_heads"]
     with_heads = [v for v in variants if compare["models"][v]["n_heads"]]
     prec = [compare["models"][v]["precision"] for v in with_heads if compare["models"][v]["precision"] is not None]
@@ -128,7 +124,7 @@ def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[di
     cos = [compare["models"][v]["cosine"] for v in variants if compare["models"][v]["cosine"] is not None]
     mostly_subsets = [p for p in prec if p >= 0.5]
     counts = ", ".join(f"{v} {compare['models'][v]['n_heads']}" for v in variants)
-    out.append({
+    return {
         "id": "overlap", "title": "Synthetic models' retrieval heads overlap the real model's",
         "paper": "retrieval heads learned on synthetic data overlap highly with (are mostly subsets of) the real-data heads",
         "rule": "agrees when, in every synthetic model with retrieval heads, at least half of them are also the real model's",
@@ -137,23 +133,26 @@ def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[di
                  f"{counts}. Mean recall of the real heads {_f(_mean(rec))}, mean share of a synthetic model's heads that "
                  f"are real heads {_f(_mean(prec))} ({len(mostly_subsets)} of {len(prec)} models at least 0.5); mean cosine "
                  f"similarity of score maps {_f(_mean(cos))}."),
-    })
+    }
 
-    # 3. recall predicts accuracy
+
+def _finding_correlation(compare: dict[str, Any]) -> dict[str, Any]:
+    """Finding 3. Whether recall of the real model's heads predicts accuracy."""
     corr = compare["correlation"]
     rho, r = corr["spearman"], corr["pearson"]
     verdict = "undetermined" if rho is None else ("agrees" if rho > 0.5 else ("partly" if rho > 0 else "disagrees"))
-    out.append({
+    return {
         "id": "correlation", "title": "Recall of the real model's heads predicts accuracy",
         "paper": "strong positive correlation between retrieval-head recall and downstream accuracy across variants",
         "rule": "agrees when Spearman's rho > 0.5, partly when 0 < rho <= 0.5, disagrees when rho <= 0",
         "verdict": verdict,
         "text": (f"Across the {len(corr['models'])} non-real models, Spearman's rho = {_f(rho)} and Pearson's r = {_f(r)}"
                  + (" (undefined: fewer than 3 models, or recall or accuracy did not vary)." if rho is None else ".")),
-    })
+    }
 
-    # 4. knockout
-    ko = entry["knockout"]
+
+def _finding_knockout(ko: dict[str, Any]) -> dict[str, Any]:
+    """Finding 4. Retrieval-head knockout against random heads."""
     tested = {m: k for m, k in ko.items() if k.get("retrieval") is not None}
     hurts = [m for m, k in tested.items() if k["retrieval"] < min(k["baseline"], _mean(k["random"]))]
     real_ko = ko[REAL]
@@ -161,17 +160,18 @@ def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[di
                 f"{real_ko['baseline']:.2f} -> {real_ko['retrieval']:.2f}; as many random heads -> "
                 f"{_mean(real_ko['random']):.2f} (mean of {len(real_ko['random'])} draws). "
                 if real_ko.get("retrieval") is not None else "The real-data model has no retrieval head to knock out. ")
-    out.append({
+    return {
         "id": "knockout", "title": "Knocking out retrieval heads hurts more than random heads",
         "paper": "knocking out the top retrieval heads drops performance sharply; as many random heads barely matter",
         "rule": "agrees when, in every model with retrieval heads, knocking them out lowers the score below both the "
                 "intact score and the random draws' mean",
         "verdict": verdict_from(len(hurts), len(tested)),
         "text": real_txt + f"Over all models, the retrieval knockout hurts more than random in {len(hurts)} of {len(tested)}.",
-    })
+    }
 
-    # 5. patching
-    pt = entry["patching"]
+
+def _finding_patching(pt: dict[str, Any]) -> dict[str, Any]:
+    """Finding 5. Patching the real model's heads into the others."""
     lines, recovered, cases = [], 0, 0
     for m, rec in pt.items():
         rows = rec.get("rows") or {}
@@ -186,7 +186,7 @@ def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[di
             recovered += int(head_delta > rand_delta and head_delta > 0)
         lines.append(f"{m}: {original:.2f} (real {rec['source_score']:.2f}); intersection {rows['intersection']['delta']:+.2f}, "
                      f"complement {rows['complement']['delta']:+.2f}, best random {rand_delta:+.2f}")
-    out.append({
+    return {
         "id": "patching", "title": "Patching the real model's heads recovers part of the gap",
         "paper": "patching the real-data model's retrieval-head outputs into a synthetic model recovers part of its gap, "
                  "more than random heads (necessary, not fully sufficient)",
@@ -195,8 +195,21 @@ def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[di
         "verdict": verdict_from(recovered, cases),
         "text": (f"In {recovered} of {cases} models that trail the real model, patching its retrieval heads gains more "
                  f"than random heads. " + ("; ".join(lines) + "." if lines else "No model could be patched.")),
-    })
-    return out
+    }
+
+
+def findings(entry: dict[str, Any], config: StudyConfig, method: str) -> list[dict[str, Any]]:
+    """The paper's five findings, each with the measured numbers and a computed verdict."""
+    models, compare = entry["models"], entry["compare"]["methods"][method]
+    variants = list(config.data.variants)
+    acc = {m: models[m]["accuracy"] for m in models}
+    return [
+        _finding_gap(acc, variants),
+        _finding_overlap(compare, variants),
+        _finding_correlation(compare),
+        _finding_knockout(entry["knockout"]),
+        _finding_patching(entry["patching"]),
+    ]
 
 
 # ---- report.md ----------------------------------------------------------------------------------
