@@ -22,7 +22,7 @@ import operator
 import random
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, no_type_check
 
 import torch
 from jaxtyping import Float
@@ -45,6 +45,10 @@ def _index(value: object, name: str) -> int:
         ) from None
 
 
+# Not wrapped by the test suite's run-time type checker: ``Head(...)`` takes any integer-like index
+# (a 0-d tensor, a NumPy int) and refuses floats, bools and strings with its own TypeError;
+# ``layer``/``head`` are plain ints once built.
+@no_type_check
 @dataclass(frozen=True, order=True)
 class Head:
     """One attention head: ``layer`` and query-``head`` index, both from 0."""
@@ -86,11 +90,11 @@ class HeadSet(frozenset):
     Set operators (``|``, ``&``, ``-``, ``^``) return ``HeadSet``.
     """
 
-    def __new__(cls, heads: Iterable["Head | str | tuple[int, int]"] = ()) -> "HeadSet":
+    def __new__(cls, heads: Iterable["Head | str | tuple"] = ()) -> "HeadSet":
         return super().__new__(cls, (Head.parse(h) for h in heads))
 
     @classmethod
-    def parse(cls, heads: Iterable["Head | str | tuple[int, int]"]) -> "HeadSet":
+    def parse(cls, heads: Iterable["Head | str | tuple"]) -> "HeadSet":
         return cls(heads)
 
     # frozenset's operators return frozenset; keep the type.
@@ -147,7 +151,7 @@ class HeadSet(frozenset):
 
     @classmethod
     def random(
-        cls, n_layers: int, n_heads: int, k: int, *, exclude: Iterable[Head] = (), seed: int = 0
+        cls, n_layers: int, n_heads: int, k: int, *, exclude: Iterable["Head | str | tuple"] = (), seed: int = 0
     ) -> "HeadSet":
         """``k`` heads drawn uniformly without replacement, none of them in ``exclude``."""
         excluded = HeadSet(exclude)
@@ -157,7 +161,7 @@ class HeadSet(frozenset):
         return cls(random.Random(seed).sample(pool, k))
 
     # --- comparisons ------------------------------------------------------------------------
-    def recall(self, reference: Iterable[Head]) -> float:
+    def recall(self, reference: Iterable["Head | str | tuple"]) -> float:
         """Fraction of ``reference`` heads that are in this set.
 
         Raises:
@@ -173,12 +177,12 @@ class HeadSet(frozenset):
                              "has no heads in it (no retrieval head over the threshold?)")
         return len(self & ref) / len(ref)
 
-    def precision(self, reference: Iterable[Head]) -> float:
+    def precision(self, reference: Iterable["Head | str | tuple"]) -> float:
         """Fraction of this set's heads that are in ``reference`` (1.0 for an empty set)."""
         ref = HeadSet(reference)
         return 1.0 if not self else len(self & ref) / len(self)
 
-    def jaccard(self, other: Iterable[Head]) -> float:
+    def jaccard(self, other: Iterable["Head | str | tuple"]) -> float:
         """|A ∩ B| / |A ∪ B| (1.0 when both are empty)."""
         o = HeadSet(other)
         union = self | o

@@ -17,8 +17,6 @@ from jaxtyping import install_import_hook
 # the code accepts (or refuses with its own message) but the annotation does not allow.
 NOT_TYPECHECKED = {
     "rhlens.tasks": "Example(needles=, aliases=, answer_spans=) annotated tuple, given lists from JSON/JSONL",
-    "rhlens.heads": "Head/HeadSet refuse bad indices with their own TypeError; HeadSet.recall annotated "
-    "Iterable[Head], given 'L0H1' strings",
     "rhlens.interventions": "knockout(mode=, scope=) Literal annotations pre-empt the functions' own error messages",
     "rhlens.scoring": "HeadScores(scores=) shape and by_kv_group(reduce=) errors pre-empted; retrieval_scores(method=)",
     "rhlens.plot": "knockout_bars(effects=) annotated Mapping[str, Mapping], given KnockoutEffect objects",
