@@ -47,12 +47,13 @@ class Example:
 
     prompt: str
     answer: str
-    needles: tuple
+    # needles, aliases and answer_spans: given as tuples or lists (JSON, datasets); stored as tuples.
+    needles: tuple | list
     task: str
     variant: str
-    aliases: tuple = ()
+    aliases: tuple | list = ()
     meta: dict = field(default_factory=dict, compare=True, hash=False)
-    answer_spans: tuple = ()
+    answer_spans: tuple | list = ()
 
     def __post_init__(self):
         # normalise lists (from JSON) to tuples so equality and hashing behave
