@@ -48,7 +48,7 @@ def _knockout_group(name: str, entry: Any) -> tuple[float, float, list[float]]:
     return baseline, retrieval, draws
 
 
-def knockout_bars(effects: Mapping[str, Mapping[str, Any]], *, title: str | None = None) -> go.Figure:
+def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None) -> go.Figure:
     """Grouped bars: the score intact, with the retrieval heads knocked out, and with random heads
     knocked out (bar: mean over the draws; error bar: their standard deviation).
 

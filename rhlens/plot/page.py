@@ -31,7 +31,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 """
 
 
-def write_html(figures: Sequence[tuple[str, Any]], path: "str | os.PathLike", *, title: str,
+def write_html(figures: Sequence, path: "str | os.PathLike", *, title: str,
                intro: str | None = None) -> None:
     """Write one self-contained HTML page: ``title``, ``intro``, then a heading per figure.
 
