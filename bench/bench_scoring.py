@@ -18,7 +18,11 @@ d_head 8 (random weights). To keep the run to minutes on 2 CPU cores, the wide c
 examples and decoding steps and skips 8K (the Wu port's one-pass prefill would need ~26 GB of
 attention at 8K: 32 heads x 8K x 8K x 4 bytes x 3 tensors); the output says so.
 
-Run: ``python bench/bench_scoring.py`` (``--quick`` for a 1K-only smoke run).
+Each row also gives the process CPU time (user + system) of the scoring call and its ratio: on a
+shared box wall time includes waiting for a core, CPU time does not.
+
+Run: ``python bench/bench_scoring.py`` (``--quick`` for a 1K-only smoke run; ``--methods forced``
+and ``--configs wide`` to run a part).
 """
 
 import argparse
@@ -60,6 +64,12 @@ def _examples(n: int, context: int, seed: int = 0):
     return out
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (a shared box's wait for a core is not counted)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _child(config: str, context: int, impl: str, method: str) -> None:
     """Run one measurement and print a JSON line."""
     import torch
@@ -74,6 +84,7 @@ def _child(config: str, context: int, impl: str, method: str) -> None:
     model = tiny_llama(tokenizer=tok, seed=0, n_ctx=context + 64, **spec["overrides"])
     examples = _examples(spec["n_examples"], context)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     if impl == "rhlens":
         scores = retrieval_scores(model, examples, method=method, max_new_tokens=spec["steps"], rouge_gate=None,
@@ -81,8 +92,9 @@ def _child(config: str, context: int, impl: str, method: str) -> None:
     else:
         scores = wu_port_scores(model, examples, forced=method == "forced", max_new_tokens=spec["steps"], rouge_gate=None)
     seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_mb": peak / 1024, "scoring_mb": (peak - base) / 1024,
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_mb": peak / 1024, "scoring_mb": (peak - base) / 1024,
                       "hits": scores.hits.tolist()}))
 
 
@@ -99,12 +111,13 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, metavar=("CONFIG", "CONTEXT", "IMPL", "METHOD"))
     parser.add_argument("--quick", action="store_true", help="1K context only")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
+    parser.add_argument("--methods", nargs="*", default=["decode", "forced"], choices=["decode", "forced"])
     args = parser.parse_args()
     if args.child:
         config, context, impl, method = args.child
         _child(config, int(context), impl, method)
         return
-    print(f"threads per run: {os.environ.get('BENCH_THREADS', '2')}; each row: fresh subprocess")
+    print(f"threads per run: {os.environ.get('BENCH_THREADS', '1')}; each row: fresh subprocess")
     for config in args.configs:
         spec = CONFIGS[config]
         print(f"\n== {config}: {spec['overrides'] or 'tiny_llama() defaults'}; {spec['n_examples']} examples, "
@@ -112,9 +125,9 @@ def main() -> None:
         if config == "wide":
             print("   (fewer examples and steps, and no 8K, to fit a few minutes on 2 cores; see module docstring)")
         print(f"{'method':7} {'ctx':>5} {'rhlens s':>9} {'wu s':>8} {'speedup':>8} {'rh peak':>8} {'wu peak':>8} "
-              f"{'rh scor':>8} {'wu scor':>8} {'same hits':>9}")
+              f"{'rh scor':>8} {'wu scor':>8} {'same hits':>9} {'rh cpu':>7} {'wu cpu':>7} {'cpu x':>6}")
         peaks: dict = {}
-        for method in ("decode", "forced"):
+        for method in args.methods:
             for context in (spec["contexts"][:1] if args.quick else spec["contexts"]):
                 rh = _measure(config, context, "rhlens", method)
                 wu = _measure(config, context, "wu", method)
@@ -127,7 +140,8 @@ def main() -> None:
                 peaks[(method, context)] = (rh["peak_mb"], wu["peak_mb"], rh["scoring_mb"], wu["scoring_mb"])
                 print(f"{method:7} {context:5} {rh['seconds']:9.2f} {wu['seconds']:8.2f} {wu['seconds'] / rh['seconds']:7.1f}x "
                       f"{rh['peak_mb']:7.0f}M {wu['peak_mb']:7.0f}M {rh['scoring_mb']:7.0f}M {wu['scoring_mb']:7.0f}M "
-                      f"{str(rh['hits'] == wu['hits']):>9}", flush=True)
+                      f"{str(rh['hits'] == wu['hits']):>9} {rh['cpu_s']:6.2f}s {wu['cpu_s']:6.2f}s "
+                      f"{wu['cpu_s'] / rh['cpu_s']:5.1f}x", flush=True)
         for method in ("decode", "forced"):
             if (method, 4096) in peaks and (method, 8192) in peaks:
                 rh4, wu4, rs4, _ = peaks[(method, 4096)]
