@@ -70,7 +70,8 @@ def _check_heads(model: Any, heads: Any, what: str) -> None:
         raise ValueError(f"{what} {', '.join(bad)} not in this model ({n_layers} layers x {n_heads} heads)")
 
 
-def run_scores(model_dir: str, examples_file: str, out: Path, *, methods: Sequence[str] = ("decode",),
+def run_scores(model_dir: "str | Path", examples_file: "str | Path", out: Path, *,
+               methods: Sequence[str] = ("decode",),
                n: int | None = None, max_new_tokens: int = 50, threshold: float = 0.1, batch_size: int = 8,
                device: str = "cpu", dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """Retrieval scores of every head: ``scores.json``, ``<method>.safetensors``, ``<method>.wu.json``
@@ -101,8 +102,9 @@ def run_scores(model_dir: str, examples_file: str, out: Path, *, methods: Sequen
     return summary
 
 
-def run_knockout(model_dir: str, examples_file: str, out: Path, *, heads: str | None = None, scores_file: str | None = None,
-                 top_k: int = 10, threshold: float = 0.1, mode: str = "zero", n_random: int = 3, seed: int = 0,
+def run_knockout(model_dir: "str | Path", examples_file: "str | Path", out: Path, *, heads: str | None = None,
+                 scores_file: "str | Path | None" = None, top_k: int = 10, threshold: float = 0.1, mode: str = "zero",
+                 n_random: int = 3, seed: int = 0,
                  n: int | None = None, max_new_tokens: int = 32, batch_size: int = 8, device: str = "cpu",
                  dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """The metric intact, with the heads knocked out, and with as many random heads (``n_random``
@@ -137,8 +139,9 @@ def run_knockout(model_dir: str, examples_file: str, out: Path, *, heads: str | 
     return summary
 
 
-def run_patch(source_dir: str, target_dir: str, examples_file: str, out: Path, *, source_scores: str | None = None,
-              target_scores: str | None = None, source_heads: str | None = None, target_heads: str | None = None,
+def run_patch(source_dir: "str | Path", target_dir: "str | Path", examples_file: "str | Path", out: Path, *,
+              source_scores: "str | Path | None" = None, target_scores: "str | Path | None" = None,
+              source_heads: str | None = None, target_heads: str | None = None,
               top_k: int = 10, threshold: float = 0.1, positions: str = "all", n_random: int = 2, seed: int = 0,
               n: int | None = None, max_new_tokens: int = 32, batch_size: int = 8, device: str = "cpu",
               dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
