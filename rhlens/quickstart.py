@@ -252,7 +252,7 @@ def run_quickstart(
     context_tokens: int = 256,
     steps: int = 150,
     n_eval: int = 40,
-    top_k: int | None = None,
+    top_k: int | float | None = None,  # float: refused by _check_args with a clearer message
     random_draws: int = 5,
     seed: int = 0,
     overwrite: bool = False,

@@ -18,7 +18,6 @@ from jaxtyping import install_import_hook
 NOT_TYPECHECKED = {
     "rhlens.interventions": "knockout(mode=, scope=) Literal annotations pre-empt the functions' own error messages",
     "rhlens.scoring": "HeadScores(scores=) shape and by_kv_group(reduce=) errors pre-empted; retrieval_scores(method=)",
-    "rhlens.quickstart": "run_quickstart(top_k=) annotated int | None; its own check refuses 1.5 with a clear message",
 }
 ROOT = Path(__file__).resolve().parents[1] / "rhlens"
 TYPECHECKED = sorted(
