@@ -57,6 +57,8 @@ from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
 from rhlens.interventions.head_sets import RETRIEVAL_THRESHOLD, control_exclusion, heads_by_layer
 from rhlens.interventions.results import KnockoutEffect
 
+# The accepted values; knockout() and knockout_effect() take mode/scope as str and check them against
+# MODES/SCOPES themselves, so a wrong value gets their message (which lists the choices).
 Mode = Literal["zero", "mean", "uniform"]
 MODES = ("zero", "mean", "uniform")
 Scope = Literal["decode", "all"]
@@ -127,10 +129,10 @@ def _replace_outputs(layers: dict[int, list[int]], means: dict[int, Tensor], row
 def knockout(
     model: Any,
     heads: "Iterable[Head | str | tuple[int, int]]",
-    mode: Mode = "zero",
+    mode: str = "zero",
     reference: Sequence[Any] | None = None,
     *,
-    scope: Scope = "decode",
+    scope: str = "decode",
     batch_size: int = 8,
 ) -> Iterator[Any]:
     """Knock ``heads`` out for the duration of a ``with`` block (see the module docstring).
@@ -199,8 +201,8 @@ def knockout_effect(
     examples: Sequence[Any],
     heads: "Iterable[Head | str | tuple[int, int]]",
     *,
-    mode: Mode = "zero",
-    scope: Scope = "decode",
+    mode: str = "zero",
+    scope: str = "decode",
     reference: Sequence[Any] | None = None,
     baseline: EvalResult | None = None,
     n_random: int = 0,
