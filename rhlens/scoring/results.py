@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -175,7 +175,7 @@ class HeadScores:
         found = self.top(k) if k is not None else self.above(threshold)
         return len(found & ref) / len(ref)
 
-    def by_kv_group(self, reduce: Literal["max", "mean"] = "max") -> Float[Tensor, "layer kv_head"]:
+    def by_kv_group(self, reduce: str = "max") -> Float[Tensor, "layer kv_head"]:
         """Scores per key/value group ``[n_layers, n_kv_heads]``: ``reduce`` over the query heads
         sharing each key/value head (query head ``h`` is in group ``h // (n_heads // n_kv_heads)``).
 
