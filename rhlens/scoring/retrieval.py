@@ -51,7 +51,7 @@ deliberate:
 """
 
 from functools import partial
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import torch
 from jaxtyping import Int
@@ -70,7 +70,7 @@ def retrieval_scores(
     model: Any,
     examples: Sequence[Any],
     *,
-    method: Literal["decode", "forced"] = "decode",
+    method: str = "decode",  # "decode" | "forced"; checked by check_method with its own message
     max_new_tokens: int = 50,
     rouge_gate: float | None = 0.5,
     top_k: int = 1,

@@ -119,7 +119,7 @@ def test_bad_heads_and_modes_are_named(make_model):
     with pytest.raises(ValueError, match="L5H0.*2 layers"):
         with knockout(model, ["L5H0"]):
             pass
-    with pytest.raises((ValueError, TypeError), match="Unknown knockout mode 'ones'|parameter 'mode'"):  # or the type checker
+    with pytest.raises(ValueError, match="Unknown knockout mode 'ones'"):
         with knockout(model, ["L0H0"], "ones"):
             pass
 
@@ -259,7 +259,7 @@ def test_uniform_knockout_scopes_equal_an_independent_hf_reference(hf_pair, tok,
 def test_scope_errors_and_bare_forwards(make_model, logits_of):
     model = make_model()
     tokens = model.to_tokens("Ann lives in Rome .")
-    with pytest.raises((ValueError, TypeError), match="Unknown knockout scope 'prefill'|parameter 'scope'"):
+    with pytest.raises(ValueError, match="Unknown knockout scope 'prefill'"):
         with knockout(model, ["L0H0"], "uniform", scope="prefill"):
             pass
     # a bare forward has no decoding steps of its own: knocked out at every position either way

@@ -160,7 +160,7 @@ def test_errors_name_the_example():
     bad_span = Example(prompt="red blue  ", answer="red", needles=((8, 10),), task="niah", variant="symbolic")
     with pytest.raises(ValueError, match="Example 0 .*needle 0 .*covers no prompt token"):
         retrieval_scores(model, [bad_span], max_new_tokens=5, progress=False)
-    with pytest.raises((ValueError, TypeError), match="method must be|parameter 'method'"):  # or the type checker
+    with pytest.raises(ValueError, match="method must be one of"):  # rhlens's own message, not the type checker's
         retrieval_scores(model, [good], method="greedy", progress=False)
     with pytest.raises(ValueError, match="top_k"):
         retrieval_scores(model, [good], top_k=0, progress=False)
