@@ -26,11 +26,11 @@ import json
 import os
 import shutil
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from rhlens.files import write_json_atomic
+from rhlens.study.folder import check_writable, refuse_file_path
 
 #: Wu et al.'s threshold: heads scoring over it are retrieval heads
 RETRIEVAL_THRESHOLD = 0.1
@@ -69,13 +69,10 @@ def prepare_out_dir(out_dir: "str | os.PathLike", identity: dict[str, Any], *, o
     rhlens.quickstart.OutputFolderError: ... holds another run (settings_digest a, this run's b); pass a new ...
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputFolderError(f"--out {out} is a file, not a folder; pass a folder path (it is created if missing)")
-    ancestor = out
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputFolderError(f"--out {out} lies under {ancestor}, which is a file; pass a path inside a folder")
+    try:
+        refuse_file_path(out)
+    except NotADirectoryError as err:
+        raise OutputFolderError(str(err)) from None
     if out.is_dir():
         entries = sorted(p.name for p in out.iterdir())
         run_file = out / RUN_FILE
@@ -107,12 +104,9 @@ def prepare_out_dir(out_dir: "str | os.PathLike", identity: dict[str, Any], *, o
                     elif p.exists() or p.is_symlink():
                         p.unlink()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise OutputFolderError(f"--out {out} cannot be written ({e.strerror or e}); pass a folder you can write to") from None
+        check_writable(out)
+    except OSError as err:
+        raise OutputFolderError(f"--out {out} cannot be written: {err}") from None
     write_json_atomic(out / RUN_FILE, identity)
     return out
 
