@@ -59,7 +59,6 @@ from rhlens.interventions.results import KnockoutEffect
 
 # The accepted values; knockout() and knockout_effect() take mode/scope as str and check them against
 # MODES/SCOPES themselves, so a wrong value gets their message (which lists the choices).
-Mode = Literal["zero", "mean", "uniform"]
 MODES = ("zero", "mean", "uniform")
 Scope = Literal["decode", "all"]
 SCOPES = ("decode", "all")
