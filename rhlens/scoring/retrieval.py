@@ -143,9 +143,10 @@ def _score_batches(
     hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long)
     responses = [""] * len(items)
     score_batch = _decode_batch if method == "decode" else _forced_batch
-    stop = default_stop_ids(tokenizer_of(model))
+    tok = tokenizer_of(model)
+    stop = default_stop_ids(tok)
     sequences = [it.enc.prompt_tokens if method == "decode" else it.enc.tokens for it in items]
-    pad, device = pad_id_of(tokenizer_of(model)), model_device(model)
+    pad, device = pad_id_of(tok), model_device(model)
     with engine.running([model]):
         for rows, padded in engine.batched(
             sequences, pad_id=pad, device=device, batch_size=batch_size, progress=progress,
