@@ -71,7 +71,7 @@ def recall_vs_performance(recall: Mapping[str, float], performance: Mapping[str,
 
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=x, y=y, mode="markers+text", text=names, textposition="top center", name="variants",
+        x=x, y=y, mode="markers+text", text=names, textposition=_label_positions(x, y), name="variants",
         marker=dict(size=11, color="#1f77b4"),
         hovertemplate="%{text}<br>head recall = %{x:.3f}<br>score = %{y:.3f}<extra></extra>",
     ))
@@ -90,3 +90,22 @@ def recall_vs_performance(recall: Mapping[str, float], performance: Mapping[str,
     fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False)
     fig.update_yaxes(showgrid=True, gridcolor="#eee", zeroline=False)
     return fig
+
+
+def _label_positions(x: np.ndarray, y: np.ndarray) -> list[str]:
+    """A label side per point: a point alone is labelled above; points crowded at (nearly) the same
+    recall take their labels to the right and left in turn, in order of score, so variants with
+    equal recall and close scores stay readable."""
+    span_x = float(np.ptp(x)) or 1.0
+    span_y = float(np.ptp(y)) or 1.0
+
+    def near(i: int, j: int) -> bool:
+        return bool(abs(x[i] - x[j]) < 0.05 * span_x and abs(y[i] - y[j]) < 0.1 * span_y)
+
+    sides = ["top center"] * len(x)
+    order = sorted(range(len(x)), key=lambda i: (y[i], i))
+    for rank, i in enumerate(order):
+        if any(near(i, j) for j in range(len(x)) if j != i):
+            crowd = sum(near(i, j) for j in order[:rank])
+            sides[i] = ("middle right", "middle left")[crowd % 2]
+    return sides
