@@ -58,7 +58,6 @@ from rhlens.tasks.records import (
     NeedleNotFoundError,
     NoExamplesError,
     UnreadableFileError,
-    Where,
     get_field,
     iter_records,
     run,
