@@ -14,8 +14,6 @@ word-level tokenizer (by default the one over every word rhlens's task generator
 import warnings
 from typing import Any
 
-import torch
-
 from rhlens.adapter.core import HookedTransformer, HookedTransformerConfig
 from rhlens.models.tokenizer import default_tokenizer
 
