@@ -94,9 +94,9 @@ def generate_one(s, rng: random.Random):
 
     k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], s.context_tokens, s.count,
                                 fine_steps=lambda k: k * MAX_GROW, what="kv prompt")
-    prompt, (pair, span), g, grown = layout(k, f)
+    prompt, (gold_pair_span, span), g, grown = layout(k, f)
     if isinstance(position, int) and g != position:
         raise ValueError(f"position={position} is beyond the {k + 1} pairs that fit")
     meta = s.meta(n_pairs=k + 1, gold_pair=g, key=gold_key, n_tokens=n_tokens,
                   key_chunks=kc, value_chunks=vc)
-    return prompt, gold_value, (pair,), (span,), meta
+    return prompt, gold_value, (gold_pair_span,), (span,), meta
