@@ -89,7 +89,7 @@ def induction_report(model, *, segment: int = 12, repeats: int = 8, n_seqs: int 
 
 
 def exact_match_report(model, *, context_tokens: int, n: int = 50) -> dict:
-    from rhlens.pretrain import measure_abilities
+    from rhlens.tools.pretrain import measure_abilities
 
     return {k: round(v, 3) for k, v in measure_abilities(model, context_tokens=context_tokens, n=n).items()}
 

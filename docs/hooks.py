@@ -34,7 +34,7 @@ SECTIONS = {
 }
 MODULE_PAGES = [
     ("Figures (`rhlens.plot`)", "rhlens.plot"),
-    ("Quickstart (`rhlens.quickstart`)", "rhlens.quickstart"),
+    ("Quickstart (`rhlens.tools.quickstart`)", "rhlens.tools.quickstart"),
 ]
 
 

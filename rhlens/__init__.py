@@ -11,8 +11,7 @@ Head(layer=4, head=4)
 from typing import TYPE_CHECKING
 
 from rhlens._lazy import lazy_exports as _lazy_exports
-
-__version__ = "0.1.0"
+from rhlens.version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -65,10 +64,10 @@ _EXPORTS: dict[str, str] = {
     "TrainResult": "rhlens.training",
     "NonFiniteLossError": "rhlens.training",
     "extend_context": "rhlens.training",
-    "pretrain_base": "rhlens.pretrain",
+    "pretrain_base": "rhlens.tools.pretrain",
     # the study (layer 6)
-    "Study": "rhlens.study",
-    "StudyConfig": "rhlens.study",
+    "Study": "rhlens.tools.study",
+    "StudyConfig": "rhlens.tools.study",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -107,9 +106,9 @@ if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded l
         tiny_llama,
         word_level_tokenizer,
     )
-    from rhlens.pretrain import pretrain_base
+    from rhlens.tools.pretrain import pretrain_base
     from rhlens.scoring import HeadScores, retrieval_scores
-    from rhlens.study import Study, StudyConfig
+    from rhlens.tools.study import Study, StudyConfig
     from rhlens.tasks import Example, TASKS, VARIANTS, generate, niah_grid
     from rhlens.training import NonFiniteLossError, TrainConfig, TrainResult, extend_context, train
 

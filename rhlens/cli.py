@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---- study ----------------------------------------------------------------------------------------
 def _study_config(args: argparse.Namespace):
-    from rhlens.study import StudyConfig
-    from rhlens.study.config import STUDY_TASKS
+    from rhlens.tools.study import StudyConfig
+    from rhlens.tools.study.config import STUDY_TASKS
 
     config = StudyConfig.from_file(args.config) if args.config else StudyConfig.preset(args.preset or "tiny")
     if args.task:
@@ -124,7 +124,7 @@ def _study_config(args: argparse.Namespace):
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from rhlens.study import Study
+    from rhlens.tools.study import Study
 
     study = Study(_study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
     if args.dry_run:
@@ -149,7 +149,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _prepare_out(out: Path, overwrite: bool) -> None:
     """Check a pieces command's ``--out`` before any work: a folder we can write, new or empty
     unless ``--overwrite``."""
-    from rhlens.study.folder import check_writable
+    from rhlens.tools.study.folder import check_writable
 
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
@@ -162,7 +162,7 @@ def _common(args: argparse.Namespace) -> dict:
 
 
 def _cmd_scores(args: argparse.Namespace) -> int:
-    from rhlens.study.pieces import run_scores
+    from rhlens.tools.study.pieces import run_scores
 
     _prepare_out(args.out, args.overwrite)
     methods = ("decode", "forced") if args.method == "both" else (args.method,)
@@ -175,7 +175,7 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
 
 def _cmd_knockout(args: argparse.Namespace) -> int:
-    from rhlens.study.pieces import run_knockout
+    from rhlens.tools.study.pieces import run_knockout
 
     _prepare_out(args.out, args.overwrite)
     s = run_knockout(args.model, args.examples, args.out, heads=args.heads, scores_file=args.scores, top_k=args.top_k,
@@ -187,7 +187,7 @@ def _cmd_knockout(args: argparse.Namespace) -> int:
 
 
 def _cmd_patch(args: argparse.Namespace) -> int:
-    from rhlens.study.pieces import run_patch
+    from rhlens.tools.study.pieces import run_patch
 
     _prepare_out(args.out, args.overwrite)
     s = run_patch(args.source, args.target, args.examples, args.out, source_scores=args.source_scores,
@@ -202,7 +202,7 @@ def _cmd_patch(args: argparse.Namespace) -> int:
 
 # ---- quickstart, pretrain-base ----------------------------------------------------------------------
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from rhlens.quickstart import run_quickstart
+    from rhlens.tools.quickstart import run_quickstart
 
     summary = run_quickstart(
         args.out, task=args.task, variant=args.variant, context_tokens=args.context_tokens, steps=args.steps,
@@ -215,7 +215,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from rhlens.pretrain import pretrain_base
+    from rhlens.tools.pretrain import pretrain_base
 
     result = pretrain_base(args.config, args.out, resume=args.resume, progress=not args.no_progress)
     print(json.dumps({"model_dir": str(result.model_dir), "steps": result.steps,

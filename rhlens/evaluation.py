@@ -40,6 +40,7 @@ from torch import Tensor
 
 from rhlens import engine
 from rhlens.adapter import tokenizer_of
+from rhlens.encoding import encode_for_model
 from rhlens.stopping import default_stop_ids
 from rhlens.tasks.metrics import default_metric
 
@@ -201,14 +202,13 @@ def run_metric(
     is :func:`evaluate`."""
     target, o = models[-1], options
     if is_logprob(o.metric):
-        encoded = engine.encode(target, examples, what=what, with_answer=True, append_eos=False)
+        encoded = encode_for_model(target, examples, what=what, with_answer=True, append_eos=False)
         per = engine.answer_logprobs(
             models, encoded, batch_size=o.batch_size, chunk_size=o.chunk_size, progress=o.progress, desc=what, setup=setup
         )
         return EvalResult(per_example=per.float(), predictions=None, metric=LOGPROB)
-    engine.check_examples(examples, what=what)
+    encoded = encode_for_model(target, examples, what=what, with_answer=False, extra_tokens=o.max_new_tokens)
     fns = text_metrics(examples, o.metric)  # fail on an unknown task before generating
-    encoded = engine.encode(target, examples, what=what, with_answer=False, extra_tokens=o.max_new_tokens)
     tok = tokenizer_of(target)
     gen = engine.generate(
         models, [e.tokens for e in encoded], max_new_tokens=o.max_new_tokens, stop=default_stop_ids(tok),
@@ -247,12 +247,13 @@ def evaluate(
 
 
 def baseline_or_evaluate(
-    baseline: EvalResult | None, model: Any, examples: Sequence[Any], options: RunOptions, *, what: str = "baseline"
+    baseline: EvalResult | None, model: Any, examples: Sequence[Any], options: RunOptions, *, what: str = "evaluate"
 ) -> EvalResult:
     """``baseline`` when given (checked to hold one score per example), else :func:`evaluate` of
-    ``model``: how an analyzer reuses an intact model's result across several interventions."""
+    ``model``: how an analyzer reuses an intact model's result across several interventions.
+    ``what`` (the analyzer's name) heads the errors."""
     if baseline is None:
-        return evaluate(model, examples, options=options)
+        return run_metric([model], examples, options, what=what)
     if len(baseline) != len(examples):
-        raise ValueError(f"{what} has {len(baseline)} scores but there are {len(examples)} examples")
+        raise ValueError(f"{what}: baseline has {len(baseline)} scores but there are {len(examples)} examples")
     return baseline

@@ -16,6 +16,12 @@ Traceback (most recent call last):
 RuntimeError: crash
 >>> json.loads(path.read_text()), sorted(p.name for p in path.parent.iterdir())
 ({'a': 1}, ['out.json'])
+>>> read_json_object(path)
+{'a': 1}
+>>> _ = path.write_text("[1, 2")
+>>> read_json_object(path, remedy="write it again")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+ValueError: .../out.json is not valid JSON (...); write it again
 """
 
 import contextlib
@@ -64,3 +70,18 @@ def write_text_atomic(path: "str | os.PathLike", text: str) -> None:
 def write_json_atomic(path: "str | os.PathLike", data: Any, *, indent: int | None = 2) -> None:
     """Write ``data`` as JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False))
+
+
+def read_json_object(
+    path: "str | os.PathLike", *, error: type[Exception] = ValueError, remedy: str = "restore or remove it"
+) -> dict[str, Any]:
+    """Read the JSON object in ``path``; raise ``error`` naming the file, what is wrong and ``remedy``
+    when it is not valid JSON or not an object (a missing file raises ``FileNotFoundError``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path} is not valid JSON ({exc}); {remedy}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} must hold a JSON object, got {type(data).__name__}; {remedy}")
+    return data

@@ -50,7 +50,7 @@ from typing_extensions import Unpack
 
 from rhlens import engine
 from rhlens.adapter import architecture, hooks, model_device, tokenizer_of, uniform_attention_hooks
-from rhlens.encoding import pad_id_of
+from rhlens.encoding import encode_for_model, pad_id_of
 from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_evaluate, evaluate
 from rhlens.heads import Head, HeadSet, as_head_set
 from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
@@ -76,7 +76,7 @@ def mean_head_outputs(
     layers = sorted(set(layers))
     if not reference:
         raise ValueError("knockout(mode='mean') needs reference examples: knockout(model, heads, 'mean', reference=examples)")
-    encoded = engine.encode(model, reference, what="knockout(mode='mean') reference", with_answer=False)
+    encoded = encode_for_model(model, reference, what="knockout(mode='mean') reference", with_answer=False)
     sums: dict[int, Tensor] = {}
     count = 0
     state: dict[str, Tensor] = {}
@@ -238,7 +238,7 @@ def knockout_effect(
     if n_random:
         excluded = control_exclusion(exclude, scores, threshold, what="knockout_effect(n_random > 0)") | hs
         control_sets = [random_heads(model, len(hs), excluded, seed + i) for i in range(n_random)]
-    baseline = baseline_or_evaluate(baseline, model, examples, opts)
+    baseline = baseline_or_evaluate(baseline, model, examples, opts, what="knockout_effect")
 
     def knocked_out(head_set: HeadSet) -> EvalResult:
         with knockout(model, head_set, mode, reference, scope=scope, batch_size=opts.batch_size):

@@ -204,7 +204,6 @@ def patch_heads(
     check_positions(positions)
     hs = as_head_set(heads)
     layers = heads_by_layer(target, hs, what="patched heads")
-    engine.check_examples(examples, what="patch_heads")
-    baseline = baseline_or_evaluate(baseline if original is None else original, target, examples, opts)
+    baseline = baseline_or_evaluate(baseline if original is None else original, target, examples, opts, what="patch_heads")
     patched = run_metric([source, target], examples, opts, setup=lockstep_setup(source, target, layers, positions), what="patch_heads")
     return PatchResult(baseline=baseline, patched=patched, heads=hs, positions=rule_name(positions))

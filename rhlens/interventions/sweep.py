@@ -48,7 +48,7 @@ from torch import Tensor
 
 from rhlens import engine
 from rhlens.adapter import architecture, forward_from_layer, hook_name, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
-from rhlens.encoding import EncodedExample, PaddedBatch, pad_id_of
+from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model, pad_id_of
 from rhlens.evaluation import LOGPROB
 from rhlens.heads import Head
 from rhlens.interventions.head_sets import all_heads, heads_by_layer
@@ -213,7 +213,7 @@ def patch_sweep(
     group = heads_per_forward or arch.n_heads
     if group < 1:
         raise ValueError(f"heads_per_forward must be >= 1, got {heads_per_forward}")
-    encoded = engine.encode(target, examples, what="patch_sweep", with_answer=True, append_eos=False)
+    encoded = encode_for_model(target, examples, what="patch_sweep", with_answer=True, append_eos=False)
     pad = pad_id_of(tokenizer_of(target))
     device = model_device(target)
     from_layer = model_kind(target) == "hooked"

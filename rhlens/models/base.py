@@ -27,7 +27,7 @@ def load_base() -> Any:
     if not path.is_dir():
         raise FileNotFoundError(
             f"The shipped base model is missing at {path}; reinstall rhlens, or train one with "
-            "`rhlens pretrain-base --out DIR` and load it with rhlens.pretrain.load_base_from(DIR)"
+            "`rhlens pretrain-base --out DIR` and load it with rhlens.tools.pretrain.load_base_from(DIR)"
         )
     model = load_model(path)
     model.eval()

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rhlens.files import read_json_object
+
 __all__ = [
     "BIN_FILE",
     "BIN_INDEX",
@@ -90,12 +92,7 @@ def read_hf_config(path: str | os.PathLike) -> dict[str, Any]:
             f"{cfg_path} is missing: a Hugging Face checkpoint folder needs config.json. "
             "Write it with model.config.save_pretrained(folder) (or model.save_pretrained(folder))."
         )
-    try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{cfg_path} is not valid JSON ({exc}); restore it from the original checkpoint") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{cfg_path} must hold a JSON object, got {type(raw).__name__}")
+    raw = read_json_object(cfg_path, error=CheckpointError, remedy="restore it from the original checkpoint")
     archs = raw.get("architectures")
     if not archs and raw.get("model_type") in _MODEL_TYPES:
         # config.save_pretrained() of a config that never saw a model omits 'architectures'.

@@ -17,13 +17,12 @@ from typing import Any
 from rhlens.adapter.core import HookedTransformer, HookedTransformerConfig
 from rhlens.models.tokenizer import default_tokenizer
 
+# the size both shapes share by default: 2 layers of 4 heads of 16, 512 positions
+_TINY_SIZE: dict[str, Any] = dict(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=512)
+
 TINY_LLAMA_DEFAULTS: dict[str, Any] = dict(
-    n_layers=2,
-    d_model=64,
-    n_heads=4,
-    d_head=16,
+    **_TINY_SIZE,
     d_mlp=172,
-    n_ctx=512,
     act_fn="silu",
     normalization_type="RMS",
     positional_embedding_type="rotary",
@@ -34,12 +33,8 @@ TINY_LLAMA_DEFAULTS: dict[str, Any] = dict(
 )
 
 TINY_GPT2_DEFAULTS: dict[str, Any] = dict(
-    n_layers=2,
-    d_model=64,
-    n_heads=4,
-    d_head=16,
+    **_TINY_SIZE,
     d_mlp=256,
-    n_ctx=512,
     act_fn="gelu_new",
     normalization_type="LN",
     positional_embedding_type="standard",

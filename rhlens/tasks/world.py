@@ -17,8 +17,10 @@ with one relation ("The value of K is V.").
 'Where was Maria Lopez born?'
 """
 
+import dataclasses
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from rhlens.tasks import wordlists as W
 
@@ -55,30 +57,23 @@ class Fact:
         return self.text[self.start:self.end]
 
 
-RELATIONS = (
-    Relation("born_in", "person", "city", "{s} was born in {o}.",
-             "Where was {s} born?", "the birthplace of {s}"),
-    Relation("lives_in", "person", "city", "{s} lives in {o}.",
-             "In which city does {s} live?", "the home city of {s}"),
-    Relation("occupation", "person", "occupation", "{s} works as {art} {o}.",
-             "What is the occupation of {s}?", "the occupation of {s}"),
-    Relation("works_for", "person", "org", "{s} works for {o}.",
-             "Which organisation does {s} work for?", "the employer of {s}"),
-    Relation("spouse", "person", "person", "{s} is married to {o}.",
-             "Who is {s} married to?", "the spouse of {s}"),
-    Relation("mentor", "person", "person", "{s} studied under {o}.",
-             "Who did {s} study under?", "the mentor of {s}"),
-    Relation("birth_year", "person", "year", "{s} was born in the year {o}.",
-             "In which year was {s} born?", "the birth year of {s}"),
-    Relation("founder", "org", "person", "{s} was founded by {o}.",
-             "Who founded {s}?", "the founder of {s}"),
-    Relation("based_in", "org", "city", "{s} is based in {o}.",
-             "Where is {s} based?", "the headquarters of {s}"),
-    Relation("founded_in", "org", "year", "{s} was founded in {o}.",
-             "In which year was {s} founded?", "the founding year of {s}"),
-    Relation("country", "city", "country", "{s} is a city in {o}.",
-             "In which country is {s}?", "the country of {s}"),
-)
+def _read_relations(path: Path) -> tuple[Relation, ...]:
+    """The relation table ``path`` (tab-separated, a header row naming :class:`Relation`'s fields)."""
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    fields = header.split("\t")
+    if fields != [f.name for f in dataclasses.fields(Relation)]:
+        raise ValueError(f"{path}: header {fields} must name Relation's fields in order")
+    out = []
+    for number, row in enumerate(rows, start=2):
+        cells = row.split("\t")
+        if len(cells) != len(fields):
+            raise ValueError(f"{path}:{number}: {len(cells)} cells, expected {len(fields)} ({', '.join(fields)})")
+        out.append(Relation(*cells))
+    return tuple(out)
+
+
+# The realistic and fictional worlds' relations: one row each in relations.tsv (edit it to add one).
+RELATIONS = _read_relations(Path(__file__).with_name("relations.tsv"))
 
 SYMBOLIC_RELATIONS = (
     Relation("value", "symbol", "symbol", "The value of {s} is {o}.",

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rhlens.cli import main
-from rhlens.pretrain import load_base_from, pretrain_base, recipe_from_dict
+from rhlens.tools.pretrain import load_base_from, pretrain_base, recipe_from_dict
 
 MICRO = {
     "name": "micro-base",

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from rhlens.cli import main
-from rhlens.quickstart import OutputFolderError, reading_of_knockouts, run_quickstart
+from rhlens.tools.quickstart import OutputFolderError, reading_of_knockouts, run_quickstart
 
 TINY = dict(steps=4, n_eval=6, context_tokens=64, random_draws=2, progress=False)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from rhlens.cli import main
-from rhlens.study import Study, StudyConfig
+from rhlens.tools.study import Study, StudyConfig
 
 pytestmark = pytest.mark.slow
 
@@ -177,7 +177,7 @@ def test_pieces_on_a_model_folder_and_examples_file(smoke_run, tmp_path, capsys)
 
 def test_a_changed_base_model_is_refused_in_the_same_folder(smoke_run, monkeypatch):
     """Same config, but the embedded base's files changed (e.g. a new rhlens release): refused."""
-    import rhlens.study.pipeline as pipeline
+    import rhlens.tools.study.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "_fingerprint", lambda folder: {"model.safetensors": "another base"})
     with pytest.raises(FileExistsError, match="differing keys: base"):
@@ -193,7 +193,7 @@ def test_sigkilled_study_resumes_to_the_same_results(smoke_run, tmp_path):
     import time
 
     out = tmp_path / "killed"
-    code = f"import torch; torch.set_num_threads(1); from rhlens.study import Study; Study('smoke', {str(out)!r}, progress=False).run()"
+    code = f"import torch; torch.set_num_threads(1); from rhlens.tools.study import Study; Study('smoke', {str(out)!r}, progress=False).run()"
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
     marker = out / "mdqa" / "models" / "real-limited" / "finetune.json"
     deadline = time.time() + 300

@@ -4,7 +4,8 @@
 - Outside the adapter no module touches TransformerLens's module layout (``model.blocks``,
   ``W_Q`` ..., ``unembed``, ``ln_final``, ``stop_at_layer=``) or spells hook names in code
   (``"blocks.3.attn.hook_z"``); documentation strings may mention them.
-- The import graph of ``rhlens`` modules, function-local imports included, has no cycle.
+- The import graph of ``rhlens`` modules, function-local imports included, has no cycle, and every
+  import points down (or sideways) the layer table ``LAYERS`` (README's "Layout" table).
 
 Every remaining exception is listed in ``ALLOWED`` with the reason it is still there; an entry that
 no longer matches anything fails too, so the list only shrinks.
@@ -24,6 +25,19 @@ ADAPTER = "rhlens.adapter"
 LAYOUT_ATTRS = {"blocks", "W_Q", "W_K", "W_V", "W_O", "_W_K", "_W_V", "unembed", "ln_final", "W_U", "embed", "W_E"}
 LAYOUT_KEYWORDS = {"stop_at_layer", "start_at_layer"}
 HOOK_STRING = re.compile(r"(^|[^\w])blocks\.|\bhook_(z|pattern|q|k|v|rot_q|rot_k|attn_scores|result|resid_\w+|attn_out|mlp_out|embed)\b")
+
+# Bottom to top; a module may import its own layer or a lower one. README's "Layout" table says the same.
+LAYERS: list[tuple[str, list[str]]] = [
+    ("foundation", ["rhlens.version", "rhlens._lazy", "rhlens.files", "rhlens.progress", "rhlens.heads"]),
+    ("tasks and figures", ["rhlens.tasks", "rhlens.plot"]),
+    ("adapter", ["rhlens.adapter"]),
+    ("models", ["rhlens.models", "rhlens.stopping", "rhlens.encoding"]),
+    ("run engine", ["rhlens.engine", "rhlens.generation", "rhlens.evaluation", "rhlens.scoring", "rhlens.interventions"]),
+    ("training", ["rhlens.training", "rhlens.distributed_eval"]),
+    ("tools", ["rhlens.tools"]),
+    ("command line", ["rhlens.cli"]),
+    ("public API", ["rhlens"]),
+]
 
 # (module, what) -> why it is still allowed.
 ALLOWED: dict[tuple[str, str], str] = {}
@@ -189,3 +203,70 @@ def test_public_names_are_visible_to_type_checkers():
         for alias in stmt.names
     }
     assert seen == exports
+
+
+def _layer(module: str) -> int:
+    """Index in ``LAYERS`` of the longest prefix naming ``module``'s layer."""
+    best = max(
+        ((len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+         if module == prefix or module.startswith(prefix + ".")),
+        default=None,
+    )
+    assert best is not None, f"{module} is in no layer of LAYERS: add it to the table (and to README's)"
+    return best[1]
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{a} ({LAYERS[_layer(a)][0]}) imports {b} ({LAYERS[_layer(b)][0]})"
+        for a, targets in graph.items() for b in targets if _layer(b) > _layer(a)
+    )
+
+
+def test_every_module_has_a_layer():
+    for name in MODULES:
+        _layer(name)
+
+
+def test_imports_point_down_the_layers_even_function_local_ones():
+    upward = _upward_imports(_import_graph())
+    assert not upward, "imports that point up the layer table:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert _upward_imports({"rhlens.tasks.example": {"rhlens.engine"}}) == [
+        "rhlens.tasks.example (tasks and figures) imports rhlens.engine (run engine)"
+    ]
+    assert _upward_imports({"rhlens.engine": {"rhlens.tasks.example"}}) == []
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80  # code lines: a function's docstring (its examples) does not count
+
+
+def _function_code_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    lines = node.end_lineno - node.lineno + 1
+    first = node.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        lines -= first.end_lineno - first.lineno + 1
+    return lines
+
+
+def test_no_module_over_400_lines():
+    long = {name: n for name, p in MODULES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them): {long}"
+
+
+def test_no_function_over_80_lines():
+    long = {
+        f"{name}.{node.name} (line {node.lineno})": n
+        for name, tree in TREES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (n := _function_code_lines(node)) > MAX_FUNCTION_LINES
+    }
+    assert not long, f"functions over {MAX_FUNCTION_LINES} code lines (split them): {long}"
+
+
+def test_the_size_checks_count_code_not_docstrings():
+    tree = ast.parse('def f():\n    """Doc\n    >>> f()\n    """\n    return 1\n')
+    assert _function_code_lines(tree.body[0]) == 2

@@ -88,7 +88,7 @@ def test_dry_run_of_the_paper_preset_names_the_missing_checkpoint(tmp_path, caps
 
 def test_dry_run_of_the_paper_preset_with_files_in_place(tmp_path, capsys, monkeypatch):
     """A fake checkpoint folder (config.json only: no weights are read) and empty data files."""
-    from rhlens.study import StudyConfig
+    from rhlens.tools.study import StudyConfig
 
     monkeypatch.chdir(tmp_path)
     ckpt = tmp_path / "checkpoints" / "Meta-Llama-3-8B-Instruct"

@@ -113,7 +113,7 @@ def test_copying_lives_in_few_heads_and_needs_them(base):
 
 def test_card_abilities_match_a_fresh_measurement(base):
     """abilities.json is what the model does, not a hand-written number."""
-    from rhlens.pretrain import measure_abilities
+    from rhlens.tools.pretrain import measure_abilities
 
     recorded = json.loads((base_dir() / "abilities.json").read_text())
     recipe = json.loads((base_dir() / "recipe.json").read_text())

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rhlens.study.folder import MANIFEST, RunFolder, check_writable
+from rhlens.tools.study.folder import MANIFEST, RunFolder, check_writable
 
 
 def test_item3_out_that_is_a_file_is_refused(tmp_path):
@@ -55,12 +55,12 @@ def test_damaged_manifest_is_named(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / MANIFEST).write_text("{not json")
-    with pytest.raises(ValueError, match="study.json is damaged"):
+    with pytest.raises(ValueError, match="study.json is not valid JSON .*manifest is damaged"):
         RunFolder.open(out, {}, "d")
 
 
 def test_item3_unwritable_out_is_refused_even_as_root(tmp_path, monkeypatch):
-    import rhlens.study.folder as folder_mod
+    import rhlens.tools.study.folder as folder_mod
 
     monkeypatch.setattr(folder_mod.os, "access", lambda path, mode: False)
     with pytest.raises(PermissionError, match="not writable"):

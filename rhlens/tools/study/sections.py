@@ -1,4 +1,4 @@
-"""The sections of a :class:`rhlens.study.config.StudyConfig` (``[model]``, ``[data]``, ``[finetune]``,
+"""The sections of a :class:`rhlens.tools.study.config.StudyConfig` (``[model]``, ``[data]``, ``[finetune]``,
 ``[evaluate]``, ``[scores]``, ``[knockout]``, ``[patching]``, ``[estimate]``) and the values
 their keys may take."""
 

@@ -1,5 +1,5 @@
 """The study's stages (data, finetune, evaluate, scores, compare, knockout, patching) and the
-helpers they share, as a mixin of :class:`rhlens.study.pipeline.Study`: each ``_<stage>(unit)``
+helpers they share, as a mixin of :class:`rhlens.tools.study.pipeline.Study`: each ``_<stage>(unit)``
 does one unit of work and returns its JSON record."""
 
 import shutil
@@ -7,8 +7,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from rhlens.study.analysis import cosine, pearson, retrieval_heads, spearman
-from rhlens.study.config import EMBEDDED
+from rhlens.tools.study.analysis import cosine, pearson, retrieval_heads, spearman
+from rhlens.tools.study.config import EMBEDDED
 
 REAL, LIMITED = "real", "real-limited"
 
@@ -28,7 +28,7 @@ class Unit:
 
 
 class StageRunner:
-    """The stages of :class:`rhlens.study.pipeline.Study` (which sets ``config``, ``folder``,
+    """The stages of :class:`rhlens.tools.study.pipeline.Study` (which sets ``config``, ``folder``,
     ``progress``, ``_log`` and ``_tokenizer``)."""
 
     # ---- shared helpers ----------------------------------------------------------------------
@@ -78,7 +78,7 @@ class StageRunner:
 
     # ---- stages (each returns the unit's JSON record) ---------------------------------------
     def _data(self, unit: Unit) -> dict[str, Any]:
-        from rhlens.study.data import build_sets
+        from rhlens.tools.study.data import build_sets
 
         if self._tokenizer is None:
             self._tokenizer = self._load_base().tokenizer

@@ -4,8 +4,8 @@ import copy
 
 import pytest
 
-from rhlens.study import StudyConfig
-from rhlens.study.report import findings, report_markdown, task_tables
+from rhlens.tools.study import StudyConfig
+from rhlens.tools.study.report import findings, report_markdown, task_tables
 
 VARIANTS = ["fictional", "symbolic", "realistic-filler"]
 
@@ -18,7 +18,7 @@ def _entry(acc, recall, ko_retrieval, patched):
     comp = {m: {"n_heads": 2, "recall": recall[m], "precision": 1.0, "jaccard": recall[m], "cosine": 0.9,
                 "shared": []} for m in models}
     others = models[1:]
-    from rhlens.study.analysis import pearson, spearman
+    from rhlens.tools.study.analysis import pearson, spearman
 
     return {
         "data": {"sources": {"real_train": "generated"}},

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rhlens.files import write_json_atomic
-from rhlens.study.folder import check_writable, refuse_file_path
+from rhlens.tools.study.folder import check_writable, refuse_file_path
 
 #: Wu et al.'s threshold: heads scoring over it are retrieval heads
 RETRIEVAL_THRESHOLD = 0.1
 RUN_FILE = "run.json"
-_RUN_KIND = "rhlens.quickstart/1"
+_RUN_KIND = "rhlens.tools.quickstart/1"
 #: what a quickstart run writes; an ``overwrite`` removes these from a foreign run's folder
 OUTPUTS = ("report.html", "summary.json", "model", "retrieval_scores.safetensors", "retrieval_scores_wu.json", RUN_FILE)
 
@@ -45,7 +45,7 @@ class OutputFolderError(ValueError):
 
 
 def _identity(settings: dict[str, Any]) -> dict[str, Any]:
-    from rhlens import __version__
+    from rhlens.version import __version__
 
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return {"kind": _RUN_KIND, "settings": settings, "settings_digest": digest, "rhlens_version": __version__}
@@ -66,7 +66,7 @@ def prepare_out_dir(out_dir: "str | os.PathLike", identity: dict[str, Any], *, o
     'run'
     >>> prepare_out_dir(root / "run", {"kind": "demo", "settings_digest": "b"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    rhlens.quickstart.OutputFolderError: ... holds another run (settings_digest a, this run's b); pass a new ...
+    rhlens.tools.quickstart.OutputFolderError: ... holds another run (settings_digest a, this run's b); pass a new ...
     """
     out = Path(out_dir)
     try:

@@ -17,7 +17,7 @@ A recipe file::
     [stages.train]        # rhlens.TrainConfig fields
     steps = 400
     lr = 2e-3
-    [stages.supervision]  # optional: attention supervision (rhlens.pretrain.supervision)
+    [stages.supervision]  # optional: attention supervision (rhlens.tools.pretrain.supervision)
     previous_token_heads = ["L0H0", "L0H1"]
     retrieval_heads = ["L2H0"]
     anti_weight = 0.5     # push every other head off the retrieval targets
@@ -38,7 +38,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from rhlens.pretrain.supervision import AttentionSupervision
+from rhlens.tools.pretrain.supervision import AttentionSupervision
 from rhlens.training.config import TrainConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

@@ -6,7 +6,7 @@ import torch
 from rhlens.adapter import count_hooks
 from rhlens.heads import Head
 from rhlens.models import tiny_llama, word_level_tokenizer
-from rhlens.pretrain.supervision import (
+from rhlens.tools.pretrain.supervision import (
     AttentionSupervision,
     induction_targets,
     previous_token_targets,

@@ -4,8 +4,8 @@ import pytest
 
 from rhlens.encoding import encode_example
 from rhlens.models import load_base
-from rhlens.study import StudyConfig
-from rhlens.study.data import build_sets
+from rhlens.tools.study import StudyConfig
+from rhlens.tools.study.data import build_sets
 
 
 @pytest.fixture(scope="module")

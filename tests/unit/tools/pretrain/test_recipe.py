@@ -2,7 +2,7 @@
 
 import pytest
 
-from rhlens.pretrain.recipe import default_recipe_path, load_recipe, recipe_from_dict
+from rhlens.tools.pretrain.recipe import default_recipe_path, load_recipe, recipe_from_dict
 
 
 def test_shipped_recipe_loads():

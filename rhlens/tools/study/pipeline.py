@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rhlens.progress import progress_bar
-from rhlens.study.config import EMBEDDED, PRESETS, StudyConfig
-from rhlens.study.folder import RunFolder
-from rhlens.study.stages import REAL, StageRunner, Unit
+from rhlens.tools.study.config import EMBEDDED, PRESETS, StudyConfig
+from rhlens.tools.study.folder import RunFolder
+from rhlens.tools.study.stages import REAL, StageRunner, Unit
 
 STAGES = ("data", "finetune", "evaluate", "scores", "compare", "knockout", "patching")
 
@@ -233,7 +233,7 @@ class Study(StageRunner):
     # ---- running ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run (or resume) every stage, then write ``results.json``, ``report.md`` and ``report.html``."""
-        from rhlens.study.report import collect_results, write_reports
+        from rhlens.tools.study.report import collect_results, write_reports
 
         cfg = self.config
         self.check()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rhlens.study import StudyConfig
-from rhlens.study.config import PRESETS, preset_path
+from rhlens.tools.study import StudyConfig
+from rhlens.tools.study.config import PRESETS, preset_path
 
 SECTIONS = ("model", "data", "finetune", "evaluate", "scores", "knockout", "patching", "estimate")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rhlens.files import write_json_atomic
-from rhlens.study.analysis import retrieval_heads
+from rhlens.tools.study.analysis import retrieval_heads
 
 
 def load_any_model(path: "str | Path", *, device: str = "cpu", dtype: str = "float32") -> Any:

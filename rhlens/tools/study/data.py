@@ -6,7 +6,7 @@ tokenizer), which leaves ``answer_tokens`` for the answer, its EOS and decoding;
 then encoded and checked. Real examples that do not fit are dropped and counted.
 
 >>> from rhlens.models import load_base
->>> from rhlens.study.config import StudyConfig
+>>> from rhlens.tools.study.config import StudyConfig
 >>> cfg = StudyConfig.preset("smoke")
 >>> sets, summary = build_sets(cfg, "mdqa", load_base().tokenizer)
 >>> sorted(sets), summary["sets"]["real_train"]["max_tokens"] <= cfg.data.context_tokens
@@ -16,7 +16,7 @@ then encoded and checked. Real examples that do not fit are dropped and counted.
 from pathlib import Path
 from typing import Any, Callable
 
-from rhlens.study.config import StudyConfig
+from rhlens.tools.study.config import StudyConfig
 
 
 def example_tokens(tokenizer: Any, example: Any) -> int:

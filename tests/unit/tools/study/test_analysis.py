@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rhlens.heads import Head
-from rhlens.study.analysis import cosine, pearson, retrieval_heads, spearman
+from rhlens.tools.study.analysis import cosine, pearson, retrieval_heads, spearman
 
 # (x, y, scipy.stats.pearsonr, scipy.stats.spearmanr) computed with scipy 1.17
 CASES = [

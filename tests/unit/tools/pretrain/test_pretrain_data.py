@@ -2,7 +2,7 @@
 
 import pytest
 
-from rhlens.pretrain.data import induction_documents, qa_examples, stage_examples
+from rhlens.tools.pretrain.data import induction_documents, qa_examples, stage_examples
 from rhlens.tasks import pretokenize, vocabulary
 
 

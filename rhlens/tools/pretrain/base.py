@@ -1,6 +1,6 @@
 """Pretrain the embedded base model: a tiny Llama that already copies from context.
 
-:func:`pretrain_base` runs a :class:`~rhlens.pretrain.recipe.Recipe` stage by stage with
+:func:`pretrain_base` runs a :class:`~rhlens.tools.pretrain.recipe.Recipe` stage by stage with
 :func:`rhlens.train`: first next-token loss on induction text (spans that recur), then the
 tasks' question-and-answer forms, over a curriculum of context lengths. Every stage checkpoints
 into ``out_dir/stages/<name>``; a finished stage leaves ``out_dir/stages/<name>/model``, so
@@ -24,9 +24,9 @@ import torch
 from rhlens.adapter import embedding_matrix, set_unembed
 from rhlens.encoding import pad_id_of
 from rhlens.files import write_text_atomic
-from rhlens.pretrain.data import stage_examples
-from rhlens.pretrain.supervision import supervise_attention
-from rhlens.pretrain.recipe import Recipe, default_recipe_path, load_recipe
+from rhlens.tools.pretrain.data import stage_examples
+from rhlens.tools.pretrain.supervision import supervise_attention
+from rhlens.tools.pretrain.recipe import Recipe, default_recipe_path, load_recipe
 
 MODEL_DIR = "model"
 
@@ -249,7 +249,7 @@ minutes on a laptop CPU. It is the embedded default of `rhlens.models.load_base(
 `repeat`: a random segment that recurs at random offsets among random words, and `induction`:
 random words with recurring short spans (both next-token loss on all of the text); `lm`: task
 prompts with answers as plain text (next-token loss on all of it); `qa`: task examples with the
-loss on the answer only. Attention supervision (`rhlens.pretrain.supervision`) adds a loss pulling
+loss on the answer only. Attention supervision (`rhlens.tools.pretrain.supervision`) adds a loss pulling
 the previous-token heads' attention to the previous token and the retrieval heads' attention to
 where the next token can be copied from (the token after the current token's previous occurrence;
 in a question-answer example, the prompt positions holding the answer token), optionally trains

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rhlens.files import write_json_atomic
+from rhlens.files import read_json_object, write_json_atomic
 
 MANIFEST = "study.json"
 FORMAT = "rhlens-study/1"
@@ -90,11 +90,11 @@ class RunFolder:
                 f"--out {out} is not empty and holds no {MANIFEST}: it is not an rhlens study folder; "
                 "choose a new or empty folder"
             )
+        old = read_json_object(manifest, remedy="the study folder's manifest is damaged: use a new --out folder")
         try:
-            old = json.loads(manifest.read_text(encoding="utf-8"))
             old_digest, old_config = old["digest"], old["config"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{manifest} is damaged ({err}); use a new --out folder") from None
+        except KeyError as err:
+            raise ValueError(f"{manifest} is damaged (no {err} field); use a new --out folder") from None
         if old_digest == digest:
             return "resume"
         if overwrite:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rhlens.files import write_json_atomic, write_text_atomic
-from rhlens.study.config import StudyConfig
-from rhlens.study.folder import RunFolder
+from rhlens.tools.study.config import StudyConfig
+from rhlens.tools.study.folder import RunFolder
 
 REAL, LIMITED = "real", "real-limited"
 FORMAT = "rhlens-study-results/1"

@@ -28,8 +28,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-# EMBEDDED, PRESETS and STUDY_TASKS are imported from here elsewhere (rhlens.cli, rhlens.study.stages)
-from rhlens.study.sections import (  # noqa: F401
+# EMBEDDED, PRESETS and STUDY_TASKS are imported from here elsewhere (rhlens.cli, rhlens.tools.study.stages)
+from rhlens.tools.study.sections import (  # noqa: F401
     _SECTIONS,
     EMBEDDED,
     KNOCKOUT_MODES,
@@ -244,7 +244,7 @@ class StudyConfig:
 
 def preset_path(name: str) -> Path:
     """The shipped TOML file of preset ``name``."""
-    return Path(__file__).resolve().parents[1] / "recipes" / f"study_{name}.toml"
+    return Path(__file__).resolve().parents[2] / "recipes" / f"study_{name}.toml"
 
 
 def _section(cls: type, data: Any, where: str, source: str) -> Any:
