@@ -11,7 +11,7 @@ Modules, one job each:
 - :mod:`rhlens.training.trainer_state`: optimizer and RNG state as tensors + JSON.
 - :mod:`rhlens.training.run_folder`: whose run an ``out_dir`` holds (start, resume or replace).
 - :mod:`rhlens.training.distributed`: ``torchrun``/``accelerate launch`` data parallelism.
-- :mod:`rhlens.training.metrics`: JSONL log, tqdm bar, optional wandb.
+- :mod:`rhlens.training.run_log`: JSONL log, tqdm bar, optional wandb.
 - :mod:`rhlens.training.resume`: what makes a resumed run the same run (config, steps, data).
 - :mod:`rhlens.training.setup`: a run's plan and start (data, identity, optimizer, logs).
 - :mod:`rhlens.training.loop`: :func:`train` and its steps.

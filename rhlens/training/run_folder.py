@@ -14,7 +14,7 @@ from typing import Any
 
 from rhlens.adapter.core import HookedTransformer, architecture
 from rhlens.training.checkpoint import DERIVED_SUFFIXES, STEP_PREFIX, jsonable, list_checkpoints, write_json
-from rhlens.training.metrics import METRICS_FILE
+from rhlens.training.run_log import METRICS_FILE
 
 __all__ = ["RUN_FILE", "RunFolderError", "check_out_dir", "claim_out_dir", "identity_differences", "run_id", "run_identity"]
 

@@ -25,7 +25,7 @@ from rhlens.training import run_folder
 from rhlens.training.config import TrainConfig
 from rhlens.training.data import prepare_examples
 from rhlens.training.lora import apply_lora, load_lora_state_dict, lora_parameters
-from rhlens.training.metrics import MetricsLog, Progress
+from rhlens.training.run_log import MetricsLog, Progress
 from rhlens.training.optim import build_optimizer, build_scheduler
 from rhlens.training.resume import check_resume, data_fingerprint, trajectory_config
 

@@ -13,7 +13,7 @@ import random
 
 from rhlens.tasks.example import Example
 from rhlens.tasks.generators import kv, mdqa, musique, niah, summhay
-from rhlens.tasks.generators.common import VARIANTS, Settings, variant_axes
+from rhlens.tasks.generators.common import VARIANTS, ExampleSpec, variant_axes
 
 _GENERATORS = {
     "mdqa": mdqa.generate_one,
@@ -62,10 +62,10 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
     out = []
     for i in range(n):
         rng = random.Random(f"rhlens:{task}:{variant}:{seed}:{i}")
-        s = Settings(task=task, variant=variant, context_tokens=context_tokens,
+        spec = ExampleSpec(task=task, variant=variant, context_tokens=context_tokens,
                      tokenizer=tokenizer, seed=seed, index=i, position=position,
                      instruction=instruction, documents=documents, knobs=dict(knobs))
-        prompt, answer, needles, answer_spans, meta = _GENERATORS[task](s, rng)
+        prompt, answer, needles, answer_spans, meta = _GENERATORS[task](spec, rng)
         meta = json.loads(json.dumps(meta))
         out.append(Example(prompt=prompt, answer=answer, needles=needles, task=task,
                            variant=variant, meta=meta, answer_spans=answer_spans).validate())

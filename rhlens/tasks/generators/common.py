@@ -37,16 +37,16 @@ def variant_axes(variant: str) -> tuple:
         raise ValueError(f"variant={variant!r} is not one of {VARIANTS}") from None
 
 
-def question_fact(s, rng, exclude):
+def question_fact(spec: "ExampleSpec", rng, exclude):
     """Sample (relation, subject, subject_kind, fact) for a single-relation question
     (mdqa's question, niah's needle, summhay's insight)."""
-    world = s.world
-    if s.realism == "symbolic":
+    world = spec.world
+    if spec.realism == "symbolic":
         kind = "symbol"
     else:
         kind = rng.choice(world.subject_kinds())
     rel = rng.choice(world.relations_from(kind))
-    chunks = s.knobs.get("key_chunks", 2)
+    chunks = spec.knobs.get("key_chunks", 2)
     subject = world.entity(kind, rng, exclude, chunks=chunks)
     obj = world.entity(rel.object, rng, exclude | {subject}, chunks=chunks)
     return rel, subject, kind, world.fact(rel, subject, obj)
@@ -70,8 +70,9 @@ def resolve_index(position, n: int, rng) -> int:
 
 
 @dataclass
-class Settings:
-    """Everything a task generator needs for one example (built by ``generate``)."""
+class ExampleSpec:
+    """What one example is to be: task, variant, length, tokenizer, seed, index and knobs, with the
+    world and token counter they imply (built by ``generate``, read by each task's ``generate_one``)."""
 
     task: str
     variant: str
@@ -136,19 +137,19 @@ def filler_stream() -> SentenceStream:
     return SentenceStream(lambda: wordlists.FILLER_SENTENCES[next(it) % len(wordlists.FILLER_SENTENCES)])
 
 
-def haystack_stream(s: Settings, rng: random.Random, subject, kind, exclude,
+def haystack_stream(spec: ExampleSpec, rng: random.Random, subject, kind, exclude,
                     skip_relations=frozenset(), title=None) -> SentenceStream:
     """The haystack sentences of one document (or of the whole niah haystack).
 
     ``subject`` is the entity the document is about (None: a stream that
     switches between fresh subjects every few sentences).
     """
-    if s.haystack == "filler":
+    if spec.haystack == "filler":
         return filler_stream()
-    if s.documents is not None:
-        return llm_stream(s.documents, title if title is not None else (subject or "a town"),
+    if spec.documents is not None:
+        return llm_stream(spec.documents, title if title is not None else (subject or "a town"),
                           exclude)
-    world = s.world
+    world = spec.world
     if subject is not None:
         stated = set()
         return SentenceStream(lambda: world.background(subject, kind, rng, exclude,
@@ -230,9 +231,9 @@ def _words_prefix(sentence: str, n: int) -> str:
     return " ".join(sentence.split()[:n])
 
 
-def build_documents(s: Settings, docs: list, question: str, *, what: str):
+def build_documents(spec: ExampleSpec, docs: list, question: str, *, what: str):
     """Fit ``docs`` (with their fixed needle sentences) plus the question to
-    ``s.context_tokens``; returns ``(Rendered, n_tokens)``."""
+    ``spec.context_tokens``; returns ``(Rendered, n_tokens)``."""
     order = []
     est = [sum(len(pretokenize(n.text)) for n in d.fixed) for d in docs]
     used = [0] * len(docs)
@@ -245,7 +246,7 @@ def build_documents(s: Settings, docs: list, question: str, *, what: str):
             est[d] += len(pretokenize(sentence)) + 1
             order.append(d)
 
-    head = templates.head(s.task, s.instruction)
+    head = templates.head(spec.task, spec.instruction)
     tail = templates.tail(question)
 
     def render(k, f):
@@ -294,7 +295,7 @@ def build_documents(s: Settings, docs: list, question: str, *, what: str):
         d = order[k]
         return sum(1 for x in order[:k] if x == d)
 
-    k, f, n = fit_length(lambda k, f: render(k, f).prompt, s.context_tokens, s.count,
+    k, f, n = fit_length(lambda k, f: render(k, f).prompt, spec.context_tokens, spec.count,
                          fine_steps=fine_steps, what=what)
     return render(k, f), n
 

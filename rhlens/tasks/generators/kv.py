@@ -22,16 +22,17 @@ import random
 
 from rhlens.tasks import templates, wordlists
 from rhlens.tasks.fitting import fit_length
+from rhlens.tasks.generators.common import ExampleSpec
 from rhlens.tasks.world import symbol
 
 MAX_GROW = 8
 
 
-def generate_one(s, rng: random.Random):
-    world = s.world
-    kc = s.knobs.get("key_chunks", 3)
-    vc = s.knobs.get("value_chunks", 3)
-    symbolic = s.realism == "symbolic"
+def generate_one(spec: ExampleSpec, rng: random.Random):
+    world = spec.world
+    kc = spec.knobs.get("key_chunks", 3)
+    vc = spec.knobs.get("value_chunks", 3)
+    symbolic = spec.realism == "symbolic"
     used = set()
 
     def fresh_key():
@@ -51,7 +52,7 @@ def generate_one(s, rng: random.Random):
     def pair(i):
         while len(pairs) <= i:
             k = fresh_key()
-            if s.haystack == "filler":
+            if spec.haystack == "filler":
                 v = wordlists.FILLER_VALUES[len(pairs) % len(wordlists.FILLER_VALUES)]
             else:
                 v = value()
@@ -63,7 +64,7 @@ def generate_one(s, rng: random.Random):
                          else rng.choice(world.first) for _ in range(MAX_GROW)])
         return pairs[i]
 
-    position = s.position
+    position = spec.position
     if position is None:
         position = rng.random()
     if isinstance(position, bool) or not isinstance(position, (int, float)):
@@ -89,14 +90,14 @@ def generate_one(s, rng: random.Random):
             grown.append((key, val))
         g = min(gold_index(k), k)
         grown.insert(g, (gold_key, gold_value))
-        prompt, spans, pair_spans = templates.kv_prompt(grown, gold_key, instruction=s.instruction)
+        prompt, spans, pair_spans = templates.kv_prompt(grown, gold_key, instruction=spec.instruction)
         return prompt, (pair_spans[g], spans[g]), g, grown
 
-    k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], s.context_tokens, s.count,
+    k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], spec.context_tokens, spec.count,
                                 fine_steps=lambda k: k * MAX_GROW, what="kv prompt")
     prompt, (gold_pair_span, span), g, grown = layout(k, f)
     if isinstance(position, int) and g != position:
         raise ValueError(f"position={position} is beyond the {k + 1} pairs that fit")
-    meta = s.meta(n_pairs=k + 1, gold_pair=g, key=gold_key, n_tokens=n_tokens,
+    meta = spec.meta(n_pairs=k + 1, gold_pair=g, key=gold_key, n_tokens=n_tokens,
                   key_chunks=kc, value_chunks=vc)
     return prompt, gold_value, (gold_pair_span,), (span,), meta

@@ -13,15 +13,15 @@ copies). ``position`` chooses the gold document (0-based index or depth fraction
 
 import random
 
-from rhlens.tasks.generators.common import (DocSpec, Needle, build_documents, haystack_stream,
+from rhlens.tasks.generators.common import (DocSpec, ExampleSpec, Needle, build_documents, haystack_stream,
                                            question_fact, resolve_index)
 
 
-def generate_one(s, rng: random.Random):
-    n_docs = s.default_n_docs(2)
-    gold = resolve_index(s.position, n_docs, rng)
+def generate_one(spec: ExampleSpec, rng: random.Random):
+    n_docs = spec.default_n_docs(2)
+    gold = resolve_index(spec.position, n_docs, rng)
     exclude = set()
-    rel, subject, kind, fact = question_fact(s, rng, exclude)
+    rel, subject, kind, fact = question_fact(spec, rng, exclude)
     exclude |= {subject, fact.answer}
     docs = []
     titles = []
@@ -29,21 +29,21 @@ def generate_one(s, rng: random.Random):
         stream_rng = random.Random(rng.getrandbits(64))
         if i == gold:
             title, t_kind = subject, kind
-            stream = haystack_stream(s, stream_rng, subject, kind, frozenset(exclude - {subject}),
+            stream = haystack_stream(spec, stream_rng, subject, kind, frozenset(exclude - {subject}),
                                      skip_relations={rel.name}, title=title)
             doc = DocSpec(title, stream, [Needle(fact.text, ((0, len(fact.text)),))],
                           insert_frac=rng.random())
         else:
-            t_kind = kind if s.realism == "symbolic" else rng.choice(s.world.subject_kinds())
-            title = s.world.entity(t_kind, rng, exclude | set(titles),
-                                   chunks=s.knobs.get("key_chunks", 2))
-            stream = haystack_stream(s, stream_rng, title, t_kind, frozenset(exclude), title=title)
+            t_kind = kind if spec.realism == "symbolic" else rng.choice(spec.world.subject_kinds())
+            title = spec.world.entity(t_kind, rng, exclude | set(titles),
+                                   chunks=spec.knobs.get("key_chunks", 2))
+            stream = haystack_stream(spec, stream_rng, title, t_kind, frozenset(exclude), title=title)
             doc = DocSpec(title, stream)
         titles.append(title)
         docs.append(doc)
     question = rel.question.format(s=subject)
-    r, n_tokens = build_documents(s, docs, question, what="mdqa prompt")
-    meta = s.meta(n_docs=n_docs, gold_doc=gold, relation=rel.name, subject=subject,
+    r, n_tokens = build_documents(spec, docs, question, what="mdqa prompt")
+    meta = spec.meta(n_docs=n_docs, gold_doc=gold, relation=rel.name, subject=subject,
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
     # the needle is the gold fact sentence; a retrieval head copies the answer inside it
     (start, _), = r.needles

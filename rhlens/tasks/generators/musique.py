@@ -15,7 +15,7 @@ else (2, 4)).
 
 import random
 
-from rhlens.tasks.generators.common import DocSpec, Needle, build_documents, haystack_stream, resolve_index
+from rhlens.tasks.generators.common import DocSpec, ExampleSpec, Needle, build_documents, haystack_stream, resolve_index
 
 
 def _feasible(world, kind, remaining):
@@ -36,10 +36,10 @@ def sample_chain(world, rng, hops):
     return chain
 
 
-def _hops(s, rng):
-    hops = s.knobs.get("hops")
+def _hops(spec: ExampleSpec, rng):
+    hops = spec.knobs.get("hops")
     if hops is None:
-        hops = 2 if s.context_tokens < 256 else (2, 4)
+        hops = 2 if spec.context_tokens < 256 else (2, 4)
     if isinstance(hops, (tuple, list)):
         lo, hi = hops
         hops = rng.randint(lo, hi)
@@ -48,16 +48,16 @@ def _hops(s, rng):
     return hops
 
 
-def generate_one(s, rng: random.Random):
-    world = s.world
-    hops = _hops(s, rng)
-    n_docs = s.default_n_docs(hops)
-    first = resolve_index(s.position, n_docs, rng)
+def generate_one(spec: ExampleSpec, rng: random.Random):
+    world = spec.world
+    hops = _hops(spec, rng)
+    n_docs = spec.default_n_docs(hops)
+    first = resolve_index(spec.position, n_docs, rng)
     others = [i for i in range(n_docs) if i != first]
     rng.shuffle(others)
     hop_docs = [first] + others[: hops - 1]
     chain = sample_chain(world, rng, hops)
-    chunks = s.knobs.get("key_chunks", 2)
+    chunks = spec.knobs.get("key_chunks", 2)
     exclude = set()
     subject = world.entity(chain[0].subject, rng, exclude, chunks=chunks)
     exclude.add(subject)
@@ -73,14 +73,14 @@ def generate_one(s, rng: random.Random):
         if i in hop_docs:
             h = hop_docs.index(i)
             title, kind, fact = subjects[h], chain[h].subject, facts[h]
-            stream = haystack_stream(s, stream_rng, title, kind, frozenset(exclude - {title}),
+            stream = haystack_stream(spec, stream_rng, title, kind, frozenset(exclude - {title}),
                                      skip_relations={chain[h].name}, title=title)
             doc = DocSpec(title, stream, [Needle(fact.text, ((0, len(fact.text)),))],
                           insert_frac=rng.random())
         else:
-            kind = "symbol" if s.realism == "symbolic" else rng.choice(world.subject_kinds())
+            kind = "symbol" if spec.realism == "symbolic" else rng.choice(world.subject_kinds())
             title = world.entity(kind, rng, exclude | set(titles), chunks=chunks)
-            doc = DocSpec(title, haystack_stream(s, stream_rng, title, kind, frozenset(exclude),
+            doc = DocSpec(title, haystack_stream(spec, stream_rng, title, kind, frozenset(exclude),
                                                  title=title))
         titles.append(title)
         docs.append(doc)
@@ -88,11 +88,11 @@ def generate_one(s, rng: random.Random):
     for rel in chain[:-1]:
         phrase = rel.phrase.format(s=phrase)
     question = chain[-1].question.format(s=phrase)
-    r, n_tokens = build_documents(s, docs, question, what="musique prompt")
+    r, n_tokens = build_documents(spec, docs, question, what="musique prompt")
     # needles come out in document order; report them in hop order
     by_doc = {d: span for d, span in zip(sorted(hop_docs), r.needles)}
     needles = tuple(by_doc[d] for d in hop_docs)
-    meta = s.meta(n_docs=n_docs, hops=hops, gold_docs=hop_docs, gold_doc=first,
+    meta = spec.meta(n_docs=n_docs, hops=hops, gold_docs=hop_docs, gold_doc=first,
                   relations=[x.name for x in chain], hop_answers=[f.answer for f in facts],
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
     # the last hop's answer is the answer: the one span a retrieval head copies

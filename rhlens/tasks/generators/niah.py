@@ -17,12 +17,12 @@ import random
 
 from rhlens.tasks import templates
 from rhlens.tasks.fitting import fit_length
-from rhlens.tasks.generators.common import haystack_stream, question_fact
+from rhlens.tasks.generators.common import ExampleSpec, haystack_stream, question_fact
 from rhlens.tasks.spans import find_word
 
 
-def _needle(s, rng, exclude):
-    custom = s.knobs.get("needle")
+def _needle(spec: ExampleSpec, rng, exclude):
+    custom = spec.knobs.get("needle")
     if custom is not None:
         sentence, question, answer = custom
         at = find_word(sentence, answer) if isinstance(answer, str) else None
@@ -30,19 +30,19 @@ def _needle(s, rng, exclude):
             raise ValueError(f"needle answer {answer!r} is not a whole word (or words) of the "
                              f"needle sentence {sentence!r}; put the answer in the sentence")
         return sentence, question, answer, at
-    rel, subject, _kind, fact = question_fact(s, rng, exclude)
+    rel, subject, _kind, fact = question_fact(spec, rng, exclude)
     exclude |= {subject, fact.answer}
     return fact.text, rel.question.format(s=subject), fact.answer, (fact.start, fact.end)
 
 
-def generate_one(s, rng: random.Random):
+def generate_one(spec: ExampleSpec, rng: random.Random):
     exclude = set()
-    needle, question, answer, (a, b) = _needle(s, rng, exclude)
-    stream = haystack_stream(s, random.Random(rng.getrandbits(64)), None, None,
+    needle, question, answer, (a, b) = _needle(spec, rng, exclude)
+    stream = haystack_stream(spec, random.Random(rng.getrandbits(64)), None, None,
                              frozenset(exclude), title="a story")
-    head = templates.head("niah", s.instruction)
+    head = templates.head("niah", spec.instruction)
     tail = templates.tail(question)
-    position = s.position if s.position is not None else rng.random()
+    position = spec.position if spec.position is not None else rng.random()
     if isinstance(position, bool) or not isinstance(position, (int, float)):
         raise ValueError(f"position must be a depth fraction or sentence index, got {position!r}")
     if isinstance(position, float) and not 0.0 <= position <= 1.0:
@@ -70,12 +70,12 @@ def generate_one(s, rng: random.Random):
         text = head + before + (" " if before else "") + needle + (" " if after else "") + after + tail
         return text, start, at, len(sents)
 
-    k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], s.context_tokens, s.count,
+    k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], spec.context_tokens, spec.count,
                                 fine_steps=lambda k: max(0, len(stream.get(k).split()) - 1),
                                 what="niah prompt")
     prompt, start, at, n_sents = layout(k, f)
     hay_start, hay_end = len(head), len(prompt) - len(tail)
     depth = (start - hay_start) / max(1, hay_end - hay_start - len(needle))
-    meta = s.meta(n_tokens=n_tokens, sentence_index=at, n_sentences=n_sents,
+    meta = spec.meta(n_tokens=n_tokens, sentence_index=at, n_sentences=n_sents,
                   depth=round(depth, 4), needle=needle, question=question)
     return prompt, answer, ((start, start + len(needle)),), ((start + a, start + b),), meta

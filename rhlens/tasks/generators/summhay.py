@@ -17,39 +17,39 @@ below 128 tokens, 2 below 1024, else 3) how many documents cite.
 
 import random
 
-from rhlens.tasks.generators.common import (DocSpec, Needle, build_documents, haystack_stream,
+from rhlens.tasks.generators.common import (DocSpec, ExampleSpec, Needle, build_documents, haystack_stream,
                                            question_fact, resolve_index)
 from rhlens.tasks.templates import format_citations, summhay_question
 
 
-def generate_one(s, rng: random.Random):
-    world = s.world
-    n_citing = s.knobs.get("n_citing")
+def generate_one(spec: ExampleSpec, rng: random.Random):
+    world = spec.world
+    n_citing = spec.knobs.get("n_citing")
     if n_citing is None:
-        n_citing = 1 if s.context_tokens < 128 else 2 if s.context_tokens < 1024 else 3
+        n_citing = 1 if spec.context_tokens < 128 else 2 if spec.context_tokens < 1024 else 3
     if not isinstance(n_citing, int) or n_citing < 1:
         raise ValueError(f"n_citing={n_citing!r} must be a positive int")
-    n_docs = s.default_n_docs(n_citing + 1)
-    first = resolve_index(s.position, n_docs, rng)
+    n_docs = spec.default_n_docs(n_citing + 1)
+    first = resolve_index(spec.position, n_docs, rng)
     others = [i for i in range(n_docs) if i != first]
     rng.shuffle(others)
     citing = sorted([first] + others[: n_citing - 1])
     exclude = set()
-    _rel, subject, _kind, insight = question_fact(s, rng, exclude)
+    _rel, subject, _kind, insight = question_fact(spec, rng, exclude)
     exclude |= {subject, insight.answer}
     docs = []
-    chunks = s.knobs.get("key_chunks", 2)
+    chunks = spec.knobs.get("key_chunks", 2)
     for i in range(n_docs):
         stream_rng = random.Random(rng.getrandbits(64))
-        kind = "symbol" if s.realism == "symbolic" else rng.choice(world.subject_kinds())
+        kind = "symbol" if spec.realism == "symbolic" else rng.choice(world.subject_kinds())
         about = world.entity(kind, rng, exclude, chunks=chunks)
-        stream = haystack_stream(s, stream_rng, about, kind, frozenset(exclude), title=about)
+        stream = haystack_stream(spec, stream_rng, about, kind, frozenset(exclude), title=about)
         fixed = [Needle(insight.text, ((0, len(insight.text)),))] if i in citing else []
         docs.append(DocSpec(None, stream, fixed, insert_frac=rng.random()))
     question = summhay_question(insight.text)
-    r, n_tokens = build_documents(s, docs, question, what="summhay prompt")
+    r, n_tokens = build_documents(spec, docs, question, what="summhay prompt")
     ids = [i + 1 for i in citing]
-    meta = s.meta(n_docs=n_docs, n_citing=n_citing, gold_docs=citing, gold_doc=first,
+    meta = spec.meta(n_docs=n_docs, n_citing=n_citing, gold_docs=citing, gold_doc=first,
                   cited_ids=ids, insight=insight.text, n_tokens=n_tokens,
                   doc_spans=r.doc_spans)
     answer_spans = tuple(r.id_spans[i] for i in citing)  # ascending, as the answer lists them
