@@ -42,7 +42,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from rhlens.adapter import analysis_mode, forward, model_device, new_kv_cache, tokenizer_of
+from rhlens.adapter import Model, analysis_mode, forward, model_device, new_kv_cache, tokenizer_of
 from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import EncodedExample, PaddedBatch, check_examples, encode_for_model, pad_id_of, pad_left  # noqa: F401
 from rhlens.progress import progress_bar as _progress_bar
@@ -127,7 +127,7 @@ def current_step() -> Step | None:
 
 
 @contextlib.contextmanager
-def running(models: Sequence[Any], *, fused: bool = True) -> Iterator[None]:
+def running(models: Sequence[Model], *, fused: bool = True) -> Iterator[None]:
     """Every model in analysis mode (eval, inference; modes restored) and, when ``fused``, on the
     fused attention path where it supports it."""
     with contextlib.ExitStack() as stack:
@@ -149,7 +149,7 @@ class Runner:
         cache: keep a KV cache (needed when the batch is fed in more than one piece).
     """
 
-    def __init__(self, models: Sequence[Any], n_rows: int, decode_from: Tensor, *, cache: bool = True) -> None:
+    def __init__(self, models: Sequence[Model], n_rows: int, decode_from: Tensor, *, cache: bool = True) -> None:
         self.models = list(models)
         self.caches = [new_kv_cache(m, n_rows) if cache else None for m in self.models]
         self.decode_from = decode_from
@@ -249,7 +249,7 @@ def decode(
 
 
 def generate(
-    models: Sequence[Any],
+    models: Sequence[Model],
     prompts: Sequence[Sequence[int]],
     *,
     max_new_tokens: int,
@@ -333,7 +333,7 @@ class AnswerLogprobSum:
 
 
 def answer_logprobs(
-    models: Sequence[Any],
+    models: Sequence[Model],
     encoded: Sequence[EncodedExample],
     *,
     batch_size: int = 8,
