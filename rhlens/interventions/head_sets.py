@@ -3,14 +3,14 @@ head of a model, and the heads random controls must avoid (the retrieval thresho
 
 from typing import Any, Iterable
 
-from rhlens.adapter import architecture
+from rhlens.adapter import Model, architecture
 from rhlens.heads import Head, HeadSet, as_head_set
 
 RETRIEVAL_THRESHOLD = 0.1
 """Wu et al.'s retrieval-head threshold: a head scoring above it is a retrieval head."""
 
 
-def heads_by_layer(model: Any, heads: Iterable["Head | str | tuple[int, int]"], *, what: str = "heads") -> dict[int, list[int]]:
+def heads_by_layer(model: Model, heads: Iterable["Head | str | tuple[int, int]"], *, what: str = "heads") -> dict[int, list[int]]:
     """``{layer: [query head indices]}`` for ``heads``, checked against the model's shape.
 
     Raises ``ValueError`` naming every head outside the model.
@@ -55,7 +55,7 @@ def control_exclusion(
     return HeadSet.above(getattr(scores, "scores", scores), threshold)
 
 
-def all_heads(model: Any) -> HeadSet:
+def all_heads(model: Model) -> HeadSet:
     """Every query head of ``model``."""
     arch = architecture(model)
     return HeadSet(Head(l, h) for l in range(arch.n_layers) for h in range(arch.n_heads))

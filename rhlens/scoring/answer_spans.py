@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from rhlens.adapter import prepends_bos, tokenizer_of
+from rhlens.adapter import Model, prepends_bos, tokenizer_of
 from rhlens.encoding import EncodedExample, char_span_to_token_span, encode_for_model
 
 METHODS = ("decode", "forced")
@@ -93,7 +93,7 @@ def check_method(method: str) -> None:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def encode_for_scoring(model: Any, examples: Sequence[Any], *, method: str, max_new_tokens: int) -> list[ScoredExample]:
+def encode_for_scoring(model: Model, examples: Sequence[Any], *, method: str, max_new_tokens: int) -> list[ScoredExample]:
     """Check and encode ``examples`` for ``model`` (:func:`rhlens.encoding.encode_for_model`: valid
     ``Example`` records that fit the context with the answer, or with ``max_new_tokens``) and
     locate their answer spans; errors name the example index and task."""

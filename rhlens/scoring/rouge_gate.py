@@ -6,13 +6,13 @@ response; an example counts when it is above ``rouge_gate`` (Wu et al.: ``recall
 """
 
 import warnings
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from rhlens.adapter import architecture
+from rhlens.adapter import Model, architecture
 from rhlens.scoring.answer_spans import ScoredExample
 from rhlens.scoring.results import HeadScores
 from rhlens.tasks.metrics import rouge1_recall as _rouge1_recall
@@ -46,7 +46,7 @@ def _warn_none_counted(items: Sequence[ScoredExample], responses: Sequence[str],
 
 
 def head_scores_from_hits(
-    model: Any,
+    model: Model,
     items: Sequence[ScoredExample],
     hits: Int[Tensor, "example layer head"],
     responses: Sequence[str],

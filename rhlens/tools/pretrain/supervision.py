@@ -38,7 +38,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from rhlens.adapter import architecture, head_output_weight, hook_name, hooks, logits_from_residual
+from rhlens.adapter import Model, architecture, head_output_weight, hook_name, hooks, logits_from_residual
 from rhlens.heads import Head
 
 IGNORE_INDEX = -100
@@ -173,7 +173,7 @@ def _mass(pattern: Float[Tensor, "batch head query key"], mask: Bool[Tensor, "ba
     return torch.einsum("bhqk,bqk->bhq", pattern, mask.to(pattern.dtype))
 
 
-def _copy_loss(model: Any, vs: dict[int, Tensor], heads: tuple[Head, ...], tokens: Tensor, pad_id: int) -> Tensor:
+def _copy_loss(model: Model, vs: dict[int, Tensor], heads: tuple[Head, ...], tokens: Tensor, pad_id: int) -> Tensor:
     """Mean cross-entropy of each head's value at every real position after the first, through the
     head's output matrix, the final norm and the unembedding, against the token at that position."""
     where = tokens != pad_id
@@ -191,7 +191,7 @@ def _copy_loss(model: Any, vs: dict[int, Tensor], heads: tuple[Head, ...], token
 
 
 @contextlib.contextmanager
-def supervise_attention(model: Any, supervision: AttentionSupervision, *, pad_id: int) -> Iterator[Callable[[Any, Any], Tensor]]:
+def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_id: int) -> Iterator[Callable[[Any, Any], Tensor]]:
     """Hooks that record the heads' patterns; yields the ``extra_loss`` for :func:`rhlens.train`.
 
     The hooks make the trainer run TransformerLens's eager attention for this stage (the fused
