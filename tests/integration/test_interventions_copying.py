@@ -188,7 +188,7 @@ def test_real_model_name_copying_head(realdata):
 
 
 def test_bridge_patching_all_heads_gives_the_source(bridge_pair):
-    """Cross-model patching between two bridges (recompute cache in generation) that differ only
+    """Cross-model patching between two bridges (decoding through the bridge key/value cache) that differ only
     in their query/key weights: patching every head everywhere reproduces the source."""
     from rhlens.evaluation import evaluate
     from rhlens.interventions import patch_heads
