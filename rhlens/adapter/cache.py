@@ -13,6 +13,7 @@ newer ``transformers`` releases pass as ``cache``: :func:`enable_bridge_kv_cache
 
 import inspect
 import types
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from transformers import DynamicCache
 from rhlens.adapter.core import model_device, model_kind
 
 _FIXED = "_rhlens_kv_cache_enabled"
+_ROTATED = "_rhlens_rotated_keys"
 
 
 def enable_bridge_kv_cache(bridge: Any) -> Any:
@@ -130,3 +132,64 @@ def forward(
     if past_kv_cache is not None:
         return bridge_forward_with_cache(model, tokens, attention_mask=attention_mask, cache=past_kv_cache)
     return model(tokens, return_type="logits", attention_mask=attention_mask, prepend_bos=False)
+
+
+@dataclass
+class _RotatedKeys:
+    """Rotated copies of a cache entry's keys and what they were computed from."""
+
+    keys: Tensor  # [batch, pos, kv_head, d_head], rotated
+    source: "weakref.ref[Tensor]"  # the entry's raw ``past_keys`` they rotate
+    mask: Tensor | None  # the attention mask over those positions (their position ids)
+    tables: tuple[Tensor, Tensor]  # the layer's ``rotary_cos``, ``rotary_sin`` used
+
+
+def _still_valid(side: "_RotatedKeys | None", attn: Any, entry: Any, attention_mask: Tensor | None, past: int) -> bool:
+    if side is None or side.source() is not entry.past_keys or side.keys.shape[1] != past:
+        return False
+    if side.tables[0] is not attn.rotary_cos or side.tables[1] is not attn.rotary_sin:
+        return False
+    if (side.mask is None) != (attention_mask is None):
+        return False
+    return side.mask is None or torch.equal(side.mask, attention_mask[:, :past])
+
+
+def append_rotated_keys(
+    attn: Any,
+    entry: Any,
+    keys: Float[Tensor, "batch new kv_head d_head"],
+    values: Float[Tensor, "batch new kv_head d_head"],
+    attention_mask: Int[Tensor, "batch past_and_new"] | None,
+) -> tuple[Float[Tensor, "batch past_and_new kv_head d_head"], Float[Tensor, "batch past_and_new kv_head d_head"]]:
+    """Append raw ``keys``/``values`` to a TransformerLens cache ``entry``; return every rotated key
+    and every value, rotating only the new keys.
+
+    TransformerLens caches keys before rotation and re-rotates all of them at each forward
+    (``attn.apply_rotary(all keys, 0, mask)``). Rotation is elementwise per position, and a cached
+    position's rotary id depends only on the mask up to it, so rotating the new keys at offset
+    ``past`` and appending them to the rotated keys kept beside ``entry`` gives the same keys. The
+    raw keys are still appended to ``entry`` (its eager forward needs them). The kept keys are
+    used only while they match ``entry`` (same raw keys, mask over them and rotary tables);
+    otherwise all keys are rotated again, as TransformerLens does. A frozen entry is not changed.
+    """
+    past = entry.past_keys.shape[1]
+    side = entry.__dict__.get(_ROTATED)
+    valid = _still_valid(side, attn, entry, attention_mask, past)
+    all_keys, all_values = entry.append(keys, values)
+    rotated = None
+    if valid:
+        new = attn.apply_rotary(keys, past, attention_mask)  # may grow (replace) the rotary tables
+        if side.tables[0] is attn.rotary_cos and side.tables[1] is attn.rotary_sin:
+            rotated = torch.cat([side.keys, new], dim=1)
+    if rotated is None:
+        rotated = attn.apply_rotary(all_keys, 0, attention_mask)
+    if not entry.frozen:
+        entry.__dict__[_ROTATED] = _RotatedKeys(rotated, weakref.ref(entry.past_keys), attention_mask,
+                                                (attn.rotary_cos, attn.rotary_sin))
+    return rotated, all_values
+
+
+def drop_rotated_keys(entry: Any) -> None:
+    """Forget the rotated keys kept beside ``entry`` (before a forward that appends to it eagerly)."""
+    if entry is not None:
+        entry.__dict__.pop(_ROTATED, None)

@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from rhlens.adapter.cache import append_rotated_keys, drop_rotated_keys
+from rhlens.adapter.causal_sdpa import causal_sdpa, query_block
 from rhlens.adapter.core import UnsupportedModelError, attention_module, hook_name, hooks, model_kind
 
 # Hook points whose values the fused path never computes.
@@ -254,6 +256,23 @@ def _padding_causal_mask(
     return mask
 
 
+def _keys_and_values(self: Any, q: Tensor, k: Tensor, v: Tensor, entry: Any, attention_mask: Tensor | None):
+    """Rotated queries, and all (cached + new, rotated) keys and values; the new ones are cached.
+
+    Only the new keys are rotated (:func:`rhlens.adapter.cache.append_rotated_keys`) unless a hook
+    on ``hook_rot_k`` could change them, in which case all keys are rotated and hooked at each
+    call as TransformerLens does."""
+    offset = 0 if entry is None else entry.past_keys.size(1)
+    if self.cfg.positional_embedding_type != "rotary":
+        return q, *((k, v) if entry is None else entry.append(k, v))
+    q = self.hook_rot_q(self.apply_rotary(q, offset, attention_mask))
+    if entry is not None and not _has_hooks(self.hook_rot_k):
+        return q, *append_rotated_keys(self, entry, k, v, attention_mask)
+    if entry is not None:
+        k, v = entry.append(k, v)
+    return q, self.hook_rot_k(self.apply_rotary(k, 0, attention_mask)), v
+
+
 def _fused_forward(
     self: Any,
     query_input: torch.Tensor,
@@ -266,30 +285,25 @@ def _fused_forward(
 ) -> torch.Tensor:
     """Drop-in for ``AbstractAttention.forward``: ``[batch, pos, d_model]`` in and out."""
     if additive_attention_mask is not None or position_bias is not None or _needs_eager(self):
+        drop_rotated_keys(past_kv_cache_entry)  # the eager forward appends raw keys only
         return type(self).forward(
             self, query_input, key_input, value_input, past_kv_cache_entry,
             additive_attention_mask, attention_mask, position_bias,
         )
     q, k, v = self.calculate_qkv_matrices(query_input, key_input, value_input)  # [b, pos, (kv_)head, d_head]
-    offset = 0
-    if past_kv_cache_entry is not None:
-        offset = past_kv_cache_entry.past_keys.size(1)
-        k, v = past_kv_cache_entry.append(k, v)
-    if self.cfg.positional_embedding_type == "rotary":
-        q = self.hook_rot_q(self.apply_rotary(q, offset, attention_mask))
-        k = self.hook_rot_k(self.apply_rotary(k, 0, attention_mask))
+    q, k, v = _keys_and_values(self, q, k, v, past_kv_cache_entry, attention_mask)
     q_len, k_len = q.shape[1], k.shape[1]
     qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.to(q.dtype).transpose(1, 2)  # [b, head, pos, d_head]
-    gqa = qh.shape[1] != kh.shape[1]
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    mask = _padding_causal_mask(attention_mask, q_len, k_len, k_len - q_len, qh.device) if padded else None
     blocked = _blocked(self, qh.shape[0], q_len, k_len, qh.device)
-    if attention_mask is None and offset == 0 and q_len == k_len and blocked is None:
-        z = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, scale=1.0 / self.attn_scale, enable_gqa=gqa)
-    else:
-        mask = _padding_causal_mask(attention_mask, q_len, k_len, offset, qh.device)
-        if blocked is not None:
-            _check_alive(self, mask.expand(qh.shape[0], qh.shape[1], q_len, k_len), blocked)
-            mask = mask & ~blocked
-        z = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=1.0 / self.attn_scale, enable_gqa=gqa)
+    if blocked is not None:
+        if mask is None:
+            mask = _padding_causal_mask(None, q_len, k_len, k_len - q_len, qh.device)
+        _check_alive(self, mask.expand(qh.shape[0], qh.shape[1], q_len, k_len), blocked)
+        mask = mask & ~blocked
+    z = causal_sdpa(qh, kh, vh, mask, scale=1.0 / self.attn_scale, gqa=qh.shape[1] != kh.shape[1],
+                    block=query_block(qh, kh, vh))
     z = self.hook_z(z.transpose(1, 2))  # [b, q_pos, head, d_head], as on the eager path
     z = z.reshape(z.shape[0], q_len, -1)  # [b, q_pos, head * d_head]
     w_o = self.W_O  # [head, d_head, d_model]
