@@ -27,10 +27,8 @@ Script (a user scoring a large model on 1,000 long examples with every GPU)::
         scores.save("scores.json")
     teardown(info)
 
-In one process (no launcher) :func:`run_sharded` just calls the function on all examples:
-
->>> run_sharded(lambda shard: len(shard), ["a", "b", "c"])
-3
+In one process (no launcher) :func:`run_sharded` just calls the function on all examples (see
+its example).
 """
 
 import dataclasses
@@ -128,6 +126,16 @@ def run_sharded(fn: Callable[[list[Any]], R], examples: Sequence[Any], info: Dis
 
     Raises:
         ValueError: fewer examples than ranks (a rank would have none).
+
+    One process (no launcher): the function runs once on every example.
+
+    >>> run_sharded(lambda shard: len(shard), ["a", "b", "c"])
+    3
+    >>> import rhlens
+    >>> model, examples = rhlens.load_base(), rhlens.generate("kv", "symbolic", n=3, context_tokens=64)
+    >>> result = run_sharded(lambda shard: rhlens.evaluate(model, shard, metric="logprob", progress=False), examples)
+    >>> result.per_example.shape, result.metric
+    (torch.Size([3]), 'logprob')
     """
     info = info or setup()
     if not info.enabled:

@@ -5,16 +5,7 @@ check examples (:func:`check_examples`) and that they fit a model's context
 Character spans map to token spans through the fast tokenizer's offset mapping, never by
 searching for token ids. A token belongs to a span when its characters overlap the span.
 
->>> from rhlens.models import word_level_tokenizer
->>> from rhlens.tasks import Example
->>> ex = Example(prompt="Alice lives in Paris.\\nQuestion: Where does Alice live?\\nAnswer:",
-...              answer="Paris", needles=((15, 20),), task="mdqa", variant="realistic")
->>> tok = word_level_tokenizer([ex.prompt + ex.completion])
->>> enc = encode_example(tok, ex)
->>> tok.convert_ids_to_tokens(enc.tokens[enc.needle_spans[0][0]:enc.needle_spans[0][1]])
-['Paris']
->>> tok.convert_ids_to_tokens(enc.tokens[enc.answer_span[0]:enc.answer_span[1]])
-['Paris', '<eos>']
+Example: :func:`encode_example`.
 """
 
 from dataclasses import dataclass, field
@@ -106,6 +97,17 @@ def encode_example(
         ValueError: naming the example index and needle when a needle is empty, reaches past the
             prompt or maps to no token, or when the tokenizer is not a fast tokenizer (no offset
             mapping).
+
+    >>> from rhlens.models import word_level_tokenizer
+    >>> from rhlens.tasks import Example
+    >>> ex = Example(prompt="Alice lives in Paris.\\nQuestion: Where does Alice live?\\nAnswer:",
+    ...              answer="Paris", needles=((15, 20),), task="mdqa", variant="realistic")
+    >>> tok = word_level_tokenizer([ex.prompt + ex.completion])
+    >>> enc = encode_example(tok, ex)
+    >>> tok.convert_ids_to_tokens(enc.tokens[enc.needle_spans[0][0]:enc.needle_spans[0][1]])
+    ['Paris']
+    >>> tok.convert_ids_to_tokens(enc.tokens[enc.answer_span[0]:enc.answer_span[1]])
+    ['Paris', '<eos>']
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(

@@ -11,18 +11,8 @@ Two kinds of metric:
   decoding; exact and smooth, so small interventions show up. Predictions are ``None``.
 
 Hooks attached around :func:`evaluate` (e.g. :func:`rhlens.knockout`) stay active for every
-forward, and the run goes through the same engine and kernels with or without them.
-
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> from rhlens.tasks import Example
->>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
->>> model = tiny_llama(tokenizer=word_level_tokenizer([ex.prompt + ex.completion]))
->>> result = evaluate(model, [ex], max_new_tokens=2, progress=False)
->>> len(result.per_example), len(result.predictions)
-(1, 1)
->>> lp = evaluate(model, [ex], metric="logprob", progress=False)
->>> bool(lp.score < 0), lp.predictions is None
-(True, True)
+forward, and the run goes through the same engine and kernels with or without them (example:
+:func:`evaluate`).
 
 Memory: the teacher-forced path materialises logits ``[batch, pos, d_vocab]`` per chunk; pass
 ``chunk_size`` to run long prompts through the KV cache in pieces (only the answer rows are
@@ -242,6 +232,17 @@ def evaluate(
             or an unknown keyword.
         ValueError: an invalid example (naming its index), an unknown metric, or an example too
             long for the model's context.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.tasks import Example
+    >>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
+    >>> model = tiny_llama(tokenizer=word_level_tokenizer([ex.prompt + ex.completion]))
+    >>> result = evaluate(model, [ex], max_new_tokens=2, progress=False)
+    >>> result.per_example.shape, len(result.predictions)
+    (torch.Size([1]), 1)
+    >>> lp = evaluate(model, [ex], metric="logprob", progress=False)
+    >>> bool(lp.score < 0), lp.predictions is None, lp.metric
+    (True, True, 'logprob')
     """
     return run_metric([model], examples, RunOptions.merge(options, run, what="evaluate"))
 

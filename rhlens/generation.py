@@ -10,13 +10,7 @@ so a hook that recorded the last query's attention can be matched with the token
 Attention runs through the fused (SDPA) path where the model supports it; a layer whose pattern
 or scores is hooked runs TransformerLens's eager attention, so hooks see exactly what they expect.
 
->>> import torch
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> tok = word_level_tokenizer(["a b c d e f"])
->>> model = tiny_llama(tokenizer=tok, seed=0)
->>> out = greedy_generate(model, [[1, 4, 5], [1, 6]], max_new_tokens=3)
->>> [len(row) <= 3 for row in out.tokens]
-[True, True]
+Example: :func:`greedy_generate`.
 """
 
 from typing import Any, Sequence
@@ -76,6 +70,23 @@ def greedy_generate(
     Raises:
         ValueError: when a prompt is empty or a prompt plus ``max_new_tokens`` exceeds the
             model's context.
+
+    >>> import torch
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> tok = word_level_tokenizer(["a b c d e f"])
+    >>> model = tiny_llama(tokenizer=tok, seed=0)
+    >>> out = greedy_generate(model, [[1, 4, 5], [1, 6]], max_new_tokens=3)
+    >>> [len(row) <= 3 for row in out.tokens]
+    [True, True]
+
+    The shipped base answers two short questions (prompts tokenized with BOS by its tokenizer):
+
+    >>> import rhlens
+    >>> base = rhlens.load_base()
+    >>> exs = rhlens.generate("mdqa", "realistic", n=2, context_tokens=64)
+    >>> out = greedy_generate(base, [base.tokenizer(e.prompt)["input_ids"] for e in exs], max_new_tokens=8)
+    >>> out.texts(base.tokenizer), [e.answer for e in exs], out.stopped
+    (['India', 'Bulgaria'], ['India', 'Bulgaria'], [True, True])
     """
     tok = tokenizer_of(model)
     stop = default_stop_ids(tok) if stop_ids is None else set(stop_ids)

@@ -2,19 +2,8 @@
 
 A head is ``Head(layer, head)``, printed ``L4H4``. Per-head results everywhere in rhlens are
 ``[n_layers, n_heads]`` tensors indexed by *query* head; :meth:`HeadSet.kv_groups` maps query
-heads to key/value groups for grouped-query attention (GQA).
-
->>> import torch
->>> Head.parse("L4H4"), Head.parse("4-4")
-(Head(layer=4, head=4), Head(layer=4, head=4))
->>> scores = torch.tensor([[0.0, 0.9], [0.3, 0.05]])
->>> top = HeadSet.top_k(scores, 2)
->>> sorted(str(h) for h in top)
-['L0H1', 'L1H0']
->>> [str(h) for h in HeadSet.above(scores, 0.1).ordered()]
-['L0H1', 'L1H0']
->>> top.recall(HeadSet.parse(["L0H1", "L1H1"]))
-0.5
+heads to key/value groups for grouped-query attention (GQA). Examples: :class:`Head`,
+:class:`HeadSet`.
 """
 
 import math
@@ -51,7 +40,16 @@ def _index(value: object, name: str) -> int:
 @no_type_check
 @dataclass(frozen=True, order=True)
 class Head:
-    """One attention head: ``layer`` and query-``head`` index, both from 0."""
+    """One attention head: ``layer`` and query-``head`` index, both from 0.
+
+    >>> Head.parse("L4H4"), Head.parse("4-4"), Head.parse((4, 4))
+    (Head(layer=4, head=4), Head(layer=4, head=4), Head(layer=4, head=4))
+    >>> str(Head(4, 4)), Head(4, 4).wu_key
+    ('L4H4', '4-4')
+    >>> Head(0, 1.5)
+    Traceback (most recent call last):
+    TypeError: Head head must be an integer, got 1.5 (float); pass whole numbers such as Head(4, 4) or the label 'L4H4'
+    """
 
     layer: int
     head: int
@@ -88,6 +86,17 @@ class HeadSet(frozenset):
     """An immutable set of :class:`Head` with the comparisons the paper uses.
 
     Set operators (``|``, ``&``, ``-``, ``^``) return ``HeadSet``.
+
+    >>> import torch
+    >>> scores = torch.tensor([[0.0, 0.9], [0.3, 0.05]])     # [n_layers, n_heads]
+    >>> top = HeadSet.top_k(scores, 2)
+    >>> top, HeadSet.above(scores, 0.1) == top
+    (HeadSet([L0H1, L1H0]), True)
+    >>> top.recall(HeadSet.parse(["L0H1", "L1H1"])), top | {"L1H1"}
+    (0.5, HeadSet([L0H1, L1H0, L1H1]))
+    >>> top.mask(2, 2)
+    tensor([[False,  True],
+            [ True, False]])
     """
 
     def __new__(cls, heads: Iterable["Head | str | tuple"] = ()) -> "HeadSet":

@@ -29,15 +29,7 @@ Decoding rows are known to the run engine (:func:`rhlens.engine.current_step`): 
 other analyzers. A bare ``model(tokens)`` has no decoding steps of its own and is knocked out at
 every position whatever the scope.
 
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> from rhlens.adapter import count_hooks, forward
->>> tok = word_level_tokenizer(["a b c d"])
->>> model = tiny_llama(tokenizer=tok)
->>> tokens = model.to_tokens("a b c d")
->>> with knockout(model, ["L0H1", "L1H0"], mode="uniform", scope="all"):
-...     knocked = forward(model, tokens)
->>> count_hooks(model), bool((knocked - forward(model, tokens)).abs().max() > 0)
-(0, True)
+Examples: :func:`knockout`, :func:`knockout_effect`.
 """
 
 import contextlib
@@ -147,6 +139,16 @@ def knockout(
 
     Yields the model. Hooks are removed on exit, also when the body raises; every forward inside
     (including :func:`rhlens.greedy_generate`'s cached decoding) is knocked out within ``scope``.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.adapter import count_hooks, forward
+    >>> tok = word_level_tokenizer(["a b c d"])
+    >>> model = tiny_llama(tokenizer=tok)
+    >>> tokens = model.to_tokens("a b c d")
+    >>> with knockout(model, ["L0H1", "L1H0"], mode="uniform", scope="all"):
+    ...     knocked = forward(model, tokens)
+    >>> count_hooks(model), bool((knocked - forward(model, tokens)).abs().max() > 0)
+    (0, True)
     """
     if mode not in MODES:
         raise ValueError(f"Unknown knockout mode {mode!r}; use one of {', '.join(MODES)}")
@@ -229,6 +231,17 @@ def knockout_effect(
     Returns:
         :class:`KnockoutEffect` with ``baseline``, ``knocked`` and ``delta`` (knocked - baseline),
         and ``controls`` / ``control_heads`` / ``control_delta`` for the random sets.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.tasks import Example
+    >>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
+    >>> model = tiny_llama(tokenizer=word_level_tokenizer([ex.prompt + ex.completion]))
+    >>> eff = knockout_effect(model, [ex], ["L0H0", "L1H2"], metric="logprob", n_random=2, exclude=(),
+    ...                       progress=False)
+    >>> eff.heads, len(eff.control_heads), eff.delta == eff.knocked.score - eff.baseline.score
+    (HeadSet([L0H0, L1H2]), 2, True)
+    >>> any(h in eff.heads for c in eff.control_heads for h in c)   # controls avoid the knocked heads
+    False
     """
     opts = RunOptions.merge(options, run, what="knockout_effect")
     hs = as_head_set(heads)

@@ -23,17 +23,7 @@ Positions are *absolute columns of the sequence the model runs on*:
 Position specs: an ``int``, a list of ints (broadcast over the batch), a list of lists (one per
 batch row), or a bool tensor ``[pos]`` / ``[batch, pos]``.
 
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> from rhlens.adapter import forward, hook_name, hooks
->>> tok = word_level_tokenizer(["a b c d"])
->>> model = tiny_llama(tokenizer=tok)
->>> tokens = model.to_tokens("a b c d")                     # [1, 5] with BOS
->>> seen = {}
->>> with block_attention(model, from_positions=[3, 4], to_positions=[1], layers=[0]):
-...     with hooks(model, [(hook_name("pattern", 0), lambda p, hook: seen.setdefault("p", p))]):
-...         _ = forward(model, tokens)
->>> seen["p"][0, :, 3:, 1].abs().max().item(), seen["p"][0, :, 2, 1].min().item() > 0
-(0.0, True)
+Example: :func:`block_attention`.
 """
 
 import contextlib
@@ -144,6 +134,18 @@ def block_attention(
 
     Raises (from inside the forward): ``ValueError`` when a query row that could attend somewhere
     has every one of its keys blocked.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.adapter import forward, hook_name, hooks
+    >>> tok = word_level_tokenizer(["a b c d"])
+    >>> model = tiny_llama(tokenizer=tok)
+    >>> tokens = model.to_tokens("a b c d")                     # [1, 5] with BOS
+    >>> seen = {}
+    >>> with block_attention(model, from_positions=[3, 4], to_positions=[1], layers=[0]):
+    ...     with hooks(model, [(hook_name("pattern", 0), lambda p, hook: seen.setdefault("p", p))]):
+    ...         _ = forward(model, tokens)
+    >>> seen["p"][0, :, 3:, 1].abs().max().item(), seen["p"][0, :, 2, 1].min().item() > 0
+    (0.0, True)
     """
     src = _Positions(from_positions, "from_positions")
     dst = _Positions(to_positions, "to_positions")

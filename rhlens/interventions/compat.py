@@ -18,19 +18,7 @@ a HookedTransformer loaded with any of them patches into a TransformerBridge of 
 the factored attention matrices (``hook_z`` changes basis) do change it; a bridge whose weights were
 processed without a record counts as unknown there and is refused.
 
-Every difference is listed in one error.
-
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> tok = word_level_tokenizer(["a b c"])
->>> check_compatible(tiny_llama(tokenizer=tok, seed=0), tiny_llama(tokenizer=tok, seed=1))
->>> try:
-...     check_compatible(tiny_llama(tokenizer=tok), tiny_llama(tokenizer=tok, n_layers=3, n_heads=2))
-... except IncompatibleModelsError as err:
-...     print(err)
-Cannot patch between these models; they differ in:
-  - n_layers: 2 != 3
-  - n_heads: 4 != 2
-  - n_kv_heads: 4 != 2
+Every difference is listed in one error (example: :func:`check_compatible`).
 """
 
 from typing import Any
@@ -45,7 +33,19 @@ UNKNOWN = "unknown (weights processed without a record; see rhlens.adapter.recor
 
 
 class IncompatibleModelsError(ValueError):
-    """Source and target models differ in a way that makes patching meaningless."""
+    """Source and target models differ in a way that makes patching meaningless.
+
+    A ``ValueError``; :func:`check_compatible` and every patching analyzer raise it with one line
+    per difference.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> try:
+    ...     check_compatible(tiny_llama(tokenizer=word_level_tokenizer(["a b c"])),
+    ...                      tiny_llama(tokenizer=word_level_tokenizer(["a b c d"])))
+    ... except IncompatibleModelsError as err:
+    ...     print(isinstance(err, ValueError), str(err).splitlines()[1])
+    True   - d_vocab: 7 != 8
+    """
 
 
 def _vocab_differences(source: Any, target: Any) -> list[str]:
@@ -122,6 +122,18 @@ def check_compatible(source: Any, target: Any) -> None:
     """Raise :class:`IncompatibleModelsError` listing every difference, or return ``None``.
 
     Model kinds may differ (a HookedTransformer and a TransformerBridge of the same shape patch fine).
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> tok = word_level_tokenizer(["a b c"])
+    >>> check_compatible(tiny_llama(tokenizer=tok, seed=0), tiny_llama(tokenizer=tok, seed=1))
+    >>> try:
+    ...     check_compatible(tiny_llama(tokenizer=tok), tiny_llama(tokenizer=tok, n_layers=3, n_heads=2))
+    ... except IncompatibleModelsError as err:
+    ...     print(err)
+    Cannot patch between these models; they differ in:
+      - n_layers: 2 != 3
+      - n_heads: 4 != 2
+      - n_kv_heads: 4 != 2
     """
     diffs = model_differences(source, target)
     if diffs:

@@ -32,14 +32,7 @@ in any dtype.
 Cost: one source forward per target forward (twice an evaluation); memory: the captured
 ``hook_z`` of one chunk at the patched heads.
 
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> from rhlens.tasks import Example
->>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
->>> tok = word_level_tokenizer([ex.prompt + ex.completion])
->>> source, target = tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2)
->>> res = patch_heads(source, target, [ex], ["L0H0", "L1H2"], metric="logprob", progress=False)
->>> res.heads, res.delta == res.patched.score - res.baseline.score
-(HeadSet([L0H0, L1H2]), True)
+Example: :func:`patch_heads`.
 """
 
 import contextlib
@@ -196,6 +189,15 @@ def patch_heads(
 
     Raises:
         IncompatibleModelsError: listing every difference between the two models.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.tasks import Example
+    >>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
+    >>> tok = word_level_tokenizer([ex.prompt + ex.completion])
+    >>> source, target = tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2)
+    >>> res = patch_heads(source, target, [ex], ["L0H0", "L1H2"], metric="logprob", progress=False)
+    >>> res.heads, res.delta == res.patched.score - res.baseline.score
+    (HeadSet([L0H0, L1H2]), True)
     """
     opts = RunOptions.merge(options, run, what="patch_heads")
     if baseline is not None and original is not None:

@@ -9,14 +9,7 @@ the result of :func:`rhlens.evaluate`, lives in :mod:`rhlens.evaluation`).
 Scores are floats, per-example values ``[n_examples]`` float tensors on the CPU. ``to_dataframe()``
 imports pandas lazily (``pip install pandas``).
 
->>> import torch
->>> base = EvalResult(per_example=torch.tensor([1.0, 0.0]), predictions=["a", "b"])
->>> knocked = EvalResult(per_example=torch.tensor([0.0, 0.0]), predictions=["c", "b"])
->>> eff = KnockoutEffect(baseline=base, knocked=knocked, heads=HeadSet(["L0H1"]), mode="zero")
->>> eff.baseline.score, eff.knocked.score, eff.delta
-(0.5, 0.0, -0.5)
->>> eff.per_example_delta.tolist()
-[-1.0, 0.0]
+Examples: on each class.
 """
 
 from dataclasses import dataclass, field
@@ -98,6 +91,15 @@ class KnockoutEffect(ScoreChange):
         scope: ``"decode"`` (decoding steps only, as Wu et al.) or ``"all"``.
         controls: the results with each random control set knocked out instead (may be empty).
         control_heads: the random control sets, aligned with ``controls``.
+
+    >>> import torch
+    >>> base = EvalResult(per_example=torch.tensor([1.0, 0.0]), predictions=["a", "b"])
+    >>> knocked = EvalResult(per_example=torch.tensor([0.0, 0.0]), predictions=["c", "b"])
+    >>> eff = KnockoutEffect(baseline=base, knocked=knocked, heads=HeadSet(["L0H1"]), mode="zero")
+    >>> eff.baseline.score, eff.knocked.score, eff.delta
+    (0.5, 0.0, -0.5)
+    >>> eff.per_example_delta.tolist()
+    [-1.0, 0.0]
     """
 
     AFTER: ClassVar[str] = "knocked"
@@ -136,6 +138,13 @@ class PatchResult(ScoreChange):
             performance).
         heads: the patched heads.
         positions: the position rule used (``"all"``, ``"answer"``, ... or ``"custom"``).
+
+    >>> import torch
+    >>> base = EvalResult(per_example=torch.tensor([-3.0, -1.0]), metric="logprob")
+    >>> patched = EvalResult(per_example=torch.tensor([-1.0, -1.0]), metric="logprob")
+    >>> res = PatchResult(baseline=base, patched=patched, heads=HeadSet(["L1H2"]))
+    >>> res.delta, res.per_example_delta.tolist(), res.after is res.patched
+    (1.0, [2.0, 0.0], True)
     """
 
     AFTER: ClassVar[str] = "patched"
@@ -173,6 +182,14 @@ class PatchingTable:
 
     :attr:`scores` ``[n_rows]`` and :attr:`deltas` ``[n_rows]`` are the plot-ready tensors,
     aligned with :attr:`names`.
+
+    >>> table = PatchingTable(rows=[
+    ...     PatchingRow("original", HeadSet(), score=-2.0, delta=0.0),
+    ...     PatchingRow("intersection", HeadSet(["L0H1"]), score=-1.5, delta=0.5),
+    ...     PatchingRow("random (1, as intersection)", HeadSet(["L1H3"]), score=-2.0, delta=0.0,
+    ...                 draws=[-2.1, -1.9])], metric="logprob")
+    >>> table.names[1], table.deltas.tolist(), table["intersection"].heads
+    ('intersection', [0.0, 0.5, 0.0], HeadSet([L0H1]))
     """
 
     rows: list[PatchingRow]
@@ -228,6 +245,15 @@ class PatchSweep(BeforeAfter):
 
     :attr:`effect` ``[n_layers, n_heads]`` (mean over examples of patched minus baseline) is the
     plot-ready tensor, indexed by query head.
+
+    >>> import torch
+    >>> patched = torch.full((2, 2, 3), -2.0); patched[1, 0] = torch.tensor([-1.0, -1.0, -0.5])
+    >>> sweep = PatchSweep(baseline=torch.tensor([-2.0, -2.0, -2.0]), patched=patched)
+    >>> sweep.effect
+    tensor([[0.0000, 0.0000],
+            [1.1667, 0.0000]])
+    >>> sweep.top(1)
+    HeadSet([L1H0])
     """
 
     AFTER: ClassVar[str] = "patched"

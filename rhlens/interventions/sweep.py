@@ -27,17 +27,7 @@ Memory: per batch, the source's ``hook_z`` and the target's residual at each swe
 ``batch x pos x d_model`` per layer: a residual-stream cache), and a target forward over
 ``heads_per_forward x batch_size`` rows with its KV cache.
 
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> from rhlens.tasks import Example
->>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
->>> tok = word_level_tokenizer([ex.prompt + ex.completion])
->>> sweep = patch_sweep(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex], progress=False)
->>> sweep.effect.shape
-torch.Size([2, 4])
->>> part = patch_sweep(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex], heads=["L1H2"],
-...                    progress=False)
->>> bool(part.effect[1, 2].isfinite()), bool(part.effect[0, 0].isnan())  # heads not swept are NaN
-(True, True)
+Example: :func:`patch_sweep`.
 """
 
 from typing import Any, Iterable, Sequence
@@ -200,6 +190,18 @@ def patch_sweep(
     Returns:
         :class:`PatchSweep`: ``effect`` ``[n_layers, n_heads]`` (query heads) is the mean change
         in log-prob from patching that head alone; ``patched`` keeps every example.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.tasks import Example
+    >>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
+    >>> tok = word_level_tokenizer([ex.prompt + ex.completion])
+    >>> sweep = patch_sweep(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex], progress=False)
+    >>> sweep.effect.shape
+    torch.Size([2, 4])
+    >>> part = patch_sweep(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex], heads=["L1H2"],
+    ...                    progress=False)
+    >>> bool(part.effect[1, 2].isfinite()), bool(part.effect[0, 0].isnan())  # heads not swept are NaN
+    (True, True)
     """
     if metric != LOGPROB:
         raise ValueError(

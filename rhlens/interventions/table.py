@@ -13,17 +13,7 @@ head outputs are patched into the target for
 
 next to ``"original"`` (the unpatched target). Deltas are against ``"original"``.
 
->>> import torch
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> from rhlens.tasks import Example
->>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
->>> tok = word_level_tokenizer([ex.prompt + ex.completion])
->>> src_scores, tgt_scores = torch.zeros(2, 4), torch.zeros(2, 4)
->>> src_scores[0, :2], tgt_scores[0, 1:3] = 0.5, 0.5          # L0H0, L0H1 and L0H1, L0H2
->>> table = patching_table(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex],
-...                        src_scores, tgt_scores, k=2, metric="logprob", progress=False)
->>> table.names[0], table.deltas[0].item(), table["intersection"].heads
-('original', 0.0, HeadSet([L0H1]))
+Example: :func:`patching_table`.
 """
 
 from typing import Any, Sequence
@@ -102,6 +92,18 @@ def patching_table(
     Returns:
         :class:`PatchingTable` with rows ``original``, ``intersection``, ``complement``,
         ``random (n, as intersection)`` and ``random (n, as complement)``.
+
+    >>> import torch
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.tasks import Example
+    >>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
+    >>> tok = word_level_tokenizer([ex.prompt + ex.completion])
+    >>> src_scores, tgt_scores = torch.zeros(2, 4), torch.zeros(2, 4)
+    >>> src_scores[0, :2], tgt_scores[0, 1:3] = 0.5, 0.5          # L0H0, L0H1 and L0H1, L0H2
+    >>> table = patching_table(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex],
+    ...                        src_scores, tgt_scores, k=2, metric="logprob", progress=False)
+    >>> table.names[0], table.deltas[0].item(), table["intersection"].heads
+    ('original', 0.0, HeadSet([L0H1]))
     """
     opts = RunOptions.merge(options, run, what="patching_table")
     if n_random < 1:

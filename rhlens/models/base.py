@@ -1,10 +1,4 @@
-"""The embedded base model shipped with rhlens (made by ``rhlens pretrain-base``).
-
->>> from rhlens.models import load_base
->>> model = load_base()
->>> model.cfg.n_layers >= 2
-True
-"""
+"""The embedded base model shipped with rhlens (made by ``rhlens pretrain-base``)."""
 
 from importlib import resources
 from pathlib import Path
@@ -20,7 +14,14 @@ def base_dir() -> Path:
 
 
 def load_base() -> Any:
-    """The shipped base model as a HookedTransformer (in eval mode) with its word-level tokenizer."""
+    """The shipped base model as a HookedTransformer (in eval mode) with its word-level tokenizer.
+
+    >>> model = load_base()
+    >>> model.cfg.n_layers >= 2, model.training, model.tokenizer.padding_side
+    (True, False, 'left')
+    >>> model.to_tokens("Question: Where does Ann live?").shape
+    torch.Size([1, 8])
+    """
     from rhlens.models.io import load_model
 
     path = base_dir() / "model"

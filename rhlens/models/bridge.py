@@ -33,13 +33,7 @@ transformers >= 5.2x) the cache is silently never filled and cached generation i
 Memory: :func:`as_bridge` copies every weight once (the Hugging Face model owns its own tensors;
 the HookedTransformer is left untouched), so peak memory is twice the model.
 
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> tok = word_level_tokenizer(["The sky is blue ."])
->>> model = tiny_llama(tokenizer=tok, n_key_value_heads=2)
->>> bridge = as_bridge(model)
->>> tokens = model.to_tokens("The sky is blue .")
->>> bool((bridge(tokens) - model(tokens)).abs().max() < 1e-4)
-True
+Examples: :func:`as_bridge`, :func:`load_bridge`.
 """
 
 import os
@@ -218,6 +212,14 @@ def as_bridge(model: HookedTransformer) -> TransformerBridge:
 
     Raises:
         ValueError: naming the config field when the model is not Llama-shaped.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> tok = word_level_tokenizer(["The sky is blue ."])
+    >>> model = tiny_llama(tokenizer=tok, n_key_value_heads=2)
+    >>> bridge = as_bridge(model)
+    >>> tokens = model.to_tokens("The sky is blue .")
+    >>> bool((bridge(tokens) - model(tokens)).abs().max() < 1e-4)
+    True
     """
     hf = hf_llama_from_hooked(model)
     bridge = _boot(hf, getattr(model, "tokenizer", None), model_name=f"rhlens/{model.cfg.model_name}")
@@ -244,6 +246,20 @@ def load_bridge(
 
         bridge = load_bridge("path/to/stories260K")
         logits = bridge(bridge.to_tokens("Once upon a time"))  # [1, pos, 512]
+
+    Runnable: write a tiny Llama as a Hugging Face folder (:func:`hf_llama_from_hooked`), boot it:
+
+    >>> import tempfile
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> tok = word_level_tokenizer(["The sky is blue ."])
+    >>> model = tiny_llama(tokenizer=tok, n_key_value_heads=2)
+    >>> folder = tempfile.mkdtemp()
+    >>> hf_llama_from_hooked(model).save_pretrained(folder); tok.save_pretrained(folder)  # doctest: +ELLIPSIS
+    (...)
+    >>> bridge = load_bridge(folder)
+    >>> tokens = model.to_tokens("The sky is blue .")
+    >>> type(bridge).__name__, bridge(tokens).shape, bool((bridge(tokens) - model(tokens)).abs().max() < 1e-4)
+    ('TransformerBridge', torch.Size([1, 6, 9]), True)
     """
     folder = Path(path)
     raw = read_hf_config(folder)

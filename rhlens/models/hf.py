@@ -24,11 +24,7 @@ what to do.
 Memory: the Hugging Face model and the HookedTransformer exist together while converting (about
 twice the weights); the Hugging Face model is freed before returning.
 
-Example (any local Llama-family folder, here karpathy's stories260K converted to Hugging Face)::
-
-    model = load_hf_checkpoint("path/to/stories260K")
-    model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_key_value_heads   # (5, 8, 4)
-    logits = model(model.to_tokens("Once upon a time"))                   # [1, pos, 512]
+Example: :func:`load_hf_checkpoint`.
 """
 
 import os
@@ -93,6 +89,29 @@ def load_hf_checkpoint(
     Raises:
         CheckpointError: a missing file, an unsupported architecture, a self-contradicting config,
             or a tokenizer larger than the embedding; the message names the file and field.
+
+    Example (any local Llama-family folder, here karpathy's stories260K converted to Hugging Face)::
+
+        model = load_hf_checkpoint("path/to/stories260K")
+        model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_key_value_heads   # (5, 8, 4)
+        logits = model(model.to_tokens("Once upon a time"))                   # [1, pos, 512]
+
+    Runnable: write a tiny Llama as a Hugging Face folder with rhlens's converter, load it back:
+
+    >>> import os, tempfile
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.models.bridge import hf_llama_from_hooked
+    >>> tok = word_level_tokenizer(["The sky is blue ."])
+    >>> model = tiny_llama(tokenizer=tok, n_key_value_heads=2)
+    >>> folder = tempfile.mkdtemp()
+    >>> hf_llama_from_hooked(model).save_pretrained(folder); tok.save_pretrained(folder)  # doctest: +ELLIPSIS
+    (...)
+    >>> sorted(os.listdir(folder))
+    ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
+    >>> again = load_hf_checkpoint(folder)
+    >>> tokens = model.to_tokens("The sky is blue .")
+    >>> again.cfg.n_key_value_heads, bool((again(tokens) - model(tokens)).abs().max() < 1e-4)
+    (2, True)
     """
     folder = Path(path)
     raw = read_hf_config(folder)

@@ -12,16 +12,7 @@ A saved model is a folder::
 existing model folder is replaced only once the new one is complete, so a crash never leaves a
 half-written model under the target name. :func:`load_model` gives bit-identical logits.
 
->>> import tempfile, torch
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> model = tiny_llama(tokenizer=word_level_tokenizer(["The sky is blue ."]), n_key_value_heads=2)
->>> folder = tempfile.mkdtemp() + "/tiny"
->>> save_model(model, folder).name
-'tiny'
->>> again = load_model(folder)
->>> tokens = model.to_tokens("The sky is blue .")
->>> torch.equal(model(tokens), again(tokens))
-True
+Examples: :func:`save_model`, :func:`load_model`.
 """
 
 import json
@@ -116,6 +107,15 @@ def save_model(model: HookedTransformer, path: str | os.PathLike) -> Path:
     The folder is written as a temporary sibling (``.<name>.tmp-<id>``) and renamed into place. An
     existing folder at ``path`` is replaced only after the new one is complete, and only if it is
     an rhlens model folder (holds ``rhlens_model.json``) or empty; anything else is refused.
+
+    >>> import os, tempfile
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> model = tiny_llama(tokenizer=word_level_tokenizer(["The sky is blue ."]), n_key_value_heads=2)
+    >>> folder = save_model(model, tempfile.mkdtemp() + "/tiny")
+    >>> folder.name, sorted(os.listdir(folder))
+    ('tiny', ['model.safetensors', 'rhlens_model.json', 'tokenizer.json', 'tokenizer_config.json'])
+    >>> save_model(model, folder) == folder   # an rhlens model folder is replaced
+    True
     """
     if not isinstance(model, HookedTransformer):
         raise TypeError(
@@ -178,6 +178,18 @@ def load_model(
     ``dtype`` casts the weights (default: the saved dtype). The weight-processing record and the
     tokenizer's padding side are restored. Raises ``FileNotFoundError`` naming the missing file, and
     ``ValueError`` naming the field when ``rhlens_model.json`` or the weights do not fit together.
+
+    >>> import tempfile, torch
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> model = tiny_llama(tokenizer=word_level_tokenizer(["The sky is blue ."]), n_key_value_heads=2)
+    >>> folder = save_model(model, tempfile.mkdtemp() + "/tiny")
+    >>> again = load_model(folder)
+    >>> tokens = model.to_tokens("The sky is blue .")
+    >>> torch.equal(model(tokens), again(tokens)), again.cfg.n_key_value_heads, again.training
+    (True, 2, False)
+    >>> load_model(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    FileNotFoundError: ...rhlens_model.json is missing: ... was not written by rhlens.save_model.
     """
     from safetensors.torch import load_file
 

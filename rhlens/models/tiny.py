@@ -3,12 +3,6 @@
 ``tiny_llama`` is Llama-shaped (rotary positions, RMSNorm, gated SiLU MLP, optional grouped-query
 attention); ``tiny_gpt2`` is GPT-2-shaped (learned positions, LayerNorm, GELU). Both carry a
 word-level tokenizer (by default the one over every word rhlens's task generators write).
-
->>> model = tiny_llama(n_layers=2, n_heads=4, n_key_value_heads=2, seed=0)
->>> model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_key_value_heads
-(2, 4, 2)
->>> model.to_tokens("The sky is blue.").shape[0]
-1
 """
 
 import warnings
@@ -76,10 +70,22 @@ def tiny_llama(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any)
         seed: initialisation seed (``None`` leaves torch's global RNG in charge).
         **overrides: any ``HookedTransformerConfig`` field, e.g. ``n_layers=4``,
             ``n_key_value_heads=2`` for grouped-query attention, ``n_ctx=1024``.
+
+    >>> model = tiny_llama(n_layers=2, n_heads=4, n_key_value_heads=2, seed=0)
+    >>> model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_key_value_heads
+    (2, 4, 2)
+    >>> tokens = model.to_tokens("The sky is blue.")
+    >>> tokens.shape, model(tokens).shape[-1] == len(model.tokenizer)   # logits [batch, pos, d_vocab]
+    (torch.Size([1, 6]), True)
     """
     return _build(TINY_LLAMA_DEFAULTS, tokenizer, seed, overrides)
 
 
 def tiny_gpt2(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any) -> HookedTransformer:
-    """A small GPT-2-shaped HookedTransformer with random weights (see :func:`tiny_llama`)."""
+    """A small GPT-2-shaped HookedTransformer with random weights (see :func:`tiny_llama`).
+
+    >>> model = tiny_gpt2(n_layers=1, seed=0)
+    >>> model.cfg.positional_embedding_type, model.cfg.normalization_type, model.cfg.n_layers
+    ('standard', 'LN', 1)
+    """
     return _build(TINY_GPT2_DEFAULTS, tokenizer, seed, overrides)

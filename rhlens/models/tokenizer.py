@@ -4,12 +4,6 @@ The tokenizer splits text with :data:`rhlens.tasks.vocab.WORD_PATTERN` (words, s
 punctuation characters, newlines), so every token the task generators write is one vocabulary
 entry. It is a ``PreTrainedTokenizerFast``: ``model.to_tokens`` works and
 ``return_offsets_mapping=True`` gives character offsets for needle spans.
-
->>> tok = word_level_tokenizer(["The sky is blue.", "Answer: blue"])
->>> tok.convert_ids_to_tokens(tok("The sky is blue.")["input_ids"])
-['<bos>', 'The', 'sky', 'is', 'blue', '.']
->>> tok("sky is", return_offsets_mapping=True)["offset_mapping"]
-[(0, 0), (0, 3), (4, 6)]
 """
 
 import re
@@ -35,6 +29,14 @@ def word_level_tokenizer(texts_or_vocab: Iterable[str], *, model_max_length: int
     Items may be whole texts or single tokens: each is split with the word pattern and every
     piece becomes a vocabulary entry. Ids: ``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2, ``<unk>`` 3,
     then tokens in sorted order (deterministic for the same input set).
+
+    >>> tok = word_level_tokenizer(["The sky is blue.", "Answer: blue"])
+    >>> tok.convert_ids_to_tokens(tok("The sky is blue.")["input_ids"])
+    ['<bos>', 'The', 'sky', 'is', 'blue', '.']
+    >>> tok("sky is", return_offsets_mapping=True)["offset_mapping"]
+    [(0, 0), (0, 3), (4, 6)]
+    >>> tok.tokenize("The sea")  # a word not in the texts
+    ['The', '<unk>']
     """
     pattern = re.compile(_word_pattern())
     words: set[str] = set()
@@ -66,7 +68,18 @@ _DEFAULT = None
 
 
 def default_tokenizer() -> PreTrainedTokenizerFast:
-    """The word-level tokenizer over :func:`rhlens.tasks.vocabulary` (built once, then cached)."""
+    """The word-level tokenizer over :func:`rhlens.tasks.vocabulary` (built once, then cached).
+
+    It knows every word the task generators write, so generated examples never hit ``<unk>``.
+
+    >>> from rhlens.tasks import generate
+    >>> tok = default_tokenizer()
+    >>> tok is default_tokenizer(), tok.padding_side
+    (True, 'left')
+    >>> ex = generate("kv", "realistic", n=1, context_tokens=64)[0]
+    >>> tok.unk_token_id in tok(ex.prompt + ex.completion)["input_ids"]
+    False
+    """
     global _DEFAULT
     if _DEFAULT is None:
         from rhlens.tasks import vocabulary

@@ -2,27 +2,7 @@
 
 The plot-ready tensor is :attr:`HeadScores.scores` ``[n_layers, n_heads]`` (query heads); the
 per-example scores, the gate and the decoded responses come along so that a score can be traced
-back to the trials that made it.
-
->>> import torch
->>> per_example = torch.tensor([[[0.0, 1.0], [0.5, 0.0]],
-...                             [[0.0, 0.5], [0.0, 0.0]],
-...                             [[1.0, 1.0], [1.0, 1.0]]])
->>> hs = HeadScores(per_example=per_example, counted=torch.tensor([True, True, False]),
-...                 responses=["Paris", "Paris", "London"])
->>> hs.scores
-tensor([[0.0000, 0.7500],
-        [0.2500, 0.0000]])
->>> hs.top(1), hs.above(0.1)
-(HeadSet([L0H1]), HeadSet([L0H1, L1H0]))
->>> hs.top(3), hs.top(3, include_zero=True)  # zero-score heads are no retrieval heads
-(HeadSet([L0H1, L1H0]), HeadSet([L0H0, L0H1, L1H0]))
->>> hs
-HeadScores(2x2 heads, 2/3 examples counted, method='?', heads by score: L0H1=0.750, L1H0=0.250, 2 at 0)
->>> hs.to_wu_json()
-{'0-0': [0.0, 0.0], '0-1': [1.0, 0.5], '1-0': [0.5, 0.0], '1-1': [0.0, 0.0]}
->>> HeadScores.from_wu_json(hs.to_wu_json()).scores.equal(hs.scores)
-True
+back to the trials that made it. Example: :class:`HeadScores`.
 """
 
 import json
@@ -62,6 +42,26 @@ class HeadScores:
 
     ``scores`` ``[n_layers, n_heads]`` is the mean of ``per_example`` over counted examples
     (zeros when none counted, and the repr says so), indexed by query head.
+
+    >>> import torch
+    >>> per_example = torch.tensor([[[0.0, 1.0], [0.5, 0.0]],
+    ...                             [[0.0, 0.5], [0.0, 0.0]],
+    ...                             [[1.0, 1.0], [1.0, 1.0]]])
+    >>> hs = HeadScores(per_example=per_example, counted=torch.tensor([True, True, False]),
+    ...                 responses=["Paris", "Paris", "London"])
+    >>> hs.scores
+    tensor([[0.0000, 0.7500],
+            [0.2500, 0.0000]])
+    >>> hs.top(1), hs.above(0.1)
+    (HeadSet([L0H1]), HeadSet([L0H1, L1H0]))
+    >>> hs.top(3), hs.top(3, include_zero=True)  # zero-score heads are no retrieval heads
+    (HeadSet([L0H1, L1H0]), HeadSet([L0H0, L0H1, L1H0]))
+    >>> hs
+    HeadScores(2x2 heads, 2/3 examples counted, method='?', heads by score: L0H1=0.750, L1H0=0.250, 2 at 0)
+    >>> hs.to_wu_json()
+    {'0-0': [0.0, 0.0], '0-1': [1.0, 0.5], '1-0': [0.5, 0.0], '1-1': [0.0, 0.0]}
+    >>> HeadScores.from_wu_json(hs.to_wu_json()).scores.equal(hs.scores)
+    True
     """
 
     per_example: Float[Tensor, "example layer head"]

@@ -39,15 +39,6 @@ deliberate:
   (Wu's file would hold no trial).
 - Batching pads on the left; hits equal the unbatched reference in the tests, but float rounding
   could in principle flip a near-tie in a top-k or an argmax.
-
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> from rhlens.tasks.example import Example
->>> prompt = "the key is red . the sky is blue . Question : what is the key ? Answer :"
->>> ex = Example(prompt=prompt, answer="red", needles=((11, 14),), task="kv", variant="symbolic")
->>> model = tiny_llama(tokenizer=word_level_tokenizer([prompt]), seed=0)
->>> hs = retrieval_scores(model, [ex], max_new_tokens=4, rouge_gate=None, progress=False)
->>> hs.scores.shape, hs.n_counted
-(torch.Size([2, 4]), 1)
 """
 
 from functools import partial
@@ -119,6 +110,15 @@ def retrieval_scores(
         ValueError: naming the example when it is invalid (a span past the prompt's end ...), has
             no answer span, a span covers no token, or its prompt (plus ``max_new_tokens``, or
             plus the answer) exceeds the model's context.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.tasks.example import Example
+    >>> prompt = "the key is red . the sky is blue . Question : what is the key ? Answer :"
+    >>> ex = Example(prompt=prompt, answer="red", needles=((11, 14),), task="kv", variant="symbolic")
+    >>> model = tiny_llama(tokenizer=word_level_tokenizer([prompt]), seed=0)
+    >>> hs = retrieval_scores(model, [ex], max_new_tokens=4, rouge_gate=None, progress=False)
+    >>> hs.scores.shape, hs.n_counted
+    (torch.Size([2, 4]), 1)
     """
     check_method(method)
     if top_k < 1:

@@ -1,12 +1,4 @@
-"""The :class:`Example` record every task produces, with JSONL and ``datasets`` round trips.
-
->>> ex = Example(prompt="Ann lives in Rome.\\nQuestion: Where does Ann live?\\nAnswer:",
-...              answer="Rome", needles=((0, 18),), task="mdqa", variant="realistic")
->>> ex.completion, ex.needle_texts, ex.answer_spans, ex.answer_texts
-(' Rome', ('Ann lives in Rome.',), ((13, 17),), ('Rome',))
->>> Example.from_dict(ex.to_dict()) == ex
-True
-"""
+"""The :class:`Example` record every task produces, with JSONL and ``datasets`` round trips."""
 
 import json
 from dataclasses import dataclass, field
@@ -43,6 +35,13 @@ class Example:
             older files) it is located as the first whole-word occurrence of
             ``answer`` (then of each alias) inside a needle span, and stays
             ``()`` when there is none.
+
+    >>> ex = Example(prompt="Ann lives in Rome.\\nQuestion: Where does Ann live?\\nAnswer:",
+    ...              answer="Rome", needles=((0, 18),), task="mdqa", variant="realistic")
+    >>> ex.completion, ex.needle_texts, ex.answer_spans, ex.answer_texts
+    (' Rome', ('Ann lives in Rome.',), ((13, 17),), ('Rome',))
+    >>> Example.from_dict(ex.to_dict()) == ex
+    True
     """
 
     prompt: str

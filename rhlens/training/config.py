@@ -1,10 +1,6 @@
 """``TrainConfig``: every knob of :func:`rhlens.train`, loadable from TOML or JSON.
 
->>> cfg = TrainConfig(lr=3e-4, steps=100, batch_size=8, trainable="lora", lora_rank=4)
->>> cfg.micro_batch_size(world_size=2)
-4
->>> TrainConfig.from_dict(cfg.to_dict()) == cfg
-True
+Example: :class:`TrainConfig`.
 
 A TOML file holds the same keys at top level or under a ``[train]`` table::
 
@@ -84,6 +80,15 @@ class TrainConfig:
             attached; ``True`` requires it; ``False`` keeps TransformerLens's eager attention.
         autocast: ``"bf16"``/``"fp16"`` mixed precision, ``None`` for the model's dtype.
         device: ``None`` keeps the model's device (``cuda:LOCAL_RANK`` under multi-GPU launches).
+
+    >>> cfg = TrainConfig(lr=3e-4, steps=100, batch_size=8, trainable="lora", lora_rank=4)
+    >>> cfg.micro_batch_size(world_size=2)
+    4
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    >>> TrainConfig(trainable="heads")
+    Traceback (most recent call last):
+    ValueError: TrainConfig.trainable='heads': use one of ('all', 'attention', 'lora')
     """
 
     lr: float = 1e-3

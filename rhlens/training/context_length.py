@@ -5,11 +5,7 @@ sets ``cfg.n_ctx`` (and ``cfg.rotary_base``) and recomputes every attention laye
 sin/cos tables in place. With the base unchanged, positions below the old ``n_ctx`` keep exactly
 their old rotations, so logits there do not change.
 
->>> import rhlens
->>> model = rhlens.tiny_llama(n_ctx=64)
->>> extend_context(model, 256, rotary_base=40_000)
->>> model.cfg.n_ctx, model.cfg.rotary_base
-(256, 40000)
+Example: :func:`extend_context`.
 """
 
 from rhlens.adapter.core import Model
@@ -28,5 +24,16 @@ def extend_context(model: Model, n_ctx: int, rotary_base: float | None = None) -
     Raises:
         UnsupportedModelError: learned absolute positions asked to grow, dynamic-NTK rotary
             models, or TransformerBridge models.
+
+    >>> import rhlens, torch
+    >>> model = rhlens.tiny_llama(n_ctx=64)
+    >>> tokens = model.to_tokens("The sky is blue.")
+    >>> before = model(tokens)
+    >>> extend_context(model, 256)             # same RoPE base: positions below 64 keep their logits
+    >>> model.cfg.n_ctx, torch.equal(before, model(tokens))
+    (256, True)
+    >>> extend_context(model, 512, rotary_base=40_000)
+    >>> model.cfg.n_ctx, model.cfg.rotary_base
+    (512, 40000)
     """
     set_context(model, n_ctx, rotary_base=rotary_base)

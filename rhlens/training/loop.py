@@ -1,12 +1,6 @@
 """``train``: the training loop (set up by :mod:`rhlens.training.setup`).
 
->>> import rhlens
->>> from rhlens.tasks import generate
->>> examples = generate("kv", "symbolic", n=64, context_tokens=48, seed=0, key_chunks=1, value_chunks=1)
->>> model = rhlens.tiny_llama(tokenizer=rhlens.word_level_tokenizer([e.prompt + e.completion for e in examples]))
->>> result = train(model, examples, TrainConfig(steps=5, batch_size=8, progress=False))
->>> len(result.loss_curve)
-5
+Example: :func:`train`.
 
 Per optimizer step: take global batch ``step`` of the fixed data order, split it into this
 process's micro-batches, sum the answer-token cross-entropy of each micro-batch divided by the
@@ -38,7 +32,17 @@ from rhlens.training.setup import TrainingRun, plan_run, start_run
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss (or gradient norm) became NaN or infinite; the weights were not updated."""
+    """The loss (or gradient norm) became NaN or infinite; the weights were not updated.
+
+    A ``FloatingPointError`` carrying ``step``, ``value`` and ``last_checkpoint`` (resume from it
+    with a lower ``TrainConfig.lr``).
+
+    >>> err = NonFiniteLossError(step=3, value=float("nan"), last_checkpoint=None)
+    >>> isinstance(err, FloatingPointError), err.step
+    (True, 3)
+    >>> print(err)
+    loss is nan at step 3; training stopped before updating the weights (no checkpoint was written yet). Lower TrainConfig.lr, raise warmup_steps, or check the examples of that step.
+    """
 
     def __init__(self, step: int, value: float, last_checkpoint: Path | None, what: str = "loss"):
         self.step, self.value, self.last_checkpoint = step, value, last_checkpoint
@@ -60,6 +64,16 @@ class TrainResult:
         final_checkpoint: directory of the last checkpoint (``None`` without ``out_dir``).
         steps: optimizer steps done. tokens_seen: real tokens processed over all processes.
         lr_curve: learning rate used at each step.
+
+    >>> import rhlens
+    >>> examples = rhlens.generate("kv", "symbolic", n=8, context_tokens=48, key_chunks=1, value_chunks=1)
+    >>> model = rhlens.tiny_llama(tokenizer=rhlens.word_level_tokenizer([e.prompt + e.completion for e in examples]))
+    >>> config = TrainConfig(steps=3, batch_size=4, lr=1e-3, warmup_steps=1, progress=False)
+    >>> result = train(model, examples, config, eval_examples=examples[:2])
+    >>> result.steps, len(result.loss_curve), [round(lr, 6) for lr in result.lr_curve]
+    (3, 3, [0.001, 0.001, 0.0005])
+    >>> sorted(result.eval_curve[-1]), result.tokens_seen > 0
+    (['eval_loss', 'step'], True)
     """
 
     loss_curve: list[float]
@@ -259,6 +273,14 @@ def train(
         rhlens.training.checkpoint.DamagedCheckpointError: resuming, and no checkpoint is intact
             (a damaged newest one is skipped with a warning; resume goes on from an older one).
         NonFiniteLossError: the loss became NaN/inf (naming the step; the last checkpoint stays).
+
+    >>> import rhlens
+    >>> from rhlens.tasks import generate
+    >>> examples = generate("kv", "symbolic", n=16, context_tokens=48, seed=0, key_chunks=1, value_chunks=1)
+    >>> model = rhlens.tiny_llama(tokenizer=rhlens.word_level_tokenizer([e.prompt + e.completion for e in examples]))
+    >>> result = train(model, examples, TrainConfig(steps=2, batch_size=8, progress=False))
+    >>> len(result.loss_curve), result.steps, result.final_checkpoint
+    (2, 2, None)
     """
     config = config or TrainConfig()
     if model_kind(model) != "hooked":

@@ -1,12 +1,4 @@
-"""Synthetic long-context generators: one entry point for every task and variant.
-
->>> exs = generate("mdqa", "fictional", n=2, context_tokens=64, seed=0)
->>> len(exs), all(e.variant == "fictional" for e in exs)
-(2, True)
->>> from rhlens.tasks.vocab import count_tokens
->>> abs(count_tokens(exs[0].prompt) - 64) <= 3
-True
-"""
+"""Synthetic long-context generators: one entry point for every task and variant (:func:`generate`)."""
 
 import json
 import random
@@ -49,6 +41,16 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
             haystack of varied-haystack variants.
         **knobs: task knobs (``n_docs``, ``hops``, ``n_citing``, ``key_chunks``,
             ``value_chunks``, ``needle``), recorded in ``meta``.
+
+    >>> exs = generate("mdqa", "fictional", n=2, context_tokens=64, seed=0)
+    >>> len(exs), all(e.variant == "fictional" for e in exs)
+    (2, True)
+    >>> from rhlens.tasks.vocab import count_tokens
+    >>> abs(count_tokens(exs[0].prompt) - 64) <= 3, exs == generate("mdqa", "fictional", n=2, context_tokens=64, seed=0)
+    (True, True)
+    >>> generate("poetry")
+    Traceback (most recent call last):
+    ValueError: task='poetry' is not one of ('mdqa', 'musique', 'summhay', 'kv', 'niah')
     """
     if task not in _GENERATORS:
         raise ValueError(f"task={task!r} is not one of {TASKS}")

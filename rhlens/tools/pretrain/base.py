@@ -143,6 +143,26 @@ def pretrain_base(
         resume: continue an interrupted run in ``out_dir``; without it an ``out_dir`` that
             already holds stages is an error (nothing is overwritten silently).
         progress: tqdm bars.
+
+    The shipped recipe takes a while; a one-stage recipe with a 1-layer model and 2 steps shows
+    what a run leaves behind:
+
+    >>> import os, tempfile
+    >>> from rhlens.tools.pretrain.recipe import recipe_from_dict
+    >>> recipe = recipe_from_dict({
+    ...     "model": {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_mlp": 64},
+    ...     "eval": {"n": 2, "context_tokens": 64},
+    ...     "stages": [{"name": "qa-64", "context_tokens": 64, "n_examples": 8, "mix": {"qa": 1.0},
+    ...                 "train": {"steps": 2, "batch_size": 4, "progress": False}}]})
+    >>> out = tempfile.mkdtemp()
+    >>> result = pretrain_base(recipe, out, progress=False)
+    >>> result.steps, result.model.cfg.n_layers, sorted(os.listdir(out))
+    (2, 1, ['CARD.md', 'abilities.json', 'model', 'recipe.json', 'stages', 'training_log.jsonl'])
+    >>> sorted(result.abilities)
+    ['kv/realistic@64', 'kv/symbolic@64', 'mdqa/realistic@64']
+    >>> pretrain_base(recipe, out, progress=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    FileExistsError: ... already holds a pretraining run; pass resume=True (--resume) or use a new folder
     """
     from dataclasses import replace
 

@@ -5,14 +5,7 @@ A study config is a TOML file with the sections below; the presets ``tiny``, ``s
 Unknown sections or keys, and values of the wrong type or range, raise a ``ValueError`` naming the
 file, the key and the fix.
 
->>> cfg = StudyConfig.preset("smoke")
->>> cfg.tasks, cfg.finetune.steps > 0
-(('mdqa',), True)
->>> StudyConfig.from_dict({"finetune": {"stepz": 3}})
-Traceback (most recent call last):
-ValueError: dict: unknown key [finetune] stepz; known keys: batch_size, grad_accum_steps, lora_alpha, lora_rank, lora_targets, lr, save_every, steps, trainable, warmup_steps
->>> StudyConfig.from_dict(cfg.to_dict()) == cfg
-True
+Example: :class:`StudyConfig`.
 """
 
 import hashlib
@@ -65,6 +58,15 @@ class StudyConfig:
 
     ``source`` (where it was loaded from, for error messages and relative paths) is not part of
     the config's identity (:meth:`digest`).
+
+    >>> cfg = StudyConfig.preset("smoke")
+    >>> cfg.tasks, cfg.finetune.steps > 0
+    (('mdqa',), True)
+    >>> StudyConfig.from_dict({"finetune": {"stepz": 3}})
+    Traceback (most recent call last):
+    ValueError: dict: unknown key [finetune] stepz; known keys: batch_size, grad_accum_steps, lora_alpha, lora_rank, lora_targets, lr, save_every, steps, trainable, warmup_steps
+    >>> StudyConfig.from_dict(cfg.to_dict()) == cfg
+    True
     """
 
     name: str = "study"

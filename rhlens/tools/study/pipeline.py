@@ -66,6 +66,18 @@ class Study(StageRunner):
 
     ``Study(config, out).run()`` does everything and returns the results dict (also written to
     ``out/results.json``); :meth:`plan` and :meth:`check` are what ``--dry-run`` prints.
+
+    What the ``smoke`` preset would run (nothing is trained, no weights are loaded):
+
+    >>> import tempfile
+    >>> study = Study("smoke", tempfile.mkdtemp() + "/study", progress=False)
+    >>> plan = study.plan()
+    >>> plan["tasks"], plan["models"]
+    (['mdqa'], ['real', 'real-limited', 'realistic-filler', 'fictional', 'symbolic'])
+    >>> plan["units"]
+    {'data': 1, 'finetune': 5, 'evaluate': 5, 'scores': 5, 'compare': 1, 'knockout': 5, 'patching': 4}
+    >>> study.check()[-1].endswith("(a new study)")
+    True
     """
 
     def __init__(self, config: "StudyConfig | str | Path | None" = None, out: "str | Path" = "runs/study", *,
