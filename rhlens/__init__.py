@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "HeadScores": "rhlens.scoring",
     "evaluate": "rhlens.evaluation",
     "EvalResult": "rhlens.evaluation",
+    "RunOptions": "rhlens.evaluation",
     "knockout": "rhlens.interventions",
     "knockout_effect": "rhlens.interventions",
     "KnockoutEffect": "rhlens.interventions",
@@ -75,7 +76,7 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded lazily at run time)
     from rhlens.distributed_eval import run_sharded
     from rhlens.encoding import encode_example
-    from rhlens.evaluation import EvalResult, evaluate
+    from rhlens.evaluation import EvalResult, RunOptions, evaluate
     from rhlens.generation import greedy_generate
     from rhlens.heads import Head, HeadSet
     from rhlens.interventions import (
