@@ -1,0 +1,74 @@
+"""prefill (last layer: keys and values only) leaves the cache as a full forward does."""
+
+import contextlib
+
+import pytest
+import torch
+
+import rhlens
+from rhlens.adapter import causal_sdpa, forward, hook_name, hooks, new_kv_cache
+from rhlens.adapter.fused import fused_attention
+from rhlens.adapter.prefill import prefill
+
+CHUNKS = [(0, 7), (7, 16), (16, 24)]
+
+
+def _batch(d_vocab):
+    tokens = torch.randint(4, d_vocab, (3, 28), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(tokens)
+    mask[1, :5] = 0
+    mask[2, :9] = 0  # left padding past the first chunk
+    return tokens, mask
+
+
+def _run(model, tokens, mask, fill):
+    """Prefill CHUNKS with ``fill``, then the rest with forward: (cache, logits of the rest)."""
+    cache = new_kv_cache(model, tokens.shape[0])
+    for s, e in CHUNKS:
+        fill(model, tokens[:, s:e], attention_mask=mask[:, s:e], past_kv_cache=cache)
+    return cache, forward(model, tokens[:, 24:], attention_mask=mask[:, 24:], past_kv_cache=cache)
+
+
+MODELS = {
+    "llama": lambda dtype: rhlens.tiny_llama(n_layers=3, n_ctx=64, seed=0, dtype=dtype),
+    "llama_gqa": lambda dtype: rhlens.tiny_llama(n_layers=2, n_key_value_heads=2, n_ctx=64, seed=0, dtype=dtype),
+    "gpt2": lambda dtype: rhlens.tiny_gpt2(n_layers=2, n_ctx=64, seed=0, dtype=dtype),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fused", [False, True])
+def test_cache_and_later_logits_equal_a_full_forward(name, dtype, fused, monkeypatch):
+    monkeypatch.setattr(causal_sdpa, "CPU_QUERY_BLOCK", 4)
+    model = MODELS[name](dtype)
+    tokens, mask = _batch(model.cfg.d_vocab)
+    with torch.no_grad(), (fused_attention(model) if fused else contextlib.nullcontext()):
+        full, after_full = _run(model, tokens, mask, forward)
+        part, after_part = _run(model, tokens, mask, prefill)
+    assert torch.equal(full.previous_attention_mask, part.previous_attention_mask)
+    for a, b in zip(full.entries, part.entries):
+        assert torch.equal(a.past_keys, b.past_keys) and torch.equal(a.past_values, b.past_values)
+    assert torch.equal(after_full, after_part)
+
+
+def test_skipped_hooks_do_not_fire_and_kept_ones_do():
+    model = rhlens.tiny_llama(n_layers=2, n_ctx=64, seed=0)
+    tokens, mask = _batch(model.cfg.d_vocab)
+    fired = []
+    names = ["k", "v", "resid_pre", "attn_out", "mlp_out", "pattern"]
+    record = [(hook_name(n, 1), lambda t, hook, n=n: fired.append(n)) for n in names]
+    with hooks(model, record):
+        prefill(model, tokens[:, :7], attention_mask=mask[:, :7], past_kv_cache=new_kv_cache(model, 3))
+    assert sorted(fired) == ["k", "resid_pre", "v"]
+
+
+def test_without_mask_or_cache():
+    model = rhlens.tiny_llama(n_layers=2, n_ctx=64, seed=0)
+    tokens, _ = _batch(model.cfg.d_vocab)
+    full, part = new_kv_cache(model, 3), new_kv_cache(model, 3)
+    forward(model, tokens[:, :7], past_kv_cache=full)
+    prefill(model, tokens[:, :7], attention_mask=None, past_kv_cache=part)  # falls back to forward
+    assert torch.equal(full[1].past_keys, part[1].past_keys)
+    with pytest.raises(ValueError, match="needs a past_kv_cache"):
+        prefill(model, tokens, attention_mask=None, past_kv_cache=None)
