@@ -164,7 +164,6 @@ def patch_heads(
     *,
     positions: PositionRule = "all",
     baseline: EvalResult | None = None,
-    original: EvalResult | None = None,
     options: RunOptions | None = None,
     **run: Unpack[RunKwargs],
 ) -> PatchResult:
@@ -178,8 +177,7 @@ def patch_heads(
         heads: query heads to patch.
         positions: ``"all"``, ``"prompt"``, ``"answer"``, ``"needle"`` or a callable (see the module
             docstring).
-        baseline: the unpatched target's result with the same metric (computed when ``None``);
-            ``original`` is its former name.
+        baseline: the unpatched target's result with the same metric (computed when ``None``).
         options: a :class:`rhlens.RunOptions`, or its fields as keywords (``metric``,
             ``max_new_tokens``, ``batch_size``, ``chunk_size``, ``progress``), as in
             :func:`rhlens.evaluate`.
@@ -200,12 +198,10 @@ def patch_heads(
     (HeadSet([L0H0, L1H2]), True)
     """
     opts = RunOptions.merge(options, run, what="patch_heads")
-    if baseline is not None and original is not None:
-        raise TypeError("patch_heads takes baseline= or its former name original=, not both")
     check_compatible(source, target)
     check_positions(positions)
     hs = as_head_set(heads)
     layers = heads_by_layer(target, hs, what="patched heads")
-    baseline = baseline_or_evaluate(baseline if original is None else original, target, examples, opts, what="patch_heads")
+    baseline = baseline_or_evaluate(baseline, target, examples, opts, what="patch_heads")
     patched = run_metric([source, target], examples, opts, setup=lockstep_setup(source, target, layers, positions), what="patch_heads")
     return PatchResult(baseline=baseline, patched=patched, heads=hs, positions=rule_name(positions))

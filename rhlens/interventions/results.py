@@ -131,8 +131,7 @@ class PatchResult(ScoreChange):
     """The target model's metric before and after patching the source's head outputs into it.
 
     Attributes:
-        baseline: the unpatched target's :class:`EvalResult` (:attr:`original` is its former
-            name).
+        baseline: the unpatched target's :class:`EvalResult`.
         patched: the target's result with ``heads`` patched from the source (:attr:`after`);
             :attr:`delta` is ``patched.score - baseline.score`` (positive: patching recovers
             performance).
@@ -152,11 +151,6 @@ class PatchResult(ScoreChange):
     patched: EvalResult
     heads: HeadSet
     positions: str = "all"
-
-    @property
-    def original(self) -> EvalResult:
-        """Former name of :attr:`baseline`."""
-        return self.baseline
 
 
 @dataclass

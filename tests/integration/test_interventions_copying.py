@@ -206,7 +206,7 @@ def test_bridge_patching_all_heads_gives_the_source(bridge_pair):
     examples = [Example(prompt, "Rome", ((13, 17),), "niah", "real"), Example(prompt[4:], "Oslo", ((9, 13),), "niah", "real")]
     src = evaluate(source, examples, metric="logprob", progress=False)
     res = patch_heads(source, target, examples, all_heads(target), metric="logprob", progress=False)
-    assert (res.original.per_example - src.per_example).abs().max() > 1e-3
+    assert (res.baseline.per_example - src.per_example).abs().max() > 1e-3
     torch.testing.assert_close(res.patched.per_example, src.per_example, rtol=0, atol=1e-4)
     noop = lambda p, ex: 0.0
     gen = patch_heads(source, target, examples, all_heads(target), metric=noop, max_new_tokens=3, chunk_size=6, progress=False)

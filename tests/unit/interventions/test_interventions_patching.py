@@ -36,9 +36,9 @@ def test_identical_source_changes_nothing(make_model, examples, n_kv):
     target = make_model(**kw)
     source = make_model(**kw)
     res = patch_heads(source, target, examples, all_heads(target), metric="logprob", progress=False)
-    assert torch.equal(res.patched.per_example, res.original.per_example)
+    assert torch.equal(res.patched.per_example, res.baseline.per_example)
     gen = patch_heads(source, target, examples, ["L0H1", "L1H3"], max_new_tokens=4, progress=False)
-    assert gen.patched.predictions == gen.original.predictions and gen.delta == 0
+    assert gen.patched.predictions == gen.baseline.predictions and gen.delta == 0
 
 
 @pytest.mark.parametrize("n_kv", [None, 2])
@@ -49,7 +49,7 @@ def test_patching_every_head_everywhere_gives_the_source(make_model, examples, n
     target = qk_twin(source)
     src = evaluate(source, examples, metric="logprob", progress=False)
     res = patch_heads(source, target, examples, all_heads(target), metric="logprob", progress=False)
-    assert (res.original.per_example - src.per_example).abs().max() > 1e-3  # the twins really differ
+    assert (res.baseline.per_example - src.per_example).abs().max() > 1e-3  # the twins really differ
     torch.testing.assert_close(res.patched.per_example, src.per_example, rtol=0, atol=1e-5)
     # the same in generation: the patched target decodes what the source decodes
     src_gen = evaluate(source, examples, metric=lambda p, ex: 0.0, max_new_tokens=5, progress=False)
@@ -71,7 +71,7 @@ def test_chunked_patching_equals_one_pass(make_model, examples):
 def test_empty_patch_in_generation_matches_plain_greedy(make_model, examples):
     source, target = make_model(seed=1), make_model(seed=2)
     res = patch_heads(source, target, examples, [], max_new_tokens=4, batch_size=3, chunk_size=5, progress=False)
-    assert res.patched.predictions == res.original.predictions
+    assert res.patched.predictions == res.baseline.predictions
 
 
 def test_positions_restrict_what_is_patched(make_model, examples):
@@ -88,7 +88,7 @@ def test_positions_restrict_what_is_patched(make_model, examples):
     torch.testing.assert_close(answer.patched.per_example, src.per_example, rtol=0, atol=1e-5)
     # the needle alone moves the answer, but does not make it the source's
     assert (needle.patched.per_example - src.per_example).abs().max() > 1e-3
-    assert (needle.patched.per_example - needle.original.per_example).abs().max() > 1e-3
+    assert (needle.patched.per_example - needle.baseline.per_example).abs().max() > 1e-3
     # a callable that selects every position equals "all"
     everything = patch_heads(
         source, target, examples, heads, positions=lambda enc, n: torch.ones(n, dtype=torch.bool),

@@ -1,5 +1,5 @@
 """The intervention results share one before/after shape (issue 15 item 3), and patch_heads takes
-``baseline=`` (``original=``, its former name, still works)."""
+its unpatched result as ``baseline=``, like knockout_effect (one spelling)."""
 
 import pytest
 import torch
@@ -23,20 +23,20 @@ def test_knockout_patch_and_sweep_share_the_before_after_base():
     for r in (knock, patch):
         assert r.after is after and r.delta == -0.5 and r.per_example_delta.tolist() == [-1.0, 0.0]
         assert float(r.effect) == -0.5
-    assert patch.original is patch.baseline
     assert sweep.after is sweep.patched and sweep.effect.tolist() == [[-0.5, 0.5]]
     assert list(knock.to_dataframe().columns) == ["example", "baseline", "knocked", "delta"]
 
 
-def test_patch_heads_baseline_and_its_former_name(make_model, examples):
+def test_patch_heads_reuses_a_given_baseline(make_model, examples):
     source, target = make_model(seed=1), make_model(seed=2)
     opts = RunOptions(metric="logprob", progress=False)
     intact = knockout_effect(target, examples, [], options=opts).baseline
-    new = patch_heads(source, target, examples, ["L0H1"], baseline=intact, options=opts)
-    old = patch_heads(source, target, examples, ["L0H1"], original=intact, options=opts)
-    assert new.baseline is intact and old.baseline is intact
-    assert torch.equal(new.patched.per_example, old.patched.per_example)
-    with pytest.raises(TypeError, match="baseline= or its former name original=, not both"):
-        patch_heads(source, target, examples, ["L0H1"], baseline=intact, original=intact, options=opts)
+    given = patch_heads(source, target, examples, ["L0H1"], baseline=intact, options=opts)
+    computed = patch_heads(source, target, examples, ["L0H1"], options=opts)
+    assert given.baseline is intact
+    assert torch.equal(computed.baseline.per_example, intact.per_example)
+    assert torch.equal(given.patched.per_example, computed.patched.per_example)
+    with pytest.raises(TypeError):
+        patch_heads(source, target, examples, ["L0H1"], original=intact, options=opts)
     with pytest.raises(ValueError, match="baseline has 1 scores but there are 4 examples"):
         patch_heads(source, target, examples, ["L0H1"], baseline=_result([0.0]), options=opts)

@@ -16,7 +16,7 @@ def test_sweep_equals_patching_each_head_alone(make_model, examples, n_kv):
     assert sweep.effect.shape == (2, 4) and sweep.patched.shape == (2, 4, len(examples))
     for head in [Head(0, 1), Head(1, 3)]:
         one = patch_heads(source, target, examples, [head], metric="logprob", chunk_size=None, progress=False)
-        torch.testing.assert_close(sweep.baseline, one.original.per_example, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sweep.baseline, one.baseline.per_example, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(sweep.patched[head.layer, head.head], one.patched.per_example, rtol=1e-5, atol=1e-5)
     split = patch_sweep(source, target, examples, heads_per_forward=3, batch_size=4, progress=False)
     torch.testing.assert_close(split.patched, sweep.patched, rtol=1e-5, atol=1e-5)
