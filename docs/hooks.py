@@ -24,7 +24,7 @@ SECTIONS = {
     "Tasks and data": ["Example", "generate", "niah_grid", "TASKS", "VARIANTS"],
     "Models": ["load_base", "tiny_llama", "tiny_gpt2", "load_hf_checkpoint", "load_bridge", "as_bridge",
                "save_model", "load_model", "word_level_tokenizer", "default_tokenizer"],
-    "Encoding and generation": ["encode_example", "greedy_generate"],
+    "Encoding and decoding": ["encode_example", "greedy_decode"],
     "Retrieval scores": ["retrieval_scores", "HeadScores"],
     "Evaluation": ["evaluate", "EvalResult", "RunOptions"],
     "Knockout and blocking": ["knockout", "knockout_effect", "KnockoutEffect", "random_heads", "block_attention"],

@@ -35,9 +35,9 @@ _EXPORTS: dict[str, str] = {
     "save_model": "rhlens.models",
     "load_model": "rhlens.models",
     "load_base": "rhlens.models",
-    # encoding and generation
+    # encoding and decoding
     "encode_example": "rhlens.encoding",
-    "greedy_generate": "rhlens.generation",
+    "greedy_decode": "rhlens.decoding",
     # analyzers (layer 4)
     "retrieval_scores": "rhlens.scoring",
     "HeadScores": "rhlens.scoring",
@@ -77,7 +77,7 @@ if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded l
     from rhlens.distributed_eval import run_sharded
     from rhlens.encoding import encode_example
     from rhlens.evaluation import EvalResult, RunOptions, evaluate
-    from rhlens.generation import greedy_generate
+    from rhlens.decoding import greedy_decode
     from rhlens.heads import Head, HeadSet
     from rhlens.interventions import (
         IncompatibleModelsError,

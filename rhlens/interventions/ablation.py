@@ -25,7 +25,7 @@ Scope (where the knockout applies):
 The default is ``"decode"`` because it is what Wu et al. measure (a head's role in retrieving
 from an intact context at answer time) and what rhlens's knockout numbers are compared with.
 Decoding rows are known to the run engine (:func:`rhlens.engine.current_step`): inside
-:func:`rhlens.evaluate`, :func:`rhlens.greedy_generate`, :func:`rhlens.retrieval_scores` and the
+:func:`rhlens.evaluate`, :func:`rhlens.greedy_decode`, :func:`rhlens.retrieval_scores` and the
 other analyzers. A bare ``model(tokens)`` has no decoding steps of its own and is knocked out at
 every position whatever the scope.
 
@@ -138,7 +138,7 @@ def knockout(
         batch_size: prompts per forward when computing the means.
 
     Yields the model. Hooks are removed on exit, also when the body raises; every forward inside
-    (including :func:`rhlens.greedy_generate`'s cached decoding) is knocked out within ``scope``.
+    (including :func:`rhlens.greedy_decode`'s cached decoding) is knocked out within ``scope``.
 
     >>> from rhlens.models import tiny_llama, word_level_tokenizer
     >>> from rhlens.adapter import count_hooks, forward

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("tasks and figures", ["rhlens.tasks", "rhlens.plot"]),
     ("adapter", ["rhlens.adapter"]),
     ("models", ["rhlens.models", "rhlens.stopping", "rhlens.encoding"]),
-    ("run engine", ["rhlens.engine", "rhlens.generation", "rhlens.evaluation", "rhlens.scoring", "rhlens.interventions"]),
+    ("run engine", ["rhlens.engine", "rhlens.decoding", "rhlens.evaluation", "rhlens.scoring", "rhlens.interventions"]),
     ("training", ["rhlens.training", "rhlens.distributed_eval"]),
     ("tools", ["rhlens.tools"]),
     ("command line", ["rhlens.cli"]),

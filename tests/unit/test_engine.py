@@ -9,7 +9,7 @@ import torch
 from rhlens import engine
 from rhlens.adapter import hook_name, hooks
 from rhlens.evaluation import evaluate
-from rhlens.generation import greedy_generate
+from rhlens.decoding import greedy_decode
 from rhlens.heads import HeadSet
 from rhlens.interventions import block_attention, knockout, knockout_effect, patch_heads
 from rhlens.interventions.head_sets import all_heads
@@ -90,7 +90,7 @@ def test_decoding_rows_are_the_last_prompt_token_and_later(tok):
         seen.append((step.start, step.end, step.decoding(resid.shape[1]).tolist()))
 
     with hooks(model, [(hook_name("resid_pre", 0), spy)]):
-        greedy_generate(model, [[1, 5, 6, 7, 8, 9], [1, 5, 6]], max_new_tokens=3, stop_ids=set(), chunk_size=2)
+        greedy_decode(model, [[1, 5, 6, 7, 8, 9], [1, 5, 6]], max_new_tokens=3, stop_ids=set(), chunk_size=2)
     # prefill of columns 0..4 in chunks of 2 (no decoding row), then one column per step
     assert [(s, e) for s, e, _ in seen] == [(0, 2), (2, 4), (4, 5), (5, 6), (6, 7), (7, 8)]
     assert all(not any(any(r) for r in rows) for _, e, rows in seen if e <= 5)

@@ -6,7 +6,7 @@ import torch
 import rhlens.evaluation as evaluate_module
 from rhlens.adapter import forward
 from rhlens.evaluation import evaluate
-from rhlens.generation import greedy_generate
+from rhlens.decoding import greedy_decode
 from rhlens.models import tiny_llama, word_level_tokenizer
 from rhlens.tasks import Example
 
@@ -24,11 +24,11 @@ def setup():
     return tiny_llama(tokenizer=tok, seed=3), examples
 
 
-def test_predictions_match_greedy_generate_and_batching(setup):
+def test_predictions_match_greedy_decode_and_batching(setup):
     model, examples = setup
     res = evaluate(model, examples, metric=lambda p, ex: float(len(p)), max_new_tokens=4, batch_size=2, progress=False)
     tok = model.tokenizer
-    direct = greedy_generate(model, [tok(ex.prompt)["input_ids"] for ex in examples], max_new_tokens=4).texts(tok)
+    direct = greedy_decode(model, [tok(ex.prompt)["input_ids"] for ex in examples], max_new_tokens=4).texts(tok)
     assert res.predictions == direct
     assert res.per_example.tolist() == [float(len(p)) for p in direct]
     one = evaluate(model, examples, metric=lambda p, ex: 0.0, max_new_tokens=4, batch_size=1, progress=False)

@@ -5,7 +5,7 @@ import torch
 
 from rhlens.adapter import count_hooks, forward, hook_name, hooks
 from rhlens.encoding import pad_left
-from rhlens.generation import prefill
+from rhlens.decoding import prefill
 from rhlens.interventions import block_attention
 
 

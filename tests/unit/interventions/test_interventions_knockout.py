@@ -12,7 +12,7 @@ import rhlens
 from rhlens.adapter import count_hooks, forward, hook_name, hooks
 from rhlens.encoding import pad_left
 from rhlens.evaluation import evaluate
-from rhlens.generation import greedy_generate, prefill
+from rhlens.decoding import greedy_decode, prefill
 from rhlens.heads import Head, HeadSet
 from rhlens.interventions import knockout, knockout_effect, mean_head_outputs, random_heads
 from rhlens.models import as_bridge
@@ -245,7 +245,7 @@ def test_uniform_knockout_scopes_equal_an_independent_hf_reference(hf_pair, tok,
     for scope in ("decode", "all"):
         ref[scope] = [_reference_greedy(hf, state, p, 6, scope) for p in prompts]
         with knockout(model, heads, "uniform", scope=scope):
-            got = greedy_generate(model, prompts, max_new_tokens=6, stop_ids=set(), chunk_size=5).tokens
+            got = greedy_decode(model, prompts, max_new_tokens=6, stop_ids=set(), chunk_size=5).tokens
         assert got == ref[scope], scope
         ref_lp = torch.tensor([_reference_logprob(hf, state, tok, ex, scope) for ex in examples])
         with knockout(model, heads, "uniform", scope=scope):
@@ -336,7 +336,7 @@ def test_uniform_knockout_scope_on_a_bridge_equals_hooked(make_model, tok, scope
     prompts = [tok("Ann lives in Rome . Bob lives in Oslo .")["input_ids"], tok("Cat sat on the mat .")["input_ids"]]
     heads = ["L0H1", "L1H0", "L1H3"]
     with knockout(model, heads, "uniform", scope=scope):
-        hooked = greedy_generate(model, prompts, max_new_tokens=5, stop_ids=set(), chunk_size=4).tokens
+        hooked = greedy_decode(model, prompts, max_new_tokens=5, stop_ids=set(), chunk_size=4).tokens
     with knockout(bridge, heads, "uniform", scope=scope):
-        bridged = greedy_generate(bridge, prompts, max_new_tokens=5, stop_ids=set(), chunk_size=4).tokens
+        bridged = greedy_decode(bridge, prompts, max_new_tokens=5, stop_ids=set(), chunk_size=4).tokens
     assert hooked == bridged

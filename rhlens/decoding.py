@@ -1,6 +1,6 @@
 """Batched greedy decoding with chunked prefill through a key/value cache.
 
-:func:`greedy_generate` is the public entry to the decoding loop of :mod:`rhlens.engine`, the one
+:func:`greedy_decode` is the public entry to the decoding loop of :mod:`rhlens.engine`, the one
 every rhlens analyzer shares (evaluation, Wu et al.'s retrieval scores, knockout and patching).
 Prompts are left-padded; all but the last prompt token are fed in chunks of ``chunk_size`` tokens
 through the model's key/value cache (attention memory ``O(chunk x context)`` per layer), then one
@@ -10,7 +10,7 @@ so a hook that recorded the last query's attention can be matched with the token
 Attention runs through the fused (SDPA) path where the model supports it; a layer whose pattern
 or scores is hooked runs TransformerLens's eager attention, so hooks see exactly what they expect.
 
-Example: :func:`greedy_generate`.
+Example: :func:`greedy_decode`.
 """
 
 from typing import Any, Sequence
@@ -23,7 +23,7 @@ from rhlens.encoding import check_fits_context
 from rhlens.engine import Generation, StepCallback, chunk_bounds, generate
 from rhlens.stopping import default_stop_ids
 
-__all__ = ["Generation", "StepCallback", "default_stop_ids", "greedy_generate", "prefill"]
+__all__ = ["Generation", "StepCallback", "default_stop_ids", "greedy_decode", "prefill"]
 
 
 def prefill(
@@ -45,7 +45,7 @@ def prefill(
     return logits[:, -1], cache
 
 
-def greedy_generate(
+def greedy_decode(
     model: Any,
     prompts: Sequence[Sequence[int]],
     *,
@@ -75,7 +75,7 @@ def greedy_generate(
     >>> from rhlens.models import tiny_llama, word_level_tokenizer
     >>> tok = word_level_tokenizer(["a b c d e f"])
     >>> model = tiny_llama(tokenizer=tok, seed=0)
-    >>> out = greedy_generate(model, [[1, 4, 5], [1, 6]], max_new_tokens=3)
+    >>> out = greedy_decode(model, [[1, 4, 5], [1, 6]], max_new_tokens=3)
     >>> [len(row) <= 3 for row in out.tokens]
     [True, True]
 
@@ -84,7 +84,7 @@ def greedy_generate(
     >>> import rhlens
     >>> base = rhlens.load_base()
     >>> exs = rhlens.generate("mdqa", "realistic", n=2, context_tokens=64)
-    >>> out = greedy_generate(base, [base.tokenizer(e.prompt)["input_ids"] for e in exs], max_new_tokens=8)
+    >>> out = greedy_decode(base, [base.tokenizer(e.prompt)["input_ids"] for e in exs], max_new_tokens=8)
     >>> out.texts(base.tokenizer), [e.answer for e in exs], out.stopped
     (['India', 'Bulgaria'], ['India', 'Bulgaria'], [True, True])
     """
