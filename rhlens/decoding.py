@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from jaxtyping import Int
 from torch import Tensor
 
-from rhlens.adapter import architecture, forward, new_kv_cache, tokenizer_of
+from rhlens.adapter import Model, architecture, forward, new_kv_cache, tokenizer_of
 from rhlens.encoding import check_fits_context
 from rhlens.engine import Generation, StepCallback, chunk_bounds, generate
 from rhlens.stopping import default_stop_ids
@@ -27,7 +27,7 @@ __all__ = ["Generation", "StepCallback", "default_stop_ids", "greedy_decode", "p
 
 
 def prefill(
-    model: Any,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     *,
@@ -46,7 +46,7 @@ def prefill(
 
 
 def greedy_decode(
-    model: Any,
+    model: Model,
     prompts: Sequence[Sequence[int]],
     *,
     max_new_tokens: int = 50,

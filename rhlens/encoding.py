@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from rhlens.adapter import architecture, prepends_bos, tokenizer_of
+from rhlens.adapter import Model, architecture, prepends_bos, tokenizer_of
 from rhlens.models.tokenizer import check_unknown_tokens
 from rhlens.tasks.example import Example
 
@@ -218,7 +218,7 @@ def check_examples(examples: Sequence[Any], *, what: str) -> None:
 
 
 def encode_for_model(
-    model: Any,
+    model: Model,
     examples: Sequence[Any],
     *,
     what: str,

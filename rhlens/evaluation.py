@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import tokenizer_of
+from rhlens.adapter import Model, tokenizer_of
 from rhlens.encoding import encode_for_model
 from rhlens.stopping import default_stop_ids
 from rhlens.tasks.metrics import default_metric
@@ -179,7 +179,7 @@ def metric_name(metric: Metric) -> str:
 
 
 def run_metric(
-    models: Sequence[Any],
+    models: Sequence[Model],
     examples: Sequence[Any],
     options: RunOptions,
     *,
@@ -210,7 +210,7 @@ def run_metric(
 
 
 def evaluate(
-    model: Any, examples: Sequence[Any], *, options: RunOptions | None = None, **run: Unpack[RunKwargs]
+    model: Model, examples: Sequence[Any], *, options: RunOptions | None = None, **run: Unpack[RunKwargs]
 ) -> EvalResult:
     """Score ``model`` on ``examples``.
 
@@ -248,7 +248,7 @@ def evaluate(
 
 
 def baseline_or_evaluate(
-    baseline: EvalResult | None, model: Any, examples: Sequence[Any], options: RunOptions, *, what: str = "evaluate"
+    baseline: EvalResult | None, model: Model, examples: Sequence[Any], options: RunOptions, *, what: str = "evaluate"
 ) -> EvalResult:
     """``baseline`` when given (checked to hold one score per example), else :func:`evaluate` of
     ``model``: how an analyzer reuses an intact model's result across several interventions.

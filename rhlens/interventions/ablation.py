@@ -41,7 +41,7 @@ from torch import Tensor
 from typing_extensions import Unpack
 
 from rhlens import engine
-from rhlens.adapter import architecture, hooks, model_device, tokenizer_of, uniform_attention_hooks
+from rhlens.adapter import Model, architecture, hooks, model_device, tokenizer_of, uniform_attention_hooks
 from rhlens.encoding import encode_for_model, pad_id_of
 from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_evaluate, evaluate
 from rhlens.heads import Head, HeadSet, as_head_set
@@ -57,7 +57,7 @@ SCOPES = ("decode", "all")
 
 
 def mean_head_outputs(
-    model: Any,
+    model: Model,
     reference: Sequence[Any],
     layers: Iterable[int],
     *,
@@ -118,7 +118,7 @@ def _replace_outputs(layers: dict[int, list[int]], means: dict[int, Tensor], row
 
 @contextlib.contextmanager
 def knockout(
-    model: Any,
+    model: Model,
     heads: "Iterable[Head | str | tuple[int, int]]",
     mode: str = "zero",
     reference: Sequence[Any] | None = None,
@@ -166,7 +166,7 @@ def knockout(
 
 
 def random_heads(
-    model: Any,
+    model: Model,
     k: int,
     exclude: "Iterable[Head | str | tuple[int, int]] | None" = None,
     seed: int = 0,
@@ -198,7 +198,7 @@ def random_heads(
 
 
 def knockout_effect(
-    model: Any,
+    model: Model,
     examples: Sequence[Any],
     heads: "Iterable[Head | str | tuple[int, int]]",
     *,

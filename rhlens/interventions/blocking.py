@@ -33,7 +33,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from rhlens.adapter import architecture, blocked_edges
+from rhlens.adapter import Model, architecture, blocked_edges
 from rhlens.heads import Head
 from rhlens.interventions.head_sets import heads_by_layer
 
@@ -95,7 +95,7 @@ class _Positions:
 
 
 def _targets(
-    model: Any, heads: "Iterable[Head | str | tuple[int, int]] | None", layers: Iterable[int] | None
+    model: Model, heads: "Iterable[Head | str | tuple[int, int]] | None", layers: Iterable[int] | None
 ) -> dict[int, list[int] | None]:
     """``{layer: head indices}`` (``None``: every head of the layer)."""
     if heads is not None and layers is not None:
@@ -112,7 +112,7 @@ def _targets(
 
 @contextlib.contextmanager
 def block_attention(
-    model: Any,
+    model: Model,
     from_positions: PositionSpec,
     to_positions: PositionSpec,
     *,

@@ -23,7 +23,7 @@ Every difference is listed in one error (example: :func:`check_compatible`).
 
 from typing import Any
 
-from rhlens.adapter import architecture, weight_processing
+from rhlens.adapter import Model, architecture, weight_processing
 
 # Processing flags that change hook_z; every other known flag leaves it unchanged.
 _Z_CHANGING = ("fold_value_biases", "refactor_factored_attn_matrices")
@@ -48,7 +48,7 @@ class IncompatibleModelsError(ValueError):
     """
 
 
-def _vocab_differences(source: Any, target: Any) -> list[str]:
+def _vocab_differences(source: Model, target: Model) -> list[str]:
     s_tok, t_tok = getattr(source, "tokenizer", None), getattr(target, "tokenizer", None)
     if s_tok is None or t_tok is None:
         missing = [name for name, t in (("source", s_tok), ("target", t_tok)) if t is None]
@@ -74,7 +74,7 @@ def _vocab_differences(source: Any, target: Any) -> list[str]:
     return out
 
 
-def processing_effects(model: Any) -> dict[str, Any]:
+def processing_effects(model: Model) -> dict[str, Any]:
     """What the model's weight processing does to ``hook_z``: the flags that change it.
 
     >>> from rhlens.models import tiny_llama
@@ -93,7 +93,7 @@ def processing_effects(model: Any) -> dict[str, Any]:
     return out
 
 
-def _processing_differences(source: Any, target: Any) -> list[str]:
+def _processing_differences(source: Model, target: Model) -> list[str]:
     s, t = processing_effects(source), processing_effects(target)
     out = []
     for key in sorted(set(s) | set(t)):
@@ -103,13 +103,13 @@ def _processing_differences(source: Any, target: Any) -> list[str]:
     return out
 
 
-def _norm_family(model: Any) -> str | None:
+def _norm_family(model: Model) -> str | None:
     """``LN``/``RMS`` with folded weights (``LNPre``/``RMSPre``) count as their unfolded family."""
     norm = architecture(model).normalization_type
     return norm.removesuffix("Pre") if isinstance(norm, str) else norm
 
 
-def model_differences(source: Any, target: Any) -> list[str]:
+def model_differences(source: Model, target: Model) -> list[str]:
     """Every difference that blocks patching, as ``"what: source != target"`` lines."""
     arch = architecture(source).differences(architecture(target), ignore=("kind", "normalization_type"))
     a, b = _norm_family(source), _norm_family(target)
@@ -118,7 +118,7 @@ def model_differences(source: Any, target: Any) -> list[str]:
     return arch + _vocab_differences(source, target) + _processing_differences(source, target)
 
 
-def check_compatible(source: Any, target: Any) -> None:
+def check_compatible(source: Model, target: Model) -> None:
     """Raise :class:`IncompatibleModelsError` listing every difference, or return ``None``.
 
     Model kinds may differ (a HookedTransformer and a TransformerBridge of the same shape patch fine).

@@ -44,7 +44,7 @@ from torch import Tensor
 from typing_extensions import Unpack
 
 from rhlens import engine
-from rhlens.adapter import hooks
+from rhlens.adapter import Model, hooks
 from rhlens.encoding import EncodedExample, PaddedBatch
 from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_evaluate, run_metric
 from rhlens.heads import Head, as_head_set
@@ -143,7 +143,7 @@ class HeadPatcher:
         return overwrite_heads(z, self.layers[layer], src, self.cols[:, end - pos : end].to(z.device))
 
 
-def lockstep_setup(source: Any, target: Any, layers: dict[int, list[int]], rule: PositionRule) -> engine.BatchSetup:
+def lockstep_setup(source: Model, target: Model, layers: dict[int, list[int]], rule: PositionRule) -> engine.BatchSetup:
     """The per-batch setup of a patched run: the source captures and the target is patched at
     ``rule``'s positions (hooks removed after the batch, also on error)."""
 
@@ -157,8 +157,8 @@ def lockstep_setup(source: Any, target: Any, layers: dict[int, list[int]], rule:
 
 
 def patch_heads(
-    source: Any,
-    target: Any,
+    source: Model,
+    target: Model,
     examples: Sequence[Any],
     heads: "Iterable[Head | str | tuple[int, int]]",
     *,

@@ -37,7 +37,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import architecture, forward_from_layer, hook_name, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
+from rhlens.adapter import Model, architecture, forward_from_layer, hook_name, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
 from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model, pad_id_of
 from rhlens.evaluation import LOGPROB
 from rhlens.heads import Head
@@ -54,7 +54,7 @@ HeadsArg = Iterable["Head | str | tuple[int, int]"]
 
 
 def _answer_logprob(
-    model: Any, final: Float[Tensor, "n_sel d_model"], gold: Int[Tensor, "n_sel"]
+    model: Model, final: Float[Tensor, "n_sel d_model"], gold: Int[Tensor, "n_sel"]
 ) -> Float[Tensor, "n_sel"]:
     """``log P(gold)`` (float64) from final residuals of the selected columns."""
     logits = logits_from_residual(model, final[None])[0].float().log_softmax(dim=-1)
@@ -74,7 +74,7 @@ def _replicate(batch: PaddedBatch, times: int) -> PaddedBatch:
 
 
 def _capture_pass(
-    model: Any,
+    model: Model,
     batch: PaddedBatch,
     decode_from: Tensor,
     bounds: list[tuple[int, int]],
@@ -121,7 +121,7 @@ def _one_head_per_replica(src: Tensor, heads: list[int], cols: Bool[Tensor, "bat
 
 
 def _patched_group(
-    target: Any,
+    target: Model,
     batch: PaddedBatch,
     encs: Sequence[EncodedExample],
     layer: int,
@@ -158,8 +158,8 @@ def _patched_group(
 
 
 def patch_sweep(
-    source: Any,
-    target: Any,
+    source: Model,
+    target: Model,
     examples: Sequence[Any],
     *,
     metric: str = "logprob",

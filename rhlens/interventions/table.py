@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from torch import Tensor
 from typing_extensions import Unpack
 
+from rhlens.adapter import Model
 from rhlens.evaluation import RunKwargs, RunOptions, evaluate
 from rhlens.heads import HeadSet, as_head_set
 from rhlens.interventions.head_sets import RETRIEVAL_THRESHOLD, control_exclusion
@@ -55,8 +56,8 @@ def _exclusion(exclude: Any, given: tuple, threshold: float) -> HeadSet:
 
 
 def patching_table(
-    source: Any,
-    target: Any,
+    source: Model,
+    target: Model,
     examples: Sequence[Any],
     source_heads: Any,
     target_heads: Any,

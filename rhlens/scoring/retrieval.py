@@ -49,7 +49,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import architecture, hook_name, hooks, model_device, tokenizer_of
+from rhlens.adapter import Model, architecture, hook_name, hooks, model_device, tokenizer_of
 from rhlens.encoding import PaddedBatch, pad_id_of
 from rhlens.scoring.answer_spans import ScoredExample, answer_lookup, check_method, encode_for_scoring
 from rhlens.scoring.rouge_gate import head_scores_from_hits
@@ -58,7 +58,7 @@ from rhlens.stopping import default_stop_ids
 
 
 def retrieval_scores(
-    model: Any,
+    model: Model,
     examples: Sequence[Any],
     *,
     method: str = "decode",  # "decode" | "forced"; checked by check_method with its own message
@@ -134,7 +134,7 @@ def retrieval_scores(
 
 
 def _score_batches(
-    model: Any, items: Sequence[ScoredExample], *, method: str, top_k: int, max_new_tokens: int, batch_size: int,
+    model: Model, items: Sequence[ScoredExample], *, method: str, top_k: int, max_new_tokens: int, batch_size: int,
     chunk_size: int | None, progress: bool,
 ) -> tuple[Int[Tensor, "example layer head"], list[str]]:
     """Hits ``[n_examples, n_layers, n_heads]`` and responses of every example, batch by batch
@@ -186,7 +186,7 @@ class _TopKLookup:
 
 
 def _decode_batch(
-    model: Any, items: Sequence[ScoredExample], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
+    model: Model, items: Sequence[ScoredExample], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
     max_new_tokens: int, stop: set[int],
 ) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
     """Greedy decoding as Wu et al. (:func:`rhlens.engine.decode`: prefill all but the last prompt
@@ -218,7 +218,7 @@ def _decode_batch(
 
 
 def _forced_batch(
-    model: Any, items: Sequence[ScoredExample], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
+    model: Model, items: Sequence[ScoredExample], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
     max_new_tokens: int, stop: set[int],
 ) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
     """Teacher-forced pass over prompt + answer; only the answer-predicting rows are reduced.

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from rhlens.adapter import embedding_matrix, set_unembed
+from rhlens.adapter import Model, embedding_matrix, set_unembed
 from rhlens.encoding import pad_id_of
 from rhlens.files import write_text_atomic
 from rhlens.tools.pretrain.data import stage_examples
@@ -35,7 +35,7 @@ MODEL_DIR = "model"
 class PretrainResult:
     """What :func:`pretrain_base` made: the model, where it was saved, its measured abilities."""
 
-    model: Any
+    model: Model
     model_dir: Path
     abilities: dict[str, float]
     seconds: float
@@ -62,7 +62,7 @@ def build_base_model(recipe: Recipe) -> Any:
     return model
 
 
-def measure_abilities(model: Any, *, context_tokens: int, n: int = 50, seed: int = 12345) -> dict[str, float]:
+def measure_abilities(model: Model, *, context_tokens: int, n: int = 50, seed: int = 12345) -> dict[str, float]:
     """Exact match on fresh ``kv`` (symbolic and realistic) and realistic ``mdqa`` examples."""
     from rhlens.evaluation import evaluate
     from rhlens.tasks import generate
@@ -236,7 +236,7 @@ def store_weights_as(model_dir: Path, dtype: torch.dtype) -> None:
         save_file(state, str(tmp))
 
 
-def model_card(recipe: Recipe, abilities: dict[str, float], *, steps: int, seconds: float, model: Any) -> str:
+def model_card(recipe: Recipe, abilities: dict[str, float], *, steps: int, seconds: float, model: Model) -> str:
     """A short Markdown card: data recipe, seed, steps, time, what the model can and cannot do."""
     n_params = sum(p.numel() for p in model.parameters())
     cfg = model.cfg
