@@ -2,7 +2,8 @@
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+
+from rhlens.adapter.core import HookedTransformer
 
 BASE_ASSET = "base"
 
@@ -13,7 +14,7 @@ def base_dir() -> Path:
     return Path(str(resources.files("rhlens") / "assets" / BASE_ASSET))
 
 
-def load_base() -> Any:
+def load_base() -> HookedTransformer:
     """The shipped base model as a HookedTransformer (in eval mode) with its word-level tokenizer.
 
     >>> model = load_base()
