@@ -95,8 +95,9 @@ def _tensors_to_save(model: HookedTransformer) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_model(model: HookedTransformer, path: str | os.PathLike) -> Path:
-    """Write ``model`` to the folder ``path`` atomically; returns the folder.
+def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model`` (a ``HookedTransformer``; anything else is refused, naming what to do) to the
+    folder ``path`` atomically; returns the folder.
 
     Saves the parameters (``model.safetensors``), the ``HookedTransformerConfig`` fields that
     round-trip (``rhlens_model.json``; ``dtype`` as a string such as ``"float32"``; not ``device``,
@@ -119,8 +120,10 @@ def save_model(model: HookedTransformer, path: str | os.PathLike) -> Path:
     """
     if not isinstance(model, HookedTransformer):
         raise TypeError(
-            f"save_model saves HookedTransformer models, got {type(model).__name__}. For a TransformerBridge "
-            "save its Hugging Face model instead: bridge.original_model.save_pretrained(folder)."
+            f"save_model saves HookedTransformer models, got {type(model).__name__}. rhlens does not change a "
+            "TransformerBridge's weights (rhlens.train takes HookedTransformer models), so keep the Hugging Face folder "
+            "load_bridge read, or save the HookedTransformer that as_bridge wrapped (save_model(model, folder), or a "
+            "Hugging Face folder with rhlens.models.bridge.hf_llama_from_hooked(model).save_pretrained(folder))."
         )
     from safetensors.torch import save_file
 

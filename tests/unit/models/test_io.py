@@ -120,8 +120,25 @@ def test_mismatched_weights_and_config(tmp_path, tok):
 
 
 def test_rejects_bridge_and_other_objects(tmp_path):
-    with pytest.raises(TypeError, match="HookedTransformer"):
+    with pytest.raises(TypeError, match="save_model saves HookedTransformer models, got Linear"):
         save_model(torch.nn.Linear(2, 2), tmp_path / "m")
+
+
+@pytest.mark.slow
+def test_a_bridge_is_refused_with_advice_that_works(tmp_path, tok):
+    """The error's advice for a bridge (save the wrapped model as a Hugging Face folder) round-trips."""
+    from rhlens.models import as_bridge, load_bridge
+    from rhlens.models.bridge import hf_llama_from_hooked
+
+    model = tiny_llama(tokenizer=tok, n_key_value_heads=2, seed=0)
+    bridge = as_bridge(model)
+    with pytest.raises(TypeError, match=r"as_bridge wrapped .*hf_llama_from_hooked\(model\)\.save_pretrained"):
+        save_model(bridge, tmp_path / "m")
+    hf_llama_from_hooked(model).save_pretrained(tmp_path / "hf")
+    model.tokenizer.save_pretrained(tmp_path / "hf")
+    again = load_bridge(tmp_path / "hf")
+    tokens = model.to_tokens("the sky is blue")
+    torch.testing.assert_close(again(tokens), model(tokens), atol=1e-4, rtol=1e-4)
 
 
 def test_item04_load_model_never_runs_code_from_the_folder(tmp_path, tok, monkeypatch):
