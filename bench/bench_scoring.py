@@ -19,7 +19,8 @@ examples and decoding steps and skips 8K (the Wu port's one-pass prefill would n
 attention at 8K: 32 heads x 8K x 8K x 4 bytes x 3 tensors); the output says so.
 
 Each row also gives the process CPU time (user + system) of the scoring call and its ratio: on a
-shared box wall time includes waiting for a core, CPU time does not.
+shared box wall time includes waiting for a core, CPU time does not; and the box's 1-minute load
+average when the row was printed.
 
 Run: ``python bench/bench_scoring.py`` (``--quick`` for a 1K-only smoke run; ``--methods forced``
 and ``--configs wide`` to run a part).
@@ -70,6 +71,11 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _load() -> str:
+    """The box's 1-minute load average (other sessions share its cores)."""
+    return f"load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load average n/a"
+
+
 def _child(config: str, context: int, impl: str, method: str) -> None:
     """Run one measurement and print a JSON line."""
     import torch
@@ -117,7 +123,7 @@ def main() -> None:
         config, context, impl, method = args.child
         _child(config, int(context), impl, method)
         return
-    print(f"threads per run: {os.environ.get('BENCH_THREADS', '1')}; each row: fresh subprocess")
+    print(f"threads per run: {os.environ.get('BENCH_THREADS', '1')}; each row: fresh subprocess; {_load()}")
     for config in args.configs:
         spec = CONFIGS[config]
         print(f"\n== {config}: {spec['overrides'] or 'tiny_llama() defaults'}; {spec['n_examples']} examples, "
@@ -141,7 +147,7 @@ def main() -> None:
                 print(f"{method:7} {context:5} {rh['seconds']:9.2f} {wu['seconds']:8.2f} {wu['seconds'] / rh['seconds']:7.1f}x "
                       f"{rh['peak_mb']:7.0f}M {wu['peak_mb']:7.0f}M {rh['scoring_mb']:7.0f}M {wu['scoring_mb']:7.0f}M "
                       f"{str(rh['hits'] == wu['hits']):>9} {rh['cpu_s']:6.2f}s {wu['cpu_s']:6.2f}s "
-                      f"{wu['cpu_s'] / rh['cpu_s']:5.1f}x", flush=True)
+                      f"{wu['cpu_s'] / rh['cpu_s']:5.1f}x  ({_load()})", flush=True)
         for method in ("decode", "forced"):
             if (method, 4096) in peaks and (method, 8192) in peaks:
                 rh4, wu4, rs4, _ = peaks[(method, 4096)]
