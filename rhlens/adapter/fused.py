@@ -11,7 +11,10 @@ intermediate can be hooked. Training and plain evaluation need none of them; ins
     out      = z @ W_O + b_O
 
 which equals the eager path to float rounding (logits within 1e-5; tested with grouped-query
-attention and left/right padding). ``hook_z`` fires on the fused path (SDPA's output is per head
+attention and left/right padding). With a KV cache only the new keys are rotated (the rotated
+cached ones are kept beside the cache, :func:`rhlens.adapter.cache.append_rotated_keys`), and SDPA
+gets no mask it does not need (:func:`rhlens.adapter.causal_sdpa.causal_sdpa`: the causal kernel
+when nothing is padded, query blocks on the CPU). ``hook_z`` fires on the fused path (SDPA's output is per head
 before the output projection), so interventions on head outputs (zero or mean knockout,
 patching) run the same kernels as the plain model. What the fused path skips,
 ``hook_attn_scores``, ``hook_pattern`` and ``hook_result``, is watched: a call that finds a hook
