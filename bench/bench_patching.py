@@ -14,8 +14,10 @@ It prints both wall times, their ratio and the largest difference between the tw
 
 Part 2, ``attribution`` (``--attribution``): :func:`rhlens.interventions.attribution_sweep` against
 the exact sweep on two fine-tuned copies of the shipped base (see :func:`attribution_part`):
-Spearman correlation, top-10 overlap, cost in forward-equivalents, and the exact sweep of the
-nominated heads.
+Spearman correlation, top-10 overlap, cost in forward-equivalents (median of ``--repeats``
+rounds, each against a forward-equivalent timed in the same round), the same with AtP*'s gradient
+dropout (its GradDrop score ranked against the exact effects' magnitudes), and the exact sweep of
+the nominated heads.
 
 Run: ``python bench/bench_patching.py`` (``--attribution`` adds part 2; ``--skip-sweep`` runs only
 part 2).
@@ -111,6 +113,7 @@ def main() -> None:
     p.add_argument("--skip-sweep", action="store_true")
     p.add_argument("--steps", type=int, default=40, help="fine-tuning steps per model (part 2)")
     p.add_argument("--attr-examples", type=int, default=32, help="evaluation examples (part 2)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds of part 2's costs (medians reported)")
     args = p.parse_args()
     if not args.skip_sweep:
         sweep_part(args)
@@ -149,6 +152,35 @@ def fine_tuned_pair(steps: int, n_train: int = 64, context: int = 200):
     return out
 
 
+def repeated_costs(reference, runs: dict, repeats: int) -> dict:
+    """Each of ``runs`` (name -> function) and the ``reference`` (one forward-equivalent)
+    ``repeats`` times, interleaved, after one warm-up call of each: ``{name: (wall seconds, CPU
+    seconds)}`` per round, the reference under ``"reference"``."""
+    reference()
+    for fn in runs.values():
+        fn()
+    out = {name: ([], []) for name in ["reference", *runs]}
+    for _ in range(repeats):
+        for name, fn in [("reference", reference), *runs.items()]:
+            _, w, c = timed(fn)
+            out[name][0].append(w)
+            out[name][1].append(c)
+    return out
+
+
+def _median(xs: list) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def _costs_line(name: str, times: tuple, reference: tuple) -> str:
+    """Cost in forward-equivalents: median seconds over median reference seconds (and min over min,
+    the least disturbed rounds), wall and CPU."""
+    (wall, cpu), (ref_w, ref_c) = times, reference
+    return (f"{name}: {_median(wall) / _median(ref_w):.2f} wall / {_median(cpu) / _median(ref_c):.2f} CPU "
+            f"forward-equivalents (median/median; min/min {min(wall) / min(ref_w):.2f} / {min(cpu) / min(ref_c):.2f}); "
+            f"seconds wall {' '.join(f'{x:.2f}' for x in wall)}, CPU {' '.join(f'{x:.2f}' for x in cpu)}")
+
+
 def attribution_part(args) -> None:
     import rhlens
     from rhlens import engine
@@ -161,24 +193,40 @@ def attribution_part(args) -> None:
     bs = 8
     print(f"attribution: {args.attr_examples} mdqa/realistic examples "
           f"({min(len(e.tokens) for e in encoded)}-{max(len(e.tokens) for e in encoded)} tokens), batch {bs}, "
-          f"{target.cfg.n_layers} x {target.cfg.n_heads} heads")
-    engine.answer_logprobs([target], encoded, batch_size=bs, progress=False)  # warm-up
-    _, t_fwd, c_fwd = timed(lambda: engine.answer_logprobs([target], encoded, batch_size=bs, progress=False))
-    attr, t_attr, c_attr = timed(lambda: attribution_sweep(source, target, examples, batch_size=bs, progress=False))
+          f"{target.cfg.n_layers} x {target.cfg.n_heads} heads, torch threads {torch.get_num_threads()}")
+    load0 = os.getloadavg()
+    costs = repeated_costs(
+        lambda: engine.answer_logprobs([target], encoded, batch_size=bs, progress=False),
+        {"attribution": lambda: attribution_sweep(source, target, examples, batch_size=bs, progress=False),
+         "attribution + gradient dropout": lambda: attribution_sweep(source, target, examples, batch_size=bs,
+                                                                     gradient_dropout=True, progress=False)},
+        args.repeats,
+    )
+    load1 = os.getloadavg()
+    attr = attribution_sweep(source, target, examples, batch_size=bs, gradient_dropout=True, progress=False)
     exact, t_exact, c_exact = timed(lambda: rhlens.patch_sweep(source, target, examples, batch_size=bs, progress=False))
     k = min(10, attr.effect.numel() // 2)
     nominated = attr.top(k)
     overlap = len(nominated & exact.top(k))
-    abs_overlap = len(rhlens.HeadSet.top_k(attr.effect.abs(), k) & rhlens.HeadSet.top_k(exact.effect.abs(), k))
+    by_abs = rhlens.HeadSet.top_k(exact.effect.abs(), k)
+    abs_overlap = len(rhlens.HeadSet.top_k(attr.effect.abs(), k) & by_abs)
+    gd_overlap = len(rhlens.HeadSet.top_k(attr.graddrop, k) & by_abs)
     confirm = rhlens.patch_sweep(source, target, examples, heads=nominated, batch_size=bs, progress=False)
     conf = torch.stack([confirm.effect[h.layer, h.head] for h in nominated.ordered()])
     same = max(abs(float(confirm.effect[h.layer, h.head] - exact.effect[h.layer, h.head])) for h in nominated.ordered())
+    ref_w, ref_c = costs["reference"]
     print(f"exact effects: max |effect| {exact.effect.abs().max():.4f}, mean |effect| {exact.effect.abs().mean():.4f}")
-    print(f"Spearman(attribution, exact) over {attr.effect.numel()} heads: {spearman(attr.effect, exact.effect):.3f}")
-    print(f"top-{k} overlap (signed effect): {overlap}/{k}; by |effect|: {abs_overlap}/{k}")
-    print(f"cost in forward-equivalents (one target forward over the examples: {t_fwd:.2f} s wall, {c_fwd:.2f} s CPU): "
-          f"attribution {t_attr / t_fwd:.1f} wall, {c_attr / c_fwd:.1f} CPU; exact sweep {t_exact / t_fwd:.1f} wall, "
-          f"{c_exact / c_fwd:.1f} CPU")
+    print(f"Spearman(attribution, exact) over {attr.effect.numel()} heads: {spearman(attr.effect, exact.effect):.3f}; "
+          f"Spearman(GradDrop score, |exact|): {spearman(attr.graddrop, exact.effect.abs()):.3f} "
+          f"(|attribution| vs |exact|: {spearman(attr.effect.abs(), exact.effect.abs()):.3f})")
+    print(f"top-{k} overlap (signed effect): {overlap}/{k}; by |effect|: {abs_overlap}/{k}; "
+          f"GradDrop score vs |exact effect|: {gd_overlap}/{k}")
+    print(f"one forward-equivalent (target answer_logprobs over the examples), {args.repeats} rounds: "
+          f"seconds wall {' '.join(f'{x:.2f}' for x in ref_w)}, CPU {' '.join(f'{x:.2f}' for x in ref_c)}; "
+          f"load average {load0[0]:.2f} before, {load1[0]:.2f} after")
+    for name in ("attribution", "attribution + gradient dropout"):
+        print("cost, " + _costs_line(name, costs[name], costs["reference"]))
+    print(f"exact sweep (one run): {t_exact / _median(ref_w):.1f} wall, {c_exact / _median(ref_c):.1f} CPU forward-equivalents")
     print(f"exact sweep of the {k} nominated heads: {', '.join(f'{h}:{float(e):+.4f}' for h, e in zip(nominated.ordered(), conf))}; "
           f"{int((conf > 0).sum())}/{k} raise the answer log-prob; max difference from the full sweep {same:.1e}")
 

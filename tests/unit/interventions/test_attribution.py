@@ -16,12 +16,17 @@ def nudged_copy(model, make_model, eps, seed=0, **kw):
     return out
 
 
-def test_estimate_matches_the_exact_sweep_for_a_nearby_source(make_model, examples):
-    # float64, so the exact sweep's effects (differences of log-probs) carry no rounding noise
+def nearby_sources(make_model):
+    """``(eps, source, target)`` for eps 1e-3 and 1e-2: one float64 target (3 layers, so exact
+    effects, differences of log-probs, carry no rounding noise) and a copy nudged by eps."""
     kw = dict(n_layers=3, dtype=torch.float64)
     target = make_model(seed=5, **kw)
     for eps in (1e-3, 1e-2):
-        source = nudged_copy(target, make_model, eps, **kw)
+        yield eps, nudged_copy(target, make_model, eps, **kw), target
+
+
+def test_estimate_matches_the_exact_sweep_for_a_nearby_source(make_model, examples):
+    for eps, source, target in nearby_sources(make_model):
         est = attribution_sweep(source, target, examples, batch_size=3, progress=False)
         exact = patch_sweep(source, target, examples, batch_size=3, progress=False)
         torch.testing.assert_close(est.baseline, exact.baseline, rtol=0, atol=1e-5)
