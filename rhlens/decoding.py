@@ -23,10 +23,10 @@ from rhlens.encoding import check_fits_context
 from rhlens.engine import Generation, StepCallback, chunk_bounds, generate
 from rhlens.stopping import default_stop_ids
 
-__all__ = ["Generation", "StepCallback", "default_stop_ids", "greedy_decode", "prefill"]
+__all__ = ["Generation", "StepCallback", "chunked_forward", "default_stop_ids", "greedy_decode"]
 
 
-def prefill(
+def chunked_forward(
     model: Model,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],

@@ -42,7 +42,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from rhlens.adapter import Model, analysis_mode, forward, model_device, new_kv_cache, tokenizer_of
+from rhlens.adapter import Model, analysis_mode, forward, model_device, new_kv_cache, prefill, tokenizer_of
 from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import EncodedExample, PaddedBatch, check_examples, encode_for_model, pad_id_of, pad_left  # noqa: F401
 from rhlens.progress import progress_bar as _progress_bar
@@ -156,22 +156,29 @@ class Runner:
         self.end = 0
 
     def __call__(self, tokens: Int[Tensor, "batch q"], mask: Int[Tensor, "batch q"]) -> Float[Tensor, "batch q d_vocab"]:
+        """Run the next columns through every model; the last model's logits ``[batch, q, d_vocab]``."""
+        return self._run(tokens, mask, logits=True)
+
+    def _run(self, tokens: Int[Tensor, "batch q"], mask: Int[Tensor, "batch q"], *, logits: bool) -> Tensor | None:
         start, self.end = self.end, self.end + tokens.shape[1]
         token = _STEP.set(Step(start, self.end, self.decode_from))
+        out = None
         try:
             for model, cache in zip(self.models, self.caches):
                 dev = model_device(model)
-                logits = forward(model, tokens.to(dev), attention_mask=mask.to(dev), past_kv_cache=cache)
+                if logits:
+                    out = forward(model, tokens.to(dev), attention_mask=mask.to(dev), past_kv_cache=cache)
+                else:
+                    prefill(model, tokens.to(dev), attention_mask=mask.to(dev), past_kv_cache=cache)
         finally:
             _STEP.reset(token)
-        return logits
+        return out
 
-    def feed(self, padded: PaddedBatch, end: int, chunk_size: int | None) -> Tensor | None:
-        """Run columns ``self.end .. end`` in chunks; the last chunk's logits (``None`` if none ran)."""
-        logits = None
+    def feed(self, padded: PaddedBatch, end: int, chunk_size: int | None) -> None:
+        """Run columns ``self.end .. end`` into the caches in chunks, without their logits
+        (:func:`rhlens.adapter.prefill`: the last layer computes only its keys and values)."""
         for s, e in chunk_bounds(self.end, end, chunk_size):
-            logits = self(padded.tokens[:, s:e], padded.attention_mask[:, s:e])
-        return logits
+            self._run(padded.tokens[:, s:e], padded.attention_mask[:, s:e], logits=False)
 
 
 def advance_rows(

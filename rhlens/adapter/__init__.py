@@ -4,6 +4,8 @@ Submodules, one job each:
 
 - :mod:`rhlens.adapter.core`: model kinds, architecture facts, hook names, hook/eval context managers.
 - :mod:`rhlens.adapter.cache`: key/value caches for chunked prefill and decoding; :func:`forward`.
+- :mod:`rhlens.adapter.prefill`: :func:`prefill`, filling a cache without the logits.
+- :mod:`rhlens.adapter.causal_sdpa`: the SDPA calls of the fused path (causal kernel, query blocks).
 - :mod:`rhlens.adapter.fused`: the fused (SDPA) attention path used while no hook needs patterns,
   and the attention edits that run on it (blocked edges, uniform attention).
 - :mod:`rhlens.adapter.rotary`: rotary tables and context length (context extension).
@@ -35,6 +37,7 @@ from rhlens.adapter.core import (
     tokenizer_of,
     weight_processing,
 )
+from rhlens.adapter.prefill import prefill
 from rhlens.adapter.fused import blocked_edges, blocked_value, masked_scores, uniform_attention_hooks
 from rhlens.adapter.weights import (
     attention_modules,
@@ -53,6 +56,7 @@ __all__ = [
     "BridgeKVCache",
     "enable_bridge_kv_cache",
     "new_kv_cache",
+    "prefill",
     "Architecture",
     "HookedTransformer",
     "HookedTransformerConfig",

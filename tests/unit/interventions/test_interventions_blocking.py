@@ -5,7 +5,7 @@ import torch
 
 from rhlens.adapter import count_hooks, forward, hook_name, hooks
 from rhlens.encoding import pad_left
-from rhlens.decoding import prefill
+from rhlens.decoding import chunked_forward
 from rhlens.interventions import block_attention
 
 
@@ -65,7 +65,7 @@ def test_blocking_is_the_same_through_the_kv_cache(make_model, tok):
     batch = pad_left([tok("Ann lives in Rome . Bob lives in Oslo .")["input_ids"]], tok.pad_token_id)
     with block_attention(model, list(range(4, 11)), [2, 3, 6]), torch.inference_mode():
         full = forward(model, batch.tokens, attention_mask=batch.attention_mask)[:, -1]
-        chunked, _ = prefill(model, batch.tokens, batch.attention_mask, chunk_size=3)
+        chunked, _ = chunked_forward(model, batch.tokens, batch.attention_mask, chunk_size=3)
     torch.testing.assert_close(chunked, full, rtol=1e-4, atol=1e-4)
 
 

@@ -12,7 +12,7 @@ import rhlens
 from rhlens.adapter import count_hooks, forward, hook_name, hooks
 from rhlens.encoding import pad_left
 from rhlens.evaluation import evaluate
-from rhlens.decoding import greedy_decode, prefill
+from rhlens.decoding import chunked_forward, greedy_decode
 from rhlens.heads import Head, HeadSet
 from rhlens.interventions import knockout, knockout_effect, mean_head_outputs, random_heads
 from rhlens.models import as_bridge
@@ -96,7 +96,7 @@ def test_knockout_is_the_same_through_the_kv_cache(make_model, tok, logits_of, m
     with knockout(model, heads, mode):
         full = logits_of(model, batch.tokens, batch.attention_mask)[:, -1]
         with torch.inference_mode():
-            chunked, _ = prefill(model, batch.tokens, batch.attention_mask, chunk_size=3)
+            chunked, _ = chunked_forward(model, batch.tokens, batch.attention_mask, chunk_size=3)
     torch.testing.assert_close(chunked, full, rtol=1e-4, atol=1e-4)
     assert (full - logits_of(model, batch.tokens, batch.attention_mask)[:, -1]).abs().max() > 1e-3
 
