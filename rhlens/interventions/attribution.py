@@ -10,7 +10,11 @@ the target's own run. With ``z`` a head's ``hook_z`` output (``[pos, d_head]`` p
 where ``dM/dz_target`` is the *total* derivative (through every later layer) at the unpatched
 target. Cost per batch of examples: one source forward (no gradient, stopped at the last layer's
 ``hook_z``), one target forward with a graph, one backward to the ``hook_z`` activations only
-(weights get no gradients), about three forward-equivalents in all, for every head at once.
+(weights get no gradients), under three forward-equivalents in all, for every head at once. The
+last layer's output reaches the metric only at the answer's columns (the last ones, with left
+padding), so both forwards prefill the columns before them (:func:`rhlens.adapter.prefill`: the
+last layer computes only their keys and values) and run the last layer's queries, output and MLP
+on the answer's columns alone; the last layer's ``dM/dz`` is exactly zero elsewhere.
 ``bench/bench_patching.py`` checks it against the exact sweep (Spearman correlation, top-10
 overlap) and confirms the nominated heads with ``patch_sweep(..., heads=result.top(k))``.
 
@@ -55,6 +59,8 @@ from rhlens.adapter import (
     logits_from_residual,
     model_device,
     model_kind,
+    new_kv_cache,
+    prefill,
     tokenizer_of,
 )
 from rhlens.adapter.fused import fused_attention
@@ -115,37 +121,104 @@ def _gradient_mode(model: Any) -> Iterator[None]:
         model.train(was_training)
 
 
-def _answer_logits(model: Any, batch: Any, predicts: Tensor) -> Tensor:
-    """Logits ``[n_answer_columns, d_vocab]`` at the ``predicts`` columns: a HookedTransformer
-    stops before the unembedding and unembeds only those; a TransformerBridge runs in full."""
+def _answer_start(predicts: Bool[Tensor, "batch pos"]) -> int:
+    """First column of the shortest suffix that holds every answer-predicting column (left padding
+    puts them at the end), or 0 (the whole row) when that suffix is over half the width."""
+    width = predicts.shape[1]
+    start = int(predicts.any(dim=0).nonzero().min())
+    return start if width - start <= width // 2 else 0
+
+
+def _answer_logits(model: Any, batch: Any, predicts: Bool[Tensor, "batch pos"], start: int) -> Tensor:
+    """Logits ``[n_answer_columns, d_vocab]`` at the ``predicts`` columns. A HookedTransformer
+    prefills the columns before the answer's (:func:`rhlens.adapter.prefill`: the last block
+    computes only their keys and values, since its output there reaches no answer logit), runs the
+    rest to the final residual and unembeds only the answer's columns; a TransformerBridge runs in
+    full."""
+    mask = batch.attention_mask
     if model_kind(model) != "hooked":
-        return forward(model, batch.tokens, attention_mask=batch.attention_mask)[predicts]
-    final = final_residual(model, batch.tokens, attention_mask=batch.attention_mask, prepend_bos=False)
-    return logits_from_residual(model, final[predicts][None])[0]
+        return forward(model, batch.tokens, attention_mask=mask)[predicts]
+    cache = None
+    if start > 0:
+        cache = new_kv_cache(model, batch.tokens.shape[0])
+        prefill(model, batch.tokens[:, :start], attention_mask=mask[:, :start], past_kv_cache=cache)
+    final = final_residual(model, batch.tokens[:, start:], attention_mask=mask[:, start:], past_kv_cache=cache,
+                           prepend_bos=False)
+    return logits_from_residual(model, final[predicts[:, start:]][None])[0]
+
+
+def _join(parts: list[Tensor], width: int) -> Tensor:
+    """Column pieces ``[batch, piece, ...]`` joined to ``[batch, width, ...]``, zeros in front for
+    the columns no piece covers (the last layer's prefilled ones)."""
+    missing = width - sum(p.shape[1] for p in parts)
+    if missing:
+        parts = [parts[0].new_zeros(parts[0].shape[0], missing, *parts[0].shape[2:]), *parts]
+    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
+class _Marks:
+    """The target's ``hook_z`` per layer, marked for gradients, in column pieces (one per forward
+    call: the prefilled columns, then the rest; the last layer has no prefilled piece)."""
+
+    def __init__(self, layers: list[int], width: int) -> None:
+        self.layers, self.width = layers, width
+        self.pieces: dict[int, list[Tensor]] = {l: [] for l in layers}
+
+    def hooks(self) -> list[tuple[str, Any]]:
+        def mark(layer: int):
+            def hook(z: Tensor, hook: Any) -> Tensor:
+                if not z.requires_grad:  # the first layer: nothing before it needs a gradient
+                    z = z.detach().requires_grad_(True)
+                self.pieces[layer].append(z)  # d(metric)/dz: the total derivative through every later layer
+                return z
+
+            return hook
+
+        return [(hook_name("z", l), mark(l)) for l in self.layers]
+
+    def values(self) -> dict[int, Tensor]:
+        """``{layer: [batch, pos, head, d_head]}``, detached (zeros where never computed)."""
+        return {l: _join([z.detach() for z in ps], self.width) for l, ps in self.pieces.items()}
+
+    def grad(self, total: Tensor, layers: list[int], retain: bool) -> dict[int, Tensor]:
+        """``{layer: d(total)/dz [batch, pos, head, d_head]}`` for ``layers``."""
+        flat = [(l, z) for l in layers for z in self.pieces[l]]
+        got = torch.autograd.grad(total, [z for _, z in flat], retain_graph=retain, allow_unused=True)
+        out: dict[int, list[Tensor]] = {l: [] for l in layers}
+        for (l, z), g in zip(flat, got):
+            out[l].append(torch.zeros_like(z) if g is None else g)
+        return {l: _join(parts, self.width) for l, parts in out.items()}
 
 
 class _Stop(Exception):
     """Raised by the source's last ``hook_z`` capture: nothing after it is needed."""
 
 
-def _source_z(source: Any, batch: Any, decode_from: Tensor, layers: list[int]) -> dict[int, Tensor]:
-    """The source's ``hook_z`` ``{layer: [batch, pos, head, d_head]}``; a HookedTransformer stops
-    right after the last layer's ``hook_z`` (no output projection, MLP or norm after it)."""
+def _source_z(source: Any, batch: Any, decode_from: Tensor, layers: list[int], start: int) -> dict[int, Tensor]:
+    """The source's ``hook_z`` ``{layer: [batch, pos, head, d_head]}``. A HookedTransformer
+    prefills the columns before ``start`` (so the last layer's ``hook_z`` there is left zero: its
+    gradient there is zero, see :func:`_answer_logits`) and stops right after the last layer's
+    ``hook_z`` (no output projection, MLP or norm after it)."""
+    width = batch.tokens.shape[1]
     if model_kind(source) != "hooked":
-        return _capture_pass(source, batch, decode_from, [(0, batch.tokens.shape[1])], "z", layers)
-    store: dict[int, Tensor] = {}
+        return _capture_pass(source, batch, decode_from, [(0, width)], "z", layers)
+    store: dict[int, list[Tensor]] = {l: [] for l in layers}
 
     def capture(layer: int):
         def hook(z: Tensor, hook: Any) -> None:
-            store[layer] = z.detach()  # nothing later in the pass writes to it
+            store[layer].append(z.detach())  # nothing later in the pass writes to it
             if layer == layers[-1]:
                 raise _Stop
 
         return hook
 
+    tokens, mask = batch.tokens, batch.attention_mask
     with hooks(source, [(hook_name("z", l), capture(l)) for l in layers]), contextlib.suppress(_Stop):
-        final_residual(source, batch.tokens, attention_mask=batch.attention_mask, prepend_bos=False)
-    return store
+        cache = new_kv_cache(source, tokens.shape[0]) if start > 0 else None
+        if cache is not None:
+            prefill(source, tokens[:, :start], attention_mask=mask[:, :start], past_kv_cache=cache)
+        final_residual(source, tokens[:, start:], attention_mask=mask[:, start:], past_kv_cache=cache, prepend_bos=False)
+    return {l: _join(parts, width) for l, parts in store.items()}
 
 
 def _head_estimates(
@@ -156,34 +229,22 @@ def _head_estimates(
         return {l: ((src[l].to(g.dtype) - tgt[l]) * where * g).double().sum(dim=(1, 3)).T.cpu() for l, g in grads.items()}
 
 
-def _target_pass(target: Any, batch: Any, encs: Sequence[Any], layers: list[int], gate: DropGate | None):
+def _target_pass(
+    target: Any, batch: Any, predicts: Bool[Tensor, "batch pos"], layers: list[int], gate: DropGate | None, start: int
+):
     """One target forward with a graph and its backward(s): ``(per-row log-prob [batch], hook_z
     {layer: [batch, pos, head, d_head]}, gradients {layer: same})`` and, with ``gate``, the
-    gradients with each block's output dropped (:func:`dropped_estimates`)."""
-    zs: dict[int, Tensor] = {}
-
-    def mark(layer: int):
-        def hook(z: Tensor, hook: Any) -> Tensor:
-            if not z.requires_grad:  # the first layer: nothing before it needs a gradient
-                z = z.detach().requires_grad_(True)
-            zs[layer] = z  # d(metric)/dz is the total derivative through every later layer
-            return z
-
-        return hook
-
-    device = model_device(target)
-    predicts = engine.answer_targets(batch, encs).to(device)
+    gradients with each block's output dropped (:meth:`DropGate.backwards`)."""
     gold = torch.roll(batch.tokens, -1, dims=1)[predicts]
-    fwd = [(hook_name("z", l), mark(l)) for l in layers] + (gate.hooks(layers) if gate else [])
-    with hooks(target, fwd):
-        logits = _answer_logits(target, batch, predicts)
+    marks = _Marks(layers, batch.tokens.shape[1])
+    with hooks(target, marks.hooks() + (gate.hooks(layers) if gate else [])):
+        logits = _answer_logits(target, batch, predicts, start)
     lp = logits.float().log_softmax(-1).gather(-1, gold[:, None].to(logits.device))[:, 0]
-    per_row = torch.zeros(len(encs), dtype=lp.dtype, device=lp.device).index_add(0, predicts.nonzero()[:, 0], lp)
+    per_row = torch.zeros(predicts.shape[0], dtype=lp.dtype, device=lp.device).index_add(0, predicts.nonzero()[:, 0], lp)
     total = per_row.sum()
-    grads = dict(zip(layers, torch.autograd.grad(total, [zs[l] for l in layers], retain_graph=gate is not None)))
-    tgt = {l: z.detach() for l, z in zs.items()}
-    drops = gate.backwards(total, zs, layers) if gate else None
-    return per_row.detach(), tgt, grads, drops
+    grads = marks.grad(total, layers, retain=gate is not None)
+    drops = gate.backwards(lambda want, retain: marks.grad(total, want, retain), layers) if gate else None
+    return per_row.detach(), marks.values(), grads, drops
 
 
 def attribution_sweep(
@@ -232,10 +293,12 @@ def attribution_sweep(
             desc="attribution",
         ):
             encs = [encoded[i] for i in rows]
+            predicts = engine.answer_targets(batch, encs).to(device)
+            start = _answer_start(predicts)
             where = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1]).to(device)[:, :, None, None]
             with torch.inference_mode():
-                src = _source_z(source, batch, engine.first_decoding_column(batch, encs), layers)
-            per_row, tgt, grads, drops = _target_pass(target, batch, encs, layers, gate)
+                src = _source_z(source, batch, engine.first_decoding_column(batch, encs), layers, start)
+            per_row, tgt, grads, drops = _target_pass(target, batch, predicts, layers, gate, start)
             baseline[rows] = per_row.double().cpu()
             for l, est in _head_estimates(src, tgt, grads, where).items():
                 estimate[l][:, rows] = est

@@ -85,16 +85,15 @@ class DropGate:
 
         return [(hook_name(kind, l), gate(l)) for l in layers[1:] for kind in ("attn_out", "mlp_out")]
 
-    def backwards(self, total: Tensor, zs: dict[int, Tensor], layers: list[int]) -> dict[int, dict[int, Tensor]]:
-        """``{d: {l: d(total)/dz_l with block d dropped}}`` for ``d`` from 1 and every ``l < d``
-        (the others need no backward); the graph is freed after the last."""
+    def backwards(self, grad: Callable[[list[int], bool], dict[int, Tensor]], layers: list[int]) -> dict[int, dict[int, Tensor]]:
+        """``{d: {l: gradient of the metric at hook_z of layer l with block d dropped}}`` for ``d``
+        from 1 and every ``l < d`` (the others need no backward); ``grad(layers, retain_graph)``
+        runs one backward. The graph is freed after the last."""
         out: dict[int, dict[int, Tensor]] = {}
         try:
             for d in layers[1:]:
                 self.dropping = d
-                want = [l for l in layers if l < d]
-                grads = torch.autograd.grad(total, [zs[l] for l in want], retain_graph=d != layers[-1], allow_unused=True)
-                out[d] = {l: torch.zeros_like(zs[l]) if g is None else g for l, g in zip(want, grads)}
+                out[d] = grad([l for l in layers if l < d], d != layers[-1])
         finally:
             self.dropping = None
         return out
