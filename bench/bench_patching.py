@@ -64,7 +64,8 @@ def equal_length_examples(n: int, n_words: int, seed: int = 0):
 def sweep_part(args) -> None:
     from transformer_lens import patching
 
-    from rhlens import engine, patch_sweep
+    from rhlens import patch_sweep
+    from rhlens.encoding import encode_for_model
     from rhlens.models import tiny_llama, word_level_tokenizer
 
     torch.manual_seed(0)
@@ -73,7 +74,7 @@ def sweep_part(args) -> None:
     cfg = dict(n_layers=args.layers, n_heads=args.heads, d_head=args.d_head, d_model=args.heads * args.d_head,
                d_mlp=int(2.7 * args.heads * args.d_head), n_ctx=max(512, args.tokens + 8))
     source, target = tiny_llama(tokenizer=tok, seed=1, **cfg), tiny_llama(tokenizer=tok, seed=2, **cfg)
-    encoded = engine.encode(target, examples, what="bench", with_answer=True, append_eos=False)
+    encoded = encode_for_model(target, examples, what="bench", with_answer=True, append_eos=False)
     lengths = {len(e.tokens) for e in encoded}
     assert len(lengths) == 1, f"examples must share one length, got {lengths}"
     tokens = torch.tensor([e.tokens for e in encoded])
@@ -184,12 +185,13 @@ def _costs_line(name: str, times: tuple, reference: tuple) -> str:
 def attribution_part(args) -> None:
     import rhlens
     from rhlens import engine
+    from rhlens.encoding import encode_for_model
     from rhlens.interventions import attribution_sweep
     from rhlens.tasks.generators import generate
 
     source, target = fine_tuned_pair(args.steps)
     examples = generate("mdqa", "realistic", args.attr_examples, context_tokens=200, tokenizer=target.tokenizer, seed=9)
-    encoded = engine.encode(target, examples, what="bench", with_answer=True, append_eos=False)
+    encoded = encode_for_model(target, examples, what="bench", with_answer=True, append_eos=False)
     bs = 8
     print(f"attribution: {args.attr_examples} mdqa/realistic examples "
           f"({min(len(e.tokens) for e in encoded)}-{max(len(e.tokens) for e in encoded)} tokens), batch {bs}, "

@@ -29,7 +29,7 @@ SECTIONS = {
     "Evaluation": ["evaluate", "EvalResult", "RunOptions"],
     "Knockout and blocking": ["knockout", "knockout_effect", "KnockoutEffect", "random_heads", "block_attention"],
     "Cross-model patching": ["check_compatible", "IncompatibleModelsError", "patch_heads", "PatchResult",
-                             "patching_table", "PatchingTable", "patch_sweep", "PatchSweep", "attribution_sweep"],
+                             "patching_table", "PatchingTable", "patch_sweep", "PatchSweep", "attribution_sweep", "AttributionSweep"],
     "Across processes": ["run_sharded"],
     "Training": ["train", "TrainConfig", "TrainResult", "NonFiniteLossError", "extend_context"],
     "Tools: the whole study, the embedded base": ["Study", "StudyConfig", "pretrain_base"],

@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "attribution_sweep": "rhlens.interventions",
     "run_sharded": "rhlens.distributed_eval",
     "PatchSweep": "rhlens.interventions",
+    "AttributionSweep": "rhlens.interventions",
     # training (layer 5)
     "train": "rhlens.training",
     "TrainConfig": "rhlens.training",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded l
     from rhlens.decoding import greedy_decode
     from rhlens.heads import Head, HeadSet
     from rhlens.interventions import (
+        AttributionSweep,
         IncompatibleModelsError,
         KnockoutEffect,
         PatchResult,

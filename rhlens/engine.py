@@ -3,9 +3,8 @@
 Evaluation, retrieval scores, knockout, blocking and patching all run their models through this
 module, so a baseline and its intervention always run the same code and the same kernels:
 
-- :func:`encode` (:func:`rhlens.encoding.encode_for_model`): checks the examples
-  (:func:`check_examples`: an ``Example`` each, valid) and encodes them for a model (prompt only,
-  or prompt + answer), checking they fit its context.
+- Examples come in encoded by :func:`rhlens.encoding.encode_for_model` (checked: an ``Example``
+  each, valid, fitting the model's context; prompt only, or prompt + answer).
 - :func:`batched`: length-sorted batches of left-padded token ids, with a progress bar.
 - :func:`running`: the models in eval and inference mode, attention on the fused (SDPA) path
   where the model supports it (a layer whose scores or pattern is hooked runs eagerly; ``hook_z``
@@ -44,10 +43,8 @@ from torch import Tensor
 
 from rhlens.adapter import Model, analysis_mode, forward, model_device, new_kv_cache, prefill, tokenizer_of
 from rhlens.adapter.fused import fused_attention
-from rhlens.encoding import EncodedExample, PaddedBatch, check_examples, encode_for_model, pad_id_of, pad_left  # noqa: F401
+from rhlens.encoding import EncodedExample, PaddedBatch, pad_id_of, pad_left
 from rhlens.progress import progress_bar as _progress_bar
-
-encode = encode_for_model  # engine.encode(model, examples, what=..., with_answer=...), as the analyzers call it
 
 StepCallback = Callable[[int, Int[Tensor, "batch"], Bool[Tensor, "batch"]], None]
 """``on_step(step, next_tokens, active)``: after the forward of decoding step ``step`` (0 is the

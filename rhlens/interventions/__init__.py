@@ -5,10 +5,11 @@ Modules, one job each:
 - :mod:`~rhlens.interventions.ablation`: :func:`knockout` (zero / mean / uniform), :func:`random_heads`,
   :func:`knockout_effect`.
 - :mod:`~rhlens.interventions.blocking`: :func:`block_attention` (Geva et al.'s attention knockout).
-- :mod:`~rhlens.interventions.compat`: :func:`check_compatible` (may two models be patched?).
+- :mod:`~rhlens.interventions.compatibility`: :func:`check_compatible` (may two models be patched?).
 - :mod:`~rhlens.interventions.patching`: :func:`patch_heads` (source head outputs into a target).
 - :mod:`~rhlens.interventions.sweep`: :func:`patch_sweep` (every head alone, batched per layer).
-- :mod:`~rhlens.interventions.attribution`: :func:`attribution_sweep` (every head at once, first order).
+- :mod:`~rhlens.interventions.attribution`: :func:`attribution_sweep` (every head at once, first order);
+  :mod:`~rhlens.interventions.attribution_graddrop`: AtP*'s gradient dropout for it.
 - :mod:`~rhlens.interventions.table`: :func:`patching_table` (intersection / complement / random).
 - :mod:`~rhlens.interventions.results`: the result objects (one before/after shape,
   :class:`~rhlens.interventions.results.BeforeAfter`).
@@ -31,8 +32,8 @@ _EXPORTS: dict[str, str] = {
     "knockout_effect": "rhlens.interventions.ablation",
     "mean_head_outputs": "rhlens.interventions.ablation",
     "block_attention": "rhlens.interventions.blocking",
-    "check_compatible": "rhlens.interventions.compat",
-    "IncompatibleModelsError": "rhlens.interventions.compat",
+    "check_compatible": "rhlens.interventions.compatibility",
+    "IncompatibleModelsError": "rhlens.interventions.compatibility",
     "patch_heads": "rhlens.interventions.patching",
     "patch_sweep": "rhlens.interventions.sweep",
     "attribution_sweep": "rhlens.interventions.attribution",
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "PatchingRow": "rhlens.interventions.results",
     "PatchingTable": "rhlens.interventions.results",
     "PatchSweep": "rhlens.interventions.results",
+    "AttributionSweep": "rhlens.interventions.attribution",
 }
 
 __all__ = sorted(_EXPORTS)

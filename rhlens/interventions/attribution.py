@@ -32,13 +32,7 @@ Memory: the source's and target's ``hook_z`` at every layer for one batch and th
 autograd graph (activations of one full forward): run long prompts with a small ``batch_size``.
 Prompts are not chunked.
 
->>> from rhlens.models import tiny_llama, word_level_tokenizer
->>> from rhlens.tasks import Example
->>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
->>> tok = word_level_tokenizer([ex.prompt + ex.completion])
->>> est = attribution_sweep(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex], progress=False)
->>> est.effect.shape, est.metric, est.graddrop is None
-(torch.Size([2, 4]), 'logprob (attribution)', True)
+Example: :func:`attribution_sweep`.
 """
 
 import contextlib
@@ -51,6 +45,7 @@ from torch import Tensor
 
 from rhlens import engine
 from rhlens.adapter import (
+    Model,
     architecture,
     final_residual,
     forward,
@@ -64,9 +59,9 @@ from rhlens.adapter import (
     tokenizer_of,
 )
 from rhlens.adapter.fused import fused_attention
-from rhlens.encoding import pad_id_of
+from rhlens.encoding import encode_for_model, pad_id_of
 from rhlens.interventions.attribution_graddrop import DropGate, combine_dropped, dropped_estimates
-from rhlens.interventions.compat import check_compatible
+from rhlens.interventions.compatibility import check_compatible
 from rhlens.interventions.patching import PositionRule, check_positions, column_mask
 from rhlens.interventions.results import PatchSweep
 from rhlens.interventions.sweep import _capture_pass
@@ -103,7 +98,7 @@ class AttributionSweep(PatchSweep):
 
 
 @contextlib.contextmanager
-def _gradient_mode(model: Any) -> Iterator[None]:
+def _gradient_mode(model: Model) -> Iterator[None]:
     """Eval mode, fused attention, autograd on, and no gradient to the weights (only to the
     activations a hook marks); training flag and ``requires_grad`` restored after."""
     params = list(model.parameters())
@@ -129,7 +124,7 @@ def _answer_start(predicts: Bool[Tensor, "batch pos"]) -> int:
     return start if width - start <= width // 2 else 0
 
 
-def _answer_logits(model: Any, batch: Any, predicts: Bool[Tensor, "batch pos"], start: int) -> Tensor:
+def _answer_logits(model: Model, batch: Any, predicts: Bool[Tensor, "batch pos"], start: int) -> Tensor:
     """Logits ``[n_answer_columns, d_vocab]`` at the ``predicts`` columns. A HookedTransformer
     prefills the columns before the answer's (:func:`rhlens.adapter.prefill`: the last block
     computes only their keys and values, since its output there reaches no answer logit), runs the
@@ -194,7 +189,7 @@ class _Stop(Exception):
     """Raised by the source's last ``hook_z`` capture: nothing after it is needed."""
 
 
-def _source_z(source: Any, batch: Any, decode_from: Tensor, layers: list[int], start: int) -> dict[int, Tensor]:
+def _source_z(source: Model, batch: Any, decode_from: Tensor, layers: list[int], start: int) -> dict[int, Tensor]:
     """The source's ``hook_z`` ``{layer: [batch, pos, head, d_head]}``. A HookedTransformer
     prefills the columns before ``start`` (so the last layer's ``hook_z`` there is left zero: its
     gradient there is zero, see :func:`_answer_logits`) and stops right after the last layer's
@@ -230,7 +225,7 @@ def _head_estimates(
 
 
 def _target_pass(
-    target: Any, batch: Any, predicts: Bool[Tensor, "batch pos"], layers: list[int], gate: DropGate | None, start: int
+    target: Model, batch: Any, predicts: Bool[Tensor, "batch pos"], layers: list[int], gate: DropGate | None, start: int
 ):
     """One target forward with a graph and its backward(s): ``(per-row log-prob [batch], hook_z
     {layer: [batch, pos, head, d_head]}, gradients {layer: same})`` and, with ``gate``, the
@@ -248,8 +243,8 @@ def _target_pass(
 
 
 def attribution_sweep(
-    source: Any,
-    target: Any,
+    source: Model,
+    target: Model,
     examples: Sequence[Any],
     *,
     positions: PositionRule = "all",
@@ -274,13 +269,23 @@ def attribution_sweep(
         ``[n_layers, n_heads, n_examples]`` the baseline plus each head's first-order estimate, so
         ``effect`` ``[n_layers, n_heads]`` (query heads) is the estimated mean change, comparable
         with :func:`rhlens.patch_sweep`'s; ``dropped`` with ``gradient_dropout``.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.tasks import Example
+    >>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
+    >>> tok = word_level_tokenizer([ex.prompt + ex.completion])
+    >>> est = attribution_sweep(tiny_llama(tokenizer=tok, seed=1), tiny_llama(tokenizer=tok, seed=2), [ex], progress=False)
+    >>> est.effect.shape, est.metric, est.graddrop is None
+    (torch.Size([2, 4]), 'logprob (attribution)', True)
+    >>> len(est.top(3))  # the heads to confirm with rhlens.patch_sweep(..., heads=est.top(3))
+    3
     """
     check_positions(positions)
     check_compatible(source, target)
     arch = architecture(target)
     layers = list(range(arch.n_layers))
     gate = DropGate(arch.n_layers) if gradient_dropout else None
-    encoded = engine.encode(target, examples, what="attribution_sweep", with_answer=True, append_eos=False)
+    encoded = encode_for_model(target, examples, what="attribution_sweep", with_answer=True, append_eos=False)
     pad = pad_id_of(tokenizer_of(target))
     device = model_device(target)
     n = len(examples)

@@ -50,7 +50,7 @@ from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_eva
 from rhlens.heads import Head, as_head_set
 from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
 from rhlens.interventions.head_sets import heads_by_layer
-from rhlens.interventions.compat import check_compatible
+from rhlens.interventions.compatibility import check_compatible
 from rhlens.interventions.results import PatchResult
 
 PositionRule = Union[str, Callable[[EncodedExample, int], Tensor]]

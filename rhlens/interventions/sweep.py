@@ -42,7 +42,7 @@ from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model, pad_i
 from rhlens.evaluation import LOGPROB
 from rhlens.heads import Head
 from rhlens.interventions.head_sets import all_heads, heads_by_layer
-from rhlens.interventions.compat import check_compatible
+from rhlens.interventions.compatibility import check_compatible
 from rhlens.interventions.patching import PositionRule, check_positions, column_mask
 from rhlens.interventions.results import PatchSweep
 

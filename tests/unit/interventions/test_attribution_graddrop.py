@@ -10,8 +10,8 @@ first-order estimate with block ``d``'s gradient dropped, up to second-order ter
 import pytest
 import torch
 
-from rhlens import engine
 from rhlens.adapter import count_hooks, hook_name, hooks
+from rhlens.encoding import encode_for_model
 from rhlens.interventions import attribution_sweep
 from tests.unit.interventions.test_attribution import nearby_sources
 
@@ -41,7 +41,7 @@ def frozen_patch_effects(source, target, examples, n_layers, n_heads):
     """``[drop_layer, layer, head]``: mean over examples of the exact change in answer log-prob
     when head ``LlHh`` is patched from ``source`` with block ``d``'s outputs frozen."""
     out = torch.zeros(n_layers, n_layers, n_heads, dtype=torch.float64)
-    for enc in engine.encode(target, examples, what="test", with_answer=True, append_eos=False):
+    for enc in encode_for_model(target, examples, what="test", with_answer=True, append_eos=False):
         tokens = torch.tensor([enc.tokens])
         src = _capture(source, tokens, ["z"], n_layers)
         clean = _capture(target, tokens, ["attn_out", "mlp_out"], n_layers)

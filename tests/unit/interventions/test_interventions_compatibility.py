@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rhlens.adapter import record_weight_processing
-from rhlens.interventions.compat import IncompatibleModelsError, check_compatible, processing_effects
+from rhlens.interventions.compatibility import IncompatibleModelsError, check_compatible, processing_effects
 from rhlens.models import load_bridge, load_hf_checkpoint
 from tests.unit.interventions.conftest import build_examples
 from tests.unit.models.conftest import build_hf_model
