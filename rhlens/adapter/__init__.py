@@ -14,7 +14,7 @@ Submodules, one job each:
 - :mod:`rhlens.adapter.convert`: Hugging Face <-> TransformerLens state-dict layouts.
 """
 
-from rhlens.adapter.cache import BridgeKVCache, enable_bridge_kv_cache, forward, new_kv_cache
+from rhlens.adapter.cache import enable_bridge_kv_cache, forward, new_kv_cache
 from rhlens.adapter.core import (
     HOOK_KINDS,
     Architecture,
@@ -24,8 +24,6 @@ from rhlens.adapter.core import (
     UnsupportedModelError,
     analysis_mode,
     architecture,
-    attention_module,
-    blocks,
     count_hooks,
     hook_layer,
     hook_name,
@@ -38,7 +36,7 @@ from rhlens.adapter.core import (
     weight_processing,
 )
 from rhlens.adapter.prefill import prefill
-from rhlens.adapter.fused import blocked_edges, blocked_value, masked_scores, uniform_attention_hooks
+from rhlens.adapter.fused import blocked_edges, uniform_attention_hooks
 from rhlens.adapter.weights import (
     attention_modules,
     attention_weight_name,
@@ -53,7 +51,6 @@ from rhlens.adapter.weights import (
 
 __all__ = [
     "HOOK_KINDS",
-    "BridgeKVCache",
     "enable_bridge_kv_cache",
     "new_kv_cache",
     "prefill",
@@ -64,8 +61,6 @@ __all__ = [
     "UnsupportedModelError",
     "analysis_mode",
     "architecture",
-    "attention_module",
-    "blocks",
     "count_hooks",
     "forward",
     "hook_layer",
@@ -78,8 +73,6 @@ __all__ = [
     "tokenizer_of",
     "weight_processing",
     "blocked_edges",
-    "blocked_value",
-    "masked_scores",
     "uniform_attention_hooks",
     "attention_modules",
     "attention_weight_name",

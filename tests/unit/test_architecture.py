@@ -270,3 +270,16 @@ def test_no_function_over_80_lines():
 def test_the_size_checks_count_code_not_docstrings():
     tree = ast.parse('def f():\n    """Doc\n    >>> f()\n    """\n    return 1\n')
     assert _function_code_lines(tree.body[0]) == 2
+
+
+def test_every_adapter_export_is_used_outside_the_adapter():
+    """The adapter's door lists what the rest of rhlens (or its tests) calls, nothing more."""
+    exports = next(
+        ast.literal_eval(node.value) for node in TREES[ADAPTER].body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "__all__"
+    )
+    outside = [p for name, p in MODULES.items() if not name.startswith(ADAPTER)]
+    outside += sorted((ROOT.parent / "tests").rglob("*.py"))
+    text = "\n".join(p.read_text(encoding="utf-8") for p in outside)
+    unused = [name for name in exports if not re.search(rf"\b{re.escape(name)}\b", text)]
+    assert not unused, f"rhlens.adapter exports names nothing outside it uses (drop them from __all__): {unused}"
