@@ -49,7 +49,6 @@ from rhlens.adapter import (
     architecture,
     final_residual,
     forward,
-    hook_name,
     hooks,
     logits_from_residual,
     model_device,
@@ -60,11 +59,12 @@ from rhlens.adapter import (
 )
 from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import encode_for_model, pad_id_of
+from rhlens.interventions.capture import capture_activations
+from rhlens.interventions.head_outputs import head_output_hooks
 from rhlens.interventions.attribution_graddrop import DropGate, combine_dropped, dropped_estimates
 from rhlens.interventions.compatibility import check_compatible
 from rhlens.interventions.patching import PositionRule, check_positions, column_mask
 from rhlens.interventions.results import PatchSweep
-from rhlens.interventions.sweep import _capture_pass
 
 ATTRIBUTION = "logprob (attribution)"
 
@@ -160,16 +160,13 @@ class _Marks:
         self.pieces: dict[int, list[Tensor]] = {l: [] for l in layers}
 
     def hooks(self) -> list[tuple[str, Any]]:
-        def mark(layer: int):
-            def hook(z: Tensor, hook: Any) -> Tensor:
-                if not z.requires_grad:  # the first layer: nothing before it needs a gradient
-                    z = z.detach().requires_grad_(True)
-                self.pieces[layer].append(z)  # d(metric)/dz: the total derivative through every later layer
-                return z
+        def mark(layer: int, z: Tensor) -> Tensor:
+            if not z.requires_grad:  # the first layer: nothing before it needs a gradient
+                z = z.detach().requires_grad_(True)
+            self.pieces[layer].append(z)  # d(metric)/dz: the total derivative through every later layer
+            return z
 
-            return hook
-
-        return [(hook_name("z", l), mark(l)) for l in self.layers]
+        return head_output_hooks(self.layers, mark)
 
     def values(self) -> dict[int, Tensor]:
         """``{layer: [batch, pos, head, d_head]}``, detached (zeros where never computed)."""
@@ -196,19 +193,16 @@ def _source_z(source: Model, batch: Any, decode_from: Tensor, layers: list[int],
     ``hook_z`` (no output projection, MLP or norm after it)."""
     width = batch.tokens.shape[1]
     if model_kind(source) != "hooked":
-        return _capture_pass(source, batch, decode_from, [(0, width)], "z", layers)
+        return capture_activations(source, batch, decode_from, [(0, width)], "z", layers)
     store: dict[int, list[Tensor]] = {l: [] for l in layers}
 
-    def capture(layer: int):
-        def hook(z: Tensor, hook: Any) -> None:
-            store[layer].append(z.detach())  # nothing later in the pass writes to it
-            if layer == layers[-1]:
-                raise _Stop
-
-        return hook
+    def capture(layer: int, z: Tensor) -> None:
+        store[layer].append(z.detach())  # nothing later in the pass writes to it
+        if layer == layers[-1]:
+            raise _Stop
 
     tokens, mask = batch.tokens, batch.attention_mask
-    with hooks(source, [(hook_name("z", l), capture(l)) for l in layers]), contextlib.suppress(_Stop):
+    with hooks(source, head_output_hooks(layers, capture)), contextlib.suppress(_Stop):
         cache = new_kv_cache(source, tokens.shape[0]) if start > 0 else None
         if cache is not None:
             prefill(source, tokens[:, :start], attention_mask=mask[:, :start], past_kv_cache=cache)

@@ -37,10 +37,12 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import Model, architecture, forward_from_layer, hook_name, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
+from rhlens.adapter import Model, architecture, forward_from_layer, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
 from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model, pad_id_of
 from rhlens.evaluation import LOGPROB
 from rhlens.heads import Head
+from rhlens.interventions.capture import capture_activations
+from rhlens.interventions.head_outputs import head_output_hooks
 from rhlens.interventions.head_sets import all_heads, heads_by_layer
 from rhlens.interventions.compatibility import check_compatible
 from rhlens.interventions.patching import PositionRule, check_positions, column_mask
@@ -73,40 +75,10 @@ def _replicate(batch: PaddedBatch, times: int) -> PaddedBatch:
     )
 
 
-def _capture_pass(
-    model: Model,
-    batch: PaddedBatch,
-    decode_from: Tensor,
-    bounds: list[tuple[int, int]],
-    kind: str,
-    layers: Sequence[int],
-    acc: "engine.AnswerLogprobSum | None" = None,
-) -> dict[int, Tensor]:
-    """One engine run of ``batch`` (in ``bounds`` chunks) keeping ``kind`` activations at ``layers``
-    (``{layer: [batch, pos, ...]}``, on the CPU side of nothing: the model's device); logits go to
-    ``acc`` when given."""
-    parts: dict[int, list[Tensor]] = {l: [] for l in layers}
-
-    def capture(layer: int):
-        def hook(act: Tensor, hook: Any) -> None:
-            step = engine.current_step()
-            width = step.end - step.start if step is not None else act.shape[1]
-            parts[layer].append(act[:, act.shape[1] - width :].detach().clone())  # a bridge may re-run the prefix
-
-        return hook
-
-    run = engine.Runner([model], batch.tokens.shape[0], decode_from, cache=len(bounds) > 1)
-    with hooks(model, [(hook_name(kind, l), capture(l)) for l in layers]):
-        for s, e in bounds:
-            logits = run(batch.tokens[:, s:e], batch.attention_mask[:, s:e])
-            if acc is not None:
-                acc.add(s, logits)
-    return {l: torch.cat(p, dim=1) for l, p in parts.items()}
-
-
 def _one_head_per_replica(src: Tensor, heads: list[int], cols: Bool[Tensor, "batch pos"]):
-    """A ``hook_z`` hook for a batch replicated ``len(heads)`` times: replica ``i`` patches head
-    ``heads[i]`` with ``src`` ``[batch, pos, head, d_head]`` where ``cols`` ``[batch, pos]``."""
+    """A ``fn(layer, z)`` for :func:`head_output_hooks` on a batch replicated ``len(heads)`` times:
+    replica ``i`` patches head ``heads[i]`` with ``src`` ``[batch, pos, head, d_head]`` where
+    ``cols`` ``[batch, pos]``."""
     n_rep, b, pos, n_heads = len(heads), src.shape[0], src.shape[1], src.shape[2]
     onehot = torch.zeros(n_rep, n_heads, dtype=torch.bool)
     onehot[torch.arange(n_rep), torch.tensor(heads)] = True
@@ -114,10 +86,10 @@ def _one_head_per_replica(src: Tensor, heads: list[int], cols: Bool[Tensor, "bat
     where = (onehot[:, None, None, :] & cols[None, :, :, None]).reshape(n_rep * b, pos, n_heads)[..., None]
     src_rep = src.repeat(n_rep, 1, 1, 1)
 
-    def hook(z: Tensor, hook: Any) -> Tensor:
+    def patch(layer: int, z: Tensor) -> Tensor:
         return torch.where(where.to(z.device), src_rep.to(device=z.device, dtype=z.dtype), z)
 
-    return hook
+    return patch
 
 
 def _patched_group(
@@ -144,8 +116,8 @@ def _patched_group(
     else:
         run = engine.Runner([target], rep.tokens.shape[0], decode_from.repeat(n), cache=chunked)
     for s, e in bounds:
-        hook = _one_head_per_replica(src_z[:, s:e], heads, cols[:, s:e])
-        with hooks(target, [(hook_name("z", layer), hook)]):
+        patch = _one_head_per_replica(src_z[:, s:e], heads, cols[:, s:e])
+        with hooks(target, head_output_hooks([layer], patch)):
             if resid is None:
                 acc.add(s, run(rep.tokens[:, s:e], rep.attention_mask[:, s:e]))
                 continue
@@ -231,9 +203,9 @@ def patch_sweep(
             cols = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1])
             decode_from = engine.first_decoding_column(batch, encs)
             bounds = engine.chunk_bounds(0, batch.tokens.shape[1], chunk_size)
-            src = _capture_pass(source, batch, decode_from, bounds, "z", swept)
+            src = capture_activations(source, batch, decode_from, bounds, "z", swept)
             acc = engine.AnswerLogprobSum(batch, encs)
-            resid = _capture_pass(target, batch, decode_from, bounds, "resid_pre", swept if from_layer else [], acc)
+            resid = capture_activations(target, batch, decode_from, bounds, "resid_pre", swept if from_layer else [], acc)
             baseline[rows] = acc.total.cpu()
             for layer in swept:
                 idx = sorted(layers[layer])
