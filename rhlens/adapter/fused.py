@@ -102,7 +102,8 @@ def fused_unsupported_reason(model: Any) -> str | None:
     return None
 
 
-def _has_hooks(module: torch.nn.Module) -> bool:
+def has_hooks(module: torch.nn.Module) -> bool:
+    """Whether ``module`` has any forward, forward-pre or backward hook attached."""
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks)
 
 
@@ -269,7 +270,7 @@ def _keys_and_values(self: Any, q: Tensor, k: Tensor, v: Tensor, entry: Any, att
     if self.cfg.positional_embedding_type != "rotary":
         return q, *((k, v) if entry is None else entry.append(k, v))
     q = self.hook_rot_q(self.apply_rotary(q, offset, attention_mask))
-    if entry is not None and not _has_hooks(self.hook_rot_k):
+    if entry is not None and not has_hooks(self.hook_rot_k):
         return q, *append_rotated_keys(self, entry, k, v, attention_mask)
     if entry is not None:
         k, v = entry.append(k, v)

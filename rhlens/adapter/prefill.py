@@ -34,7 +34,7 @@ from torch import Tensor
 
 from rhlens.adapter.cache import append_rotated_keys, drop_rotated_keys, forward
 from rhlens.adapter.core import model_kind
-from rhlens.adapter.fused import _has_hooks, is_fused
+from rhlens.adapter.fused import has_hooks, is_fused
 
 
 def _keys_only_last_layer(model: Any) -> bool:
@@ -75,7 +75,7 @@ def prefill(
     full_mask = past_kv_cache.previous_attention_mask
     if past_kv_cache.frozen:
         full_mask = torch.cat([full_mask, attention_mask.to(full_mask.device)], dim=1)
-    if model.cfg.positional_embedding_type == "rotary" and is_fused(model) and not _has_hooks(attn.hook_rot_k):
+    if model.cfg.positional_embedding_type == "rotary" and is_fused(model) and not has_hooks(attn.hook_rot_k):
         append_rotated_keys(attn, entry, k, v, full_mask)
     else:
         drop_rotated_keys(entry)
