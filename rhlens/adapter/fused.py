@@ -39,6 +39,7 @@ CPU flash kernel), so long contexts fit where the eager path does not.
 
 import contextlib
 import types
+import weakref
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -260,6 +261,25 @@ def _padding_causal_mask(
     return mask
 
 
+# (weak reference to the last attention mask checked, its in-place version, whether it holds
+# padding): one forward hands the same mask tensor to every layer, so the check (a host sync on a
+# GPU) runs once per forward, not once per layer.
+_LAST_PADDING_CHECK: "tuple[weakref.ref[Tensor], int, bool] | None" = None
+
+
+def _has_padding(attention_mask: Tensor | None) -> bool:
+    """Whether ``attention_mask`` ``[batch, k_pos]`` has a 0 (a padded key)."""
+    global _LAST_PADDING_CHECK
+    if attention_mask is None:
+        return False
+    last = _LAST_PADDING_CHECK  # read once: another thread may replace it
+    if last is not None and last[0]() is attention_mask and last[1] == attention_mask._version:
+        return last[2]
+    padded = not bool(attention_mask.all())
+    _LAST_PADDING_CHECK = (weakref.ref(attention_mask), attention_mask._version, padded)
+    return padded
+
+
 def _keys_and_values(self: Any, q: Tensor, k: Tensor, v: Tensor, entry: Any, attention_mask: Tensor | None):
     """Rotated queries, and all (cached + new, rotated) keys and values; the new ones are cached.
 
@@ -298,8 +318,7 @@ def _fused_forward(
     q, k, v = _keys_and_values(self, q, k, v, past_kv_cache_entry, attention_mask)
     q_len, k_len = q.shape[1], k.shape[1]
     qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.to(q.dtype).transpose(1, 2)  # [b, head, pos, d_head]
-    padded = attention_mask is not None and not bool(attention_mask.all())
-    mask = _padding_causal_mask(attention_mask, q_len, k_len, k_len - q_len, qh.device) if padded else None
+    mask = _padding_causal_mask(attention_mask, q_len, k_len, k_len - q_len, qh.device) if _has_padding(attention_mask) else None
     blocked = _blocked(self, qh.shape[0], q_len, k_len, qh.device)
     if blocked is not None:
         if mask is None:

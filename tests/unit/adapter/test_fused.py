@@ -159,3 +159,19 @@ def test_blocked_edges_are_the_same_on_both_paths():
     assert (fused - eager)[left.bool()].abs().max() < 1e-5
     assert (eager - model(tokens, attention_mask=left))[:, 10:].abs().max() > 1e-4
     assert all(not getattr(b.attn, "_rhlens_blocked_edges", []) for b in model.blocks)
+
+
+def test_padding_check_is_remembered_per_mask_and_sees_in_place_edits(monkeypatch):
+    """One forward passes one mask to every layer: it is checked once; a new mask, or the same
+    tensor edited in place, is checked again."""
+    from rhlens.adapter import fused
+
+    calls = []
+    real_all = torch.Tensor.all
+    monkeypatch.setattr(torch.Tensor, "all", lambda self, *a, **k: calls.append(1) or real_all(self, *a, **k))
+    mask = torch.ones(2, 5, dtype=torch.long)
+    assert [fused._has_padding(mask) for _ in range(4)] == [False] * 4 and len(calls) == 1
+    mask[1, 0] = 0
+    assert fused._has_padding(mask) and len(calls) == 2
+    assert not fused._has_padding(torch.ones(2, 5, dtype=torch.long)) and len(calls) == 3
+    assert not fused._has_padding(None)
