@@ -263,8 +263,12 @@ def _padding_causal_mask(
 
 # (weak reference to the last attention mask checked, its in-place version, whether it holds
 # padding): one forward hands the same mask tensor to every layer, so the check (a host sync on a
-# GPU) runs once per forward, not once per layer.
+# GPU) runs once per forward, not once per layer. Inference tensors keep no version (-1).
 _LAST_PADDING_CHECK: "tuple[weakref.ref[Tensor], int, bool] | None" = None
+
+
+def _version(t: Tensor) -> int:
+    return -1 if t.is_inference() else t._version
 
 
 def _has_padding(attention_mask: Tensor | None) -> bool:
@@ -273,10 +277,10 @@ def _has_padding(attention_mask: Tensor | None) -> bool:
     if attention_mask is None:
         return False
     last = _LAST_PADDING_CHECK  # read once: another thread may replace it
-    if last is not None and last[0]() is attention_mask and last[1] == attention_mask._version:
+    if last is not None and last[0]() is attention_mask and last[1] == _version(attention_mask):
         return last[2]
     padded = not bool(attention_mask.all())
-    _LAST_PADDING_CHECK = (weakref.ref(attention_mask), attention_mask._version, padded)
+    _LAST_PADDING_CHECK = (weakref.ref(attention_mask), _version(attention_mask), padded)
     return padded
 
 
