@@ -130,16 +130,21 @@ def _answer_logits(model: Model, batch: Any, predicts: Bool[Tensor, "batch pos"]
     computes only their keys and values, since its output there reaches no answer logit), runs the
     rest to the final residual and unembeds only the answer's columns; a TransformerBridge runs in
     full."""
-    mask = batch.attention_mask
     if model_kind(model) != "hooked":
-        return forward(model, batch.tokens, attention_mask=mask)[predicts]
+        return forward(model, batch.tokens, attention_mask=batch.attention_mask)[predicts]
+    final = _final_residual_from(model, batch, start)
+    return logits_from_residual(model, final[predicts[:, start:]][None])[0]
+
+
+def _final_residual_from(model: Model, batch: Any, start: int) -> Float[Tensor, "batch rest d_model"]:
+    """The final residual of columns ``start ..`` of ``batch`` (a HookedTransformer): the columns
+    before ``start`` are prefilled into a KV cache (:func:`rhlens.adapter.prefill`), not run."""
+    tokens, mask = batch.tokens, batch.attention_mask
     cache = None
     if start > 0:
-        cache = new_kv_cache(model, batch.tokens.shape[0])
-        prefill(model, batch.tokens[:, :start], attention_mask=mask[:, :start], past_kv_cache=cache)
-    final = final_residual(model, batch.tokens[:, start:], attention_mask=mask[:, start:], past_kv_cache=cache,
-                           prepend_bos=False)
-    return logits_from_residual(model, final[predicts[:, start:]][None])[0]
+        cache = new_kv_cache(model, tokens.shape[0])
+        prefill(model, tokens[:, :start], attention_mask=mask[:, :start], past_kv_cache=cache)
+    return final_residual(model, tokens[:, start:], attention_mask=mask[:, start:], past_kv_cache=cache, prepend_bos=False)
 
 
 def _join(parts: list[Tensor], width: int) -> Tensor:
@@ -201,12 +206,8 @@ def _source_z(source: Model, batch: Any, decode_from: Tensor, layers: list[int],
         if layer == layers[-1]:
             raise _Stop
 
-    tokens, mask = batch.tokens, batch.attention_mask
     with hooks(source, head_output_hooks(layers, capture)), contextlib.suppress(_Stop):
-        cache = new_kv_cache(source, tokens.shape[0]) if start > 0 else None
-        if cache is not None:
-            prefill(source, tokens[:, :start], attention_mask=mask[:, :start], past_kv_cache=cache)
-        final_residual(source, tokens[:, start:], attention_mask=mask[:, start:], past_kv_cache=cache, prepend_bos=False)
+        _final_residual_from(source, batch, start)
     return {l: _join(parts, width) for l, parts in store.items()}
 
 
