@@ -37,7 +37,8 @@ from rhlens.tools.study.folder import check_writable, refuse_file_path
 RETRIEVAL_THRESHOLD = 0.1
 RUN_FILE = "run.json"
 _RUN_KIND = "rhlens.tools.quickstart/1"
-#: what a quickstart run writes; an ``overwrite`` removes these from a foreign run's folder
+#: what a quickstart run writes; an ``overwrite`` removes these from an earlier quickstart run's folder
+#: (a folder without a quickstart ``run.json`` that holds any of them is refused: they are someone else's)
 OUTPUTS = ("report.html", "summary.json", "model", "retrieval_scores.safetensors", "retrieval_scores_wu.json", RUN_FILE)
 
 
@@ -59,7 +60,8 @@ def prepare_out_dir(out_dir: "str | os.PathLike", identity: dict[str, Any], *, o
     of the same settings, e.g. after an interruption). Refused (:class:`OutputFolderError`): a path
     that is a file or lies under a file, a folder that cannot be written, and a folder holding
     anything else (another run, or unrelated files), unless ``overwrite=True`` (then the earlier
-    run's outputs are removed; unrelated files are kept).
+    quickstart run's outputs are removed and unrelated files are kept; files named like a
+    quickstart output in a folder that holds no quickstart run are refused, never removed).
 
     >>> import tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -96,6 +98,13 @@ def prepare_out_dir(out_dir: "str | os.PathLike", identity: dict[str, Any], *, o
                 raise OutputFolderError(
                     f"--out {out} {what}; pass a new or empty folder, or overwrite=True "
                     "(--overwrite) to replace that run's results"
+                )
+            ours = previous is not None and previous.get("kind") == _RUN_KIND
+            clash = [name for name in OUTPUTS if (out / name).exists() or (out / name).is_symlink()]
+            if not same and overwrite and not ours and clash:
+                raise OutputFolderError(
+                    f"--out {out} holds no quickstart run, but its {', '.join(clash)} would be replaced; "
+                    "--overwrite replaces only an earlier quickstart run's results: move those files, or pass a new folder"
                 )
             if not same and overwrite:
                 for name in OUTPUTS:
