@@ -152,7 +152,8 @@ def _study_config(args: argparse.Namespace):
 def _cmd_study(args: argparse.Namespace) -> int:
     from rhlens.tools.study import Study
 
-    study = Study(_study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    study = Study(_study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress,
+                  threads=args.threads)
     if args.dry_run:
         notes = study.check()
         plan = study.plan()
@@ -160,8 +161,11 @@ def _cmd_study(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"  ok  {note}")
         print(json.dumps(plan, indent=2))
-        print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h at "
-              f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second)")
+        print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h of CPU at "
+              f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second), data generation included; "
+              f"{plan['finetune_steps']} fine-tuning steps are most of it. "
+              + (f"{args.threads} units run side by side (--threads {args.threads})." if args.threads > 1 else
+                 "One unit runs at a time (--threads 2 or more runs independent units side by side)."))
         return 0
     study.check()
     _say_threads(args)
