@@ -1,15 +1,22 @@
 """Analyzers that score attention heads.
 
+- :mod:`rhlens.scoring.detector`: the detector seam. A :class:`Detector` says which rows to
+  observe, what to reduce per head and how to finish; :func:`score_heads` runs any detector
+  batched and chunked on the run engine. Adding a detector is one new module.
 - :func:`retrieval_scores` (:mod:`rhlens.scoring.retrieval`): Wu et al.'s retrieval score of
-  every head, decoded or teacher-forced, batched and in bounded memory.
-- :class:`HeadScores` (:mod:`rhlens.scoring.results`): the result, with head sets, GQA grouping,
-  Wu et al.'s JSON format, a DataFrame view and safetensors files.
+  every head, decoded or teacher-forced (the detectors :class:`WuDecode` and :class:`WuForced`
+  of :mod:`rhlens.scoring.wu`).
+- :class:`HeadScores` (:mod:`rhlens.scoring.results`): the result of every detector, with head
+  sets, GQA grouping, Wu et al.'s JSON format, a DataFrame view and safetensors files; Wu et
+  al.'s per-trial extras (responses, hits, gate) are its :class:`RetrievalTrials`.
 
 Scoring runs on :mod:`rhlens.engine` (the one decoding loop of rhlens). Slow reference
 implementations that share no code with them live in the tests (``tests/references``).
 """
 
-from rhlens.scoring.results import HeadScores
+from rhlens.scoring.detector import Detector, score_heads
+from rhlens.scoring.results import HeadScores, RetrievalTrials
 from rhlens.scoring.retrieval import retrieval_scores
+from rhlens.scoring.wu import WuDecode, WuForced
 
-__all__ = ["HeadScores", "retrieval_scores"]
+__all__ = ["Detector", "HeadScores", "RetrievalTrials", "WuDecode", "WuForced", "retrieval_scores", "score_heads"]

@@ -44,7 +44,7 @@ SCRIPT = SETUP + textwrap.dedent(
         with open(sys.argv[1], "w") as f:
             json.dump({
                 "evaluate": [out["evaluate"].per_example.tolist(), out["evaluate"].predictions],
-                "scores": [out["scores"].per_example.tolist(), out["scores"].responses, out["scores"].hits.tolist()],
+                "scores": [out["scores"].per_example.tolist(), out["scores"].trials.responses, out["scores"].trials.hits.tolist()],
                 "sweep": [out["sweep"].baseline.tolist(), out["sweep"].patched.tolist()],
             }, f)
     else:
@@ -72,7 +72,7 @@ def test_two_processes_equal_one(tmp_path):
     torch.testing.assert_close(torch.tensor(got["evaluate"][0]), one["evaluate"].per_example, **close)
     assert got["evaluate"][1] == one["evaluate"].predictions
     torch.testing.assert_close(torch.tensor(got["scores"][0]), one["scores"].per_example, **close)
-    assert got["scores"][1] == one["scores"].responses and got["scores"][2] == one["scores"].hits.tolist()
+    assert got["scores"][1] == one["scores"].trials.responses and got["scores"][2] == one["scores"].trials.hits.tolist()
     torch.testing.assert_close(torch.tensor(got["sweep"][0]), one["sweep"].baseline, **close)
     torch.testing.assert_close(torch.tensor(got["sweep"][1]), one["sweep"].patched, **close)
 
