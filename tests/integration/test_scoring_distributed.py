@@ -88,3 +88,21 @@ def test_merge_puts_strided_shards_back_in_order():
     merged = merge_shards(sweeps, 2, 3)
     assert merged.baseline.tolist() == [0.0, 1.0, 2.0] and merged.patched.tolist() == [[[10.0, 11.0, 12.0]]]
     assert run_sharded(lambda shard: len(shard), [1, 2, 3]) == 3  # one process: everything at once
+
+
+def test_merge_and_pack_keep_nested_trials_in_order():
+    from rhlens.distributed_eval import _pack, _unpack
+    from rhlens.scoring import HeadScores, RetrievalTrials
+
+    def part(values, texts):
+        t = torch.tensor(values, dtype=torch.float32)[:, None, None]
+        return HeadScores(per_example=t, trials=RetrievalTrials(responses=texts, hits=t.long(), rouge=t[:, 0, 0]))
+
+    parts = [part([0.0, 2.0], ["a", "c"]), part([1.0], ["b"])]
+    tensors, rest = _pack(parts[1])
+    assert sorted(tensors) == ["counted", "per_example", "trials.hits", "trials.rouge"]
+    back = _unpack(parts[0], {**rest, **tensors})
+    assert back.trials.responses == ["b"] and back.trials.hits.equal(parts[1].trials.hits)
+    merged = merge_shards(parts, 2, 3)
+    assert merged.per_example.flatten().tolist() == [0.0, 1.0, 2.0] and merged.trials.responses == ["a", "b", "c"]
+    assert merged.trials.hits.flatten().tolist() == [0, 1, 2] and merged.trials.answer_tokens is None
