@@ -39,8 +39,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import Model, architecture, hook_name, hooks, model_device, tokenizer_of
-from rhlens.encoding import EncodedExample, PaddedBatch, pad_id_of
+from rhlens.adapter import Model, architecture, hook_name, hooks, tokenizer_of
+from rhlens.encoding import PaddedBatch
 from rhlens.scoring.results import HeadScores
 from rhlens.stopping import default_stop_ids
 
@@ -126,18 +126,14 @@ def score_heads(
     values: Tensor | None = None
     responses = [""] * len(items)
     run_batch = _decode_batch if detector.decodes else _forced_batch
-    with engine.running([model]):
-        for rows, padded in engine.batched(
-            [it.enc.tokens for it in items], pad_id=pad_id_of(tok), device=model_device(model),
-            batch_size=batch_size, progress=progress, desc=detector.label,
-        ):
-            batch = [items[i] for i in rows]
-            got, texts = run_batch(model, detector, batch, padded, chunk_size=chunk_size, stop=stop)
-            if values is None:
-                values = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=got.dtype)
-            values[rows] = got.cpu()
-            for i, text in zip(rows, texts):
-                responses[i] = text
+    for batch in engine.batches([model], [it.enc.tokens for it in items], batch_size=batch_size, progress=progress,
+                                desc=detector.label, encoded=[it.enc for it in items]):
+        got, texts = run_batch(model, detector, [items[i] for i in batch.rows], batch, chunk_size=chunk_size, stop=stop)
+        if values is None:
+            values = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=got.dtype)
+        values[batch.rows] = got.cpu()
+        for i, text in zip(batch.rows, texts):
+            responses[i] = text
     if values is None:
         values = torch.zeros(0, arch.n_layers, arch.n_heads)
     return detector.finish(model, items, values, responses)
@@ -161,12 +157,12 @@ def _observing(
 
 
 def _decode_batch(
-    model: Model, detector: Detector, items: Sequence[Any], padded: PaddedBatch, *, chunk_size: int | None,
+    model: Model, detector: Detector, items: Sequence[Any], batch: engine.Batch, *, chunk_size: int | None,
     stop: set[int],
 ) -> tuple[Tensor, list[str]]:
     """Greedy decoding (:func:`rhlens.engine.decode`), observing the newest row at every step."""
-    n, width = padded.tokens.shape
-    device = padded.tokens.device
+    padded = batch.padded
+    width = padded.tokens.shape[1]
     state = detector.start_batch(model, items, padded)
     latest: list[Any] = [None] * architecture(model).n_layers
     total: list[Tensor] = []  # the running sum, once the first step has run
@@ -175,7 +171,7 @@ def _decode_batch(
         got = detector.collect(state, latest, width - 1 + step, next_tokens[:, None], active[:, None])
         total[:] = [got + total[0] if total else got]
 
-    run = engine.Runner([model], n, torch.full((n,), width - 1, device=device))
+    run = batch.runner()  # prompts only: every row's last prompt column is the last column
     gen = engine.decode(
         run, padded, max_new_tokens=detector.max_new_tokens, stop=stop, chunk_size=chunk_size, on_step=on_step,
         step_hooks=lambda: _observing(model, detector, state, latest),
@@ -184,12 +180,13 @@ def _decode_batch(
 
 
 def _forced_batch(
-    model: Model, detector: Detector, items: Sequence[Any], padded: PaddedBatch, *, chunk_size: int | None,
+    model: Model, detector: Detector, items: Sequence[Any], batch: engine.Batch, *, chunk_size: int | None,
     stop: set[int],
 ) -> tuple[Tensor, list[str]]:
     """One teacher-forced pass; columns before the first observed row are prefilled unobserved,
     the rest runs in chunks with every layer observed from that row on."""
     tok = tokenizer_of(model)
+    padded = batch.padded
     width = padded.tokens.shape[1]
     state = detector.start_batch(model, items, padded)
     from_col = detector.observed_from(state, padded, items).to(padded.tokens.device)  # [batch]
@@ -199,7 +196,7 @@ def _forced_batch(
     predicted = torch.zeros_like(valid, dtype=torch.long)
     latest: list[Any] = [None] * architecture(model).n_layers
     total: Tensor | None = None
-    run = engine.Runner([model], len(items), engine.first_decoding_column(padded, [it.enc for it in items]))
+    run = batch.runner()
     run.feed(padded, first, chunk_size)
     with _observing(model, detector, state, latest, first, width - 1):
         for start, end in engine.chunk_bounds(first, width, chunk_size):
