@@ -9,6 +9,9 @@ Subcommands:
   estimate without loading weights.
 - ``rhlens scores / knockout / patch``: the study's pieces on your own model folder(s) and a JSONL
   file of examples, writing JSON (and a heatmap page for scores).
+- ``rhlens detectors --model DIR (--task T | --examples FILE) --out DIR``: head detectors side by
+  side (Wu's decode and forced scores, attention mass, QRHead's query focus, attribution), their
+  agreement and knockout curves (:func:`rhlens.compare_detectors`, :func:`rhlens.knockout_curves`).
 - ``rhlens quickstart --out DIR``: the smallest end-to-end run on the embedded default.
 - ``rhlens pretrain-base --config FILE --out DIR [--resume]``: train the embedded base model.
 
@@ -23,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from rhlens.tools.arguments import at_least, fraction
+
 TASK_CHOICES = ("mdqa", "musique", "summhay", "kv", "all")
 GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
 
@@ -35,15 +40,38 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=Path, required=True,
                    help=f"JSONL file of rhlens.Example records; make one with {GENERATE_HINT}")
     p.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
-    p.add_argument("--n", type=int, default=None, help="use only the first N examples")
+    p.add_argument("--n", type=at_least(1), default=None, help="use only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=32, help="greedy decoding budget")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--threshold", type=float, default=0.1, help="retrieval heads score above this (Wu et al.: 0.1)")
+    p.add_argument("--threshold", type=fraction, default=0.1, help="retrieval heads score above this (Wu et al.: 0.1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="weights' dtype for a Hugging Face checkpoint")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     _add_progress(p)
+
+
+def _add_detectors(sub: "argparse._SubParsersAction") -> None:
+    d = sub.add_parser("detectors", help="head detectors side by side: agreement and knockout curves; JSON and a page")
+    d.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--task", choices=("mdqa", "musique", "summhay", "kv", "niah"), help="generate examples of this task")
+    src.add_argument("--examples", type=Path, help=f"JSONL file of rhlens.Example records ({GENERATE_HINT})")
+    d.add_argument("--variant", default="realistic", help="with --task: the variant")
+    d.add_argument("--context-tokens", type=int, default=256, help="with --task: prompt length in tokens")
+    d.add_argument("--n", type=int, default=24, help="examples (with --examples: the first N)")
+    d.add_argument("--detectors", default=None,
+                   help="comma-separated detectors to compare (default: all: decode, forced, attention_mass, query_focus, attribution)")
+    d.add_argument("--ks", default="1,2,3,5,8", help="heads knocked out per detector, comma-separated")
+    d.add_argument("--n-random", type=at_least(0), default=3, help="random head sets per k (outside every detector's top k)")
+    d.add_argument("--n-boot", type=int, default=200, help="bootstrap draws over examples for the intervals")
+    d.add_argument("--max-new-tokens", type=int, default=32, help="Wu's decoding budget (decode)")
+    d.add_argument("--batch-size", type=int, default=8)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
+    d.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    _add_progress(d)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,11 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     ko.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
     ko.add_argument("--heads", default=None, help="heads to knock out, e.g. L0H1,L1H3")
     ko.add_argument("--scores", default=None, help="head scores (.safetensors from rhlens scores, or Wu's .json): knock out the retrieval heads")
-    ko.add_argument("--top-k", type=int, default=10, help="at most this many retrieval heads from --scores")
+    ko.add_argument("--top-k", type=at_least(1), default=10, help="at most this many retrieval heads from --scores")
     ko.add_argument("--mode", choices=("zero", "mean", "uniform"), default="zero",
                     help="how a head is knocked out: zero (its output set to 0), mean (its mean output over the "
                          "examples' prompts), uniform (it attends evenly to every earlier token: Wu et al.'s masking)")
-    ko.add_argument("--n-random", type=int, default=3, help="random head sets drawn")
+    ko.add_argument("--n-random", type=at_least(0), default=3, help="random head sets drawn")
     ko.add_argument("--seed", type=int, default=0)
     _add_model_opts(ko)
 
@@ -90,15 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--target-scores", default=None, help="the target's head scores file")
     pa.add_argument("--source-heads", default=None, help="instead of --source-scores: heads, e.g. L0H1,L1H3")
     pa.add_argument("--target-heads", default=None, help="instead of --target-scores: heads")
-    pa.add_argument("--top-k", type=int, default=10)
+    pa.add_argument("--top-k", type=at_least(1), default=10)
     pa.add_argument("--positions", choices=("all", "prompt", "answer", "needle"), default="all",
                     help="where the source's head outputs replace the target's: all (every position), prompt (the "
                          "prompt's tokens), answer (the last prompt token and every answer token), needle (the "
                          "needle's tokens)")
-    pa.add_argument("--n-random", type=int, default=2)
+    pa.add_argument("--n-random", type=at_least(0), default=2)
     pa.add_argument("--seed", type=int, default=0)
     _add_model_opts(pa)
 
+    _add_detectors(sub)
     q = sub.add_parser("quickstart", help="fine-tune the embedded base briefly, then score and knock out retrieval heads")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="results folder")
     q.add_argument("--task", default="mdqa", help="task to fine-tune and evaluate on (default mdqa: multi-document QA)")
@@ -266,6 +295,40 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_detectors(args: argparse.Namespace) -> int:
+    from rhlens.scoring.compare import DETECTORS, check_detectors
+    from rhlens.tools.study.detectors import run_detectors
+    from rhlens.tools.study.pieces import load_any_model, load_examples
+
+    names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else list(DETECTORS)
+    detectors = check_detectors(names, what="--detectors")
+    ks = [int(k) for k in args.ks.split(",") if k.strip()]
+    _prepare_out(args.out, args.overwrite)
+    model = load_any_model(args.model, device=args.device)
+    if args.examples is not None:
+        examples = load_examples(args.examples, args.n)
+    else:
+        from rhlens.adapter import tokenizer_of
+        from rhlens.tasks import generate
+
+        examples = generate(args.task, args.variant, args.n, context_tokens=args.context_tokens,
+                            tokenizer=tokenizer_of(model), seed=args.seed)
+    _say_threads(args)
+    s = run_detectors(model, examples, args.out, detectors=detectors, ks=ks, n_random=args.n_random, n_boot=args.n_boot,
+                      seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                      progress=not args.no_progress, title=f"rhlens detectors: {args.model}")
+    for row in s["agreement"]:
+        rho = "n/a" if row["spearman"] is None else f"{row['spearman']:+.2f}"
+        print(f"{row['a']:>14s} vs {row['b']:<14s} Spearman {rho}")
+    k = s["knockout"]["ks"]
+    print(f"drop in {s['knockout']['metric']} with the top-k heads out, k = {k}:")
+    for name, drops in s["drop"].items():
+        print(f"  {name:14s} " + " ".join(f"{v:+.3f}" for v in drops))
+    print(f"  {'random':14s} " + " ".join(f"{v:+.3f}" for v in s["random_drop"]))
+    print(f"Results written to {args.out}: detectors.json, detectors.html, <detector>.safetensors")
+    return 0
+
+
 # ---- quickstart, pretrain-base ----------------------------------------------------------------------
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from rhlens.tools.quickstart import run_quickstart
@@ -294,7 +357,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "knockout": _cmd_knockout, "patch": _cmd_patch,
+HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "detectors": _cmd_detectors, "knockout": _cmd_knockout, "patch": _cmd_patch,
             "generate": _cmd_generate, "quickstart": _cmd_quickstart, "pretrain-base": _cmd_pretrain}
 # errors whose message already says what went wrong; anything else is prefixed with its type
 _PLAIN = (ValueError, OSError, KeyError, TypeError)

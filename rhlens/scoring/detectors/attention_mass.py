@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from rhlens.adapter import Model, architecture, prepends_bos, tokenizer_of
+from rhlens.adapter import Model, architecture
 from rhlens.encoding import encode_for_model
 from rhlens.scoring.answer_spans import answer_mask
 from rhlens.scoring.detectors.rows import row_attention
@@ -61,7 +61,6 @@ def attention_mass(
         raise ValueError(f"attention_mass: target must be one of {TARGETS}, got {target!r}")
     forced = rows == "answer"
     encoded = encode_for_model(model, examples, what="attention_mass", with_answer=forced)
-    tok, bos = tokenizer_of(model), prepends_bos(model)
     keys, masks = [], []
     for ex, enc in zip(examples, encoded):
         n = len(enc.tokens)
@@ -69,7 +68,7 @@ def attention_mass(
             key = enc.needle_mask(n)
         else:
             key = torch.zeros(n, dtype=torch.bool)
-            key[: enc.prompt_len] = answer_mask(tok, ex, enc, with_answer=forced, prepend_bos=bos)
+            key[: enc.prompt_len] = answer_mask(ex, enc)
         row = torch.zeros(1, n, dtype=torch.bool)
         if forced:
             row[0, enc.prompt_len - 1 : n - 1] = True
@@ -86,6 +85,6 @@ def attention_mass(
     row_attention(model, [e.tokens for e in encoded], masks, reduce, batch_size=batch_size, chunk_size=chunk_size,
                   progress=progress, desc=f"attention mass ({rows} -> {target})")
     return HeadScores(
-        per_example=per_example, counted=torch.ones(len(examples), dtype=torch.bool), responses=[""] * len(examples),
+        per_example=per_example,
         n_kv_heads=arch.n_kv_heads, meta={"method": "attention_mass", "rows": rows, "target": target},
     )
