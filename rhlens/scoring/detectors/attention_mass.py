@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from rhlens.adapter import Model, architecture, prepends_bos, tokenizer_of
+from rhlens.adapter import Model, architecture
 from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model
 from rhlens.scoring.answer_spans import answer_mask
 from rhlens.scoring.detector import Detector, score_heads
@@ -53,14 +53,13 @@ class AttentionMass(Detector):
 
     def prepare(self, model: Model, examples: Sequence[Any]) -> list[_Item]:
         encoded = encode_for_model(model, examples, what="attention_mass", with_answer=True)
-        tok, bos = tokenizer_of(model), prepends_bos(model)
         items = []
         for ex, enc in zip(examples, encoded):
             if self.target == "needle":
                 keys = enc.needle_mask(len(enc.tokens))
             else:
                 keys = torch.zeros(len(enc.tokens), dtype=torch.bool)
-                keys[: enc.prompt_len] = answer_mask(tok, ex, enc, with_answer=True, prepend_bos=bos)
+                keys[: enc.prompt_len] = answer_mask(ex, enc)
             items.append(_Item(enc, keys))
         return items
 

@@ -164,6 +164,11 @@ class Study(StageRunner):
                 if not path.is_file():
                     raise FileNotFoundError(f"[data.real_files.{task}] {kind} = {path}: no such file")
                 notes.append(f"{task}: real {kind} file {path}")
+            if files["train"].resolve() == files["test"].resolve() or file_digest(files["train"]) == file_digest(files["test"]):
+                raise ValueError(
+                    f"[data.real_files.{task}] train = {files['train']} and test = {files['test']} hold the same data: "
+                    "every test example would be in the training set; give a separate test file"
+                )
         identity = self.identity()
         state = RunFolder.inspect(self.out, identity, _digest(identity), overwrite=self.overwrite)
         notes.append(f"out: {self.out} ({ {'new': 'a new study', 'resume': 'resumes the same study', 'overwrite': 'replaces another study'}[state] })")
