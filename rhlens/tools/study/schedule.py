@@ -40,6 +40,7 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "compare": (("evaluate", "all"), ("scores", "all")),
     "knockout": (("scores", "self"), ("evaluate", "self")),
     "patching": (("scores", "self"), ("evaluate", "self"), ("scores", REAL), ("evaluate", REAL)),
+    "detectors": (("finetune", "self"),),  # scores the model itself
 }
 
 
