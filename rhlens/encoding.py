@@ -150,7 +150,8 @@ def encode_example(
         if not ans_ids:
             raise ValueError(f"Example {index} (task {example.task!r}): the answer {example.answer!r} has no tokens")
         tokens = tokens + ans_ids
-    check_unknown_tokens(tokenizer, tokens[:prompt_len], needle_spans, where=f"Example {index} (task {example.task!r})")
+    check_unknown_tokens(tokenizer, tokens[:prompt_len], needle_spans, where=f"Example {index} (task {example.task!r})",
+                         answer_spans=_token_spans(offsets[:n_prompt], example.answer_spans, shift))
     return EncodedExample(
         tokens=tokens,
         prompt_len=prompt_len,
@@ -158,6 +159,18 @@ def encode_example(
         answer_span=(prompt_len, len(tokens)),
         index=index,
     )
+
+
+def _token_spans(offsets: Sequence[Span], char_spans: Sequence[Span], shift: int) -> list[Span]:
+    """The token spans of ``char_spans`` (those that cover a token), moved by ``shift`` (BOS)."""
+    out = []
+    for span in char_spans:
+        try:
+            s, e = char_span_to_token_span(offsets, tuple(span))
+        except ValueError:
+            continue
+        out.append((s + shift, e + shift))
+    return out
 
 
 def encode_examples(tokenizer: Any, examples: Sequence[Any], **kwargs: Any) -> list[EncodedExample]:

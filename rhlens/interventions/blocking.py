@@ -27,6 +27,7 @@ Example: :func:`block_attention`.
 """
 
 import contextlib
+import warnings
 from typing import Any, Iterable, Iterator, Sequence, Union
 
 import torch
@@ -73,7 +74,7 @@ class _Positions:
                 if p < 0:
                     raise ValueError(f"{name} has negative position {p}; positions are absolute column indices from 0")
         if not any(rows):
-            raise ValueError(f"block_attention: {name} names no position, so nothing would be blocked; pass at least one")
+            warnings.warn(f"block_attention: {name} names no position, so nothing is blocked", stacklevel=3)
         self.rows = rows
 
     def last_column(self, offsets: Tensor | None) -> int:
@@ -106,7 +107,7 @@ def _targets(
     if heads is not None:
         targets = dict(heads_by_layer(model, heads, what="blocked heads"))
         if not targets:
-            raise ValueError("block_attention: heads= is empty, so nothing would be blocked; pass heads, or layers= (or neither: every layer)")
+            warnings.warn("block_attention: heads= is empty, so nothing is blocked (layers=, or neither: every layer)", stacklevel=4)
         return targets
     chosen = range(n_layers) if layers is None else sorted(set(int(l) for l in layers))
     bad = [l for l in chosen if not 0 <= l < n_layers]
