@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
     s.add_argument("--task", choices=TASK_CHOICES, default=None, help="study only this task (all: the four tasks)")
     s.add_argument("--base", default=None, help="base model folder (rhlens or Hugging Face) instead of the config's")
+    s.add_argument("--seeds", type=int, nargs="+", default=None, metavar="N",
+                   help="replicate seeds instead of the config's (each a whole study; results pool them with intervals)")
     s.add_argument("--out", type=Path, required=True, help="run folder (a rerun with the same config resumes)")
     s.add_argument("--dry-run", action="store_true", help="check paths, print the plan and a cost estimate; load no weights")
     s.add_argument("--overwrite", action="store_true", help="replace a study of another config in --out")
@@ -120,6 +122,8 @@ def _study_config(args: argparse.Namespace):
         config = config.replace(tasks=STUDY_TASKS if args.task == "all" else (args.task,))
     if args.base:
         config = config.with_base(args.base)
+    if args.seeds:
+        config = config.replace(seeds=tuple(args.seeds))
     return config
 
 
