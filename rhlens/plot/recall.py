@@ -45,7 +45,8 @@ def recall_vs_performance(recall: Mapping[str, float], performance: Mapping[str,
     names = list(recall)
     x = np.array([float(recall[n]) for n in names])
     y = np.array([float(performance[n]) for n in names])
-    r, rho = (float("nan") if v is None else v for v in (pearson(list(x), list(y)), spearman(list(x), list(y))))
+    xs, ys = x.tolist(), y.tolist()
+    r, rho = (float("nan") if v is None else v for v in (pearson(xs, ys), spearman(xs, ys)))
     slope = intercept = float("nan")
     if len(x) >= 2 and float(((x - x.mean()) ** 2).sum()) > 0:
         slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())

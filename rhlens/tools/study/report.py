@@ -16,6 +16,7 @@ from rhlens.files import write_json_atomic, write_text_atomic
 from rhlens.tools.study.config import StudyConfig
 from rhlens.tools.study.findings import findings, iv_text, verdict_from  # noqa: F401  (verdict_from: re-exported)
 from rhlens.tools.study.folder import RunFolder
+from rhlens.tools.study.layout import Layout
 from rhlens.tools.study.uncertainty import task_uncertainty
 
 REAL, LIMITED = "real", "real-limited"
@@ -46,9 +47,9 @@ def base_design(config: StudyConfig) -> dict[str, Any] | None:
 
 # ---- results.json ---------------------------------------------------------------------------------
 def _model_record(folder: RunFolder, task: str, m: str, timings: dict[str, float]) -> dict[str, Any]:
-    ft = folder.read(f"{task}/models/{m}/finetune.json")
-    ev = folder.read(f"{task}/eval/{m}.json")
-    sc = folder.read(f"{task}/scores/{m}.json")
+    ft = folder.read(Layout.record("finetune", task, m))
+    ev = folder.read(Layout.record("evaluate", task, m))
+    sc = folder.read(Layout.record("scores", task, m))
     for stage, rec in (("finetune", ft), ("evaluate", ev), ("scores", sc)):
         timings[f"{task}/{stage}/{m}"] = rec.get("seconds", 0.0)
     return {
@@ -72,13 +73,13 @@ def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[st
     primary = config.scores.methods[0]
     for task in config.tasks:
         models = config.model_names(task)
-        data = folder.read(f"{task}/data/summary.json")
+        data = folder.read(Layout.record("data", task, None))
         timings[f"{task}/data"] = data.get("seconds", 0.0)
         per_model = {m: _model_record(folder, task, m, timings) for m in models}
-        compare = folder.read(f"{task}/compare.json")
+        compare = folder.read(Layout.record("compare", task, None))
         timings[f"{task}/compare"] = compare.get("seconds", 0.0)
-        knockout = {m: folder.read(f"{task}/knockout/{m}.json") for m in models}
-        patching = {m: folder.read(f"{task}/patching/{m}.json") for m in models if m != REAL}
+        knockout = {m: folder.read(Layout.record("knockout", task, m)) for m in models}
+        patching = {m: folder.read(Layout.record("patching", task, m)) for m in models if m != REAL}
         for m, rec in knockout.items():
             timings[f"{task}/knockout/{m}"] = rec.get("seconds", 0.0)
         for m, rec in patching.items():
@@ -287,6 +288,7 @@ def report_html(results: dict[str, Any], path: Path) -> None:
 
 def write_reports(out: Path, results: dict[str, Any]) -> None:
     """Write ``results.json``, ``report.md`` and ``report.html`` into ``out`` (atomically)."""
-    write_json_atomic(out / "results.json", results)
-    write_text_atomic(out / "report.md", report_markdown(results))
-    report_html(json.loads(json.dumps(results)), out / "report.html")
+    md, page = Layout.REPORTS
+    write_json_atomic(out / Layout.RESULTS, results)
+    write_text_atomic(out / md, report_markdown(results))
+    report_html(json.loads(json.dumps(results)), out / page)
