@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from rhlens.tools.arguments import at_least, fraction
+
 GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
 
 
@@ -37,10 +39,10 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=Path, required=True,
                    help=f"JSONL file of rhlens.Example records; make one with {GENERATE_HINT}")
     p.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
-    p.add_argument("--n", type=int, default=None, help="use only the first N examples")
+    p.add_argument("--n", type=at_least(1), default=None, help="use only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=32, help="greedy decoding budget")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--threshold", type=float, default=0.1, help="retrieval heads score above this (Wu et al.: 0.1)")
+    p.add_argument("--threshold", type=fraction, default=0.1, help="retrieval heads score above this (Wu et al.: 0.1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="weights' dtype for a Hugging Face checkpoint")
@@ -60,7 +62,7 @@ def _add_detectors(sub: "argparse._SubParsersAction") -> None:
     d.add_argument("--detectors", default=None,
                    help="comma-separated detectors to compare (default: all: decode, forced, attention_mass, query_focus, attribution)")
     d.add_argument("--ks", default="1,2,3,5,8", help="heads knocked out per detector, comma-separated")
-    d.add_argument("--n-random", type=int, default=3, help="random head sets per k (outside every detector's top k)")
+    d.add_argument("--n-random", type=at_least(0), default=3, help="random head sets per k (outside every detector's top k)")
     d.add_argument("--n-boot", type=int, default=200, help="bootstrap draws over examples for the intervals")
     d.add_argument("--max-new-tokens", type=int, default=32, help="Wu's decoding budget (decode)")
     d.add_argument("--batch-size", type=int, default=8)
@@ -91,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     ko.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
     ko.add_argument("--heads", default=None, help="heads to knock out, e.g. L0H1,L1H3")
     ko.add_argument("--scores", default=None, help="head scores (.safetensors from rhlens scores, or Wu's .json): knock out the retrieval heads")
-    ko.add_argument("--top-k", type=int, default=10, help="at most this many retrieval heads from --scores")
+    ko.add_argument("--top-k", type=at_least(1), default=10, help="at most this many retrieval heads from --scores")
     ko.add_argument("--mode", choices=("zero", "mean", "uniform"), default="zero",
                     help="how a head is knocked out: zero (its output set to 0), mean (its mean output over the "
                          "examples' prompts), uniform (it attends evenly to every earlier token: Wu et al.'s masking)")
-    ko.add_argument("--n-random", type=int, default=3, help="random head sets drawn")
+    ko.add_argument("--n-random", type=at_least(0), default=3, help="random head sets drawn")
     ko.add_argument("--seed", type=int, default=0)
     _add_model_opts(ko)
 
@@ -106,12 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--target-scores", default=None, help="the target's head scores file")
     pa.add_argument("--source-heads", default=None, help="instead of --source-scores: heads, e.g. L0H1,L1H3")
     pa.add_argument("--target-heads", default=None, help="instead of --target-scores: heads")
-    pa.add_argument("--top-k", type=int, default=10)
+    pa.add_argument("--top-k", type=at_least(1), default=10)
     pa.add_argument("--positions", choices=("all", "prompt", "answer", "needle"), default="all",
                     help="where the source's head outputs replace the target's: all (every position), prompt (the "
                          "prompt's tokens), answer (the last prompt token and every answer token), needle (the "
                          "needle's tokens)")
-    pa.add_argument("--n-random", type=int, default=2)
+    pa.add_argument("--n-random", type=at_least(0), default=2)
     pa.add_argument("--seed", type=int, default=0)
     _add_model_opts(pa)
 
@@ -160,8 +162,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     study = Study(study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
     if args.dry_run:
-        print_dry_run(study)
-        return 0
+        return print_dry_run(study)
     study.check()
     _say_threads(args)
     results = study.run()

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from rhlens.encoding import EncodedExample, check_fits, encode_example
+from rhlens.encoding import EncodedExample, check_examples, check_fits, encode_example
 
 IGNORE_INDEX = -100
 
@@ -100,10 +100,17 @@ def prepare_examples(
 
     Raises:
         ValueError: naming the example index and both lengths when an example is longer than
-            ``n_ctx`` and ``truncation`` is ``None``; or when an example has no answer tokens.
+            ``n_ctx`` and ``truncation`` is ``None``; when an example has no answer tokens; or
+            when an :class:`rhlens.tasks.Example` fails ``validate()`` (empty answer, span past
+            the prompt ...).
+        TypeError: naming the index when an example is neither an ``Example`` nor an
+            :class:`EncodedExample` (a ``dict``, say).
     """
     if len(examples) == 0:
         raise ValueError(f"no {what}s given")
+    texts = [ex for ex in examples if not isinstance(ex, EncodedExample)]
+    if texts:  # Example.validate(): an empty answer or a span past the prompt would train silently
+        check_examples(texts, what=f"{what}s")
     encoded = []
     for i, ex in enumerate(examples):
         if isinstance(ex, EncodedExample):

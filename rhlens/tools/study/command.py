@@ -42,8 +42,8 @@ def study_config(args: argparse.Namespace) -> Any:
     return config
 
 
-def print_dry_run(study: Any) -> None:
-    """Check every path, print the notes, the plan and the cost estimate (no weights loaded)."""
+def print_dry_run(study: Any) -> int:
+    """Check every path, print the notes, the plan and the cost estimate (no weights loaded); 0."""
     notes = study.check()
     plan = study.plan()
     print(f"study {study.config.name!r}: dry run, no weights loaded")
@@ -52,3 +52,4 @@ def print_dry_run(study: Any) -> None:
     print(json.dumps(plan, indent=2))
     print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h at "
           f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second)")
+    return 0

@@ -47,3 +47,36 @@ def run_detectors(
     figures += [(f"{name} scores", plot.head_heatmap(hs.scores, title=name)) for name, hs in cmp.scores.items()]
     plot.write_html(figures, out / "detectors.html", title=title, intro=f"{len(examples)} examples; detectors {', '.join(cmp.scores)}.")
     return summary
+
+
+def _ci(v: Any, ci: Any) -> str:
+    if v is None:
+        return "n/a"
+    lo, hi = ci if ci else (None, None)
+    return f"{v:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else "")
+
+
+def detectors_markdown(rec: dict[str, Any]) -> str:
+    """The report's section of one detectors record: the agreement table (Spearman and top-k overlap
+    with their bootstrap intervals) and each detector's knockout drop per k against random heads."""
+    ks = rec["ks"]
+    head = ["detectors", "Spearman [95% CI]", *(f"top-{k} overlap [95% CI]" for k in ks)]
+    rows = [[f"{r['a']} / {r['b']}", _ci(r["spearman"], r["spearman_ci"]),
+             *(_ci(r["overlap"][str(k)], r["overlap_ci"][str(k)]) for k in ks)] for r in rec["agreement"]]
+    ko = rec["knockout"]
+    head2 = ["heads knocked out", *(f"k={k}" for k in ko["ks"])]
+    rows2 = [[f"top-k of {name}", *(f"{v:+.3f}" for v in drops)] for name, drops in rec["drop"].items()]
+    rows2.append(["random k (mean)", *(f"{v:+.3f}" for v in rec["random_drop"])])
+
+    def table(h: list[str], rs: list[list[str]]) -> str:
+        return "\n".join(["| " + " | ".join(h) + " |", "|" + "---|" * len(h), *("| " + " | ".join(r) + " |" for r in rs)])
+
+    return (table(head, rows) + f"\n\nDrop in {ko['metric']} (intact {ko['baseline']:.3f}) when each detector's top-k "
+            "heads are knocked out, against random heads outside every detector's top k:\n\n" + table(head2, rows2))
+
+
+def detectors_figure(task: str, rec: dict[str, Any]) -> Any:
+    """The knockout-curves figure of one detectors record."""
+    from rhlens import plot
+
+    return plot.knockout_curves_figure(rec["knockout"], title=f"{task}: each detector's top-k heads knocked out")

@@ -14,6 +14,7 @@ from typing import Any
 
 from rhlens.files import write_json_atomic, write_text_atomic
 from rhlens.tools.study.config import StudyConfig
+from rhlens.tools.study.detectors import detectors_figure, detectors_markdown
 from rhlens.tools.study.findings import findings, iv_text, verdict_from  # noqa: F401  (verdict_from: re-exported)
 from rhlens.tools.study.folder import RunFolder
 from rhlens.tools.study.layout import Layout
@@ -85,6 +86,8 @@ def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[st
         for m, rec in patching.items():
             timings[f"{task}/patching/{m}"] = rec.get("seconds", 0.0)
         entry = {"data": data, "models": per_model, "compare": compare, "knockout": knockout, "patching": patching}
+        if config.scores.detectors:
+            entry["detectors"] = folder.read(Layout.record("detectors", task, REAL))
         entry["uncertainty"] = task_uncertainty([entry], method=primary, seed=config.seed)
         entry["findings"] = findings(entry, list(config.data.variants), primary)
         tasks[task] = entry
@@ -233,6 +236,8 @@ def report_markdown(results: dict[str, Any]) -> str:
         parts += ["### Models", "", tables["models"], "", "### Knockout (score changes; 95% intervals)", "",
                   tables["knockout"], "", "### Patching (the real-data model's heads into each model; changes against "
                   "the unpatched model)", "", tables["patching"], "", "### Findings", ""]
+        if entry.get("detectors"):
+            parts[-2:-2] = ["### Head detectors on the real-data model", "", detectors_markdown(entry["detectors"]), ""]
         for f in entry["findings"]:
             parts.append(f"- **{f['title']}**: the miniature {MARKS[f['verdict']]}. {f['text']} "
                          f"(Paper: {f['paper']}. Verdict rule: {f['rule']}.)")
@@ -271,6 +276,8 @@ def report_html(results: dict[str, Any], path: Path) -> None:
     for task, entry in results["tasks"].items():
         figures.append((f"{task}: what was measured", _paragraphs(measured(results, task, entry))))
         figures += task_figures(task, entry, method, metric_name(task, next(iter(entry["models"].values()))["metric"]))
+        if entry.get("detectors"):
+            figures.append((f"{task}: head detectors", detectors_figure(task, entry["detectors"])))
         tables = task_tables(task, entry, method)
         figures.append((f"{task}: tables", "<h3>Models</h3>" + _md_table_html(tables["models"]) + "<h3>Knockout</h3>"
                         + _md_table_html(tables["knockout"]) + "<h3>Patching</h3>" + _md_table_html(tables["patching"])))
