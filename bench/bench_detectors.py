@@ -32,16 +32,11 @@ def timed(fn):
 def plain_forward(model, examples, batch_size):
     """One forward over every example's prompt + answer, through the run engine, no hooks."""
     from rhlens import engine
-    from rhlens.adapter import model_device, tokenizer_of
-    from rhlens.encoding import encode_for_model, pad_id_of
+    from rhlens.encoding import encode_for_model
 
     enc = encode_for_model(model, examples, what="bench", with_answer=True)
-    with engine.running([model]):
-        for rows, padded in engine.batched([e.tokens for e in enc], pad_id=pad_id_of(tokenizer_of(model)),
-                                           device=model_device(model), batch_size=batch_size, progress=False, desc=""):
-            run = engine.Runner([model], len(rows), torch.full((len(rows),), padded.tokens.shape[1] - 1), cache=False)
-            run(padded.tokens, padded.attention_mask)
-
+    for batch in engine.batches([model], [e.tokens for e in enc], batch_size=batch_size, progress=False, desc=""):
+        batch.runner(cache=False)(batch.padded.tokens, batch.padded.attention_mask)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
