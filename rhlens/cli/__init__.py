@@ -26,14 +26,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from rhlens.cli.common import GENERATE_HINT
+from rhlens.cli.common import add_progress as _add_progress
+from rhlens.cli.common import prepare_out as _prepare_out
+from rhlens.cli.common import say_threads as _say_threads
+from rhlens.cli.detectors import add_detectors, cmd_detectors
 from rhlens.tools.arguments import at_least, fraction
 
 TASK_CHOICES = ("mdqa", "musique", "summhay", "kv", "all")
-GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
-
-
-def _add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _add_model_opts(p: argparse.ArgumentParser) -> None:
@@ -51,33 +51,7 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     _add_progress(p)
 
 
-def _add_detectors(sub: "argparse._SubParsersAction") -> None:
-    d = sub.add_parser("detectors", help="head detectors side by side: agreement and knockout curves; JSON and a page")
-    d.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
-    src = d.add_mutually_exclusive_group(required=True)
-    src.add_argument("--task", choices=("mdqa", "musique", "summhay", "kv", "niah"), help="generate examples of this task")
-    src.add_argument("--examples", type=Path, help=f"JSONL file of rhlens.Example records ({GENERATE_HINT})")
-    d.add_argument("--variant", default="realistic", help="with --task: the variant")
-    d.add_argument("--context-tokens", type=int, default=256, help="with --task: prompt length in tokens")
-    d.add_argument("--n", type=int, default=24, help="examples (with --examples: the first N)")
-    d.add_argument("--detectors", default=None,
-                   help="comma-separated detectors to compare (default: all: decode, forced, attention_mass, query_focus, attribution)")
-    d.add_argument("--ks", default="1,2,3,5,8", help="heads knocked out per detector, comma-separated")
-    d.add_argument("--n-random", type=at_least(0), default=3, help="random head sets per k (outside every detector's top k)")
-    d.add_argument("--n-boot", type=int, default=200, help="bootstrap draws over examples for the intervals")
-    d.add_argument("--max-new-tokens", type=int, default=32, help="Wu's decoding budget (decode)")
-    d.add_argument("--batch-size", type=int, default=8)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="cpu")
-    d.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
-    d.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
-    _add_progress(d)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_study(sub: "argparse._SubParsersAction") -> None:
     s = sub.add_parser("study", help="the paper's whole pipeline: fine-tunes, scores, compare, knockout, patching, report")
     src = s.add_mutually_exclusive_group()
     src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
@@ -89,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="check paths, print the plan and a cost estimate; load no weights")
     s.add_argument("--overwrite", action="store_true", help="replace a study of another config in --out")
     _add_progress(s)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_study(sub)
 
     sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
     sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
@@ -127,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--seed", type=int, default=0)
     _add_model_opts(pa)
 
-    _add_detectors(sub)
+    add_detectors(sub)
     q = sub.add_parser("quickstart", help="fine-tune the embedded base briefly, then score and knock out retrieval heads")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="results folder")
     q.add_argument("--task", default="mdqa", help="task to fine-tune and evaluate on (default mdqa: multi-document QA)")
@@ -203,22 +184,6 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 # ---- pieces ---------------------------------------------------------------------------------------
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    """Check a pieces command's ``--out`` before any work: a folder we can write, new or empty
-    unless ``--overwrite``."""
-    from rhlens.tools.study.folder import check_writable
-
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
-    check_writable(out)
-
-
-def _say_threads(args: argparse.Namespace) -> None:
-    """Say (on stderr) how many threads the command ran or runs on (after its checks, so an error
-    stays the only line on stderr)."""
-    print(args.threads_note, file=sys.stderr)
-
-
 def _common(args: argparse.Namespace) -> dict:
     return dict(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
                 dtype=args.dtype, progress=not args.no_progress)
@@ -291,40 +256,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_detectors(args: argparse.Namespace) -> int:
-    from rhlens.scoring.compare import DETECTORS, check_detectors
-    from rhlens.tools.study.detectors import run_detectors
-    from rhlens.tools.study.pieces import load_any_model, load_examples
-
-    names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else list(DETECTORS)
-    detectors = check_detectors(names, what="--detectors")
-    ks = [int(k) for k in args.ks.split(",") if k.strip()]
-    _prepare_out(args.out, args.overwrite)
-    model = load_any_model(args.model, device=args.device)
-    if args.examples is not None:
-        examples = load_examples(args.examples, args.n)
-    else:
-        from rhlens.adapter import tokenizer_of
-        from rhlens.tasks import generate
-
-        examples = generate(args.task, args.variant, args.n, context_tokens=args.context_tokens,
-                            tokenizer=tokenizer_of(model), seed=args.seed)
-    _say_threads(args)
-    s = run_detectors(model, examples, args.out, detectors=detectors, ks=ks, n_random=args.n_random, n_boot=args.n_boot,
-                      seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                      progress=not args.no_progress, title=f"rhlens detectors: {args.model}")
-    for row in s["agreement"]:
-        rho = "n/a" if row["spearman"] is None else f"{row['spearman']:+.2f}"
-        print(f"{row['a']:>14s} vs {row['b']:<14s} Spearman {rho}")
-    k = s["knockout"]["ks"]
-    print(f"drop in {s['knockout']['metric']} with the top-k heads out, k = {k}:")
-    for name, drops in s["drop"].items():
-        print(f"  {name:14s} " + " ".join(f"{v:+.3f}" for v in drops))
-    print(f"  {'random':14s} " + " ".join(f"{v:+.3f}" for v in s["random_drop"]))
-    print(f"Results written to {args.out}: detectors.json, detectors.html, <detector>.safetensors")
-    return 0
-
-
 # ---- quickstart, pretrain-base ----------------------------------------------------------------------
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from rhlens.tools.quickstart import run_quickstart
@@ -353,7 +284,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "detectors": _cmd_detectors, "knockout": _cmd_knockout, "patch": _cmd_patch,
+HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "detectors": cmd_detectors, "knockout": _cmd_knockout, "patch": _cmd_patch,
             "generate": _cmd_generate, "quickstart": _cmd_quickstart, "pretrain-base": _cmd_pretrain}
 # errors whose message already says what went wrong; anything else is prefixed with its type
 _PLAIN = (ValueError, OSError, KeyError, TypeError)
