@@ -30,7 +30,6 @@ from rhlens.cli.common import GENERATE_HINT
 from rhlens.cli.common import add_progress as _add_progress
 from rhlens.cli.common import prepare_out as _prepare_out
 from rhlens.cli.common import say_threads as _say_threads
-from rhlens.cli.detectors import add_detectors, cmd_detectors
 from rhlens.tools.arguments import at_least, fraction
 
 TASK_CHOICES = ("mdqa", "musique", "summhay", "kv", "all")
@@ -49,6 +48,14 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
                    help="weights' dtype for a Hugging Face checkpoint")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     _add_progress(p)
+
+
+def _add_detectors(sub: "argparse._SubParsersAction") -> None:
+    from rhlens.tools.study.detectors import add_detectors_arguments
+
+    add_detectors_arguments(sub.add_parser("detectors", help="head detectors side by side: agreement and knockout "
+                                           "curves; JSON and a page"), GENERATE_HINT)
+    _add_progress(sub.choices["detectors"])
 
 
 def _add_study(sub: "argparse._SubParsersAction") -> None:
@@ -108,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--seed", type=int, default=0)
     _add_model_opts(pa)
 
-    add_detectors(sub)
+    _add_detectors(sub)
     q = sub.add_parser("quickstart", help="fine-tune the embedded base briefly, then score and knock out retrieval heads")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="results folder")
     q.add_argument("--task", default="mdqa", help="task to fine-tune and evaluate on (default mdqa: multi-document QA)")
@@ -256,6 +263,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_detectors(args: argparse.Namespace) -> int:
+    from rhlens.tools.study.detectors import detectors_command
+
+    for line in detectors_command(args, check_out=lambda: _prepare_out(args.out, args.overwrite),
+                                  before_run=lambda: _say_threads(args)):
+        print(line)
+    return 0
+
+
 # ---- quickstart, pretrain-base ----------------------------------------------------------------------
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from rhlens.tools.quickstart import run_quickstart
@@ -284,7 +300,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "detectors": cmd_detectors, "knockout": _cmd_knockout, "patch": _cmd_patch,
+HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "detectors": _cmd_detectors, "knockout": _cmd_knockout, "patch": _cmd_patch,
             "generate": _cmd_generate, "quickstart": _cmd_quickstart, "pretrain-base": _cmd_pretrain}
 # errors whose message already says what went wrong; anything else is prefixed with its type
 _PLAIN = (ValueError, OSError, KeyError, TypeError)
