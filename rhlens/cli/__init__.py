@@ -12,7 +12,6 @@ Subcommands:
 - ``rhlens detectors --model DIR (--task T | --examples FILE) --out DIR``: head detectors side by
   side (Wu's decode and forced scores, attention mass, QRHead's query focus, attribution), their
   agreement and knockout curves (:func:`rhlens.compare_detectors`, :func:`rhlens.knockout_curves`).
-- ``rhlens generate TASK VARIANT --out FILE.jsonl``: synthetic examples, the file ``--examples`` reads.
 - ``rhlens quickstart --out DIR``: the smallest end-to-end run on the embedded default.
 - ``rhlens pretrain-base --config FILE --out DIR [--resume]``: train the embedded base model.
 
@@ -28,16 +27,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from rhlens.cli.common import GENERATE_HINT
+from rhlens.cli.common import add_progress as _add_progress
+from rhlens.cli.common import prepare_out as _prepare_out
+from rhlens.cli.common import say_threads as _say_threads
 from rhlens.tools.arguments import at_least, fraction, fraction_or_none
-
-TASK_CHOICES = ("mdqa", "musique", "summhay", "kv", "all")
-GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
-
-
-def _add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--threads", type=at_least(1), default=None, metavar="N",
-                   help="CPU threads (default: the cores other processes leave free, at least 1)")
 
 
 def _add_model_opts(p: argparse.ArgumentParser) -> None:
@@ -81,17 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=functools.partial(
         argparse.ArgumentParser, formatter_class=argparse.ArgumentDefaultsHelpFormatter))  # help shows defaults
 
-    s = sub.add_parser("study", help="the paper's whole pipeline: fine-tunes, scores, compare, knockout, patching, report")
-    src = s.add_mutually_exclusive_group()
-    src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
-                     help="a shipped config (default tiny: the embedded base, ~15 min on a laptop CPU)")
-    src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
-    s.add_argument("--task", choices=TASK_CHOICES, default=None, help="study only this task (all: the four tasks)")
-    s.add_argument("--base", default=None, help="base model folder (rhlens or Hugging Face) instead of the config's")
-    s.add_argument("--out", type=Path, required=True, help="run folder (a rerun with the same config resumes)")
-    s.add_argument("--dry-run", action="store_true", help="check paths, print the plan and a cost estimate; load no weights")
-    s.add_argument("--overwrite", action="store_true", help="replace a study of another config in --out")
-    _add_progress(s)
+    from rhlens.tools.study.command import add_study_parser  # noqa: I001  (loads no torch)
+    add_study_parser(sub, _add_progress)
 
     sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
     sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
@@ -155,36 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- study ----------------------------------------------------------------------------------------
-def _study_config(args: argparse.Namespace):
-    from rhlens.tools.study import StudyConfig
-    from rhlens.tools.study.config import STUDY_TASKS
-
-    config = StudyConfig.from_file(args.config) if args.config else StudyConfig.preset(args.preset or "tiny")
-    if args.task:
-        config = config.replace(tasks=STUDY_TASKS if args.task == "all" else (args.task,))
-    if args.base:
-        config = config.with_base(args.base)
-    return config
-
-
 def _cmd_study(args: argparse.Namespace) -> int:
     from rhlens.tools.study import Study
+    from rhlens.tools.study.command import print_dry_run, study_config
 
-    study = Study(_study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress,
+    study = Study(study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress,
                   threads=args.threads)
     if args.dry_run:
-        notes = study.check()
-        plan = study.plan()
-        print(f"study {study.config.name!r}: dry run, no weights loaded")
-        for note in notes:
-            print(f"  ok  {note}")
-        print(json.dumps(plan, indent=2))
-        print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h of CPU at "
-              f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second), data generation included; "
-              f"{plan['finetune_steps']} fine-tuning steps are most of it. "
-              + (f"{args.threads} units run side by side (--threads {args.threads})." if args.threads > 1 else
-                 "One unit runs at a time (--threads 2 or more runs independent units side by side)."))
-        return 0
+        return print_dry_run(study)
     study.check()
     _say_threads(args)
     results = study.run()
@@ -196,22 +159,6 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 # ---- pieces ---------------------------------------------------------------------------------------
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    """Check a pieces command's ``--out`` before any work: a folder we can write, new or empty
-    unless ``--overwrite``."""
-    from rhlens.tools.study.folder import check_writable
-
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
-    check_writable(out)
-
-
-def _say_threads(args: argparse.Namespace) -> None:
-    """Say (on stderr) how many threads the command ran or runs on (after its checks, so an error
-    stays the only line on stderr)."""
-    print(args.threads_note, file=sys.stderr)
-
-
 def _common(args: argparse.Namespace) -> dict:
     return dict(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
                 dtype=args.dtype, progress=not args.no_progress)
