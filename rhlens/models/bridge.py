@@ -44,9 +44,9 @@ import torch
 
 from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, Model, TransformerBridge, record_weight_processing
 from rhlens.adapter.native import boot_bridge, bridge_from_hf, hf_model_from_config, model_config, model_state
-from rhlens.models.hf_folder import read_hf_config
-from rhlens.models.hf_tokenizer import load_local_tokenizer
-from rhlens.models.hf_weights import load_hf_model
+from rhlens.models.hf.folder import read_hf_config
+from rhlens.models.hf.tokenizer import load_local_tokenizer
+from rhlens.models.hf.weights import load_hf_model
 from rhlens.stopping import attach_generation_eos
 
 __all__ = ["as_bridge", "hf_llama_from_hooked", "load_bridge"]

@@ -31,7 +31,7 @@ import torch
 
 from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, Model, record_weight_processing
 from rhlens.adapter.native import StateMismatchError, config_field_names, model_config, model_from_state, model_state
-from rhlens.models.hf_tokenizer import offline_tokenizer
+from rhlens.models.hf.tokenizer import offline_tokenizer
 
 __all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "load_model", "save_model"]
 

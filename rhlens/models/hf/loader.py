@@ -36,25 +36,13 @@ import torch
 
 from rhlens.adapter.convert import add_llama_attention_biases, hf_weight_converter
 from rhlens.adapter.core import NATIVE_KIND, HookedTransformer, Model, record_weight_processing
-from rhlens.models.hf_config import hooked_config_from_hf
-from rhlens.models.hf_folder import CONFIG_FILE, SUPPORTED_ARCHITECTURES, CheckpointError, read_hf_config, refuse_remote_code
-from rhlens.models.hf_tokenizer import load_local_tokenizer
-from rhlens.models.hf_weights import load_hf_model, read_hf_state_dict
+from rhlens.models.hf.config import hooked_config_from_hf
+from rhlens.models.hf.folder import CONFIG_FILE, read_hf_config
+from rhlens.models.hf.tokenizer import load_local_tokenizer
+from rhlens.models.hf.weights import load_hf_model
 from rhlens.stopping import attach_generation_eos
 
-# The loader and, re-exported, the pieces it is built from (one module each).
-__all__ = [
-    "CONFIG_FILE",
-    "SUPPORTED_ARCHITECTURES",
-    "CheckpointError",
-    "hooked_config_from_hf",
-    "load_hf_checkpoint",
-    "load_hf_model",
-    "load_local_tokenizer",
-    "read_hf_config",
-    "read_hf_state_dict",
-    "refuse_remote_code",
-]
+__all__ = ["load_hf_checkpoint"]
 
 
 def load_hf_checkpoint(
