@@ -37,9 +37,11 @@ __all__ = [
     "config_field_names",
     "hf_model_from_config",
     "hf_shape_problems",
+    "hooked_init_state",
     "model_config",
     "model_from_state",
     "model_state",
+    "set_model_state",
     "new_model",
 ]
 
@@ -156,7 +158,8 @@ def _hf_config(cfg: dict[str, Any], family: str, *, attn_bias: bool, mlp_bias: b
 
 def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None = None, *, tokenizer: Any = None) -> Any:
     """A Hugging Face model (eager attention, eval mode) computing what ``fields`` + TransformerLens-keyed
-    ``state`` compute; with ``state=None``, fresh weights seeded by ``fields["seed"]``.
+    ``state`` compute; with ``state=None``, the weights a HookedTransformer with ``fields`` starts
+    from (:func:`hooked_init_state`, seeded by ``fields["seed"]``).
 
     Raises ``ValueError`` naming each config field the Hugging Face family cannot express, and
     :class:`StateMismatchError` when ``state`` lacks a tensor or has one of the wrong shape.
@@ -171,6 +174,8 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
             f"models to Hugging Face models; this config has: {'; '.join(problems)}. Boot the original Hugging Face "
             "folder directly with rhlens.models.load_bridge(path)."
         )
+    if state is None:
+        state = hooked_init_state(cfg)
     hf_state = None
     if state is not None:
         ns = _Namespace(cfg)
@@ -182,9 +187,7 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
     mlp_bias = hf_state is not None and any(k.endswith("mlp.down_proj.bias") for k in hf_state)
     hf_cfg = _hf_config(cfg, family, attn_bias=attn_bias, mlp_bias=mlp_bias, tokenizer=tokenizer)
     dtype = _torch_dtype(cfg["dtype"])
-    with torch.random.fork_rng(devices=[]):
-        if cfg.get("seed") is not None:
-            torch.manual_seed(int(cfg["seed"]))
+    with torch.random.fork_rng(devices=[]):  # the Hugging Face init's draws are overwritten: keep them off the global RNG
         hf = (LlamaForCausalLM if family == "llama" else GPT2LMHeadModel)(hf_cfg)
     if hf_state is not None and "lm_head.bias" in hf_state:
         hf.lm_head = nn.Linear(cfg["d_model"], cfg["d_vocab"], bias=True)
@@ -195,6 +198,52 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
         except RuntimeError as exc:
             raise StateMismatchError(str(exc).split("\n\t", 1)[-1][:400]) from None
     return hf.eval()
+
+
+def hooked_init_state(cfg: dict[str, Any]) -> dict[str, Tensor]:
+    """The weights ``HookedTransformer(HookedTransformerConfig(**cfg))`` starts from, drawn the same way.
+
+    TransformerLens 3's default (``init_mode="gpt2"``): the config seeds ``torch``, ``random`` and
+    ``numpy`` with ``cfg["seed"]`` (when set), then every ``W_`` parameter, in the model's parameter
+    order, is drawn from ``N(0, initializer_range)``; biases are zero and norm weights one. Drawing
+    the same numbers on TransformerLens 4 gives a bridge the weights of the HookedTransformer the
+    same seed builds on 3.x, so seeded runs agree across majors.
+    """
+    import random
+
+    import numpy as np
+
+    if cfg.get("init_mode", "gpt2") != "gpt2":
+        raise ValueError(f"init_mode={cfg['init_mode']!r}: rhlens draws TransformerLens's 'gpt2' initialisation only")
+    if cfg.get("seed") is not None:
+        seed = int(cfg["seed"])
+        torch.manual_seed(seed), random.seed(seed), np.random.seed(seed)
+    m, n, h, dm, v = cfg["d_model"], cfg["n_heads"], cfg["d_head"], cfg["d_mlp"], cfg["d_vocab"]
+    kv = cfg["n_key_value_heads"] or n
+    k_prefix = "_" if cfg["n_key_value_heads"] is not None else ""
+    shapes: list[tuple[str, tuple[int, ...]]] = [("embed.W_E", (v, m))]
+    if cfg["positional_embedding_type"] == "standard":
+        shapes.append(("pos_embed.W_pos", (cfg["n_ctx"], m)))
+    for l in range(cfg["n_layers"]):
+        b = f"blocks.{l}."
+        shapes += [(b + "attn.W_Q", (n, m, h)), (b + "attn.W_O", (n, h, m)), (b + f"attn.{k_prefix}W_K", (kv, m, h)),
+                   (b + f"attn.{k_prefix}W_V", (kv, m, h)), (b + "mlp.W_in", (m, dm)), (b + "mlp.W_out", (dm, m))]
+        if cfg["gated_mlp"]:
+            shapes.append((b + "mlp.W_gate", (m, dm)))
+    shapes.append(("unembed.W_U", (m, v)))
+    std = float(cfg["initializer_range"])
+    state = {key: torch.empty(shape).normal_(std=std) for key, shape in shapes}
+    norms = ["ln_final"] + [f"blocks.{l}.ln{i}" for l in range(cfg["n_layers"]) for i in (1, 2)]
+    for name in norms:
+        state[name + ".w"] = torch.ones(m)
+        if cfg["normalization_type"] == "LN":
+            state[name + ".b"] = torch.zeros(m)
+    for l in range(cfg["n_layers"]):
+        b = f"blocks.{l}."
+        state.update({b + "attn.b_Q": torch.zeros(n, h), b + f"attn.{k_prefix}b_K": torch.zeros(kv, h), b + f"attn.{k_prefix}b_V": torch.zeros(kv, h),
+                      b + "attn.b_O": torch.zeros(m), b + "mlp.b_in": torch.zeros(dm), b + "mlp.b_out": torch.zeros(m)})
+    state["unembed.b_U"] = torch.zeros(v)
+    return state
 
 
 class _Namespace:
@@ -297,3 +346,24 @@ def model_state(model: Any) -> dict[str, Tensor]:
     # the bridge wraps the Hugging Face modules in place: their parameters gain "._original_component"
     hf_state = {k.replace("._original_component", ""): v for k, v in model.original_model.state_dict().items()}
     return (layout.llama_from_hf if family == "llama" else layout.gpt2_from_hf)(hf_state, _Namespace(cfg))
+
+
+def set_model_state(model: Any, state: dict[str, Tensor]) -> None:
+    """Copy TransformerLens-keyed weights ``state`` into ``model`` in place (same architecture).
+
+    On a bridge they are converted (:mod:`rhlens.adapter.layout`) into its Hugging Face model; a
+    bias the Hugging Face model was built without must be zero there (else ``ValueError``).
+    """
+    if model_kind(model) == "hooked":
+        model.load_state_dict(state, strict=False)
+        return
+    cfg = model_config(model)
+    family, _ = hf_shape_problems(cfg)
+    hf_state = (layout.llama_to_hf if family == "llama" else layout.gpt2_to_hf)(state, _Namespace(cfg))
+    own = {k.replace("._original_component", ""): v for k, v in model.original_model.named_parameters()}
+    extra = sorted(set(hf_state) - set(own))
+    if extra:
+        raise ValueError(f"the weights need {extra[:3]}, which this bridge's Hugging Face model was built without; load them with load_model")
+    with torch.no_grad():
+        for key, target in own.items():
+            target.copy_(hf_state[key] if key in hf_state else torch.zeros_like(target))
