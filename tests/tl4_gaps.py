@@ -32,8 +32,13 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/models/test_bridge.py::test_folded_layer_norm": "weight processing (fold_ln) at load time",
     "tests/unit/models/test_bridge.py::test_qwen2_biases": "load_hf_checkpoint of a Qwen2 folder as a HookedTransformer",
     "tests/unit/models/test_io.py::test_no_pickle_and_rotary_tables_rebuilt": "reads HookedTransformer rotary tables",
-    "tests/unit/training": "rhlens.train trains HookedTransformer models",
-    "rhlens/training": "rhlens.train trains HookedTransformer models",
+    "tests/unit/training/test_lora.py": "LoRA adapters parametrize HookedTransformer W_Q/W_K/W_V/W_O",
+    "rhlens/training/lora.py": "LoRA adapters parametrize HookedTransformer W_Q/W_K/W_V/W_O",
+    "tests/unit/training/test_loop.py::test_lora_run": "LoRA adapters parametrize HookedTransformer W_Q/W_K/W_V/W_O",
+    "tests/unit/training/test_resume.py::test_resume_equals_uninterrupted[lora]": "LoRA adapters parametrize HookedTransformer W_Q/W_K/W_V/W_O",
+    "tests/unit/training/test_loop.py::test_attention_only_updates_only_attention": "the test reads HookedTransformer parameter names (.attn.W_)",
+    "tests/unit/training/test_loss.py::test_soft_capped_models_use_full_logits": "soft-capped logits have no Hugging Face Llama form",
+    "rhlens/training/context_length.py": "context extension rebuilds HookedTransformer rotary tables",
     "tests/integration/test_train": "rhlens.train trains HookedTransformer models",
     "tests/integration/test_pretrain_base.py": "rhlens.train trains HookedTransformer models",
     "tests/unit/tools/pretrain": "rhlens.train trains HookedTransformer models",
@@ -46,6 +51,14 @@ TL4_GAPS: dict[str, str] = {
     "tests/tutorials": "the tutorials train (rhlens.train trains HookedTransformer models)",
     "tests/test_docs_build.py": "the docs build runs the tutorials, which train",
     "tests/integration/test_readme.py": "README's examples train",
+    "tests/unit/test_engine.py::test_interventions_on_head_outputs_keep_the_fused_kernels": "fused (SDPA) attention is HookedTransformer's",
+    "tests/integration/test_interventions_copying.py": "attention-only models (attn_only=True) have no Hugging Face Llama form",
+    "tests/unit/interventions/test_interventions_compatibility.py::test_item21_hooked_and_bridge_of_one_checkpoint_patch":
+        "load_hf_checkpoint's weight processing (fold_ln, centring) at load time",
+    "tests/unit/interventions/test_interventions_patching.py::test_patching_every_head_everywhere":
+        "the test's qk_twin edits W_Q/W_K by HookedTransformer parameter name",
+    "tests/unit/interventions/test_interventions_patching.py::test_positions_restrict_what_is_patched":
+        "the test's qk_twin edits W_Q/W_K by HookedTransformer parameter name",
     "tests/unit/interventions/test_attribution": "attribution_sweep's fast path needs a HookedTransformer",
     "rhlens/interventions/attribution": "attribution_sweep's fast path needs a HookedTransformer",
 }

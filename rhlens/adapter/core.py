@@ -241,9 +241,27 @@ def hooks(
     The hooks are removed on exit, also when the body raises. Hook functions take
     ``(tensor, hook)`` and return ``None`` or a replacement tensor, as in TransformerLens.
     """
-    model_kind(model)
+    if model_kind(model) == "bridge":  # a bridge's aliases fire under their canonical names: report the name asked for
+        fwd_hooks, bwd_hooks = _named_as_asked(fwd_hooks), _named_as_asked(bwd_hooks)
     with model.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks), reset_hooks_end=True):
         yield model
+
+
+class _AskedName:
+    """A hook point seen under the name the hook was registered with (``hook.name``); the rest is the hook point's."""
+
+    def __init__(self, hook: Any, name: str) -> None:
+        self._hook, self.name = hook, name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._hook, attr)
+
+
+def _named_as_asked(pairs: Sequence[tuple[Any, Callable]]) -> list[tuple[Any, Callable]]:
+    def wrap(name: str, fn: Callable) -> Callable:
+        return lambda tensor, hook: fn(tensor, _AskedName(hook, name))
+
+    return [(name, wrap(name, fn)) if isinstance(name, str) else (name, fn) for name, fn in pairs]
 
 
 def count_hooks(model: Model) -> int:

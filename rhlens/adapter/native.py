@@ -234,7 +234,7 @@ def hooked_init_state(cfg: dict[str, Any]) -> dict[str, Tensor]:
     std = float(cfg["initializer_range"])
     state = {key: torch.empty(shape).normal_(std=std) for key, shape in shapes}
     norms = ["ln_final"] + [f"blocks.{l}.ln{i}" for l in range(cfg["n_layers"]) for i in (1, 2)]
-    for name in norms:
+    for name in norms if cfg["normalization_type"] in ("RMS", "LN") else ():  # folded norms (RMSPre/LNPre) have no weights
         state[name + ".w"] = torch.ones(m)
         if cfg["normalization_type"] == "LN":
             state[name + ".b"] = torch.zeros(m)
@@ -261,11 +261,21 @@ def boot_bridge(hf_model: Any, tokenizer: Any, model_name: str) -> TransformerBr
     param = next(hf_model.parameters())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bridge = TransformerBridge.boot_transformers(model_name=model_name, hf_model=hf_model, tokenizer=tokenizer,
+        bridge = TransformerBridge.boot_transformers(model_name=model_name, hf_model=hf_model,
+                                                     tokenizer=tokenizer if tokenizer is not None else _placeholder_tokenizer(),
                                                      device=str(param.device), dtype=param.dtype, trust_remote_code=False)
+    if tokenizer is None:  # booting without one would fetch the tokenizer of model_name from the Hub
+        bridge.tokenizer = None
     enable_bridge_kv_cache(bridge)
     bridge.eval()
     return bridge
+
+
+def _placeholder_tokenizer() -> Any:
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")), unk_token="<unk>")
 
 
 def bridge_from_hf(fields: dict[str, Any], hf: Any, tokenizer: Any, padding_side: str | None) -> TransformerBridge:
@@ -274,6 +284,9 @@ def bridge_from_hf(fields: dict[str, Any], hf: Any, tokenizer: Any, padding_side
     if padding_side is not None and getattr(bridge, "tokenizer", None) is not None:
         bridge.tokenizer.padding_side = padding_side
     object.__setattr__(bridge, CONFIG_ATTR, dict(fields))
+    for key, value in complete_config(fields).items():  # fields the bridge's config leaves unset (rotary_dim ...)
+        if getattr(bridge.cfg, key, 0) is None:
+            setattr(bridge.cfg, key, value)
     return bridge
 
 
@@ -300,6 +313,11 @@ def model_from_state(fields: dict[str, Any], state: dict[str, Tensor], *, tokeni
     ``state`` does not fit it.
     """
     if NATIVE_KIND == "bridge":
+        with torch.random.fork_rng(devices=[]):  # only the keys are wanted: leave the global RNG alone
+            expected = set(hooked_init_state({**complete_config(fields), "seed": None}))
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise StateMismatchError(f"missing {missing[:4]}, unexpected {unexpected[:4]}")
         hf = hf_model_from_config({**fields, "seed": None}, state, tokenizer=tokenizer).to(device)
         return bridge_from_hf(fields, hf, tokenizer, padding_side)
     try:

@@ -85,10 +85,9 @@ def test_refuses_to_replace_foreign_folder(tmp_path, tok):
 
 
 def test_model_without_tokenizer(tmp_path):
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from rhlens.adapter.native import new_model
 
-    cfg = HookedTransformerConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=10, act_fn="relu")
-    model = HookedTransformer(cfg)
+    model = new_model(dict(n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=10, act_fn="relu"), tokenizer=None)
     save_model(model, tmp_path / "m")
     again = load_model(tmp_path / "m")
     tokens = torch.tensor([[1, 2, 3]])
