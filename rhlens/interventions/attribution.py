@@ -51,14 +51,12 @@ from rhlens.adapter import (
     forward,
     hooks,
     logits_from_residual,
-    model_device,
     model_kind,
     new_kv_cache,
     prefill,
-    tokenizer_of,
 )
 from rhlens.adapter.fused import fused_attention
-from rhlens.encoding import encode_for_model, pad_id_of
+from rhlens.encoding import encode_for_model
 from rhlens.interventions.capture import capture_activations
 from rhlens.interventions.head_outputs import head_output_hooks
 from rhlens.interventions.attribution_graddrop import DropGate, combine_dropped, dropped_estimates
@@ -238,7 +236,7 @@ def _target_pass(
 
 
 def attribution_sweep(
-    source: Model,
+    source: Model | None,
     target: Model,
     examples: Sequence[Any],
     *,
@@ -250,7 +248,8 @@ def attribution_sweep(
     """Estimate every head's effect of patching ``source``'s ``hook_z`` into ``target`` alone.
 
     Args:
-        source, target: models that pass :func:`rhlens.check_compatible`.
+        source, target: models that pass :func:`rhlens.check_compatible`; ``source=None`` patches
+            zeros in (each head's first-order zero-knockout effect, no source pass).
         examples: :class:`rhlens.tasks.Example` records (prompt + gold answer must fit the context).
         positions: where a head would be patched (as in :func:`rhlens.patch_heads`).
         batch_size: examples per forward (the backward holds one batch's graph).
@@ -276,29 +275,30 @@ def attribution_sweep(
     3
     """
     check_positions(positions)
-    check_compatible(source, target)
+    if source is not None:
+        check_compatible(source, target)
     arch = architecture(target)
     layers = list(range(arch.n_layers))
     gate = DropGate(arch.n_layers) if gradient_dropout else None
     encoded = encode_for_model(target, examples, what="attribution_sweep", with_answer=True, append_eos=False)
-    pad = pad_id_of(tokenizer_of(target))
-    device = model_device(target)
     n = len(examples)
     baseline = torch.zeros(n, dtype=torch.float64)
     estimate = torch.zeros(arch.n_layers, arch.n_heads, n, dtype=torch.float64)
     dropped = torch.zeros(arch.n_layers, arch.n_layers, arch.n_heads, n, dtype=torch.float64) if gate else None
-    with engine.running([source]), _gradient_mode(target):
-        for rows, batch in engine.batched(
-            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=progress,
-            desc="attribution",
-        ):
-            encs = [encoded[i] for i in rows]
-            predicts = engine.answer_targets(batch, encs).to(device)
+    with engine.running([source] if source is not None else []), _gradient_mode(target):  # batches under autograd
+        for one in engine.batches([m for m in (source, target) if m is not None], [e.tokens for e in encoded],
+                                  batch_size=batch_size, progress=progress, desc="attribution", encoded=encoded,
+                                  analysis=[]):
+            rows, batch, encs = one.rows, one.padded, one.encoded
+            predicts = engine.answer_targets(batch, encs)
             start = _answer_start(predicts)
-            where = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1]).to(device)[:, :, None, None]
-            with torch.inference_mode():
-                src = _source_z(source, batch, engine.first_decoding_column(batch, encs), layers, start)
+            where = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1]).to(predicts.device)[:, :, None, None]
+            src = None
+            if source is not None:
+                with torch.inference_mode():
+                    src = _source_z(source, batch, engine.first_decoding_column(batch, encs), layers, start)
             per_row, tgt, grads, drops = _target_pass(target, batch, predicts, layers, gate, start)
+            src = src if src is not None else {l: torch.zeros_like(z) for l, z in tgt.items()}
             baseline[rows] = per_row.double().cpu()
             for l, est in _head_estimates(src, tgt, grads, where).items():
                 estimate[l][:, rows] = est

@@ -51,18 +51,28 @@ def test_smoke_study_writes_every_output_with_every_key(smoke_run):
             assert all("-" in key for key in wu)
         assert (smoke_run / "mdqa" / "models" / m / "model" / "model.safetensors").is_file()
     comp = task["compare"]["methods"]["decode"]
-    assert set(comp["models"]) == set(MODELS) and set(comp["correlation"]) == {"models", "spearman", "pearson"}
+    assert set(comp["models"]) == set(MODELS) and set(comp["correlation"]) == {"models", "spearman", "pearson", "tests"}
     assert set(task["knockout"]) == set(MODELS) and set(task["patching"]) == set(MODELS) - {"real"}
     for k in task["knockout"].values():
         assert k.get("skipped") or (len(k["random"]) == 2 and all(len(h) == len(k["heads"]) for h in k["random_heads"]))
     for rec in task["patching"].values():
         assert rec.get("skipped") or {"original", "intersection", "complement"} <= set(rec["rows"])
+    det = task["detectors"]  # the smoke preset compares four detectors on the real-data model
+    assert list(det["scores"]) == ["forced", "attention_mass", "query_focus", "attribution"] and len(det["agreement"]) == 6
+    assert det["knockout"]["ks"] == [1, 2, 3, 5] and set(det["drop"]) == set(det["scores"])
+    assert (smoke_run / det["folder"] / "detectors.html").is_file()
     assert [f["id"] for f in task["findings"]] == ["gap", "overlap", "correlation", "knockout", "patching"]
     for f in task["findings"]:
         assert f["verdict"] in ("agrees", "partly", "disagrees", "undetermined") and f["text"].endswith(".")
+    unc = task["uncertainty"]  # every number with a 95% interval, and the correlations' p-values
+    for m in MODELS:
+        acc = unc["models"][m]["accuracy"]
+        assert acc["low"] <= task["models"][m]["accuracy"] <= acc["high"] and acc["n"] == 6
+    assert set(unc["correlation"]["spearman"]) >= {"estimate", "p_value", "interval"}
+    assert "## Summary" in (smoke_run / "report.md").read_text()
     _numbers_finite(results)
     report = (smoke_run / "report.md").read_text()
-    for heading in ("### Models", "### Knockout", "### Patching", "### Findings"):
+    for heading in ("### Models", "### Knockout", "### Patching", "### Head detectors", "### Findings"):
         assert heading in report
     assert f"{task['models']['real']['accuracy']:.2f}" in report
     page = (smoke_run / "report.html").read_text()
@@ -87,8 +97,8 @@ def _strip_times(results):
     results.pop("timings"), results.pop("finished")
     for task in results["tasks"].values():
         task["data"].pop("seconds")
-        for section in ("compare",):
-            task[section].pop("seconds")
+        for section in ("compare", "detectors"):
+            task.get(section, {}).pop("seconds", None)
         for section in ("knockout", "patching"):
             for rec in task[section].values():
                 rec.pop("seconds")
@@ -124,7 +134,9 @@ def test_interrupted_study_resumes_to_the_same_results(smoke_run, tmp_path, monk
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", counting_clip)
 
-    knockouts, real_knockout = [], Study._knockout
+    from rhlens.tools.study.stages import STAGES
+
+    knockouts, real_knockout = [], STAGES["knockout"]
 
     def knockout_then_interrupt(self, unit):
         knockouts.append(unit.model)
@@ -132,7 +144,7 @@ def test_interrupted_study_resumes_to_the_same_results(smoke_run, tmp_path, monk
             raise KeyboardInterrupt(f"simulated interruption before {unit.label}")
         return real_knockout(self, unit)
 
-    monkeypatch.setattr(Study, "_knockout", knockout_then_interrupt)
+    monkeypatch.setitem(STAGES, "knockout", knockout_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         Study("smoke", out, progress=False).run()
     resumed = Study("smoke", out, progress=False).run()

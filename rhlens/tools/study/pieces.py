@@ -73,9 +73,11 @@ def _check_heads(model: Any, heads: Any, what: str) -> None:
 def run_scores(model_dir: "str | Path", examples_file: "str | Path", out: Path, *,
                methods: Sequence[str] = ("decode",),
                n: int | None = None, max_new_tokens: int = 50, threshold: float = 0.1, batch_size: int = 8,
-               device: str = "cpu", dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
+               device: str = "cpu", dtype: str = "float32", progress: bool = True,
+               rouge_gate: float | None = 0.5) -> dict[str, Any]:
     """Retrieval scores of every head: ``scores.json``, ``<method>.safetensors``, ``<method>.wu.json``
-    (Wu et al.'s format) and ``heatmap.html`` per method."""
+    (Wu et al.'s format) and ``heatmap.html`` per method (``rouge_gate``: as in
+    :func:`rhlens.retrieval_scores`)."""
     model = load_any_model(model_dir, device=device, dtype=dtype)
     examples = load_examples(examples_file, n)
     from rhlens import plot
@@ -86,7 +88,7 @@ def run_scores(model_dir: "str | Path", examples_file: "str | Path", out: Path, 
     figures = []
     for method in methods:
         scores = retrieval_scores(model, examples, method=method, max_new_tokens=max_new_tokens,
-                                  batch_size=batch_size, progress=progress)
+                                  batch_size=batch_size, progress=progress, rouge_gate=rouge_gate)
         scores.save(out / f"{method}.safetensors")
         write_json_atomic(out / f"{method}.wu.json", scores.to_wu_json(), indent=None)
         above = sorted(scores.above(threshold), key=lambda h: -float(scores.scores[h.layer, h.head]))

@@ -1,14 +1,16 @@
 """The study's stages (data, finetune, evaluate, scores, compare, knockout, patching) and the
-helpers they share, as a mixin of :class:`rhlens.tools.study.pipeline.Study`: each ``_<stage>(unit)``
-does one unit of work and returns its JSON record."""
+helpers they share, as a mixin of :class:`rhlens.tools.study.pipeline.Study`: each stage's method
+(:data:`STAGES`, in run order) does one unit of work and returns its JSON record."""
 
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rhlens.tools.study.analysis import cosine, pearson, retrieval_heads, spearman
+from rhlens.tools.study.analysis import cosine, pearson, recall_interval, retrieval_heads, spearman
 from rhlens.tools.study.config import EMBEDDED
+from rhlens.tools.study.layout import Layout
 
 REAL, LIMITED = "real", "real-limited"
 
@@ -57,12 +59,12 @@ class StageRunner:
     def _model(self, task: str, name: str) -> Any:
         from rhlens.models import load_model
 
-        return load_model(self.folder.file(f"{task}/models/{name}/model"), device=self.config.model.device)
+        return load_model(self.folder.file(Layout.model_dir(task, name)), device=self.config.model.device)
 
     def _examples(self, task: str, name: str, n: int | None = None) -> list:
         from rhlens.tasks import load_jsonl
 
-        examples = load_jsonl(self.folder.file(f"{task}/data/{name}.jsonl"))
+        examples = load_jsonl(self.folder.file(Layout.data_set(task, name)))
         return examples if n is None else examples[:n]
 
     @staticmethod
@@ -73,7 +75,7 @@ class StageRunner:
         from rhlens.scoring import HeadScores
 
         method = self.config.scores.methods[0]
-        scores = HeadScores.load(self.folder.file(f"{task}/scores/{model}.{method}.safetensors"))
+        scores = HeadScores.load(self.folder.file(Layout.scores_file(task, model, method)))
         return scores, retrieval_heads(scores.scores, threshold=self.config.scores.threshold, top_k=self.config.scores.top_k)
 
     # ---- stages (each returns the unit's JSON record) ---------------------------------------
@@ -86,7 +88,7 @@ class StageRunner:
         from rhlens.tasks import save_jsonl
 
         for name, examples in sets.items():
-            save_jsonl(examples, self.folder.file(f"{unit.task}/data/{name}.jsonl"))
+            save_jsonl(examples, self.folder.file(Layout.data_set(unit.task, name)))
         return summary
 
     def _finetune(self, unit: Unit) -> dict[str, Any]:
@@ -102,11 +104,11 @@ class StageRunner:
             lora_alpha=ft.lora_alpha, lora_targets=ft.lora_targets, seed=cfg.seed, save_every=ft.save_every,
             keep_last=1, resume=True, progress=self.progress,
         )
-        train_dir = self.folder.file(f"{unit.task}/models/{unit.model}/train")
+        train_dir = self.folder.file(Layout.train_dir(unit.task, unit.model))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="resume=True but .* holds no complete checkpoint")
             result = train(model, examples, tc, out_dir=train_dir)
-        save_model(model, self.folder.file(f"{unit.task}/models/{unit.model}/model"))
+        save_model(model, self.folder.file(Layout.model_dir(unit.task, unit.model)))
         shutil.rmtree(train_dir, ignore_errors=True)  # checkpoints only served resuming this fine-tune
         return {
             "train_set": self._train_set(unit.model), "n_examples": len(examples), "steps": result.steps,
@@ -133,16 +135,17 @@ class StageRunner:
         for method in s.methods:
             scores = retrieval_scores(model, examples, method=method, max_new_tokens=s.max_new_tokens,
                                       batch_size=s.batch_size, progress=self.progress)
-            stem = f"{unit.task}/scores/{unit.model}.{method}"
-            scores.save(self.folder.file(f"{stem}.safetensors"))
-            write_json_atomic(self.folder.file(f"{stem}.wu.json"), scores.to_wu_json(), indent=None)
+            files = {"scores": Layout.scores_file(unit.task, unit.model, method),
+                     "wu_json": Layout.wu_json(unit.task, unit.model, method)}
+            scores.save(self.folder.file(files["scores"]))
+            write_json_atomic(self.folder.file(files["wu_json"]), scores.to_wu_json(), indent=None)
             heads = retrieval_heads(scores.scores, threshold=s.threshold, top_k=s.top_k)
             record["methods"][method] = {
                 "scores": [[round(float(v), 6) for v in row] for row in scores.scores.tolist()],
                 "n_counted": scores.n_counted, "n_examples": scores.n_examples,
                 "n_above_threshold": len(scores.above(s.threshold)),
                 "retrieval_heads": [str(h) for h in sorted(heads, key=lambda h: -float(scores.scores[h.layer, h.head]))],
-                "files": {"scores": f"{stem}.safetensors", "wu_json": f"{stem}.wu.json"},
+                "files": files,
             }
         return record
 
@@ -150,22 +153,28 @@ class StageRunner:
         import torch
 
         from rhlens.heads import HeadSet
+        from rhlens.scoring import HeadScores
+        from rhlens.stats import correlation
 
         cfg, task = self.config, unit.task
         models = cfg.model_names(task)
-        accuracy = {m: self.folder.read(f"{task}/eval/{m}.json")["accuracy"] for m in models}
-        scores_rec = {m: self.folder.read(f"{task}/scores/{m}.json")["methods"] for m in models}
+        accuracy = {m: self.folder.read(Layout.record("evaluate", task, m))["accuracy"] for m in models}
+        scores_rec = {m: self.folder.read(Layout.record("scores", task, m))["methods"] for m in models}
         out: dict[str, Any] = {"accuracy": accuracy, "methods": {}}
         others = [m for m in models if m != REAL]
         for method in cfg.scores.methods:
             ref = HeadSet(scores_rec[REAL][method]["retrieval_heads"])
             ref_map = torch.tensor(scores_rec[REAL][method]["scores"])
+            ref_scores = HeadScores.load(self.folder.file(Layout.scores_file(task, REAL, method)))
             per_model = {}
             for m in models:
                 heads = HeadSet(scores_rec[m][method]["retrieval_heads"])
+                other = HeadScores.load(self.folder.file(Layout.scores_file(task, m, method)))
                 per_model[m] = {
                     "n_heads": len(heads),
                     "recall": heads.recall(ref) if ref else None,
+                    "recall_interval": recall_interval(ref_scores, other, threshold=cfg.scores.threshold,
+                                                       top_k=cfg.scores.top_k, seed=cfg.seed),
                     "precision": heads.precision(ref) if heads and ref else None,
                     "jaccard": heads.jaccard(ref) if heads or ref else None,
                     "cosine": cosine(ref_map, torch.tensor(scores_rec[m][method]["scores"])),
@@ -181,6 +190,8 @@ class StageRunner:
                     "models": others,
                     "spearman": spearman(recall, acc) if ok else None,
                     "pearson": pearson(recall, acc) if ok else None,
+                    "tests": {kind: correlation(recall, acc, method=kind, seed=cfg.seed) if ok else None
+                              for kind in ("spearman", "pearson")},
                 },
             }
         return out
@@ -207,14 +218,18 @@ class StageRunner:
         baseline = evaluate(model, examples, options=kw["options"])
         effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
         exclude = control_exclusion([scores], heads, cfg.scores.threshold)
-        draws, drawn = [], []
+        draws, drawn, per_draw = [], [], []
         for i in range(k.n_random):
             control = random_heads(model, len(heads), exclude=exclude, seed=cfg.seed + i)
-            draws.append(knockout_effect(model, examples, control, baseline=baseline, **kw).knocked.score)
+            knocked = knockout_effect(model, examples, control, baseline=baseline, **kw).knocked
+            draws.append(knocked.score)
+            per_draw.append(knocked.per_example.tolist())
             drawn.append([str(h) for h in control.ordered()])
         return {"heads": [str(h) for h in heads.ordered()], "baseline": baseline.score, "retrieval": effect.knocked.score,
                 "random": draws, "random_heads": drawn, "mode": k.mode, "n_examples": len(examples),
-                "random_excluded": exclude.labels()}
+                "random_excluded": exclude.labels(),
+                "per_example": {"baseline": baseline.per_example.tolist(), "retrieval": effect.knocked.per_example.tolist(),
+                                "random": per_draw}}
 
     def _patching(self, unit: Unit) -> dict[str, Any]:
         from rhlens.evaluation import evaluate
@@ -236,9 +251,36 @@ class StageRunner:
         source_score = evaluate(source, examples, **kw).score
         rows = {}
         for row in table.rows:
-            rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws)}
+            rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws),
+                              "per_example": list(row.per_example)}
         return {"rows": rows, "source_score": source_score, "source_heads": src.labels(), "target_heads": tgt.labels(),
                 "random_excluded": exclude.labels(), "positions": p.positions, "n_examples": len(examples)}
+
+
+    def _detectors(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.tools.study.detectors import run_detectors
+
+        cfg, s = self.config, self.config.scores
+        model = self._model(unit.task, unit.model)
+        examples = self._examples(unit.task, "real_test", s.n_examples)
+        folder = Layout.detectors_dir(unit.task, unit.model)
+        summary = run_detectors(model, examples, self.folder.file(folder), detectors=s.detectors, ks=(1, 2, 3, 5),
+                                n_random=cfg.knockout.n_random, seed=cfg.seed, max_new_tokens=s.max_new_tokens,
+                                batch_size=s.batch_size, progress=self.progress, title=f"{unit.task}: head detectors")
+        return {**summary, "folder": folder, "n_examples": len(examples)}
+
+
+#: each stage, in run order, and the method that does one unit of it
+STAGES: dict[str, Callable[[StageRunner, Unit], dict[str, Any]]] = {
+    "data": StageRunner._data,
+    "finetune": StageRunner._finetune,
+    "evaluate": StageRunner._evaluate,
+    "scores": StageRunner._scores,
+    "compare": StageRunner._compare,
+    "knockout": StageRunner._knockout,
+    "patching": StageRunner._patching,
+    "detectors": StageRunner._detectors,
+}
 
 
 def control_exclusion(scores: list[Any], chosen: Any, threshold: float) -> Any:
