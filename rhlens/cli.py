@@ -28,7 +28,6 @@ from typing import Sequence
 
 from rhlens.tools.arguments import at_least, fraction
 
-TASK_CHOICES = ("mdqa", "musique", "summhay", "kv", "all")
 GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
 
 
@@ -52,43 +51,19 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
 
 
 def _add_detectors(sub: "argparse._SubParsersAction") -> None:
-    d = sub.add_parser("detectors", help="head detectors side by side: agreement and knockout curves; JSON and a page")
-    d.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
-    src = d.add_mutually_exclusive_group(required=True)
-    src.add_argument("--task", choices=("mdqa", "musique", "summhay", "kv", "niah"), help="generate examples of this task")
-    src.add_argument("--examples", type=Path, help=f"JSONL file of rhlens.Example records ({GENERATE_HINT})")
-    d.add_argument("--variant", default="realistic", help="with --task: the variant")
-    d.add_argument("--context-tokens", type=int, default=256, help="with --task: prompt length in tokens")
-    d.add_argument("--n", type=int, default=24, help="examples (with --examples: the first N)")
-    d.add_argument("--detectors", default=None,
-                   help="comma-separated detectors to compare (default: all: decode, forced, attention_mass, query_focus, attribution)")
-    d.add_argument("--ks", default="1,2,3,5,8", help="heads knocked out per detector, comma-separated")
-    d.add_argument("--n-random", type=at_least(0), default=3, help="random head sets per k (outside every detector's top k)")
-    d.add_argument("--n-boot", type=int, default=200, help="bootstrap draws over examples for the intervals")
-    d.add_argument("--max-new-tokens", type=int, default=32, help="Wu's decoding budget (decode)")
-    d.add_argument("--batch-size", type=int, default=8)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="cpu")
-    d.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
-    d.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
-    _add_progress(d)
+    from rhlens.tools.study.detectors import add_detectors_arguments
+
+    add_detectors_arguments(sub.add_parser("detectors", help="head detectors side by side: agreement and knockout "
+                                           "curves; JSON and a page"), GENERATE_HINT)
+    _add_progress(sub.choices["detectors"])
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("study", help="the paper's whole pipeline: fine-tunes, scores, compare, knockout, patching, report")
-    src = s.add_mutually_exclusive_group()
-    src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
-                     help="a shipped config (default tiny: the embedded base, ~15 min on a laptop CPU)")
-    src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
-    s.add_argument("--task", choices=TASK_CHOICES, default=None, help="study only this task (all: the four tasks)")
-    s.add_argument("--base", default=None, help="base model folder (rhlens or Hugging Face) instead of the config's")
-    s.add_argument("--out", type=Path, required=True, help="run folder (a rerun with the same config resumes)")
-    s.add_argument("--dry-run", action="store_true", help="check paths, print the plan and a cost estimate; load no weights")
-    s.add_argument("--overwrite", action="store_true", help="replace a study of another config in --out")
-    _add_progress(s)
+    from rhlens.tools.study.command import add_study_parser  # noqa: I001  (loads no torch)
+    add_study_parser(sub, _add_progress)
 
     sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
     sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
@@ -166,32 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- study ----------------------------------------------------------------------------------------
-def _study_config(args: argparse.Namespace):
-    from rhlens.tools.study import StudyConfig
-    from rhlens.tools.study.config import STUDY_TASKS
-
-    config = StudyConfig.from_file(args.config) if args.config else StudyConfig.preset(args.preset or "tiny")
-    if args.task:
-        config = config.replace(tasks=STUDY_TASKS if args.task == "all" else (args.task,))
-    if args.base:
-        config = config.with_base(args.base)
-    return config
-
-
 def _cmd_study(args: argparse.Namespace) -> int:
     from rhlens.tools.study import Study
+    from rhlens.tools.study.command import print_dry_run, study_config
 
-    study = Study(_study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    study = Study(study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
     if args.dry_run:
-        notes = study.check()
-        plan = study.plan()
-        print(f"study {study.config.name!r}: dry run, no weights loaded")
-        for note in notes:
-            print(f"  ok  {note}")
-        print(json.dumps(plan, indent=2))
-        print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h at "
-              f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second)")
-        return 0
+        return print_dry_run(study)
     study.check()
     _say_threads(args)
     results = study.run()
@@ -292,36 +248,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_detectors(args: argparse.Namespace) -> int:
-    from rhlens.scoring.compare import DETECTORS, check_detectors
-    from rhlens.tools.study.detectors import run_detectors
-    from rhlens.tools.study.pieces import load_any_model, load_examples
+    from rhlens.tools.study.detectors import detectors_command
 
-    names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else list(DETECTORS)
-    detectors = check_detectors(names, what="--detectors")
-    ks = [int(k) for k in args.ks.split(",") if k.strip()]
-    _prepare_out(args.out, args.overwrite)
-    model = load_any_model(args.model, device=args.device)
-    if args.examples is not None:
-        examples = load_examples(args.examples, args.n)
-    else:
-        from rhlens.adapter import tokenizer_of
-        from rhlens.tasks import generate
-
-        examples = generate(args.task, args.variant, args.n, context_tokens=args.context_tokens,
-                            tokenizer=tokenizer_of(model), seed=args.seed)
-    _say_threads(args)
-    s = run_detectors(model, examples, args.out, detectors=detectors, ks=ks, n_random=args.n_random, n_boot=args.n_boot,
-                      seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                      progress=not args.no_progress, title=f"rhlens detectors: {args.model}")
-    for row in s["agreement"]:
-        rho = "n/a" if row["spearman"] is None else f"{row['spearman']:+.2f}"
-        print(f"{row['a']:>14s} vs {row['b']:<14s} Spearman {rho}")
-    k = s["knockout"]["ks"]
-    print(f"drop in {s['knockout']['metric']} with the top-k heads out, k = {k}:")
-    for name, drops in s["drop"].items():
-        print(f"  {name:14s} " + " ".join(f"{v:+.3f}" for v in drops))
-    print(f"  {'random':14s} " + " ".join(f"{v:+.3f}" for v in s["random_drop"]))
-    print(f"Results written to {args.out}: detectors.json, detectors.html, <detector>.safetensors")
+    for line in detectors_command(args, check_out=lambda: _prepare_out(args.out, args.overwrite),
+                                  before_run=lambda: _say_threads(args)):
+        print(line)
     return 0
 
 

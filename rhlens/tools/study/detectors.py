@@ -8,10 +8,12 @@ written into ``out``: ``detectors.json`` (scores, agreement, curves), one
 per detector).
 """
 
+import argparse
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rhlens.files import write_json_atomic
+from rhlens.tools.arguments import at_least
 
 
 def detectors_summary(comparison: Any, curves: Any) -> dict[str, Any]:
@@ -80,3 +82,64 @@ def detectors_figure(task: str, rec: dict[str, Any]) -> Any:
     from rhlens import plot
 
     return plot.knockout_curves_figure(rec["knockout"], title=f"{task}: each detector's top-k heads knocked out")
+
+
+# ---- rhlens detectors ------------------------------------------------------------------------
+def add_detectors_arguments(d: argparse.ArgumentParser, generate_hint: str) -> None:
+    """The options of ``rhlens detectors`` (the command line's ``--no-progress`` and ``--threads``
+    come from :mod:`rhlens.cli`)."""
+    d.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--task", choices=("mdqa", "musique", "summhay", "kv", "niah"), help="generate examples of this task")
+    src.add_argument("--examples", type=Path, help=f"JSONL file of rhlens.Example records ({generate_hint})")
+    d.add_argument("--variant", default="realistic", help="with --task: the variant")
+    d.add_argument("--context-tokens", type=at_least(8), default=256, help="with --task: prompt length in tokens")
+    d.add_argument("--n", type=at_least(1), default=24, help="examples (with --examples: the first N)")
+    d.add_argument("--detectors", default=None,
+                   help="comma-separated detectors to compare (default: all: decode, forced, attention_mass, query_focus, attribution)")
+    d.add_argument("--ks", default="1,2,3,5,8", help="heads knocked out per detector, comma-separated")
+    d.add_argument("--n-random", type=at_least(0), default=3, help="random head sets per k (outside every detector's top k)")
+    d.add_argument("--n-boot", type=at_least(0), default=200, help="bootstrap draws over examples for the intervals")
+    d.add_argument("--max-new-tokens", type=at_least(1), default=32, help="Wu's decoding budget (decode)")
+    d.add_argument("--batch-size", type=at_least(1), default=8)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
+    d.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+
+
+def detectors_command(args: argparse.Namespace, *, check_out: Callable[[], None], before_run: Callable[[], None]) -> list[str]:
+    """Run ``rhlens detectors`` (names and ks checked, then ``check_out()``, before anything loads;
+    ``before_run()`` right before the work); returns the lines to print."""
+    from rhlens.scoring.compare import DETECTORS, check_detectors
+    from rhlens.tools.study.pieces import load_any_model, load_examples
+
+    names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else list(DETECTORS)
+    detectors = check_detectors(names, what="--detectors")
+    try:
+        ks = [int(k) for k in args.ks.split(",") if k.strip()]
+    except ValueError:
+        raise ValueError(f"--ks {args.ks!r}: give whole numbers separated by commas, e.g. 1,2,3,5") from None
+    check_out()
+    model = load_any_model(args.model, device=args.device)
+    if args.examples is not None:
+        examples = load_examples(args.examples, args.n)
+    else:
+        from rhlens.adapter import tokenizer_of
+        from rhlens.tasks import generate
+
+        examples = generate(args.task, args.variant, args.n, context_tokens=args.context_tokens,
+                            tokenizer=tokenizer_of(model), seed=args.seed)
+    before_run()
+    s = run_detectors(model, examples, args.out, detectors=detectors, ks=ks, n_random=args.n_random, n_boot=args.n_boot,
+                      seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                      progress=not args.no_progress, title=f"rhlens detectors: {args.model}")
+    lines = []
+    for row in s["agreement"]:
+        rho = "n/a" if row["spearman"] is None else f"{row['spearman']:+.2f}"
+        lines.append(f"{row['a']:>14s} vs {row['b']:<14s} Spearman {rho}")
+    lines.append(f"drop in {s['knockout']['metric']} with the top-k heads out, k = {s['knockout']['ks']}:")
+    lines += [f"  {name:14s} " + " ".join(f"{v:+.3f}" for v in drops) for name, drops in s["drop"].items()]
+    lines.append(f"  {'random':14s} " + " ".join(f"{v:+.3f}" for v in s["random_drop"]))
+    lines.append(f"Results written to {args.out}: detectors.json, detectors.html, <detector>.safetensors")
+    return lines
