@@ -146,3 +146,4 @@ def test_report_opens_with_a_summary_and_names_metric_counts_and_caveat():
     assert md.index("## Summary") < md.index("## mdqa")
     assert "Metric: substring on 50 real test examples" in md and "real-limited 40" in md
     assert "engineered" in md and "L1H0" in md and "bootstrap 95% intervals" in md
+    assert "its figure: MDQA: real-data model 0.83" in md  # the paper's figure beside the miniature's
