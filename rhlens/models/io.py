@@ -127,6 +127,8 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
         )
     from safetensors.torch import save_file
 
+    from rhlens.files import respect_umask
+
     target = Path(path)
     if target.exists():
         if not target.is_dir():
@@ -151,6 +153,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     try:
         tmp.mkdir()
         save_file(_tensors_to_save(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "rhlens": FORMAT})
+        respect_umask(tmp / WEIGHTS_FILE)
         if tok is not None:
             tok.save_pretrained(str(tmp))
         with open(tmp / MANIFEST_FILE, "w", encoding="utf-8") as fh:

@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rhlens.adapter.core import HookedTransformer
-from rhlens.files import write_json_atomic
+from rhlens.files import respect_umask, write_json_atomic
 from rhlens.training.trainer_state import jsonable, join_optimizer_state, rng_state, set_rng_state, split_optimizer_state
 
 FORMAT = "rhlens-train-checkpoint"
@@ -69,6 +69,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+    respect_umask(path)
 
 
 # ---- model files --------------------------------------------------------------------------------

@@ -26,14 +26,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from rhlens.cli.common import GENERATE_HINT
+from rhlens.cli.common import add_progress as _add_progress
+from rhlens.cli.common import prepare_out as _prepare_out
+from rhlens.cli.common import say_threads as _say_threads
 from rhlens.tools.arguments import at_least, fraction
-
-GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
-
-
-def _add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
 
 def _add_model_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=Path, required=True,
@@ -159,22 +156,6 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 # ---- pieces ---------------------------------------------------------------------------------------
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    """Check a pieces command's ``--out`` before any work: a folder we can write, new or empty
-    unless ``--overwrite``."""
-    from rhlens.tools.study.folder import check_writable
-
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
-    check_writable(out)
-
-
-def _say_threads(args: argparse.Namespace) -> None:
-    """Say (on stderr) how many threads the command ran or runs on (after its checks, so an error
-    stays the only line on stderr)."""
-    print(args.threads_note, file=sys.stderr)
-
-
 def _common(args: argparse.Namespace) -> dict:
     return dict(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
                 dtype=args.dtype, progress=not args.no_progress)
