@@ -28,7 +28,6 @@ from typing import Sequence
 
 from rhlens.tools.arguments import at_least, fraction
 
-TASK_CHOICES = ("mdqa", "musique", "summhay", "kv", "all")
 GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
 
 
@@ -63,17 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("study", help="the paper's whole pipeline: fine-tunes, scores, compare, knockout, patching, report")
-    src = s.add_mutually_exclusive_group()
-    src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
-                     help="a shipped config (default tiny: the embedded base, ~15 min on a laptop CPU)")
-    src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
-    s.add_argument("--task", choices=TASK_CHOICES, default=None, help="study only this task (all: the four tasks)")
-    s.add_argument("--base", default=None, help="base model folder (rhlens or Hugging Face) instead of the config's")
-    s.add_argument("--out", type=Path, required=True, help="run folder (a rerun with the same config resumes)")
-    s.add_argument("--dry-run", action="store_true", help="check paths, print the plan and a cost estimate; load no weights")
-    s.add_argument("--overwrite", action="store_true", help="replace a study of another config in --out")
-    _add_progress(s)
+    from rhlens.tools.study.command import add_study_parser  # noqa: I001  (loads no torch)
+    add_study_parser(sub, _add_progress)
 
     sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
     sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
@@ -151,32 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- study ----------------------------------------------------------------------------------------
-def _study_config(args: argparse.Namespace):
-    from rhlens.tools.study import StudyConfig
-    from rhlens.tools.study.config import STUDY_TASKS
-
-    config = StudyConfig.from_file(args.config) if args.config else StudyConfig.preset(args.preset or "tiny")
-    if args.task:
-        config = config.replace(tasks=STUDY_TASKS if args.task == "all" else (args.task,))
-    if args.base:
-        config = config.with_base(args.base)
-    return config
-
-
 def _cmd_study(args: argparse.Namespace) -> int:
     from rhlens.tools.study import Study
+    from rhlens.tools.study.command import print_dry_run, study_config
 
-    study = Study(_study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    study = Study(study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
     if args.dry_run:
-        notes = study.check()
-        plan = study.plan()
-        print(f"study {study.config.name!r}: dry run, no weights loaded")
-        for note in notes:
-            print(f"  ok  {note}")
-        print(json.dumps(plan, indent=2))
-        print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h at "
-              f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second)")
-        return 0
+        return print_dry_run(study)
     study.check()
     _say_threads(args)
     results = study.run()

@@ -162,6 +162,7 @@ class PatchingRow:
     score: float
     delta: float
     draws: list[float] = field(default_factory=list)
+    per_example: list[float] = field(default_factory=list)  # each example's score (random rows: mean over draws)
 
 
 @dataclass

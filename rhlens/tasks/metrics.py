@@ -114,6 +114,20 @@ def _citation(prediction, example):
 
 
 _DEFAULT = {"mdqa": _qa, "musique": _qa, "niah": _qa, "kv": _kv, "summhay": _citation}
+_NAMES = {"mdqa": "best-subspan exact match", "musique": "best-subspan exact match", "niah": "best-subspan exact match",
+          "kv": "exact match of the first line", "summhay": "citation F1"}
+
+
+def default_metric_name(task: str) -> str:
+    """What :func:`default_metric` of ``task`` computes, in words (for reports).
+
+    >>> default_metric_name("mdqa")
+    'best-subspan exact match'
+    """
+    for name, text in _NAMES.items():
+        if task == name or task.startswith(name):
+            return text
+    raise ValueError(f"no default metric for task {task!r}; known: {sorted(_NAMES)}")
 
 
 def default_metric(task: str):

@@ -240,10 +240,11 @@ class Study(StageRunner):
             if cfg.scores.detectors else 0,
         }
         flops = {k: v * len(cfg.tasks) for k, v in per_task.items()}
+        flops = {k: v * len(cfg.seeds) for k, v in flops.items()}  # each seed is a whole replicate
         total = sum(flops.values())
         stages: dict[str, int] = {}
         for u in self.units():
-            stages[u.stage] = stages.get(u.stage, 0) + 1
+            stages[u.stage] = stages.get(u.stage, 0) + len(cfg.seeds)
         return {
             "tasks": list(cfg.tasks),
             "models": cfg.model_names(cfg.tasks[0]),
@@ -270,6 +271,8 @@ class Study(StageRunner):
         identity = self.identity()
         self.folder = RunFolder.open(self.out, identity, _digest(identity), overwrite=self.overwrite,
                                      tasks=list(cfg.tasks))
+        if len(cfg.seeds) > 1:
+            return self._run_replicates(identity)
         units = self.units()
         started = time.time()
         todo = [u for u in units if not self.folder.done(u.record)]
@@ -289,6 +292,24 @@ class Study(StageRunner):
                                   digest=_digest(identity), base=identity["base"])
         write_reports(self.folder.path, results)
         self._log(f"study done: {self.out / Layout.REPORTS[0]}")
+        return results
+
+    def _run_replicates(self, identity: dict[str, Any]) -> dict[str, Any]:
+        """Each seed as a whole one-seed study in ``seed-<n>/``, then results pooled over the seeds."""
+        started = time.time()
+        per_seed = []
+        for seed in self.config.seeds:
+            folder = self.out / Layout.replicate(seed)
+            self._log(f"replicate seed {seed} of {list(self.config.seeds)}: {folder}")
+            sub = Study(self.config.replicate(seed), folder, overwrite=self.overwrite,
+                        progress=self.progress, log=self._log)
+            per_seed.append(sub.run())
+        from rhlens.tools.study.replicates import pool_results
+        from rhlens.tools.study.report import write_reports
+
+        results = pool_results(per_seed, self.config, digest=_digest(identity), seconds=time.time() - started)
+        write_reports(self.out, results)
+        self._log(f"study done ({len(per_seed)} seeds pooled): {self.out / Layout.REPORTS[0]}")
         return results
 
 

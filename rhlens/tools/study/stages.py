@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rhlens.tools.study.analysis import cosine, pearson, retrieval_heads, spearman
+from rhlens.tools.study.analysis import cosine, pearson, recall_interval, retrieval_heads, spearman
 from rhlens.tools.study.config import EMBEDDED
 from rhlens.tools.study.layout import Layout
 
@@ -153,6 +153,8 @@ class StageRunner:
         import torch
 
         from rhlens.heads import HeadSet
+        from rhlens.scoring import HeadScores
+        from rhlens.stats import correlation
 
         cfg, task = self.config, unit.task
         models = cfg.model_names(task)
@@ -163,12 +165,16 @@ class StageRunner:
         for method in cfg.scores.methods:
             ref = HeadSet(scores_rec[REAL][method]["retrieval_heads"])
             ref_map = torch.tensor(scores_rec[REAL][method]["scores"])
+            ref_scores = HeadScores.load(self.folder.file(Layout.scores_file(task, REAL, method)))
             per_model = {}
             for m in models:
                 heads = HeadSet(scores_rec[m][method]["retrieval_heads"])
+                other = HeadScores.load(self.folder.file(Layout.scores_file(task, m, method)))
                 per_model[m] = {
                     "n_heads": len(heads),
                     "recall": heads.recall(ref) if ref else None,
+                    "recall_interval": recall_interval(ref_scores, other, threshold=cfg.scores.threshold,
+                                                       top_k=cfg.scores.top_k, seed=cfg.seed),
                     "precision": heads.precision(ref) if heads and ref else None,
                     "jaccard": heads.jaccard(ref) if heads or ref else None,
                     "cosine": cosine(ref_map, torch.tensor(scores_rec[m][method]["scores"])),
@@ -184,6 +190,8 @@ class StageRunner:
                     "models": others,
                     "spearman": spearman(recall, acc) if ok else None,
                     "pearson": pearson(recall, acc) if ok else None,
+                    "tests": {kind: correlation(recall, acc, method=kind, seed=cfg.seed) if ok else None
+                              for kind in ("spearman", "pearson")},
                 },
             }
         return out
@@ -210,14 +218,18 @@ class StageRunner:
         baseline = evaluate(model, examples, options=kw["options"])
         effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
         exclude = control_exclusion([scores], heads, cfg.scores.threshold)
-        draws, drawn = [], []
+        draws, drawn, per_draw = [], [], []
         for i in range(k.n_random):
             control = random_heads(model, len(heads), exclude=exclude, seed=cfg.seed + i)
-            draws.append(knockout_effect(model, examples, control, baseline=baseline, **kw).knocked.score)
+            knocked = knockout_effect(model, examples, control, baseline=baseline, **kw).knocked
+            draws.append(knocked.score)
+            per_draw.append(knocked.per_example.tolist())
             drawn.append([str(h) for h in control.ordered()])
         return {"heads": [str(h) for h in heads.ordered()], "baseline": baseline.score, "retrieval": effect.knocked.score,
                 "random": draws, "random_heads": drawn, "mode": k.mode, "n_examples": len(examples),
-                "random_excluded": exclude.labels()}
+                "random_excluded": exclude.labels(),
+                "per_example": {"baseline": baseline.per_example.tolist(), "retrieval": effect.knocked.per_example.tolist(),
+                                "random": per_draw}}
 
     def _patching(self, unit: Unit) -> dict[str, Any]:
         from rhlens.evaluation import evaluate
@@ -239,7 +251,8 @@ class StageRunner:
         source_score = evaluate(source, examples, **kw).score
         rows = {}
         for row in table.rows:
-            rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws)}
+            rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws),
+                              "per_example": list(row.per_example)}
         return {"rows": rows, "source_score": source_score, "source_heads": src.labels(), "target_heads": tgt.labels(),
                 "random_excluded": exclude.labels(), "positions": p.positions, "n_examples": len(examples)}
 
