@@ -79,7 +79,7 @@ class DetectorComparison:
 
     >>> import torch
     >>> hs = lambda t: HeadScores(torch.tensor(t))
-    >>> scores = {"a": hs([[[0.9, 0.1]], [[0.7, 0.0]]]), "b": hs([[[0.2, 0.8]], [[0.1, 0.6]]])}
+    >>> scores = {"a": hs([[[0.9, 0.1, 0.5]], [[0.7, 0.0, 0.4]]]), "b": hs([[[0.2, 0.8, 0.5]], [[0.1, 0.6, 0.3]]])}
     >>> cmp = DetectorComparison(scores, ks=[1], agreement=agreement_rows(scores, [1], n_boot=10))
     >>> cmp.agreement[0]["spearman"], cmp.to_dataframe()[["a", "b", "top1"]].values.tolist()
     (-1.0, [['a', 'b', 0.0]])
