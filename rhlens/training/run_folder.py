@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rhlens.adapter.core import HookedTransformer, architecture
+from rhlens.adapter.core import Model, architecture
 from rhlens.training.checkpoint import DERIVED_SUFFIXES, STEP_PREFIX, jsonable, list_checkpoints, write_json
 from rhlens.training.run_log import METRICS_FILE
 
@@ -26,7 +26,7 @@ class RunFolderError(ValueError):
     """``out_dir`` holds another training run (or this one, without ``resume``); nothing was touched."""
 
 
-def run_identity(model: HookedTransformer, config: dict[str, Any], *, total_steps: int, data_fingerprint: str) -> dict[str, Any]:
+def run_identity(model: Model, config: dict[str, Any], *, total_steps: int, data_fingerprint: str) -> dict[str, Any]:
     """What makes two runs the same run: the model's architecture and parameter shapes, the
     trajectory-shaping ``config`` entries, the step count and the training tokens' fingerprint."""
     cfg = model.cfg
