@@ -180,7 +180,7 @@ def test_the_cycle_check_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-@pytest.mark.parametrize("module", ["rhlens.models.hf", "rhlens.training.loop", "rhlens.training.lora", "rhlens.training.loss"])
+@pytest.mark.parametrize("module", ["rhlens.models.hf.loader", "rhlens.training.loop", "rhlens.training.lora", "rhlens.training.loss"])
 def test_rooms_rebuilt_for_issue_15_import_the_adapter(module):
     assert any(t.startswith(ADAPTER) for t in _import_graph()[module])
 

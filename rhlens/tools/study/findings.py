@@ -12,6 +12,16 @@ entry of ``results.json`` with its ``uncertainty`` (:func:`rhlens.tools.study.un
 from typing import Any
 
 REAL, LIMITED = "real", "real-limited"
+#: the paper's figure for each finding, set beside the miniature's in the reports (numbers as quoted
+#: in rhlens's issue 24 from Zhao, Yin and Durrett, ICML 2025; no number is given where none was quoted)
+PAPER_FIGURES = {
+    "gap": "MDQA: real-data model 0.83 against the best synthetic set's 0.49 (F1)",
+    "overlap": "MuSiQue: 129 retrieval heads in the real-data model against 112 and 39 in two synthetic-data models; "
+               "synthetic-data heads are mostly a subset of the real-data ones",
+    "correlation": "a strong positive correlation across training sets (the paper's headline)",
+    "knockout": "a sharp drop with the top retrieval heads knocked out; random heads barely matter (no number quoted here)",
+    "patching": "part of the gap recovered, more than random heads (no number quoted here)",
+}
 RANDOM_COST = 0.1  # "as many random heads barely matter": a random knockout costs at most this much
 ALPHA = 0.05  # a correlation is told apart from none when its permutation p-value is below this
 
@@ -160,7 +170,9 @@ def _patch_case(m: str, rec: dict[str, Any], u: dict[str, Any]) -> tuple[bool, s
     notes = [f"{k} has 0 heads (nothing patched)" for k in ("intersection", "complement") if not len(rows[k]["heads"])]
     over = [k for k in head_rows if original < source <= rows[k]["score"]]
     if over:
-        notes.append(f"{' and '.join(over)} reach{'es' if len(over) == 1 else ''} or pass the real model ({source:.2f})")
+        one = len(over) == 1
+        notes.append(f"{' and '.join(over)} reach{'es' if one else ''} or pass{'es' if one else ''} the real model "
+                     f"({source:.2f}): overshoot")
     best = max(head_rows, key=lambda k: pu[k]["delta"]["estimate"]) if head_rows and pu else None
     rand = max((pu[k]["delta"]["estimate"] for k in pu if k.startswith("random") and max(pu[k]["n_heads"]) > 0),
                default=0.0) if pu else 0.0
@@ -199,10 +211,11 @@ def finding_patching(pt: dict[str, Any], unc: dict[str, Any]) -> dict[str, Any]:
 def findings(entry: dict[str, Any], variants: list[str], method: str) -> list[dict[str, Any]]:
     """The paper's five findings for one task entry (with its ``uncertainty``)."""
     unc, compare = entry["uncertainty"], entry["compare"]["methods"][method]
-    return [
+    out = [
         finding_gap(unc, variants),
         finding_overlap(compare, unc, variants),
         finding_correlation(unc),
         finding_knockout(entry["knockout"], unc),
         finding_patching(entry["patching"], unc),
     ]
+    return [{**f, "paper_figure": PAPER_FIGURES[f["id"]]} for f in out]

@@ -240,7 +240,7 @@ def report_markdown(results: dict[str, Any]) -> str:
             parts[-2:-2] = ["### Head detectors on the real-data model", "", detectors_markdown(entry["detectors"]), ""]
         for f in entry["findings"]:
             parts.append(f"- **{f['title']}**: the miniature {MARKS[f['verdict']]}. {f['text']} "
-                         f"(Paper: {f['paper']}. Verdict rule: {f['rule']}.)")
+                         f"(Paper: {f['paper']}; its figure: {f['paper_figure']}. Verdict rule: {f['rule']}.)")
     parts += ["", "## Run", "", run_line(results)]
     return "\n".join(parts) + "\n"
 
@@ -282,7 +282,8 @@ def report_html(results: dict[str, Any], path: Path) -> None:
         figures.append((f"{task}: tables", "<h3>Models</h3>" + _md_table_html(tables["models"]) + "<h3>Knockout</h3>"
                         + _md_table_html(tables["knockout"]) + "<h3>Patching</h3>" + _md_table_html(tables["patching"])))
         items = "".join(f"<li><b>{html.escape(f['title'])}</b> ({html.escape(f['verdict'])}): {html.escape(f['text'])} "
-                        f"<i>Paper: {html.escape(f['paper'])}. Rule: {html.escape(f['rule'])}.</i></li>"
+                        f"<i>Paper: {html.escape(f['paper'])}; its figure: {html.escape(f['paper_figure'])}. "
+                        f"Rule: {html.escape(f['rule'])}.</i></li>"
                         for f in entry["findings"])
         figures.append((f"{task}: findings", f"<ul>{items}</ul>"))
     figures.append(("Run", _paragraphs([run_line(results)])))

@@ -120,7 +120,7 @@ def test_patching_notes_overshoot_and_empty_rows():
     rows["complement"].update(heads=[])
     entry["uncertainty"] = task_uncertainty([entry], method="decode")
     text = next(f for f in findings(entry, VARIANTS, "decode") if f["id"] == "patching")["text"]
-    assert "intersection reaches or pass" in text and "complement has 0 heads" in text
+    assert "intersection reaches or passes the real model" in text and "complement has 0 heads" in text
     table = task_tables("mdqa", entry, "decode")["patching"]
     assert "overshoot" in table and "0 heads, nothing patched" in table
 
@@ -146,3 +146,26 @@ def test_report_opens_with_a_summary_and_names_metric_counts_and_caveat():
     assert md.index("## Summary") < md.index("## mdqa")
     assert "Metric: substring on 50 real test examples" in md and "real-limited 40" in md
     assert "engineered" in md and "L1H0" in md and "bootstrap 95% intervals" in md
+    assert "its figure: MDQA: real-data model 0.83" in md  # the paper's figure beside the miniature's
+
+
+def test_replicates_pool_over_seeds_and_keep_each_seed():
+    from rhlens.tools.study import StudyConfig
+    from rhlens.tools.study.replicates import pool_results
+
+    other = _entry({**ACC, "symbolic": 0.5}, {**RECALL, "symbolic": 0.4}, 0.1, PATCHED)
+    for e in (PAPERLIKE, other):
+        for info in e["models"].values():
+            info["scores"] = {"decode": [[0.5, 0.0]]}
+    cfg = StudyConfig.from_dict({"seeds": [0, 1], "data": {"variants": VARIANTS}})
+    per_seed = [{"format": "f", "base_fingerprint": {}, "base_design": None, "versions": {}, "primary_method": "decode",
+                 "timings": {"total_unit_seconds": 10.0}, "tasks": {"mdqa": copy.deepcopy(e)}} for e in (PAPERLIKE, other)]
+    pooled = pool_results(per_seed, cfg, digest="d", seconds=1.0)
+    task = pooled["tasks"]["mdqa"]
+    sym = task["uncertainty"]["models"]["symbolic"]
+    assert sym["accuracy"]["over"] == "seeds x examples" and sym["accuracy"]["estimate"] == pytest.approx(0.4)
+    assert sym["recall"]["over"] == "seeds" and sym["recall"]["per_seed"] == [0.2, 0.4]
+    assert task["models"]["symbolic"]["accuracy"] == pytest.approx(0.4)
+    assert task["by_seed"]["1"]["symbolic"]["accuracy"] == 0.5 and pooled["timings"]["total_unit_seconds"] == 20.0
+    assert [f["id"] for f in task["findings"]] == ["gap", "overlap", "correlation", "knockout", "patching"]
+    assert "seeds [0, 1]" in report_markdown(pooled)
