@@ -20,6 +20,7 @@ the traceback); Ctrl-C is not caught. ``--out`` is checked before any work.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -30,7 +31,8 @@ from rhlens.cli.common import GENERATE_HINT
 from rhlens.cli.common import add_progress as _add_progress
 from rhlens.cli.common import prepare_out as _prepare_out
 from rhlens.cli.common import say_threads as _say_threads
-from rhlens.tools.arguments import at_least, fraction
+from rhlens.tools.arguments import at_least, fraction, fraction_or_none
+
 
 def _add_model_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=Path, required=True,
@@ -47,6 +49,19 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     _add_progress(p)
 
 
+def _add_generate(sub: "argparse._SubParsersAction") -> None:
+    g = sub.add_parser("generate", help="write synthetic examples to a JSONL file (what --examples reads)")
+    g.add_argument("task", help="mdqa, musique, summhay, kv or niah")
+    g.add_argument("variant", help="realistic, realistic-filler, fictional, fictional-filler or symbolic")
+    g.add_argument("--n", type=int, default=40, help="number of examples")
+    g.add_argument("--context-tokens", type=int, default=256, help="prompt length in tokens (within 5%%)")
+    g.add_argument("--tokenizer", type=Path, default=None, metavar="MODEL_DIR",
+                   help="count tokens with this model folder's tokenizer (default: the embedded base's)")
+    g.add_argument("--seed", type=int, default=0, help="examples are a deterministic function of the seed")
+    g.add_argument("--out", type=Path, required=True, help="the JSONL file to write (new, or --overwrite)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
 def _add_detectors(sub: "argparse._SubParsersAction") -> None:
     from rhlens.tools.study.detectors import add_detectors_arguments
 
@@ -57,7 +72,8 @@ def _add_detectors(sub: "argparse._SubParsersAction") -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=functools.partial(
+        argparse.ArgumentParser, formatter_class=argparse.ArgumentDefaultsHelpFormatter))  # help shows defaults
 
     from rhlens.tools.study.command import add_study_parser  # noqa: I001  (loads no torch)
     add_study_parser(sub, _add_progress)
@@ -66,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
     sc.add_argument("--method", choices=("decode", "forced", "both"), default="decode",
                     help="decode: Wu et al.'s score while the model answers; forced: the answer teacher-forced")
-    sc.add_argument("--rouge-gate", type=_gate, default=0.5, metavar="R|none",
+    sc.add_argument("--rouge-gate", type=fraction_or_none, default=0.5, metavar="R|none",
                     help="count an example only when the answer's ROUGE-1 recall exceeds R (Wu et al.: 0.5); "
                          "none counts every example")
     _add_model_opts(sc)
@@ -114,26 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
     _add_progress(q)
 
-    g = sub.add_parser("generate", help="write synthetic examples to a JSONL file (what --examples reads)")
-    g.add_argument("task", help="mdqa, musique, summhay, kv or niah")
-    g.add_argument("variant", help="realistic, realistic-filler, fictional, fictional-filler or symbolic")
-    g.add_argument("--n", type=int, default=40, help="number of examples")
-    g.add_argument("--context-tokens", type=int, default=256, help="prompt length in tokens (within 5%%)")
-    g.add_argument("--tokenizer", type=Path, default=None, metavar="MODEL_DIR",
-                   help="count tokens with this model folder's tokenizer (default: the embedded base's)")
-    g.add_argument("--seed", type=int, default=0, help="examples are a deterministic function of the seed")
-    g.add_argument("--out", type=Path, required=True, help="the JSONL file to write (new, or --overwrite)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-
+    _add_generate(sub)
     p = sub.add_parser("pretrain-base", help="train the embedded base model from a recipe")
     p.add_argument("--config", type=Path, default=None, help="recipe TOML (default: rhlens/recipes/base.toml)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _add_progress(p)
-    for command in sub.choices.values():
-        command.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # help shows every default
-        command.add_argument("--threads", type=int, default=None, metavar="N",
-                             help="CPU threads (default: the cores other processes leave free, at least 1)")
     return parser
 
 
@@ -142,7 +144,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from rhlens.tools.study import Study
     from rhlens.tools.study.command import print_dry_run, study_config
 
-    study = Study(study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    study = Study(study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress,
+                  threads=args.threads)
     if args.dry_run:
         return print_dry_run(study)
     study.check()
@@ -206,25 +209,12 @@ def _cmd_patch(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from rhlens.tasks import generate, save_jsonl
+    from rhlens.tools.examples_file import write_examples
 
-    if args.out.is_dir():
-        raise IsADirectoryError(f"--out {args.out} is a folder; give the path of a .jsonl file to write")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"--out {args.out} exists; choose a new file or pass --overwrite")
-    if args.tokenizer is None:
-        from rhlens.models import base_dir
-
-        args.tokenizer = base_dir() / "model"
-    from rhlens.models.hf_tokenizer import load_local_tokenizer
-
-    tokenizer = load_local_tokenizer(args.tokenizer)
-    examples = generate(args.task, args.variant, args.n, context_tokens=args.context_tokens, tokenizer=tokenizer,
-                        seed=args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_jsonl(examples, args.out)
-    print(f"{len(examples)} {args.task} ({args.variant}) examples of about {args.context_tokens} tokens written to "
-          f"{args.out}; use it as --examples {args.out}")
+    n = write_examples(args.task, args.variant, args.out, n=args.n, context_tokens=args.context_tokens,
+                       tokenizer_dir=args.tokenizer, seed=args.seed, overwrite=args.overwrite)
+    print(f"{n} {args.task} ({args.variant}) examples of about {args.context_tokens} tokens written to {args.out}; "
+          f"use it as --examples {args.out}")
     return 0
 
 
@@ -271,39 +261,6 @@ HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "detectors": _cmd_detect
 _PLAIN = (ValueError, OSError, KeyError, TypeError)
 
 
-def _gate(text: str) -> float | None:
-    """``--rouge-gate``: a number, or ``none`` (count every example)."""
-    if text.strip().lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor none") from None
-
-
-#: what a command writes into a new --out folder before its work starts (removed again if it fails)
-_CLAIM_FILES = ("run.json", "study.json")
-
-
-def _new_folders(out: Path | None) -> list[Path]:
-    """``out`` and its parents that do not exist yet, deepest first."""
-    if out is None:
-        return []
-    return [p for p in [out, *out.parents] if not p.exists()]
-
-
-def _remove_if_unused(folders: list[Path]) -> None:
-    """After a failed command: remove the folders it created that hold nothing, or only its claim files."""
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        entries = list(folder.iterdir())
-        if all(e.is_file() and e.name in _CLAIM_FILES for e in entries):
-            for e in entries:
-                e.unlink()
-            folder.rmdir()
-
-
 def error_line(command: str, err: BaseException) -> str:
     """The one line printed for ``err``: ``rhlens <command>: error: <message>``.
 
@@ -323,14 +280,16 @@ def error_line(command: str, err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from rhlens.tools.threads import configure_threads  # before torch loads: OpenMP reads it once
+        # threads before torch loads: OpenMP reads its variables once
+        from rhlens.tools.outdir import new_folders, remove_if_unused
+        from rhlens.tools.threads import configure_threads
 
-        args.threads, note = configure_threads(args.threads)
+        args.threads, note = configure_threads(getattr(args, "threads", None))
         args.threads_note = f"rhlens {args.command}: {note}; --threads N to change"
-        created = _new_folders(args.out if args.command != "generate" else None)
+        created = new_folders(getattr(args, "out", None) if args.command != "generate" else None)
         return HANDLERS[args.command](args)
     except Exception as err:  # every error is one line; KeyboardInterrupt (not an Exception) passes
-        _remove_if_unused(locals().get("created", []))
+        remove_if_unused(locals().get("created", []))  # a failed command leaves no empty --out folder
         if os.environ.get("RHLENS_DEBUG"):
             raise
         print(error_line(args.command, err), file=sys.stderr)

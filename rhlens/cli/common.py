@@ -9,7 +9,12 @@ GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --o
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``, and ``--threads`` (:mod:`rhlens.tools.threads`)."""
+    from rhlens.tools.arguments import at_least
+
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--threads", type=at_least(1), default=None, metavar="N",
+                   help="CPU threads (default: the cores other processes leave free, at least 1)")
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

@@ -32,3 +32,8 @@ def fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:  # NaN fails too
         raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
     return value
+
+
+def fraction_or_none(text: str) -> float | None:
+    """An argparse type: :func:`fraction`, or ``none`` (``--rouge-gate none``: count every example)."""
+    return None if text.strip().lower() == "none" else fraction(text)

@@ -50,6 +50,10 @@ def print_dry_run(study: Any) -> int:
     for note in notes:
         print(f"  ok  {note}")
     print(json.dumps(plan, indent=2))
-    print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h at "
-          f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second)")
+    threads = study.threads
+    print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h of CPU at "
+          f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second), data generation included; "
+          f"{plan['finetune_steps']} fine-tuning steps are most of it. "
+          + (f"{threads} units run side by side (--threads {threads})." if threads > 1 else
+             "One unit runs at a time (--threads 2 or more runs independent units side by side)."))
     return 0

@@ -84,7 +84,7 @@ class StageRunner:
 
         if self._tokenizer is None:
             self._tokenizer = self._load_base().tokenizer
-        sets, summary = build_sets(self.config, unit.task, self._tokenizer, log=self._log)
+        sets, summary = build_sets(self.config, unit.task, self._tokenizer, log=self._log, progress=self.progress)
         from rhlens.tasks import save_jsonl
 
         for name, examples in sets.items():
@@ -196,6 +196,19 @@ class StageRunner:
             }
         return out
 
+    def _intact(self, task: str, model: str, n: int) -> Any:
+        """The evaluate stage's result of ``model`` on the first ``n`` test examples (an
+        :class:`rhlens.EvalResult`): the intact baseline knockout and patching reuse instead of
+        evaluating the model again."""
+        import torch
+
+        from rhlens.evaluation import EvalResult
+
+        rec = self.folder.read(Layout.record("evaluate", task, model))
+        predictions = rec.get("predictions")
+        return EvalResult(per_example=torch.tensor(rec["per_example"][:n]), predictions=None if predictions is None else predictions[:n],
+                          metric=rec["metric"])
+
     def _run_options(self) -> Any:
         """How the analyzers run: the config's decoding budget and batch size, this study's bars."""
         from rhlens.evaluation import RunOptions
@@ -204,7 +217,6 @@ class StageRunner:
         return RunOptions(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, progress=self.progress)
 
     def _knockout(self, unit: Unit) -> dict[str, Any]:
-        from rhlens.evaluation import evaluate
         from rhlens.interventions import knockout_effect, random_heads
 
         cfg, k = self.config, self.config.knockout
@@ -215,7 +227,7 @@ class StageRunner:
         model = self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", k.n_examples)
         kw = dict(mode=k.mode, reference=examples if k.mode == "mean" else None, options=self._run_options())
-        baseline = evaluate(model, examples, options=kw["options"])
+        baseline = self._intact(unit.task, unit.model, len(examples))
         effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
         exclude = control_exclusion([scores], heads, cfg.scores.threshold)
         draws, drawn, per_draw = [], [], []
@@ -232,7 +244,6 @@ class StageRunner:
                                 "random": per_draw}}
 
     def _patching(self, unit: Unit) -> dict[str, Any]:
-        from rhlens.evaluation import evaluate
         from rhlens.interventions import patching_table
 
         cfg, p = self.config, self.config.patching
@@ -248,7 +259,7 @@ class StageRunner:
         exclude = control_exclusion([src_scores, tgt_scores], src | tgt, threshold)
         table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
                                n_random=p.n_random, seed=cfg.seed, exclude=exclude, **kw)
-        source_score = evaluate(source, examples, **kw).score
+        source_score = self._intact(unit.task, REAL, len(examples)).score  # evaluated once, by its evaluate unit
         rows = {}
         for row in table.rows:
             rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws),
