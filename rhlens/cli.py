@@ -23,7 +23,16 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-TASK_CHOICES = ("mdqa", "musique", "summhay", "kv", "all")
+ALL_TASKS = "all"
+BOTH_METHODS = "both"
+
+
+def task_choices() -> tuple[str, ...]:
+    """``rhlens study --task`` choices: the tasks a study may fine-tune on (registered with a
+    real-data loader, :func:`rhlens.tasks.studied_tasks`), and ``"all"``."""
+    import rhlens.tasks  # torch-free; registers the built-in tasks
+
+    return (*rhlens.tasks.studied_tasks(), ALL_TASKS)
 
 
 def _add_progress(p: argparse.ArgumentParser) -> None:
@@ -45,6 +54,8 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rhlens.interventions.options import KNOCKOUT_MODES, PATCH_POSITIONS  # torch-free lists
+
     parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -53,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
                      help="a shipped config (default tiny: the embedded base, ~15 min on a laptop CPU)")
     src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
-    s.add_argument("--task", choices=TASK_CHOICES, default=None, help="study only this task (all: the four tasks)")
+    s.add_argument("--task", choices=task_choices(), default=None, help="study only this task (all: every one)")
     s.add_argument("--base", default=None, help="base model folder (rhlens or Hugging Face) instead of the config's")
     s.add_argument("--out", type=Path, required=True, help="run folder (a rerun with the same config resumes)")
     s.add_argument("--dry-run", action="store_true", help="check paths, print the plan and a cost estimate; load no weights")
@@ -62,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
     sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
-    sc.add_argument("--method", choices=("decode", "forced", "both"), default="decode")
+    sc.add_argument("--method", default="decode",
+                    help="a method of rhlens.retrieval_scores (decode: Wu et al.; forced: teacher-forced), or both")
     _add_model_opts(sc)
 
     ko = sub.add_parser("knockout", help="knock out retrieval heads and as many random heads; JSON")
@@ -70,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     ko.add_argument("--heads", default=None, help="heads to knock out, e.g. L0H1,L1H3")
     ko.add_argument("--scores", default=None, help="head scores (.safetensors from rhlens scores, or Wu's .json): knock out the retrieval heads")
     ko.add_argument("--top-k", type=int, default=10, help="at most this many retrieval heads from --scores")
-    ko.add_argument("--mode", choices=("zero", "mean", "uniform"), default="zero")
+    ko.add_argument("--mode", choices=KNOCKOUT_MODES, default="zero")
     ko.add_argument("--n-random", type=int, default=3, help="random head sets drawn")
     ko.add_argument("--seed", type=int, default=0)
     _add_model_opts(ko)
@@ -83,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--source-heads", default=None, help="instead of --source-scores: heads, e.g. L0H1,L1H3")
     pa.add_argument("--target-heads", default=None, help="instead of --target-scores: heads")
     pa.add_argument("--top-k", type=int, default=10)
-    pa.add_argument("--positions", choices=("all", "answer", "needle", "last"), default="all")
+    pa.add_argument("--positions", choices=PATCH_POSITIONS, default="all")
     pa.add_argument("--n-random", type=int, default=2)
     pa.add_argument("--seed", type=int, default=0)
     _add_model_opts(pa)
@@ -112,12 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---- study ----------------------------------------------------------------------------------------
 def _study_config(args: argparse.Namespace):
+    from rhlens.tasks import studied_tasks
     from rhlens.tools.study import StudyConfig
-    from rhlens.tools.study.config import STUDY_TASKS
 
     config = StudyConfig.from_file(args.config) if args.config else StudyConfig.preset(args.preset or "tiny")
     if args.task:
-        config = config.replace(tasks=STUDY_TASKS if args.task == "all" else (args.task,))
+        config = config.replace(tasks=studied_tasks() if args.task == ALL_TASKS else (args.task,))
     if args.base:
         config = config.with_base(args.base)
     return config
@@ -163,12 +175,16 @@ def _common(args: argparse.Namespace) -> dict:
 
 def _cmd_scores(args: argparse.Namespace) -> int:
     from rhlens.tools.study.pieces import run_scores
+    from rhlens.tools.study.sections import score_methods
 
+    known = score_methods()
+    if args.method != BOTH_METHODS and args.method not in known:
+        raise ValueError(f"--method {args.method!r}: use one of {', '.join(known)} or {BOTH_METHODS}")
     _prepare_out(args.out, args.overwrite)
-    methods = ("decode", "forced") if args.method == "both" else (args.method,)
+    methods = known if args.method == BOTH_METHODS else (args.method,)
     summary = run_scores(args.model, args.examples, args.out, methods=methods, threshold=args.threshold, **_common(args))
     for method, rec in summary["methods"].items():
-        heads = ", ".join(f"{h} {v:.2f}" for h, v in rec["retrieval_heads"].items()) or "none"
+        heads = ", ".join(f"{h} {v:.2f}" for h, v in rec["head_scores"].items()) or "none"
         print(f"{method}: {rec['n_counted']} of {summary['n_examples']} examples counted; retrieval heads: {heads}")
     print(f"Results written to {args.out}: scores.json, <method>.safetensors, <method>.wu.json, heatmap.html")
     return 0

@@ -170,6 +170,53 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     return target
 
 
+def _read_saved(folder: Path, *, device: "str | torch.device" = "cpu",
+                dtype: "torch.dtype | None" = None) -> tuple[dict[str, Any], HookedTransformerConfig]:
+    """The checked manifest of a :func:`save_model` folder and the config it describes."""
+    manifest_path = folder / MANIFEST_FILE
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass a folder written by rhlens.save_model")
+    if not manifest_path.is_file():
+        hint = " It looks like a Hugging Face checkpoint: use rhlens.load_hf_checkpoint(path)." if (folder / "config.json").is_file() else ""
+        raise FileNotFoundError(f"{manifest_path} is missing: {folder} was not written by rhlens.save_model.{hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{manifest_path} is not valid JSON ({exc}); re-save the model with rhlens.save_model") from None
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{manifest_path}: field 'format'={manifest.get('format')!r}, expected {FORMAT!r}")
+    if int(manifest.get("version", 0)) > VERSION:
+        raise ValueError(
+            f"{manifest_path}: field 'version'={manifest['version']} is newer than this rhlens reads ({VERSION}); "
+            "upgrade rhlens"
+        )
+    raw = dict(manifest.get("config") or {})
+    valid = set(HookedTransformerConfig.__dataclass_fields__)
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        warnings.warn(f"{manifest_path}: ignoring config fields this TransformerLens does not know: {unknown}", stacklevel=3)
+        for key in unknown:
+            raw.pop(key)
+    raw["dtype"] = dtype if dtype is not None else _parse_dtype(raw.get("dtype", "float32"), manifest_path)
+    raw.update(device=str(device), init_weights=False)
+    try:
+        cfg = HookedTransformerConfig(**raw)
+    except (TypeError, AssertionError, ValueError) as exc:
+        raise ValueError(f"{manifest_path}: field 'config' does not make a HookedTransformerConfig: {exc}") from None
+    return manifest, cfg
+
+
+def saved_config(path: str | os.PathLike) -> HookedTransformerConfig:
+    """The config of a :func:`save_model` folder, read from its manifest (no weights loaded).
+
+    >>> import tempfile
+    >>> from rhlens.models import tiny_llama
+    >>> saved_config(save_model(tiny_llama(n_layers=3), tempfile.mkdtemp() + "/m")).n_layers
+    3
+    """
+    return _read_saved(Path(path))[1]
+
+
 def load_model(
     path: str | os.PathLike,
     *,
@@ -197,23 +244,7 @@ def load_model(
     from safetensors.torch import load_file
 
     folder = Path(path)
-    manifest_path = folder / MANIFEST_FILE
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; pass a folder written by rhlens.save_model")
-    if not manifest_path.is_file():
-        hint = " It looks like a Hugging Face checkpoint: use rhlens.load_hf_checkpoint(path)." if (folder / "config.json").is_file() else ""
-        raise FileNotFoundError(f"{manifest_path} is missing: {folder} was not written by rhlens.save_model.{hint}")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{manifest_path} is not valid JSON ({exc}); re-save the model with rhlens.save_model") from None
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{manifest_path}: field 'format'={manifest.get('format')!r}, expected {FORMAT!r}")
-    if int(manifest.get("version", 0)) > VERSION:
-        raise ValueError(
-            f"{manifest_path}: field 'version'={manifest['version']} is newer than this rhlens reads ({VERSION}); "
-            "upgrade rhlens"
-        )
+    manifest, cfg = _read_saved(folder, device=device, dtype=dtype)
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} is missing: copy it from where the model was saved, or re-save the model")
@@ -225,20 +256,6 @@ def load_model(
                 "tokenizer files (tokenizer.json, tokenizer_config.json) back, or re-save the model"
             )
         tok = offline_tokenizer(folder, error=ValueError, fix="Re-save the model with rhlens.save_model.")
-
-    raw = dict(manifest.get("config") or {})
-    valid = set(HookedTransformerConfig.__dataclass_fields__)
-    unknown = sorted(set(raw) - valid)
-    if unknown:
-        warnings.warn(f"{manifest_path}: ignoring config fields this TransformerLens does not know: {unknown}", stacklevel=2)
-        for key in unknown:
-            raw.pop(key)
-    raw["dtype"] = dtype if dtype is not None else _parse_dtype(raw.get("dtype", "float32"), manifest_path)
-    raw.update(device=str(device), init_weights=False)
-    try:
-        cfg = HookedTransformerConfig(**raw)
-    except (TypeError, AssertionError, ValueError) as exc:
-        raise ValueError(f"{manifest_path}: field 'config' does not make a HookedTransformerConfig: {exc}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = HookedTransformer(

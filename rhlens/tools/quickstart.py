@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rhlens.files import write_json_atomic
+from rhlens.heads import RETRIEVAL_THRESHOLD
 from rhlens.tools.study.folder import check_writable, refuse_file_path
 
-#: Wu et al.'s threshold: heads scoring over it are retrieval heads
-RETRIEVAL_THRESHOLD = 0.1
 RUN_FILE = "run.json"
 _RUN_KIND = "rhlens.tools.quickstart/1"
 #: what a quickstart run writes; an ``overwrite`` removes these from a foreign run's folder
@@ -188,30 +187,24 @@ def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, step
     return eval_examples, before, result, after
 
 
-def _knockouts(model: Any, eval_examples: list, knocked: Any, over: Any, after: Any, *, n_total: int,
-               random_draws: int, seed: int, progress: bool) -> tuple[Any, list[Any]]:
-    """The knockout of ``knocked`` and ``random_draws`` random controls as large (avoiding every
-    head in ``over``); ``(None, [])`` when nothing is knocked out."""
-    from rhlens.interventions import knockout_effect, random_heads
+def _knockouts(model: Any, eval_examples: list, knocked: Any, scores: Any, after: Any, *,
+               random_draws: int, seed: int, progress: bool) -> Any:
+    """The knockout of ``knocked`` with ``random_draws`` random controls as large, avoiding every
+    head over the threshold (:func:`rhlens.knockout_effect`'s rule); ``None`` when nothing is
+    knocked out."""
+    from rhlens.interventions import knockout_effect
 
-    top_effect = None
-    random_effects = []
-    if knocked:
-        top_effect = knockout_effect(model, eval_examples, knocked, mode="zero", baseline=after, progress=progress)
-        n_random = min(len(knocked), n_total - len(over))
-        if n_random:
-            for i in range(random_draws):
-                control = random_heads(model, n_random, exclude=over, seed=seed + i)
-                random_effects.append(knockout_effect(model, eval_examples, control, mode="zero", baseline=after,
-                                                      progress=progress))
-    return top_effect, random_effects
+    if not knocked:
+        return None
+    return knockout_effect(model, eval_examples, knocked, mode="zero", baseline=after, n_random=random_draws,
+                           scores=scores, threshold=RETRIEVAL_THRESHOLD, seed=seed, progress=progress)
 
 
 def _head_scores(grid: Any, heads: Any) -> dict[str, float]:
     return {str(h): round(float(grid[h.layer, h.head]), 3) for h in sorted(heads, key=lambda h: (-float(grid[h.layer, h.head]), h))}
 
 
-def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effect: Any, random_effects: list[Any], *,
+def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effect: Any, *,
                       n_eval: int, n_total: int) -> tuple[str, Any, Any]:
     """The summary's ``reading`` and its ``knockout_top_heads`` / ``knockout_random_heads`` records."""
     if top_effect is None:
@@ -220,7 +213,7 @@ def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effe
                    "knock out; fine-tune longer (more steps) or on an easier task, and run again.")
         ko_top = ko_random = None
     else:
-        draws = [e.knocked.score for e in random_effects]
+        draws = [c.score for c in top_effect.controls]
         reading = reading_of_knockouts(baseline=after.score, retrieval=top_effect.knocked.score, random=draws,
                                        n_heads=len(knocked), n_total=n_total)
         if len(knocked) < len(over):
@@ -229,8 +222,10 @@ def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effe
                   "delta": round(top_effect.delta, 3), "mode": top_effect.mode,
                   "scope": getattr(top_effect, "scope", "all")}
         ko_random = {
-            "draws": [{"heads": [str(h) for h in e.heads.ordered()], "score": round(e.knocked.score, 3),
-                       "delta": round(e.delta, 3)} for e in random_effects],
+            "draws": [{"heads": [str(h) for h in heads.ordered()], "score": round(c.score, 3),
+                       "delta": round(c.score - after.score, 3)}
+                      for heads, c in zip(top_effect.control_heads, top_effect.controls, strict=True)],
+            "excluded": top_effect.control_excluded.labels(),
             "mean_score": round(statistics.fmean(draws), 3) if draws else None,
             "mean_delta": round(statistics.fmean(draws) - after.score, 3) if draws else None,
             "std_score": round(statistics.stdev(draws), 3) if len(draws) > 1 else (0.0 if draws else None),
@@ -286,15 +281,15 @@ def run_quickstart(
     knocked = HeadSet(ranked if top_k is None else ranked[:top_k])
     n_total = grid.numel()
 
-    top_effect, random_effects = _knockouts(model, eval_examples, knocked, over, after, n_total=n_total,
-                                            random_draws=random_draws, seed=seed, progress=progress)
+    top_effect = _knockouts(model, eval_examples, knocked, scores, after, random_draws=random_draws, seed=seed,
+                            progress=progress)
 
     save_model(model, out_dir / "model")
     scores.save(out_dir / "retrieval_scores.safetensors")
     write_json_atomic(out_dir / "retrieval_scores_wu.json", scores.to_wu_json(), indent=None)
 
-    reading, ko_top, ko_random = _knockout_records(scores, after, knocked, over, top_effect, random_effects,
-                                                  n_eval=n_eval, n_total=n_total)
+    reading, ko_top, ko_random = _knockout_records(scores, after, knocked, over, top_effect, n_eval=n_eval,
+                                                  n_total=n_total)
 
     summary = {
         "task": task,
@@ -312,13 +307,12 @@ def run_quickstart(
         "reading": reading,
         "report": "report.html",
     }
-    _write_report(out_dir / "report.html", summary, grid, after.score, top_effect, random_effects)
+    _write_report(out_dir / "report.html", summary, grid, after.score, top_effect)
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
 
 
-def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: float, top_effect: Any,
-                  random_effects: list[Any]) -> None:
+def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: float, top_effect: Any) -> None:
     import html
 
     from rhlens.plot import head_heatmap, knockout_bars, write_html
@@ -336,12 +330,12 @@ def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: floa
         ("Retrieval score of every head", head_heatmap(grid, title="retrieval score (layer x head)")),
     ]
     if top_effect is not None:
-        group = {"baseline": baseline, "retrieval": top_effect, "random": random_effects}
+        group = {"baseline": baseline, "retrieval": top_effect, "random": top_effect.controls}
         figures.append(("Knockout: the retrieval heads against random heads",
                         knockout_bars({summary["task"]: group},
                                       title=f"{len(top_effect.heads)} heads knocked out ({top_effect.mode}, "
                                             f"scope {getattr(top_effect, 'scope', 'all')}), "
-                                            f"{len(random_effects)} random draws")))
+                                            f"{len(top_effect.controls)} random draws")))
     rows = "".join(f"<tr><td>{h}</td><td>{s:.3f}</td></tr>" for h, s in over.items()) or "<tr><td colspan=2>none</td></tr>"
     figures.append((f"Heads over {RETRIEVAL_THRESHOLD}",
                     f"<table><tr><th>head</th><th>retrieval score</th></tr>{rows}</table>"))

@@ -6,6 +6,7 @@ import pytest
 
 from rhlens import cli
 from rhlens.cli import main
+from rhlens.tasks import studied_tasks
 
 
 def _err_line(capsys) -> str:
@@ -117,4 +118,4 @@ def test_dry_run_task_all_and_base_override(tmp_path, capsys):
     assert main(["study", "--task", "all", "--out", str(tmp_path / "r"), "--dry-run"]) == 0
     text = capsys.readouterr().out
     plan = json.loads(text[text.index("{"): text.rindex("}") + 1])
-    assert plan["tasks"] == ["mdqa", "musique", "summhay", "kv"] and plan["units"]["data"] == 4
+    assert plan["tasks"] == list(studied_tasks()) and plan["units"]["data"] == len(studied_tasks())

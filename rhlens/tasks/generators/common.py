@@ -11,6 +11,7 @@ streams and the document-prompt builder that fits a target length.
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from rhlens.tasks import templates, wordlists
 from rhlens.tasks.fitting import fit_length
@@ -67,6 +68,31 @@ def resolve_index(position, n: int, rng) -> int:
             raise ValueError(f"position={position} must be a depth fraction in [0, 1]")
         return int(round(position * (n - 1)))
     raise ValueError(f"position must be None, an int index or a float in [0, 1], got {position!r}")
+
+
+Span = tuple[int, int]
+"""A ``[start, end)`` character span of the prompt."""
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What a task's ``generate_one`` returns: one example's text and spans, before it becomes an
+    :class:`rhlens.tasks.Example` (which adds the task, the variant and validation).
+
+    Attributes:
+        prompt: the whole prompt; it ends where the answer starts.
+        answer: the gold answer.
+        needles: the needles' character spans in ``prompt`` (the evidence).
+        answer_spans: the answer's character spans inside the needles (what a retrieval head
+            copies; SummHay: the cited documents' ``[i]`` ids), in answer order.
+        meta: the knobs and facts of this example (JSON-serialisable).
+    """
+
+    prompt: str
+    answer: str
+    needles: tuple[Span, ...]
+    answer_spans: tuple[Span, ...]
+    meta: dict[str, Any]
 
 
 @dataclass

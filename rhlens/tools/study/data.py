@@ -27,14 +27,11 @@ def example_tokens(tokenizer: Any, example: Any) -> int:
 
 
 def _load_real(task: str, path: Path) -> list:
-    from rhlens.tasks import loaders
+    from rhlens.tasks import get_task
 
-    load = {
-        "mdqa": loaders.load_lost_in_the_middle_qa,
-        "musique": loaders.load_musique,
-        "summhay": loaders.load_summhay,
-        "kv": loaders.load_lost_in_the_middle_kv,
-    }[task]
+    load = get_task(task).loader
+    if load is None:
+        raise ValueError(f"task {task!r} has no real-data loader; register one with rhlens.tasks.register_task(loader=)")
     return list(load(path))
 
 

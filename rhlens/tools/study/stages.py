@@ -33,9 +33,8 @@ class StageRunner:
 
     # ---- shared helpers ----------------------------------------------------------------------
     def _load_base(self) -> Any:
-        import torch
-
-        from rhlens.models import load_base, load_hf_checkpoint, load_model
+        from rhlens.models import load_base
+        from rhlens.models.folder import load_folder
 
         cfg = self.config.model
         if cfg.base == EMBEDDED:
@@ -43,11 +42,7 @@ class StageRunner:
             if str(model.cfg.device) != cfg.device:
                 model = model.to(cfg.device)
         else:
-            folder = self.config.resolve(cfg.base)
-            if (folder / "rhlens_model.json").is_file():
-                model = load_model(folder, device=cfg.device)
-            else:
-                model = load_hf_checkpoint(folder, dtype=getattr(torch, cfg.dtype), device=cfg.device)
+            model = load_folder(self.config.resolve(cfg.base), device=cfg.device, dtype=cfg.dtype)
         if cfg.n_ctx or cfg.rotary_base:
             from rhlens.training import extend_context
 
@@ -123,28 +118,16 @@ class StageRunner:
                 "predictions": result.predictions}
 
     def _scores(self, unit: Unit) -> dict[str, Any]:
-        from rhlens.files import write_json_atomic
-        from rhlens.scoring import retrieval_scores
+        from rhlens.tools.study.pieces import save_method_scores
 
         s = self.config.scores
         model = self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", s.n_examples)
-        record: dict[str, Any] = {"methods": {}}
-        for method in s.methods:
-            scores = retrieval_scores(model, examples, method=method, max_new_tokens=s.max_new_tokens,
-                                      batch_size=s.batch_size, progress=self.progress)
-            stem = f"{unit.task}/scores/{unit.model}.{method}"
-            scores.save(self.folder.file(f"{stem}.safetensors"))
-            write_json_atomic(self.folder.file(f"{stem}.wu.json"), scores.to_wu_json(), indent=None)
-            heads = retrieval_heads(scores.scores, threshold=s.threshold, top_k=s.top_k)
-            record["methods"][method] = {
-                "scores": [[round(float(v), 6) for v in row] for row in scores.scores.tolist()],
-                "n_counted": scores.n_counted, "n_examples": scores.n_examples,
-                "n_above_threshold": len(scores.above(s.threshold)),
-                "retrieval_heads": [str(h) for h in sorted(heads, key=lambda h: -float(scores.scores[h.layer, h.head]))],
-                "files": {"scores": f"{stem}.safetensors", "wu_json": f"{stem}.wu.json"},
-            }
-        return record
+        records, _ = save_method_scores(model, examples, s.methods, stem=f"{unit.task}/scores/{unit.model}.",
+                                        path_of=self.folder.file, threshold=s.threshold, top_k=s.top_k,
+                                        max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
+                                        progress=self.progress)
+        return {"methods": records}
 
     def _compare(self, unit: Unit) -> dict[str, Any]:
         import torch
@@ -193,8 +176,7 @@ class StageRunner:
         return RunOptions(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, progress=self.progress)
 
     def _knockout(self, unit: Unit) -> dict[str, Any]:
-        from rhlens.evaluation import evaluate
-        from rhlens.interventions import knockout_effect, random_heads
+        from rhlens.interventions import knockout_effect
 
         cfg, k = self.config, self.config.knockout
         scores, heads = self._heads(unit.task, unit.model)
@@ -203,22 +185,18 @@ class StageRunner:
                     "retrieval": None, "random": [], "random_heads": []}
         model = self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", k.n_examples)
-        kw = dict(mode=k.mode, reference=examples if k.mode == "mean" else None, options=self._run_options())
-        baseline = evaluate(model, examples, options=kw["options"])
-        effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
-        exclude = control_exclusion([scores], heads, cfg.scores.threshold)
-        draws, drawn = [], []
-        for i in range(k.n_random):
-            control = random_heads(model, len(heads), exclude=exclude, seed=cfg.seed + i)
-            draws.append(knockout_effect(model, examples, control, baseline=baseline, **kw).knocked.score)
-            drawn.append([str(h) for h in control.ordered()])
-        return {"heads": [str(h) for h in heads.ordered()], "baseline": baseline.score, "retrieval": effect.knocked.score,
-                "random": draws, "random_heads": drawn, "mode": k.mode, "n_examples": len(examples),
-                "random_excluded": exclude.labels()}
+        effect = knockout_effect(model, examples, heads, mode=k.mode, reference=examples if k.mode == "mean" else None,
+                                 n_random=k.n_random, scores=scores, threshold=cfg.scores.threshold, seed=cfg.seed,
+                                 options=self._run_options())
+        return {"heads": [str(h) for h in heads.ordered()], "baseline": effect.baseline.score,
+                "retrieval": effect.knocked.score, "random": [c.score for c in effect.controls],
+                "random_heads": [[str(h) for h in c.ordered()] for c in effect.control_heads], "mode": k.mode,
+                "n_examples": len(examples), "random_excluded": effect.control_excluded.labels()}
 
     def _patching(self, unit: Unit) -> dict[str, Any]:
         from rhlens.evaluation import evaluate
         from rhlens.interventions import patching_table
+        from rhlens.interventions.head_sets import control_exclusion
 
         cfg, p = self.config, self.config.patching
         src_scores, src = self._heads(unit.task, REAL)
@@ -229,8 +207,8 @@ class StageRunner:
         source, target = self._model(unit.task, REAL), self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", p.n_examples)
         kw = dict(options=self._run_options())
-        threshold = cfg.scores.threshold
-        exclude = control_exclusion([src_scores, tgt_scores], src | tgt, threshold)
+        exclude = control_exclusion(src | tgt, scores=[src_scores, tgt_scores], threshold=cfg.scores.threshold,
+                                    n_total=src_scores.n_layers * src_scores.n_heads, what="the study's patching")
         table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
                                n_random=p.n_random, seed=cfg.seed, exclude=exclude, **kw)
         source_score = evaluate(source, examples, **kw).score
@@ -239,16 +217,3 @@ class StageRunner:
             rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws)}
         return {"rows": rows, "source_score": source_score, "source_heads": src.labels(), "target_heads": tgt.labels(),
                 "random_excluded": exclude.labels(), "positions": p.positions, "n_examples": len(examples)}
-
-
-def control_exclusion(scores: list[Any], chosen: Any, threshold: float) -> Any:
-    """The heads random controls avoid: every head above ``threshold`` in any of ``scores`` (Wu et
-    al. keep retrieval heads out of the controls), or only ``chosen`` when too few heads would remain."""
-    from rhlens.heads import HeadSet
-
-    above = HeadSet()
-    for s in scores:
-        above = above | HeadSet.above(s.scores, threshold)
-    n_all = scores[0].n_layers * scores[0].n_heads
-    wide = above | chosen
-    return wide if n_all - len(wide) >= 2 * len(chosen) else HeadSet(chosen)

@@ -14,9 +14,7 @@ import pytest
 from rhlens.tasks import (generate, load_lost_in_the_middle_kv, load_lost_in_the_middle_qa,
                           load_musique, load_summhay)
 
-from tests.unit.tasks.tasks_helpers import PAIRS
-
-QA_TASKS = {"mdqa", "musique", "niah", "kv"}
+from tests.unit.tasks.tasks_helpers import PAIRS, QA_TASKS
 
 
 def words(text: str) -> list:
