@@ -26,6 +26,7 @@ SECTIONS = {
                "save_model", "load_model", "word_level_tokenizer", "default_tokenizer"],
     "Encoding and decoding": ["encode_example", "greedy_decode"],
     "Retrieval scores": ["retrieval_scores", "HeadScores"],
+    "Head detectors": ["compare_detectors", "DetectorComparison", "knockout_curves", "KnockoutCurves"],
     "Evaluation": ["evaluate", "EvalResult", "RunOptions"],
     "Knockout and blocking": ["knockout", "knockout_effect", "KnockoutEffect", "random_heads", "block_attention"],
     "Cross-model patching": ["check_compatible", "IncompatibleModelsError", "patch_heads", "PatchResult",

@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     # analyzers (layer 4)
     "retrieval_scores": "rhlens.scoring",
     "HeadScores": "rhlens.scoring",
+    "compare_detectors": "rhlens.scoring",
+    "DetectorComparison": "rhlens.scoring",
     "evaluate": "rhlens.evaluation",
     "EvalResult": "rhlens.evaluation",
     "RunOptions": "rhlens.evaluation",
@@ -48,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "knockout_effect": "rhlens.interventions",
     "KnockoutEffect": "rhlens.interventions",
     "random_heads": "rhlens.interventions",
+    "knockout_curves": "rhlens.interventions",
+    "KnockoutCurves": "rhlens.interventions",
     "block_attention": "rhlens.interventions",
     "check_compatible": "rhlens.interventions",
     "IncompatibleModelsError": "rhlens.interventions",
@@ -83,6 +87,7 @@ if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded l
     from rhlens.interventions import (
         AttributionSweep,
         IncompatibleModelsError,
+        KnockoutCurves,
         KnockoutEffect,
         PatchResult,
         PatchSweep,
@@ -91,6 +96,7 @@ if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded l
         block_attention,
         check_compatible,
         knockout,
+        knockout_curves,
         knockout_effect,
         patch_heads,
         patch_sweep,
@@ -110,7 +116,7 @@ if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded l
         word_level_tokenizer,
     )
     from rhlens.tools.pretrain import pretrain_base
-    from rhlens.scoring import HeadScores, retrieval_scores
+    from rhlens.scoring import DetectorComparison, HeadScores, compare_detectors, retrieval_scores
     from rhlens.tools.study import Study, StudyConfig
     from rhlens.tasks import Example, TASKS, VARIANTS, generate, niah_grid
     from rhlens.training import NonFiniteLossError, TrainConfig, TrainResult, extend_context, train

@@ -9,6 +9,9 @@ Subcommands:
   estimate without loading weights.
 - ``rhlens scores / knockout / patch``: the study's pieces on your own model folder(s) and a JSONL
   file of examples, writing JSON (and a heatmap page for scores).
+- ``rhlens detectors --model DIR (--task T | --examples FILE) --out DIR``: head detectors side by
+  side (Wu's decode and forced scores, attention mass, QRHead's query focus, attribution), their
+  agreement and knockout curves (:func:`rhlens.compare_detectors`, :func:`rhlens.knockout_curves`).
 - ``rhlens quickstart --out DIR``: the smallest end-to-end run on the embedded default.
 - ``rhlens pretrain-base --config FILE --out DIR [--resume]``: train the embedded base model.
 
@@ -25,6 +28,7 @@ from typing import Sequence
 
 ALL_TASKS = "all"
 BOTH_METHODS = "both"
+GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
 
 
 def task_choices() -> tuple[str, ...]:
@@ -40,7 +44,8 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--examples", type=Path, required=True, help="JSONL file of rhlens.Example records")
+    p.add_argument("--examples", type=Path, required=True,
+                   help=f"JSONL file of rhlens.Example records; make one with {GENERATE_HINT}")
     p.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
     p.add_argument("--n", type=int, default=None, help="use only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=32, help="greedy decoding budget")
@@ -53,8 +58,33 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     _add_progress(p)
 
 
+def _add_detectors(sub: "argparse._SubParsersAction") -> None:
+    from rhlens.tasks import task_names  # torch-free
+    d = sub.add_parser("detectors", help="head detectors side by side: agreement and knockout curves; JSON and a page")
+    d.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--task", choices=task_names(), help="generate examples of this task")
+    src.add_argument("--examples", type=Path, help=f"JSONL file of rhlens.Example records ({GENERATE_HINT})")
+    d.add_argument("--variant", default="realistic", help="with --task: the variant")
+    d.add_argument("--context-tokens", type=int, default=256, help="with --task: prompt length in tokens")
+    d.add_argument("--n", type=int, default=24, help="examples (with --examples: the first N)")
+    d.add_argument("--detectors", default=None,
+                   help="comma-separated detectors to compare (default: all: decode, forced, attention_mass, query_focus, attribution)")
+    d.add_argument("--ks", default="1,2,3,5,8", help="heads knocked out per detector, comma-separated")
+    d.add_argument("--n-random", type=int, default=3, help="random head sets per k (outside every detector's top k)")
+    d.add_argument("--n-boot", type=int, default=200, help="bootstrap draws over examples for the intervals")
+    d.add_argument("--max-new-tokens", type=int, default=32, help="Wu's decoding budget (decode)")
+    d.add_argument("--batch-size", type=int, default=8)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
+    d.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    _add_progress(d)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rhlens.interventions.options import KNOCKOUT_MODES, PATCH_POSITIONS  # torch-free lists
+    from rhlens.tasks import VARIANTS, task_names
 
     parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
     sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
     sc.add_argument("--method", default="decode",
-                    help="a method of rhlens.retrieval_scores (decode: Wu et al.; forced: teacher-forced), or both")
+                    help="decode: Wu et al.'s score while the model answers; forced: the answer teacher-forced "
+                         "(a method of rhlens.retrieval_scores); both")
+    sc.add_argument("--rouge-gate", type=_gate, default=0.5, metavar="R|none",
+                    help="count an example only when the answer's ROUGE-1 recall exceeds R (Wu et al.: 0.5); "
+                         "none counts every example")
     _add_model_opts(sc)
 
     ko = sub.add_parser("knockout", help="knock out retrieval heads and as many random heads; JSON")
@@ -82,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     ko.add_argument("--heads", default=None, help="heads to knock out, e.g. L0H1,L1H3")
     ko.add_argument("--scores", default=None, help="head scores (.safetensors from rhlens scores, or Wu's .json): knock out the retrieval heads")
     ko.add_argument("--top-k", type=int, default=10, help="at most this many retrieval heads from --scores")
-    ko.add_argument("--mode", choices=KNOCKOUT_MODES, default="zero")
+    ko.add_argument("--mode", choices=KNOCKOUT_MODES, default="zero",
+                    help="how a head is knocked out: zero (its output set to 0), mean (its mean output over the "
+                         "examples' prompts), uniform (it attends evenly to every earlier token: Wu et al.'s masking)")
     ko.add_argument("--n-random", type=int, default=3, help="random head sets drawn")
     ko.add_argument("--seed", type=int, default=0)
     _add_model_opts(ko)
@@ -95,11 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--source-heads", default=None, help="instead of --source-scores: heads, e.g. L0H1,L1H3")
     pa.add_argument("--target-heads", default=None, help="instead of --target-scores: heads")
     pa.add_argument("--top-k", type=int, default=10)
-    pa.add_argument("--positions", choices=PATCH_POSITIONS, default="all")
+    pa.add_argument("--positions", choices=PATCH_POSITIONS, default="all",
+                    help="where the source's head outputs replace the target's: all (every position), prompt (the "
+                         "prompt's tokens), answer (the last prompt token and every answer token), needle (the "
+                         "needle's tokens)")
     pa.add_argument("--n-random", type=int, default=2)
     pa.add_argument("--seed", type=int, default=0)
     _add_model_opts(pa)
 
+    _add_detectors(sub)
     q = sub.add_parser("quickstart", help="fine-tune the embedded base briefly, then score and knock out retrieval heads")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="results folder")
     q.add_argument("--task", default="mdqa", help="task to fine-tune and evaluate on (default mdqa: multi-document QA)")
@@ -114,11 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
     _add_progress(q)
 
+    g = sub.add_parser("generate", help="write synthetic examples to a JSONL file (what --examples reads)")
+    g.add_argument("task", help=", ".join(task_names()))
+    g.add_argument("variant", help=", ".join(VARIANTS))
+    g.add_argument("--n", type=int, default=40, help="number of examples")
+    g.add_argument("--context-tokens", type=int, default=256, help="prompt length in tokens (within 5%%)")
+    g.add_argument("--tokenizer", type=Path, default=None, metavar="MODEL_DIR",
+                   help="count tokens with this model folder's tokenizer (default: the embedded base's)")
+    g.add_argument("--seed", type=int, default=0, help="examples are a deterministic function of the seed")
+    g.add_argument("--out", type=Path, required=True, help="the JSONL file to write (new, or --overwrite)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
     p = sub.add_parser("pretrain-base", help="train the embedded base model from a recipe")
     p.add_argument("--config", type=Path, default=None, help="recipe TOML (default: rhlens/recipes/base.toml)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _add_progress(p)
+    for command in sub.choices.values():
+        command.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # help shows every default
+        command.add_argument("--threads", type=int, default=None, metavar="N",
+                             help="CPU threads (default: the cores other processes leave free, at least 1)")
     return parser
 
 
@@ -149,6 +204,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h at "
               f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second)")
         return 0
+    study.check()
+    _say_threads(args)
     results = study.run()
     print(f"Results written to {args.out}: results.json, report.md, report.html")
     for task, entry in results["tasks"].items():
@@ -168,6 +225,12 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     check_writable(out)
 
 
+def _say_threads(args: argparse.Namespace) -> None:
+    """Say (on stderr) how many threads the command ran or runs on (after its checks, so an error
+    stays the only line on stderr)."""
+    print(args.threads_note, file=sys.stderr)
+
+
 def _common(args: argparse.Namespace) -> dict:
     return dict(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
                 dtype=args.dtype, progress=not args.no_progress)
@@ -182,11 +245,14 @@ def _cmd_scores(args: argparse.Namespace) -> int:
         raise ValueError(f"--method {args.method!r}: use one of {', '.join(known)} or {BOTH_METHODS}")
     _prepare_out(args.out, args.overwrite)
     methods = known if args.method == BOTH_METHODS else (args.method,)
-    summary = run_scores(args.model, args.examples, args.out, methods=methods, threshold=args.threshold, **_common(args))
+    summary = run_scores(args.model, args.examples, args.out, methods=methods, threshold=args.threshold,
+                         rouge_gate=args.rouge_gate, **_common(args))
     for method, rec in summary["methods"].items():
         heads = ", ".join(f"{h} {v:.2f}" for h, v in rec["head_scores"].items()) or "none"
         print(f"{method}: {rec['n_counted']} of {summary['n_examples']} examples counted; retrieval heads: {heads}")
-    print(f"Results written to {args.out}: scores.json, <method>.safetensors, <method>.wu.json, heatmap.html")
+    files = ["scores.json", *(f"{m}{ext}" for m in methods for ext in (".safetensors", ".wu.json")), "heatmap.html"]
+    print(f"Results written to {args.out}: {', '.join(files)}")
+    _say_threads(args)
     return 0
 
 
@@ -199,6 +265,7 @@ def _cmd_knockout(args: argparse.Namespace) -> int:
     rand = "n/a" if s["random_mean"] is None else f"{s['random_mean']:.3f}"
     print(f"intact {s['baseline']:.3f}; {' '.join(s['heads'])} out: {s['knocked']:.3f}; random heads out (mean): {rand}")
     print(f"Results written to {args.out / 'knockout.json'}")
+    _say_threads(args)
     return 0
 
 
@@ -213,6 +280,65 @@ def _cmd_patch(args: argparse.Namespace) -> int:
     for name, row in s["rows"].items():
         print(f"{name:32s} {row['score']:.3f} ({row['delta']:+.3f})")
     print(f"Results written to {args.out / 'patching.json'}")
+    _say_threads(args)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from rhlens.tasks import generate, save_jsonl
+
+    if args.out.is_dir():
+        raise IsADirectoryError(f"--out {args.out} is a folder; give the path of a .jsonl file to write")
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"--out {args.out} exists; choose a new file or pass --overwrite")
+    if args.tokenizer is None:
+        from rhlens.models import base_dir
+
+        args.tokenizer = base_dir() / "model"
+    from rhlens.models.hf_tokenizer import load_local_tokenizer
+
+    tokenizer = load_local_tokenizer(args.tokenizer)
+    examples = generate(args.task, args.variant, args.n, context_tokens=args.context_tokens, tokenizer=tokenizer,
+                        seed=args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_jsonl(examples, args.out)
+    print(f"{len(examples)} {args.task} ({args.variant}) examples of about {args.context_tokens} tokens written to "
+          f"{args.out}; use it as --examples {args.out}")
+    return 0
+
+
+def _cmd_detectors(args: argparse.Namespace) -> int:
+    from rhlens.scoring.compare import DETECTORS, check_detectors
+    from rhlens.tools.study.detectors import run_detectors
+    from rhlens.models.folder import load_folder
+    from rhlens.tools.study.pieces import load_examples
+
+    names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else list(DETECTORS)
+    detectors = check_detectors(names, what="--detectors")
+    ks = [int(k) for k in args.ks.split(",") if k.strip()]
+    _prepare_out(args.out, args.overwrite)
+    model = load_folder(args.model, device=args.device)
+    if args.examples is not None:
+        examples = load_examples(args.examples, args.n)
+    else:
+        from rhlens.adapter import tokenizer_of
+        from rhlens.tasks import generate
+
+        examples = generate(args.task, args.variant, args.n, context_tokens=args.context_tokens,
+                            tokenizer=tokenizer_of(model), seed=args.seed)
+    _say_threads(args)
+    s = run_detectors(model, examples, args.out, detectors=detectors, ks=ks, n_random=args.n_random, n_boot=args.n_boot,
+                      seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                      progress=not args.no_progress, title=f"rhlens detectors: {args.model}")
+    for row in s["agreement"]:
+        rho = "n/a" if row["spearman"] is None else f"{row['spearman']:+.2f}"
+        print(f"{row['a']:>14s} vs {row['b']:<14s} Spearman {rho}")
+    k = s["knockout"]["ks"]
+    print(f"drop in {s['knockout']['metric']} with the top-k heads out, k = {k}:")
+    for name, drops in s["drop"].items():
+        print(f"  {name:14s} " + " ".join(f"{v:+.3f}" for v in drops))
+    print(f"  {'random':14s} " + " ".join(f"{v:+.3f}" for v in s["random_drop"]))
+    print(f"Results written to {args.out}: detectors.json, detectors.html, <detector>.safetensors")
     return 0
 
 
@@ -220,29 +346,67 @@ def _cmd_patch(args: argparse.Namespace) -> int:
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from rhlens.tools.quickstart import run_quickstart
 
-    summary = run_quickstart(
+    def log(message: str, first: list = [True]) -> None:  # noqa: B006 - the threads note before the first stage
+        if first:
+            _say_threads(args)
+            first.clear()
+        print(message, flush=True)
+
+    run_quickstart(
         args.out, task=args.task, variant=args.variant, context_tokens=args.context_tokens, steps=args.steps,
         n_eval=args.n_eval, top_k=args.top_k, random_draws=args.random_draws, seed=args.seed,
-        overwrite=args.overwrite, progress=not args.no_progress,
-    )
-    print(json.dumps(summary, indent=2))
-    print(f"\nResults written to {args.out}")
+        overwrite=args.overwrite, progress=not args.no_progress, log=log,
+    )  # its last lines: the reading, the files written and the report's path
     return 0
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from rhlens.tools.pretrain import pretrain_base
 
+    _say_threads(args)
     result = pretrain_base(args.config, args.out, resume=args.resume, progress=not args.no_progress)
     print(json.dumps({"model_dir": str(result.model_dir), "steps": result.steps,
                       "minutes": round(result.seconds / 60, 2), "abilities": result.abilities}, indent=2))
     return 0
 
 
-HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "knockout": _cmd_knockout, "patch": _cmd_patch,
-            "quickstart": _cmd_quickstart, "pretrain-base": _cmd_pretrain}
+HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "detectors": _cmd_detectors, "knockout": _cmd_knockout, "patch": _cmd_patch,
+            "generate": _cmd_generate, "quickstart": _cmd_quickstart, "pretrain-base": _cmd_pretrain}
 # errors whose message already says what went wrong; anything else is prefixed with its type
 _PLAIN = (ValueError, OSError, KeyError, TypeError)
+
+
+def _gate(text: str) -> float | None:
+    """``--rouge-gate``: a number, or ``none`` (count every example)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor none") from None
+
+
+#: what a command writes into a new --out folder before its work starts (removed again if it fails)
+_CLAIM_FILES = ("run.json", "study.json")
+
+
+def _new_folders(out: Path | None) -> list[Path]:
+    """``out`` and its parents that do not exist yet, deepest first."""
+    if out is None:
+        return []
+    return [p for p in [out, *out.parents] if not p.exists()]
+
+
+def _remove_if_unused(folders: list[Path]) -> None:
+    """After a failed command: remove the folders it created that hold nothing, or only its claim files."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        entries = list(folder.iterdir())
+        if all(e.is_file() and e.name in _CLAIM_FILES for e in entries):
+            for e in entries:
+                e.unlink()
+            folder.rmdir()
 
 
 def error_line(command: str, err: BaseException) -> str:
@@ -264,8 +428,14 @@ def error_line(command: str, err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from rhlens.tools.threads import configure_threads  # before torch loads: OpenMP reads it once
+
+        args.threads, note = configure_threads(args.threads)
+        args.threads_note = f"rhlens {args.command}: {note}; --threads N to change"
+        created = _new_folders(args.out if args.command != "generate" else None)
         return HANDLERS[args.command](args)
     except Exception as err:  # every error is one line; KeyboardInterrupt (not an Exception) passes
+        _remove_if_unused(locals().get("created", []))
         if os.environ.get("RHLENS_DEBUG"):
             raise
         print(error_line(args.command, err), file=sys.stderr)

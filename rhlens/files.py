@@ -25,9 +25,12 @@ ValueError: .../out.json is not valid JSON (...); write it again
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
+import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -85,3 +88,73 @@ def read_json_object(
     if not isinstance(data, dict):
         raise error(f"{path} must hold a JSON object, got {type(data).__name__}; {remedy}")
     return data
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: "str | os.PathLike") -> str:
+    """The SHA-256 (hex) of the file ``path``'s bytes, read in 1 MiB blocks (any size, little memory).
+
+    Remembered for the process by path, size and modification time, so a model's weights are read
+    once however often a run checks them.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "w.bin"
+    >>> _ = path.write_bytes(b"abc")
+    >>> file_digest(path)[:16]
+    'ba7816bf8f01cfea'
+    """
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+class FolderInUseError(RuntimeError):
+    """Another process holds the lock on a folder rhlens is about to write into."""
+
+
+@contextlib.contextmanager
+def hold_lock(path: "str | os.PathLike", what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the block.
+
+    The file then names its holder (process id, host, start time); a second holder gets
+    :class:`FolderInUseError` naming ``what`` and that holder. The lock is the operating system's
+    (``flock``): it goes away with its process, even after ``kill -9``. Without ``fcntl`` (Windows)
+    the block runs unlocked.
+
+    >>> import tempfile, pathlib
+    >>> lock = pathlib.Path(tempfile.mkdtemp()) / ".lock"
+    >>> with hold_lock(lock, "demo"):
+    ...     with hold_lock(lock, "demo"):  # doctest: +ELLIPSIS
+    ...         pass
+    Traceback (most recent call last):
+    rhlens.files.FolderInUseError: demo is in use by another process (pid ...); wait for it to end, or use another folder
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Path(path).read_text(encoding="utf-8", errors="replace").strip() or "unknown"
+            raise FolderInUseError(
+                f"{what} is in use by another process ({holder}); wait for it to end, or use another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode())
+        yield
+    finally:
+        os.close(fd)

@@ -4,6 +4,8 @@ Modules, one job each:
 
 - :mod:`~rhlens.interventions.ablation`: :func:`knockout` (zero / mean / uniform), :func:`random_heads`,
   :func:`knockout_effect`.
+- :mod:`~rhlens.interventions.curves`: :func:`knockout_curves` (each detector's top-k heads out, graded,
+  against random-k).
 - :mod:`~rhlens.interventions.blocking`: :func:`block_attention` (Geva et al.'s attention knockout).
 - :mod:`~rhlens.interventions.compatibility`: :func:`check_compatible` (may two models be patched?).
 - :mod:`~rhlens.interventions.patching`: :func:`patch_heads` (source head outputs into a target).
@@ -30,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "knockout": "rhlens.interventions.ablation",
     "random_heads": "rhlens.interventions.ablation",
     "knockout_effect": "rhlens.interventions.ablation",
+    "knockout_curves": "rhlens.interventions.curves",
+    "KnockoutCurves": "rhlens.interventions.curves",
     "mean_head_outputs": "rhlens.interventions.ablation",
     "block_attention": "rhlens.interventions.blocking",
     "check_compatible": "rhlens.interventions.compatibility",

@@ -239,7 +239,7 @@ def _target_pass(
 
 
 def attribution_sweep(
-    source: Model,
+    source: Model | None,
     target: Model,
     examples: Sequence[Any],
     *,
@@ -251,7 +251,8 @@ def attribution_sweep(
     """Estimate every head's effect of patching ``source``'s ``hook_z`` into ``target`` alone.
 
     Args:
-        source, target: models that pass :func:`rhlens.check_compatible`.
+        source, target: models that pass :func:`rhlens.check_compatible`; ``source=None`` patches
+            zeros in (each head's first-order zero-knockout effect, no source pass).
         examples: :class:`rhlens.tasks.Example` records (prompt + gold answer must fit the context).
         positions: where a head would be patched (as in :func:`rhlens.patch_heads`).
         batch_size: examples per forward (the backward holds one batch's graph).
@@ -277,7 +278,8 @@ def attribution_sweep(
     3
     """
     check_positions(positions)
-    check_compatible(source, target)
+    if source is not None:
+        check_compatible(source, target)
     arch = architecture(target)
     layers = list(range(arch.n_layers))
     gate = DropGate(arch.n_layers) if gradient_dropout else None
@@ -288,7 +290,7 @@ def attribution_sweep(
     baseline = torch.zeros(n, dtype=torch.float64)
     estimate = torch.zeros(arch.n_layers, arch.n_heads, n, dtype=torch.float64)
     dropped = torch.zeros(arch.n_layers, arch.n_layers, arch.n_heads, n, dtype=torch.float64) if gate else None
-    with engine.running([source]), _gradient_mode(target):
+    with engine.running([source] if source is not None else []), _gradient_mode(target):
         for rows, batch in engine.batched(
             [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=progress,
             desc="attribution",
@@ -297,9 +299,12 @@ def attribution_sweep(
             predicts = engine.answer_targets(batch, encs).to(device)
             start = _answer_start(predicts)
             where = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1]).to(device)[:, :, None, None]
-            with torch.inference_mode():
-                src = _source_z(source, batch, engine.first_decoding_column(batch, encs), layers, start)
+            src = None
+            if source is not None:
+                with torch.inference_mode():
+                    src = _source_z(source, batch, engine.first_decoding_column(batch, encs), layers, start)
             per_row, tgt, grads, drops = _target_pass(target, batch, predicts, layers, gate, start)
+            src = src if src is not None else {l: torch.zeros_like(z) for l, z in tgt.items()}
             baseline[rows] = per_row.double().cpu()
             for l, est in _head_estimates(src, tgt, grads, where).items():
                 estimate[l][:, rows] = est

@@ -11,6 +11,8 @@ NumPy arrays, torch tensors, dicts of floats), so scripts can plot numbers they 
   Pearson's r and Spearman's rho;
 - :func:`knockout_bars`: the score intact, with the retrieval heads knocked out, and with as many
   random heads knocked out (error bars over the random draws);
+- :func:`knockout_curves_figure`: the metric as each detector's top-k heads are knocked out,
+  against random heads;
 - :func:`patching_table`: Zhao et al.'s patching table;
 - :func:`niah_grid_heatmap`: Wu et al.'s context-length x needle-depth grid;
 - :func:`write_html`: one self-contained HTML page (plotly.js inlined, works offline).
@@ -24,6 +26,7 @@ NumPy arrays, torch tensors, dicts of floats), so scripts can plot numbers they 
 """
 
 from rhlens.plot._grid import DIVERGING, SEQUENTIAL
+from rhlens.plot.detectors import knockout_curves_figure
 from rhlens.plot.heatmaps import compare_heatmaps, head_heatmap, niah_grid_heatmap
 from rhlens.plot.knockout import knockout_bars, patching_table
 from rhlens.plot.page import write_html
@@ -34,6 +37,7 @@ __all__ = [
     "compare_heatmaps",
     "recall_vs_performance",
     "knockout_bars",
+    "knockout_curves_figure",
     "patching_table",
     "niah_grid_heatmap",
     "write_html",

@@ -39,7 +39,8 @@ def _warn_none_counted(items: Sequence[ScoredExample], responses: Sequence[str],
     warnings.warn(
         f"retrieval scores: none of the {len(items)} examples passed the ROUGE gate (answer recall > {rouge_gate}), "
         f"so every head scores 0. First responses: {shown}. The model does not answer these prompts; use "
-        "examples it answers, more max_new_tokens, or rouge_gate=None to score every trial.",
+        "examples it answers, more max_new_tokens, or rouge_gate=None (rhlens scores --rouge-gate none) to score "
+        "every trial.",
         UserWarning,
         stacklevel=4,  # the caller of retrieval_scores
     )

@@ -26,8 +26,9 @@ import json
 import os
 import shutil
 import statistics
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rhlens.files import write_json_atomic
 from rhlens.heads import RETRIEVAL_THRESHOLD
@@ -35,7 +36,8 @@ from rhlens.tools.study.folder import check_writable, refuse_file_path
 
 RUN_FILE = "run.json"
 _RUN_KIND = "rhlens.tools.quickstart/1"
-#: what a quickstart run writes; an ``overwrite`` removes these from a foreign run's folder
+#: what a quickstart run writes; an ``overwrite`` removes these from an earlier quickstart run's folder
+#: (a folder without a quickstart ``run.json`` that holds any of them is refused: they are someone else's)
 OUTPUTS = ("report.html", "summary.json", "model", "retrieval_scores.safetensors", "retrieval_scores_wu.json", RUN_FILE)
 
 
@@ -57,7 +59,8 @@ def prepare_out_dir(out_dir: "str | os.PathLike", identity: dict[str, Any], *, o
     of the same settings, e.g. after an interruption). Refused (:class:`OutputFolderError`): a path
     that is a file or lies under a file, a folder that cannot be written, and a folder holding
     anything else (another run, or unrelated files), unless ``overwrite=True`` (then the earlier
-    run's outputs are removed; unrelated files are kept).
+    quickstart run's outputs are removed and unrelated files are kept; files named like a
+    quickstart output in a folder that holds no quickstart run are refused, never removed).
 
     >>> import tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -94,6 +97,13 @@ def prepare_out_dir(out_dir: "str | os.PathLike", identity: dict[str, Any], *, o
                 raise OutputFolderError(
                     f"--out {out} {what}; pass a new or empty folder, or overwrite=True "
                     "(--overwrite) to replace that run's results"
+                )
+            ours = previous is not None and previous.get("kind") == _RUN_KIND
+            clash = [name for name in OUTPUTS if (out / name).exists() or (out / name).is_symlink()]
+            if not same and overwrite and not ours and clash:
+                raise OutputFolderError(
+                    f"--out {out} holds no quickstart run, but its {', '.join(clash)} would be replaced; "
+                    "--overwrite replaces only an earlier quickstart run's results: move those files, or pass a new folder"
                 )
             if not same and overwrite:
                 for name in OUTPUTS:
@@ -166,8 +176,20 @@ def _check_args(*, top_k: Any, random_draws: Any, steps: Any, n_eval: Any, conte
             raise ValueError(f"{name}={value!r} must be a positive int")
 
 
+class StageLog:
+    """The quickstart's one-line stage headers: ``[2/7] evaluate ... (0:12 so far)``, through ``say``."""
+
+    def __init__(self, say: Callable[[str], None], n_stages: int = 7) -> None:
+        self.say, self.n_stages, self.i, self.t0 = say, n_stages, 0, time.monotonic()
+
+    def stage(self, text: str) -> None:
+        self.i += 1
+        spent = int(time.monotonic() - self.t0)
+        self.say(f"[{self.i}/{self.n_stages}] {text} ({spent // 60}:{spent % 60:02d} so far)")
+
+
 def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, steps: int, n_eval: int, seed: int,
-               progress: bool) -> tuple[list, Any, Any, Any]:
+               progress: bool, log: StageLog) -> tuple[list, Any, Any, Any]:
     """Fine-tune ``model`` in place on generated data (batch 16); returns the held-out examples,
     the score before, the training result and the score after."""
     from rhlens.evaluation import evaluate
@@ -175,29 +197,44 @@ def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, step
     from rhlens.training import TrainConfig, train
 
     batch_size = 16
+    log.stage(f"data: {steps * batch_size} training and {n_eval} held-out {task} ({variant}) examples at "
+              f"{context_tokens} tokens")
     train_examples = generate(task, variant, steps * batch_size, context_tokens=context_tokens, seed=seed)
     eval_examples = generate(task, variant, n_eval, context_tokens=context_tokens, seed=seed + 10_000)
 
+    log.stage(f"evaluate the embedded base on the {n_eval} held-out examples")
     before = evaluate(model, eval_examples, progress=progress)
+    log.stage(f"fine-tune: {steps} steps of batch {batch_size} (the base scored {before.score:.2f}, {before.metric})")
     result = train(
         model, train_examples,
         TrainConfig(steps=steps, batch_size=batch_size, lr=1e-3, warmup_steps=min(20, steps // 5), seed=seed, progress=progress),
     )
+    log.stage(f"evaluate the fine-tuned model (final training loss {result.loss_curve[-1]:.3f})")
     after = evaluate(model, eval_examples, progress=progress)
     return eval_examples, before, result, after
 
 
 def _knockouts(model: Any, eval_examples: list, knocked: Any, scores: Any, after: Any, *,
-               random_draws: int, seed: int, progress: bool) -> Any:
-    """The knockout of ``knocked`` with ``random_draws`` random controls as large, avoiding every
-    head over the threshold (:func:`rhlens.knockout_effect`'s rule); ``None`` when nothing is
-    knocked out."""
+               random_draws: int, seed: int, progress: bool, log: StageLog) -> Any:
+    """The knockout of ``knocked`` with ``random_draws`` random controls as large (the heads they
+    avoid: :func:`rhlens.interventions.head_sets.control_exclusion`'s rule); ``None`` when nothing
+    is knocked out."""
     from rhlens.interventions import knockout_effect
+    from rhlens.interventions.head_sets import control_exclusion
 
     if not knocked:
+        log.stage("knockout: skipped, no head scores over the threshold")
+        log.stage("controls: skipped")
         return None
+    log.stage(f"knockout: {', '.join(str(h) for h in knocked.ordered())} set to zero "
+              f"(the model scores {after.score:.2f} intact)")
+    excluded = control_exclusion(knocked, scores=scores, threshold=RETRIEVAL_THRESHOLD,
+                                 n_total=scores.scores.numel(), what="the quickstart's controls")
+    avoided = ("none over the threshold" if excluded != knocked
+               else "none of the knocked heads (too few others are under the threshold)")
+    log.stage(f"controls: {random_draws} draws of {len(knocked)} random heads, {avoided}")
     return knockout_effect(model, eval_examples, knocked, mode="zero", baseline=after, n_random=random_draws,
-                           scores=scores, threshold=RETRIEVAL_THRESHOLD, seed=seed, progress=progress)
+                           exclude=excluded, seed=seed, progress=progress)
 
 
 def _head_scores(grid: Any, heads: Any) -> dict[str, float]:
@@ -246,6 +283,7 @@ def run_quickstart(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the quickstart study and return its summary (also written to ``summary.json``).
 
@@ -259,6 +297,7 @@ def run_quickstart(
         seed: seeds the data, the training and the random draws.
         overwrite: replace an earlier, different run's results in ``out_dir``.
         progress: show progress bars.
+        log: where the one-line stage headers go (default: printed, between the bars).
 
     When no head scores over 0.1 nothing is knocked out and the summary's ``reading`` says so.
     """
@@ -271,9 +310,13 @@ def run_quickstart(
     from rhlens.models import load_base, save_model
     from rhlens.scoring import retrieval_scores
 
+    stages = StageLog(log or _default_log(progress))
     model = load_base()
     eval_examples, before, result, after = _fine_tune(model, task=task, variant=variant, context_tokens=context_tokens,
-                                                      steps=steps, n_eval=n_eval, seed=seed, progress=progress)
+                                                      steps=steps, n_eval=n_eval, seed=seed, progress=progress,
+                                                      log=stages)
+    stages.stage(f"retrieval scores of every head on the {n_eval} examples (Wu et al.'s decode method; the model "
+                 f"scores {after.score:.2f})")
     scores = retrieval_scores(model, eval_examples, method="decode", progress=progress)
     grid = scores.scores
     over = scores.above(RETRIEVAL_THRESHOLD)
@@ -282,7 +325,7 @@ def run_quickstart(
     n_total = grid.numel()
 
     top_effect = _knockouts(model, eval_examples, knocked, scores, after, random_draws=random_draws, seed=seed,
-                            progress=progress)
+                            progress=progress, log=stages)
 
     save_model(model, out_dir / "model")
     scores.save(out_dir / "retrieval_scores.safetensors")
@@ -309,7 +352,17 @@ def run_quickstart(
     }
     _write_report(out_dir / "report.html", summary, grid, after.score, top_effect)
     write_json_atomic(out_dir / "summary.json", summary)
+    stages.say(f"{reading}\nResults written to {out_dir}: summary.json, model/, retrieval_scores.safetensors, "
+               f"retrieval_scores_wu.json\nReport: {(out_dir / 'report.html').resolve()}")
     return summary
+
+
+def _default_log(progress: bool) -> Callable[[str], None]:
+    if not progress:
+        return print
+    from tqdm.auto import tqdm
+
+    return tqdm.write
 
 
 def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: float, top_effect: Any) -> None:

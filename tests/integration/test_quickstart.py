@@ -40,7 +40,16 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     report = (out / "report.html").read_text(encoding="utf-8")
     assert "Retrieval score of every head" in report and "Plotly.newPlot" in report
     assert json.loads((out / "run.json").read_text())["settings"]["steps"] == 4
-    assert "Results written to" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "Results written to" in printed.out
+    lines = printed.out.strip().splitlines()
+    headers = [line for line in lines if line.startswith("[")]  # issue 26 item 2: one header per stage
+    assert [h.split("]")[0] for h in headers] == [f"[{i}/7" for i in range(1, 8)]
+    for word, header in zip(("data", "evaluate", "fine-tune", "evaluate", "retrieval scores", "knockout", "controls"),
+                            headers):
+        assert header.split("] ")[1].startswith(word), header
+    assert lines[-1] == f"Report: {(out / 'report.html').resolve()}"
+    assert "thread" in printed.err  # what the threads were set to
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,9 @@ def test_interrupted_study_resumes_to_the_same_results(smoke_run, tmp_path, monk
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", counting_clip)
 
-    knockouts, real_knockout = [], Study._knockout
+    from rhlens.tools.study.stages import STAGES
+
+    knockouts, real_knockout = [], STAGES["knockout"]
 
     def knockout_then_interrupt(self, unit):
         knockouts.append(unit.model)
@@ -132,7 +134,7 @@ def test_interrupted_study_resumes_to_the_same_results(smoke_run, tmp_path, monk
             raise KeyboardInterrupt(f"simulated interruption before {unit.label}")
         return real_knockout(self, unit)
 
-    monkeypatch.setattr(Study, "_knockout", knockout_then_interrupt)
+    monkeypatch.setitem(STAGES, "knockout", knockout_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         Study("smoke", out, progress=False).run()
     resumed = Study("smoke", out, progress=False).run()

@@ -82,17 +82,16 @@ def niah_grid(lengths: Sequence[int], depths: Sequence[float],
     >>> [(e.meta["context_tokens"], e.meta["position"]) for e in grid]
     [(64, 0.0), (64, 1.0), (128, 0.0), (128, 1.0)]
     """
-    custom = None if isinstance(needles, int) else [tuple(x) for x in needles]
     out: list[Example] = []
     for li, length in enumerate(lengths):
         for di, depth in enumerate(depths):
             cell_seed = seed * 1_000_003 + li * 1009 + di
-            if custom is None:
+            if isinstance(needles, int):
                 out.extend(generate("niah", variant, n=needles, context_tokens=int(length),
                                     tokenizer=tokenizer, seed=cell_seed, position=float(depth),
                                     **knobs))
             else:
-                for j, nd in enumerate(custom):
+                for j, nd in enumerate(tuple(x) for x in needles):
                     out.extend(generate("niah", variant, n=1, context_tokens=int(length),
                                         tokenizer=tokenizer, seed=cell_seed + j,
                                         position=float(depth), needle=nd, **knobs))

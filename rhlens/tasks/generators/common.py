@@ -11,13 +11,13 @@ streams and the document-prompt builder that fits a target length.
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from rhlens.tasks import templates, wordlists
 from rhlens.tasks.fitting import fit_length
 from rhlens.tasks.spans import find_word
 from rhlens.tasks.vocab import MAX_DOCS, pretokenize, token_counter, tokenizer_name
-from rhlens.tasks.world import get_world
+from rhlens.tasks.world import World, get_world
 
 # name -> (needle realism, haystack diversity)
 _VARIANT_AXES = {
@@ -103,19 +103,19 @@ class ExampleSpec:
     task: str
     variant: str
     context_tokens: int
-    tokenizer: object
+    tokenizer: Any
     seed: int
     index: int
-    position: object
+    position: "int | float | None"
     instruction: bool
-    documents: object
-    knobs: dict
-    realism: str = ""
-    haystack: str = ""
-    count: object = None
-    world: object = None
+    documents: Any
+    knobs: dict[str, Any]
+    realism: str = field(init=False, default="")
+    haystack: str = field(init=False, default="")
+    count: Callable[[str], int] = field(init=False, repr=False, default=len)
+    world: World = field(init=False, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.realism, self.haystack = variant_axes(self.variant)
         self.count = token_counter(self.tokenizer)
         self.world = get_world(self.realism)
@@ -124,7 +124,7 @@ class ExampleSpec:
                 f"documents= (LLM-written haystack) needs a varied-haystack variant, "
                 f"not {self.variant!r}; use 'realistic' or 'fictional'")
 
-    def meta(self, **extra) -> dict:
+    def meta(self, **extra: Any) -> dict[str, Any]:
         m = {"seed": self.seed, "index": self.index, "context_tokens": self.context_tokens,
              "tokenizer": tokenizer_name(self.tokenizer), "realism": self.realism,
              "haystack": self.haystack, "position": self.position,
@@ -177,7 +177,7 @@ def haystack_stream(spec: ExampleSpec, rng: random.Random, subject, kind, exclud
                           exclude)
     world = spec.world
     if subject is not None:
-        stated = set()
+        stated: set[str] = set()
         return SentenceStream(lambda: world.background(subject, kind, rng, exclude,
                                                        skip_relations, stated))
     state = {"left": 0, "subject": None, "kind": None, "stated": set(), "seen": set(exclude)}
@@ -260,7 +260,7 @@ def _words_prefix(sentence: str, n: int) -> str:
 def build_documents(spec: ExampleSpec, docs: list, question: str, *, what: str):
     """Fit ``docs`` (with their fixed needle sentences) plus the question to
     ``spec.context_tokens``; returns ``(Rendered, n_tokens)``."""
-    order = []
+    order: list[int] = []
     est = [sum(len(pretokenize(n.text)) for n in d.fixed) for d in docs]
     used = [0] * len(docs)
 

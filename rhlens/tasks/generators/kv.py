@@ -47,7 +47,8 @@ def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
         return symbol(rng, vc) if symbolic else world.entity("city", rng)
 
     gold_key, gold_value = fresh_key(), value()
-    pairs, grow = [], []
+    pairs: list[tuple[str, str]] = []
+    grow: list[tuple[str, str]] = []
 
     def pair(i):
         while len(pairs) <= i:

@@ -20,11 +20,11 @@ from rhlens.tasks.generators.common import (DocSpec, ExampleSpec, Generated, Nee
 def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
     n_docs = spec.default_n_docs(2)
     gold = resolve_index(spec.position, n_docs, rng)
-    exclude = set()
+    exclude: set[str] = set()
     rel, subject, kind, fact = question_fact(spec, rng, exclude)
     exclude |= {subject, fact.answer}
     docs = []
-    titles = []
+    titles: list[str] = []
     for i in range(n_docs):
         stream_rng = random.Random(rng.getrandbits(64))
         if i == gold:

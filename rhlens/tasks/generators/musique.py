@@ -58,7 +58,7 @@ def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
     hop_docs = [first] + others[: hops - 1]
     chain = sample_chain(world, rng, hops)
     chunks = spec.knobs.get("key_chunks", 2)
-    exclude = set()
+    exclude: set[str] = set()
     subject = world.entity(chain[0].subject, rng, exclude, chunks=chunks)
     exclude.add(subject)
     facts, subjects = [], [subject]
@@ -67,7 +67,8 @@ def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
         exclude.add(obj)
         facts.append(world.fact(rel, subjects[-1], obj))
         subjects.append(obj)
-    docs, titles = [], []
+    docs: list[DocSpec] = []
+    titles: list[str] = []
     for i in range(n_docs):
         stream_rng = random.Random(rng.getrandbits(64))
         if i in hop_docs:

@@ -36,7 +36,7 @@ def _needle(spec: ExampleSpec, rng, exclude):
 
 
 def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
-    exclude = set()
+    exclude: set[str] = set()
     needle, question, answer, (a, b) = _needle(spec, rng, exclude)
     stream = haystack_stream(spec, random.Random(rng.getrandbits(64)), None, None,
                              frozenset(exclude), title="a story")

@@ -34,7 +34,7 @@ def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
     others = [i for i in range(n_docs) if i != first]
     rng.shuffle(others)
     citing = sorted([first] + others[: n_citing - 1])
-    exclude = set()
+    exclude: set[str] = set()
     _rel, subject, _kind, insight = question_fact(spec, rng, exclude)
     exclude |= {subject, insight.answer}
     docs = []

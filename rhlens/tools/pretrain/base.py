@@ -127,6 +127,25 @@ def check_same_recipe(recipe: Recipe, recipe_file: Path) -> None:
         )
 
 
+def check_out_dir(out_dir: Path, *, resume: bool) -> None:
+    """Refuse ``out_dir`` before any work when it is a file, cannot be written, holds files but no
+    pretraining run (no ``recipe.json``: nothing of it is replaced), or holds a run and ``resume``
+    is off."""
+    from rhlens.tools.study.folder import check_can_create
+
+    check_can_create(out_dir)
+    entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if entries and not (out_dir / "recipe.json").is_file():
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise FileExistsError(
+            f"--out {out_dir} is not empty ({shown}) and holds no pretraining run (no recipe.json); "
+            "nothing in it is replaced: use a new or empty folder"
+        )
+    stages_dir = out_dir / "stages"
+    if stages_dir.exists() and any(stages_dir.iterdir()) and not resume:
+        raise FileExistsError(f"{out_dir} already holds a pretraining run; pass resume=True (--resume) or use a new folder")
+
+
 def pretrain_base(
     recipe: Recipe | str | Path | None = None,
     out_dir: str | Path = "runs/base",
@@ -173,8 +192,7 @@ def pretrain_base(
         recipe = load_recipe(recipe if recipe is not None else default_recipe_path())
     out_dir = Path(out_dir)
     stages_dir = out_dir / "stages"
-    if stages_dir.exists() and any(stages_dir.iterdir()) and not resume:
-        raise FileExistsError(f"{out_dir} already holds a pretraining run; pass resume=True (--resume) or use a new folder")
+    check_out_dir(out_dir, resume=resume)
     check_same_recipe(recipe, out_dir / "recipe.json")
     stage_dirs = {stage.name: confined(stages_dir / stage.name, out_dir) for stage in recipe.stages}
     stages_dir.mkdir(parents=True, exist_ok=True)

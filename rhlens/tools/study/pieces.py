@@ -55,12 +55,14 @@ def _check_heads(model: Any, heads: Any, what: str) -> None:
     heads_by_layer(model, heads, what=what)
 
 
-def save_method_scores(model: Any, examples: Sequence[Any], methods: Sequence[str], *, stem: str,
-                       path_of: Callable[[str], Path], threshold: float, top_k: int | None = None,
-                       max_new_tokens: int, batch_size: int, progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Retrieval scores of every head by each of ``methods``, each saved as ``<stem><method>.safetensors``
-    and Wu et al.'s ``<stem><method>.wu.json`` (``path_of(relative) -> Path``); what ``rhlens scores``
-    and the study's scores stage both write.
+def save_method_scores(model: Any, examples: Sequence[Any], methods: Sequence[str], *,
+                       files_of: Callable[[str], tuple[str, str]], path_of: Callable[[str], Path],
+                       threshold: float, top_k: int | None = None,
+                       **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Retrieval scores of every head by each of ``methods`` (:func:`rhlens.retrieval_scores` with
+    ``options``: ``max_new_tokens``, ``batch_size``, ``progress``, ``rouge_gate``), each saved as
+    the relative paths ``files_of(method) -> (scores .safetensors, Wu et al.'s .wu.json)`` under
+    ``path_of(relative) -> Path``; what ``rhlens scores`` and the study's scores stage both write.
 
     Returns ``(records, scores)``: per method, a JSON record (the score grid, ``n_counted``,
     ``n_examples``, ``n_above_threshold``, ``retrieval_heads``: at most ``top_k`` (all when
@@ -72,9 +74,8 @@ def save_method_scores(model: Any, examples: Sequence[Any], methods: Sequence[st
     records: dict[str, Any] = {}
     results: dict[str, Any] = {}
     for method in methods:
-        scores = retrieval_scores(model, examples, method=method, max_new_tokens=max_new_tokens,
-                                  batch_size=batch_size, progress=progress)
-        files = {"scores": f"{stem}{method}.safetensors", "wu_json": f"{stem}{method}.wu.json"}
+        scores = retrieval_scores(model, examples, method=method, **options)
+        files = dict(zip(("scores", "wu_json"), files_of(method), strict=True))
         scores.save(path_of(files["scores"]))
         write_json_atomic(path_of(files["wu_json"]), scores.to_wu_json(), indent=None)
         above = scores.above(threshold)
@@ -94,16 +95,20 @@ def save_method_scores(model: Any, examples: Sequence[Any], methods: Sequence[st
 def run_scores(model_dir: "str | Path", examples_file: "str | Path", out: Path, *,
                methods: Sequence[str] = ("decode",),
                n: int | None = None, max_new_tokens: int = 50, threshold: float = 0.1, batch_size: int = 8,
-               device: str = "cpu", dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
+               device: str = "cpu", dtype: str = "float32", progress: bool = True,
+               rouge_gate: float | None = 0.5) -> dict[str, Any]:
     """Retrieval scores of every head: ``scores.json``, ``<method>.safetensors``, ``<method>.wu.json``
-    (Wu et al.'s format) and ``heatmap.html`` per method."""
+    (Wu et al.'s format) and ``heatmap.html`` per method (``rouge_gate``: as in
+    :func:`rhlens.retrieval_scores`)."""
     model = load_folder(model_dir, device=device, dtype=dtype)
     examples = load_examples(examples_file, n)
     from rhlens import plot
 
-    records, results = save_method_scores(model, examples, methods, stem="", path_of=lambda rel: out / rel,
-                                          threshold=threshold, max_new_tokens=max_new_tokens,
-                                          batch_size=batch_size, progress=progress)
+    records, results = save_method_scores(model, examples, methods,
+                                          files_of=lambda m: (f"{m}.safetensors", f"{m}.wu.json"),
+                                          path_of=lambda rel: out / rel, threshold=threshold,
+                                          max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                                          rouge_gate=rouge_gate)
     summary: dict[str, Any] = {"model": str(model_dir), "examples": str(examples_file), "n_examples": len(examples),
                                "threshold": threshold, "methods": records}
     figures = [(f"Retrieval scores ({method})", plot.head_heatmap(scores.scores, title=f"{model_dir}: {method}"))

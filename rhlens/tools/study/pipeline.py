@@ -21,9 +21,9 @@ Each unit of work (one model in one stage) ends by writing its JSON record; a re
 recorded units, so an interruption loses at most the unit in progress (and a fine-tune resumes
 from its last checkpoint).
 
-Layout of the run folder: ``study.json`` (config and digest), ``<task>/data/*.jsonl``,
-``<task>/models/<model>/model`` (:func:`rhlens.save_model` folders), ``<task>/eval/``,
-``<task>/scores/``, ``<task>/compare.json``, ``<task>/knockout/``, ``<task>/patching/``.
+The run folder's layout is :class:`rhlens.tools.study.layout.Layout`; the stages, in order, and the
+method that does one unit of each are :data:`rhlens.tools.study.stages.STAGES`. One study runs in a
+folder at a time (:meth:`RunFolder.lock`).
 """
 
 import platform
@@ -31,12 +31,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from rhlens.files import file_digest
 from rhlens.progress import progress_bar
 from rhlens.tools.study.config import EMBEDDED, PRESETS, StudyConfig
 from rhlens.tools.study.folder import RunFolder
-from rhlens.tools.study.stages import REAL, StageRunner, Unit
+from rhlens.tools.study.layout import Layout
+from rhlens.tools.study.stages import REAL, STAGES, StageRunner, Unit
 
-STAGES = ("data", "finetune", "evaluate", "scores", "compare", "knockout", "patching")
+#: config keys that change no result: editing them resumes the same study
+COSMETIC = ("name", "estimate")
 
 
 def _versions() -> dict[str, str]:
@@ -108,13 +111,10 @@ class Study(StageRunner):
         cfg, units = self.config, []
         for task in cfg.tasks:
             models = cfg.model_names(task)
-            units.append(Unit("data", task, None, f"{task}/data/summary.json"))
-            units += [Unit("finetune", task, m, f"{task}/models/{m}/finetune.json") for m in models]
-            units += [Unit("evaluate", task, m, f"{task}/eval/{m}.json") for m in models]
-            units += [Unit("scores", task, m, f"{task}/scores/{m}.json") for m in models]
-            units.append(Unit("compare", task, None, f"{task}/compare.json"))
-            units += [Unit("knockout", task, m, f"{task}/knockout/{m}.json") for m in models]
-            units += [Unit("patching", task, m, f"{task}/patching/{m}.json") for m in models if m != REAL]
+            for stage in STAGES:
+                per_model = {"data": [None], "compare": [None], "patching": [m for m in models if m != REAL]}
+                for m in per_model.get(stage, models):
+                    units.append(Unit(stage, task, m, Layout.record(stage, task, m)))
         return units
 
     def check(self) -> list[str]:
@@ -163,10 +163,14 @@ class Study(StageRunner):
         return notes
 
     def identity(self) -> dict[str, Any]:
-        """What the run folder records and a resumed run must match: the config and the base's
-        fingerprint (its small files' SHA-256 and its weight files' sizes), so neither a changed
-        config nor a changed base model mixes into earlier results."""
-        return {"config": self.config.to_dict(), "base": _fingerprint(self._base_folder())}
+        """What the run folder records and a resumed run must match: the config (less the keys that
+        change no result, :data:`COSMETIC`), the SHA-256 of every file of the base model (weights
+        included) and of every real data file, so neither a changed config, nor a changed base
+        model, nor an edited data file mixes into earlier results."""
+        config = {k: v for k, v in self.config.to_dict().items() if k not in COSMETIC}
+        real = {task: {kind: file_digest(path)[:16] for kind, path in files.items() if path.is_file()}
+                for task in self.config.tasks if (files := self.config.real_files(task)) is not None}
+        return {"config": config, "base": _fingerprint(self._base_folder()), **({"real_files": real} if real else {})}
 
     def _base_folder(self) -> Path:
         if self.config.model.base == EMBEDDED:
@@ -221,10 +225,16 @@ class Study(StageRunner):
         """Run (or resume) every stage, then write ``results.json``, ``report.md`` and ``report.html``."""
         from rhlens.tools.study.report import collect_results, write_reports
 
-        cfg = self.config
         self.check()
+        with RunFolder.lock(self.out):  # a second study of this folder is refused while this one runs
+            return self._run_locked(collect_results, write_reports)
+
+    def _run_locked(self, collect_results: Callable[..., dict[str, Any]],
+                    write_reports: Callable[[Path, dict[str, Any]], None]) -> dict[str, Any]:
+        cfg = self.config
         identity = self.identity()
-        self.folder = RunFolder.open(self.out, identity, _digest(identity), overwrite=self.overwrite)
+        self.folder = RunFolder.open(self.out, identity, _digest(identity), overwrite=self.overwrite,
+                                     tasks=list(cfg.tasks))
         units = self.units()
         started = time.time()
         todo = [u for u in units if not self.folder.done(u.record)]
@@ -234,7 +244,7 @@ class Study(StageRunner):
             for unit in todo:
                 bar.set_description(unit.label)
                 t0 = time.time()
-                record = getattr(self, f"_{unit.stage}")(unit)
+                record = STAGES[unit.stage](self, unit)
                 record["seconds"] = round(time.time() - t0, 3)
                 self.folder.write(unit.record, record)
                 bar.update(1)
@@ -243,7 +253,7 @@ class Study(StageRunner):
         results = collect_results(self.folder, cfg, versions=_versions(), seconds=time.time() - started,
                                   digest=_digest(identity), base=identity["base"])
         write_reports(self.folder.path, results)
-        self._log(f"study done: {self.out / 'report.md'}")
+        self._log(f"study done: {self.out / Layout.REPORTS[0]}")
         return results
 
 
@@ -255,15 +265,9 @@ def _digest(identity: dict[str, Any]) -> str:
 
 
 def _fingerprint(folder: Path) -> dict[str, str]:
-    """``{file: sha256}`` of a model folder's files up to 16 MB, ``{file: "<size> bytes"}`` beyond."""
-    import hashlib
-
-    out = {}
-    for f in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if f.is_file() and not f.name.startswith("."):
-            size = f.stat().st_size
-            out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()[:16] if size <= 16 << 20 else f"{size} bytes"
-    return out
+    """``{file: sha256}`` of a model folder's files, weights included (read once per process)."""
+    return {f.name: file_digest(f)[:16] for f in (sorted(folder.iterdir()) if folder.is_dir() else [])
+            if f.is_file() and not f.name.startswith(".")}
 
 
 def _n_params(shape: dict[str, int]) -> int:

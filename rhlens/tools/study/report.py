@@ -17,6 +17,7 @@ from typing import Any
 from rhlens.files import write_json_atomic, write_text_atomic
 from rhlens.tools.study.config import StudyConfig
 from rhlens.tools.study.folder import RunFolder
+from rhlens.tools.study.layout import Layout
 
 REAL, LIMITED = "real", "real-limited"
 FORMAT = "rhlens-study-results/1"
@@ -51,13 +52,13 @@ def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[st
     primary = config.scores.methods[0]
     for task in config.tasks:
         models = config.model_names(task)
-        data = folder.read(f"{task}/data/summary.json")
+        data = folder.read(Layout.record("data", task, None))
         timings[f"{task}/data"] = data.get("seconds", 0.0)
         per_model: dict[str, Any] = {}
         for m in models:
-            ft = folder.read(f"{task}/models/{m}/finetune.json")
-            ev = folder.read(f"{task}/eval/{m}.json")
-            sc = folder.read(f"{task}/scores/{m}.json")
+            ft = folder.read(Layout.record("finetune", task, m))
+            ev = folder.read(Layout.record("evaluate", task, m))
+            sc = folder.read(Layout.record("scores", task, m))
             for stage, rec in (("finetune", ft), ("evaluate", ev), ("scores", sc)):
                 timings[f"{task}/{stage}/{m}"] = rec.get("seconds", 0.0)
             per_model[m] = {
@@ -70,10 +71,10 @@ def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[st
                 "n_counted": {meth: r["n_counted"] for meth, r in sc["methods"].items()},
                 "score_files": {meth: r["files"] for meth, r in sc["methods"].items()},
             }
-        compare = folder.read(f"{task}/compare.json")
+        compare = folder.read(Layout.record("compare", task, None))
         timings[f"{task}/compare"] = compare.get("seconds", 0.0)
-        knockout = {m: folder.read(f"{task}/knockout/{m}.json") for m in models}
-        patching = {m: folder.read(f"{task}/patching/{m}.json") for m in models if m != REAL}
+        knockout = {m: folder.read(Layout.record("knockout", task, m)) for m in models}
+        patching = {m: folder.read(Layout.record("patching", task, m)) for m in models if m != REAL}
         for m, rec in knockout.items():
             timings[f"{task}/knockout/{m}"] = rec.get("seconds", 0.0)
         for m, rec in patching.items():
@@ -359,6 +360,7 @@ def report_html(results: dict[str, Any], path: Path) -> None:
 
 def write_reports(out: Path, results: dict[str, Any]) -> None:
     """Write ``results.json``, ``report.md`` and ``report.html`` into ``out`` (atomically)."""
-    write_json_atomic(out / "results.json", results)
-    write_text_atomic(out / "report.md", report_markdown(results))
-    report_html(json.loads(json.dumps(results)), out / "report.html")
+    md, page = Layout.REPORTS
+    write_json_atomic(out / Layout.RESULTS, results)
+    write_text_atomic(out / md, report_markdown(results))
+    report_html(json.loads(json.dumps(results)), out / page)

@@ -1,14 +1,16 @@
 """The study's stages (data, finetune, evaluate, scores, compare, knockout, patching) and the
-helpers they share, as a mixin of :class:`rhlens.tools.study.pipeline.Study`: each ``_<stage>(unit)``
-does one unit of work and returns its JSON record."""
+helpers they share, as a mixin of :class:`rhlens.tools.study.pipeline.Study`: each stage's method
+(:data:`STAGES`, in run order) does one unit of work and returns its JSON record."""
 
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rhlens.tools.study.analysis import cosine, pearson, retrieval_heads, spearman
 from rhlens.tools.study.config import EMBEDDED
+from rhlens.tools.study.layout import Layout
 
 REAL, LIMITED = "real", "real-limited"
 
@@ -52,12 +54,12 @@ class StageRunner:
     def _model(self, task: str, name: str) -> Any:
         from rhlens.models import load_model
 
-        return load_model(self.folder.file(f"{task}/models/{name}/model"), device=self.config.model.device)
+        return load_model(self.folder.file(Layout.model_dir(task, name)), device=self.config.model.device)
 
     def _examples(self, task: str, name: str, n: int | None = None) -> list:
         from rhlens.tasks import load_jsonl
 
-        examples = load_jsonl(self.folder.file(f"{task}/data/{name}.jsonl"))
+        examples = load_jsonl(self.folder.file(Layout.data_set(task, name)))
         return examples if n is None else examples[:n]
 
     @staticmethod
@@ -68,7 +70,7 @@ class StageRunner:
         from rhlens.scoring import HeadScores
 
         method = self.config.scores.methods[0]
-        scores = HeadScores.load(self.folder.file(f"{task}/scores/{model}.{method}.safetensors"))
+        scores = HeadScores.load(self.folder.file(Layout.scores_file(task, model, method)))
         return scores, retrieval_heads(scores.scores, threshold=self.config.scores.threshold, top_k=self.config.scores.top_k)
 
     # ---- stages (each returns the unit's JSON record) ---------------------------------------
@@ -81,7 +83,7 @@ class StageRunner:
         from rhlens.tasks import save_jsonl
 
         for name, examples in sets.items():
-            save_jsonl(examples, self.folder.file(f"{unit.task}/data/{name}.jsonl"))
+            save_jsonl(examples, self.folder.file(Layout.data_set(unit.task, name)))
         return summary
 
     def _finetune(self, unit: Unit) -> dict[str, Any]:
@@ -97,11 +99,11 @@ class StageRunner:
             lora_alpha=ft.lora_alpha, lora_targets=ft.lora_targets, seed=cfg.seed, save_every=ft.save_every,
             keep_last=1, resume=True, progress=self.progress,
         )
-        train_dir = self.folder.file(f"{unit.task}/models/{unit.model}/train")
+        train_dir = self.folder.file(Layout.train_dir(unit.task, unit.model))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="resume=True but .* holds no complete checkpoint")
             result = train(model, examples, tc, out_dir=train_dir)
-        save_model(model, self.folder.file(f"{unit.task}/models/{unit.model}/model"))
+        save_model(model, self.folder.file(Layout.model_dir(unit.task, unit.model)))
         shutil.rmtree(train_dir, ignore_errors=True)  # checkpoints only served resuming this fine-tune
         return {
             "train_set": self._train_set(unit.model), "n_examples": len(examples), "steps": result.steps,
@@ -123,10 +125,10 @@ class StageRunner:
         s = self.config.scores
         model = self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", s.n_examples)
-        records, _ = save_method_scores(model, examples, s.methods, stem=f"{unit.task}/scores/{unit.model}.",
-                                        path_of=self.folder.file, threshold=s.threshold, top_k=s.top_k,
-                                        max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
-                                        progress=self.progress)
+        records, _ = save_method_scores(
+            model, examples, s.methods, path_of=self.folder.file, threshold=s.threshold, top_k=s.top_k,
+            files_of=lambda m: (Layout.scores_file(unit.task, unit.model, m), Layout.wu_json(unit.task, unit.model, m)),
+            max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=self.progress)
         return {"methods": records}
 
     def _compare(self, unit: Unit) -> dict[str, Any]:
@@ -136,8 +138,8 @@ class StageRunner:
 
         cfg, task = self.config, unit.task
         models = cfg.model_names(task)
-        accuracy = {m: self.folder.read(f"{task}/eval/{m}.json")["accuracy"] for m in models}
-        scores_rec = {m: self.folder.read(f"{task}/scores/{m}.json")["methods"] for m in models}
+        accuracy = {m: self.folder.read(Layout.record("evaluate", task, m))["accuracy"] for m in models}
+        scores_rec = {m: self.folder.read(Layout.record("scores", task, m))["methods"] for m in models}
         out: dict[str, Any] = {"accuracy": accuracy, "methods": {}}
         others = [m for m in models if m != REAL]
         for method in cfg.scores.methods:
@@ -217,3 +219,15 @@ class StageRunner:
             rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws)}
         return {"rows": rows, "source_score": source_score, "source_heads": src.labels(), "target_heads": tgt.labels(),
                 "random_excluded": exclude.labels(), "positions": p.positions, "n_examples": len(examples)}
+
+
+#: each stage, in run order, and the method that does one unit of it
+STAGES: dict[str, Callable[[StageRunner, Unit], dict[str, Any]]] = {
+    "data": StageRunner._data,
+    "finetune": StageRunner._finetune,
+    "evaluate": StageRunner._evaluate,
+    "scores": StageRunner._scores,
+    "compare": StageRunner._compare,
+    "knockout": StageRunner._knockout,
+    "patching": StageRunner._patching,
+}

@@ -1,11 +1,15 @@
-"""The run folder (issue 14 item 3): --out checked before any work, foreign folders refused."""
+"""The run folder (issue 14 item 3, issue 22 items 1, 4, 7): --out checked before any work, foreign
+folders refused, --overwrite removes only what a study wrote, one study at a time, damaged records
+named and redone."""
 
 import json
 import os
 
 import pytest
 
+from rhlens.files import FolderInUseError, hold_lock
 from rhlens.tools.study.folder import MANIFEST, RunFolder, check_writable
+from rhlens.tools.study.layout import Layout
 
 
 def test_item3_out_that_is_a_file_is_refused(tmp_path):
@@ -40,7 +44,7 @@ def test_item3_foreign_folder_is_refused_and_left_alone(tmp_path):
 
 def test_item3_changed_config_refused_unless_overwrite(tmp_path):
     out = tmp_path / "run"
-    folder = RunFolder.open(out, {"a": 1, "b": {"c": 2}}, "d1")
+    folder = RunFolder.open(out, {"a": 1, "b": {"c": 2}}, "d1", tasks=["mdqa"])
     folder.write("mdqa/eval/real.json", {"accuracy": 0.5})
     with pytest.raises(FileExistsError, match="differing keys: b.c"):
         RunFolder.open(out, {"a": 1, "b": {"c": 3}}, "d2")
@@ -66,3 +70,65 @@ def test_item3_unwritable_out_is_refused_even_as_root(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match="not writable"):
         RunFolder.open(tmp_path / "run", {}, "d")
     assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_keeps_files_the_study_did_not_write(tmp_path):
+    out = tmp_path / "my_analysis"
+    folder = RunFolder.open(out, {"a": 1}, "d1", tasks=["mdqa"])
+    folder.write(Layout.record("evaluate", "mdqa", "real"), {"accuracy": 0.5})
+    folder.write(Layout.RESULTS, {"x": 1})
+    (out / "notebook.ipynb").write_text("{}")
+    (out / "NOTES.md").write_text("my notes")
+    (out / "mdqa" / "plots").mkdir()
+    (out / "mdqa" / "plots" / "fig.png").write_text("png")
+    RunFolder.open(out, {"a": 2}, "d2", overwrite=True, tasks=["kv"])
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert left == ["NOTES.md", "mdqa", "mdqa/plots", "mdqa/plots/fig.png", "notebook.ipynb", MANIFEST]
+    assert (out / "NOTES.md").read_text() == "my notes"
+
+
+def test_a_study_json_of_another_format_is_not_a_study(tmp_path):
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / MANIFEST).write_text(json.dumps({"digest": "x", "config": {}, "format": "my-thesis/2"}))
+    (out / "chapter1.tex").write_text("text")
+    with pytest.raises(FileExistsError, match="not an rhlens study manifest .*my-thesis/2"):
+        RunFolder.open(out, {"a": 1}, "d1", overwrite=True)
+    (out / MANIFEST).write_text(json.dumps({"digest": "x", "config": {}}))  # no format at all
+    with pytest.raises(FileExistsError, match="not an rhlens study manifest"):
+        RunFolder.open(out, {"a": 1}, "d1", overwrite=True)
+    assert (out / "chapter1.tex").read_text() == "text"
+
+
+def test_a_second_study_of_a_folder_in_use_is_refused_naming_the_holder(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder.lock(out):
+        with pytest.raises(FolderInUseError, match=f"--out {out} is in use by another process \\(pid {os.getpid()} "):
+            with RunFolder.lock(out):
+                pass
+    with RunFolder.lock(out):  # released when the first holder ends
+        assert RunFolder.inspect(out, {"a": 1}, "d1") == "new"  # the lock file alone is no foreign content
+
+
+def test_study_run_refuses_a_folder_another_study_holds(tmp_path):
+    from rhlens.tools.study.pipeline import Study
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with hold_lock(out / Layout.LOCK, "elsewhere"):
+        with pytest.raises(FolderInUseError, match="in use by another process"):
+            Study("smoke", out, progress=False).run()
+    assert sorted(p.name for p in out.iterdir()) == [Layout.LOCK]  # nothing written, nothing removed
+
+
+@pytest.mark.parametrize("damage", ["", '{"accuracy": 0.'])
+def test_a_damaged_record_is_named_and_its_unit_redone(tmp_path, damage):
+    out = tmp_path / "run"
+    folder = RunFolder.open(out, {"a": 1}, "d1", tasks=["mdqa"])
+    rel = Layout.record("evaluate", "mdqa", "real")
+    folder.write(rel, {"accuracy": 0.5})
+    (out / rel).write_text(damage)
+    with pytest.warns(UserWarning, match="eval/real.json is not valid JSON .*redoing that unit"):
+        assert not folder.done(rel)
+    with pytest.raises(ValueError, match="eval/real.json is not valid JSON"):
+        folder.read(rel)
