@@ -101,7 +101,7 @@ def _score_child(scale: str, context: int, impl: str, method: str) -> dict:
         scores = wu_port_scores(model, examples, forced=method == "forced", max_new_tokens=s["steps"], rouge_gate=None)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return {"seconds": time.perf_counter() - t0, "peak_gib": _peak_gib(), "hits": scores.hits.tolist()}
+    return {"seconds": time.perf_counter() - t0, "peak_gib": _peak_gib(), "hits": scores.trials.hits.tolist()}
 
 
 def _spearman(a, b) -> float:

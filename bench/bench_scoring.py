@@ -101,7 +101,7 @@ def _child(config: str, context: int, impl: str, method: str) -> None:
     cpu = _cpu_seconds() - cpu0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_mb": peak / 1024, "scoring_mb": (peak - base) / 1024,
-                      "hits": scores.hits.tolist()}))
+                      "hits": scores.trials.hits.tolist()}))
 
 
 def _measure(config: str, context: int, impl: str, method: str) -> dict:

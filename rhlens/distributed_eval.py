@@ -60,7 +60,9 @@ def shard(items: Sequence[Any], info: DistInfo) -> list[Any]:
     return list(items[info.rank :: info.world_size])
 
 
-def _pack(result: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _pack(result: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and other fields by name; a field holding a dataclass (``HeadScores.trials``) is
+    packed under ``"<field>.<name>"``."""
     if not dataclasses.is_dataclass(result):
         raise TypeError(f"run_sharded merges dataclass results (EvalResult, HeadScores, PatchSweep ...), got "
                         f"{type(result).__name__}; return one from the function")
@@ -68,10 +70,23 @@ def _pack(result: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     for f in dataclasses.fields(result):
         value = getattr(result, f.name)
         if isinstance(value, torch.Tensor):
-            tensors[f.name] = value.detach().cpu().contiguous()
+            tensors[prefix + f.name] = value.detach().cpu().contiguous()
+        elif dataclasses.is_dataclass(value):
+            inner = _pack(value, f"{prefix}{f.name}.")
+            tensors.update(inner[0])
+            rest.update(inner[1])
         else:
-            rest[f.name] = value
+            rest[prefix + f.name] = value
     return tensors, rest
+
+
+def _unpack(like: Any, fields: dict[str, Any], prefix: str = "") -> Any:
+    """The inverse of :func:`_pack`, shaped like ``like`` (rank 0's own result)."""
+    return type(like)(**{
+        f.name: _unpack(getattr(like, f.name), fields, f"{prefix}{f.name}.")
+        if dataclasses.is_dataclass(getattr(like, f.name)) else fields[prefix + f.name]
+        for f in dataclasses.fields(like)
+    })
 
 
 def _gather_bytes(payload: bytes, info: DistInfo, device: torch.device) -> list[bytes]:
@@ -100,7 +115,9 @@ def merge_shards(results: Sequence[Any], info_world: int, n_items: int) -> Any:
     merged = {}
     for f in dataclasses.fields(first):
         values = [getattr(r, f.name) for r in results]
-        if isinstance(values[0], torch.Tensor):
+        if dataclasses.is_dataclass(values[0]):
+            merged[f.name] = merge_shards(values, info_world, n_items)
+        elif isinstance(values[0], torch.Tensor):
             axis = axes.get(f.name, 0)
             merged[f.name] = torch.cat(values, dim=axis).index_select(axis % values[0].ndim, inverse)
         elif all(isinstance(v, list) and len(v) == len(range(r, n_items, info_world)) for r, v in enumerate(values)):
@@ -153,5 +170,5 @@ def run_sharded(fn: Callable[[list[Any]], R], examples: Sequence[Any], info: Dis
     for blob in gathered[1:]:
         head, _, body = blob.partition(b"\0")
         fields = {**json.loads(head)["rest"], **_st_load(body)}
-        parts.append(type(local)(**{k: fields[k] for k in (f.name for f in dataclasses.fields(local))}))
+        parts.append(_unpack(local, fields))
     return merge_shards(parts, info.world_size, len(examples))

@@ -5,7 +5,8 @@ module, so a baseline and its intervention always run the same code and the same
 
 - Examples come in encoded by :func:`rhlens.encoding.encode_for_model` (checked: an ``Example``
   each, valid, fitting the model's context; prompt only, or prompt + answer).
-- :func:`batched`: length-sorted batches of left-padded token ids, with a progress bar.
+- :func:`batches`: the one batch loop: length-sorted batches of left-padded token ids (a
+  :class:`Batch`, which builds its :class:`Runner`), models in :func:`running`, a progress bar.
 - :func:`running`: the models in eval and inference mode, attention on the fused (SDPA) path
   where the model supports it (a layer whose scores or pattern is hooked runs eagerly; ``hook_z``
   fires on the fused path).
@@ -71,16 +72,6 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-
-
-def batched(
-    sequences: Sequence[Sequence[int]], *, pad_id: int, device: Any, batch_size: int, desc: str, progress: bool = True
-) -> Iterator[tuple[list[int], PaddedBatch]]:
-    """``(rows, padded)`` per length-sorted batch: the indices of ``sequences`` in the batch and
-    their left-padded ids, with a bar (:func:`rhlens.progress.progress_bar`) when ``progress``."""
-    batches = length_batches([len(s) for s in sequences], batch_size)
-    for rows in _progress_bar(batches, enabled=progress, desc=desc):
-        yield rows, pad_left([sequences[i] for i in rows], pad_id, device=device)
 
 
 def chunk_bounds(start: int, end: int, chunk_size: int | None) -> list[tuple[int, int]]:
@@ -178,6 +169,58 @@ class Runner:
             self._run(padded.tokens[:, s:e], padded.attention_mask[:, s:e], logits=False)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One length-sorted batch from :func:`batches`.
+
+    Attributes:
+        rows: indices of the batch's sequences in the caller's list (write results there).
+        padded: their left-padded ids, on the models' device.
+        encoded: their encoded examples, when :func:`batches` was given them (else ``None``).
+        models: the models the batch runs through (the last one's logits are returned).
+    """
+
+    rows: list[int]
+    padded: PaddedBatch
+    encoded: list[EncodedExample] | None
+    models: list[Model]
+
+    def runner(self, *, decode_from: Tensor | None = None, cache: bool = True, models: Sequence[Model] | None = None,
+               ) -> Runner:
+        """A fresh :class:`Runner` over this batch. ``decode_from`` defaults to each row's last
+        prompt column (:func:`first_decoding_column`) when the batch has encoded examples, else to
+        the last column; ``models`` to the batch's."""
+        n, width = self.padded.tokens.shape
+        if decode_from is None:
+            decode_from = (first_decoding_column(self.padded, self.encoded) if self.encoded is not None
+                           else torch.full((n,), width - 1, device=self.padded.tokens.device))
+        return Runner(self.models if models is None else models, n, decode_from, cache=cache)
+
+
+def batches(
+    models: Sequence[Model], sequences: Sequence[Sequence[int]], *, batch_size: int, desc: str, progress: bool = True,
+    encoded: Sequence[EncodedExample] | None = None, analysis: Sequence[Model] | None = None,
+) -> Iterator[Batch]:
+    """The one batch loop of rhlens: length-sorted batches of ``sequences`` (token ids), left-padded
+    on the device of ``models[-1]``, with a bar (:func:`rhlens.progress.progress_bar`) when
+    ``progress``; the models in ``analysis`` (default: all) in :func:`running` while the loop runs,
+    inference mode included (``analysis=[]``: the caller's modes, e.g. attribution's autograd). A
+    sharded or GPU engine changes this function and :class:`Runner`, not the analyzers.
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> model = tiny_llama(tokenizer=word_level_tokenizer(["a b c"]), seed=0)
+    >>> [(b.rows, tuple(b.padded.tokens.shape)) for b in batches([model], [[1, 4, 5], [1]], batch_size=1, desc="", progress=False)]
+    [([1], (1, 1)), ([0], (1, 3))]
+    """
+    models = list(models)
+    device = model_device(models[-1])
+    pad = pad_id_of(tokenizer_of(models[-1]))
+    with running(models if analysis is None else analysis):
+        for rows in _progress_bar(length_batches([len(s) for s in sequences], batch_size), enabled=progress, desc=desc):
+            padded = pad_left([sequences[i] for i in rows], pad, device=device)
+            yield Batch(rows, padded, None if encoded is None else [encoded[i] for i in rows], models)
+
+
 def advance_rows(
     next_tokens: Int[Tensor, "batch"], active: Bool[Tensor, "batch"], stop: set[int], out: list[list[int]]
 ) -> list[int]:
@@ -271,22 +314,16 @@ def generate(
     order. ``setup`` (given ``encoded``, one per prompt) is entered around each batch."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    target = models[-1]
-    device = model_device(target)
     tokens: list[list[int]] = [[] for _ in prompts]
     stopped = [False] * len(prompts)
-    pad = pad_id_of(tokenizer_of(target))
-    with running(models):
-        for rows, padded in batched(
-            prompts, pad_id=pad, device=device, batch_size=batch_size or len(prompts), progress=progress, desc=desc
-        ):
-            width = padded.tokens.shape[1]
-            run = Runner(models, len(rows), torch.full((len(rows),), width - 1, device=device))
-            ctx = setup([encoded[i] for i in rows], padded, width + max_new_tokens) if setup else contextlib.nullcontext()
-            with ctx:
-                gen = decode(run, padded, max_new_tokens=max_new_tokens, stop=stop, chunk_size=chunk_size, on_step=on_step)
-            for b, i in enumerate(rows):
-                tokens[i], stopped[i] = gen.tokens[b], gen.stopped[b]
+    for batch in batches(models, prompts, batch_size=batch_size or len(prompts), progress=progress, desc=desc,
+                         encoded=encoded):
+        width = batch.padded.tokens.shape[1]
+        run = batch.runner(decode_from=torch.full((len(batch.rows),), width - 1, device=batch.padded.tokens.device))
+        with setup(batch.encoded, batch.padded, width + max_new_tokens) if setup else contextlib.nullcontext():
+            gen = decode(run, batch.padded, max_new_tokens=max_new_tokens, stop=stop, chunk_size=chunk_size, on_step=on_step)
+        for b, i in enumerate(batch.rows):
+            tokens[i], stopped[i] = gen.tokens[b], gen.stopped[b]
     return Generation(tokens=tokens, stopped=stopped)
 
 
@@ -348,21 +385,15 @@ def answer_logprobs(
 ) -> Float[Tensor, "example"]:
     """Teacher-forced ``log P(answer | prompt)`` of ``models[-1]`` per encoded example
     ``[n_examples]`` (float64, CPU); earlier models run in lockstep, ``setup`` around each batch."""
-    target = models[-1]
-    device = model_device(target)
     out = torch.zeros(len(encoded), dtype=torch.float64)
-    pad = pad_id_of(tokenizer_of(target))
-    with running(models):
-        for rows, padded in batched(
-            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=progress, desc=desc
-        ):
-            encs = [encoded[i] for i in rows]
-            width = padded.tokens.shape[1]
-            bounds = chunk_bounds(0, width, chunk_size)
-            run = Runner(models, len(rows), first_decoding_column(padded, encs), cache=len(bounds) > 1)
-            acc = AnswerLogprobSum(padded, encs)
-            with setup(encs, padded, width) if setup else contextlib.nullcontext():
-                for s, e in bounds:
-                    acc.add(s, run(padded.tokens[:, s:e], padded.attention_mask[:, s:e]))
-            out[rows] = acc.total.cpu()
+    for batch in batches(models, [e.tokens for e in encoded], batch_size=batch_size, progress=progress, desc=desc,
+                         encoded=encoded):
+        padded, encs = batch.padded, batch.encoded
+        bounds = chunk_bounds(0, padded.tokens.shape[1], chunk_size)
+        run = batch.runner(cache=len(bounds) > 1)
+        acc = AnswerLogprobSum(padded, encs)
+        with setup(encs, padded, padded.tokens.shape[1]) if setup else contextlib.nullcontext():
+            for s, e in bounds:
+                acc.add(s, run(padded.tokens[:, s:e], padded.attention_mask[:, s:e]))
+        out[batch.rows] = acc.total.cpu()
     return out

@@ -41,8 +41,8 @@ from torch import Tensor
 from typing_extensions import Unpack
 
 from rhlens import engine
-from rhlens.adapter import Model, architecture, hooks, model_device, tokenizer_of, uniform_attention_hooks
-from rhlens.encoding import encode_for_model, pad_id_of
+from rhlens.adapter import Model, architecture, hooks, uniform_attention_hooks
+from rhlens.encoding import encode_for_model
 from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_evaluate, evaluate
 from rhlens.heads import Head, HeadSet, as_head_set
 from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
@@ -75,16 +75,12 @@ def mean_head_outputs(
         s = z[state["mask"]].float().sum(dim=0)  # [head, d_head] over real positions
         sums[layer] = sums[layer] + s if layer in sums else s
 
-    device = model_device(model)
-    pad = pad_id_of(tokenizer_of(model))
-    with engine.running([model]), hooks(model, head_output_hooks(layers, capture)):
-        for rows, padded in engine.batched(
-            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=False, desc="means"
-        ):
+    with hooks(model, head_output_hooks(layers, capture)):
+        for batch in engine.batches([model], [e.tokens for e in encoded], batch_size=batch_size, progress=False,
+                                    desc="means", encoded=encoded):
+            padded = batch.padded
             state["mask"] = padded.attention_mask.bool()
-            width = padded.tokens.shape[1]
-            run = engine.Runner([model], len(rows), torch.full((len(rows),), width - 1, device=device), cache=False)
-            run(padded.tokens, padded.attention_mask)
+            batch.runner(cache=False)(padded.tokens, padded.attention_mask)
             count += int(padded.attention_mask.sum())
     return {l: sums[l] / count for l in layers}
 

@@ -51,14 +51,12 @@ from rhlens.adapter import (
     forward,
     hooks,
     logits_from_residual,
-    model_device,
     model_kind,
     new_kv_cache,
     prefill,
-    tokenizer_of,
 )
 from rhlens.adapter.fused import fused_attention
-from rhlens.encoding import encode_for_model, pad_id_of
+from rhlens.encoding import encode_for_model
 from rhlens.interventions.capture import capture_activations
 from rhlens.interventions.head_outputs import head_output_hooks
 from rhlens.interventions.attribution_graddrop import DropGate, combine_dropped, dropped_estimates
@@ -284,21 +282,18 @@ def attribution_sweep(
     layers = list(range(arch.n_layers))
     gate = DropGate(arch.n_layers) if gradient_dropout else None
     encoded = encode_for_model(target, examples, what="attribution_sweep", with_answer=True, append_eos=False)
-    pad = pad_id_of(tokenizer_of(target))
-    device = model_device(target)
     n = len(examples)
     baseline = torch.zeros(n, dtype=torch.float64)
     estimate = torch.zeros(arch.n_layers, arch.n_heads, n, dtype=torch.float64)
     dropped = torch.zeros(arch.n_layers, arch.n_layers, arch.n_heads, n, dtype=torch.float64) if gate else None
-    with engine.running([source] if source is not None else []), _gradient_mode(target):
-        for rows, batch in engine.batched(
-            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=progress,
-            desc="attribution",
-        ):
-            encs = [encoded[i] for i in rows]
-            predicts = engine.answer_targets(batch, encs).to(device)
+    with engine.running([source] if source is not None else []), _gradient_mode(target):  # batches under autograd
+        for one in engine.batches([m for m in (source, target) if m is not None], [e.tokens for e in encoded],
+                                  batch_size=batch_size, progress=progress, desc="attribution", encoded=encoded,
+                                  analysis=[]):
+            rows, batch, encs = one.rows, one.padded, one.encoded
+            predicts = engine.answer_targets(batch, encs)
             start = _answer_start(predicts)
-            where = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1]).to(device)[:, :, None, None]
+            where = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1]).to(predicts.device)[:, :, None, None]
             src = None
             if source is not None:
                 with torch.inference_mode():

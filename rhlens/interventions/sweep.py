@@ -37,8 +37,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import Model, architecture, forward_from_layer, hooks, logits_from_residual, model_device, model_kind, new_kv_cache, tokenizer_of
-from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model, pad_id_of
+from rhlens.adapter import Model, architecture, forward_from_layer, hooks, logits_from_residual, model_kind, new_kv_cache
+from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model
 from rhlens.evaluation import LOGPROB
 from rhlens.heads import Head
 from rhlens.interventions.capture import capture_activations
@@ -188,30 +188,25 @@ def patch_sweep(
     if group < 1:
         raise ValueError(f"heads_per_forward must be >= 1, got {heads_per_forward}")
     encoded = encode_for_model(target, examples, what="patch_sweep", with_answer=True, append_eos=False)
-    pad = pad_id_of(tokenizer_of(target))
-    device = model_device(target)
     from_layer = model_kind(target) == "hooked"
     swept = sorted(layers)
     baseline = torch.zeros(len(examples), dtype=torch.float64)
     patched = torch.full((arch.n_layers, arch.n_heads, len(examples)), float("nan"), dtype=torch.float64)
-    with engine.running([source, target]):
-        for rows, batch in engine.batched(
-            [e.tokens for e in encoded], pad_id=pad, device=device, batch_size=batch_size, progress=progress,
-            desc="patch sweep",
-        ):
-            encs = [encoded[i] for i in rows]
-            cols = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1])
-            decode_from = engine.first_decoding_column(batch, encs)
-            bounds = engine.chunk_bounds(0, batch.tokens.shape[1], chunk_size)
-            src = capture_activations(source, batch, decode_from, bounds, "z", swept)
-            acc = engine.AnswerLogprobSum(batch, encs)
-            resid = capture_activations(target, batch, decode_from, bounds, "resid_pre", swept if from_layer else [], acc)
-            baseline[rows] = acc.total.cpu()
-            for layer in swept:
-                idx = sorted(layers[layer])
-                for g in range(0, len(idx), group):
-                    hs = idx[g : g + group]
-                    out = _patched_group(target, batch, encs, layer, hs, src[layer], resid.get(layer), cols, bounds, decode_from)
-                    patched[layer, torch.tensor(hs)[:, None], torch.tensor(rows)[None, :]] = out.cpu()
-            del src, resid
+    for one in engine.batches([source, target], [e.tokens for e in encoded], batch_size=batch_size,
+                              progress=progress, desc="patch sweep", encoded=encoded):
+        rows, batch, encs = one.rows, one.padded, one.encoded
+        cols = column_mask(positions, encs, batch.offsets.cpu(), batch.tokens.shape[1])
+        decode_from = engine.first_decoding_column(batch, encs)
+        bounds = engine.chunk_bounds(0, batch.tokens.shape[1], chunk_size)
+        src = capture_activations(source, batch, decode_from, bounds, "z", swept)
+        acc = engine.AnswerLogprobSum(batch, encs)
+        resid = capture_activations(target, batch, decode_from, bounds, "resid_pre", swept if from_layer else [], acc)
+        baseline[rows] = acc.total.cpu()
+        for layer in swept:
+            idx = sorted(layers[layer])
+            for g in range(0, len(idx), group):
+                hs = idx[g : g + group]
+                out = _patched_group(target, batch, encs, layer, hs, src[layer], resid.get(layer), cols, bounds, decode_from)
+                patched[layer, torch.tensor(hs)[:, None], torch.tensor(rows)[None, :]] = out.cpu()
+        del src, resid
     return PatchSweep(baseline=baseline.float(), patched=patched.float(), metric=LOGPROB)

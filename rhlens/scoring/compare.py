@@ -25,23 +25,22 @@ Detector = Callable[..., HeadScores]
 
 def _wu(method: str) -> Detector:
     def run(model: Model, examples: Sequence[Any], *, batch_size: int, chunk_size: int | None, max_new_tokens: int,
-            progress: bool) -> HeadScores:
-        return retrieval_scores(model, examples, method=method, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                chunk_size=chunk_size, progress=progress)
+            rouge_gate: float | None, progress: bool) -> HeadScores:
+        return retrieval_scores(model, examples, method=method, max_new_tokens=max_new_tokens, rouge_gate=rouge_gate,
+                                batch_size=batch_size, chunk_size=chunk_size, progress=progress)
 
     return run
 
 
 def _plain(fn: Callable[..., HeadScores]) -> Detector:
-    def run(model: Model, examples: Sequence[Any], *, batch_size: int, chunk_size: int | None, max_new_tokens: int,
-            progress: bool) -> HeadScores:
+    def run(model: Model, examples: Sequence[Any], *, batch_size: int, chunk_size: int | None, progress: bool,
+            **_: Any) -> HeadScores:
         return fn(model, examples, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
 
     return run
 
 
-def _attribution(model: Model, examples: Sequence[Any], *, batch_size: int, chunk_size: int | None,
-                 max_new_tokens: int, progress: bool) -> HeadScores:
+def _attribution(model: Model, examples: Sequence[Any], *, batch_size: int, progress: bool, **_: Any) -> HeadScores:
     return knockout_attribution(model, examples, batch_size=batch_size, progress=progress)
 
 
@@ -52,7 +51,7 @@ DETECTORS: dict[str, Detector] = {
     "query_focus": _plain(query_focus),
     "attribution": _attribution,
 }
-"""Detector name -> ``fn(model, examples, *, batch_size, chunk_size, max_new_tokens, progress)``."""
+"""Detector name -> ``fn(model, examples, *, batch_size, chunk_size, max_new_tokens, rouge_gate, progress)``."""
 
 DEFAULT_FRACTIONS = (0.05, 0.10, 0.20)
 
@@ -79,7 +78,7 @@ class DetectorComparison:
             ``k`` ``overlap[k]`` with ``overlap_ci[k]``.
 
     >>> import torch
-    >>> hs = lambda t: HeadScores(torch.tensor(t), torch.ones(2, dtype=torch.bool), ["", ""])
+    >>> hs = lambda t: HeadScores(torch.tensor(t))
     >>> scores = {"a": hs([[[0.9, 0.1]], [[0.7, 0.0]]]), "b": hs([[[0.2, 0.8]], [[0.1, 0.6]]])}
     >>> cmp = DetectorComparison(scores, ks=[1], agreement=agreement_rows(scores, [1], n_boot=10))
     >>> cmp.agreement[0]["spearman"], cmp.to_dataframe()[["a", "b", "top1"]].values.tolist()
@@ -150,6 +149,7 @@ def compare_detectors(
     n_boot: int = 200,
     seed: int = 0,
     max_new_tokens: int = 50,
+    rouge_gate: float | None = 0.5,
     batch_size: int = 8,
     chunk_size: int | None = 512,
     progress: bool = True,
@@ -161,6 +161,7 @@ def compare_detectors(
         fractions: top-k sizes as fractions of the heads (each at least one head).
         n_boot: bootstrap draws over the examples for the intervals (0: none, intervals NaN).
         max_new_tokens: Wu et al.'s decoding budget (``decode`` only).
+        rouge_gate: Wu et al.'s gate (``decode``, ``forced``; ``None``: every example counts).
 
     Returns:
         :class:`DetectorComparison` (scores per detector, agreement per pair).
@@ -180,5 +181,5 @@ def compare_detectors(
     scores = {}
     for name in progress_bar(names, enabled=progress, desc="detectors"):
         scores[name] = DETECTORS[name](model, examples, batch_size=batch_size, chunk_size=chunk_size,
-                                       max_new_tokens=max_new_tokens, progress=progress)
+                                       max_new_tokens=max_new_tokens, rouge_gate=rouge_gate, progress=progress)
     return DetectorComparison(scores=scores, ks=ks, agreement=agreement_rows(scores, ks, n_boot=n_boot, seed=seed))

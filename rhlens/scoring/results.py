@@ -1,8 +1,10 @@
-"""`HeadScores`: per-head retrieval scores with the examples behind them.
+"""`HeadScores`: per-head scores of any detector, with the examples behind them.
 
-The plot-ready tensor is :attr:`HeadScores.scores` ``[n_layers, n_heads]`` (query heads); the
-per-example scores, the gate and the decoded responses come along so that a score can be traced
-back to the trials that made it. Example: :class:`HeadScores`.
+The plot-ready tensor is :attr:`HeadScores.scores` ``[n_layers, n_heads]`` (query heads), the
+mean of the per-example scores over the examples that count. What only Wu et al.'s retrieval
+score has (the decoded responses, the hit counts, the ROUGE gate) is in
+:class:`RetrievalTrials` (:attr:`HeadScores.trials`), so that a score can be traced back to the
+trials that made it. Example: :class:`HeadScores`.
 """
 
 import json
@@ -22,23 +24,41 @@ _FORMAT = "rhlens.HeadScores/1"
 
 
 @dataclass
-class HeadScores:
-    """Retrieval scores per head, Wu et al. (2024) style.
+class RetrievalTrials:
+    """What Wu et al.'s retrieval score keeps of each trial (:attr:`HeadScores.trials`).
 
     Attributes:
-        per_example: ``[n_examples, n_layers, n_heads]`` score of each head on each example
-            (hits / answer-span tokens), counted or not.
-        counted: bool ``[n_examples]``: the example passed the ROUGE gate and enters the mean.
         responses: per example, the decoded response (``method="forced"``: the teacher-forced
             greedy predictions; see :func:`rhlens.retrieval_scores`).
         hits: int ``[n_examples, n_layers, n_heads]`` number of scored steps at which the head
-            copied an answer-span token (``None`` when loaded from Wu's JSON).
-        answer_tokens: int ``[n_examples]`` answer-span token count (the score's denominator;
-            ``needle_tokens`` is the former name, still readable).
+            copied an answer-span token.
+        answer_tokens: int ``[n_examples]`` answer-span token count (the score's denominator).
         rouge: ``[n_examples]`` ROUGE-1 recall of the answer (best over its aliases) in the
-            response.
+            response: the gate that sets :attr:`HeadScores.counted`.
+    """
+
+    responses: list[str]
+    hits: Int[Tensor, "example layer head"] | None = None
+    answer_tokens: Int[Tensor, "example"] | None = None
+    rouge: Float[Tensor, "example"] | None = None
+
+    _TENSORS = ("hits", "answer_tokens", "rouge")
+
+
+@dataclass
+class HeadScores:
+    """Scores per attention head from a detector (e.g. Wu et al.'s retrieval score).
+
+    Attributes:
+        per_example: ``[n_examples, n_layers, n_heads]`` score of each head on each example,
+            counted or not (Wu et al.: hits / answer-span tokens).
+        counted: bool ``[n_examples]``: the example enters the mean (Wu et al.: it passed the
+            ROUGE gate); ``None`` (the default) counts every example.
         n_kv_heads: key/value heads per layer (GQA), for :meth:`by_kv_group`; ``None``: unknown.
-        meta: how the scores were made (method, top_k, rouge_gate, model shape ...).
+        meta: how the scores were made (detector, method, top_k, rouge_gate, model shape ...).
+        trials: Wu et al.'s per-trial extras (:class:`RetrievalTrials`: responses, hits, answer
+            tokens, ROUGE), or ``None`` for detectors without them and for scores read from
+            Wu's JSON.
 
     ``scores`` ``[n_layers, n_heads]`` is the mean of ``per_example`` over counted examples
     (zeros when none counted, and the repr says so), indexed by query head.
@@ -47,8 +67,7 @@ class HeadScores:
     >>> per_example = torch.tensor([[[0.0, 1.0], [0.5, 0.0]],
     ...                             [[0.0, 0.5], [0.0, 0.0]],
     ...                             [[1.0, 1.0], [1.0, 1.0]]])
-    >>> hs = HeadScores(per_example=per_example, counted=torch.tensor([True, True, False]),
-    ...                 responses=["Paris", "Paris", "London"])
+    >>> hs = HeadScores(per_example=per_example, counted=torch.tensor([True, True, False]))
     >>> hs.scores
     tensor([[0.0000, 0.7500],
             [0.2500, 0.0000]])
@@ -65,24 +84,22 @@ class HeadScores:
     """
 
     per_example: Float[Tensor, "example layer head"]
-    counted: Bool[Tensor, "example"]
-    responses: list[str]
-    hits: Int[Tensor, "example layer head"] | None = None
-    answer_tokens: Int[Tensor, "example"] | None = None
-    rouge: Float[Tensor, "example"] | None = None
+    counted: Bool[Tensor, "example"] | None = None
     n_kv_heads: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    trials: RetrievalTrials | None = None
 
     def __post_init__(self) -> None:
         if self.per_example.ndim != 3:
             raise ValueError(f"per_example must be [example, layer, head], got shape {tuple(self.per_example.shape)}")
         n = self.per_example.shape[0]
+        if self.counted is None:
+            self.counted = torch.ones(n, dtype=torch.bool)
         self.counted = self.counted.to(torch.bool).cpu()
-        if self.counted.shape != (n,) or len(self.responses) != n:
-            raise ValueError(
-                f"per_example has {n} examples but counted has shape {tuple(self.counted.shape)} "
-                f"and responses has {len(self.responses)} entries"
-            )
+        if self.counted.shape != (n,):
+            raise ValueError(f"per_example has {n} examples but counted has shape {tuple(self.counted.shape)}")
+        if self.trials is not None and len(self.trials.responses) != n:
+            raise ValueError(f"per_example has {n} examples but trials.responses has {len(self.trials.responses)} entries")
         if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
 
@@ -98,11 +115,6 @@ class HeadScores:
     @property
     def n_heads(self) -> int:
         return int(self.per_example.shape[2])
-
-    @property
-    def needle_tokens(self) -> Int[Tensor, "example"] | None:
-        """Former name of :attr:`answer_tokens`."""
-        return self.answer_tokens
 
     @property
     def n_counted(self) -> int:
@@ -163,7 +175,7 @@ class HeadScores:
 
         Raises ``ValueError`` for an empty reference (recall is undefined there, not 1.0).
 
-        >>> hs = HeadScores(torch.tensor([[[0.5, 0.0], [0.2, 0.05]]]), torch.tensor([True]), ["x"])
+        >>> hs = HeadScores(torch.tensor([[[0.5, 0.0], [0.2, 0.05]]]))
         >>> hs.recall(["L0H0", "L1H1"]), hs.recall(["L0H0", "L1H1"], k=3)
         (0.5, 1.0)
         >>> hs.recall(["L0H0", "L1H1"], k=2)
@@ -179,7 +191,7 @@ class HeadScores:
         """Scores per key/value group ``[n_layers, n_kv_heads]``: ``reduce`` over the query heads
         sharing each key/value head (query head ``h`` is in group ``h // (n_heads // n_kv_heads)``).
 
-        >>> hs = HeadScores(torch.tensor([[[0.1, 0.3, 0.0, 0.2]]]), torch.tensor([True]), ["x"], n_kv_heads=2)
+        >>> hs = HeadScores(torch.tensor([[[0.1, 0.3, 0.0, 0.2]]]), n_kv_heads=2)
         >>> hs.by_kv_group("max"), hs.by_kv_group("mean")
         (tensor([[0.3000, 0.2000]]), tensor([[0.2000, 0.1000]]))
         """
@@ -206,7 +218,7 @@ class HeadScores:
     @classmethod
     def from_wu_json(cls, data: "dict[str, list[float]] | str | os.PathLike", *, n_kv_heads: int | None = None) -> "HeadScores":
         """Read Wu et al.'s format (a dict, or the path of a JSON file). Every example is counted
-        (their files hold counted trials only); responses are empty and ``hits`` is ``None``."""
+        (their files hold counted trials only); there are no :attr:`trials`."""
         source = "dict"
         if not isinstance(data, dict):
             source = os.fspath(data)
@@ -235,8 +247,6 @@ class HeadScores:
             per_example[:, head.layer, head.head] = torch.tensor(values, dtype=torch.float32)
         return cls(
             per_example=per_example,
-            counted=torch.ones(n, dtype=torch.bool),
-            responses=[""] * n,
             n_kv_heads=n_kv_heads,
             meta={"source": "wu_json"},
         )
@@ -271,11 +281,13 @@ class HeadScores:
 
         path = Path(path)
         tensors = {"per_example": self.per_example.float().contiguous().cpu(), "counted": self.counted.to(torch.uint8)}
-        for name in ("hits", "answer_tokens", "rouge"):
-            value = getattr(self, name)
+        trials = self.trials
+        for name in RetrievalTrials._TENSORS if trials is not None else ():
+            value = getattr(trials, name)
             if value is not None:
                 tensors[name] = value.contiguous().cpu()
-        header = {"format": _FORMAT, "responses": self.responses, "n_kv_heads": self.n_kv_heads, "meta": self.meta}
+        header = {"format": _FORMAT, "responses": None if trials is None else trials.responses,
+                  "n_kv_heads": self.n_kv_heads, "meta": self.meta}
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata={"rhlens": json.dumps(header)})
         return path
@@ -294,13 +306,18 @@ class HeadScores:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         if header.get("format") != _FORMAT:
             raise ValueError(f"{path}: format {header.get('format')!r}, expected {_FORMAT!r}")
+        trials = None
+        if header.get("responses") is not None:
+            trials = RetrievalTrials(
+                responses=list(header["responses"]),
+                hits=tensors.get("hits"),
+                answer_tokens=tensors.get("answer_tokens", tensors.get("needle_tokens")),  # former name
+                rouge=tensors.get("rouge"),
+            )
         return cls(
             per_example=tensors["per_example"],
             counted=tensors["counted"].bool(),
-            responses=list(header["responses"]),
-            hits=tensors.get("hits"),
-            answer_tokens=tensors.get("answer_tokens", tensors.get("needle_tokens")),
-            rouge=tensors.get("rouge"),
             n_kv_heads=header.get("n_kv_heads"),
             meta=dict(header.get("meta") or {}),
+            trials=trials,
         )

@@ -3,16 +3,17 @@
 :func:`retrieval_scores` implements Wu et al.'s definition (``method="decode"``, their
 ``retrieval_head_detection.py``) and a teacher-forced variant (``method="forced"``).
 
-How it runs. On the run engine (:mod:`rhlens.engine`, the one decoding loop of rhlens): one
-hook per layer on ``hook_pattern`` reduces the attention rows being scored to their ``top_k`` key
-positions right away (``[batch, head, k]`` indices) and looks them up in a ``[batch, context]``
-table holding the prompt token at answer-span positions and ``-1`` elsewhere
-(:func:`rhlens.scoring.answer_spans.answer_lookup`). The generated (or gold) token is then compared
-with all layers, heads and examples in one tensor operation. Examples are batched (left-padded,
-sorted by length); prompts go through the key/value cache in chunks of ``chunk_size`` tokens. As
-in Wu et al.'s code, the part of the prompt that is never scored (all but the last prompt token;
-in forced mode, everything before the first answer-predicting row) is prefilled with no pattern
-hook attached, through fused SDPA attention on a HookedTransformer
+How it runs. Each method is a detector (:class:`rhlens.scoring.wu.WuDecode`,
+:class:`rhlens.scoring.wu.WuForced`) run by :func:`rhlens.scoring.detector.score_heads` on the run
+engine (:mod:`rhlens.engine`, the one decoding loop of rhlens): the attention rows being scored
+are reduced to their ``top_k`` key positions right away (``[batch, head, k]`` indices) and looked
+up in a ``[batch, context]`` table holding the prompt token at answer-span positions and ``-1``
+elsewhere (:func:`rhlens.scoring.answer_spans.answer_lookup`). The generated (or gold) token is
+then compared with all layers, heads and examples in one tensor operation. Examples are batched
+(left-padded, sorted by length); prompts go through the key/value cache in chunks of
+``chunk_size`` tokens. As in Wu et al.'s code, the part of the prompt that is never scored (all
+but the last prompt token; in forced mode, everything before the first answer-predicting row) is
+prefilled unobserved, through fused SDPA attention on a HookedTransformer
 (:func:`rhlens.adapter.fused.fused_attention`), so no pattern is computed there at all.
 
 Memory. No full attention pattern is kept: per layer, attention memory is what the model's
@@ -41,20 +42,13 @@ deliberate:
   could in principle flip a near-tie in a top-k or an argmax.
 """
 
-from functools import partial
 from typing import Any, Sequence
 
-import torch
-from jaxtyping import Int
-from torch import Tensor
-
-from rhlens import engine
-from rhlens.adapter import Model, architecture, hook_name, hooks, model_device, tokenizer_of
-from rhlens.encoding import PaddedBatch, pad_id_of
-from rhlens.scoring.answer_spans import ScoredExample, answer_lookup, check_method, encode_for_scoring
-from rhlens.scoring.rouge_gate import head_scores_from_hits
+from rhlens.adapter import Model
+from rhlens.scoring.answer_spans import check_method
+from rhlens.scoring.detector import score_heads
 from rhlens.scoring.results import HeadScores
-from rhlens.stopping import default_stop_ids
+from rhlens.scoring.wu import WuDecode, WuForced
 
 
 def retrieval_scores(
@@ -121,155 +115,7 @@ def retrieval_scores(
     (torch.Size([2, 4]), 1)
     """
     check_method(method)
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
-    engine.chunk_bounds(0, 1, chunk_size)  # checks chunk_size
-    items = encode_for_scoring(model, examples, method=method, max_new_tokens=max_new_tokens)
-    hits, responses = _score_batches(
-        model, items, method=method, top_k=top_k, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        chunk_size=chunk_size, progress=progress,
+    detector = (WuDecode if method == "decode" else WuForced)(
+        rouge_gate=rouge_gate, top_k=top_k, max_new_tokens=max_new_tokens
     )
-    meta = {"method": method, "top_k": top_k, "max_new_tokens": max_new_tokens if method == "decode" else None}
-    return head_scores_from_hits(model, items, hits, responses, rouge_gate=rouge_gate, meta=meta)
-
-
-def _score_batches(
-    model: Model, items: Sequence[ScoredExample], *, method: str, top_k: int, max_new_tokens: int, batch_size: int,
-    chunk_size: int | None, progress: bool,
-) -> tuple[Int[Tensor, "example layer head"], list[str]]:
-    """Hits ``[n_examples, n_layers, n_heads]`` and responses of every example, batch by batch
-    (length-sorted) on the run engine, in the caller's order."""
-    arch = architecture(model)
-    hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long)
-    responses = [""] * len(items)
-    score_batch = _decode_batch if method == "decode" else _forced_batch
-    tok = tokenizer_of(model)
-    stop = default_stop_ids(tok)
-    sequences = [it.enc.prompt_tokens if method == "decode" else it.enc.tokens for it in items]
-    pad, device = pad_id_of(tok), model_device(model)
-    with engine.running([model]):
-        for rows, padded in engine.batched(
-            sequences, pad_id=pad, device=device, batch_size=batch_size, progress=progress,
-            desc=f"retrieval scores ({method})",
-        ):
-            batch_hits, batch_responses = score_batch(
-                model, [items[i] for i in rows], padded, top_k=top_k, chunk_size=chunk_size,
-                max_new_tokens=max_new_tokens, stop=stop,
-            )
-            hits[rows] = batch_hits.cpu()
-            for i, text in zip(rows, batch_responses):
-                responses[i] = text
-    return hits, responses
-
-
-class _TopKLookup:
-    """Per layer, the needle-table entries at the top-k attended positions of selected rows.
-
-    ``table`` ``[batch, width]`` is from :func:`rhlens.scoring.answer_spans.answer_lookup`; key positions ``>= width``
-    (generated tokens) are never needle positions.
-    """
-
-    def __init__(self, table: Int[Tensor, "batch width"], top_k: int) -> None:
-        self.table = table
-        self.top_k = top_k
-
-    def __call__(self, rows: Tensor) -> Int[Tensor, "batch head q k"]:
-        """``rows`` ``[batch, head, q, key]`` attention -> ``[batch, head, q, k]`` needle tokens
-        (``-1`` where the position is not in a needle)."""
-        k = min(self.top_k, rows.shape[-1])
-        idx = rows.topk(k, dim=-1).indices  # [batch, head, q, k]
-        width = self.table.shape[1]
-        b, h, q, _ = idx.shape
-        flat = idx.clamp(max=width - 1).reshape(b, h * q * k)
-        tokens = self.table.gather(1, flat).reshape(b, h, q, k)
-        return torch.where(idx < width, tokens, -1)
-
-
-def _decode_batch(
-    model: Model, items: Sequence[ScoredExample], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
-    max_new_tokens: int, stop: set[int],
-) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
-    """Greedy decoding as Wu et al. (:func:`rhlens.engine.decode`: prefill all but the last prompt
-    token without hooks, then one forward per step), with a reducing hook per layer during the
-    decoding steps; each step's hits are counted in ``on_step``."""
-    arch = architecture(model)
-    device = padded.tokens.device
-    n, width = padded.tokens.shape
-    lookup = _TopKLookup(answer_lookup(items, width, padded.offsets).to(device), top_k)
-    latest: list[Tensor | None] = [None] * arch.n_layers  # per layer [batch, head, k]
-    hits = torch.zeros(n, arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
-
-    def record(pattern: Tensor, hook: Any, *, layer: int) -> None:
-        # The last query row is the newest position.
-        latest[layer] = lookup(pattern[:, :, -1:, :])[:, :, 0]
-
-    def on_step(step: int, next_tokens: Tensor, active: Tensor) -> None:
-        cand = torch.stack(latest)  # [layer, batch, head, k]
-        hit = (cand == next_tokens[None, :, None, None]).any(dim=-1) & active[None, :, None]
-        hits.add_(hit.permute(1, 0, 2).long())
-
-    fwd_hooks = [(hook_name("pattern", l), partial(record, layer=l)) for l in range(arch.n_layers)]
-    run = engine.Runner([model], n, torch.full((n,), width - 1, device=device))
-    gen = engine.decode(
-        run, padded, max_new_tokens=max_new_tokens, stop=stop, chunk_size=chunk_size, on_step=on_step,
-        step_hooks=lambda: hooks(model, fwd_hooks),
-    )
-    return hits, gen.texts(tokenizer_of(model))
-
-
-def _forced_batch(
-    model: Model, items: Sequence[ScoredExample], padded: PaddedBatch, *, top_k: int, chunk_size: int | None,
-    max_new_tokens: int, stop: set[int],
-) -> tuple[Int[Tensor, "batch layer head"], list[str]]:
-    """Teacher-forced pass over prompt + answer; only the answer-predicting rows are reduced.
-
-    The columns before the first scored row are prefilled without hooks (fused attention where
-    available); the rest runs with a reducing hook per layer, in chunks.
-
-    Left padding aligns every row's end at column ``width - 1``, so the scored query columns are
-    ``[width - 1 - A, width - 1)`` with ``A`` the longest answer (shorter answers mask the rest).
-    """
-    arch = architecture(model)
-    tok = tokenizer_of(model)
-    device = padded.tokens.device
-    width = padded.tokens.shape[1]
-    lookup = _TopKLookup(answer_lookup(items, width, padded.offsets).to(device), top_k)
-    answer_lens = torch.tensor([len(it.enc.answer_tokens) for it in items], device=device)
-    a = int(answer_lens.max())
-    first = width - 1 - a  # first scored query column
-    valid = torch.arange(a, device=device)[None, :] >= (a - answer_lens)[:, None]  # [batch, a]
-    targets = padded.tokens[:, first + 1 :]  # [batch, a] gold token predicted by each scored row
-    hits = torch.zeros(len(items), arch.n_layers, arch.n_heads, dtype=torch.long, device=device)
-    predicted = torch.zeros(len(items), a, dtype=torch.long, device=device)
-
-    def scored(start: int, end: int) -> tuple[int, int]:
-        return max(start, first), min(end, width - 1)
-
-    def record(pattern: Tensor, hook: Any, *, layer: int) -> None:
-        step = engine.current_step()
-        assert step is not None
-        start, end = step.start, step.end
-        s0, s1 = scored(start, end)
-        if s0 >= s1:
-            return
-        q = pattern.shape[2]  # rows cover columns [end - q, end)
-        cand = lookup(pattern[:, :, q - (end - s0) : q - (end - s1), :])  # [batch, head, n, k]
-        gold = targets[:, s0 - first : s1 - first]  # [batch, n]
-        hit = (cand == gold[:, None, :, None]).any(dim=-1) & valid[:, None, s0 - first : s1 - first]
-        hits[:, layer].add_(hit.sum(dim=-1))
-
-    fwd_hooks = [(hook_name("pattern", l), partial(record, layer=l)) for l in range(arch.n_layers)]
-    run = engine.Runner([model], len(items), engine.first_decoding_column(padded, [it.enc for it in items]))
-    run.feed(padded, first, chunk_size)  # nothing to score before the first answer-predicting row
-    with hooks(model, fwd_hooks):
-        for start, end in engine.chunk_bounds(first, width, chunk_size):
-            logits = run(padded.tokens[:, start:end], padded.attention_mask[:, start:end])
-            s0, s1 = scored(start, end)
-            if s0 < s1:
-                predicted[:, s0 - first : s1 - first] = logits[:, s0 - start : s1 - start].argmax(dim=-1)
-    responses = []
-    for b, n in enumerate(answer_lens.tolist()):
-        pred = predicted[b, a - n :].tolist()
-        cut = next((i for i, t in enumerate(pred) if t in stop), len(pred))
-        responses.append(tok.decode(pred[:cut], skip_special_tokens=True).strip())
-    return hits, responses
+    return score_heads(model, examples, detector, batch_size=batch_size, chunk_size=chunk_size, progress=progress)

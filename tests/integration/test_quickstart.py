@@ -138,7 +138,7 @@ def test_quickstart_no_head_over_threshold_says_so(tmp_path, monkeypatch):
 
     def no_retrieval(model, examples, **kw):
         n, l, h = len(examples), model.cfg.n_layers, model.cfg.n_heads
-        return HeadScores(torch.zeros(n, l, h), torch.zeros(n, dtype=torch.bool), [""] * n)
+        return HeadScores(torch.zeros(n, l, h), torch.zeros(n, dtype=torch.bool))
 
     monkeypatch.setattr(rhlens.scoring, "retrieval_scores", no_retrieval)
     summary = run_quickstart(tmp_path / "run", **TINY)

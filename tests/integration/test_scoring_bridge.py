@@ -26,8 +26,8 @@ def test_bridge_equals_hooked_and_reference(pair, method):
     on_bridge = retrieval_scores(bridge, examples, batch_size=2, chunk_size=8, progress=False, **kw)
     on_hooked = retrieval_scores(hooked, examples, batch_size=2, chunk_size=8, progress=False, **kw)
     reference = naive_retrieval_scores(bridge, examples, **kw)
-    assert on_bridge.hits.sum() > 0
-    assert on_bridge.hits.equal(reference.hits) and on_bridge.responses == reference.responses
-    assert on_bridge.hits.equal(on_hooked.hits) and on_bridge.responses == on_hooked.responses
+    assert on_bridge.trials.hits.sum() > 0
+    assert on_bridge.trials.hits.equal(reference.trials.hits) and on_bridge.trials.responses == reference.trials.responses
+    assert on_bridge.trials.hits.equal(on_hooked.trials.hits) and on_bridge.trials.responses == on_hooked.trials.responses
     torch.testing.assert_close(on_bridge.scores, on_hooked.scores)
     assert on_bridge.meta["model_kind"] == "bridge"

@@ -100,7 +100,7 @@ def test_copying_head_scores_highest(copy_model):
     model, tok = copy_model
     examples = _needle_examples(12)
     scores = retrieval_scores(model, examples, max_new_tokens=6, batch_size=5, chunk_size=16, progress=False)
-    assert scores.n_counted >= 10, scores.responses  # the model does copy the needle
+    assert scores.n_counted >= 10, scores.trials.responses  # the model does copy the needle
     copying = _copying_heads(model, tok)
     assert 0 < len(copying) < model.cfg.n_layers * model.cfg.n_heads
     s = scores.scores
@@ -119,7 +119,7 @@ def test_copy_model_matches_naive_reference(copy_model):
     for method in ("decode", "forced"):
         fast = retrieval_scores(model, examples, method=method, max_new_tokens=6, batch_size=3, chunk_size=9, progress=False)
         slow = naive_retrieval_scores(model, examples, method=method, max_new_tokens=6)
-        assert fast.hits.equal(slow.hits)
-        assert fast.responses == slow.responses
+        assert fast.trials.hits.equal(slow.trials.hits)
+        assert fast.trials.responses == slow.trials.responses
         assert fast.counted.equal(slow.counted)
         torch.testing.assert_close(fast.scores, slow.scores)

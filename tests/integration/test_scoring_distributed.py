@@ -47,7 +47,7 @@ SCRIPT = SETUP + textwrap.dedent(
         with open(sys.argv[1], "w") as f:
             json.dump({
                 "evaluate": [out["evaluate"].per_example.tolist(), out["evaluate"].predictions],
-                "scores": [out["scores"].per_example.tolist(), out["scores"].responses, out["scores"].hits.tolist()],
+                "scores": [out["scores"].per_example.tolist(), out["scores"].trials.responses, out["scores"].trials.hits.tolist()],
                 "sweep": [out["sweep"].baseline.tolist(), out["sweep"].patched.tolist()],
                 "attribution": [out["attribution"].patched.tolist(), out["attribution"].dropped.tolist()],
             }, f)
@@ -76,7 +76,7 @@ def test_two_processes_equal_one(tmp_path):
     torch.testing.assert_close(torch.tensor(got["evaluate"][0]), one["evaluate"].per_example, **close)
     assert got["evaluate"][1] == one["evaluate"].predictions
     torch.testing.assert_close(torch.tensor(got["scores"][0]), one["scores"].per_example, **close)
-    assert got["scores"][1] == one["scores"].responses and got["scores"][2] == one["scores"].hits.tolist()
+    assert got["scores"][1] == one["scores"].trials.responses and got["scores"][2] == one["scores"].trials.hits.tolist()
     torch.testing.assert_close(torch.tensor(got["sweep"][0]), one["sweep"].baseline, **close)
     torch.testing.assert_close(torch.tensor(got["sweep"][1]), one["sweep"].patched, **close)
     torch.testing.assert_close(torch.tensor(got["attribution"][0]), one["attribution"].patched, **close)
@@ -110,3 +110,21 @@ def test_merge_puts_attribution_sweeps_back_in_order_on_their_example_axes():
     assert merged.dropped.shape == (2, 2, 1, 5) and merged.dropped[1, 0, 0].tolist() == [100, 101, 102, 103, 104]
     plain = merge_shards([AttributionSweep(baseline=torch.zeros(1), patched=torch.zeros(1, 1, 1))] * 2, 2, 2)
     assert plain.dropped is None and plain.patched.shape == (1, 1, 2)
+
+
+def test_merge_and_pack_keep_nested_trials_in_order():
+    from rhlens.distributed_eval import _pack, _unpack
+    from rhlens.scoring import HeadScores, RetrievalTrials
+
+    def part(values, texts):
+        t = torch.tensor(values, dtype=torch.float32)[:, None, None]
+        return HeadScores(per_example=t, trials=RetrievalTrials(responses=texts, hits=t.long(), rouge=t[:, 0, 0]))
+
+    parts = [part([0.0, 2.0], ["a", "c"]), part([1.0], ["b"])]
+    tensors, rest = _pack(parts[1])
+    assert sorted(tensors) == ["counted", "per_example", "trials.hits", "trials.rouge"]
+    back = _unpack(parts[0], {**rest, **tensors})
+    assert back.trials.responses == ["b"] and back.trials.hits.equal(parts[1].trials.hits)
+    merged = merge_shards(parts, 2, 3)
+    assert merged.per_example.flatten().tolist() == [0.0, 1.0, 2.0] and merged.trials.responses == ["a", "b", "c"]
+    assert merged.trials.hits.flatten().tolist() == [0, 1, 2] and merged.trials.answer_tokens is None

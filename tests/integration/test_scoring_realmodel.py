@@ -38,8 +38,8 @@ def test_real_checkpoint_equals_naive_reference(stories_model, method):
     fast = retrieval_scores(stories_model, examples(), method=method, max_new_tokens=12, rouge_gate=None,
                             batch_size=3, chunk_size=8, progress=False)
     slow = naive_retrieval_scores(stories_model, examples(), method=method, max_new_tokens=12, rouge_gate=None)
-    assert fast.hits.sum() > 0
-    assert fast.hits.equal(slow.hits)
-    assert fast.responses == slow.responses
+    assert fast.trials.hits.sum() > 0
+    assert fast.trials.hits.equal(slow.trials.hits)
+    assert fast.trials.responses == slow.trials.responses
     torch.testing.assert_close(fast.scores, slow.scores)
     assert fast.scores.shape == (5, 8) and fast.by_kv_group().shape == (5, 4)

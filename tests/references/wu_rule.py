@@ -89,6 +89,11 @@ class Scores:
     meta: dict = field(default_factory=dict)
 
     @property
+    def trials(self):
+        """The per-trial fields, under the name rhlens's HeadScores keeps them (here: this object)."""
+        return self
+
+    @property
     def per_example(self):
         return (self.hits.double() / self.answer_tokens.double()[:, None, None]).float()
 

@@ -36,7 +36,7 @@ def run_tutorial(tmp_path, monkeypatch):
 def test_every_tutorial_is_tested():
     names = sorted(p.stem for p in TUTORIALS.glob("[0-9][0-9]_*.py"))
     assert names == ["01_first_look", "02_synthetic_data", "03_real_vs_synthetic", "04_interventions",
-                     "05_your_own_model"]
+                     "05_your_own_model", "06_detectors"]
     for path in TUTORIALS.glob("[0-9][0-9]_*.py"):
         text = path.read_text(encoding="utf-8")
         assert "format_name: percent" in text and "# %% [markdown]" in text, path.name
@@ -84,3 +84,15 @@ def test_05_your_own_model(run_tutorial):
     assert float((g["scores"].scores - g["bridge_scores"].scores).abs().max()) < 1e-6
     assert g["again"].scores.equal(g["scores"].scores) or float((g["again"].scores - g["scores"].scores).abs().max()) < 1e-6
     assert g["llama_fig"] is None and g["dry_scores"].n_examples == 1  # the GPU section's dry run
+
+
+def test_06_detectors(run_tutorial, monkeypatch):
+    stories = TUTORIALS.parents[1] / "shared" / "realdata" / "models" / "stories260K"
+    if stories.is_dir():  # the tutorial's second part runs where the real data sits beside the checkout
+        monkeypatch.setenv("RHLENS_STORIES260K", str(stories))
+    g = run_tutorial("06_detectors")
+    assert (g["stories_cmp"] is not None) == stories.is_dir()
+    assert list(g["cmp"].scores) == ["decode", "forced", "attention_mass", "query_focus", "attribution"]
+    assert len(g["table"]) == 10 and g["curves"].ks == g["KS"]
+    assert set(g["drops"]) == set(g["cmp"].scores) and g["best"] in g["drops"]
+    assert [t.name for t in g["fig"].data][-5:] == list(g["cmp"].scores)

@@ -66,7 +66,7 @@ def test_head_heatmap_diverging_centred_for_effects():
 
 def test_head_heatmap_accepts_result_objects():
     per_example = torch.tensor([[[0.0, 1.0], [0.5, 0.0]], [[0.0, 0.5], [0.0, 0.0]]])
-    hs = HeadScores(per_example=per_example, counted=torch.tensor([True, True]), responses=["a", "b"])
+    hs = HeadScores(per_example=per_example, counted=torch.tensor([True, True]))
     np.testing.assert_allclose(np.asarray(plot.head_heatmap(hs).data[0].z), [[0.0, 0.75], [0.25, 0.0]])
     sweep = PatchSweep(baseline=torch.tensor([0.0, 1.0]), patched=torch.tensor([[[1.0, 1.0], [0.0, 0.0]]]))
     fig = plot.head_heatmap(sweep)
@@ -289,8 +289,7 @@ def test_write_html_refuses_bad_items(tmp_path):
 
 # --- .plot() shortcuts on result objects -----------------------------------------------------
 def test_result_objects_plot_themselves():
-    hs = HeadScores(per_example=torch.tensor([[[0.0, 1.0], [0.5, 0.0]]]), counted=torch.tensor([True]),
-                    responses=["a"])
+    hs = HeadScores(per_example=torch.tensor([[[0.0, 1.0], [0.5, 0.0]]]), counted=torch.tensor([True]))
     np.testing.assert_allclose(np.asarray(hs.plot(title="t").data[0].z), [[0.0, 1.0], [0.5, 0.0]])
     sweep = PatchSweep(baseline=torch.tensor([0.0]), patched=torch.tensor([[[0.5], [-0.25]]]))
     fig = sweep.plot()

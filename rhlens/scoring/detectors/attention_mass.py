@@ -86,6 +86,6 @@ def attention_mass(
     row_attention(model, [e.tokens for e in encoded], masks, reduce, batch_size=batch_size, chunk_size=chunk_size,
                   progress=progress, desc=f"attention mass ({rows} -> {target})")
     return HeadScores(
-        per_example=per_example, counted=torch.ones(len(examples), dtype=torch.bool), responses=[""] * len(examples),
+        per_example=per_example,
         n_kv_heads=arch.n_kv_heads, meta={"method": "attention_mass", "rows": rows, "target": target},
     )

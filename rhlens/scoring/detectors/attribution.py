@@ -46,6 +46,6 @@ def knockout_attribution(
     sweep = attribution_sweep(None, model, examples, positions=answer_rows, batch_size=batch_size, progress=progress)
     drop = (sweep.baseline[None, None, :] - sweep.patched).permute(2, 0, 1).contiguous()  # [example, layer, head]
     return HeadScores(
-        per_example=drop, counted=torch.ones(len(examples), dtype=torch.bool), responses=[""] * len(examples),
+        per_example=drop,
         n_kv_heads=architecture(model).n_kv_heads, meta={"method": "attribution", "metric": sweep.metric},
     )

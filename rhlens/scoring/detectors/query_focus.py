@@ -121,7 +121,7 @@ def query_focus(
             if gold:
                 per_example[i] = document_scores(calibrated, [docs[g] for g in gold]).sum(dim=0)
     return HeadScores(
-        per_example=per_example, counted=torch.ones(len(examples), dtype=torch.bool), responses=[""] * len(examples),
+        per_example=per_example,
         n_kv_heads=arch.n_kv_heads, meta={"method": "query_focus", "null": null},
     )
 

@@ -25,8 +25,8 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import Model, architecture, hook_name, hooks, model_device, tokenizer_of
-from rhlens.encoding import char_span_to_token_span, pad_id_of
+from rhlens.adapter import Model, architecture, hook_name, hooks
+from rhlens.encoding import char_span_to_token_span
 
 Reduce = Callable[[int, Float[Tensor, "group layer head key"]], None]
 
@@ -55,26 +55,24 @@ def row_attention(
         if r.ndim != 2 or r.shape[1] != len(seq) or not bool(r.any(dim=1).all()):
             raise ValueError(f"row_attention: sequence {i} needs a [group, {len(seq)}] mask with a row in every group")
     arch = architecture(model)
-    device = model_device(model)
-    with engine.running([model]):
-        for batch_rows, padded in engine.batched(
-            sequences, pad_id=pad_id_of(tokenizer_of(model)), device=device, batch_size=batch_size,
-            progress=progress, desc=desc,
-        ):
-            n, width = padded.tokens.shape
-            weights = torch.zeros(rows[batch_rows[0]].shape[0], n, width, device=device)
-            for b, i in enumerate(batch_rows):
-                r = rows[i].to(device=device, dtype=torch.float32)
-                weights[:, b, int(padded.offsets[b]) :] = r / r.sum(dim=1, keepdim=True)
-            sums = _run_batch(model, padded, weights, arch.n_layers, chunk_size)
-            for b, i in enumerate(batch_rows):
-                reduce(i, sums[:, b, :, :, int(padded.offsets[b]) :].cpu())
+    for batch in engine.batches([model], sequences, batch_size=batch_size, progress=progress, desc=desc):
+        padded, batch_rows = batch.padded, batch.rows
+        n, width = padded.tokens.shape
+        device = padded.tokens.device
+        weights = torch.zeros(rows[batch_rows[0]].shape[0], n, width, device=device)
+        for b, i in enumerate(batch_rows):
+            r = rows[i].to(device=device, dtype=torch.float32)
+            weights[:, b, int(padded.offsets[b]) :] = r / r.sum(dim=1, keepdim=True)
+        sums = _run_batch(batch, weights, arch.n_layers, chunk_size)
+        for b, i in enumerate(batch_rows):
+            reduce(i, sums[:, b, :, :, int(padded.offsets[b]) :].cpu())
 
 
 def _run_batch(
-    model: Model, padded: Any, weights: Float[Tensor, "group batch width"], n_layers: int, chunk_size: int | None
+    batch: engine.Batch, weights: Float[Tensor, "group batch width"], n_layers: int, chunk_size: int | None
 ) -> Float[Tensor, "group batch layer head width"]:
     """Prefill up to the first weighted column, then the rest with the folding hooks."""
+    model, padded = batch.models[-1], batch.padded
     n, width = padded.tokens.shape
     first = int(weights.sum(dim=(0, 1)).nonzero().min())
     sums: list[Tensor | None] = [None] * n_layers
@@ -89,7 +87,7 @@ def _run_batch(
             sums[layer] = torch.zeros(*part.shape[:3], width, device=part.device)
         sums[layer][..., :keys] += part  # type: ignore[index]
 
-    run = engine.Runner([model], n, torch.full((n,), width - 1, device=padded.tokens.device))
+    run = batch.runner()
     run.feed(padded, first, chunk_size)
     fwd = [(hook_name("pattern", l), partial(fold, layer=l)) for l in range(n_layers)]
     with hooks(model, fwd):

@@ -68,11 +68,11 @@ def pair(tmp_path_factory):
 
 
 def assert_equal(got, ref, atol=1e-6):
-    assert got.responses == ref.responses
-    assert got.hits.equal(ref.hits)
-    assert got.answer_tokens.equal(ref.answer_tokens)
+    assert got.trials.responses == ref.trials.responses
+    assert got.trials.hits.equal(ref.trials.hits)
+    assert got.trials.answer_tokens.equal(ref.trials.answer_tokens)
     assert got.counted.equal(ref.counted)
-    torch.testing.assert_close(got.rouge, ref.rouge)
+    torch.testing.assert_close(got.trials.rouge, ref.trials.rouge)
     assert (got.scores - ref.scores).abs().max() <= atol
 
 
@@ -83,10 +83,10 @@ def test_equals_hf_reference(pair, method):
     ref = hf_wu_scores(hf, tok, exs, method=method, max_new_tokens=STEPS, rouge_gate=None)
     got = retrieval_scores(model, exs, method=method, max_new_tokens=STEPS, rouge_gate=None, batch_size=3,
                            chunk_size=8, progress=False)
-    assert ref.hits.sum() > 0 and (ref.hits.sum(dim=(1, 2)) > 0).sum() >= 4  # not vacuous
-    assert ref.answer_tokens[-1] == 3  # both pieces count: '▁Lily', then '▁red', '▁ball'
+    assert ref.trials.hits.sum() > 0 and (ref.trials.hits.sum(dim=(1, 2)) > 0).sum() >= 4  # not vacuous
+    assert ref.trials.answer_tokens[-1] == 3  # both pieces count: '▁Lily', then '▁red', '▁ball'
     if method == "decode":
-        assert ref.responses[-2] == ""  # stopped at <0x0A> at step 0
+        assert ref.trials.responses[-2] == ""  # stopped at <0x0A> at step 0
     assert_equal(got, ref)
 
 
@@ -136,5 +136,5 @@ def test_stories260k_equals_hf_reference(realdata):
     exs = name_copy_examples()
     ref = hf_wu_scores(hf, tok, exs, max_new_tokens=50)
     got = retrieval_scores(load_hf_checkpoint(path), exs, max_new_tokens=50, progress=False)
-    assert ref.counted.sum() >= 10 and ref.hits.sum() > 0
+    assert ref.counted.sum() >= 10 and ref.trials.hits.sum() > 0
     assert_equal(got, ref)

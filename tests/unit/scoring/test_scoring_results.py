@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rhlens.heads import HeadSet
-from rhlens.scoring import HeadScores
+from rhlens.scoring import HeadScores, RetrievalTrials
 
 
 def build_scores(**overrides) -> HeadScores:
@@ -15,9 +15,10 @@ def build_scores(**overrides) -> HeadScores:
         [[0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.1, 0.3]],
         [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]],
     ])
-    fields = dict(per_example=per_example, counted=torch.tensor([True, True, False]), responses=["a", "b", "c"],
-                  hits=(per_example * 10).long(), answer_tokens=torch.tensor([10, 10, 10]),
-                  rouge=torch.tensor([1.0, 0.75, 0.0]), n_kv_heads=2, meta={"method": "decode", "top_k": 1})
+    trials = RetrievalTrials(responses=["a", "b", "c"], hits=(per_example * 10).long(),
+                             answer_tokens=torch.tensor([10, 10, 10]), rouge=torch.tensor([1.0, 0.75, 0.0]))
+    fields = dict(per_example=per_example, counted=torch.tensor([True, True, False]), trials=trials, n_kv_heads=2,
+                  meta={"method": "decode", "top_k": 1})
     fields.update(overrides)
     return HeadScores(**fields)
 
@@ -83,7 +84,7 @@ def test_wu_json_round_trip(tmp_path):
     path.write_text(json.dumps(data))
     back = HeadScores.from_wu_json(path)
     torch.testing.assert_close(back.scores, hs.scores)
-    assert back.n_counted == 2 and back.hits is None
+    assert back.n_counted == 2 and back.trials is None
     with pytest.raises(ValueError, match="missing"):
         HeadScores.from_wu_json({"0-0": [1.0], "1-1": [0.0]})
     with pytest.raises(ValueError, match="different numbers of trials"):
@@ -97,9 +98,19 @@ def test_save_load_round_trip(tmp_path):
     path = hs.save(tmp_path / "sub" / "scores.safetensors")
     assert [p.name for p in path.parent.iterdir()] == ["scores.safetensors"]  # no temporary left
     back = HeadScores.load(path)
-    assert back.per_example.equal(hs.per_example) and back.counted.equal(hs.counted) and back.hits.equal(hs.hits)
-    assert back.responses == hs.responses and back.meta == hs.meta and back.n_kv_heads == 2
-    assert back.rouge.equal(hs.rouge) and back.answer_tokens.equal(hs.answer_tokens) and back.needle_tokens is back.answer_tokens
+    assert back.per_example.equal(hs.per_example) and back.counted.equal(hs.counted)
+    assert back.meta == hs.meta and back.n_kv_heads == 2
+    got, want = back.trials, hs.trials
+    assert got.responses == want.responses and got.hits.equal(want.hits)
+    assert got.rouge.equal(want.rouge) and got.answer_tokens.equal(want.answer_tokens)
+
+
+def test_scores_without_trials_count_every_example_and_round_trip(tmp_path):
+    hs = HeadScores(per_example=torch.tensor([[[0.2, 0.4]], [[0.6, 0.0]]]), meta={"detector": "mass"})
+    assert hs.n_counted == 2 and hs.trials is None
+    torch.testing.assert_close(hs.scores, torch.tensor([[0.4, 0.2]]))
+    back = HeadScores.load(hs.save(tmp_path / "mass.safetensors"))
+    assert back.trials is None and back.per_example.equal(hs.per_example) and back.meta == {"detector": "mass"}
 
 
 def test_load_rejects_other_files(tmp_path):
@@ -119,6 +130,6 @@ def test_dataframe():
 
 def test_shape_errors():
     with pytest.raises(ValueError, match="responses has 2"):
-        build_scores(responses=["a", "b"])
+        build_scores(trials=RetrievalTrials(responses=["a", "b"]))
     with pytest.raises((ValueError, TypeError), match=r"\[example, layer, head\]|parameter 'per_example'"):
         build_scores(per_example=torch.zeros(3, 4))

@@ -16,8 +16,8 @@ LENGTHS = (20, 31, 25, 40, 17)
 
 
 def assert_same(fast, slow):
-    assert fast.hits.equal(slow.hits)
-    assert fast.responses == slow.responses
+    assert fast.trials.hits.equal(slow.trials.hits)
+    assert fast.trials.responses == slow.trials.responses
     assert fast.counted.equal(slow.counted)
     torch.testing.assert_close(fast.per_example, slow.per_example)
     torch.testing.assert_close(fast.scores, slow.scores)
@@ -36,7 +36,7 @@ def test_equals_naive_reference(model, method, top_k):
     fast = retrieval_scores(model, examples, method=method, max_new_tokens=8, rouge_gate=None, top_k=top_k,
                             batch_size=3, chunk_size=7, progress=False)
     slow = naive_retrieval_scores(model, examples, method=method, max_new_tokens=8, rouge_gate=None, top_k=top_k)
-    assert fast.hits.sum() > 0  # the comparison is not vacuous
+    assert fast.trials.hits.sum() > 0  # the comparison is not vacuous
     assert_same(fast, slow)
 
 
@@ -45,7 +45,7 @@ def answered_by_the_model(model, examples, every=2):
     some examples pass the gate and the others do not."""
     decoded = retrieval_scores(model, examples, max_new_tokens=8, rouge_gate=None, progress=False)
     return [dataclasses.replace(ex, answer=r) if i % every == 0 and r else ex
-            for i, (ex, r) in enumerate(zip(examples, decoded.responses))]
+            for i, (ex, r) in enumerate(zip(examples, decoded.trials.responses))]
 
 
 @pytest.mark.parametrize("method", ["decode", "forced"])
@@ -55,8 +55,8 @@ def test_gate_equals_reference(model, method):
     slow = naive_retrieval_scores(model, examples, method=method, max_new_tokens=8, rouge_gate=0.3)
     assert 0 < fast.n_counted < len(examples)
     assert_same(fast, slow)
-    torch.testing.assert_close(fast.rouge, slow.rouge)
-    assert fast.counted.equal(fast.rouge > 0.3)
+    torch.testing.assert_close(fast.trials.rouge, slow.trials.rouge)
+    assert fast.counted.equal(fast.trials.rouge > 0.3)
 
 
 def test_gate_takes_the_best_alias(model):
@@ -65,7 +65,7 @@ def test_gate_takes_the_best_alias(model):
     plain = retrieval_scores(model, examples, max_new_tokens=8, rouge_gate=0.3, progress=False)
     aliased = retrieval_scores(model, swapped, max_new_tokens=8, rouge_gate=0.3, progress=False)
     assert plain.n_counted > 0
-    assert aliased.rouge.equal(plain.rouge) and aliased.counted.equal(plain.counted)
+    assert aliased.trials.rouge.equal(plain.trials.rouge) and aliased.counted.equal(plain.counted)
 
 
 def test_warns_when_no_example_passes_the_gate(model):
@@ -86,7 +86,7 @@ def test_chunking_and_batching_do_not_change_results(chunk_size, batch_size):
             model, examples, method="forced", rouge_gate=None, progress=False, batch_size=1, chunk_size=None)
         got = retrieval_scores(model, examples, method=method, max_new_tokens=6, rouge_gate=None, progress=False,
                                batch_size=batch_size, chunk_size=chunk_size)
-        assert got.hits.equal(ref.hits) and got.responses == ref.responses
+        assert got.trials.hits.equal(ref.trials.hits) and got.trials.responses == ref.trials.responses
 
 
 def test_wu_port_equals_naive_reference():
@@ -106,13 +106,13 @@ def test_decode_equals_forced_when_greedy_output_is_the_answer():
     examples = random_examples(LENGTHS, seed=11)
     steps = 6
     decoded = retrieval_scores(model, examples, max_new_tokens=steps, rouge_gate=None, progress=False)
-    keep = [i for i, r in enumerate(decoded.responses) if r]
+    keep = [i for i, r in enumerate(decoded.trials.responses) if r]
     assert len(keep) >= 3
-    gold = [dataclasses.replace(examples[i], answer=decoded.responses[i]) for i in keep]
+    gold = [dataclasses.replace(examples[i], answer=decoded.trials.responses[i]) for i in keep]
     decoded = retrieval_scores(model, [examples[i] for i in keep], max_new_tokens=steps, rouge_gate=None, progress=False)
     forced = retrieval_scores(model, gold, method="forced", rouge_gate=None, progress=False)
-    assert decoded.hits.sum() > 0
-    assert forced.hits.equal(decoded.hits)
+    assert decoded.trials.hits.sum() > 0
+    assert forced.trials.hits.equal(decoded.trials.hits)
     torch.testing.assert_close(forced.scores, decoded.scores)
 
 
