@@ -112,7 +112,7 @@ def merge_shards(results: Sequence[Any], info_world: int, n_items: int) -> Any:
     order = torch.cat([torch.arange(r, n_items, info_world) for r in range(info_world)])
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(n_items)
-    merged = {}
+    merged: dict[str, Any] = {}
     for f in dataclasses.fields(first):
         values = [getattr(r, f.name) for r in results]
         if dataclasses.is_dataclass(values[0]):

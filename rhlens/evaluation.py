@@ -20,7 +20,7 @@ kept).
 """
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Sequence, TypedDict, Union
+from typing import Any, Callable, Mapping, Sequence, TypedDict, Union
 
 from typing_extensions import Unpack
 
@@ -69,7 +69,7 @@ class RunOptions:
     progress: bool = True
 
     @classmethod
-    def merge(cls, options: "RunOptions | None", overrides: dict[str, Any], *, what: str) -> "RunOptions":
+    def merge(cls, options: "RunOptions | None", overrides: Mapping[str, object], *, what: str) -> "RunOptions":
         """``options`` (default: ``RunOptions()``) with ``overrides`` applied; a ``TypeError``
         naming ``what`` for a keyword that is not a field."""
         base = cls() if options is None else options

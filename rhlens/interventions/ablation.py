@@ -47,7 +47,7 @@ from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_eva
 from rhlens.heads import Head, HeadSet, as_head_set
 from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
 from rhlens.interventions.head_sets import RETRIEVAL_THRESHOLD, control_exclusion, heads_by_layer
-from rhlens.interventions.options import KNOCKOUT_MODES, KNOCKOUT_SCOPES, KnockoutScope
+from rhlens.interventions.options import KNOCKOUT_MODES, KNOCKOUT_SCOPES
 from rhlens.interventions.results import KnockoutEffect
 
 # knockout() and knockout_effect() take mode and scope as str (not the Literal types) and check them
@@ -85,7 +85,7 @@ def mean_head_outputs(
     return {l: sums[l] / count for l in layers}
 
 
-def _rows(scope: KnockoutScope):
+def _rows(scope: str):
     """``rows(q_len, device)`` for the hooks: the decoding rows of the engine step in progress
     (``None``, every row, for ``scope="all"`` or outside the engine)."""
 

@@ -3,8 +3,6 @@ head of a model, and the heads random controls must avoid (the retrieval thresho
 
 from typing import Any, Iterable
 
-from torch import Tensor
-
 from rhlens.adapter import Model, architecture
 from rhlens.heads import RETRIEVAL_THRESHOLD, Head, HeadSet, as_head_set
 
@@ -31,7 +29,7 @@ def heads_by_layer(model: Model, heads: Iterable["Head | str | tuple[int, int]"]
 HeadsLike = Iterable["Head | str | tuple[int, int]"]
 
 
-def _score_grids(scores: Any) -> list[Tensor]:
+def _score_grids(scores: Any) -> list[Any]:
     """``scores`` as a list of ``[n_layers, n_heads]`` grids: one grid (a tensor or anything with
     ``.scores`` such as ``HeadScores``), or a list or tuple of them (``None`` entries skipped)."""
     many = scores if isinstance(scores, (list, tuple)) else [scores]

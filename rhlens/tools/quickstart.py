@@ -321,7 +321,7 @@ def run_quickstart(
     grid = scores.scores
     over = scores.above(RETRIEVAL_THRESHOLD)
     ranked = sorted(over, key=lambda h: (-float(grid[h.layer, h.head]), h))
-    knocked = HeadSet(ranked if top_k is None else ranked[:top_k])
+    knocked = HeadSet(ranked if top_k is None else ranked[: int(top_k)])
     n_total = grid.numel()
 
     top_effect = _knockouts(model, eval_examples, knocked, scores, after, random_draws=random_draws, seed=seed,

@@ -31,7 +31,7 @@ LISTS = {
 
 
 def _string_groups(tree: ast.AST):
-    """(line, set of string constants) of every collection literal, dict's keys and Literal[...]."""
+    """The set of string constants of every collection literal, dict's keys and Literal[...]."""
     for node in ast.walk(tree):
         items = None
         if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
@@ -41,7 +41,7 @@ def _string_groups(tree: ast.AST):
         if items is not None:
             strings = {e.value for e in items if isinstance(e, ast.Constant) and isinstance(e.value, str)}
             if strings:
-                yield node.lineno, strings
+                yield strings
 
 
 def _definitions(values: set, at_least: int, folders: tuple[str, ...]) -> list[str]:
@@ -49,7 +49,7 @@ def _definitions(values: set, at_least: int, folders: tuple[str, ...]) -> list[s
     for folder in folders:
         for path in sorted((REPO / folder).rglob("*.py")):
             rel = path.relative_to(REPO).as_posix()
-            for line, strings in _string_groups(ast.parse(path.read_text(), filename=rel)):
+            for strings in _string_groups(ast.parse(path.read_text(), filename=rel)):
                 if strings <= values and len(strings) >= at_least:
                     found.append(rel)
     return found

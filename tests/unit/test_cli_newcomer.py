@@ -63,7 +63,8 @@ def test_item3_help_shows_defaults_and_explains_positions_mode_and_examples():
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     patch, knockout, scores = sub["patch"].format_help(), sub["knockout"].format_help(), sub["scores"].format_help()
-    flat = lambda text: " ".join(text.split())  # help wraps lines
+    def flat(text):  # help wraps lines
+        return " ".join(text.split())
     assert "(default: all)" in flat(patch) and "needle (the needle's tokens)" in flat(patch)
     assert "(default: zero)" in flat(knockout) and "uniform (it attends evenly" in flat(knockout)
     for text in (patch, knockout, scores):

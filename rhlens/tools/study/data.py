@@ -61,7 +61,7 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any,
     from rhlens.tasks import generate
 
     d, limit, budget = config.data, config.data.context_tokens, config.prompt_tokens
-    knobs = {"n_docs": d.n_docs} if d.n_docs and task != "kv" else {}
+    knobs: dict[str, Any] = {"n_docs": d.n_docs} if d.n_docs and task != "kv" else {}
     seeds = {"real_train": config.seed, "real_test": config.seed + 1, "synthetic": config.seed}
     sets: dict[str, list] = {}
     lengths_of: dict[str, list[int]] = {}

@@ -112,7 +112,7 @@ class Study(StageRunner):
         for task in cfg.tasks:
             models = cfg.model_names(task)
             for stage in STAGES:
-                per_model = {"data": [None], "compare": [None], "patching": [m for m in models if m != REAL]}
+                per_model: dict[str, list[str | None]] = {"data": [None], "compare": [None], "patching": [m for m in models if m != REAL]}
                 for m in per_model.get(stage, models):
                     units.append(Unit(stage, task, m, Layout.record(stage, task, m)))
         return units
@@ -136,11 +136,11 @@ class Study(StageRunner):
 
             folder = cfg.resolve(base)
             try:
-                kind = folder_kind(folder)
+                base_kind = folder_kind(folder)
             except FileNotFoundError as err:
                 raise FileNotFoundError(f"[model] base = {base!r}: {err}") from None
             folder_config(folder)  # its config file makes a model
-            notes.append(f"base: {'rhlens model folder' if kind == 'rhlens' else 'Hugging Face checkpoint'} {folder}")
+            notes.append(f"base: {'rhlens model folder' if base_kind == 'rhlens' else 'Hugging Face checkpoint'} {folder}")
         n_ctx = self._base_shape()["n_ctx"]
         target = cfg.model.n_ctx or n_ctx
         if target < cfg.data.context_tokens:

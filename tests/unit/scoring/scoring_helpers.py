@@ -26,7 +26,7 @@ def random_example(rng: random.Random, n_words: int, *, two_needles: bool = Fals
     cuts = sorted(rng.sample(range(1, n_words), 4 if two_needles else 2))
     spans, starts = [], []
     pos = 0
-    for i, w in enumerate(words):
+    for w in words:
         starts.append(pos)
         pos += len(w) + 1
     prompt = " ".join(words)

@@ -43,7 +43,7 @@ def check_answer_spans(ex) -> None:
     if ex.task.startswith("summhay"):
         cited = re.findall(r"\[(\d+)\]", ex.answer)
         assert list(ex.answer_texts) == [f"[{i}]" for i in cited]
-        for i, (s, _e) in zip(cited, ex.answer_spans, strict=True):
+        for _cited_id, (s, _e) in zip(cited, ex.answer_spans, strict=True):
             assert ex.prompt[s - len("Document "):s] == "Document ", "not a document header"
     else:
         assert ex.task in QA_TASKS
