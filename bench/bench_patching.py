@@ -78,7 +78,7 @@ def sweep_part(args) -> None:
     lengths = {len(e.tokens) for e in encoded}
     assert len(lengths) == 1, f"examples must share one length, got {lengths}"
     tokens = torch.tensor([e.tokens for e in encoded])
-    spans = [e.answer_span for e in encoded]
+    spans = [e.completion_span for e in encoded]
 
     def metric(logits):  # mean over examples of the summed answer log-prob
         lp = logits.double().log_softmax(-1)

@@ -30,18 +30,22 @@ class EncodedExample:
         tokens: prompt tokens (with BOS when the model uses one), then, when encoded
             ``with_answer=True``, the answer tokens and EOS.
         prompt_len: number of prompt tokens; ``tokens[:prompt_len]`` is the prompt.
-        needle_spans: ``[start, end)`` token spans of the needles, in ``tokens`` coordinates.
-        answer_span: ``[start, end)`` token span of the answer (and EOS); ``(prompt_len,
-            prompt_len)`` when encoded without the answer.
+        needle_spans: ``[start, end)`` token spans of the needles (``Example.needles``: the
+            evidence), in ``tokens`` coordinates.
+        completion_span: ``[start, end)`` token span of the completion (the answer the model
+            produces, and EOS); ``(prompt_len, prompt_len)`` when encoded without the answer.
         index: position of the example in the list it came from (for error messages).
+        answer_spans: ``[start, end)`` token spans, in the prompt, of ``Example.answer_spans``
+            (the characters a retrieval head copies), in ``tokens`` coordinates.
     """
 
     tokens: list[int]
     prompt_len: int
     needle_spans: tuple[Span, ...]
-    answer_span: Span
+    completion_span: Span
     index: int = 0
     meta: dict = field(default_factory=dict)
+    answer_spans: tuple[Span, ...] = ()
 
     @property
     def prompt_tokens(self) -> list[int]:
@@ -49,7 +53,8 @@ class EncodedExample:
 
     @property
     def answer_tokens(self) -> list[int]:
-        return self.tokens[self.answer_span[0] : self.answer_span[1]]
+        """The completion's tokens (``tokens[completion_span]``)."""
+        return self.tokens[self.completion_span[0] : self.completion_span[1]]
 
     def needle_mask(self, length: int | None = None) -> Tensor:
         """Bool ``[length]`` mask, True at needle tokens (``length`` defaults to ``len(tokens)``)."""
@@ -106,8 +111,10 @@ def encode_example(
     >>> enc = encode_example(tok, ex)
     >>> tok.convert_ids_to_tokens(enc.tokens[enc.needle_spans[0][0]:enc.needle_spans[0][1]])
     ['Paris']
-    >>> tok.convert_ids_to_tokens(enc.tokens[enc.answer_span[0]:enc.answer_span[1]])
+    >>> tok.convert_ids_to_tokens(enc.tokens[enc.completion_span[0]:enc.completion_span[1]])
     ['Paris', '<eos>']
+    >>> enc.answer_spans == enc.needle_spans  # the answer's own characters in the prompt
+    True
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
@@ -126,21 +133,10 @@ def encode_example(
         n_prompt = len(ids)
     bos = [tokenizer.bos_token_id] if prepend_bos and tokenizer.bos_token_id is not None else []
     shift = len(bos)
-    needle_spans = []
-    for k, span in enumerate(example.needles):
-        if not 0 <= span[0] < span[1] <= n_prompt_chars:
-            raise ValueError(
-                f"Example {index} (task {example.task!r}): needle {k} at characters {span[0]}:{span[1]} is empty or "
-                f"outside the prompt ({n_prompt_chars} characters); spans are never clamped"
-            )
-        try:
-            s, e = char_span_to_token_span(offsets[:n_prompt], tuple(span))
-        except ValueError as err:
-            raise ValueError(
-                f"Example {index} (task {example.task!r}): needle {k} at characters {span[0]}:{span[1]} "
-                f"({example.prompt[span[0]:span[1]]!r}) covers no prompt token: {err}"
-            ) from None
-        needle_spans.append((s + shift, e + shift))
+    where = f"Example {index} (task {example.task!r})"
+    needle_spans = _token_spans(example.needles, "needle", offsets[:n_prompt], example.prompt, shift, where)
+    answer_spans = _token_spans(getattr(example, "answer_spans", ()) or (), "answer span", offsets[:n_prompt],
+                                example.prompt, shift, where)
     tokens = bos + ids[:n_prompt]
     prompt_len = len(tokens)
     if with_answer:
@@ -150,14 +146,35 @@ def encode_example(
         if not ans_ids:
             raise ValueError(f"Example {index} (task {example.task!r}): the answer {example.answer!r} has no tokens")
         tokens = tokens + ans_ids
-    check_unknown_tokens(tokenizer, tokens[:prompt_len], needle_spans, where=f"Example {index} (task {example.task!r})")
+    check_unknown_tokens(tokenizer, tokens[:prompt_len], needle_spans, where=where)
     return EncodedExample(
         tokens=tokens,
         prompt_len=prompt_len,
-        needle_spans=tuple(needle_spans),
-        answer_span=(prompt_len, len(tokens)),
+        needle_spans=needle_spans,
+        completion_span=(prompt_len, len(tokens)),
         index=index,
+        answer_spans=answer_spans,
     )
+
+
+def _token_spans(
+    spans: Sequence[Span], what: str, offsets: Sequence[Span], prompt: str, shift: int, where: str
+) -> tuple[Span, ...]:
+    """The token spans (after ``shift`` BOS tokens) of character ``spans`` of ``prompt``, whose
+    tokens have ``offsets``; errors name ``where``, ``what`` and the span."""
+    out = []
+    for k, (c0, c1) in enumerate(spans):
+        if not 0 <= c0 < c1 <= len(prompt):
+            raise ValueError(
+                f"{where}: {what} {k} at characters {c0}:{c1} is empty or outside the prompt ({len(prompt)} "
+                "characters); spans are never clamped"
+            )
+        try:
+            s, e = char_span_to_token_span(offsets, (int(c0), int(c1)))
+        except ValueError as err:
+            raise ValueError(f"{where}: {what} {k} at characters {c0}:{c1} ({prompt[c0:c1]!r}) covers no prompt token: {err}") from None
+        out.append((s + shift, e + shift))
+    return tuple(out)
 
 
 def encode_examples(tokenizer: Any, examples: Sequence[Any], **kwargs: Any) -> list[EncodedExample]:

@@ -340,7 +340,7 @@ def answer_targets(batch: PaddedBatch, encoded: Sequence[EncodedExample]) -> Boo
     out = torch.zeros_like(batch.tokens, dtype=torch.bool)
     for b, enc in enumerate(encoded):
         off = int(batch.offsets[b])
-        out[b, off + enc.answer_span[0] - 1 : off + enc.answer_span[1] - 1] = True
+        out[b, off + enc.completion_span[0] - 1 : off + enc.completion_span[1] - 1] = True
     return out
 
 

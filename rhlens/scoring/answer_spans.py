@@ -5,7 +5,8 @@ live in :mod:`rhlens.scoring.rouge_gate`.
 
 What is scored (Wu et al.'s ``real_needle``): an example's ``answer_spans``, the character spans
 in the prompt that hold the answer's text; the evidence ``needles`` around them are what knockout,
-blocking and patching refer to. Spans map to prompt tokens through the fast tokenizer's offset
+blocking and patching refer to. :func:`rhlens.encoding.encode_example` maps both to prompt tokens
+once (``EncodedExample.answer_spans``, ``needle_spans``), through the fast tokenizer's offset
 mapping (a token belongs to a span when its characters overlap it). The hit weight is
 ``1 / (answer-span tokens)``; the gate is the ROUGE-1 recall of the answer (the best over
 ``answer`` and ``aliases``) in the response.
@@ -18,8 +19,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from rhlens.adapter import Model, prepends_bos, tokenizer_of
-from rhlens.encoding import EncodedExample, char_span_to_token_span, encode_for_model
+from rhlens.adapter import Model
+from rhlens.encoding import EncodedExample, encode_for_model
 
 METHODS = ("decode", "forced")
 
@@ -46,45 +47,22 @@ class ScoredExample:
         return int(self.answer_mask.sum())
 
 
-def _where(index: int, example: Any) -> str:
-    return f"Example {index} (task {getattr(example, 'task', '?')!r})"
-
-
-def answer_mask(tokenizer: Any, example: Any, enc: EncodedExample, *, with_answer: bool, prepend_bos: bool
-) -> Bool[Tensor, "prompt"]:
-    """Bool ``[enc.prompt_len]``: the prompt tokens overlapping ``example.answer_spans``.
-
-    The prompt is tokenized as :func:`rhlens.encoding.encode_example` did (with the completion
-    when ``with_answer``, after BOS when ``prepend_bos``) and the spans are mapped through its
-    offsets.
+def answer_mask(example: Any, enc: EncodedExample) -> Bool[Tensor, "prompt"]:
+    """Bool ``[enc.prompt_len]``: the prompt tokens of the answer spans, as
+    :func:`rhlens.encoding.encode_example` mapped them (``enc.answer_spans``).
 
     Raises:
-        ValueError: naming the example when it has no answer spans or a span covers no token.
+        ValueError: naming the example when it has no answer spans.
     """
-    spans = tuple(getattr(example, "answer_spans", None) or ())
-    where = _where(enc.index, example)
-    if not spans:
+    if not enc.answer_spans:
         raise ValueError(
-            f"{where} has no answer spans (Example.answer_spans: the characters of the prompt a retrieval "
-            "head copies); retrieval scores need at least one. Build examples with rhlens.tasks generators or "
-            "loaders, or give answer_spans=((start, end), ...)."
+            f"Example {enc.index} (task {getattr(example, 'task', '?')!r}) has no answer spans (Example.answer_spans: "
+            "the characters of the prompt a retrieval head copies); retrieval scores need at least one. Build "
+            "examples with rhlens.tasks generators or loaders, or give answer_spans=((start, end), ...)."
         )
-    text = example.prompt + example.completion if with_answer else example.prompt
-    got = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    n_bos = 1 if prepend_bos and tokenizer.bos_token_id is not None else 0  # as encode_example
-    offsets = [tuple(o) for o in got["offset_mapping"]][: enc.prompt_len - n_bos]
-    if list(got["input_ids"][: len(offsets)]) != enc.prompt_tokens[n_bos:]:  # pragma: no cover - same tokenizer
-        raise ValueError(f"{where}: re-tokenizing the prompt gave other tokens than its encoding")
     mask = torch.zeros(enc.prompt_len, dtype=torch.bool)
-    for k, (c0, c1) in enumerate(spans):
-        try:
-            s, e = char_span_to_token_span(offsets, (int(c0), int(c1)))
-        except ValueError as err:
-            raise ValueError(
-                f"{where}: answer span {k} at characters {c0}:{c1} ({example.prompt[c0:c1]!r}) covers no prompt "
-                f"token: {err}"
-            ) from None
-        mask[n_bos + s : n_bos + e] = True
+    for s, e in enc.answer_spans:
+        mask[s:e] = True
     return mask
 
 
@@ -104,12 +82,11 @@ def encode_for_scoring(model: Model, examples: Sequence[Any], *, method: str, ma
     encoded = encode_for_model(
         model, examples, what="retrieval_scores", with_answer=forced, extra_tokens=0 if forced else max_new_tokens
     )
-    tok, bos = tokenizer_of(model), prepends_bos(model)
     return [
         ScoredExample(
             index=enc.index,
             enc=enc,
-            answer_mask=answer_mask(tok, ex, enc, with_answer=forced, prepend_bos=bos),
+            answer_mask=answer_mask(ex, enc),
             references=(ex.answer, *tuple(getattr(ex, "aliases", ()) or ())),
         )
         for ex, enc in zip(examples, encoded)

@@ -1,6 +1,8 @@
 """The :class:`Example` record every task produces, with JSONL and ``datasets`` round trips."""
 
 import json
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rhlens.files import atomic_path
@@ -50,15 +52,20 @@ class Example:
     needles: tuple | list
     task: str
     variant: str
-    aliases: tuple | list = ()
+    aliases: Sequence[str] = ()  # a str is refused in __post_init__ (it would be one alias per character)
     meta: dict = field(default_factory=dict, compare=True, hash=False)
     answer_spans: tuple | list = ()
 
     def __post_init__(self):
         # normalise lists (from JSON) to tuples so equality and hashing behave
-        object.__setattr__(self, "needles", tuple((int(s), int(e)) for s, e in self.needles))
+        object.__setattr__(self, "needles", _spans("needles", self.needles))
+        if isinstance(self.aliases, (str, bytes)) or not all(isinstance(a, str) for a in self.aliases):
+            # a string would become one alias per character, and (QA scores by containment) almost
+            # any prediction would contain one of them
+            hint = f"; write [{self.aliases!r}] for one alias" if isinstance(self.aliases, str) else ""
+            raise TypeError(f"Example.aliases must be a list of strings, got {self.aliases!r}{hint}")
         object.__setattr__(self, "aliases", tuple(self.aliases))
-        spans = tuple((int(s), int(e)) for s, e in (self.answer_spans or ()))
+        spans = _spans("answer_spans", self.answer_spans or ())
         if not spans and isinstance(self.prompt, str):
             spans = locate_in_needles(self.prompt, (self.answer, *self.aliases), self.needles)
         object.__setattr__(self, "answer_spans", spans)
@@ -94,11 +101,19 @@ class Example:
                 raise ValueError(
                     f"Example.needles[{i}]=({s}, {e}) is empty or outside the prompt "
                     f"(length {len(self.prompt)})")
+        golds = [_loose(g) for g in (self.answer, *self.aliases)]
+        if "" in golds:
+            raise ValueError("Example.aliases holds an empty string: it would count every prediction correct")
         for i, (s, e) in enumerate(self.answer_spans):
             if not 0 <= s < e <= len(self.prompt):
                 raise ValueError(
                     f"Example.answer_spans[{i}]=({s}, {e}) is empty or outside the prompt "
                     f"(length {len(self.prompt)})")
+            text = _loose(self.prompt[s:e])
+            if not text or not any(text in g for g in golds):
+                raise ValueError(
+                    f"Example.answer_spans[{i}]=({s}, {e}) covers {self.prompt[s:e]!r}, which is not part of "
+                    f"the answer {self.answer!r} or an alias; an answer span marks where the prompt states the answer")
         try:
             json.dumps(self.meta)
         except TypeError as err:
@@ -121,6 +136,26 @@ class Example:
                    meta=dict(d.get("meta") or {}), answer_spans=d.get("answer_spans") or ())
 
 
+def _loose(text: str) -> str:
+    """``text`` lower-cased with runs of white space as one space (how loaders match answers)."""
+    return " ".join(text.lower().split())
+
+
+def _spans(name: str, spans) -> tuple:
+    """``spans`` as a tuple of ``(start, end)`` int pairs; a float, bool or string offset is a
+    ``TypeError`` naming the field (it would be truncated silently)."""
+    out = []
+    for i, pair in enumerate(spans):
+        try:
+            start, end = pair
+            if isinstance(start, bool) or isinstance(end, bool):
+                raise TypeError("a bool")
+            out.append((operator.index(start), operator.index(end)))
+        except (TypeError, ValueError):
+            raise TypeError(f"Example.{name}[{i}] must be a pair of integer character offsets, got {pair!r}") from None
+    return tuple(out)
+
+
 def save_jsonl(examples, path) -> None:
     """Write examples as JSON lines atomically (:func:`rhlens.files.atomic_path`)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -130,7 +165,7 @@ def save_jsonl(examples, path) -> None:
 
 def load_jsonl(path) -> list:
     """Read examples written by :func:`save_jsonl` (optionally gzipped); errors name
-    the file and line, unreadable bytes included."""
+    the file and line, unreadable bytes included. A file without examples is an error."""
     out = []
     for lineno, line in iter_lines(path):
         if not line.strip():
@@ -139,6 +174,8 @@ def load_jsonl(path) -> list:
             out.append(Example.from_dict(json.loads(line)).validate())
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}, line {lineno}: {err}") from None
+    if not out:
+        raise ValueError(f"{path} holds no examples (it is empty); write examples with save_jsonl")
     return out
 
 

@@ -12,6 +12,7 @@ A TOML file holds the same keys at top level or under a ``[train]`` table::
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, no_type_check
@@ -27,6 +28,12 @@ _PADDING = ("left", "right")
 _TRUNCATION = (None, "left")
 _EVAL_METRICS = ("loss", "task")
 _AUTOCAST = (None, "bf16", "fp16")
+_INTS = ("warmup_steps", "batch_size", "grad_accum_steps", "seed", "lora_rank", "eval_every", "eval_batch_size",
+         "eval_max_new_tokens", "save_every", "log_every")
+_OPTIONAL_INTS = ("steps", "keep_last")
+_FLOATS = ("lr", "weight_decay", "eps", "min_lr_ratio", "epochs", "lora_alpha")
+_OPTIONAL_FLOATS = ("max_grad_norm",)
+_BOOLS = ("shuffle", "resume", "overwrite", "progress", "wandb")
 
 
 # Not wrapped by run-time type checking: __post_init__ accepts JSON/TOML values (lists for tuples)
@@ -136,10 +143,30 @@ class TrainConfig:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         self._check()
 
+    def _check_types(self) -> None:
+        """Raise ``TypeError`` naming the key for a value of the wrong kind: ``steps=2.5`` or
+        ``steps=True`` would train 2 or 1 steps, ``lr="1e-3"`` fail later in the optimizer."""
+        for name in _INTS + _OPTIONAL_INTS:
+            value = getattr(self, name)
+            if not (value is None and name in _OPTIONAL_INTS) and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise TypeError(f"TrainConfig.{name}={value!r}: must be a whole number, got {type(value).__name__}")
+        for name in _FLOATS + _OPTIONAL_FLOATS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL_FLOATS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise TypeError(f"TrainConfig.{name}={value!r}: must be a finite number, got {type(value).__name__}")
+        for name in _BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainConfig.{name}={getattr(self, name)!r}: must be True or False")
+        if len(self.betas) != 2 or any(isinstance(b, bool) or not isinstance(b, numbers.Real) for b in self.betas):
+            raise TypeError(f"TrainConfig.betas={self.betas!r}: must be two numbers")
+
     def _check(self) -> None:
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}")
 
+        self._check_types()
         if not self.lr > 0:
             raise bad("lr", "must be positive")
         if self.trainable not in _TRAINABLE:

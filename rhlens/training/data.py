@@ -5,8 +5,8 @@ in ``randperm(n, generator=seed + e)`` order and the stream of epochs is cut int
 of ``batch_size``. A resumed run therefore needs only the step to continue where it stopped.
 
 >>> from rhlens.encoding import EncodedExample
->>> encoded = [EncodedExample(tokens=[1, 5, 6, 7], prompt_len=3, needle_spans=(), answer_span=(3, 4)),
-...            EncodedExample(tokens=[1, 8, 9], prompt_len=2, needle_spans=(), answer_span=(2, 3))]
+>>> encoded = [EncodedExample(tokens=[1, 5, 6, 7], prompt_len=3, needle_spans=(), completion_span=(3, 4)),
+...            EncodedExample(tokens=[1, 8, 9], prompt_len=2, needle_spans=(), completion_span=(2, 3))]
 >>> batch = collate(encoded, pad_id=0, padding_side="right")
 >>> batch.tokens.tolist()
 [[1, 5, 6, 7], [1, 8, 9, 0]]
@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from rhlens.encoding import EncodedExample, check_fits, encode_example
+from rhlens.encoding import EncodedExample, check_examples, check_fits, encode_example
 
 IGNORE_INDEX = -100
 
@@ -64,25 +64,27 @@ class TrainBatch:
 def truncate_left(enc: EncodedExample, n_ctx: int) -> EncodedExample:
     """Drop tokens from the start of ``enc`` so it has at most ``n_ctx`` tokens.
 
-    Needle spans are shifted (and dropped when cut off). Raises ``ValueError`` when the answer
+    Needle and answer spans are shifted (and dropped when cut off). Raises ``ValueError`` when the answer
     itself does not fit.
     """
     cut = len(enc.tokens) - n_ctx
     if cut <= 0:
         return enc
-    a0, a1 = enc.answer_span
+    a0, a1 = enc.completion_span
     if a1 - a0 > n_ctx - 1:
         raise ValueError(
             f"example {enc.index}: its answer has {a1 - a0} tokens, more than the context of {n_ctx} "
             "leaves after one prompt token; truncation cannot fix this"
         )
     needles = tuple((s - cut, e - cut) for s, e in enc.needle_spans if s - cut >= 0)
+    answers = tuple((s - cut, e - cut) for s, e in enc.answer_spans if s - cut >= 0)
     return replace(
         enc,
         tokens=enc.tokens[cut:],
         prompt_len=enc.prompt_len - cut,
         needle_spans=needles,
-        answer_span=(a0 - cut, a1 - cut),
+        answer_spans=answers,
+        completion_span=(a0 - cut, a1 - cut),
         meta={**enc.meta, "truncated_tokens": cut},
     )
 
@@ -100,10 +102,17 @@ def prepare_examples(
 
     Raises:
         ValueError: naming the example index and both lengths when an example is longer than
-            ``n_ctx`` and ``truncation`` is ``None``; or when an example has no answer tokens.
+            ``n_ctx`` and ``truncation`` is ``None``; when an example has no answer tokens; or
+            when an :class:`rhlens.tasks.Example` fails ``validate()`` (empty answer, span past
+            the prompt ...).
+        TypeError: naming the index when an example is neither an ``Example`` nor an
+            :class:`EncodedExample` (a ``dict``, say).
     """
     if len(examples) == 0:
         raise ValueError(f"no {what}s given")
+    texts = [ex for ex in examples if not isinstance(ex, EncodedExample)]
+    if texts:  # Example.validate(): an empty answer or a span past the prompt would train silently
+        check_examples(texts, what=f"{what}s")
     encoded = []
     for i, ex in enumerate(examples):
         if isinstance(ex, EncodedExample):
@@ -112,8 +121,8 @@ def prepare_examples(
             if tokenizer is None:
                 raise ValueError("text examples need a tokenizer: attach one with model.set_tokenizer(tok)")
             enc = encode_example(tokenizer, ex, prepend_bos=prepend_bos, index=i)
-        if enc.answer_span[1] <= enc.answer_span[0] or enc.answer_span[0] < 1:
-            raise ValueError(f"{what} {i} has no answer tokens after a prompt token (answer_span={enc.answer_span})")
+        if enc.completion_span[1] <= enc.completion_span[0] or enc.completion_span[0] < 1:
+            raise ValueError(f"{what} {i} has no answer tokens after a prompt token (completion_span={enc.completion_span})")
         if truncation == "left":
             enc = truncate_left(enc, n_ctx)
         encoded.append(enc)
@@ -171,7 +180,7 @@ def collate(encoded: Sequence[EncodedExample], *, pad_id: int, padding_side: str
         row = torch.tensor(enc.tokens, dtype=torch.long)
         tokens[b, off : off + length] = row
         mask[b, off : off + length] = 1
-        a0, a1 = enc.answer_span
+        a0, a1 = enc.completion_span
         # token at column off + t is predicted from column off + t - 1
         targets[b, off + a0 - 1 : off + a1 - 1] = row[a0:a1]
     attention_mask = mask if padding_side == "left" else None
@@ -180,4 +189,4 @@ def collate(encoded: Sequence[EncodedExample], *, pad_id: int, padding_side: str
 
 def answer_token_count(encoded: Sequence[EncodedExample], indices: Sequence[int]) -> int:
     """Answer tokens in the examples at ``indices`` (the loss normaliser of a global batch)."""
-    return sum(encoded[i].answer_span[1] - encoded[i].answer_span[0] for i in indices)
+    return sum(encoded[i].completion_span[1] - encoded[i].completion_span[0] for i in indices)

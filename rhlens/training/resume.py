@@ -31,7 +31,7 @@ def data_fingerprint(encoded: Sequence[EncodedExample]) -> str:
     h = hashlib.sha1()
     for enc in encoded:
         h.update(np.asarray(enc.tokens, dtype=np.int64).tobytes())
-        h.update(np.asarray(enc.answer_span, dtype=np.int64).tobytes())
+        h.update(np.asarray(enc.completion_span, dtype=np.int64).tobytes())
     return h.hexdigest()
 
 

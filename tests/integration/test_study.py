@@ -57,12 +57,16 @@ def test_smoke_study_writes_every_output_with_every_key(smoke_run):
         assert k.get("skipped") or (len(k["random"]) == 2 and all(len(h) == len(k["heads"]) for h in k["random_heads"]))
     for rec in task["patching"].values():
         assert rec.get("skipped") or {"original", "intersection", "complement"} <= set(rec["rows"])
+    det = task["detectors"]  # the smoke preset compares four detectors on the real-data model
+    assert list(det["scores"]) == ["forced", "attention_mass", "query_focus", "attribution"] and len(det["agreement"]) == 6
+    assert det["knockout"]["ks"] == [1, 2, 3, 5] and set(det["drop"]) == set(det["scores"])
+    assert (smoke_run / det["folder"] / "detectors.html").is_file()
     assert [f["id"] for f in task["findings"]] == ["gap", "overlap", "correlation", "knockout", "patching"]
     for f in task["findings"]:
         assert f["verdict"] in ("agrees", "partly", "disagrees", "undetermined") and f["text"].endswith(".")
     _numbers_finite(results)
     report = (smoke_run / "report.md").read_text()
-    for heading in ("### Models", "### Knockout", "### Patching", "### Findings"):
+    for heading in ("### Models", "### Knockout", "### Patching", "### Head detectors", "### Findings"):
         assert heading in report
     assert f"{task['models']['real']['accuracy']:.2f}" in report
     page = (smoke_run / "report.html").read_text()

@@ -88,7 +88,8 @@ def test_dry_run_of_the_paper_preset_names_the_missing_checkpoint(tmp_path, caps
 
 
 def test_dry_run_of_the_paper_preset_with_files_in_place(tmp_path, capsys, monkeypatch):
-    """A fake checkpoint folder (config.json only: no weights are read) and empty data files."""
+    """A fake checkpoint folder (config.json only: no weights are read) and data files that are
+    never parsed (each holds its own name: a study refuses the same data as train and test)."""
     from rhlens.tools.study import StudyConfig
 
     monkeypatch.chdir(tmp_path)
@@ -102,7 +103,7 @@ def test_dry_run_of_the_paper_preset_with_files_in_place(tmp_path, capsys, monke
     for entry in StudyConfig.preset("paper").data.real_files.values():
         for path in entry.values():
             (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / path).write_text("")
+            (tmp_path / path).write_text(path)
     assert main(["study", "--preset", "paper", "--out", str(tmp_path / "run"), "--dry-run"]) == 0
     text = capsys.readouterr().out
     plan = json.loads(text[text.index("{"): text.rindex("}") + 1])

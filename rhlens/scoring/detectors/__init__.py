@@ -4,7 +4,8 @@ Each returns :class:`rhlens.HeadScores` with ``per_example`` ``[n_examples, n_la
 (query heads), so any two can be compared (:func:`rhlens.compare_detectors`):
 
 - ``decode``, ``forced``: Wu et al.'s retrieval score (:func:`rhlens.retrieval_scores`);
-- ``attention_mass``: :func:`~rhlens.scoring.detectors.attention_mass.attention_mass`;
+- ``attention_mass``: :class:`~rhlens.scoring.detectors.attention_mass.AttentionMass` behind the
+  scoring seam (:mod:`rhlens.scoring.detector`), :func:`~rhlens.scoring.detectors.attention_mass.attention_mass`;
 - ``query_focus``: QRHead's calibrated query-to-document attention
   (:func:`~rhlens.scoring.detectors.query_focus.query_focus`);
 - ``attribution``: the first-order effect of zeroing the head on the answer's log-prob

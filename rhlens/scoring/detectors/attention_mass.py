@@ -6,22 +6,92 @@ averaged over the *rows* that make the answer (the last prompt position, or ever
 predicts an answer token under teacher forcing, EOS included), then averaged over examples. No
 greedy decoding and no gate: every example counts.
 
-One engine pass over the prompt (``rows="last"``) or prompt + answer (``rows="answer"``),
-pattern hooks only from the first scored row on (:func:`rhlens.scoring.detectors.rows.row_attention`).
+A detector behind the scoring seam (:class:`AttentionMass`, run by
+:func:`rhlens.scoring.detector.score_heads`): one teacher-forced pass over prompt + answer, the
+prompt prefilled unobserved up to the last prompt position, each observed attention row reduced
+to its mass on the target right away.
 """
 
 from typing import Any, Sequence
 
 import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
 
-from rhlens.adapter import Model, architecture, prepends_bos, tokenizer_of
-from rhlens.encoding import encode_for_model
+from rhlens.adapter import Model, architecture
+from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model
 from rhlens.scoring.answer_spans import answer_mask
-from rhlens.scoring.detectors.rows import row_attention
+from rhlens.scoring.detector import Detector, score_heads
 from rhlens.scoring.results import HeadScores
 
 ROWS = ("last", "answer")
 TARGETS = ("needle", "answer")
+
+
+class _Item:
+    def __init__(self, enc: EncodedExample, keys: Bool[Tensor, "pos"]) -> None:
+        self.enc, self.keys = enc, keys
+
+
+class AttentionMass(Detector):
+    """Attention mass on ``target`` (``"needle"`` or ``"answer"``) from ``rows`` (``"last"`` or
+    ``"answer"``); see the module docstring."""
+
+    name = "attention_mass"
+    decodes = False
+
+    def __init__(self, *, rows: str = "last", target: str = "needle") -> None:
+        if rows not in ROWS:
+            raise ValueError(f"attention_mass: rows must be one of {ROWS}, got {rows!r}")
+        if target not in TARGETS:
+            raise ValueError(f"attention_mass: target must be one of {TARGETS}, got {target!r}")
+        self.rows, self.target = rows, target
+
+    @property
+    def label(self) -> str:
+        return f"attention mass ({self.rows} -> {self.target})"
+
+    def prepare(self, model: Model, examples: Sequence[Any]) -> list[_Item]:
+        encoded = encode_for_model(model, examples, what="attention_mass", with_answer=True)
+        items = []
+        for ex, enc in zip(examples, encoded):
+            if self.target == "needle":
+                keys = enc.needle_mask(len(enc.tokens))
+            else:
+                keys = torch.zeros(len(enc.tokens), dtype=torch.bool)
+                keys[: enc.prompt_len] = answer_mask(ex, enc)
+            items.append(_Item(enc, keys))
+        return items
+
+    def start_batch(self, model: Model, items: Sequence[_Item], padded: PaddedBatch) -> tuple[Tensor, Tensor]:
+        """``(key table [batch, width] float, last prompt column [batch])``."""
+        width = padded.tokens.shape[1]
+        table = torch.zeros(len(items), width)
+        for b, it in enumerate(items):
+            table[b, int(padded.offsets[b]) :] = it.keys.float()
+        last = padded.offsets + torch.tensor([it.enc.prompt_len - 1 for it in items], device=padded.offsets.device)
+        return table.to(padded.tokens.device), last
+
+    def reduce(self, state: tuple[Tensor, Tensor], layer: int, rows: Tensor, start: int) -> Tensor:
+        table = state[0][:, : rows.shape[-1]]
+        return torch.einsum("bhqk,bk->bhq", rows.float(), table)  # [batch, head, q]
+
+    def collect(
+        self, state: tuple[Tensor, Tensor], reduced: list[Any], start: int, following: Int[Tensor, "batch q"],
+        valid: Bool[Tensor, "batch q"],
+    ) -> Tensor:
+        mass = torch.stack(reduced)  # [layer, batch, head, q]
+        if self.rows == "last":
+            cols = torch.arange(start, start + valid.shape[1], device=valid.device)
+            valid = valid & (cols[None, :] == state[1][:, None])
+        return (mass * valid[None, :, None, :]).sum(dim=-1).permute(1, 0, 2).double()  # [batch, layer, head]
+
+    def finish(self, model: Model, items: Sequence[_Item], values: Tensor, responses: list[str]) -> HeadScores:
+        n_rows = torch.tensor([1 if self.rows == "last" else len(it.enc.tokens) - it.enc.prompt_len for it in items])
+        arch = architecture(model)
+        return HeadScores(per_example=(values / n_rows[:, None, None]).float(), n_kv_heads=arch.n_kv_heads,
+                          meta={"detector": self.name, "method": "attention_mass", "rows": self.rows,
+                                "target": self.target})
 
 
 def attention_mass(
@@ -34,7 +104,8 @@ def attention_mass(
     chunk_size: int | None = 512,
     progress: bool = True,
 ) -> HeadScores:
-    """Every head's attention mass on ``target`` from ``rows``, averaged over ``examples``.
+    """Every head's attention mass on ``target`` from ``rows``, averaged over ``examples``
+    (:class:`AttentionMass` run by :func:`rhlens.scoring.detector.score_heads`).
 
     Args:
         rows: ``"last"`` (the last prompt position, the row that predicts the answer's first
@@ -55,37 +126,5 @@ def attention_mass(
     >>> hs.scores.shape, bool(((hs.scores > 0) & (hs.scores < 1)).all())
     (torch.Size([2, 4]), True)
     """
-    if rows not in ROWS:
-        raise ValueError(f"attention_mass: rows must be one of {ROWS}, got {rows!r}")
-    if target not in TARGETS:
-        raise ValueError(f"attention_mass: target must be one of {TARGETS}, got {target!r}")
-    forced = rows == "answer"
-    encoded = encode_for_model(model, examples, what="attention_mass", with_answer=forced)
-    tok, bos = tokenizer_of(model), prepends_bos(model)
-    keys, masks = [], []
-    for ex, enc in zip(examples, encoded):
-        n = len(enc.tokens)
-        if target == "needle":
-            key = enc.needle_mask(n)
-        else:
-            key = torch.zeros(n, dtype=torch.bool)
-            key[: enc.prompt_len] = answer_mask(tok, ex, enc, with_answer=forced, prepend_bos=bos)
-        row = torch.zeros(1, n, dtype=torch.bool)
-        if forced:
-            row[0, enc.prompt_len - 1 : n - 1] = True
-        else:
-            row[0, enc.prompt_len - 1] = True
-        keys.append(key)
-        masks.append(row)
-    arch = architecture(model)
-    per_example = torch.zeros(len(examples), arch.n_layers, arch.n_heads)
-
-    def reduce(i: int, means: torch.Tensor) -> None:
-        per_example[i] = means[0][..., keys[i]].sum(dim=-1)
-
-    row_attention(model, [e.tokens for e in encoded], masks, reduce, batch_size=batch_size, chunk_size=chunk_size,
-                  progress=progress, desc=f"attention mass ({rows} -> {target})")
-    return HeadScores(
-        per_example=per_example,
-        n_kv_heads=arch.n_kv_heads, meta={"method": "attention_mass", "rows": rows, "target": target},
-    )
+    detector = AttentionMass(rows=rows, target=target)
+    return score_heads(model, examples, detector, batch_size=batch_size, chunk_size=chunk_size, progress=progress)

@@ -5,7 +5,23 @@ See :mod:`rhlens.tools.study.pipeline` for the stages and the run folder's layou
 ``rhlens/recipes/study_*.toml`` for every config key.
 """
 
-from rhlens.tools.study.config import PRESETS, StudyConfig
-from rhlens.tools.study.pipeline import STAGES, Study
+from typing import TYPE_CHECKING
+
+from rhlens._lazy import lazy_exports as _lazy_exports
+
+# Names load lazily, so the command line's parser (rhlens.tools.study.detectors' options) reads
+# this package without loading torch.
+_EXPORTS: dict[str, str] = {
+    "Study": "rhlens.tools.study.pipeline",
+    "STAGES": "rhlens.tools.study.pipeline",
+    "StudyConfig": "rhlens.tools.study.config",
+    "PRESETS": "rhlens.tools.study.config",
+}
 
 __all__ = ["Study", "StudyConfig", "PRESETS", "STAGES"]
+
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())
+
+if TYPE_CHECKING:
+    from rhlens.tools.study.config import PRESETS, StudyConfig
+    from rhlens.tools.study.pipeline import STAGES, Study

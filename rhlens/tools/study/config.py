@@ -233,6 +233,10 @@ class StudyConfig:
              f"must lie in 1..[data] answer_tokens={d.answer_tokens}")
         need(0 <= s.threshold < 1, "[scores] threshold", s.threshold, "must lie in [0, 1)")
         need(s.top_k >= 1 and s.batch_size >= 1, "[scores] top_k/batch_size", (s.top_k, s.batch_size), "must be at least 1")
+        if s.detectors:
+            from rhlens.scoring.compare import check_detectors
+
+            check_detectors(s.detectors, what="[scores] detectors")
         for sec in ("scores", "knockout", "patching"):
             n = getattr(self, sec).n_examples
             need(1 <= n <= d.n_test, f"[{sec}] n_examples", n, f"must lie in 1..[data] n_test={d.n_test}")

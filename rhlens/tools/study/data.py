@@ -13,6 +13,7 @@ then encoded and checked. Real examples that do not fit are dropped and counted.
 (['real_limited', 'real_test', 'real_train', 'synthetic_fictional', 'synthetic_realistic-filler', 'synthetic_symbolic'], True)
 """
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,6 +101,13 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any,
             summary["sources"][name] = str(files[kind])
             if dropped:
                 log(f"{task}: {dropped} of {len(loaded)} examples of {files[kind]} do not fit {limit} tokens; dropped")
+    if files is not None:
+        seen = {(ex.prompt, ex.answer) for ex in sets["real_train"]}
+        leaked = sum((ex.prompt, ex.answer) in seen for ex in sets["real_test"])
+        summary["test_in_train"] = leaked
+        if leaked:
+            warnings.warn(f"{task}: {leaked} of {len(sets['real_test'])} test examples ({files['test']}) are also training examples "
+                f"({files['train']}); their accuracy measures memory, not retrieval", stacklevel=2)
     sets["real_limited"] = sets["real_train"][: d.n_limited]
     summary["sets"]["real_limited"] = _stats(lengths_of["real_train"][: d.n_limited])
     summary["sources"]["real_limited"] = f"the first {d.n_limited} of real_train"

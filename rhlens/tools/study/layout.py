@@ -14,6 +14,7 @@ Every path is relative to the run folder, with ``/`` separators::
     <task>/compare.json
     <task>/knockout/<model>.json
     <task>/patching/<model>.json
+    <task>/detectors/<model>.json      and <task>/detectors/<model>/ (rhlens detectors' files)
 
 >>> Layout.record("scores", "mdqa", "real"), Layout.scores_file("mdqa", "real", "decode")
 ('mdqa/scores/real.json', 'mdqa/scores/real.decode.safetensors')
@@ -41,7 +42,7 @@ class Layout:
     RESULTS = "results.json"
     REPORTS = ("report.md", "report.html")
     #: what rhlens writes inside each ``<task>/`` folder
-    TASK_ENTRIES = ("data", "models", "eval", "scores", "compare.json", "knockout", "patching")
+    TASK_ENTRIES = ("data", "models", "eval", "scores", "compare.json", "knockout", "patching", "detectors")
 
     @staticmethod
     def data_set(task: str, name: str) -> str:
@@ -60,6 +61,10 @@ class Layout:
         return f"{task}/scores/{model}.{method}.safetensors"
 
     @staticmethod
+    def detectors_dir(task: str, model: str) -> str:
+        return f"{task}/detectors/{model}"
+
+    @staticmethod
     def wu_json(task: str, model: str, method: str) -> str:
         return f"{task}/scores/{model}.{method}.wu.json"
 
@@ -72,6 +77,7 @@ class Layout:
         "compare": lambda task, model: f"{task}/compare.json",
         "knockout": _per_model("knockout"),
         "patching": _per_model("patching"),
+        "detectors": _per_model("detectors"),
     }
 
     @classmethod

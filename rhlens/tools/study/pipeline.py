@@ -78,7 +78,7 @@ class Study(StageRunner):
     >>> plan["tasks"], plan["models"]
     (['mdqa'], ['real', 'real-limited', 'realistic-filler', 'fictional', 'symbolic'])
     >>> plan["units"]
-    {'data': 1, 'finetune': 5, 'evaluate': 5, 'scores': 5, 'compare': 1, 'knockout': 5, 'patching': 4}
+    {'data': 1, 'finetune': 5, 'evaluate': 5, 'scores': 5, 'compare': 1, 'knockout': 5, 'patching': 4, 'detectors': 1}
     >>> study.check()[-1].endswith("(a new study)")
     True
     """
@@ -112,7 +112,9 @@ class Study(StageRunner):
         for task in cfg.tasks:
             models = cfg.model_names(task)
             for stage in STAGES:
-                per_model: dict[str, list[str | None]] = {"data": [None], "compare": [None], "patching": [m for m in models if m != REAL]}
+                per_model: dict[str, list[str | None]] = {
+                    "data": [None], "compare": [None], "patching": [m for m in models if m != REAL],
+                    "detectors": [REAL] if cfg.scores.detectors else []}
                 for m in per_model.get(stage, models):
                     units.append(Unit(stage, task, m, Layout.record(stage, task, m)))
         return units
@@ -157,6 +159,11 @@ class Study(StageRunner):
                 if not path.is_file():
                     raise FileNotFoundError(f"[data.real_files.{task}] {kind} = {path}: no such file")
                 notes.append(f"{task}: real {kind} file {path}")
+            if files["train"].resolve() == files["test"].resolve() or file_digest(files["train"]) == file_digest(files["test"]):
+                raise ValueError(
+                    f"[data.real_files.{task}] train = {files['train']} and test = {files['test']} hold the same data: "
+                    "every test example would be in the training set; give a separate test file"
+                )
         identity = self.identity()
         state = RunFolder.inspect(self.out, identity, _digest(identity), overwrite=self.overwrite)
         notes.append(f"out: {self.out} ({ {'new': 'a new study', 'resume': 'resumes the same study', 'overwrite': 'replaces another study'}[state] })")
@@ -203,6 +210,9 @@ class Study(StageRunner):
             "scores": infer * n_models * len(cfg.scores.methods) * tok(cfg.scores.n_examples),
             "knockout": infer * n_models * (2 + cfg.knockout.n_random) * tok(cfg.knockout.n_examples),
             "patching": 2 * infer * (n_models - 1) * (3 + 2 * cfg.patching.n_random) * tok(cfg.patching.n_examples),
+            # about 8 forwards for the detectors, 4 ks x (each detector + random draws) knockout runs
+            "detectors": infer * (8 + 4 * (len(cfg.scores.detectors) + cfg.knockout.n_random)) * tok(cfg.scores.n_examples)
+            if cfg.scores.detectors else 0,
         }
         flops = {k: v * len(cfg.tasks) for k, v in per_task.items()}
         total = sum(flops.values())

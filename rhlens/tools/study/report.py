@@ -16,6 +16,7 @@ from typing import Any
 
 from rhlens.files import write_json_atomic, write_text_atomic
 from rhlens.tools.study.config import StudyConfig
+from rhlens.tools.study.detectors import detectors_figure, detectors_markdown
 from rhlens.tools.study.folder import RunFolder
 from rhlens.tools.study.layout import Layout
 
@@ -80,6 +81,8 @@ def collect_results(folder: RunFolder, config: StudyConfig, *, versions: dict[st
         for m, rec in patching.items():
             timings[f"{task}/patching/{m}"] = rec.get("seconds", 0.0)
         entry = {"data": data, "models": per_model, "compare": compare, "knockout": knockout, "patching": patching}
+        if config.scores.detectors:
+            entry["detectors"] = folder.read(Layout.record("detectors", task, REAL))
         entry["findings"] = findings(entry, config, primary)
         tasks[task] = entry
     return {
@@ -295,6 +298,8 @@ def report_markdown(results: dict[str, Any]) -> str:
                   f"{_f(entry['compare']['methods'][method]['correlation']['pearson'])}.",
                   "", "### Knockout", "", tables["knockout"], "", "### Patching (real-data model into each model)", "",
                   tables["patching"], "", "### Findings", ""]
+        if entry.get("detectors"):
+            parts[-2:-2] = ["### Head detectors on the real-data model", "", detectors_markdown(entry["detectors"]), ""]
         for f in entry["findings"]:
             parts.append(f"- **{f['title']}**: the miniature {marks[f['verdict']]}. {f['text']} "
                          f"(Paper: {f['paper']}. Verdict rule: {f['rule']}.)")
@@ -345,6 +350,8 @@ def report_html(results: dict[str, Any], path: Path) -> None:
         rows = {m: _patching_columns(rec) for m, rec in entry["patching"].items() if rec.get("rows")}
         if rows:
             figures.append((f"{task}: patching", plot.patching_table(rows, title=f"{task}: real-data heads patched in (accuracy)")))
+        if entry.get("detectors"):
+            figures.append((f"{task}: head detectors", detectors_figure(task, entry["detectors"])))
         tables = task_tables(task, entry, method)
         figures.append((f"{task}: tables", _md_table_html(tables["models"]) + "<br>" + _md_table_html(tables["knockout"])))
         items = "".join(f"<li><b>{html.escape(f['title'])}</b> ({html.escape(f['verdict'])}): {html.escape(f['text'])} "

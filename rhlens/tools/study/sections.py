@@ -122,6 +122,9 @@ class ScoresSection:
     top_k: at most this many retrieval heads per model (the highest) enter compare, knockout and
         patching (the paper: 10... of 1,024 heads; scale it with the model).
     batch_size: examples per forward.
+    detectors: head detectors compared on the real-data model (the ``detectors`` stage: agreement
+        and knockout curves, :func:`rhlens.compare_detectors`); empty: the stage is skipped. Names
+        from ``decode, forced, attention_mass, query_focus, attribution``.
     """
 
     methods: tuple[str, ...] = field(default_factory=score_methods)
@@ -130,6 +133,7 @@ class ScoresSection:
     threshold: float = 0.1
     top_k: int = 10
     batch_size: int = 8
+    detectors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

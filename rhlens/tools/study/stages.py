@@ -221,6 +221,19 @@ class StageRunner:
                 "random_excluded": exclude.labels(), "positions": p.positions, "n_examples": len(examples)}
 
 
+    def _detectors(self, unit: Unit) -> dict[str, Any]:
+        from rhlens.tools.study.detectors import run_detectors
+
+        cfg, s = self.config, self.config.scores
+        model = self._model(unit.task, unit.model)
+        examples = self._examples(unit.task, "real_test", s.n_examples)
+        folder = Layout.detectors_dir(unit.task, unit.model)
+        summary = run_detectors(model, examples, self.folder.file(folder), detectors=s.detectors, ks=(1, 2, 3, 5),
+                                n_random=cfg.knockout.n_random, seed=cfg.seed, max_new_tokens=s.max_new_tokens,
+                                batch_size=s.batch_size, progress=self.progress, title=f"{unit.task}: head detectors")
+        return {**summary, "folder": folder, "n_examples": len(examples)}
+
+
 #: each stage, in run order, and the method that does one unit of it
 STAGES: dict[str, Callable[[StageRunner, Unit], dict[str, Any]]] = {
     "data": StageRunner._data,
@@ -230,4 +243,5 @@ STAGES: dict[str, Callable[[StageRunner, Unit], dict[str, Any]]] = {
     "compare": StageRunner._compare,
     "knockout": StageRunner._knockout,
     "patching": StageRunner._patching,
+    "detectors": StageRunner._detectors,
 }

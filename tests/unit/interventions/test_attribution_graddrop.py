@@ -45,7 +45,7 @@ def frozen_patch_effects(source, target, examples, n_layers, n_heads):
         tokens = torch.tensor([enc.tokens])
         src = _capture(source, tokens, ["z"], n_layers)
         clean = _capture(target, tokens, ["attn_out", "mlp_out"], n_layers)
-        base = _answer_logprob(target, tokens, enc.answer_span, [])
+        base = _answer_logprob(target, tokens, enc.completion_span, [])
         for d in range(n_layers):
             freeze = [(hook_name(k, d), lambda x, hook, v=clean[(k, d)]: v) for k in ("attn_out", "mlp_out")]
             for l in range(n_layers):
@@ -55,7 +55,7 @@ def frozen_patch_effects(source, target, examples, n_layers, n_heads):
                         z[:, :, h] = src[("z", l)][:, :, h]
                         return z
 
-                    lp = _answer_logprob(target, tokens, enc.answer_span, [(hook_name("z", l), patch)] + freeze)
+                    lp = _answer_logprob(target, tokens, enc.completion_span, [(hook_name("z", l), patch)] + freeze)
                     out[d, l, h] += (lp - base) / len(examples)
     return out
 

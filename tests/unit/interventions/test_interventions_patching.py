@@ -99,7 +99,7 @@ def test_positions_restrict_what_is_patched(make_model, examples):
 
 
 def test_position_rules():
-    enc = EncodedExample(tokens=[1, 5, 6, 7, 8, 9, 10], prompt_len=5, needle_spans=((2, 4),), answer_span=(5, 7))
+    enc = EncodedExample(tokens=[1, 5, 6, 7, 8, 9, 10], prompt_len=5, needle_spans=((2, 4),), completion_span=(5, 7))
     assert position_mask("all", enc, 7).all()
     assert position_mask("prompt", enc, 7).tolist() == [True] * 5 + [False] * 2
     assert position_mask("answer", enc, 9).tolist() == [False] * 4 + [True] * 5

@@ -1,7 +1,7 @@
 """attention_mass and query_focus against independent Hugging Face eager-attention references
 (:mod:`tests.references.hf_detectors`: unbatched full forwards, spans found from the prompt text,
 no rhlens code), to 1e-6: on a tiny random ``LlamaForCausalLM`` (GQA, byte-fallback tokenizer)
-batched and chunked, and behind the realdata marker on stories260K."""
+batched and chunked, as a HookedTransformer and as a TransformerBridge, and behind the realdata marker on stories260K."""
 
 import pytest
 
@@ -57,6 +57,13 @@ def check(hf, tok, model, exs, **kw):
 def test_tiny_llama_equals_hf_reference(pair):  # noqa: F811
     hf, tok, model = pair
     check(hf, tok, model, doc_examples(), batch_size=3, chunk_size=8)
+
+
+def test_tiny_llama_bridge_equals_hf_reference(pair):  # noqa: F811
+    from rhlens.models import as_bridge
+
+    hf, tok, model = pair
+    check(hf, tok, as_bridge(model), doc_examples()[:2], batch_size=2, chunk_size=8)
 
 
 @pytest.mark.realdata

@@ -7,7 +7,7 @@ from rhlens.training.data import IGNORE_INDEX, batch_indices, collate, epoch_ord
 
 
 def _enc(tokens, prompt_len, index=0):
-    return EncodedExample(tokens=list(tokens), prompt_len=prompt_len, needle_spans=((1, 2),), answer_span=(prompt_len, len(tokens)), index=index)
+    return EncodedExample(tokens=list(tokens), prompt_len=prompt_len, needle_spans=((1, 2),), completion_span=(prompt_len, len(tokens)), index=index)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])

@@ -11,7 +11,7 @@ def _reference_losses(model, encoded):
     out = []
     for enc in encoded:
         logits = model(torch.tensor([enc.tokens]), prepend_bos=False)[0]
-        a0, a1 = enc.answer_span
+        a0, a1 = enc.completion_span
         out.append(F.cross_entropy(logits[a0 - 1 : a1 - 1], torch.tensor(enc.answer_tokens), reduction="none"))
     return torch.cat(out)
 

@@ -60,3 +60,38 @@ def test_real_files_keep_only_fitting_examples_and_name_the_file(tokenizer, tmp_
     big = cfg.replace(data=type(cfg.data)(**{**cfg.data.__dict__, "n_test": 3}))
     with pytest.raises(ValueError, match="only 2 of 4 examples fit"):
         build_sets(big, "mdqa", tokenizer)
+
+
+def _qa_file(path, questions):
+    import json
+
+    rows = [{"question": f"what is answer {q}?", "answers": ["Rome"],
+             "ctxs": [{"title": "Doc", "text": f"Rome is the answer {q}.", "hasanswer": True, "isgold": True}]}
+            for q in questions]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def _real_config(train, test):
+    return StudyConfig.from_dict({"data": {"n_train": 3, "n_limited": 1, "n_test": 2, "context_tokens": 128,
+                                           "answer_tokens": 16, "variants": ["symbolic"],
+                                           "real_files": {"mdqa": {"train": str(train), "test": str(test)}}},
+                                  "scores": {"n_examples": 2}, "knockout": {"n_examples": 2}, "patching": {"n_examples": 2}})
+
+
+def test_test_examples_that_are_training_examples_are_counted_and_warned(tokenizer, tmp_path):
+    cfg = _real_config(_qa_file(tmp_path / "train.jsonl", [1, 2, 3]), _qa_file(tmp_path / "test.jsonl", [3, 4]))
+    with pytest.warns(UserWarning, match=r"mdqa: 1 of 2 test examples .*test.jsonl\) are also training examples"):
+        _, summary = build_sets(cfg, "mdqa", tokenizer)
+    assert summary["test_in_train"] == 1
+
+
+def test_the_same_file_as_train_and_test_is_refused_in_the_dry_run(tmp_path):
+    from rhlens.tools.study import Study
+
+    train = _qa_file(tmp_path / "train.jsonl", [1, 2, 3])
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(train.read_bytes())
+    for test in (train, copy):
+        with pytest.raises(ValueError, match=r"hold the same data: every test example would be in the training set"):
+            Study(_real_config(train, test), tmp_path / "run", progress=False).check()
