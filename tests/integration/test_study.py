@@ -91,8 +91,8 @@ def _strip_times(results):
     results.pop("timings"), results.pop("finished")
     for task in results["tasks"].values():
         task["data"].pop("seconds")
-        for section in ("compare",):
-            task[section].pop("seconds")
+        for section in ("compare", "detectors"):  # detectors: only when [scores] detectors is set
+            task.get(section, {}).pop("seconds", None)
         for section in ("knockout", "patching"):
             for rec in task[section].values():
                 rec.pop("seconds")
