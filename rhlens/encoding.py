@@ -146,7 +146,7 @@ def encode_example(
         if not ans_ids:
             raise ValueError(f"Example {index} (task {example.task!r}): the answer {example.answer!r} has no tokens")
         tokens = tokens + ans_ids
-    check_unknown_tokens(tokenizer, tokens[:prompt_len], needle_spans, where=where)
+    check_unknown_tokens(tokenizer, tokens[:prompt_len], needle_spans, where=where, answer_spans=answer_spans)
     return EncodedExample(
         tokens=tokens,
         prompt_len=prompt_len,

@@ -58,10 +58,30 @@ def atomic_path(path: "str | os.PathLike") -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        respect_umask(tmp)  # a writer that replaced the file (safetensors does) left it 0o600
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def respect_umask(path: "str | os.PathLike") -> None:
+    """Give the file ``path`` mode ``0o666`` minus the process umask, as ``open(path, "w")`` would
+    (``safetensors`` writes its files ``0o600`` whatever the umask)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    mask = os.umask(0o022)  # pragma: no cover
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
 
 
 def write_text_atomic(path: "str | os.PathLike", text: str) -> None:

@@ -22,7 +22,7 @@ class SilentBar:
     def __iter__(self) -> Iterator[Any]:
         return iter(self.iterable if self.iterable is not None else ())
 
-    def update(self, n: int = 1) -> None: ...
+    def update(self, n: float = 1) -> None: ...
 
     def set_description(self, desc: str | None = None) -> None: ...
 
@@ -36,7 +36,7 @@ def progress_bar(
     *,
     enabled: bool,
     desc: str,
-    total: int | None = None,
+    total: float | None = None,
     unit: str = "batch",
     leave: bool = False,
     **tqdm_kwargs: Any,

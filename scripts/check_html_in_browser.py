@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Open HTML pages in headless Chromium; fail on any JavaScript error or an empty plot; screenshot.
+"""Open HTML pages in headless Chromium; fail on a JavaScript error, an empty plot, a plot of zero examples or overflow.
 
     python scripts/check_html_in_browser.py runs/quickstart/report.html --screenshots runs/screenshots
     mkdocs build -d site && python scripts/check_html_in_browser.py --site site \\
@@ -11,7 +11,9 @@ scripts do not load from ``file://``); pages outside a ``--site`` open as files.
 For each page, a copy is made beside it with a small probe script added: the probe records every
 uncaught error and console error, waits for the page to load and for plotly to draw, then checks
 each plotly figure on the page (it has data, an SVG of non-zero size, and drawn marks: heatmap
-images, bars, points, lines or table cells). Chromium prints the final DOM (``--dump-dom``),
+images, bars, points, lines or table cells; it ends inside the window; neither its title nor its
+section heading says it counts "0 examples" or "0 of N examples"), and that the page is no wider
+than the window. Each page is checked at every ``--widths`` (default 1000 and 600 px). Chromium prints the final DOM (``--dump-dom``),
 the probe's verdict is read from it, and a screenshot of the original page is saved. The exit
 code is 1 when any page has a JavaScript error (an uncaught exception, a console error, a local
 file that fails to load) or an empty plot, 0 otherwise. An http(s) resource that cannot load
@@ -66,8 +68,17 @@ PROBE = """<script>
     sel.forEach(function (s) { n += div.querySelectorAll(s).length; });
     return n;
   }
+  // "0 of 50 examples", "0 examples": a plot whose numbers rest on no example at all
+  var ZERO = /(^|[^0-9.])0 (of [0-9]+ )?examples?\b/;
+  function label(div) {  // the figure's own title and the heading of its section
+    var text = (div.layout && div.layout.title && (div.layout.title.text || div.layout.title)) || '';
+    var box = div.closest('.figure');
+    var head = box && box.previousElementSibling;
+    return String(text) + ' | ' + (head ? head.textContent : '');
+  }
   function check() {
-    var report = {errors: window.__rhlensErrors.slice(), network: window.__rhlensNetwork.slice(), figures: []};
+    var report = {errors: window.__rhlensErrors.slice(), network: window.__rhlensNetwork.slice(), figures: [],
+                  page_overflow: Math.max(0, document.documentElement.scrollWidth - window.innerWidth)};
     var divs = document.querySelectorAll('.js-plotly-plot, .plotly-graph-div');
     var seen = [];
     divs.forEach(function (div) {
@@ -82,6 +93,11 @@ PROBE = """<script>
       else if (rect.width < 10 || rect.height < 10) { problem = 'zero size (' + rect.width + 'x' + rect.height + ')'; }
       else if (nTraces === 0) { problem = 'no data'; }
       else if (nMarks === 0) { problem = 'nothing drawn (no heatmap image, bars, points, lines or table cells)'; }
+      else if (rect.right > window.innerWidth + 1 || (svg && svg.getBoundingClientRect().right > window.innerWidth + 1)) {
+        problem = 'overflows the page: ' + Math.round(Math.max(rect.right, svg.getBoundingClientRect().right) - window.innerWidth) +
+                  ' px past a ' + window.innerWidth + ' px window';
+      }
+      else if (ZERO.test(label(div))) { problem = 'plots a number that counts zero examples: ' + label(div).match(ZERO)[0]; }
       report.figures.push({id: div.id, traces: nTraces, marks: nMarks, width: Math.round(rect.width),
                            height: Math.round(rect.height), problem: problem});
     });
@@ -166,7 +182,7 @@ def check_page(chromium: str, page: Path, shots: Path, *, width: int, height: in
         result = json.loads(html_lib.unescape(found.group(1)))
     shots.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(page.parts[-3:]))
-    shot = shots / f"{Path(name).stem}.png"
+    shot = shots / f"{Path(name).stem}-{width}px.png"
     run_chromium(chromium, [f"--virtual-time-budget={wait_ms}", "--run-all-compositor-stages-before-draw",
                             f"--window-size={width},{height}", f"--screenshot={shot}",
                             page_url(page, site, base_url)], timeout)
@@ -179,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("pages", nargs="+", type=Path, help="HTML files to check")
     p.add_argument("--screenshots", type=Path, default=Path("runs/screenshots"), help="folder for the PNGs")
-    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--widths", type=int, nargs="+", default=[1000, 600],
+                   help="window widths to check (each page must fit every one: no figure or page overflow)")
     p.add_argument("--height", type=int, default=2400, help="window height (the screenshot's height)")
     p.add_argument("--wait-ms", type=int, default=8000, help="virtual time for the page to load and draw")
     p.add_argument("--min-figures", type=int, default=1, help="fail a page with fewer plotly figures")
@@ -199,28 +216,37 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             continue
         inside = args.site is not None and args.site.resolve() in page.resolve().parents
-        r = check_page(chromium, page, args.screenshots, width=args.width, height=args.height,
-                       wait_ms=args.wait_ms, timeout=args.timeout,
-                       site=args.site if inside else None, base_url=base_url if inside else None)
-        empty = [f for f in r["figures"] if f["problem"]]
-        network = r.get("network", [])
-        ok = (not r["errors"] and not empty and len(r["figures"]) >= args.min_figures
-              and not (network and args.fail_on_network))
-        failed |= not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {page}: {len(r['figures'])} figures, {len(r['errors'])} errors; "
-              f"screenshot {r['screenshot']}")
-        for e in r["errors"]:
-            print(f"     JS {e}")
-        for e in network:
-            print(f"     {'NETWORK' if args.fail_on_network else 'offline, not counted:'} {e}")
-        for f in r["figures"]:
-            print(f"     figure {f['id'] or '?'}: {f['traces']} traces, {f['marks']} marks, "
-                  f"{f['width']}x{f['height']}" + (f"  EMPTY: {f['problem']}" if f["problem"] else ""))
-        if len(r["figures"]) < args.min_figures:
-            print(f"     expected at least {args.min_figures} figures")
+        for width in args.widths:
+            r = check_page(chromium, page, args.screenshots, width=width, height=args.height,
+                           wait_ms=args.wait_ms, timeout=args.timeout,
+                           site=args.site if inside else None, base_url=base_url if inside else None)
+            failed |= not report(page, width, r, args)
     if server is not None:
         server.shutdown()
     return 1 if failed else 0
+
+
+def report(page: Path, width: int, r: dict, args: argparse.Namespace) -> bool:
+    """Print one page's result at one width; whether it passed."""
+    empty = [f for f in r["figures"] if f["problem"]]
+    network = r.get("network", [])
+    overflow = r.get("page_overflow", 0)
+    ok = (not r["errors"] and not empty and len(r["figures"]) >= args.min_figures and overflow <= 1
+          and not (network and args.fail_on_network))
+    print(f"{'ok  ' if ok else 'FAIL'} {page} at {width} px: {len(r['figures'])} figures, {len(r['errors'])} errors; "
+          f"screenshot {r['screenshot']}")
+    if overflow > 1:
+        print(f"     the page is {overflow} px wider than the window (something overflows)")
+    for e in r["errors"]:
+        print(f"     JS {e}")
+    for e in network:
+        print(f"     {'NETWORK' if args.fail_on_network else 'offline, not counted:'} {e}")
+    for f in r["figures"]:
+        print(f"     figure {f['id'] or '?'}: {f['traces']} traces, {f['marks']} marks, "
+              f"{f['width']}x{f['height']}" + (f"  PROBLEM: {f['problem']}" if f["problem"] else ""))
+    if len(r["figures"]) < args.min_figures:
+        print(f"     expected at least {args.min_figures} figures")
+    return ok
 
 
 if __name__ == "__main__":

@@ -25,13 +25,25 @@ from torch import nn
 
 warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
 
-from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402,F401  (HookedTransformerConfig re-exported)
 from transformer_lens.hook_points import HookPoint  # noqa: E402
+from transformer_lens.model_bridge import TransformerBridge  # noqa: E402  (TransformerLens >= 3.9)
 
-try:  # TransformerBridge arrived in TransformerLens 3.9
-    from transformer_lens.model_bridge import TransformerBridge
-except ImportError:  # pragma: no cover - older TransformerLens
-    TransformerBridge = None  # type: ignore[assignment,misc]
+try:  # TransformerLens 3.x: HookedTransformer is the native model class
+    from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: F401  (re-exported)
+
+    TL_MAJOR = 3
+except ImportError:  # TransformerLens 4 removed HookedTransformer: every rhlens model is a TransformerBridge
+    TL_MAJOR = 4
+
+    class HookedTransformer(nn.Module):  # type: ignore[no-redef]
+        """Stand-in for the class TransformerLens 4 removed: no instance exists, so ``isinstance`` is False."""
+
+    class HookedTransformerConfig:  # type: ignore[no-redef]
+        """Stand-in for the config class TransformerLens 4 removed (never built; see :mod:`rhlens.adapter.native`)."""
+
+#: The model class rhlens builds and loads its own models as: ``"hooked"`` on TransformerLens 3.x,
+#: ``"bridge"`` on 4.x (where ``HookedTransformer`` no longer exists).
+NATIVE_KIND = "hooked" if TL_MAJOR == 3 else "bridge"
 
 ModelKind = Literal["hooked", "bridge"]
 
@@ -88,7 +100,7 @@ def model_kind(model: Any) -> ModelKind:
     """``"hooked"`` for a HookedTransformer, ``"bridge"`` for a TransformerBridge; else an error."""
     if isinstance(model, HookedTransformer):
         return "hooked"
-    if TransformerBridge is not None and isinstance(model, TransformerBridge):
+    if isinstance(model, TransformerBridge):
         return "bridge"
     raise UnsupportedModelError(
         f"rhlens works on transformer_lens.HookedTransformer or TransformerBridge models, got "
@@ -229,9 +241,27 @@ def hooks(
     The hooks are removed on exit, also when the body raises. Hook functions take
     ``(tensor, hook)`` and return ``None`` or a replacement tensor, as in TransformerLens.
     """
-    model_kind(model)
+    if model_kind(model) == "bridge":  # a bridge's aliases fire under their canonical names: report the name asked for
+        fwd_hooks, bwd_hooks = _named_as_asked(fwd_hooks), _named_as_asked(bwd_hooks)
     with model.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks), reset_hooks_end=True):
         yield model
+
+
+class _AskedName:
+    """A hook point seen under the name the hook was registered with (``hook.name``); the rest is the hook point's."""
+
+    def __init__(self, hook: Any, name: str) -> None:
+        self._hook, self.name = hook, name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._hook, attr)
+
+
+def _named_as_asked(pairs: Sequence[tuple[Any, Callable]]) -> list[tuple[Any, Callable]]:
+    def wrap(name: str, fn: Callable) -> Callable:
+        return lambda tensor, hook: fn(tensor, _AskedName(hook, name))
+
+    return [(name, wrap(name, fn)) if isinstance(name, str) else (name, fn) for name, fn in pairs]
 
 
 def count_hooks(model: Model) -> int:

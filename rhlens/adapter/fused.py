@@ -16,10 +16,11 @@ cached ones are kept beside the cache, :func:`rhlens.adapter.cache.append_rotate
 gets no mask it does not need (:func:`rhlens.adapter.causal_sdpa.causal_sdpa`: the causal kernel
 when nothing is padded, query blocks on the CPU). ``hook_z`` fires on the fused path (SDPA's output is per head
 before the output projection), so interventions on head outputs (zero or mean knockout,
-patching) run the same kernels as the plain model. What the fused path skips,
-``hook_attn_scores``, ``hook_pattern`` and ``hook_result``, is watched: a call that finds a hook
-on any of them runs the eager TransformerLens forward instead, so an analyzer (or
-``run_with_cache``) inside the context still sees every hook. Attention-edge blocking registered
+patching) run the same kernels as the plain model. A ``hook_pattern`` hook sees the pattern
+computed beside the kernel from the same queries and keys, and a read-only one changes nothing
+(:mod:`rhlens.adapter.observe`). What the fused path skips, ``hook_attn_scores`` and
+``hook_result``, is watched: a call that finds a hook on either runs the eager TransformerLens
+forward instead, so an analyzer inside the context still sees every hook. Attention-edge blocking registered
 with :func:`blocked_edges` is applied on both paths (a mask on the fused path, the dtype's most
 negative score on the eager one). Layers whose configuration the fused path does not implement
 (soft-capped scores, ALiBi, attention sinks, local windows, ...) are reported by
@@ -50,9 +51,11 @@ from torch import Tensor
 from rhlens.adapter.cache import append_rotated_keys, drop_rotated_keys
 from rhlens.adapter.causal_sdpa import causal_sdpa, query_block
 from rhlens.adapter.core import UnsupportedModelError, attention_module, hook_name, hooks, model_kind
+from rhlens.adapter.observe import pattern_beside
 
-# Hook points whose values the fused path never computes.
-_SKIPPED_HOOKS = ("hook_attn_scores", "hook_pattern", "hook_result")
+# Hook points whose values the fused path never computes (``hook_pattern`` is computed beside it
+# when hooked: :mod:`rhlens.adapter.observe`).
+_SKIPPED_HOOKS = ("hook_attn_scores", "hook_result")
 # On an attention module: the (layer, name, edge function) entries of :func:`blocked_edges`, and how
 # many of its ``hook_attn_scores`` hooks are theirs (those alone do not force the eager path).
 _EDGES_ATTR = "_rhlens_blocked_edges"
@@ -331,6 +334,8 @@ def _fused_forward(
         mask = mask & ~blocked
     z = causal_sdpa(qh, kh, vh, mask, scale=1.0 / self.attn_scale, gqa=qh.shape[1] != kh.shape[1],
                     block=query_block(qh, kh, vh))
+    if has_hooks(self.hook_pattern):  # observed, not switched to eager (rhlens.adapter.observe)
+        z = pattern_beside(self, qh, kh, vh, mask, z)
     z = self.hook_z(z.transpose(1, 2))  # [b, q_pos, head, d_head], as on the eager path
     z = z.reshape(z.shape[0], q_len, -1)  # [b, q_pos, head * d_head]
     w_o = self.W_O  # [head, d_head, d_model]
@@ -348,8 +353,9 @@ def fused_attention(model: Any, *, strict: bool = True) -> Iterator[Any]:
             implemented by the fused path; with ``strict=False`` the context does nothing then.
 
     The original forwards are restored on exit, also when the body raises; nested contexts are
-    fine. Calls that find hooks on ``hook_attn_scores``/``hook_pattern``/``hook_result`` use the
-    eager path, so hooks always see what they expect; ``hook_z`` fires on the fused path.
+    fine. Calls that find hooks on ``hook_attn_scores``/``hook_result`` use the eager path, so
+    hooks always see what they expect; ``hook_z`` fires on the fused path and ``hook_pattern``
+    beside it (:mod:`rhlens.adapter.observe`).
     """
     reason = fused_unsupported_reason(model)
     if reason is not None:

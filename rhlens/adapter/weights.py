@@ -26,7 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from rhlens.adapter.core import HookedTransformer, Model, attention_module, blocks
+from rhlens.adapter.core import Model, attention_module, blocks, hook_name, hooks, model_kind
 
 # target letter -> (parameter names tried in order, layout). "in": the weight maps d_model to
 # (head, d_head) (Q/K/V); "out": it maps (head, d_head) to d_model (O).
@@ -61,22 +61,32 @@ def attention_weight_name(attn: nn.Module, letter: str) -> str:
 
 def is_attention_parameter(name: str) -> bool:
     """Whether ``model.named_parameters()`` name ``name`` belongs to an attention module."""
-    return ".attn." in name
+    return ".attn." in name or ".self_attn." in name  # a HookedTransformer's / a bridge's Hugging Face Llama
 
 
-def head_output_weight(model: HookedTransformer, layer: int, head: int) -> Float[Tensor, "d_head d_model"]:
+def head_output_weight(model: Model, layer: int, head: int) -> Float[Tensor, "d_head d_model"]:
     """Head ``head``'s output matrix in layer ``layer`` (differentiable, not a copy)."""
     return attention_module(model, layer).W_O[head]
 
 
-def final_residual(model: HookedTransformer, tokens: Tensor, **kwargs: Any) -> Float[Tensor, "batch pos d_model"]:
+def final_residual(model: Model, tokens: Tensor, **kwargs: Any) -> Float[Tensor, "batch pos d_model"]:
     """The residual stream after the last block (before the final norm): ``model(tokens, **kwargs)``
-    stopped before the unembedding, so no ``[batch, pos, d_vocab]`` logits are built."""
-    return model(tokens, stop_at_layer=int(model.cfg.n_layers), **kwargs)
+    stopped before the unembedding, so no ``[batch, pos, d_vocab]`` logits are built.
+
+    A ``TransformerBridge`` runs the whole forward and returns the last block's ``hook_resid_post``
+    (its ``stop_at_layer`` stops *before* a block, so it cannot stop after the last one).
+    """
+    n_layers = int(model.cfg.n_layers)
+    if model_kind(model) == "hooked":
+        return model(tokens, stop_at_layer=n_layers, **kwargs)
+    seen: list[Tensor] = []
+    with hooks(model, [(hook_name("resid_post", n_layers - 1), lambda t, hook: seen.append(t))]):
+        model(tokens, **kwargs)
+    return seen[-1]
 
 
 def forward_from_layer(
-    model: HookedTransformer,
+    model: Model,
     resid: Float[Tensor, "batch pos d_model"],
     layer: int,
     attention_mask: Int[Tensor, "batch pos"],
@@ -94,23 +104,26 @@ def forward_from_layer(
     return model(resid, start_at_layer=layer, stop_at_layer=int(model.cfg.n_layers), attention_mask=full_mask, past_kv_cache=cache)
 
 
-def logits_from_residual(model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+def logits_from_residual(model: Model, resid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
     """Final norm (when the model has one) and unembedding of a final-residual tensor."""
     if getattr(model.cfg, "normalization_type", None) is not None:
         resid = model.ln_final(resid)
     return model.unembed(resid)
 
 
-def embedding_matrix(model: HookedTransformer) -> Float[Tensor, "d_vocab d_model"]:
+def embedding_matrix(model: Model) -> Float[Tensor, "d_vocab d_model"]:
     """The token embedding ``W_E`` (the parameter itself)."""
     return model.embed.W_E
 
 
-def set_unembed(model: HookedTransformer, W_U: Float[Tensor, "d_model d_vocab"]) -> None:
+def set_unembed(model: Model, W_U: Float[Tensor, "d_model d_vocab"]) -> None:
     """Copy ``W_U`` into the model's unembedding in place (no gradient recorded).
 
     ``set_unembed(model, embedding_matrix(model).T)`` starts the unembedding as the transposed
     embedding (not tied afterwards).
     """
     with torch.no_grad():
-        model.unembed.W_U.copy_(W_U)
+        if model_kind(model) == "hooked":
+            model.unembed.W_U.copy_(W_U)
+        else:  # the bridge's unembedding is the Hugging Face lm_head: weight [d_vocab, d_model]
+            model.unembed.original_component.weight.copy_(W_U.T)

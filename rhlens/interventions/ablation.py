@@ -33,6 +33,7 @@ Examples: :func:`knockout`, :func:`knockout_effect`.
 """
 
 import contextlib
+import warnings
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
@@ -241,6 +242,8 @@ def knockout_effect(
     """
     opts = RunOptions.merge(options, run, what="knockout_effect")
     hs = as_head_set(heads)
+    if not hs:
+        warnings.warn("knockout_effect: no heads to knock out: the change is 0.0 by construction", stacklevel=2)
     if n_random < 0:
         raise ValueError(f"n_random must be >= 0, got {n_random}")
     control_sets, excluded = [], HeadSet()

@@ -27,6 +27,7 @@ Example: :func:`block_attention`.
 """
 
 import contextlib
+import warnings
 from typing import Any, Iterable, Iterator, Sequence, Union
 
 import torch
@@ -72,6 +73,8 @@ class _Positions:
             for p in r:
                 if p < 0:
                     raise ValueError(f"{name} has negative position {p}; positions are absolute column indices from 0")
+        if not any(rows):
+            warnings.warn(f"block_attention: {name} names no position, so nothing is blocked", stacklevel=3)
         self.rows = rows
 
     def last_column(self, offsets: Tensor | None) -> int:
@@ -102,7 +105,10 @@ def _targets(
         raise ValueError("block_attention takes heads= or layers=, not both")
     n_layers = architecture(model).n_layers
     if heads is not None:
-        return dict(heads_by_layer(model, heads, what="blocked heads"))
+        targets = dict(heads_by_layer(model, heads, what="blocked heads"))
+        if not targets:
+            warnings.warn("block_attention: heads= is empty, so nothing is blocked (layers=, or neither: every layer)", stacklevel=4)
+        return targets
     chosen = range(n_layers) if layers is None else sorted(set(int(l) for l in layers))
     bad = [l for l in chosen if not 0 <= l < n_layers]
     if bad:

@@ -36,6 +36,7 @@ Example: :func:`patch_heads`.
 """
 
 import contextlib
+import warnings
 from typing import Any, Callable, Iterable, Sequence, Union
 
 import torch
@@ -203,6 +204,8 @@ def patch_heads(
     check_compatible(source, target)
     check_positions(positions)
     hs = as_head_set(heads)
+    if not hs:
+        warnings.warn("patch_heads: no heads to patch: the change is 0.0 by construction", stacklevel=2)
     layers = heads_by_layer(target, hs, what="patched heads")
     baseline = baseline_or_evaluate(baseline, target, examples, opts, what="patch_heads")
     patched = run_metric([source, target], examples, opts, setup=lockstep_setup(source, target, layers, positions), what="patch_heads")

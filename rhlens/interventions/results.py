@@ -164,6 +164,7 @@ class PatchingRow:
     score: float
     delta: float
     draws: list[float] = field(default_factory=list)
+    per_example: list[float] = field(default_factory=list)  # each example's score (random rows: mean over draws)
 
 
 @dataclass

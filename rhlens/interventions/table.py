@@ -106,23 +106,29 @@ def patching_table(
     excluded = control_exclusion(src | tgt, exclude=exclude, scores=scored or None, threshold=threshold,
                                  n_total=arch.n_layers * arch.n_heads, what="patching_table (random rows)")
     baseline = evaluate(target, examples, options=opts)
-    rows = [PatchingRow("original", HeadSet(), baseline.score, 0.0)]
+    rows = [PatchingRow("original", HeadSet(), baseline.score, 0.0, per_example=baseline.per_example.tolist())]
 
-    def patched_score(heads: HeadSet) -> float:
+    def patched(heads: HeadSet) -> list[float]:
         if not heads:
-            return baseline.score
-        return patch_heads(source, target, examples, heads, positions=positions, baseline=baseline, options=opts).patched.score
+            return baseline.per_example.tolist()
+        return patch_heads(source, target, examples, heads, positions=positions, baseline=baseline,
+                           options=opts).patched.per_example.tolist()
+
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs) if xs else float("nan")
 
     inter, comp = src & tgt, src - tgt
     for name, heads in (("intersection", inter), ("complement", comp)):
-        score = patched_score(heads)
-        rows.append(PatchingRow(name, heads, score, score - baseline.score))
+        per = patched(heads)
+        rows.append(PatchingRow(name, heads, mean(per), mean(per) - baseline.score, per_example=per))
     for name, size in (("intersection", len(inter)), ("complement", len(comp))):
-        draws, drawn = [], HeadSet()
+        runs, drawn = [], HeadSet()
         for i in range(n_random):
             heads = random_heads(target, size, exclude=excluded, seed=seed + i)
             drawn = drawn | heads
-            draws.append(patched_score(heads))
-        mean = sum(draws) / len(draws)
-        rows.append(PatchingRow(f"random ({size}, as {name})", drawn, mean, mean - baseline.score, draws))
+            runs.append(patched(heads))
+        draws = [mean(r) for r in runs]
+        per = [mean(list(col)) for col in zip(*runs)]
+        rows.append(PatchingRow(f"random ({size}, as {name})", drawn, mean(draws), mean(draws) - baseline.score, draws,
+                                per_example=per))
     return PatchingTable(rows=rows, metric=baseline.metric, control_excluded=excluded)

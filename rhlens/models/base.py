@@ -3,7 +3,7 @@
 from importlib import resources
 from pathlib import Path
 
-from rhlens.adapter.core import HookedTransformer
+from rhlens.adapter.core import Model
 
 BASE_ASSET = "base"
 
@@ -14,8 +14,9 @@ def base_dir() -> Path:
     return Path(str(resources.files("rhlens") / "assets" / BASE_ASSET))
 
 
-def load_base() -> HookedTransformer:
-    """The shipped base model as a HookedTransformer (in eval mode) with its word-level tokenizer.
+def load_base() -> Model:
+    """The shipped base model (in eval mode) with its word-level tokenizer: a ``HookedTransformer``
+    on TransformerLens 3, a ``TransformerBridge`` with the same weights on 4.
 
     >>> model = load_base()
     >>> model.cfg.n_layers >= 2, model.training, model.tokenizer.padding_side

@@ -37,165 +37,40 @@ Examples: :func:`as_bridge`, :func:`load_bridge`.
 """
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rhlens.adapter.cache import enable_bridge_kv_cache
-from rhlens.adapter.convert import hf_llama_state_dict
-from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, HookedTransformer, TransformerBridge, record_weight_processing
-from rhlens.models.hf_folder import read_hf_config
-from rhlens.models.hf_tokenizer import load_local_tokenizer
-from rhlens.models.hf_weights import load_hf_model
+from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, Model, TransformerBridge, record_weight_processing
+from rhlens.adapter.native import boot_bridge, bridge_from_hf, hf_model_from_config, model_config, model_state
+from rhlens.models.hf.folder import read_hf_config
+from rhlens.models.hf.tokenizer import load_local_tokenizer
+from rhlens.models.hf.weights import load_hf_model
 from rhlens.stopping import attach_generation_eos
 
 __all__ = ["as_bridge", "hf_llama_from_hooked", "load_bridge"]
 
-# HookedTransformer act_fn -> Hugging Face hidden_act (identical functions).
-_ACT_TO_HF = {"silu": "silu", "gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "gelu_pytorch_tanh": "gelu_pytorch_tanh"}
 
+def hf_llama_from_hooked(model: Model) -> Any:
+    """A Hugging Face ``LlamaForCausalLM`` (or ``GPT2LMHeadModel``) with exactly ``model``'s weights (eager attention).
 
-def _require_bridge() -> None:
-    if TransformerBridge is None:  # pragma: no cover - TransformerLens < 3.9
-        raise ImportError("TransformerBridge needs transformer-lens>=3.9; upgrade with pip install 'transformer-lens>=3.9,<4'")
+    ``model`` is a model rhlens built or loaded (a ``HookedTransformer`` on TransformerLens 3, a
+    bridge on 4). Weight layouts: :mod:`rhlens.adapter.layout` (``W_Q [head, d_model, d_head] ->
+    q_proj.weight [(head d_head), d_model]`` ...). Nonzero attention biases set
+    ``attention_bias=True``; nonzero MLP biases set ``mlp_bias=True``, with TransformerLens's
+    ``b_in`` (added after ``act(gate) * up``) folded exactly into ``down_proj.bias``; a nonzero
+    unembedding bias gives the model a biased ``lm_head`` (``lm_head.bias``). Heads that do not tile
+    ``d_model`` (the embedded base: 12 heads of 32 on 128) keep ``head_dim`` as given. Models with
+    folded LayerNorm (``RMSPre``) get RMSNorm weights of ones, which computes the same function.
 
-
-def _check_llama_shaped(cfg: Any) -> None:
-    """Raise ``ValueError`` naming the config field that a Llama-shaped HF model cannot express."""
-    problems = []
-
-    def need(cond: bool, text: str) -> None:
-        if not cond:
-            problems.append(text)
-
-    need(cfg.positional_embedding_type == "rotary", f"positional_embedding_type={cfg.positional_embedding_type!r} (need 'rotary')")
-    need(cfg.normalization_type in ("RMS", "RMSPre"), f"normalization_type={cfg.normalization_type!r} (need 'RMS' or 'RMSPre')")
-    need(bool(cfg.gated_mlp), "gated_mlp=False (need a gated MLP)")
-    need(not cfg.attn_only, "attn_only=True (need MLPs)")
-    need(cfg.act_fn in _ACT_TO_HF, f"act_fn={cfg.act_fn!r} (supported: {', '.join(_ACT_TO_HF)})")
-    need(not cfg.rotary_adjacent_pairs, "rotary_adjacent_pairs=True (Llama rotates halves, not adjacent pairs)")
-    need(cfg.rotary_dim in (None, cfg.d_head), f"rotary_dim={cfg.rotary_dim} != d_head={cfg.d_head} (partial rotary)")
-    need(not cfg.parallel_attn_mlp, "parallel_attn_mlp=True")
-    need(not cfg.use_local_attn, "use_local_attn=True (sliding-window layers)")
-    need(not getattr(cfg, "use_qk_norm", False), "use_qk_norm=True")
-    need(not getattr(cfg, "use_yarn_rope", False), "use_yarn_rope=True")
-    need(not getattr(cfg, "use_dynamic_ntk_rope", False), "use_dynamic_ntk_rope=True")
-    need(float(getattr(cfg, "rotary_scaling_factor", 1.0)) == 1.0, f"rotary_scaling_factor={cfg.rotary_scaling_factor}")
-    need(bool(cfg.use_attn_scale) and abs(float(cfg.attn_scale) - float(cfg.d_head) ** 0.5) < 1e-6,
-         f"attn_scale={cfg.attn_scale} (Llama divides scores by sqrt(d_head)={float(cfg.d_head) ** 0.5:g})")
-    need(cfg.d_vocab_out == cfg.d_vocab, f"d_vocab_out={cfg.d_vocab_out} != d_vocab={cfg.d_vocab}")
-    need(float(getattr(cfg, "output_logits_soft_cap", -1.0)) <= 0 and float(getattr(cfg, "attn_scores_soft_cap", -1.0)) <= 0,
-         "soft-capped logits or attention scores")
-    need(not getattr(cfg, "post_embedding_ln", False), "post_embedding_ln=True")
-    if problems:
-        raise ValueError(
-            "as_bridge converts Llama-shaped HookedTransformers only (rotary, RMSNorm, gated MLP); "
-            f"this model's config has: {'; '.join(problems)}. Build it with rhlens.tiny_llama(...) or load a "
-            "Llama/Mistral/Qwen2 folder with rhlens.load_hf_checkpoint(path), or boot the original Hugging Face "
-            "folder directly with rhlens.models.load_bridge(path)."
-        )
-
-
-def hf_llama_from_hooked(model: HookedTransformer) -> Any:
-    """A Hugging Face ``LlamaForCausalLM`` with exactly ``model``'s weights (eager attention).
-
-    A model whose heads do not tile ``d_model`` (``n_heads * d_head != d_model``, e.g. the embedded
-    base: 12 heads of 32 on d_model 128) becomes a ``MistralForCausalLM`` with the sliding window
-    off, the same computation, since transformers' ``LlamaConfig`` refuses that shape.
-
-    Built with ``LlamaForCausalLM(config)`` (no download) and filled by ``load_state_dict(strict=True)``.
-    Weight layouts: ``W_Q [head, d_model, d_head] -> q_proj.weight [(head d_head), d_model]``; with
-    grouped-query attention ``_W_K``/``_W_V [kv_head, d_model, d_head] -> k_proj/v_proj``;
-    ``W_O [head, d_head, d_model] -> o_proj.weight [d_model, (head d_head)]``; ``W_in/W_gate/W_out``
-    transposed into ``up/gate/down_proj``. Nonzero attention biases set ``attention_bias=True``
-    (Qwen2-style q/k/v biases), nonzero MLP biases set ``mlp_bias=True``. Models with folded
-    LayerNorm (``RMSPre``) get RMSNorm weights of ones, which computes the same function.
-    A Llama-3 NTK-by-parts rotary config becomes ``rope_scaling={"rope_type": "llama3", ...}``.
-
-    Raises ``ValueError`` naming the config field when the model is not Llama-shaped, or when it has
-    an unembedding bias (``unembed.b_U``), which ``LlamaForCausalLM`` cannot hold.
+    Raises ``ValueError`` naming each config field a Hugging Face Llama / GPT-2 cannot express.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
-
-    cfg = model.cfg
-    _check_llama_shaped(cfg)
-    state, attn_bias, mlp_bias = hf_llama_state_dict(model.state_dict(), cfg)
-    # transformers' LlamaConfig refuses n_heads * d_head != d_model; MistralConfig (the same
-    # architecture without biases, sliding window off) takes head_dim as given.
-    as_mistral = cfg.d_model % cfg.n_heads != 0 or cfg.d_model != cfg.n_heads * cfg.d_head
-    if as_mistral and (attn_bias or mlp_bias):
-        raise ValueError(
-            f"d_model={cfg.d_model} is not n_heads={cfg.n_heads} x d_head={cfg.d_head}, which only "
-            "MistralForCausalLM can hold, and Mistral has no attention or MLP biases, but this model's are "
-            "nonzero. Zero them (or fold them away) before converting.")
-    n_heads, d_head, n_layers = cfg.n_heads, cfg.d_head, cfg.n_layers
-    n_kv = int(cfg.n_key_value_heads) if cfg.n_key_value_heads is not None else n_heads
-    tok = getattr(model, "tokenizer", None)
-    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": float(cfg.rotary_base)}
-    if getattr(cfg, "use_NTK_by_parts_rope", False):
-        rope = {
-            "rope_type": "llama3",
-            "rope_theta": float(cfg.rotary_base),
-            "factor": float(cfg.NTK_by_parts_factor),
-            "low_freq_factor": float(cfg.NTK_by_parts_low_freq_factor),
-            "high_freq_factor": float(cfg.NTK_by_parts_high_freq_factor),
-            "original_max_position_embeddings": int(cfg.NTK_original_ctx_len),
-        }
-    config_class, model_class = (MistralConfig, MistralForCausalLM) if as_mistral else (LlamaConfig, LlamaForCausalLM)
-    extra: dict[str, Any] = {"sliding_window": None} if as_mistral else {"attention_bias": attn_bias, "mlp_bias": mlp_bias}
-    hf_cfg = config_class(
-        vocab_size=cfg.d_vocab,
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.d_mlp,
-        num_hidden_layers=n_layers,
-        num_attention_heads=n_heads,
-        num_key_value_heads=n_kv,
-        head_dim=d_head,
-        hidden_act=_ACT_TO_HF[cfg.act_fn],
-        max_position_embeddings=cfg.n_ctx,
-        rms_norm_eps=cfg.eps,
-        rope_parameters=rope,
-        tie_word_embeddings=False,
-        bos_token_id=getattr(tok, "bos_token_id", None),
-        eos_token_id=getattr(tok, "eos_token_id", None),
-        pad_token_id=getattr(tok, "pad_token_id", None),
-        attn_implementation="eager",
-        **extra,
-    )
-    with torch.device("meta"):
-        hf = model_class(hf_cfg)
-    hf.load_state_dict(state, strict=False, assign=True)
-    # Non-persistent buffers (rotary inv_freq) were created on the meta device: rebuild them.
-    hf.model.rotary_emb = type(hf.model.rotary_emb)(config=hf_cfg)
-    leftover = [n for n, t in list(hf.named_parameters()) + list(hf.named_buffers()) if t.is_meta]
-    if leftover:  # pragma: no cover - a transformers layout change
-        raise RuntimeError(f"as_bridge left tensors unset in the Hugging Face model: {leftover[:5]}")
-    hf = hf.to(device=next(model.parameters()).device)
-    hf.eval()
-    return hf
+    hf = hf_model_from_config({**model_config(model), "seed": None}, model_state(model), tokenizer=getattr(model, "tokenizer", None))
+    return hf.to(device=next(model.parameters()).device)
 
 
-def _boot(hf_model: Any, tokenizer: Any, model_name: str) -> TransformerBridge:
-    _require_bridge()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bridge = TransformerBridge.boot_transformers(
-            model_name=model_name,
-            hf_model=hf_model,
-            tokenizer=tokenizer,
-            device=str(next(hf_model.parameters()).device),
-            dtype=next(hf_model.parameters()).dtype,
-            trust_remote_code=False,
-        )
-    enable_bridge_kv_cache(bridge)
-    bridge.eval()
-    return bridge
-
-
-def as_bridge(model: HookedTransformer) -> TransformerBridge:
+def as_bridge(model: Model) -> TransformerBridge:
     """The same Llama-shaped weights as a ``TransformerBridge``, booted offline.
 
     Args:
@@ -211,7 +86,7 @@ def as_bridge(model: HookedTransformer) -> TransformerBridge:
         (same flags as ``model``) for :func:`rhlens.adapter.weight_processing`.
 
     Raises:
-        ValueError: naming the config field when the model is not Llama-shaped.
+        ValueError: naming the config field when the model is not Llama- or GPT-2-shaped.
 
     >>> from rhlens.models import tiny_llama, word_level_tokenizer
     >>> tok = word_level_tokenizer(["The sky is blue ."])
@@ -221,8 +96,8 @@ def as_bridge(model: HookedTransformer) -> TransformerBridge:
     >>> bool((bridge(tokens) - model(tokens)).abs().max() < 1e-4)
     True
     """
-    hf = hf_llama_from_hooked(model)
-    bridge = _boot(hf, getattr(model, "tokenizer", None), model_name=f"rhlens/{model.cfg.model_name}")
+    tok = getattr(model, "tokenizer", None)
+    bridge = bridge_from_hf(model_config(model), hf_llama_from_hooked(model), tok, getattr(tok, "padding_side", None))
     recorded = getattr(model, WEIGHT_PROCESSING_ATTR, None)
     if recorded is not None:
         record_weight_processing(bridge, **recorded)
@@ -265,6 +140,6 @@ def load_bridge(
     raw = read_hf_config(folder)
     hf = load_hf_model(folder, raw, dtype=dtype, device=device)
     tok = load_local_tokenizer(folder, vocab_size=int(hf.config.vocab_size))
-    bridge = _boot(hf, tok, model_name=str(folder))
+    bridge = boot_bridge(hf, tok, model_name=str(folder))
     attach_generation_eos(bridge.tokenizer, folder)  # the checkpoint's own stop tokens
     return bridge

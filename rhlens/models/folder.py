@@ -5,7 +5,7 @@ Hugging Face checkpoint (``config.json``), told apart by what it holds. The one 
 >>> import tempfile
 >>> from rhlens.models import save_model, tiny_llama
 >>> folder = save_model(tiny_llama(n_layers=2), tempfile.mkdtemp() + "/m")
->>> folder_kind(folder), folder_config(folder).n_layers, load_folder(folder).cfg.n_layers
+>>> folder_kind(folder), folder_shape(folder)["n_layers"], load_folder(folder).cfg.n_layers
 ('rhlens', 2, 2)
 >>> folder_kind(tempfile.mkdtemp())  # doctest: +ELLIPSIS
 Traceback (most recent call last):
@@ -14,15 +14,16 @@ FileNotFoundError: model ... holds neither rhlens_model.json (rhlens.save_model)
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from rhlens.adapter.core import HookedTransformer, HookedTransformerConfig
 from rhlens.models.hf import CONFIG_FILE, hooked_config_from_hf, load_hf_checkpoint, read_hf_config
-from rhlens.models.io import MANIFEST_FILE, load_model, saved_config
+from rhlens.models.io import MANIFEST_FILE, load_model, read_manifest
 
 FolderKind = Literal["rhlens", "hf"]
+SHAPE = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx", "n_key_value_heads")
+"""The fields :func:`folder_shape` reads."""
 
 
 def folder_kind(path: str | os.PathLike) -> FolderKind:
@@ -40,15 +41,19 @@ def folder_kind(path: str | os.PathLike) -> FolderKind:
                             "(a Hugging Face checkpoint)")
 
 
-def folder_config(path: str | os.PathLike) -> HookedTransformerConfig:
-    """The model's config, read from the folder's config file alone (no weights loaded)."""
+def folder_shape(path: str | os.PathLike) -> dict[str, Any]:
+    """The model's shape (:data:`SHAPE`: ``n_layers``, ``n_heads``, ..., ``n_key_value_heads``
+    ``None`` without GQA), read from the folder's config file alone (no weights loaded); a Hugging
+    Face ``config.json`` is mapped and checked as :func:`rhlens.load_hf_checkpoint` maps it."""
     if folder_kind(path) == "rhlens":
-        return saved_config(path)
-    return hooked_config_from_hf(read_hf_config(path), source=Path(path) / CONFIG_FILE)
+        config = read_manifest(path).get("config") or {}
+        return {k: config.get(k) for k in SHAPE}
+    cfg = hooked_config_from_hf(read_hf_config(path), source=Path(path) / CONFIG_FILE)
+    return {k: getattr(cfg, k, None) for k in SHAPE}
 
 
 def load_folder(path: str | os.PathLike, *, device: str | torch.device = "cpu",
-                dtype: str | torch.dtype = "float32") -> HookedTransformer:
+                dtype: str | torch.dtype = "float32") -> Any:
     """The model in ``path`` (:func:`rhlens.load_model` or :func:`rhlens.load_hf_checkpoint`, by
     :func:`folder_kind`). ``dtype`` (a name such as ``"bfloat16"`` or a ``torch.dtype``) applies
     to a Hugging Face checkpoint; an rhlens folder keeps its saved dtype."""

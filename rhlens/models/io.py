@@ -1,4 +1,8 @@
-"""Save and load HookedTransformers as safetensors + JSON + tokenizer files. No pickle anywhere.
+"""Save and load rhlens models as safetensors + JSON + tokenizer files. No pickle anywhere.
+
+The format is the same on both TransformerLens majors (``HookedTransformerConfig`` fields and
+TransformerLens-keyed weights), so a folder saved on 3.x (``HookedTransformer``) loads on 4.x (a
+``TransformerBridge``, :mod:`rhlens.adapter.native`) and back.
 
 A saved model is a folder::
 
@@ -25,8 +29,9 @@ from typing import Any
 
 import torch
 
-from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, HookedTransformer, HookedTransformerConfig, record_weight_processing
-from rhlens.models.hf_tokenizer import offline_tokenizer
+from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, Model, record_weight_processing
+from rhlens.adapter.native import StateMismatchError, config_field_names, model_config, model_from_state, model_state
+from rhlens.models.hf.tokenizer import offline_tokenizer
 
 __all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "load_model", "save_model"]
 
@@ -36,8 +41,6 @@ MANIFEST_FILE = "rhlens_model.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 
-# Buffers a HookedTransformer rebuilds from its config at construction; never saved.
-_DERIVED_BUFFERS = ("rotary_sin", "rotary_cos", "mask", "IGNORE")
 # Config fields not saved: derived at construction, machine-specific, or with side effects
 # (``seed`` reseeds the global RNGs when a config is built).
 _UNSAVED_FIELDS = {"device", "n_devices", "n_params", "seed", "init_weights"}
@@ -54,12 +57,11 @@ def _parse_dtype(name: str, source: Path) -> torch.dtype:
     return dtype
 
 
-def _config_to_json(cfg: HookedTransformerConfig) -> dict[str, Any]:
+def _config_to_json(config: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in HookedTransformerConfig.__dataclass_fields__:
+    for name, value in config.items():
         if name in _UNSAVED_FIELDS:
             continue
-        value = getattr(cfg, name)
         if isinstance(value, torch.dtype):
             value = _dtype_name(value)
         elif isinstance(value, tuple):
@@ -75,17 +77,11 @@ def _config_to_json(cfg: HookedTransformerConfig) -> dict[str, Any]:
     return out
 
 
-def _is_derived(key: str) -> bool:
-    return key.rsplit(".", 1)[-1] in _DERIVED_BUFFERS
-
-
-def _tensors_to_save(model: HookedTransformer) -> dict[str, torch.Tensor]:
-    """State-dict tensors minus derived buffers; tensors sharing storage are cloned (safetensors needs it)."""
+def _tensors_to_save(model: Model) -> dict[str, torch.Tensor]:
+    """TransformerLens-keyed tensors minus derived buffers; tensors sharing storage are cloned (safetensors needs it)."""
     seen: set[int] = set()
     out: dict[str, torch.Tensor] = {}
-    for key, value in model.state_dict().items():
-        if _is_derived(key):
-            continue
+    for key, value in model_state(model).items():
         t = value.detach().to("cpu")
         ptr = t.untyped_storage().data_ptr()
         if ptr in seen or not t.is_contiguous():
@@ -96,8 +92,8 @@ def _tensors_to_save(model: HookedTransformer) -> dict[str, torch.Tensor]:
 
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model`` (a ``HookedTransformer``; anything else is refused, naming what to do) to the
-    folder ``path`` atomically; returns the folder.
+    """Write ``model`` (a model rhlens built or loaded; anything else is refused, naming what to do)
+    to the folder ``path`` atomically; returns the folder.
 
     Saves the parameters (``model.safetensors``), the ``HookedTransformerConfig`` fields that
     round-trip (``rhlens_model.json``; ``dtype`` as a string such as ``"float32"``; not ``device``,
@@ -118,14 +114,18 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     >>> save_model(model, folder) == folder   # an rhlens model folder is replaced
     True
     """
-    if not isinstance(model, HookedTransformer):
+    try:
+        config = model_config(model)
+    except TypeError as exc:
         raise TypeError(
-            f"save_model saves HookedTransformer models, got {type(model).__name__}. rhlens does not change a "
-            "TransformerBridge's weights (rhlens.train takes HookedTransformer models), so keep the Hugging Face folder "
-            "load_bridge read, or save the HookedTransformer that as_bridge wrapped (save_model(model, folder), or a "
-            "Hugging Face folder with rhlens.models.bridge.hf_llama_from_hooked(model).save_pretrained(folder))."
-        )
+            f"save_model saves models rhlens built (tiny_llama, load_model, load_base, load_hf_checkpoint), got "
+            f"{type(model).__name__}: {exc}. For a TransformerBridge on a Hugging Face folder, keep that folder; for an "
+            "as_bridge wrapper, save the HookedTransformer it wrapped (or a Hugging Face folder with "
+            "rhlens.models.bridge.hf_llama_from_hooked(model).save_pretrained(folder))."
+        ) from None
     from safetensors.torch import save_file
+
+    from rhlens.files import respect_umask
 
     target = Path(path)
     if target.exists():
@@ -143,7 +143,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     manifest = {
         "format": FORMAT,
         "version": VERSION,
-        "config": _config_to_json(model.cfg),
+        "config": _config_to_json(config),
         "weight_processing": getattr(model, WEIGHT_PROCESSING_ATTR, None),
         "tokenizer": tok is not None,
         "default_padding_side": getattr(tok, "padding_side", None),
@@ -151,6 +151,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     try:
         tmp.mkdir()
         save_file(_tensors_to_save(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "rhlens": FORMAT})
+        respect_umask(tmp / WEIGHTS_FILE)
         if tok is not None:
             tok.save_pretrained(str(tmp))
         with open(tmp / MANIFEST_FILE, "w", encoding="utf-8") as fh:
@@ -170,9 +171,16 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     return target
 
 
-def _read_saved(folder: Path, *, device: "str | torch.device" = "cpu",
-                dtype: "torch.dtype | None" = None) -> tuple[dict[str, Any], HookedTransformerConfig]:
-    """The checked manifest of a :func:`save_model` folder and the config it describes."""
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked ``rhlens_model.json`` of a :func:`save_model` folder (its ``config`` holds the
+    model's shape: ``n_layers``, ``n_heads``, ``d_model`` ...); no weights are read.
+
+    >>> import tempfile
+    >>> from rhlens.models import tiny_llama
+    >>> read_manifest(save_model(tiny_llama(n_layers=3), tempfile.mkdtemp() + "/m"))["config"]["n_layers"]
+    3
+    """
+    folder = Path(path)
     manifest_path = folder / MANIFEST_FILE
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass a folder written by rhlens.save_model")
@@ -190,31 +198,7 @@ def _read_saved(folder: Path, *, device: "str | torch.device" = "cpu",
             f"{manifest_path}: field 'version'={manifest['version']} is newer than this rhlens reads ({VERSION}); "
             "upgrade rhlens"
         )
-    raw = dict(manifest.get("config") or {})
-    valid = set(HookedTransformerConfig.__dataclass_fields__)
-    unknown = sorted(set(raw) - valid)
-    if unknown:
-        warnings.warn(f"{manifest_path}: ignoring config fields this TransformerLens does not know: {unknown}", stacklevel=3)
-        for key in unknown:
-            raw.pop(key)
-    raw["dtype"] = dtype if dtype is not None else _parse_dtype(raw.get("dtype", "float32"), manifest_path)
-    raw.update(device=str(device), init_weights=False)
-    try:
-        cfg = HookedTransformerConfig(**raw)
-    except (TypeError, AssertionError, ValueError) as exc:
-        raise ValueError(f"{manifest_path}: field 'config' does not make a HookedTransformerConfig: {exc}") from None
-    return manifest, cfg
-
-
-def saved_config(path: str | os.PathLike) -> HookedTransformerConfig:
-    """The config of a :func:`save_model` folder, read from its manifest (no weights loaded).
-
-    >>> import tempfile
-    >>> from rhlens.models import tiny_llama
-    >>> saved_config(save_model(tiny_llama(n_layers=3), tempfile.mkdtemp() + "/m")).n_layers
-    3
-    """
-    return _read_saved(Path(path))[1]
+    return manifest
 
 
 def load_model(
@@ -222,8 +206,9 @@ def load_model(
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
-) -> HookedTransformer:
-    """Load a folder written by :func:`save_model` (eval mode, on ``device``).
+) -> Model:
+    """Load a folder written by :func:`save_model` (eval mode, on ``device``): a ``HookedTransformer``
+    on TransformerLens 3, a ``TransformerBridge`` on 4 (:mod:`rhlens.adapter.native`).
 
     ``dtype`` casts the weights (default: the saved dtype). The weight-processing record and the
     tokenizer's padding side are restored. Raises ``FileNotFoundError`` naming the missing file, and
@@ -244,7 +229,8 @@ def load_model(
     from safetensors.torch import load_file
 
     folder = Path(path)
-    manifest, cfg = _read_saved(folder, device=device, dtype=dtype)
+    manifest_path = folder / MANIFEST_FILE
+    manifest = read_manifest(folder)
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} is missing: copy it from where the model was saved, or re-save the model")
@@ -256,25 +242,25 @@ def load_model(
                 "tokenizer files (tokenizer.json, tokenizer_config.json) back, or re-save the model"
             )
         tok = offline_tokenizer(folder, error=ValueError, fix="Re-save the model with rhlens.save_model.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(
-            cfg, tokenizer=tok, move_to_device=False, default_padding_side=manifest.get("default_padding_side")
-        )
+
+    raw = dict(manifest.get("config") or {})
+    valid = config_field_names()
+    unknown = sorted(set(raw) - valid) if valid is not None else []
+    if unknown:
+        warnings.warn(f"{manifest_path}: ignoring config fields this TransformerLens does not know: {unknown}", stacklevel=2)
+        for key in unknown:
+            raw.pop(key)
+    raw["dtype"] = dtype if dtype is not None else _parse_dtype(raw.get("dtype", "float32"), manifest_path)
     state = load_file(str(weights_path), device="cpu")
-    expected = {k for k in model.state_dict() if not _is_derived(k)}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"{weights_path} does not fit {MANIFEST_FILE}'s config: missing {missing[:4]}, unexpected {unexpected[:4]}. "
-            "The two files come from different models; re-save the model with rhlens.save_model."
-        )
     try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise ValueError(f"tensor shapes in {weights_path} contradict {MANIFEST_FILE}'s config: {exc}") from None
-    model.to(device, print_details=False)
-    model.eval()
+        model = model_from_state(raw, state, tokenizer=tok, padding_side=manifest.get("default_padding_side"), device=device)
+    except StateMismatchError as exc:
+        raise ValueError(
+            f"{weights_path} does not fit {MANIFEST_FILE}'s config: {exc}. "
+            "The two files come from different models; re-save the model with rhlens.save_model."
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"{manifest_path}: field 'config' does not make a model: {exc}") from None
     if manifest.get("weight_processing") is not None:
         record_weight_processing(model, **manifest["weight_processing"])
     return model

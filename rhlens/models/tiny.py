@@ -5,10 +5,10 @@ attention); ``tiny_gpt2`` is GPT-2-shaped (learned positions, LayerNorm, GELU). 
 word-level tokenizer (by default the one over every word rhlens's task generators write).
 """
 
-import warnings
 from typing import Any
 
-from rhlens.adapter.core import HookedTransformer, HookedTransformerConfig
+from rhlens.adapter.core import Model
+from rhlens.adapter.native import new_model
 from rhlens.models.tokenizer import default_tokenizer
 
 # the size both shapes share by default: 2 layers of 4 heads of 16, 512 positions
@@ -36,7 +36,7 @@ TINY_GPT2_DEFAULTS: dict[str, Any] = dict(
 )
 
 
-def _build(defaults: dict[str, Any], tokenizer: Any, seed: int | None, overrides: dict[str, Any]) -> HookedTransformer:
+def _build(defaults: dict[str, Any], tokenizer: Any, seed: int | None, overrides: dict[str, Any]) -> Model:
     tok = tokenizer if tokenizer is not None else default_tokenizer()
     cfg_dict = {**defaults, **overrides}
     if "d_head" not in overrides and "d_model" in overrides:
@@ -54,21 +54,18 @@ def _build(defaults: dict[str, Any], tokenizer: Any, seed: int | None, overrides
     n_kv = cfg_dict.get("n_key_value_heads")
     if n_kv is not None and cfg_dict["n_heads"] % n_kv:
         raise ValueError(f"n_heads={cfg_dict['n_heads']} must be a multiple of n_key_value_heads={n_kv}")
-    cfg = HookedTransformerConfig(**cfg_dict)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(cfg, tokenizer=tok, default_padding_side="left")
-    model.eval()
-    return model
+    return new_model(cfg_dict, tokenizer=tok, padding_side="left")
 
 
-def tiny_llama(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any) -> HookedTransformer:
-    """A small Llama-shaped HookedTransformer with random weights.
+def tiny_llama(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any) -> Model:
+    """A small Llama-shaped model with random weights: a ``HookedTransformer`` on TransformerLens 3,
+    a ``TransformerBridge`` over a Hugging Face ``LlamaForCausalLM`` on TransformerLens 4.
 
     Args:
         tokenizer: a Hugging Face fast tokenizer; default :func:`rhlens.models.default_tokenizer`.
         seed: initialisation seed (``None`` leaves torch's global RNG in charge).
-        **overrides: any ``HookedTransformerConfig`` field, e.g. ``n_layers=4``,
+        **overrides: any ``HookedTransformerConfig`` field (on TransformerLens 4, those a Hugging Face
+            Llama can express), e.g. ``n_layers=4``,
             ``n_key_value_heads=2`` for grouped-query attention, ``n_ctx=1024``.
 
     >>> model = tiny_llama(n_layers=2, n_heads=4, n_key_value_heads=2, seed=0)
@@ -81,8 +78,9 @@ def tiny_llama(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any)
     return _build(TINY_LLAMA_DEFAULTS, tokenizer, seed, overrides)
 
 
-def tiny_gpt2(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any) -> HookedTransformer:
-    """A small GPT-2-shaped HookedTransformer with random weights (see :func:`tiny_llama`).
+def tiny_gpt2(*, tokenizer: Any = None, seed: int | None = 0, **overrides: Any) -> Model:
+    """A small GPT-2-shaped model with random weights (see :func:`tiny_llama`; a bridge over a
+    ``GPT2LMHeadModel`` on TransformerLens 4).
 
     >>> model = tiny_gpt2(n_layers=1, seed=0)
     >>> model.cfg.positional_embedding_type, model.cfg.normalization_type, model.cfg.n_layers

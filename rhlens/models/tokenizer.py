@@ -126,9 +126,12 @@ def check_unknown_tokens(
     *,
     where: str = "text",
     warn_above: float = UNKNOWN_WARN_RATE,
+    answer_spans: "Sequence[tuple[int, int]]" = (),
 ) -> None:
     """Refuse a needle made only of the unknown token; warn (with the rate) when the prompt or a
-    needle is more than ``warn_above`` unknown.
+    needle is more than ``warn_above`` unknown, and when an answer span (the text a retrieval head
+    copies, token spans into ``prompt_ids``) is only the unknown token: copying ``<unk>`` from
+    anywhere would then count as copying the answer.
 
     A word-level tokenizer turns every word it was not built over into ``<unk>``: a head that
     attends to an ``<unk>`` needle and emits ``<unk>`` would count as copying it.
@@ -162,6 +165,16 @@ def check_unknown_tokens(
         if rate > warn_above:
             warnings.warn(
                 f"{where}: needle {k} is {rate:.0%} unknown tokens ({name!r}); retrieval scores on it are unreliable. "
+                "Build the tokenizer over the examples' text.",
+                UnknownTokenWarning,
+                stacklevel=2,
+            )
+    for k, (start, end) in enumerate(answer_spans):
+        answer = list(prompt_ids[start:end])
+        if answer and all(t == unk for t in answer):
+            warnings.warn(
+                f"{where}: answer span {k} (tokens {start}:{end}) is only the unknown token {name!r}: a head "
+                "copying any unknown word counts as copying the answer, so retrieval scores on it are unreliable. "
                 "Build the tokenizer over the examples' text.",
                 UnknownTokenWarning,
                 stacklevel=2,

@@ -10,10 +10,11 @@ NumPy arrays, torch tensors, dicts of floats), so scripts can plot numbers they 
 - :func:`recall_vs_performance`: head recall against downstream score, with a fitted line and
   Pearson's r and Spearman's rho;
 - :func:`knockout_bars`: the score intact, with the retrieval heads knocked out, and with as many
-  random heads knocked out (error bars over the random draws);
+  random heads knocked out (whiskers: the range of the random draws, or given intervals);
 - :func:`knockout_curves_figure`: the metric as each detector's top-k heads are knocked out,
   against random heads;
 - :func:`patching_table`: Zhao et al.'s patching table;
+- :func:`score_bars`: a score per group (accuracy by training set) with interval whiskers;
 - :func:`niah_grid_heatmap`: Wu et al.'s context-length x needle-depth grid;
 - :func:`write_html`: one self-contained HTML page (plotly.js inlined, works offline).
 
@@ -26,6 +27,7 @@ NumPy arrays, torch tensors, dicts of floats), so scripts can plot numbers they 
 """
 
 from rhlens.plot._grid import DIVERGING, SEQUENTIAL
+from rhlens.plot.bars import score_bars
 from rhlens.plot.detectors import knockout_curves_figure
 from rhlens.plot.heatmaps import compare_heatmaps, head_heatmap, niah_grid_heatmap
 from rhlens.plot.knockout import knockout_bars, patching_table
@@ -39,6 +41,7 @@ __all__ = [
     "knockout_bars",
     "knockout_curves_figure",
     "patching_table",
+    "score_bars",
     "niah_grid_heatmap",
     "write_html",
     "SEQUENTIAL",

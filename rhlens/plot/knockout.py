@@ -48,9 +48,11 @@ def _knockout_group(name: str, entry: Any) -> tuple[float, float, list[float]]:
     return baseline, retrieval, draws
 
 
-def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None) -> go.Figure:
+def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None,
+                  intervals: Mapping[str, Mapping[str, Any]] | None = None,
+                  interval_label: str = "95% bootstrap interval over test examples") -> go.Figure:
     """Grouped bars: the score intact, with the retrieval heads knocked out, and with random heads
-    knocked out (bar: mean over the draws; error bar: their standard deviation).
+    knocked out (bar: mean over the draws; whisker: the lowest to the highest draw).
 
     Args:
         effects: ``{group: {"baseline": float, "retrieval": float, "random": [float, ...]}}``,
@@ -59,15 +61,18 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None) -> go
             its ``baseline.score``) or an ``EvalResult``. A group may also be one
             ``KnockoutEffect`` that carries its random ``controls`` (``knockout_effect(...,
             n_random=5)``). A single group may be given without the outer mapping.
-        title: the figure's title.
+        title: the figure's title (what the whiskers are is added under it).
+        intervals: ``{group: {"baseline": (low, high), "retrieval": ..., "random": ...}}``: whiskers
+            on every bar from these intervals (named by ``interval_label``) instead of the draws' range.
 
-    The standard deviation is the sample one (``ddof=1``), 0 for a single draw. Each draw's score
-    is also drawn as a dot, and listed on hover.
+    Each draw's score is also drawn as a dot, and listed on hover.
 
     >>> fig = knockout_bars({"kv": {"baseline": 0.9, "retrieval": 0.2, "random": [0.75, 1.0, 0.5]}})
-    >>> [t.name for t in fig.data][:3], fig.data[2].y, fig.data[2].error_y.array
-    (['intact', 'retrieval heads knocked out', 'random heads knocked out'], (0.75,), (0.25,))
+    >>> [t.name for t in fig.data][:3], fig.data[2].y, fig.data[2].error_y.array, fig.data[2].error_y.arrayminus
+    (['intact', 'retrieval heads knocked out', 'random heads knocked out (mean of the draws)'], (0.75,), (0.25,), (0.25,))
     """
+    from rhlens.plot.bars import interval_errors
+
     if isinstance(effects, Mapping) and "retrieval" in effects and not isinstance(effects["retrieval"], Mapping):
         effects = {"": effects}
     if not isinstance(effects, Mapping) or not effects:
@@ -78,18 +83,25 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None) -> go
     retrieval = [p[1] for p in parsed]
     draws = [p[2] for p in parsed]
     means = [float(np.mean(d)) if d else float("nan") for d in draws]
-    stds = [float(np.std(d, ddof=1)) if len(d) > 1 else 0.0 for d in draws]
+
+    def whiskers(values: list[float], key: str) -> dict | None:
+        if intervals is None:
+            return None
+        return interval_errors(values, [tuple(intervals[g][key]) if g in intervals and intervals[g].get(key) else None
+                                        for g in groups])
+
+    ranges = [(min(d), max(d)) if d else None for d in draws]
     fig = go.Figure()
-    label = dict(texttemplate="%{y:.2f}", textposition="outside", cliponaxis=False)  # a 0.00 bar is still seen
+    label = dict(texttemplate="%{y:.2f}", textposition="inside", insidetextanchor="start")  # whiskers stay readable
     fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f", offsetgroup="intact", **label,
-                         hovertemplate="%{x}<br>intact: %{y:.3f}<extra></extra>"))
+                         error_y=whiskers(baseline, "baseline"), hovertemplate="%{x}<br>intact: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(x=groups, y=retrieval, name="retrieval heads knocked out", marker_color="#d62728",
-                         offsetgroup="retrieval", **label,
+                         offsetgroup="retrieval", **label, error_y=whiskers(retrieval, "retrieval"),
                          hovertemplate="%{x}<br>retrieval heads knocked out: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(
-        x=groups, y=means, name="random heads knocked out", marker_color="#1f77b4", offsetgroup="random",
-        texttemplate="%{y:.2f}", textposition="inside", insidetextanchor="start",
-        error_y=dict(type="data", array=stds, visible=True, color="#333"),
+        x=groups, y=means, name="random heads knocked out (mean of the draws)", marker_color="#1f77b4",
+        offsetgroup="random", texttemplate="%{y:.2f}", textposition="inside", insidetextanchor="start",
+        error_y=whiskers(means, "random") or interval_errors(means, ranges),
         customdata=[", ".join(f"{v:.3f}" for v in d) for d in draws],
         hovertemplate="%{x}<br>random heads knocked out: mean %{y:.3f}<br>draws: %{customdata}<extra></extra>",
     ))
@@ -99,8 +111,10 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None) -> go
                              offsetgroup="random",
                              marker=dict(color="black", size=6, symbol="circle-open"),
                              hovertemplate="%{x}<br>random draw: %{y:.3f}<extra></extra>"))
+    what = f"whiskers: {interval_label}" if intervals else "whisker on the random bar: lowest to highest draw"
     fig.update_layout(
-        barmode="group", scattermode="group", title=title, font=_FONT, plot_bgcolor="white",
+        barmode="group", scattermode="group", title=f"{title}<br><sup>{what}</sup>" if title else what,
+        font=_FONT, plot_bgcolor="white", legend=dict(orientation="h", y=-0.15),
         yaxis_title="score", height=460,  # width: the container's (a fixed one overflows notebook cells)
     )
     fig.update_yaxes(showgrid=True, gridcolor="#eee", rangemode="tozero")

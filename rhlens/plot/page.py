@@ -17,7 +17,8 @@ _PAGE = """<!DOCTYPE html>
 <style>
 body {{ font-family: Arial, Helvetica, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
 h1 {{ font-size: 1.6em; }} h2 {{ font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }}
-.figure {{ margin: 0.5em 0 1.5em 0; }}
+.figure {{ margin: 0.5em 0 1.5em 0; max-width: 100%; overflow-x: auto; }}
+.scroll {{ max-width: 100%; overflow-x: auto; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; }}
 </style>
 <script type="text/javascript">{plotlyjs}</script>

@@ -1,35 +1,13 @@
 """Head recall against downstream performance, with a fitted line and Pearson's r / Spearman's rho."""
 
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import plotly.graph_objects as go
 
 from rhlens.plot._grid import _FONT
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks from 1, ties given the mean of the ranks they span."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_vals = values[order]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_vals[j + 1] == sorted_vals[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2:
-        return float("nan")
-    dx, dy = x - x.mean(), y - y.mean()
-    denom = math.sqrt(float((dx * dx).sum()) * float((dy * dy).sum()))
-    return float((dx * dy).sum()) / denom if denom > 0 else float("nan")
+from rhlens.stats import pearson, spearman
 
 
 def _fmt(v: float) -> str:
@@ -37,17 +15,22 @@ def _fmt(v: float) -> str:
 
 
 def recall_vs_performance(recall: Mapping[str, float], performance: Mapping[str, float], *,
-                          title: str | None = None) -> go.Figure:
+                          title: str | None = None, intervals: Mapping[str, Mapping[str, Any]] | None = None,
+                          interval_label: str = "95% bootstrap intervals") -> go.Figure:
     """Each variant's recall of the reference model's retrieval heads against its task score.
 
     Args:
         recall: ``{variant: recall}`` (e.g. ``HeadSet.recall`` of the real-data model's heads).
         performance: ``{variant: score}`` on the real task; the same keys as ``recall``.
         title: the figure's title (Pearson's r and Spearman's rho are appended).
+        intervals: ``{variant: {"recall": (low, high), "performance": (low, high)}}``: whiskers on
+            both axes (named by ``interval_label`` under the title).
+
+    The recall axis runs from 0 to 1 (recall cannot leave it).
 
     Points are labelled by variant; the line is the least-squares fit. Pearson's r, Spearman's rho
     (ranks with ties averaged), the fit's slope and intercept and ``n`` are in
-    ``fig.layout.meta`` (NaN where undefined: fewer than 2 points, or no spread).
+    ``fig.layout.meta`` (NaN where undefined: fewer than 3 points, or no spread).
 
     >>> fig = recall_vs_performance({"real": 1.0, "fictional": 0.5, "symbolic": 0.0},
     ...                             {"real": 0.9, "fictional": 0.6, "symbolic": 0.3})
@@ -62,17 +45,25 @@ def recall_vs_performance(recall: Mapping[str, float], performance: Mapping[str,
     names = list(recall)
     x = np.array([float(recall[n]) for n in names])
     y = np.array([float(performance[n]) for n in names])
-    r = _pearson(x, y)
-    rho = _pearson(_ranks(x), _ranks(y))
+    xs, ys = x.tolist(), y.tolist()
+    r, rho = (float("nan") if v is None else v for v in (pearson(xs, ys), spearman(xs, ys)))
     slope = intercept = float("nan")
     if len(x) >= 2 and float(((x - x.mean()) ** 2).sum()) > 0:
         slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
         intercept = float(y.mean() - slope * x.mean())
 
+    from rhlens.plot.bars import interval_errors
+
+    def whiskers(values: np.ndarray, key: str) -> dict | None:
+        if not intervals:
+            return None
+        return interval_errors(list(values), [tuple(intervals[n][key]) if n in intervals and intervals[n].get(key)
+                                              else None for n in names])
+
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=x, y=y, mode="markers+text", text=names, textposition=_label_positions(x, y), name="variants",
-        marker=dict(size=11, color="#1f77b4"),
+        marker=dict(size=11, color="#1f77b4"), error_x=whiskers(x, "recall"), error_y=whiskers(y, "performance"),
         hovertemplate="%{text}<br>head recall = %{x:.3f}<br>score = %{y:.3f}<extra></extra>",
     ))
     if math.isfinite(slope):
@@ -80,14 +71,16 @@ def recall_vs_performance(recall: Mapping[str, float], performance: Mapping[str,
         fig.add_trace(go.Scatter(x=xs, y=slope * xs + intercept, mode="lines", name="least-squares fit",
                                  line=dict(color="#d62728", dash="dash"), hoverinfo="skip"))
     stats = f"Pearson r = {_fmt(r)}, Spearman \u03c1 = {_fmt(rho)} (n = {len(x)})"
+    if intervals:
+        stats += f"; whiskers: {interval_label}"
     fig.update_layout(
         title=f"{title}<br><sup>{stats}</sup>" if title else stats,
         xaxis_title="recall of the reference model's retrieval heads",
         yaxis_title="score on the real task",
-        font=_FONT, showlegend=False, width=640, height=480, plot_bgcolor="white",
+        font=_FONT, showlegend=False, height=480, plot_bgcolor="white",  # width: the page's
         meta=dict(pearson_r=r, spearman_rho=rho, slope=slope, intercept=intercept, n=len(x)),
     )
-    fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False)
+    fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False, range=[-0.05, 1.05], tickvals=[0, 0.25, 0.5, 0.75, 1])
     fig.update_yaxes(showgrid=True, gridcolor="#eee", zeroline=False)
     return fig
 

@@ -124,6 +124,25 @@ def citation_metric(prediction: str, example: "Example") -> float:
     return citation_prf(parse_citations(prediction), parse_citations(example.answer))[2]
 
 
+METRIC_NAMES: dict[Callable[..., float], str] = {
+    answer_subspan_metric: "best-subspan exact match",
+    first_line_metric: "exact match of the first line",
+    citation_metric: "citation F1",
+}
+"""What each metric computes, in words (for reports); keyed by the metric, not the task."""
+
+
+def default_metric_name(task: str) -> str:
+    """What :func:`default_metric` of ``task`` computes, in words (a registered metric without an
+    entry in :data:`METRIC_NAMES`: its function's name).
+
+    >>> default_metric_name("mdqa")
+    'best-subspan exact match'
+    """
+    metric = default_metric(task)
+    return METRIC_NAMES.get(metric, getattr(metric, "__name__", "custom metric"))
+
+
 def default_metric(task: str) -> Callable[[str, "Example"], float]:
     """The registered task's score function ``(prediction, example) -> float`` (exact name, no
     prefix matching: a task ``kv2`` is not ``kv``).

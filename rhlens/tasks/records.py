@@ -95,21 +95,39 @@ def _decode(path, raw: bytes, lineno: int) -> str:
             f"of the line); re-encode the file as UTF-8") from None
 
 
+#: the longest line (bytes, after gunzip) a record file may hold: far beyond any model's context,
+#: far below what would exhaust memory (a 1 MB .gz can hold a 1 GiB line)
+MAX_LINE_BYTES = 64 << 20
+#: the most bytes (after gunzip) read from one record file
+MAX_FILE_BYTES = 4 << 30
+
+
 def iter_lines(path):
     """Yield ``(lineno, text)`` for each line of a (gzipped) UTF-8 text file; read and
-    decoding errors become :class:`UnreadableFileError` naming the file and line."""
+    decoding errors become :class:`UnreadableFileError` naming the file and line, and so does a
+    line over :data:`MAX_LINE_BYTES` or a file over :data:`MAX_FILE_BYTES` (read before any of it
+    is kept or tokenized)."""
     p = os.fspath(path)
     opener = gzip.open if p.endswith(".gz") else open
     with opener(p, "rb") as f:
-        lineno = 0
+        lineno, total = 0, 0
         while True:
             try:
-                raw = f.readline()
+                raw = f.readline(MAX_LINE_BYTES + 1)
             except _READ_ERRORS as err:
                 raise _unreadable(p, lineno + 1, err) from None
             if not raw:
                 return
             lineno += 1
+            total += len(raw)
+            if len(raw) > MAX_LINE_BYTES:
+                raise UnreadableFileError(
+                    f"{p}, line {lineno}: longer than {MAX_LINE_BYTES} bytes (rhlens.tasks.records.MAX_LINE_BYTES); "
+                    "no example is that long: check the file")
+            if total > MAX_FILE_BYTES:
+                raise UnreadableFileError(
+                    f"{p}: more than {MAX_FILE_BYTES} bytes of text (rhlens.tasks.records.MAX_FILE_BYTES) by line "
+                    f"{lineno}; split the file, or raise that limit")
             text = _decode(p, raw, lineno)
             yield lineno, (text.lstrip("\ufeff") if lineno == 1 else text)
 

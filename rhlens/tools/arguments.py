@@ -34,11 +34,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def rouge_gate(text: str) -> float | None:
-    """An argparse type for ``--rouge-gate``: a number, or ``none`` (count every example)."""
-    if text.strip().lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor none") from None
+def fraction_or_none(text: str) -> float | None:
+    """An argparse type: :func:`fraction`, or ``none`` (``--rouge-gate none``: count every example)."""
+    return None if text.strip().lower() == "none" else fraction(text)

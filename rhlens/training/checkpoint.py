@@ -34,8 +34,9 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-from rhlens.adapter.core import HookedTransformer
-from rhlens.files import write_json_atomic
+from rhlens.adapter.core import Model
+from rhlens.adapter.native import model_state, set_model_state
+from rhlens.files import respect_umask, write_json_atomic
 from rhlens.training.trainer_state import jsonable, join_optimizer_state, rng_state, set_rng_state, split_optimizer_state
 
 FORMAT = "rhlens-train-checkpoint"
@@ -69,6 +70,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+    respect_umask(path)
 
 
 # ---- model files --------------------------------------------------------------------------------
@@ -77,7 +79,7 @@ DERIVED_SUFFIXES = (".rotary_sin", ".rotary_cos", ".mask", ".IGNORE")
 
 
 @contextlib.contextmanager
-def _state_dict_as(model: HookedTransformer, state: dict[str, torch.Tensor]) -> Iterator[Any]:
+def _state_dict_as(model: Model, state: dict[str, torch.Tensor]) -> Iterator[Any]:
     """Make ``model.state_dict()`` return ``state`` inside the block (LoRA-merged weights).
 
     Lets :func:`rhlens.models.save_model` write the merged weights of a model whose attention is
@@ -90,7 +92,7 @@ def _state_dict_as(model: HookedTransformer, state: dict[str, torch.Tensor]) -> 
         del model.state_dict
 
 
-def save_model_files(directory: Path, model: HookedTransformer, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+def save_model_files(directory: Path, model: Model, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``model`` (with ``state_dict`` as its weights, if given) with :func:`rhlens.models.save_model`."""
     from rhlens.models.io import save_model
 
@@ -100,13 +102,13 @@ def save_model_files(directory: Path, model: HookedTransformer, state_dict: dict
         return save_model(model, directory)
 
 
-def load_model_weights(directory: Path, model: HookedTransformer) -> None:
+def load_model_weights(directory: Path, model: Model) -> None:
     """Copy the weights of a :func:`rhlens.models.save_model` folder into ``model`` (same architecture)."""
     from rhlens.models.io import WEIGHTS_FILE
 
     path = Path(directory) / WEIGHTS_FILE
     state = load_file(str(path), device=str(next(model.parameters()).device))
-    own = model.state_dict()
+    own = model_state(model)  # TransformerLens keys on either model class
     missing = [k for k in own if k not in state and not k.endswith(DERIVED_SUFFIXES)]
     unexpected = [k for k in state if k not in own]
     shapes = [
@@ -119,7 +121,7 @@ def load_model_weights(directory: Path, model: HookedTransformer) -> None:
             f"{len(shapes)} shape mismatch(es){': ' + '; '.join(shapes[:5]) if shapes else ''}); the model was "
             "left unchanged. Resume with the same architecture the run started from."
         )
-    model.load_state_dict(state, strict=False)
+    set_model_state(model, state)
 
 
 # ---- checkpoints --------------------------------------------------------------------------------

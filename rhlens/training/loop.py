@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from rhlens.adapter.core import Model, UnsupportedModelError, model_device, model_kind
+from rhlens.adapter.core import Model, model_device, model_kind
 from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import EncodedExample
 from rhlens.training import checkpoint as ckpt_io
@@ -283,8 +283,7 @@ def train(
     (2, 2, None)
     """
     config = config or TrainConfig()
-    if model_kind(model) != "hooked":
-        raise UnsupportedModelError("rhlens.train trains HookedTransformer models; convert a TransformerBridge first")
+    model_kind(model)  # a HookedTransformer or a TransformerBridge, else UnsupportedModelError
     if out_dir is None and (config.save_every or config.resume):
         raise ValueError("TrainConfig.save_every / resume need an out_dir to write checkpoints to")
     out_dir = Path(out_dir) if out_dir is not None else None

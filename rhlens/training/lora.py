@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from rhlens.adapter.core import HookedTransformer
+from rhlens.adapter.core import Model
 from rhlens.adapter.weights import ATTENTION_WEIGHT_LAYOUTS as _TARGETS
 from rhlens.adapter.weights import attention_modules as _attention_modules
 from rhlens.adapter.weights import attention_weight_name as _target_attr
@@ -63,7 +63,7 @@ class LoRA(nn.Module):
         return weight + self.delta().to(weight.dtype)
 
 
-def apply_lora(model: HookedTransformer, *, rank: int, alpha: float, targets: Sequence[str] = ("q", "k", "v", "o")) -> int:
+def apply_lora(model: Model, *, rank: int, alpha: float, targets: Sequence[str] = ("q", "k", "v", "o")) -> int:
     """Freeze every parameter of ``model`` and add trainable LoRA adapters; returns their count.
 
     Initialisation draws from torch's global RNG: seed it first for reproducible adapters.
@@ -83,17 +83,17 @@ def apply_lora(model: HookedTransformer, *, rank: int, alpha: float, targets: Se
     return count
 
 
-def has_lora(model: HookedTransformer) -> bool:
+def has_lora(model: Model) -> bool:
     """Whether any attention weight of ``model`` is currently LoRA-parametrized."""
     return any(parametrize.is_parametrized(attn) for _, attn in _attention_modules(model))
 
 
-def lora_parameters(model: HookedTransformer) -> list[nn.Parameter]:
+def lora_parameters(model: Model) -> list[nn.Parameter]:
     """The adapter tensors ``A``, ``B`` in a fixed order (layer, target, A before B)."""
     return [p for _, p in _lora_items(model)]
 
 
-def _lora_items(model: HookedTransformer) -> list[tuple[str, nn.Parameter]]:
+def _lora_items(model: Model) -> list[tuple[str, nn.Parameter]]:
     items = []
     for prefix, attn in _attention_modules(model):
         if not parametrize.is_parametrized(attn):
@@ -106,7 +106,7 @@ def _lora_items(model: HookedTransformer) -> list[tuple[str, nn.Parameter]]:
     return items
 
 
-def lora_state_dict(model: HookedTransformer) -> dict[str, Tensor]:
+def lora_state_dict(model: Model) -> dict[str, Tensor]:
     """Adapter tensors and the unadapted base weights they sit on, by stable names.
 
     Keys: ``blocks.{L}.attn.{weight}.lora_A`` / ``.lora_B`` / ``.base``.
@@ -119,7 +119,7 @@ def lora_state_dict(model: HookedTransformer) -> dict[str, Tensor]:
     return out
 
 
-def load_lora_state_dict(model: HookedTransformer, state: dict[str, Tensor]) -> None:
+def load_lora_state_dict(model: Model, state: dict[str, Tensor]) -> None:
     """Copy :func:`lora_state_dict` tensors back into a model with the same adapters applied."""
     expected = set(lora_state_dict(model))
     if set(state) != expected:
@@ -137,7 +137,7 @@ def load_lora_state_dict(model: HookedTransformer, state: dict[str, Tensor]) -> 
                         mod.lora_B.copy_(state[f"{prefix}.{name}.lora_B"])
 
 
-def merged_state_dict(model: HookedTransformer) -> dict[str, Tensor]:
+def merged_state_dict(model: Model) -> dict[str, Tensor]:
     """The state dict an ordinary HookedTransformer with the adapters folded in would have.
 
     The live model is not changed (use this for checkpoints written mid-training).
@@ -157,7 +157,7 @@ def merged_state_dict(model: HookedTransformer) -> dict[str, Tensor]:
     return out
 
 
-def merge_lora(model: HookedTransformer) -> None:
+def merge_lora(model: Model) -> None:
     """Fold every adapter into its weight, leaving plain ``nn.Parameter`` weights (in place)."""
     for _, attn in _attention_modules(model):
         if parametrize.is_parametrized(attn):

@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from rhlens.adapter.core import HookedTransformer
+from rhlens.adapter.core import Model
 from rhlens.adapter.weights import final_residual, logits_from_residual
 from rhlens.training.data import IGNORE_INDEX, TrainBatch
 
 
-def _call_kwargs(model: HookedTransformer, batch: TrainBatch) -> dict[str, Any]:
+def _call_kwargs(model: Model, batch: TrainBatch) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"attention_mask": batch.attention_mask, "prepend_bos": False}
     if batch.attention_mask is None and getattr(model, "tokenizer", None) is not None:
         # Right padding needs no mask; say so, or TransformerLens infers one from pad ids.
@@ -35,7 +35,7 @@ def _call_kwargs(model: HookedTransformer, batch: TrainBatch) -> dict[str, Any]:
     return kwargs
 
 
-def answer_token_losses(model: HookedTransformer, batch: TrainBatch) -> Float[Tensor, "n_answer"]:
+def answer_token_losses(model: Model, batch: TrainBatch) -> Float[Tensor, "n_answer"]:
     """Per-token cross-entropy (float32) at every answer token of ``batch``, row-major order."""
     targets = batch.targets  # [batch, pos - 1]
     select = targets != IGNORE_INDEX
@@ -50,13 +50,13 @@ def answer_token_losses(model: HookedTransformer, batch: TrainBatch) -> Float[Te
     return F.cross_entropy(logits.float(), targets[select], reduction="none")
 
 
-def answer_loss_sum(model: HookedTransformer, batch: TrainBatch) -> Float[Tensor, ""]:
+def answer_loss_sum(model: Model, batch: TrainBatch) -> Float[Tensor, ""]:
     """Sum of :func:`answer_token_losses` (divide by the answer-token count for the mean)."""
     return answer_token_losses(model, batch).sum()
 
 
 @torch.no_grad()
-def heldout_answer_loss(model: HookedTransformer, batches: list[TrainBatch]) -> float:
+def heldout_answer_loss(model: Model, batches: list[TrainBatch]) -> float:
     """Mean answer-token loss over ``batches`` (call in eval mode)."""
     total, count = 0.0, 0
     for batch in batches:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rhlens.adapter.core import HookedTransformer, architecture
+from rhlens.adapter.core import Model, architecture
 from rhlens.training.checkpoint import DERIVED_SUFFIXES, STEP_PREFIX, jsonable, list_checkpoints, write_json
 from rhlens.training.run_log import METRICS_FILE
 
@@ -26,21 +26,36 @@ class RunFolderError(ValueError):
     """``out_dir`` holds another training run (or this one, without ``resume``); nothing was touched."""
 
 
-def run_identity(model: HookedTransformer, config: dict[str, Any], *, total_steps: int, data_fingerprint: str) -> dict[str, Any]:
+def run_identity(model: Model, config: dict[str, Any], *, total_steps: int, data_fingerprint: str) -> dict[str, Any]:
     """What makes two runs the same run: the model's architecture and parameter shapes, the
     trajectory-shaping ``config`` entries, the step count and the training tokens' fingerprint."""
     cfg = model.cfg
     arch = {k: v for k, v in architecture(model).to_dict().items() if k != "kind"}
     arch.update(d_mlp=getattr(cfg, "d_mlp", None), rotary_base=getattr(cfg, "rotary_base", None))
-    shapes = hashlib.sha256(
-        json.dumps({k: list(v.shape) for k, v in model.state_dict().items() if not k.endswith(DERIVED_SUFFIXES)}, sort_keys=True).encode()
-    ).hexdigest()[:16]
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(DERIVED_SUFFIXES)}
+    shapes = hashlib.sha256(json.dumps({k: list(v.shape) for k, v in state.items()}, sort_keys=True).encode()).hexdigest()[:16]
     return {
-        "model": {**arch, "parameter_shapes": shapes},
+        "model": {**arch, "parameter_shapes": shapes, "weights": weights_fingerprint(state)},
         "config": jsonable(dict(config)),
         "total_steps": int(total_steps),
         "data_fingerprint": data_fingerprint,
     }
+
+
+def weights_fingerprint(state: dict[str, Any], per_tensor: int = 4096) -> str:
+    """A hash of the starting weights' values: up to ``per_tensor`` evenly strided values of each
+    tensor (as float32), so another base of the same architecture (a swapped checkpoint) is another
+    run, at a cost independent of the model's size."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name in sorted(state):
+            flat = state[name].detach().reshape(-1)
+            step = max(1, flat.numel() // per_tensor)
+            h.update(name.encode())
+            h.update(flat[::step][:per_tensor].to("cpu", torch.float32).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def run_id(identity: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rhlens.adapter.core import HookedTransformer, count_hooks, model_device, prepends_bos
+from rhlens.adapter.core import Model, count_hooks, model_device, prepends_bos
 from rhlens.adapter.fused import fused_unsupported_reason
 from rhlens.adapter.weights import is_attention_parameter
 from rhlens.encoding import EncodedExample, pad_id_of
@@ -38,7 +38,7 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def _resolve_device(model: HookedTransformer, config: TrainConfig, info: dist_utils.DistInfo) -> torch.device:
+def _resolve_device(model: Model, config: TrainConfig, info: dist_utils.DistInfo) -> torch.device:
     if config.device is not None:
         return torch.device(config.device)
     device = model_device(model)
@@ -47,7 +47,7 @@ def _resolve_device(model: HookedTransformer, config: TrainConfig, info: dist_ut
     return device
 
 
-def _select_trainable(model: HookedTransformer, config: TrainConfig) -> list[torch.nn.Parameter]:
+def _select_trainable(model: Model, config: TrainConfig) -> list[torch.nn.Parameter]:
     """Set ``requires_grad`` per ``config.trainable`` (adding LoRA adapters) and return the trainables."""
     if config.trainable == "lora":
         apply_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
@@ -69,7 +69,7 @@ class TrainingRun:
     """What the phases of one :func:`rhlens.train` call share: the plan (data, identity, folder) first,
     then the optimizer, logs and curves that :func:`start_run` and the steps fill in."""
 
-    model: HookedTransformer
+    model: Model
     config: TrainConfig
     encoded: list[EncodedExample]
     eval_encoded: list[EncodedExample] | None
@@ -101,7 +101,7 @@ class TrainingRun:
         return run_folder.run_id(self.identity)
 
 
-def plan_run(model: HookedTransformer, examples: Sequence[Any], config: TrainConfig, out_dir: Path | None, **extras: Any) -> tuple[TrainingRun, str]:
+def plan_run(model: Model, examples: Sequence[Any], config: TrainConfig, out_dir: Path | None, **extras: Any) -> tuple[TrainingRun, str]:
     """Encode the data, identify the run and check ``out_dir`` (every process reads, none writes).
 
     Returns the run and what to do with ``out_dir``: ``"new"``, ``"resume"`` or ``"replace"``.

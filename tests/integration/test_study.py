@@ -51,7 +51,7 @@ def test_smoke_study_writes_every_output_with_every_key(smoke_run):
             assert all("-" in key for key in wu)
         assert (smoke_run / "mdqa" / "models" / m / "model" / "model.safetensors").is_file()
     comp = task["compare"]["methods"]["decode"]
-    assert set(comp["models"]) == set(MODELS) and set(comp["correlation"]) == {"models", "spearman", "pearson"}
+    assert set(comp["models"]) == set(MODELS) and set(comp["correlation"]) == {"models", "spearman", "pearson", "tests"}
     assert set(task["knockout"]) == set(MODELS) and set(task["patching"]) == set(MODELS) - {"real"}
     for k in task["knockout"].values():
         assert k.get("skipped") or (len(k["random"]) == 2 and all(len(h) == len(k["heads"]) for h in k["random_heads"]))
@@ -64,6 +64,12 @@ def test_smoke_study_writes_every_output_with_every_key(smoke_run):
     assert [f["id"] for f in task["findings"]] == ["gap", "overlap", "correlation", "knockout", "patching"]
     for f in task["findings"]:
         assert f["verdict"] in ("agrees", "partly", "disagrees", "undetermined") and f["text"].endswith(".")
+    unc = task["uncertainty"]  # every number with a 95% interval, and the correlations' p-values
+    for m in MODELS:
+        acc = unc["models"][m]["accuracy"]
+        assert acc["low"] <= task["models"][m]["accuracy"] <= acc["high"] and acc["n"] == 6
+    assert set(unc["correlation"]["spearman"]) >= {"estimate", "p_value", "interval"}
+    assert "## Summary" in (smoke_run / "report.md").read_text()
     _numbers_finite(results)
     report = (smoke_run / "report.md").read_text()
     for heading in ("### Models", "### Knockout", "### Patching", "### Head detectors", "### Findings"):
@@ -91,7 +97,7 @@ def _strip_times(results):
     results.pop("timings"), results.pop("finished")
     for task in results["tasks"].values():
         task["data"].pop("seconds")
-        for section in ("compare", "detectors"):  # detectors: only when [scores] detectors is set
+        for section in ("compare", "detectors"):
             task.get(section, {}).pop("seconds", None)
         for section in ("knockout", "patching"):
             for rec in task[section].values():

@@ -33,10 +33,10 @@ def test_item1_a_users_own_settings_are_kept():
         choose_threads(0)
 
 
-def test_item1_bad_threads_is_one_line(capsys):
-    assert main(["generate", "kv", "symbolic", "--out", "x.jsonl", "--threads", "0"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "rhlens generate: error: --threads 0 must be a positive whole number"
+def test_item1_bad_threads_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["study", "--out", "x", "--threads", "0"])
+    assert exc.value.code == 2 and "--threads: must be an integer of at least 1" in capsys.readouterr().err
 
 
 def test_item3_generate_writes_what_examples_reads(tmp_path, capsys):

@@ -193,10 +193,12 @@ def test_knockout_bars_plain_numbers():
     np.testing.assert_allclose(retrieval.y, [0.2, 0.1])
     d = effects["mdqa"]["random"]
     mean = sum(d) / len(d)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in d) / (len(d) - 1))
     np.testing.assert_allclose(random.y, [mean, 1.0])
+    # the whisker runs from the lowest to the highest draw (never past every draw), and says so
     assert random.error_y.visible
-    np.testing.assert_allclose(random.error_y.array, [sd, 0.0])
+    np.testing.assert_allclose(random.error_y.array, [max(d) - mean, 0.0])
+    np.testing.assert_allclose(random.error_y.arrayminus, [mean - min(d), 0.0])
+    assert "lowest to highest draw" in fig.layout.title.text
     np.testing.assert_allclose(dots.y, [0.85, 0.9, 0.8, 0.88, 1.0])
     assert list(dots.x) == ["mdqa"] * 4 + ["kv"]
     assert fig.layout.barmode == "group" and fig.layout.yaxis.title.text == "score"
@@ -225,6 +227,39 @@ def test_knockout_bars_accepts_knockout_effects():
     np.testing.assert_allclose(single.data[2].y, [0.45])
     with pytest.raises(ValueError, match="'random'"):
         plot.knockout_bars({"x": {"baseline": 1.0, "retrieval": 0.5}})
+
+
+def test_knockout_bars_with_intervals_label_them_on_every_bar():
+    effects = {"m": {"baseline": 0.8, "retrieval": 0.1, "random": [0.7, 0.8]}}
+    ivs = {"m": {"baseline": (0.7, 0.9), "retrieval": (0.0, 0.2), "random": (0.6, 0.85)}}
+    fig = plot.knockout_bars(effects, intervals=ivs, interval_label="95% bootstrap interval", title="ko")
+    intact, retrieval, random = fig.data[:3]
+    np.testing.assert_allclose([intact.error_y.array[0], intact.error_y.arrayminus[0]], [0.1, 0.1])
+    np.testing.assert_allclose([retrieval.error_y.array[0], retrieval.error_y.arrayminus[0]], [0.1, 0.1])
+    np.testing.assert_allclose([random.error_y.array[0], random.error_y.arrayminus[0]], [0.1, 0.15])
+    assert "95% bootstrap interval" in fig.layout.title.text
+
+
+def test_score_bars_whiskers_from_intervals():
+    fig = plot.score_bars({"real": 0.8, "fictional": 0.6}, {"real": (0.7, 0.95), "fictional": (0.4, 0.7)},
+                          title="accuracy", yaxis_title="accuracy (EM)", highlight="real")
+    bar = fig.data[0]
+    np.testing.assert_allclose(bar.error_y.array, [0.15, 0.1])
+    np.testing.assert_allclose(bar.error_y.arrayminus, [0.1, 0.2])
+    assert bar.marker.color[0] != bar.marker.color[1] and "95% interval" in fig.layout.title.text
+    with pytest.raises(ValueError, match="at least one"):
+        plot.score_bars({})
+
+
+def test_recall_axis_stops_at_one_and_intervals_show_on_both_axes():
+    recall = {"a": 1.0, "b": 0.5, "c": 0.0}
+    fig = plot.recall_vs_performance(recall, {"a": 0.9, "b": 0.5, "c": 0.2},
+                                     intervals={"a": {"recall": (0.9, 1.0), "performance": (0.8, 1.0)}})
+    assert fig.layout.xaxis.range[1] <= 1.05 and max(fig.layout.xaxis.tickvals) == 1
+    pts = fig.data[0]
+    np.testing.assert_allclose(pts.error_x.arrayminus, [0.1, 0.0, 0.0])
+    np.testing.assert_allclose(pts.error_y.array, [0.1, 0.0, 0.0])
+    assert "whiskers" in fig.layout.title.text
 
 
 # --- patching_table -------------------------------------------------------------------------

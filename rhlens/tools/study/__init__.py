@@ -9,19 +9,18 @@ from typing import TYPE_CHECKING
 
 from rhlens._lazy import lazy_exports as _lazy_exports
 
-# Names load lazily, so the command line's parser (rhlens.tools.study.detectors' options) reads
-# this package without loading torch.
-_EXPORTS: dict[str, str] = {
+# Loaded on first use, so that importing one of the study's modules (say, the detectors' command-line
+# options) does not load the pipeline and torch.
+_EXPORTS = {
     "Study": "rhlens.tools.study.pipeline",
     "STAGES": "rhlens.tools.study.pipeline",
     "StudyConfig": "rhlens.tools.study.config",
     "PRESETS": "rhlens.tools.study.config",
 }
-
 __all__ = ["Study", "StudyConfig", "PRESETS", "STAGES"]
-
-__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from rhlens.tools.study.config import PRESETS, StudyConfig
     from rhlens.tools.study.pipeline import STAGES, Study
+
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

@@ -10,14 +10,14 @@
 True
 """
 
-import math
-from typing import Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from rhlens.heads import HeadSet
+from rhlens.stats import bootstrap_stat, pearson, spearman  # noqa: F401  (pearson, spearman: the study's names)
 
 
 def retrieval_heads(scores: Float[Tensor, "layer head"], *, threshold: float, top_k: int) -> HeadSet:
@@ -37,39 +37,38 @@ def cosine(a: Float[Tensor, "layer head"], b: Float[Tensor, "layer head"]) -> fl
     return float(x @ y) / (nx * ny)
 
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Pearson's r; ``None`` with fewer than 3 points or a constant variable (undefined)."""
-    if len(x) != len(y):
-        raise ValueError(f"pearson: {len(x)} x values but {len(y)} y values")
-    n = len(x)
-    if n < 3:
+def recall_interval(reference: Any, other: Any, *, threshold: float, top_k: int, n_boot: int = 1000,
+                    seed: int = 0) -> dict[str, Any] | None:
+    """Recall of ``reference``'s retrieval heads among ``other``'s, with a bootstrap 95% interval
+    over the test examples both were scored on (each resample recomputes both models' mean scores
+    and their retrieval heads). ``None`` when the reference has no retrieval head.
+
+    ``reference`` and ``other`` are :class:`rhlens.HeadScores` of the same examples.
+
+    >>> import torch
+    >>> from rhlens.scoring import HeadScores
+    >>> pe = torch.zeros(4, 1, 2); pe[:, 0, 0] = 0.5
+    >>> both = HeadScores(per_example=pe, counted=torch.ones(4, dtype=torch.bool), responses=[""] * 4)
+    >>> recall_interval(both, both, threshold=0.1, top_k=2)
+    {'estimate': 1.0, 'low': 1.0, 'high': 1.0, 'n': 4, 'level': 0.95, 'over': 'examples'}
+    """
+    import torch
+
+    if reference.per_example.shape != other.per_example.shape:
+        raise ValueError(f"recall_interval: the models were scored on different examples "
+                         f"({tuple(reference.per_example.shape)} vs {tuple(other.per_example.shape)})")
+
+    def heads(per_example: Tensor, counted: Tensor, idx: list[int]) -> HeadSet:
+        rows = torch.tensor(idx)
+        keep = counted[rows]
+        mean = per_example[rows][keep].double().mean(0) if keep.any() else torch.zeros(per_example.shape[1:])
+        return retrieval_heads(mean.float(), threshold=threshold, top_k=top_k)
+
+    def recall(idx: list[int]) -> float | None:
+        ref = heads(reference.per_example, reference.counted, idx)
+        return heads(other.per_example, other.counted, idx).recall(ref) if ref else None
+
+    units = list(range(reference.per_example.shape[0]))
+    if recall(units) is None:
         return None
-    mx, my = sum(x) / n, sum(y) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    if sxx == 0 or syy == 0:
-        return None
-    return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
-
-
-def _ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks, ties sharing their mean rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman's rho (Pearson's r of the ranks, ties averaged); ``None`` when undefined."""
-    if len(x) != len(y):
-        raise ValueError(f"spearman: {len(x)} x values but {len(y)} y values")
-    return pearson(_ranks(list(x)), _ranks(list(y)))
+    return bootstrap_stat(units, recall, n_boot=n_boot, seed=seed).to_dict()

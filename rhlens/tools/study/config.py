@@ -48,7 +48,9 @@ class StudyConfig:
     Top level:
         name: a label for the report.
         tasks: the tasks studied, each on its own (``mdqa``, ``musique``, ``summhay``, ``kv``).
-        seed: seeds data generation, fine-tuning, random heads and draws.
+        seeds: the replicates: each seed is a whole study of its own (data, fine-tunes, random
+            heads and draws), and results pool them (intervals over seeds and test examples).
+            ``seed = N`` (one replicate) is accepted as ``seeds = [N]``.
 
     Sections (each documented on its class): ``[model]`` :class:`ModelSection`, ``[data]``
     :class:`DataSection`, ``[finetune]`` :class:`FinetuneSection`, ``[evaluate]``
@@ -71,7 +73,7 @@ class StudyConfig:
 
     name: str = "study"
     tasks: tuple[str, ...] = ("mdqa",)
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
@@ -92,12 +94,16 @@ class StudyConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a table of study keys, got {type(data).__name__}")
         top = {f.name: f for f in fields(cls) if f.name not in _SECTIONS and f.name != "source"}
-        unknown = sorted(set(data) - set(top) - set(_SECTIONS))
+        unknown = sorted(set(data) - set(top) - set(_SECTIONS) - {"seed"})
         if unknown:
             raise ValueError(
                 f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join([*top, *(f'[{s}]' for s in _SECTIONS)])}"
             )
         kwargs: dict[str, Any] = {}
+        if "seed" in data:  # one replicate, the older spelling
+            if "seeds" in data:
+                raise ValueError(f"{source}: give seeds = [...] or seed = N, not both")
+            kwargs["seeds"] = (_coerce(data["seed"], int, f"{source}: seed"),)
         for name, f in top.items():
             if name in data:
                 kwargs[name] = _coerce(data[name], f.type, f"{source}: {name}")
@@ -141,12 +147,27 @@ class StudyConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> "StudyConfig":
-        """A copy with top-level ``changes`` (``tasks``, ``seed``, or whole sections), validated."""
+        """A copy with top-level ``changes`` (``tasks``, ``seeds``, or whole sections), validated."""
         return replace(self, **changes)
 
     def with_base(self, base: str) -> "StudyConfig":
         """A copy fine-tuning ``base`` (``"embedded"`` or a folder)."""
         return replace(self, model=replace(self.model, base=str(base)))
+
+    @property
+    def seed(self) -> int:
+        """The first replicate's seed (a one-seed study's only seed)."""
+        return self.seeds[0]
+
+    def replicate(self, seed: int) -> "StudyConfig":
+        """The one-seed study of replicate ``seed`` (each replicate runs in its own folder).
+
+        >>> StudyConfig.preset("smoke").replace(seeds=(0, 1)).replicate(1).seeds
+        (1,)
+        """
+        if seed not in self.seeds:
+            raise ValueError(f"seed {seed} is not one of this study's seeds {list(self.seeds)}")
+        return replace(self, seeds=(seed,))
 
     @property
     def prompt_tokens(self) -> int:
@@ -184,6 +205,8 @@ class StudyConfig:
         for t in self.tasks:
             need(t in tasks, "tasks", self.tasks, f"each task must be one of {tasks} (the tasks with a real-data loader)")
         need(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "a task is listed twice")
+        need(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds) and all(s >= 0 for s in self.seeds),
+             "seeds", self.seeds, "give one or more distinct non-negative seeds")
         need(self.model.dtype in ("float32", "bfloat16", "float16"), "[model] dtype", self.model.dtype,
              "use float32, bfloat16 or float16")
         need(self.model.n_ctx >= 0, "[model] n_ctx", self.model.n_ctx, "must be 0 (keep) or positive")
@@ -268,6 +291,10 @@ def _section(cls: type, data: Any, where: str, source: str) -> Any:
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check ``value`` against a simple annotation (int, float, str, bool, tuple[str, ...], dict)."""
     origin = typing.get_origin(annotation) or annotation
+    if origin is tuple and typing.get_args(annotation)[:1] == (int,):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{where}={value!r}: expected a list of integers")
+        return tuple(value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{where}={value!r}: expected a list of strings")

@@ -181,7 +181,9 @@ def _remove_study(out: Path, manifest: dict[str, Any]) -> None:
     nested = config.get("config") if isinstance(config, dict) else None  # a Study's identity holds its config
     tasks = manifest.get("tasks") or (nested.get("tasks") if isinstance(nested, dict) else None) or []
     tasks = [t for t in tasks if isinstance(t, str) and t and "/" not in t and t not in (".", "..")]
-    for rel in Layout.written(tasks):
+    seeds = nested.get("seeds") if isinstance(nested, dict) else None
+    seeds = [s for s in seeds if isinstance(s, int) and not isinstance(s, bool)] if isinstance(seeds, list) else []
+    for rel in Layout.written(tasks, seeds):
         if rel == Layout.LOCK:
             continue  # held by this process now
         path = out / rel

@@ -85,8 +85,15 @@ class Layout:
         """The record of ``stage`` for ``model`` of ``task``."""
         return cls.RECORDS[stage](task, model)
 
+    @staticmethod
+    def replicate(seed: int) -> str:
+        """The folder of replicate ``seed`` in a study of several seeds (a whole one-seed study)."""
+        return f"seed-{seed}"
+
     @classmethod
-    def written(cls, tasks: "list[str]") -> list[str]:
-        """Everything a study of ``tasks`` writes, top-level files first: what ``--overwrite`` removes."""
+    def written(cls, tasks: "list[str]", seeds: "list[int] | None" = None) -> list[str]:
+        """Everything a study of ``tasks`` writes, top-level files first: what ``--overwrite`` removes
+        (with several ``seeds``, also each replicate's folder)."""
         return [cls.MANIFEST, cls.LOCK, cls.RESULTS, *cls.REPORTS,
-                *(f"{task}/{entry}" for task in tasks for entry in cls.TASK_ENTRIES)]
+                *(f"{task}/{entry}" for task in tasks for entry in cls.TASK_ENTRIES),
+                *(cls.replicate(s) for s in (seeds or []) if len(seeds or []) > 1)]

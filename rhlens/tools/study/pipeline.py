@@ -36,10 +36,13 @@ from rhlens.progress import progress_bar
 from rhlens.tools.study.config import EMBEDDED, PRESETS, StudyConfig
 from rhlens.tools.study.folder import RunFolder
 from rhlens.tools.study.layout import Layout
+from rhlens.tools.study.schedule import run_units
 from rhlens.tools.study.stages import REAL, STAGES, StageRunner, Unit
 
 #: config keys that change no result: editing them resumes the same study
 COSMETIC = ("name", "estimate")
+#: CPU seconds to generate and fit-check one example at 256 tokens (the tiny study's 6,050: 30 s)
+DATA_SECONDS_PER_EXAMPLE = 0.005
 
 
 def _versions() -> dict[str, str]:
@@ -66,6 +69,10 @@ class Study(StageRunner):
         progress: tqdm bars (stage, model, step).
         log: where one-line stage messages go (default: tqdm's ``write``; ``None`` when
             ``progress`` is off: silent).
+        threads: CPU threads in all. On the CPU, two or more run independent units (the
+            fine-tunes; each model's evaluation, scores, knockout) side by side in that many
+            worker processes of one thread (:mod:`rhlens.tools.study.schedule`); 1 (the
+            default) runs every unit here, in order.
 
     ``Study(config, out).run()`` does everything and returns the results dict (also written to
     ``out/results.json``); :meth:`plan` and :meth:`check` are what ``--dry-run`` prints.
@@ -84,7 +91,8 @@ class Study(StageRunner):
     """
 
     def __init__(self, config: "StudyConfig | str | Path | None" = None, out: "str | Path" = "runs/study", *,
-                 overwrite: bool = False, progress: bool = True, log: Callable[[str], None] | None = None):
+                 overwrite: bool = False, progress: bool = True, log: Callable[[str], None] | None = None,
+                 threads: int = 1):
         if config is None:
             config = StudyConfig.preset("tiny")
         elif isinstance(config, (str, Path)) and str(config) in PRESETS:
@@ -104,6 +112,7 @@ class Study(StageRunner):
         self._log = log or (lambda msg: None)
         self.folder: RunFolder | None = None
         self._tokenizer: Any = None
+        self.threads = threads
 
     # ---- plan, checks and estimate (no weights loaded) -------------------------------------
     def units(self) -> list[Unit]:
@@ -134,14 +143,14 @@ class Study(StageRunner):
                 raise FileNotFoundError(f"the embedded base is missing at {manifest.parent}; reinstall rhlens")
             notes.append(f"base: the embedded base ({manifest.parent})")
         else:
-            from rhlens.models.folder import folder_config, folder_kind
+            from rhlens.models.folder import folder_kind, folder_shape
 
             folder = cfg.resolve(base)
             try:
                 base_kind = folder_kind(folder)
             except FileNotFoundError as err:
                 raise FileNotFoundError(f"[model] base = {base!r}: {err}") from None
-            folder_config(folder)  # its config file makes a model
+            folder_shape(folder)  # its config file makes a model
             notes.append(f"base: {'rhlens model folder' if base_kind == 'rhlens' else 'Hugging Face checkpoint'} {folder}")
         n_ctx = self._base_shape()["n_ctx"]
         target = cfg.model.n_ctx or n_ctx
@@ -188,11 +197,11 @@ class Study(StageRunner):
 
     def _base_shape(self) -> dict[str, int]:
         """n_layers, n_heads, d_model, d_mlp, d_vocab, n_ctx, n_params of the base, from its config file."""
-        from rhlens.models.folder import folder_config
+        from rhlens.models.folder import folder_shape
 
-        c = folder_config(self._base_folder())
-        shape = {k: int(getattr(c, k)) for k in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx")}
-        shape["n_kv_heads"] = int(c.n_key_value_heads or shape["n_heads"])
+        c = folder_shape(self._base_folder())
+        shape = {k: int(c[k]) for k in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx")}
+        shape["n_kv_heads"] = int(c["n_key_value_heads"] or shape["n_heads"])
         return {**shape, "n_params": _n_params(shape)}
 
     def plan(self) -> dict[str, Any]:
@@ -215,10 +224,15 @@ class Study(StageRunner):
             if cfg.scores.detectors else 0,
         }
         flops = {k: v * len(cfg.tasks) for k, v in per_task.items()}
+        flops = {k: v * len(cfg.seeds) for k, v in flops.items()}  # each seed is a whole replicate
         total = sum(flops.values())
         stages: dict[str, int] = {}
         for u in self.units():
-            stages[u.stage] = stages.get(u.stage, 0) + 1
+            stages[u.stage] = stages.get(u.stage, 0) + len(cfg.seeds)
+        n_generated = len(cfg.seeds) * len(cfg.tasks) * (d.n_train * (1 + len(d.variants)) + d.n_test)
+        seconds = {"data": n_generated * DATA_SECONDS_PER_EXAMPLE * ctx / 256,
+                   **{k: v / cfg.estimate.flops_per_second for k, v in flops.items()},
+                   "compare": 1.0 * len(cfg.tasks) * len(cfg.seeds)}  # reads records, loads no model
         return {
             "tasks": list(cfg.tasks),
             "models": cfg.model_names(cfg.tasks[0]),
@@ -226,9 +240,17 @@ class Study(StageRunner):
             "base": dict(shape),
             "flops": {k: float(f"{v:.3g}") for k, v in flops.items()},
             "total_flops": float(f"{total:.3g}"),
-            "estimated_hours": round(total / cfg.estimate.flops_per_second / 3600, 3),
+            "estimated_seconds": {k: round(v, 1) for k, v in seconds.items()},
+            "estimated_hours": round(sum(seconds.values()) / 3600, 3),
             "flops_per_second": cfg.estimate.flops_per_second,
+            "finetune_steps": len(cfg.seeds) * len(cfg.tasks) * n_models * cfg.finetune.steps,
         }
+
+    def unit_costs(self) -> dict[str, float]:
+        """Each unit's estimated seconds (its stage's share of :meth:`plan`), by record path: what
+        the overall bar counts, so its time left is right."""
+        plan, units = self.plan(), self.units()
+        return {u.record: plan["estimated_seconds"][u.stage] / plan["units"][u.stage] for u in units}
 
     # ---- running ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -245,25 +267,42 @@ class Study(StageRunner):
         identity = self.identity()
         self.folder = RunFolder.open(self.out, identity, _digest(identity), overwrite=self.overwrite,
                                      tasks=list(cfg.tasks))
+        if len(cfg.seeds) > 1:
+            return self._run_replicates(identity)
         units = self.units()
         started = time.time()
         todo = [u for u in units if not self.folder.done(u.record)]
         self._log(f"study {cfg.name!r} in {self.out}: {len(units) - len(todo)} of {len(units)} units already done")
-        bar = _bar(len(units), len(units) - len(todo), self.progress)
+        cost = self.unit_costs()
+        bar = _bar(sum(cost.values()), sum(cost[u.record] for u in units if u not in todo), self.progress)
+        workers = self.threads if cfg.model.device == "cpu" else 1
         try:
-            for unit in todo:
-                bar.set_description(unit.label)
-                t0 = time.time()
-                record = STAGES[unit.stage](self, unit)
-                record["seconds"] = round(time.time() - t0, 3)
-                self.folder.write(unit.record, record)
-                bar.update(1)
+            run_units(self, units, workers=workers, threads=max(1, self.threads // workers), cost=cost, bar=bar,
+                      log=self._log)
         finally:
             bar.close()
         results = collect_results(self.folder, cfg, versions=_versions(), seconds=time.time() - started,
                                   digest=_digest(identity), base=identity["base"])
         write_reports(self.folder.path, results)
         self._log(f"study done: {self.out / Layout.REPORTS[0]}")
+        return results
+
+    def _run_replicates(self, identity: dict[str, Any]) -> dict[str, Any]:
+        """Each seed as a whole one-seed study in ``seed-<n>/``, then results pooled over the seeds."""
+        started = time.time()
+        per_seed = []
+        for seed in self.config.seeds:
+            folder = self.out / Layout.replicate(seed)
+            self._log(f"replicate seed {seed} of {list(self.config.seeds)}: {folder}")
+            sub = Study(self.config.replicate(seed), folder, overwrite=self.overwrite,
+                        progress=self.progress, log=self._log, threads=self.threads)
+            per_seed.append(sub.run())
+        from rhlens.tools.study.replicates import pool_results
+        from rhlens.tools.study.report import write_reports
+
+        results = pool_results(per_seed, self.config, digest=_digest(identity), seconds=time.time() - started)
+        write_reports(self.out, results)
+        self._log(f"study done ({len(per_seed)} seeds pooled): {self.out / Layout.REPORTS[0]}")
         return results
 
 
@@ -287,6 +326,8 @@ def _n_params(shape: dict[str, int]) -> int:
     return int(L * (attn + 3 * d * shape["d_mlp"]) + 2 * shape["d_vocab"] * d)
 
 
-def _bar(total: int, done: int, enabled: bool) -> Any:
-    return progress_bar(enabled=enabled, desc="study", total=total, unit="unit", leave=True, initial=done, position=0)
+def _bar(total: float, done: float, enabled: bool) -> Any:
+    """The study's overall bar, counting estimated seconds (a fine-tune weighs what it costs)."""
+    return progress_bar(enabled=enabled, desc="study", total=total, unit="est. s", leave=True, initial=done, position=0,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
 

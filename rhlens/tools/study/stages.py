@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rhlens.tools.study.analysis import cosine, pearson, retrieval_heads, spearman
+from rhlens.tools.study.analysis import cosine, pearson, recall_interval, retrieval_heads, spearman
 from rhlens.tools.study.config import EMBEDDED
 from rhlens.tools.study.layout import Layout
 
@@ -135,6 +135,8 @@ class StageRunner:
         import torch
 
         from rhlens.heads import HeadSet
+        from rhlens.scoring import HeadScores
+        from rhlens.stats import correlation
 
         cfg, task = self.config, unit.task
         models = cfg.model_names(task)
@@ -145,12 +147,16 @@ class StageRunner:
         for method in cfg.scores.methods:
             ref = HeadSet(scores_rec[REAL][method]["retrieval_heads"])
             ref_map = torch.tensor(scores_rec[REAL][method]["scores"])
+            ref_scores = HeadScores.load(self.folder.file(Layout.scores_file(task, REAL, method)))
             per_model = {}
             for m in models:
                 heads = HeadSet(scores_rec[m][method]["retrieval_heads"])
+                other = HeadScores.load(self.folder.file(Layout.scores_file(task, m, method)))
                 per_model[m] = {
                     "n_heads": len(heads),
                     "recall": heads.recall(ref) if ref else None,
+                    "recall_interval": recall_interval(ref_scores, other, threshold=cfg.scores.threshold,
+                                                       top_k=cfg.scores.top_k, seed=cfg.seed),
                     "precision": heads.precision(ref) if heads and ref else None,
                     "jaccard": heads.jaccard(ref) if heads or ref else None,
                     "cosine": cosine(ref_map, torch.tensor(scores_rec[m][method]["scores"])),
@@ -166,9 +172,24 @@ class StageRunner:
                     "models": others,
                     "spearman": spearman(recall, acc) if ok else None,
                     "pearson": pearson(recall, acc) if ok else None,
+                    "tests": {kind: correlation(recall, acc, method=kind, seed=cfg.seed) if ok else None
+                              for kind in ("spearman", "pearson")},
                 },
             }
         return out
+
+    def _intact(self, task: str, model: str, n: int) -> Any:
+        """The evaluate stage's result of ``model`` on the first ``n`` test examples (an
+        :class:`rhlens.EvalResult`): the intact baseline knockout and patching reuse instead of
+        evaluating the model again."""
+        import torch
+
+        from rhlens.evaluation import EvalResult
+
+        rec = self.folder.read(Layout.record("evaluate", task, model))
+        predictions = rec.get("predictions")
+        return EvalResult(per_example=torch.tensor(rec["per_example"][:n]), predictions=None if predictions is None else predictions[:n],
+                          metric=rec["metric"])
 
     def _run_options(self) -> Any:
         """How the analyzers run: the config's decoding budget and batch size, this study's bars."""
@@ -187,16 +208,18 @@ class StageRunner:
                     "retrieval": None, "random": [], "random_heads": []}
         model = self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", k.n_examples)
-        effect = knockout_effect(model, examples, heads, mode=k.mode, reference=examples if k.mode == "mean" else None,
-                                 n_random=k.n_random, scores=scores, threshold=cfg.scores.threshold, seed=cfg.seed,
-                                 options=self._run_options())
-        return {"heads": [str(h) for h in heads.ordered()], "baseline": effect.baseline.score,
-                "retrieval": effect.knocked.score, "random": [c.score for c in effect.controls],
+        baseline = self._intact(unit.task, unit.model, len(examples))
+        effect = knockout_effect(model, examples, heads, baseline=baseline, mode=k.mode,
+                                 reference=examples if k.mode == "mean" else None, n_random=k.n_random, scores=scores,
+                                 threshold=cfg.scores.threshold, seed=cfg.seed, options=self._run_options())
+        return {"heads": [str(h) for h in heads.ordered()], "baseline": baseline.score, "retrieval": effect.knocked.score,
+                "random": [c.score for c in effect.controls],
                 "random_heads": [[str(h) for h in c.ordered()] for c in effect.control_heads], "mode": k.mode,
-                "n_examples": len(examples), "random_excluded": effect.control_excluded.labels()}
+                "n_examples": len(examples), "random_excluded": effect.control_excluded.labels(),
+                "per_example": {"baseline": baseline.per_example.tolist(), "retrieval": effect.knocked.per_example.tolist(),
+                                "random": [c.per_example.tolist() for c in effect.controls]}}
 
     def _patching(self, unit: Unit) -> dict[str, Any]:
-        from rhlens.evaluation import evaluate
         from rhlens.interventions import patching_table
         from rhlens.interventions.head_sets import control_exclusion
 
@@ -213,10 +236,11 @@ class StageRunner:
                                     n_total=src_scores.n_layers * src_scores.n_heads, what="the study's patching")
         table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
                                n_random=p.n_random, seed=cfg.seed, exclude=exclude, **kw)
-        source_score = evaluate(source, examples, **kw).score
+        source_score = self._intact(unit.task, REAL, len(examples)).score  # evaluated once, by its evaluate unit
         rows = {}
         for row in table.rows:
-            rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws)}
+            rows[row.name] = {"heads": row.heads.labels(), "score": row.score, "delta": row.delta, "draws": list(row.draws),
+                              "per_example": list(row.per_example)}
         return {"rows": rows, "source_score": source_score, "source_heads": src.labels(), "target_heads": tgt.labels(),
                 "random_excluded": exclude.labels(), "positions": p.positions, "n_examples": len(examples)}
 

@@ -107,11 +107,11 @@ def test_hook_on_rotated_keys_takes_the_full_rotation_path_with_the_same_keys():
 
 
 def test_eager_chunk_in_between_is_picked_up():
-    """A chunk that runs eagerly (a pattern hook) appends raw keys only; the next fused chunk sees
-    that and rotates every key again."""
+    """A chunk that runs eagerly (a hook on the scores; a pattern hook no longer forces it) appends
+    raw keys only; the next fused chunk sees that and rotates every key again."""
     model = _model()
     tokens, mask = _batch(model.cfg.d_vocab)
-    pattern = [(hook_name("pattern", layer), lambda p, hook: None) for layer in range(2)]
+    pattern = [(hook_name("attn_scores", layer), lambda p, hook: None) for layer in range(2)]
 
     def fused_run():
         cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, 3)

@@ -7,7 +7,7 @@ import torch
 from jaxtyping import TypeCheckError
 
 from rhlens import adapter as ad
-from rhlens.adapter.convert import hf_llama_state_dict, hf_weight_converter, supported_activations
+from rhlens.adapter.convert import hf_weight_converter, supported_activations
 from rhlens.models import tiny_gpt2, tiny_llama
 
 
@@ -73,19 +73,6 @@ def test_set_unembed_copies_in_place():
         resid = ad.final_residual(model, tokens)
         by_hand = model.ln_final(resid) @ model.embed.W_E.T  # the reference spells the layout itself
         assert torch.allclose(ad.logits_from_residual(model, resid), by_hand + model.unembed.b_U, atol=1e-5)
-
-
-def test_hf_llama_state_dict_layout_and_unembed_bias(gqa):
-    cfg = gqa.cfg
-    state, attn_bias, mlp_bias = hf_llama_state_dict(gqa.state_dict(), cfg)
-    assert (attn_bias, mlp_bias) == (False, False)
-    assert state["model.layers.0.self_attn.k_proj.weight"].shape == (2 * cfg.d_head, cfg.d_model)
-    assert state["model.layers.1.self_attn.o_proj.weight"].shape == (cfg.d_model, cfg.n_heads * cfg.d_head)
-    assert torch.equal(state["lm_head.weight"], gqa.unembed.W_U.detach().T)
-    sd = dict(gqa.state_dict())
-    sd["unembed.b_U"] = torch.ones(cfg.d_vocab)
-    with pytest.raises(ValueError, match="unembed.b_U is nonzero"):
-        hf_llama_state_dict(sd, cfg)
 
 
 def test_converters_and_activations():

@@ -85,10 +85,9 @@ def test_refuses_to_replace_foreign_folder(tmp_path, tok):
 
 
 def test_model_without_tokenizer(tmp_path):
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from rhlens.adapter.native import new_model
 
-    cfg = HookedTransformerConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=10, act_fn="relu")
-    model = HookedTransformer(cfg)
+    model = new_model(dict(n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=10, act_fn="relu"), tokenizer=None)
     save_model(model, tmp_path / "m")
     again = load_model(tmp_path / "m")
     tokens = torch.tensor([[1, 2, 3]])
@@ -119,25 +118,27 @@ def test_mismatched_weights_and_config(tmp_path, tok):
         load_model(tmp_path / "a")
 
 
-def test_rejects_bridge_and_other_objects(tmp_path):
-    with pytest.raises(TypeError, match="save_model saves HookedTransformer models, got Linear"):
+def test_rejects_other_objects(tmp_path):
+    with pytest.raises(TypeError, match="save_model saves models rhlens built .*got Linear"):
         save_model(torch.nn.Linear(2, 2), tmp_path / "m")
 
 
 @pytest.mark.slow
-def test_a_bridge_is_refused_with_advice_that_works(tmp_path, tok):
-    """The error's advice for a bridge (save the wrapped model as a Hugging Face folder) round-trips."""
+def test_a_bridge_rhlens_built_round_trips_and_a_foreign_one_is_refused(tmp_path, tok):
+    """as_bridge's bridge saves in rhlens's format (it remembers its config); a bridge booted on a Hugging
+    Face folder is refused with advice (keep the folder), and that folder reloads with equal logits."""
     from rhlens.models import as_bridge, load_bridge
     from rhlens.models.bridge import hf_llama_from_hooked
 
     model = tiny_llama(tokenizer=tok, n_key_value_heads=2, seed=0)
-    bridge = as_bridge(model)
-    with pytest.raises(TypeError, match=r"as_bridge wrapped .*hf_llama_from_hooked\(model\)\.save_pretrained"):
-        save_model(bridge, tmp_path / "m")
+    tokens = model.to_tokens("the sky is blue")
+    save_model(as_bridge(model), tmp_path / "m")
+    torch.testing.assert_close(load_model(tmp_path / "m")(tokens), model(tokens), atol=1e-5, rtol=1e-5)
     hf_llama_from_hooked(model).save_pretrained(tmp_path / "hf")
     model.tokenizer.save_pretrained(tmp_path / "hf")
     again = load_bridge(tmp_path / "hf")
-    tokens = model.to_tokens("the sky is blue")
+    with pytest.raises(TypeError, match=r"not built by rhlens .*keep the Hugging Face folder"):
+        save_model(again, tmp_path / "m2")
     torch.testing.assert_close(again(tokens), model(tokens), atol=1e-4, rtol=1e-4)
 
 

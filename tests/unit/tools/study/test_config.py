@@ -28,7 +28,7 @@ def test_every_key_is_documented_in_the_tiny_preset_and_the_docstrings():
         for f in fields(cls):
             assert re.search(rf"^#?\s*{f.name}\b", text, re.M) or f"{f.name} =" in text, f"[{section}] {f.name} not in tiny preset"
             assert f.name in (cls.__doc__ or ""), f"{cls.__name__}.{f.name} undocumented"
-    for top in ("name", "tasks", "seed"):
+    for top in ("name", "tasks", "seeds"):
         assert re.search(rf"^{top} =", text, re.M) and top in StudyConfig.__doc__
 
 
@@ -88,3 +88,27 @@ def test_partial_file_takes_defaults_and_round_trips(tmp_path):
 def test_prompt_budget_leaves_room_for_answer_and_bos():
     cfg = StudyConfig.preset("tiny")
     assert cfg.prompt_tokens + cfg.data.answer_tokens + 1 == cfg.data.context_tokens
+
+
+def test_seeds_are_replicates_and_seed_is_their_one_seed_spelling(tmp_path):
+    cfg = StudyConfig.from_dict({"seeds": [0, 1, 2]})
+    assert cfg.seeds == (0, 1, 2) and cfg.seed == 0 and cfg.replicate(2).seeds == (2,)
+    assert StudyConfig.from_dict({"seed": 4}).seeds == (4,)
+    assert StudyConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="not both"):
+        StudyConfig.from_dict({"seed": 1, "seeds": [1]})
+    with pytest.raises(ValueError, match="distinct"):
+        StudyConfig.from_dict({"seeds": [1, 1]})
+    with pytest.raises(ValueError, match="list of integers"):
+        StudyConfig.from_dict({"seeds": ["0"]})
+    with pytest.raises(ValueError, match="not one of this study's seeds"):
+        cfg.replicate(7)
+
+
+def test_a_study_of_several_seeds_plans_each_as_a_whole_replicate(tmp_path):
+    from rhlens.tools.study import Study
+
+    one = Study("smoke", tmp_path / "a", progress=False).plan()
+    three = Study(StudyConfig.preset("smoke").replace(seeds=(0, 1, 2)), tmp_path / "b", progress=False).plan()
+    assert three["units"] == {k: 3 * v for k, v in one["units"].items()}
+    assert three["total_flops"] == pytest.approx(3 * one["total_flops"], rel=1e-2)

@@ -8,7 +8,7 @@ import torch
 
 from rhlens.adapter.convert import supported_activations
 from rhlens.adapter.core import HookedTransformerConfig
-from rhlens.models.hf_folder import CONFIG_FILE, SUPPORTED_ARCHITECTURES, CheckpointError
+from rhlens.models.hf.folder import CONFIG_FILE, SUPPORTED_ARCHITECTURES, CheckpointError
 
 __all__ = ["hooked_config_from_hf"]
 

@@ -4,7 +4,7 @@ refusal to run code shipped in it. Every problem raises :class:`CheckpointError`
 >>> read_hf_config("/no/such/folder")
 Traceback (most recent call last):
 ...
-rhlens.models.hf_folder.CheckpointError: /no/such/folder is not a directory: pass the folder that holds config.json and the weights
+rhlens.models.hf.folder.CheckpointError: /no/such/folder is not a directory: pass the folder that holds config.json and the weights
 """
 
 import json

@@ -20,21 +20,18 @@ the traceback); Ctrl-C is not caught. ``--out`` is checked before any work.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from rhlens.tools.arguments import at_least, fraction, rouge_gate
-
-ALL_TASKS = "all"
-BOTH_METHODS = "both"
-GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
-
-
-def _add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+from rhlens.cli.common import GENERATE_HINT
+from rhlens.cli.common import add_progress as _add_progress
+from rhlens.cli.common import prepare_out as _prepare_out
+from rhlens.cli.common import say_threads as _say_threads
+from rhlens.tools.arguments import at_least, fraction, fraction_or_none
 
 
 def _add_model_opts(p: argparse.ArgumentParser) -> None:
@@ -52,6 +49,21 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     _add_progress(p)
 
 
+def _add_generate(sub: "argparse._SubParsersAction") -> None:
+    g = sub.add_parser("generate", help="write synthetic examples to a JSONL file (what --examples reads)")
+    from rhlens.tasks import VARIANTS, task_names  # torch-free
+
+    g.add_argument("task", help=", ".join(task_names()))
+    g.add_argument("variant", help=", ".join(VARIANTS))
+    g.add_argument("--n", type=int, default=40, help="number of examples")
+    g.add_argument("--context-tokens", type=int, default=256, help="prompt length in tokens (within 5%%)")
+    g.add_argument("--tokenizer", type=Path, default=None, metavar="MODEL_DIR",
+                   help="count tokens with this model folder's tokenizer (default: the embedded base's)")
+    g.add_argument("--seed", type=int, default=0, help="examples are a deterministic function of the seed")
+    g.add_argument("--out", type=Path, required=True, help="the JSONL file to write (new, or --overwrite)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
 def _add_detectors(sub: "argparse._SubParsersAction") -> None:
     from rhlens.tools.study.detectors import add_detectors_arguments
 
@@ -60,8 +72,36 @@ def _add_detectors(sub: "argparse._SubParsersAction") -> None:
     _add_progress(sub.choices["detectors"])
 
 
-def _add_patch(sub: "argparse._SubParsersAction") -> None:
-    from rhlens.interventions.options import PATCH_POSITIONS  # torch-free
+def build_parser() -> argparse.ArgumentParser:
+    from rhlens.interventions.options import KNOCKOUT_MODES, PATCH_POSITIONS  # torch-free
+    parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=functools.partial(
+        argparse.ArgumentParser, formatter_class=argparse.ArgumentDefaultsHelpFormatter))  # help shows defaults
+
+    from rhlens.tools.study.command import add_study_parser  # noqa: I001  (loads no torch)
+    add_study_parser(sub, _add_progress)
+
+    sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
+    sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
+    sc.add_argument("--method", default="decode",
+                    help="decode: Wu et al.'s score while the model answers; forced: the answer teacher-forced "
+                         "(rhlens.retrieval_scores' methods); both")
+    sc.add_argument("--rouge-gate", type=fraction_or_none, default=0.5, metavar="R|none",
+                    help="count an example only when the answer's ROUGE-1 recall exceeds R (Wu et al.: 0.5); "
+                         "none counts every example")
+    _add_model_opts(sc)
+
+    ko = sub.add_parser("knockout", help="knock out retrieval heads and as many random heads; JSON")
+    ko.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
+    ko.add_argument("--heads", default=None, help="heads to knock out, e.g. L0H1,L1H3")
+    ko.add_argument("--scores", default=None, help="head scores (.safetensors from rhlens scores, or Wu's .json): knock out the retrieval heads")
+    ko.add_argument("--top-k", type=at_least(1), default=10, help="at most this many retrieval heads from --scores")
+    ko.add_argument("--mode", choices=KNOCKOUT_MODES, default="zero",
+                    help="how a head is knocked out: zero (its output set to 0), mean (its mean output over the "
+                         "examples' prompts), uniform (it attends evenly to every earlier token: Wu et al.'s masking)")
+    ko.add_argument("--n-random", type=at_least(0), default=3, help="random head sets drawn")
+    ko.add_argument("--seed", type=int, default=0)
+    _add_model_opts(ko)
 
     pa = sub.add_parser("patch", help="patch a source model's heads into a target model (the paper's table); JSON")
     pa.add_argument("--source", required=True, help="source model folder (e.g. the real-data fine-tune)")
@@ -79,48 +119,6 @@ def _add_patch(sub: "argparse._SubParsersAction") -> None:
     pa.add_argument("--seed", type=int, default=0)
     _add_model_opts(pa)
 
-
-def build_parser() -> argparse.ArgumentParser:
-    from rhlens.interventions.options import KNOCKOUT_MODES  # torch-free
-    from rhlens.tasks import VARIANTS, studied_tasks, task_names
-
-    parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("study", help="the paper's whole pipeline: fine-tunes, scores, compare, knockout, patching, report")
-    src = s.add_mutually_exclusive_group()
-    src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
-                     help="a shipped config (default tiny: the embedded base, ~15 min on a laptop CPU)")
-    src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
-    s.add_argument("--task", choices=(*studied_tasks(), ALL_TASKS), default=None, help="study only this task (all: each)")
-    s.add_argument("--base", default=None, help="base model folder (rhlens or Hugging Face) instead of the config's")
-    s.add_argument("--out", type=Path, required=True, help="run folder (a rerun with the same config resumes)")
-    s.add_argument("--dry-run", action="store_true", help="check paths, print the plan and a cost estimate; load no weights")
-    s.add_argument("--overwrite", action="store_true", help="replace a study of another config in --out")
-    _add_progress(s)
-
-    sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
-    sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
-    sc.add_argument("--method", default="decode", help="decode: Wu et al.'s score while the model answers; forced: "
-                    "the answer teacher-forced (rhlens.retrieval_scores' methods); both")
-    sc.add_argument("--rouge-gate", type=rouge_gate, default=0.5, metavar="R|none",
-                    help="count an example only when the answer's ROUGE-1 recall exceeds R (Wu et al.: 0.5); "
-                         "none counts every example")
-    _add_model_opts(sc)
-
-    ko = sub.add_parser("knockout", help="knock out retrieval heads and as many random heads; JSON")
-    ko.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
-    ko.add_argument("--heads", default=None, help="heads to knock out, e.g. L0H1,L1H3")
-    ko.add_argument("--scores", default=None, help="head scores (.safetensors from rhlens scores, or Wu's .json): knock out the retrieval heads")
-    ko.add_argument("--top-k", type=at_least(1), default=10, help="at most this many retrieval heads from --scores")
-    ko.add_argument("--mode", choices=KNOCKOUT_MODES, default="zero",
-                    help="how a head is knocked out: zero (its output set to 0), mean (its mean output over the "
-                         "examples' prompts), uniform (it attends evenly to every earlier token: Wu et al.'s masking)")
-    ko.add_argument("--n-random", type=at_least(0), default=3, help="random head sets drawn")
-    ko.add_argument("--seed", type=int, default=0)
-    _add_model_opts(ko)
-
-    _add_patch(sub)
     _add_detectors(sub)
     q = sub.add_parser("quickstart", help="fine-tune the embedded base briefly, then score and knock out retrieval heads")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="results folder")
@@ -136,56 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
     _add_progress(q)
 
-    g = sub.add_parser("generate", help="write synthetic examples to a JSONL file (what --examples reads)")
-    g.add_argument("task", help=", ".join(task_names()))
-    g.add_argument("variant", help=", ".join(VARIANTS))
-    g.add_argument("--n", type=int, default=40, help="number of examples")
-    g.add_argument("--context-tokens", type=int, default=256, help="prompt length in tokens (within 5%%)")
-    g.add_argument("--tokenizer", type=Path, default=None, metavar="MODEL_DIR",
-                   help="count tokens with this model folder's tokenizer (default: the embedded base's)")
-    g.add_argument("--seed", type=int, default=0, help="examples are a deterministic function of the seed")
-    g.add_argument("--out", type=Path, required=True, help="the JSONL file to write (new, or --overwrite)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-
+    _add_generate(sub)
     p = sub.add_parser("pretrain-base", help="train the embedded base model from a recipe")
     p.add_argument("--config", type=Path, default=None, help="recipe TOML (default: rhlens/recipes/base.toml)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _add_progress(p)
-    for command in sub.choices.values():
-        command.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # help shows every default
-        command.add_argument("--threads", type=int, default=None, metavar="N",
-                             help="CPU threads (default: the cores other processes leave free, at least 1)")
     return parser
 
 
 # ---- study ----------------------------------------------------------------------------------------
-def _study_config(args: argparse.Namespace):
-    from rhlens.tasks import studied_tasks
-    from rhlens.tools.study import StudyConfig
-
-    config = StudyConfig.from_file(args.config) if args.config else StudyConfig.preset(args.preset or "tiny")
-    if args.task:
-        config = config.replace(tasks=studied_tasks() if args.task == ALL_TASKS else (args.task,))
-    if args.base:
-        config = config.with_base(args.base)
-    return config
-
-
 def _cmd_study(args: argparse.Namespace) -> int:
     from rhlens.tools.study import Study
+    from rhlens.tools.study.command import print_dry_run, study_config
 
-    study = Study(_study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    study = Study(study_config(args), args.out, overwrite=args.overwrite, progress=not args.no_progress,
+                  threads=args.threads)
     if args.dry_run:
-        notes = study.check()
-        plan = study.plan()
-        print(f"study {study.config.name!r}: dry run, no weights loaded")
-        for note in notes:
-            print(f"  ok  {note}")
-        print(json.dumps(plan, indent=2))
-        print(f"estimated cost: {plan['total_flops']:.3g} FLOPs, about {plan['estimated_hours']} h at "
-              f"{plan['flops_per_second']:.3g} FLOP/s ([estimate] flops_per_second)")
-        return 0
+        return print_dry_run(study)
     study.check()
     _say_threads(args)
     results = study.run()
@@ -197,22 +163,6 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 # ---- pieces ---------------------------------------------------------------------------------------
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    """Check a pieces command's ``--out`` before any work: a folder we can write, new or empty
-    unless ``--overwrite``."""
-    from rhlens.tools.study.folder import check_writable
-
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
-    check_writable(out)
-
-
-def _say_threads(args: argparse.Namespace) -> None:
-    """Say (on stderr) how many threads the command ran or runs on (after its checks, so an error
-    stays the only line on stderr)."""
-    print(args.threads_note, file=sys.stderr)
-
-
 def _common(args: argparse.Namespace) -> dict:
     return dict(n=args.n, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
                 dtype=args.dtype, progress=not args.no_progress)
@@ -222,11 +172,11 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     from rhlens.tools.study.pieces import run_scores
     from rhlens.tools.study.sections import score_methods
 
-    known = score_methods()
-    if args.method != BOTH_METHODS and args.method not in known:
-        raise ValueError(f"--method {args.method!r}: use one of {', '.join(known)} or {BOTH_METHODS}")
+    known = score_methods()  # rhlens.retrieval_scores' methods
+    if args.method != "both" and args.method not in known:
+        raise ValueError(f"--method {args.method!r}: use one of {', '.join(known)} or both")
     _prepare_out(args.out, args.overwrite)
-    methods = known if args.method == BOTH_METHODS else (args.method,)
+    methods = known if args.method == "both" else (args.method,)
     summary = run_scores(args.model, args.examples, args.out, methods=methods, threshold=args.threshold,
                          rouge_gate=args.rouge_gate, **_common(args))
     for method, rec in summary["methods"].items():
@@ -267,25 +217,12 @@ def _cmd_patch(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from rhlens.tasks import generate, save_jsonl
+    from rhlens.tools.examples_file import write_examples
 
-    if args.out.is_dir():
-        raise IsADirectoryError(f"--out {args.out} is a folder; give the path of a .jsonl file to write")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"--out {args.out} exists; choose a new file or pass --overwrite")
-    if args.tokenizer is None:
-        from rhlens.models import base_dir
-
-        args.tokenizer = base_dir() / "model"
-    from rhlens.models.hf_tokenizer import load_local_tokenizer
-
-    tokenizer = load_local_tokenizer(args.tokenizer)
-    examples = generate(args.task, args.variant, args.n, context_tokens=args.context_tokens, tokenizer=tokenizer,
-                        seed=args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_jsonl(examples, args.out)
-    print(f"{len(examples)} {args.task} ({args.variant}) examples of about {args.context_tokens} tokens written to "
-          f"{args.out}; use it as --examples {args.out}")
+    n = write_examples(args.task, args.variant, args.out, n=args.n, context_tokens=args.context_tokens,
+                       tokenizer_dir=args.tokenizer, seed=args.seed, overwrite=args.overwrite)
+    print(f"{n} {args.task} ({args.variant}) examples of about {args.context_tokens} tokens written to {args.out}; "
+          f"use it as --examples {args.out}")
     return 0
 
 
@@ -332,29 +269,6 @@ HANDLERS = {"study": _cmd_study, "scores": _cmd_scores, "detectors": _cmd_detect
 _PLAIN = (ValueError, OSError, KeyError, TypeError)
 
 
-#: what a command writes into a new --out folder before its work starts (removed again if it fails)
-_CLAIM_FILES = ("run.json", "study.json")
-
-
-def _new_folders(out: Path | None) -> list[Path]:
-    """``out`` and its parents that do not exist yet, deepest first."""
-    if out is None:
-        return []
-    return [p for p in [out, *out.parents] if not p.exists()]
-
-
-def _remove_if_unused(folders: list[Path]) -> None:
-    """After a failed command: remove the folders it created that hold nothing, or only its claim files."""
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        entries = list(folder.iterdir())
-        if all(e.is_file() and e.name in _CLAIM_FILES for e in entries):
-            for e in entries:
-                e.unlink()
-            folder.rmdir()
-
-
 def error_line(command: str, err: BaseException) -> str:
     """The one line printed for ``err``: ``rhlens <command>: error: <message>``.
 
@@ -374,14 +288,16 @@ def error_line(command: str, err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from rhlens.tools.threads import configure_threads  # before torch loads: OpenMP reads it once
+        # threads before torch loads: OpenMP reads its variables once
+        from rhlens.tools.outdir import new_folders, remove_if_unused
+        from rhlens.tools.threads import configure_threads
 
-        args.threads, note = configure_threads(args.threads)
+        args.threads, note = configure_threads(getattr(args, "threads", None))
         args.threads_note = f"rhlens {args.command}: {note}; --threads N to change"
-        created = _new_folders(args.out if args.command != "generate" else None)
+        created = new_folders(getattr(args, "out", None) if args.command != "generate" else None)
         return HANDLERS[args.command](args)
     except Exception as err:  # every error is one line; KeyboardInterrupt (not an Exception) passes
-        _remove_if_unused(locals().get("created", []))
+        remove_if_unused(locals().get("created", []))  # a failed command leaves no empty --out folder
         if os.environ.get("RHLENS_DEBUG"):
             raise
         print(error_line(args.command, err), file=sys.stderr)

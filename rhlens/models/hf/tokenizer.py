@@ -5,7 +5,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rhlens.models.hf_folder import CONFIG_FILE, CheckpointError, refuse_remote_code
+from rhlens.models.hf.folder import CONFIG_FILE, CheckpointError, refuse_remote_code
 
 __all__ = ["load_local_tokenizer", "offline_tokenizer"]
 

@@ -35,26 +35,14 @@ from typing import Any
 import torch
 
 from rhlens.adapter.convert import add_llama_attention_biases, hf_weight_converter
-from rhlens.adapter.core import HookedTransformer, record_weight_processing
-from rhlens.models.hf_config import hooked_config_from_hf
-from rhlens.models.hf_folder import CONFIG_FILE, SUPPORTED_ARCHITECTURES, CheckpointError, read_hf_config, refuse_remote_code
-from rhlens.models.hf_tokenizer import load_local_tokenizer
-from rhlens.models.hf_weights import load_hf_model, read_hf_state_dict
+from rhlens.adapter.core import NATIVE_KIND, HookedTransformer, Model, record_weight_processing
+from rhlens.models.hf.config import hooked_config_from_hf
+from rhlens.models.hf.folder import CONFIG_FILE, read_hf_config
+from rhlens.models.hf.tokenizer import load_local_tokenizer
+from rhlens.models.hf.weights import load_hf_model
 from rhlens.stopping import attach_generation_eos
 
-# The loader and, re-exported, the pieces it is built from (one module each).
-__all__ = [
-    "CONFIG_FILE",
-    "SUPPORTED_ARCHITECTURES",
-    "CheckpointError",
-    "hooked_config_from_hf",
-    "load_hf_checkpoint",
-    "load_hf_model",
-    "load_local_tokenizer",
-    "read_hf_config",
-    "read_hf_state_dict",
-    "refuse_remote_code",
-]
+__all__ = ["load_hf_checkpoint"]
 
 
 def load_hf_checkpoint(
@@ -66,8 +54,11 @@ def load_hf_checkpoint(
     center_writing_weights: bool = False,
     center_unembed: bool = False,
     **cfg_overrides: Any,
-) -> HookedTransformer:
+) -> Model:
     """A local Hugging Face checkpoint folder as a ``HookedTransformer`` with its tokenizer, offline.
+
+    On TransformerLens 4 (no ``HookedTransformer``) the folder is booted as a ``TransformerBridge``
+    instead (:func:`rhlens.load_bridge`); weight processing and config overrides are refused there.
 
     Args:
         path: a folder with ``config.json`` (``architectures``: one of
@@ -113,6 +104,9 @@ def load_hf_checkpoint(
     >>> again.cfg.n_key_value_heads, bool((again(tokens) - model(tokens)).abs().max() < 1e-4)
     (2, True)
     """
+    if NATIVE_KIND == "bridge":
+        return _load_as_bridge(path, dtype=dtype, device=device, processing=fold_ln or center_writing_weights or center_unembed,
+                               overrides=cfg_overrides)
     folder = Path(path)
     raw = read_hf_config(folder)
     arch = raw["architectures"][0]
@@ -146,3 +140,15 @@ def load_hf_checkpoint(
     )
     attach_generation_eos(model.tokenizer, folder)  # TransformerLens keeps its own tokenizer copy
     return model
+
+
+def _load_as_bridge(path: str | os.PathLike, *, dtype: torch.dtype, device: str | torch.device, processing: bool, overrides: dict) -> Model:
+    from rhlens.models.bridge import load_bridge
+
+    if processing or overrides:
+        raise ValueError(
+            "this TransformerLens (4.x) has no HookedTransformer, so load_hf_checkpoint boots a TransformerBridge, which "
+            f"takes no weight processing (fold_ln, center_*) or config overrides ({', '.join(overrides) or 'none given'}); "
+            "leave them out, or install transformer-lens<4 for HookedTransformer loading"
+        )
+    return load_bridge(path, dtype=dtype, device=device)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from rhlens.models.hf_folder import (
+from rhlens.models.hf.folder import (
     BIN_FILE,
     BIN_INDEX,
     CONFIG_FILE,

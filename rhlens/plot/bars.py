@@ -1,0 +1,55 @@
+"""Scores by group with their intervals (e.g. accuracy by training set)."""
+
+from typing import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from rhlens.plot._grid import _FONT
+
+
+def interval_errors(values: Sequence[float], intervals: Sequence[Sequence[float] | None]) -> dict:
+    """Plotly ``error_y`` for asymmetric whiskers from ``(low, high)`` intervals (``None``: no whisker).
+
+    >>> interval_errors([0.5], [(0.25, 1.0)])["array"], interval_errors([0.5], [(0.25, 1.0)])["arrayminus"]
+    ([0.5], [0.25])
+    """
+    up = [max(0.0, iv[1] - v) if iv is not None else 0.0 for v, iv in zip(values, intervals)]
+    down = [max(0.0, v - iv[0]) if iv is not None else 0.0 for v, iv in zip(values, intervals)]
+    return dict(type="data", symmetric=False, array=up, arrayminus=down, visible=True, color="#333", thickness=1.5)
+
+
+def score_bars(scores: Mapping[str, float], intervals: Mapping[str, Sequence[float]] | None = None, *,
+               title: str | None = None, yaxis_title: str = "score", interval_label: str = "95% interval",
+               highlight: str | None = None) -> go.Figure:
+    """One bar per group (e.g. a model's accuracy by training set), whiskers from ``intervals``.
+
+    Args:
+        scores: ``{group: value}`` in display order.
+        intervals: ``{group: (low, high)}`` (e.g. bootstrap 95% intervals); groups missing get no
+            whisker.
+        title: the figure's title; ``interval_label`` (what the whiskers are) is added under it.
+        yaxis_title: the value's name (say the metric).
+        highlight: a group drawn in another colour (e.g. the real-data model).
+
+    >>> fig = score_bars({"real": 0.8, "symbolic": 0.5}, {"real": (0.7, 0.9)}, highlight="real")
+    >>> list(fig.data[0].x), [round(v, 6) for v in fig.data[0].error_y.array]
+    (['real', 'symbolic'], [0.1, 0.0])
+    """
+    if not scores:
+        raise ValueError("score_bars needs at least one group")
+    groups = [str(g) for g in scores]
+    values = [float(v) for v in scores.values()]
+    ivs = [tuple(intervals[g]) if intervals and g in intervals else None for g in scores]
+    colours = ["#d62728" if g == highlight else "#1f77b4" for g in groups]
+    fig = go.Figure(go.Bar(
+        x=groups, y=values, marker_color=colours, error_y=interval_errors(values, ivs),
+        texttemplate="%{y:.2f}", textposition="inside", insidetextanchor="start",
+        customdata=[f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "no interval" for iv in ivs],
+        hovertemplate="%{x}: %{y:.3f}<br>" + interval_label + ": %{customdata}<extra></extra>",
+    ))
+    sub = f"whiskers: {interval_label}" if intervals else ""
+    fig.update_layout(title=(f"{title}<br><sup>{sub}</sup>" if title and sub else (title or sub) or None), font=_FONT,
+                      plot_bgcolor="white", yaxis_title=yaxis_title, height=420, showlegend=False,
+                      margin=dict(l=60, r=20, t=80, b=60))
+    fig.update_yaxes(showgrid=True, gridcolor="#eee", rangemode="tozero")
+    return fig

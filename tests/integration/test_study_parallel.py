@@ -1,0 +1,73 @@
+"""Issue 26 item 1: the study's independent units in worker processes give the serial run's
+results, knockout and patching reuse the evaluate stage's intact results, and the overall bar
+counts estimated seconds."""
+
+import json
+
+import pytest
+
+from rhlens.tools.study import Study
+from rhlens.tools.study.schedule import NEEDS, needs
+
+pytestmark = pytest.mark.slow
+
+
+def _strip_times(results):
+    results = json.loads(json.dumps(results))
+    results.pop("timings"), results.pop("finished")
+    for task in results["tasks"].values():
+        task["data"].pop("seconds")
+        task["compare"].pop("seconds")
+        for section in ("knockout", "patching"):
+            for rec in task[section].values():
+                rec.pop("seconds")
+    return results
+
+
+def test_item1_two_workers_give_the_serial_results(tmp_path, monkeypatch):
+    import rhlens.evaluation
+
+    serial = Study("smoke", tmp_path / "serial", progress=False, threads=1)
+    calls = []
+    real_evaluate = rhlens.evaluation.evaluate
+
+    def counting(model, examples, *args, **kwargs):
+        calls.append(len(examples))
+        return real_evaluate(model, examples, *args, **kwargs)
+
+    monkeypatch.setattr(rhlens.evaluation, "evaluate", counting)
+    one = serial.run()
+    n_models, n_random = len(serial.config.model_names("mdqa")), serial.config.knockout.n_random
+    # the evaluate stage (one per model), each knocked-out run (1 + n_random per model) and
+    # patching_table's target baseline (one per patched model); before issue 26 knockout evaluated
+    # each model again and patching the real model once per target: n_models + n_models - 1 more
+    assert len(calls) == n_models + n_models * (1 + n_random) + (n_models - 1)
+    monkeypatch.undo()
+    two = Study("smoke", tmp_path / "parallel", progress=False, threads=2).run()
+    assert _strip_times(two) == _strip_times(one)
+    for model, rec in one["tasks"]["mdqa"]["knockout"].items():
+        if not rec.get("skipped"):
+            assert rec["baseline"] == pytest.approx(one["tasks"]["mdqa"]["models"][model]["accuracy"])
+
+
+def test_item1_every_unit_reads_only_units_before_it_in_run_order():
+    study = Study("smoke", "unused", progress=False)
+    units = study.units()
+    for i, unit in enumerate(units):
+        for need in needs(unit, units):
+            assert units.index(need) < i, (unit.label, need.label)
+    assert set(NEEDS) == {u.stage for u in units}
+    patching = next(u for u in units if u.stage == "patching")
+    assert {(n.stage, n.model) for n in needs(patching, units)} == {
+        ("scores", patching.model), ("evaluate", patching.model), ("scores", "real"), ("evaluate", "real")}
+
+
+def test_item1_bar_weights_units_by_estimated_cost():
+    study = Study("tiny", "unused", progress=False)
+    cost = study.unit_costs()
+    plan = study.plan()
+    assert sum(cost.values()) == pytest.approx(sum(plan["estimated_seconds"].values()))
+    finetune = [c for r, c in cost.items() if r.endswith("finetune.json")]
+    compare = cost["mdqa/compare.json"]
+    assert min(finetune) > 100 * compare  # a fine-tune weighs what it costs, not one unit
+    assert plan["estimated_seconds"]["data"] > 0  # the estimate counts data generation
