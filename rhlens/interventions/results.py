@@ -213,10 +213,10 @@ class PatchingTable:
         raise KeyError(f"No row {name!r}; rows: {self.names}")
 
     def plot(self, **kwargs: Any) -> Any:
-        """:func:`rhlens.plot.patching_table` of these rows (a plotly ``Figure``; not shown)."""
-        from rhlens.plot import patching_table  # rhlens.plot sits above the analyzers
+        """:func:`rhlens.plot.patching_table_figure` of these rows (a plotly ``Figure``; not shown)."""
+        from rhlens.plot import patching_table_figure  # rhlens.plot sits above the analyzers
 
-        return patching_table(self, **kwargs)
+        return patching_table_figure(self, **kwargs)
 
     def to_dataframe(self) -> Any:
         """One row per head set: ``name``, ``n_heads``, ``heads``, ``score``, ``delta``."""

@@ -78,7 +78,7 @@ def test_quickstart_rerun_of_same_settings_is_allowed(finished_run):
     assert run_quickstart(out, **TINY)["score_after_fine_tuning"] == summary["score_after_fine_tuning"]
 
 
-def test_item03_quickstart_refuses_another_runs_folder_before_any_work(finished_run, monkeypatch):
+def test_quickstart_refuses_another_runs_folder_before_any_work(finished_run, monkeypatch):
     out, _ = finished_run
     import rhlens.models
 
@@ -92,7 +92,7 @@ def test_item03_quickstart_refuses_another_runs_folder_before_any_work(finished_
     assert (out / "summary.json").read_bytes() == before
 
 
-def test_item03_quickstart_refuses_bad_out_before_any_work(tmp_path, monkeypatch):
+def test_quickstart_refuses_bad_out_before_any_work(tmp_path, monkeypatch):
     import rhlens.models
 
     monkeypatch.setattr(rhlens.models, "load_base", lambda: (_ for _ in ()).throw(AssertionError("work started")))
@@ -115,7 +115,7 @@ def test_item03_quickstart_refuses_bad_out_before_any_work(tmp_path, monkeypatch
             run_quickstart(locked / "run", **TINY)
 
 
-def test_item20_quickstart_cli_reports_bad_out_in_one_line(tmp_path, capsys):
+def test_quickstart_cli_reports_bad_out_in_one_line(tmp_path, capsys):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     assert main(["quickstart", "--out", str(a_file), "--no-progress"]) == 2
@@ -124,7 +124,7 @@ def test_item20_quickstart_cli_reports_bad_out_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("top_k", [0, -1, 1.5, True])
-def test_item16_quickstart_top_k_zero_is_refused_clearly(tmp_path, top_k):
+def test_quickstart_top_k_zero_is_refused_clearly(tmp_path, top_k):
     with pytest.raises(ValueError, match="knocks out no head"):
         run_quickstart(tmp_path / "x", top_k=top_k, **TINY)
     assert not (tmp_path / "x").exists()

@@ -114,7 +114,7 @@ def _analyzers(model, copy):
     }
 
 
-def test_item19_dict_example_raises_type_error_naming_the_index(tok):
+def test_dict_example_raises_type_error_naming_the_index(tok):
     model, copy = tiny_llama(tokenizer=tok, seed=0), tiny_llama(tokenizer=tok, seed=1)
     good = _examples()[0]
     for _name, run in _analyzers(model, copy).items():
@@ -122,7 +122,7 @@ def test_item19_dict_example_raises_type_error_naming_the_index(tok):
             run([good, good.to_dict()])
 
 
-def test_item08_invalid_examples_are_rejected_not_clamped(tok):
+def test_invalid_examples_are_rejected_not_clamped(tok):
     model, copy = tiny_llama(tokenizer=tok, seed=0), tiny_llama(tokenizer=tok, seed=1)
     good = _examples()[0]
     past_end = dataclasses.replace(good, needles=((len(good.prompt) - 4, len(good.prompt) + 30),))
