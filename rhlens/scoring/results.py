@@ -33,8 +33,9 @@ class RetrievalTrials:
         hits: int ``[n_examples, n_layers, n_heads]`` number of scored steps at which the head
             copied an answer-span token.
         answer_tokens: int ``[n_examples]`` answer-span token count (the score's denominator).
-        rouge: ``[n_examples]`` ROUGE-1 recall of the answer (best over its aliases) in the
-            response: the gate that sets :attr:`HeadScores.counted`.
+        rouge: ``[n_examples]`` the gate's value: ROUGE-1 recall of the answer (best over its
+            aliases) in the response, or its exact match with ``gate="exact"``; it sets
+            :attr:`HeadScores.counted`.
     """
 
     responses: list[str]

@@ -59,6 +59,7 @@ def retrieval_scores(
     max_new_tokens: int = 50,
     rouge_gate: float | None = 0.5,
     top_k: int = 1,
+    gate: str = "rouge",  # "rouge" | "exact" (rhlens.scoring.rouge_gate.GATES)
     batch_size: int = 8,
     chunk_size: int | None = 512,
     progress: bool = True,
@@ -92,6 +93,11 @@ def retrieval_scores(
         max_new_tokens: decoding steps at most (Wu et al.: 50); unused by ``"forced"``.
         rouge_gate: ROUGE-1 recall an example must exceed to count; ``None`` disables the gate.
         top_k: key positions checked per head and step (Wu et al.: 1).
+        gate: what the gate measures: ``"rouge"`` (Wu et al.: ROUGE-1 recall of the answer's
+            words in the response; it passes ``New York`` for ``New York City`` and ``not
+            Paris`` for ``Paris``) or ``"exact"`` (SQuAD exact match after normalisation; use it
+            where recall is too loose, e.g. numbers, identifiers, short names). The cases each
+            gets wrong are listed in docs/scoring.md.
         batch_size: examples per forward.
         chunk_size: prompt tokens per prefill forward (``None``: the whole prompt at once).
         progress: show a tqdm bar over batches.
@@ -116,6 +122,6 @@ def retrieval_scores(
     """
     check_method(method)
     detector = (WuDecode if method == "decode" else WuForced)(
-        rouge_gate=rouge_gate, top_k=top_k, max_new_tokens=max_new_tokens
+        rouge_gate=rouge_gate, top_k=top_k, max_new_tokens=max_new_tokens, gate=gate
     )
     return score_heads(model, examples, detector, batch_size=batch_size, chunk_size=chunk_size, progress=progress)

@@ -31,7 +31,7 @@ from rhlens.encoding import PaddedBatch
 from rhlens.scoring.answer_spans import ScoredExample, answer_lookup, encode_for_scoring
 from rhlens.scoring.detector import Detector
 from rhlens.scoring.results import HeadScores, RetrievalTrials
-from rhlens.scoring.rouge_gate import gate_counted, warn_none_counted
+from rhlens.scoring.rouge_gate import check_gate, gate_counted, warn_none_counted
 
 
 class _TopKLookup:
@@ -62,12 +62,15 @@ class _WuRetrieval(Detector):
 
     method: str
 
-    def __init__(self, *, rouge_gate: float | None = 0.5, top_k: int = 1, max_new_tokens: int = 50) -> None:
+    def __init__(
+        self, *, rouge_gate: float | None = 0.5, top_k: int = 1, max_new_tokens: int = 50, gate: str = "rouge"
+    ) -> None:
+        check_gate(gate)
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        self.rouge_gate, self.top_k, self.max_new_tokens = rouge_gate, top_k, max_new_tokens
+        self.rouge_gate, self.top_k, self.max_new_tokens, self.gate = rouge_gate, top_k, max_new_tokens, gate
 
     @property
     def label(self) -> str:
@@ -98,12 +101,13 @@ class _WuRetrieval(Detector):
         hits = values.long()
         answer_tokens = torch.tensor([it.n_answer for it in items], dtype=torch.long)
         per_example = (hits.double() / answer_tokens.double()[:, None, None]).float()
-        rouge, counted = gate_counted(items, responses, self.rouge_gate)
+        rouge, counted = gate_counted(items, responses, self.rouge_gate, self.gate)
         if self.rouge_gate is not None and not bool(counted.any()):
             warn_none_counted(items, responses, rouge, self.rouge_gate)
         meta = {
             "detector": self.name, "method": self.method, "top_k": self.top_k,
             "max_new_tokens": self.max_new_tokens if self.decodes else None, "rouge_gate": self.rouge_gate,
+            "gate": self.gate,
             "n_layers": arch.n_layers, "n_heads": arch.n_heads, "n_kv_heads": arch.n_kv_heads, "model_kind": arch.kind,
         }
         trials = RetrievalTrials(responses=list(responses), hits=hits, answer_tokens=answer_tokens, rouge=rouge)

@@ -35,7 +35,7 @@ def stories260k_results(folder: Path) -> dict:
     for method in ("decode", "forced"):
         res = retrieval_scores(model, stories_examples(), method=method, max_new_tokens=12, rouge_gate=None,
                                batch_size=3, chunk_size=8, progress=False)
-        out[method] = {"scores": res.scores.tolist(), "hits": res.hits.sum().item(), "responses": list(res.responses)}
+        out[method] = {"scores": res.scores.tolist(), "hits": res.trials.hits.sum().item(), "responses": list(res.trials.responses)}
     prompts = [model.tokenizer(p)["input_ids"] for p, _ in STORIES]
     out["greedy"] = [list(map(int, row)) for row in greedy_decode(model, prompts, max_new_tokens=12).tokens]
     return out

@@ -1,7 +1,9 @@
-"""Two slow loops over an rhlens (TransformerLens) model, the baselines of the tests and of
-``bench/bench_scoring.py``. They call the model and hook its attention pattern through
-:mod:`rhlens.adapter`, and do everything else with :mod:`tests.references.wu_rule` (no rhlens
-encoding, stop rule, span mapping, gate or score assembly).
+"""Two slow loops over a TransformerLens model (a ``HookedTransformer``; the naive loop also a
+``TransformerBridge``), the baselines of the tests and of ``bench/bench_scoring.py``. They import
+no rhlens code: the model is called and its attention pattern hooked with TransformerLens's own
+API (eager attention, ``blocks.L.attn.hook_pattern``, TransformerLens's key/value cache), and
+everything else is :mod:`tests.references.wu_rule` (encoding, stop rule, span mapping, gate and
+score assembly).
 
 - :func:`naive_retrieval_scores`: one example at a time, no cache: every step re-runs the whole
   sequence, keeps the full ``hook_pattern`` of every layer and applies Wu's rule in Python loops.
@@ -21,15 +23,17 @@ encoding, stop rule, span mapping, gate or score assembly).
 (True, True, [1])
 """
 
+import contextlib
+
 import torch
 
-from rhlens.adapter import analysis_mode, forward, hook_name, hooks, model_device, new_kv_cache, prepends_bos, tokenizer_of
 from tests.references import wu_rule
 
 
 def _setup(model, examples, forced):
-    tok = tokenizer_of(model)
-    encoded = [wu_rule.encode(tok, ex, forced=forced, bos=prepends_bos(model)) for ex in examples]
+    tok = model.tokenizer
+    encoded = [wu_rule.encode(tok, ex, forced=forced, bos=getattr(model.cfg, "default_prepend_bos", True))
+               for ex in examples]
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     hits = torch.zeros(len(examples), n_layers, n_heads, dtype=torch.long)
     store = [None] * n_layers
@@ -37,15 +41,42 @@ def _setup(model, examples, forced):
     def save(pattern, hook, layer):
         store[layer] = pattern.detach().float().clone()
 
-    fwd = [(hook_name("pattern", l), lambda p, hook, l=l: save(p, hook, l)) for l in range(n_layers)]
-    return tok, wu_rule.stop_ids(tok), model_device(model), encoded, hits, store, fwd
+    fwd = [(f"blocks.{l}.attn.hook_pattern", lambda p, hook, l=l: save(p, hook, l)) for l in range(n_layers)]
+    device = next(model.parameters()).device
+    return tok, wu_rule.stop_ids(tok), device, encoded, hits, store, fwd
+
+
+@contextlib.contextmanager
+def _watching(model, fwd):
+    """Eval and inference mode (the training flag restored) with the pattern hooks attached."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), model.hooks(fwd_hooks=fwd, reset_hooks_end=True):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def forward(model, tokens, past_kv_cache=None):
+    """Logits of ``tokens`` as given (no BOS added), through TransformerLens's cache when given."""
+    if past_kv_cache is None:
+        return model(tokens, return_type="logits", prepend_bos=False)
+    return model(tokens, return_type="logits", prepend_bos=False, past_kv_cache=past_kv_cache)
+
+
+def _new_cache(model):
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+    assert type(model).__name__ == "HookedTransformer", "the Wu port runs a HookedTransformer"
+    return TransformerLensKeyValueCache.init_cache(model.cfg, next(model.parameters()).device, 1)
 
 
 def naive_retrieval_scores(model, examples, *, method="decode", max_new_tokens=50, rouge_gate=0.5, top_k=1):
     """Wu's rule without cache, batching or reduction in hooks."""
     tok, stop, device, encoded, hits, store, fwd = _setup(model, examples, method == "forced")
     responses = []
-    with analysis_mode(model), hooks(model, fwd):
+    with _watching(model, fwd):
         for n, enc in enumerate(encoded):
             if method == "decode":
                 seq, out = list(enc.prompt), []
@@ -72,11 +103,11 @@ def wu_port_scores(model, examples, *, forced=False, max_new_tokens=50, rouge_ga
     """Wu et al.'s loop ported to TransformerLens (see the module docstring)."""
     tok, stop, device, encoded, hits, store, fwd = _setup(model, examples, forced)
     responses = []
-    with analysis_mode(model), hooks(model, fwd):
+    with _watching(model, fwd):
         for n, enc in enumerate(encoded):
             prompt_ids = torch.tensor(enc.prompt, device=device)
             copy = set(enc.copy)
-            cache = new_kv_cache(model, 1)
+            cache = _new_cache(model)
             if len(enc.prompt) > 1:
                 forward(model, prompt_ids[None, :-1], past_kv_cache=cache)  # Wu's prefill: input_ids[:, :-1]
             inp = prompt_ids[-1]

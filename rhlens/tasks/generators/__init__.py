@@ -5,6 +5,7 @@ import random
 
 from typing import Any, Optional, Sequence, Union
 
+from rhlens.progress import progress_bar
 from rhlens.tasks.example import Example
 from rhlens.tasks.generators.common import VARIANTS, ExampleSpec, Generated, variant_axes
 from rhlens.tasks.registry import get_task
@@ -14,7 +15,8 @@ __all__ = ["VARIANTS", "Generated", "generate", "niah_grid", "variant_axes"]
 
 def generate(task: str, variant: str = "realistic", n: int = 1, *, context_tokens: int = 512,
              tokenizer: Any = None, seed: int = 0, position: Union[int, float, None] = None,
-             instruction: Optional[bool] = None, documents: Any = None, **knobs: Any) -> list[Example]:
+             instruction: Optional[bool] = None, documents: Any = None, progress: bool = False,
+             **knobs: Any) -> list[Example]:
     """Generate ``n`` examples of ``task`` in ``variant``.
 
     Args:
@@ -32,6 +34,8 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
         documents: an object with ``sentences(title, part) -> list[str]`` (e.g.
             :class:`rhlens.tasks.llm_docs.LLMDocumentSource`) that writes the
             haystack of varied-haystack variants.
+        progress: a tqdm bar over the examples (generation takes minutes for
+            tens of thousands of long examples).
         **knobs: task knobs (``n_docs``, ``hops``, ``n_citing``, ``key_chunks``,
             ``value_chunks``, ``needle``), recorded in ``meta``.
 
@@ -54,7 +58,7 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
     if instruction is None:
         instruction = context_tokens >= 256
     out = []
-    for i in range(n):
+    for i in progress_bar(range(n), enabled=progress, desc=f"generate {task}/{variant}", total=n, unit="example"):
         rng = random.Random(f"rhlens:{task}:{variant}:{seed}:{i}")
         spec = ExampleSpec(task=task, variant=variant, context_tokens=context_tokens,
                      tokenizer=tokenizer, seed=seed, index=i, position=position,

@@ -170,7 +170,9 @@ def _patch_case(m: str, rec: dict[str, Any], u: dict[str, Any]) -> tuple[bool, s
     notes = [f"{k} has 0 heads (nothing patched)" for k in ("intersection", "complement") if not len(rows[k]["heads"])]
     over = [k for k in head_rows if original < source <= rows[k]["score"]]
     if over:
-        notes.append(f"{' and '.join(over)} reach{'es' if len(over) == 1 else ''} or pass the real model ({source:.2f})")
+        one = len(over) == 1
+        notes.append(f"{' and '.join(over)} reach{'es' if one else ''} or pass{'es' if one else ''} the real model "
+                     f"({source:.2f}): overshoot")
     best = max(head_rows, key=lambda k: pu[k]["delta"]["estimate"]) if head_rows and pu else None
     rand = max((pu[k]["delta"]["estimate"] for k in pu if k.startswith("random") and max(pu[k]["n_heads"]) > 0),
                default=0.0) if pu else 0.0

@@ -41,6 +41,17 @@ def row_kind(name: str) -> str:
     return name
 
 
+def _row_size(name: str, row: dict[str, Any]) -> int:
+    """Heads patched per draw: a random row's name holds its size (its ``heads`` are every draw's).
+
+    >>> _row_size("random (3, as intersection)", {"heads": ["L0H1"] * 6}), _row_size("complement", {"heads": []})
+    (3, 0)
+    """
+    if name.startswith("random ("):
+        return int(name[len("random ("):].split(",")[0])
+    return len(row["heads"])
+
+
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
@@ -65,14 +76,14 @@ def _patching(records: list[dict[str, Any]], seed: int) -> dict[str, Any] | None
     if not all(rows) or any("per_example" not in row for rs in rows for row in rs.values()):
         return None
     out: dict[str, Any] = {}
-    by_kind = [{row_kind(name): row for name, row in rs.items()} for rs in rows]
+    by_kind = [{row_kind(name): {**row, "size": _row_size(name, row)} for name, row in rs.items()} for rs in rows]
     for kind in ROW_KINDS:
         if not all(kind in k for k in by_kind):
             continue
         after = [k[kind]["per_example"] for k in by_kind]
         before = [k["original"]["per_example"] for k in by_kind]
         out[kind] = {"delta": _iv(bootstrap_paired_delta(after, before, seed=seed)),
-                     "n_heads": [len(k[kind]["heads"]) for k in by_kind]}
+                     "n_heads": [k[kind]["size"] for k in by_kind]}
     return out
 
 

@@ -48,8 +48,15 @@ def copier_score(model, example) -> float:
 
 
 def perfect_responses_pass(model, examples) -> bool:
+    """A model that emits exactly the gold completion's tokens decodes them back to text (what
+    decoding would return); that text must pass the default gate, and an empty response must not
+    (so the check can fail)."""
     items = encode_for_scoring(model, examples, method="forced", max_new_tokens=1)
-    _, counted = gate_counted(items, [ex.answer for ex in examples], 0.5)  # the default gate
+    tok = model.tokenizer
+    decoded = [tok.decode(it.enc.answer_tokens, skip_special_tokens=True).strip() for it in items]
+    _, counted = gate_counted(items, decoded, 0.5)  # the default gate
+    _, empty = gate_counted(items, [""] * len(items), 0.5)
+    assert not empty.any()
     return bool(counted.all())
 
 

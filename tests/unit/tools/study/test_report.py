@@ -120,7 +120,7 @@ def test_patching_notes_overshoot_and_empty_rows():
     rows["complement"].update(heads=[])
     entry["uncertainty"] = task_uncertainty([entry], method="decode")
     text = next(f for f in findings(entry, VARIANTS, "decode") if f["id"] == "patching")["text"]
-    assert "intersection reaches or pass" in text and "complement has 0 heads" in text
+    assert "intersection reaches or passes the real model" in text and "complement has 0 heads" in text
     table = task_tables("mdqa", entry, "decode")["patching"]
     assert "overshoot" in table and "0 heads, nothing patched" in table
 
