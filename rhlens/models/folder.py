@@ -48,7 +48,8 @@ def folder_shape(path: str | os.PathLike) -> dict[str, Any]:
     if folder_kind(path) == "rhlens":
         config = read_manifest(path).get("config") or {}
         return {k: config.get(k) for k in SHAPE}
-    cfg = hooked_config_from_hf(read_hf_config(path), source=Path(path) / CONFIG_FILE)
+    # device "meta": the shape only (nothing is placed, so no check of free memory)
+    cfg = hooked_config_from_hf(read_hf_config(path), source=Path(path) / CONFIG_FILE, device="meta")
     return {k: getattr(cfg, k, None) for k in SHAPE}
 
 
