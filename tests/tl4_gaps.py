@@ -52,6 +52,10 @@ TL4_GAPS: dict[str, str] = {
     "tests/test_docs_build.py": "the docs build runs the tutorials, which train",
     "tests/integration/test_readme.py": "README's examples train",
     "tests/unit/test_engine.py::test_interventions_on_head_outputs_keep_the_fused_kernels": "fused (SDPA) attention is HookedTransformer's",
+    "tests/unit/scoring/test_scoring_observe.py": "fused (SDPA) attention is HookedTransformer's",
+    "rhlens/adapter/observe.py": "fused (SDPA) attention is HookedTransformer's",
+    "tests/unit/scoring/test_scoring_retrieval.py::test_errors_name_the_example":
+        "TransformerLens 4 re-creates the bridge's tokenizer; a whitespace-only answer span is reported as covering no token",
     "tests/integration/test_interventions_copying.py": "attention-only models (attn_only=True) have no Hugging Face Llama form",
     "tests/unit/interventions/test_interventions_compatibility.py::test_item21_hooked_and_bridge_of_one_checkpoint_patch":
         "load_hf_checkpoint's weight processing (fold_ln, centring) at load time",

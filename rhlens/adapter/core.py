@@ -26,6 +26,8 @@ from torch import nn
 warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
 
 from transformer_lens.hook_points import HookPoint  # noqa: E402
+
+from rhlens.adapter.bridge_hooks import bridge_hooks  # noqa: E402
 from transformer_lens.model_bridge import TransformerBridge  # noqa: E402  (TransformerLens >= 3.9)
 
 try:  # TransformerLens 3.x: HookedTransformer is the native model class
@@ -241,27 +243,12 @@ def hooks(
     The hooks are removed on exit, also when the body raises. Hook functions take
     ``(tensor, hook)`` and return ``None`` or a replacement tensor, as in TransformerLens.
     """
-    if model_kind(model) == "bridge":  # a bridge's aliases fire under their canonical names: report the name asked for
-        fwd_hooks, bwd_hooks = _named_as_asked(fwd_hooks), _named_as_asked(bwd_hooks)
+    if model_kind(model) == "bridge":
+        with bridge_hooks(model, fwd_hooks, bwd_hooks):
+            yield model
+        return
     with model.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks), reset_hooks_end=True):
         yield model
-
-
-class _AskedName:
-    """A hook point seen under the name the hook was registered with (``hook.name``); the rest is the hook point's."""
-
-    def __init__(self, hook: Any, name: str) -> None:
-        self._hook, self.name = hook, name
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._hook, attr)
-
-
-def _named_as_asked(pairs: Sequence[tuple[Any, Callable]]) -> list[tuple[Any, Callable]]:
-    def wrap(name: str, fn: Callable) -> Callable:
-        return lambda tensor, hook: fn(tensor, _AskedName(hook, name))
-
-    return [(name, wrap(name, fn)) if isinstance(name, str) else (name, fn) for name, fn in pairs]
 
 
 def count_hooks(model: Model) -> int:
@@ -281,12 +268,14 @@ def count_hooks(model: Model) -> int:
 def analysis_mode(model: Any) -> Iterator[Any]:
     """``eval()`` mode and ``torch.inference_mode()`` inside; the previous training flag after."""
     was_training = model.training
-    model.eval()
+    if was_training:  # eval()/train() walk every module (~1,900 on a small bridge): only when the flag changes
+        model.eval()
     try:
         with torch.inference_mode():
             yield model
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, Model, TransformerBridge, record_weight_processing
+from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, Model, TransformerBridge, model_kind, record_weight_processing
 from rhlens.adapter.native import boot_bridge, bridge_from_hf, hf_model_from_config, model_config, model_state
 from rhlens.models.hf.folder import read_hf_config
 from rhlens.models.hf.tokenizer import load_local_tokenizer
@@ -78,7 +78,7 @@ def as_bridge(model: Model) -> TransformerBridge:
             attention allowed), e.g. from :func:`rhlens.tiny_llama` or :func:`rhlens.load_hf_checkpoint`.
 
     Returns:
-        A ``TransformerBridge`` over a fresh ``LlamaForCausalLM`` (eager attention, same dtype and
+        ``model`` itself when it is a bridge already; else a ``TransformerBridge`` over a fresh ``LlamaForCausalLM`` (eager attention, same dtype and
         device), carrying ``model.tokenizer``. Logits equal ``model``'s to float32 rounding
         (``< 1e-4``). Hooks ``blocks.{L}.attn.hook_q/k/v/rot_q/rot_k/attn_scores/pattern/z`` fire with
         the HookedTransformer's shapes (``hook_k``/``hook_v``/``hook_rot_k`` are per key/value head
@@ -96,6 +96,8 @@ def as_bridge(model: Model) -> TransformerBridge:
     >>> bool((bridge(tokens) - model(tokens)).abs().max() < 1e-4)
     True
     """
+    if model_kind(model) == "bridge":  # already one (on TransformerLens 4 every model is)
+        return model
     tok = getattr(model, "tokenizer", None)
     bridge = bridge_from_hf(model_config(model), hf_llama_from_hooked(model), tok, getattr(tok, "padding_side", None))
     recorded = getattr(model, WEIGHT_PROCESSING_ATTR, None)

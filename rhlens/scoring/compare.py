@@ -16,7 +16,7 @@ from rhlens.progress import progress_bar
 from rhlens.scoring.agreement import bootstrap_interval, spearman, top_k_overlap
 from rhlens.scoring.detectors.attention_mass import attention_mass
 from rhlens.scoring.detectors.attribution import knockout_attribution
-from rhlens.scoring.detectors.query_focus import query_focus
+from rhlens.scoring.detectors.query_focus import query_focus, query_focus_and_mass
 from rhlens.scoring.results import HeadScores
 from rhlens.scoring.retrieval import retrieval_scores
 
@@ -79,7 +79,7 @@ class DetectorComparison:
 
     >>> import torch
     >>> hs = lambda t: HeadScores(torch.tensor(t))
-    >>> scores = {"a": hs([[[0.9, 0.1]], [[0.7, 0.0]]]), "b": hs([[[0.2, 0.8]], [[0.1, 0.6]]])}
+    >>> scores = {"a": hs([[[0.9, 0.1, 0.5]], [[0.7, 0.0, 0.4]]]), "b": hs([[[0.2, 0.8, 0.5]], [[0.1, 0.6, 0.3]]])}
     >>> cmp = DetectorComparison(scores, ks=[1], agreement=agreement_rows(scores, [1], n_boot=10))
     >>> cmp.agreement[0]["spearman"], cmp.to_dataframe()[["a", "b", "top1"]].values.tolist()
     (-1.0, [['a', 'b', 0.0]])
@@ -178,8 +178,15 @@ def compare_detectors(
     arch = architecture(model)
     n_heads = arch.n_layers * arch.n_heads
     ks = [max(1, round(f * n_heads)) for f in fractions]
-    scores = {}
+    scores: dict[str, HeadScores] = {}
+    joint = {"attention_mass", "query_focus"} <= set(names)  # one run gives both (the last row is the question's)
     for name in progress_bar(names, enabled=progress, desc="detectors"):
+        if joint and name in ("attention_mass", "query_focus"):
+            if name not in scores:
+                scores["query_focus"], scores["attention_mass"] = query_focus_and_mass(
+                    model, examples, batch_size=batch_size, chunk_size=chunk_size, progress=progress)
+            continue
         scores[name] = DETECTORS[name](model, examples, batch_size=batch_size, chunk_size=chunk_size,
                                        max_new_tokens=max_new_tokens, rouge_gate=rouge_gate, progress=progress)
+    scores = {name: scores[name] for name in names}
     return DetectorComparison(scores=scores, ks=ks, agreement=agreement_rows(scores, ks, n_boot=n_boot, seed=seed))

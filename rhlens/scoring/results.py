@@ -245,7 +245,14 @@ class HeadScores:
             raise ValueError(f"{source}: {missing} of {n_layers}x{n_heads} heads are missing")
         per_example = torch.zeros(n, n_layers, n_heads)
         for head, values in heads.items():
-            per_example[:, head.layer, head.head] = torch.tensor(values, dtype=torch.float32)
+            try:
+                per_example[:, head.layer, head.head] = torch.tensor(values, dtype=torch.float32)
+            except (TypeError, ValueError):
+                raise ValueError(f"{source}: head {head.layer}-{head.head} holds {values!r:.80}, not a list of numbers") from None
+            bad = [v for v in values if isinstance(v, bool) or not 0.0 <= v <= 1.0]  # NaN fails too
+            if bad:
+                raise ValueError(f"{source}: head {head.layer}-{head.head} has score {bad[0]!r}; a retrieval score is "
+                                 "the share of a needle's tokens a head copied, from 0 to 1")
         return cls(
             per_example=per_example,
             n_kv_heads=n_kv_heads,

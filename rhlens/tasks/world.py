@@ -183,7 +183,23 @@ class World:
                 e = rng.choice(self.lists[kind])
             if e not in exclude:
                 return e
-        raise ValueError(f"could not sample a fresh {kind!r}: all candidates are excluded")
+        raise ValueError(f"could not sample a fresh {kind!r}: all candidates are excluded "
+                         "(a long context uses them all up); lower context_tokens or n_docs")
+
+    def fresh_entity(self, kind: str, rng: random.Random, exclude=frozenset(), chunks: int = 2) -> tuple:
+        """``(entity, kind)``: an entity of ``kind`` not in ``exclude`` or, once every one of that
+        kind is used (long contexts use up the short lists, cities first), of another subject kind."""
+        try:
+            return self.entity(kind, rng, exclude, chunks), kind
+        except ValueError:
+            others = [k for k in self.subject_kinds() if k != kind]
+            rng.shuffle(others)
+            for other in others:
+                try:
+                    return self.entity(other, rng, exclude, chunks), other
+                except ValueError:
+                    continue
+            raise
 
     def relation(self, name: str) -> Relation:
         for r in self.relations:

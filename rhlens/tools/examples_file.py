@@ -11,7 +11,7 @@ def write_examples(task: str, variant: str, out: "str | Path", *, n: int = 40, c
     (:func:`rhlens.tasks.save_jsonl`); returns how many. Refuses a folder, and an existing file
     unless ``overwrite``, before any work."""
     from rhlens.models import base_dir
-    from rhlens.models.hf_tokenizer import load_local_tokenizer
+    from rhlens.models.hf.tokenizer import load_local_tokenizer
     from rhlens.tasks import generate, save_jsonl
 
     out = Path(out)

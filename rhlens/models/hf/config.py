@@ -1,5 +1,6 @@
 """``config.json`` -> ``HookedTransformerConfig`` for Llama, Mistral, Qwen2 and GPT-2, offline."""
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,45 @@ def _positive_int(raw: dict[str, Any], source: Path, name: str, *alts: str, defa
     return value
 
 
+def _positive_float(raw: dict[str, Any], source: Path, name: str, *alts: str, default: Any = ...) -> float:
+    value = _field(raw, source, name, *alts, default=default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise CheckpointError(f"{source}: field {name!r} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_memory(cfg: dict[str, Any], source: Path, dtype: torch.dtype, device: "str | torch.device") -> None:
+    """Refuse a config whose weights could not fit the device's free memory, before allocating."""
+    d, layers = cfg["d_model"], cfg["n_layers"]
+    kv = cfg.get("n_key_value_heads") or cfg["n_heads"]
+    per_layer = d * cfg["d_head"] * (2 * cfg["n_heads"] + 2 * kv) + (3 if cfg.get("gated_mlp") else 2) * d * cfg["d_mlp"]
+    n_bytes = (layers * per_layer + 2 * cfg["d_vocab"] * d) * torch.empty((), dtype=dtype).element_size()
+    free = available_memory(device)
+    if free is not None and n_bytes > free:
+        raise CheckpointError(
+            f"{source}: the weights would take {n_bytes / 2**30:.1f} GiB ({dtype}) but {device} has "
+            f"{free / 2**30:.1f} GiB free; check hidden_size={d}, num_hidden_layers={layers}, "
+            f"intermediate_size={cfg['d_mlp']}, vocab_size={cfg['d_vocab']}"
+        )
+
+
+def available_memory(device: "str | torch.device") -> int | None:
+    """Free bytes on ``device`` (CUDA: the driver's free memory; CPU: ``MemAvailable``), or ``None``
+    when unknown."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:  # pragma: no cover - not Linux
+            return None
+    return None
+
+
 def _rope_settings(raw: dict[str, Any], source: Path, max_pos: int) -> dict[str, Any]:
     """TransformerLens rotary fields from ``rope_theta``/``rope_parameters``/``rope_scaling``."""
     params = raw.get("rope_parameters") or {}
@@ -38,7 +78,7 @@ def _rope_settings(raw: dict[str, Any], source: Path, max_pos: int) -> dict[str,
     theta = raw.get("rope_theta", params.get("rope_theta", scaling.get("rope_theta", 10000.0)))
     merged = {**params, **scaling}
     rope_type = str(merged.get("rope_type") or merged.get("type") or "default").lower()
-    out: dict[str, Any] = {"rotary_base": float(theta)}
+    out: dict[str, Any] = {"rotary_base": _positive_float({"rope_theta": theta}, source, "rope_theta")}
     if rope_type == "default":
         return out
     if rope_type == "linear":
@@ -88,7 +128,7 @@ def _rotary_family(raw: dict[str, Any], source: Path, arch: str) -> dict[str, An
         d_mlp=_positive_int(raw, source, "intermediate_size"),
         n_layers=_positive_int(raw, source, "num_hidden_layers"),
         n_ctx=max_pos,
-        eps=float(_field(raw, source, "rms_norm_eps", default=1e-6)),
+        eps=_positive_float(raw, source, "rms_norm_eps", default=1e-6),
         d_vocab=_positive_int(raw, source, "vocab_size"),
         act_fn=act,
         normalization_type="RMS",
@@ -135,7 +175,7 @@ def _gpt2_family(raw: dict[str, Any], source: Path) -> dict[str, Any]:
         d_mlp=int(n_inner) if n_inner else 4 * d_model,
         n_layers=_positive_int(raw, source, "n_layer", "num_hidden_layers"),
         n_ctx=_positive_int(raw, source, "n_positions", "n_ctx", default=1024),
-        eps=float(_field(raw, source, "layer_norm_epsilon", default=1e-5)),
+        eps=_positive_float(raw, source, "layer_norm_epsilon", default=1e-5),
         d_vocab=_positive_int(raw, source, "vocab_size"),
         act_fn=_field(raw, source, "activation_function", default="gelu_new"),
         use_attn_scale=bool(raw.get("scale_attn_weights", True)),
@@ -209,4 +249,5 @@ def hooked_config_from_hf(
             "positions and cannot be extended; pass n_ctx <= n_positions"
         )
     cfg.update(overrides)
+    _check_memory(cfg, src, dtype, device)
     return HookedTransformerConfig(**cfg)

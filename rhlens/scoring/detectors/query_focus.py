@@ -24,9 +24,10 @@ Long-Context Reasoning and Re-ranking"; repository ``princeton-pli/QRHead``, rea
 5. Per example, the sum over its gold documents (here: those holding a needle) ("score over
    gold"; 0 when it has none); a head's QRScore is the mean over examples.
 
-Deviations: the prompt is rhlens's task prompt (no chat template, no retrieval instruction of
-QRHead's own), and the null prompt is run in full (its prefix prefilled through fused attention)
-instead of reusing the real prompt's cache, so examples can be batched with left padding. The
+Deviation: the prompt is rhlens's task prompt (no chat template, no retrieval instruction of
+QRHead's own). As in QRHead the text before the question is run once and its key/value cache
+serves both questions (:func:`rhlens.scoring.detectors.rows.forked_attention`: the prefixes of a
+batch left-padded and prefilled once, the cache forked, each question's tail run after it), so the
 token prefix before the query rows must be the same in both prompts (QRHead asserts it too).
 """
 
@@ -38,8 +39,8 @@ from torch import Tensor
 
 from rhlens.adapter import Model, architecture, prepends_bos, tokenizer_of
 from rhlens.encoding import EncodedExample, encode_example, encode_for_model
-from rhlens.progress import progress_bar
-from rhlens.scoring.detectors.rows import row_attention, token_mask
+from rhlens.scoring.answer_spans import answer_mask
+from rhlens.scoring.detectors.rows import forked_attention, token_mask
 from rhlens.scoring.results import HeadScores
 from rhlens.tasks.regions import NULL_QUESTION, null_prompt, regions
 
@@ -99,31 +100,83 @@ def query_focus(
     >>> query_focus(model, [ex], progress=False).scores.shape
     torch.Size([2, 4])
     """
+    return _focus(model, examples, null=null, mass_target=None, batch_size=batch_size, chunk_size=chunk_size,
+                  progress=progress)[0]
+
+
+def query_focus_and_mass(
+    model: Model,
+    examples: Sequence[Any],
+    *,
+    target: str = "needle",
+    null: str = NULL_QUESTION,
+    batch_size: int = 8,
+    chunk_size: int | None = 512,
+    progress: bool = True,
+) -> tuple[HeadScores, HeadScores]:
+    """:func:`query_focus` and :func:`rhlens.scoring.detectors.attention_mass.attention_mass`
+    (``rows="last"``, ``target``) from one run: the last prompt row is the real question's last
+    row, so its attention mass comes from the same forward (what :func:`rhlens.compare_detectors`
+    uses when both are asked for).
+
+    >>> from rhlens.models import tiny_llama, word_level_tokenizer
+    >>> from rhlens.tasks import generate
+    >>> ex = generate("kv", "symbolic", 1, context_tokens=64, seed=0)[0]  # documents: the key-value pairs
+    >>> model = tiny_llama(tokenizer=word_level_tokenizer([ex.prompt + ex.completion, "N/A"]), n_layers=2, n_heads=4)
+    >>> qr, mass = query_focus_and_mass(model, [ex], progress=False)
+    >>> qr.meta["method"], mass.meta["method"], mass.scores.shape
+    ('query_focus', 'attention_mass', torch.Size([2, 4]))
+    """
+    qr, mass = _focus(model, examples, null=null, mass_target=target, batch_size=batch_size, chunk_size=chunk_size,
+                      progress=progress)
+    assert mass is not None
+    return qr, mass
+
+
+def _focus(
+    model: Model, examples: Sequence[Any], *, null: str, mass_target: str | None, batch_size: int,
+    chunk_size: int | None, progress: bool,
+) -> tuple[HeadScores, HeadScores | None]:
+    """The forked run of :func:`query_focus`; with ``mass_target`` also the last row's attention
+    mass on the needle (or the answer span) as a second row group of the real question."""
+    if mass_target not in (None, "needle", "answer"):
+        raise ValueError(f"attention_mass: target must be 'needle' or 'answer', got {mass_target!r}")
     tok, bos = tokenizer_of(model), prepends_bos(model)
     n_bos = 1 if bos and tok.bos_token_id is not None else 0
     real = encode_for_model(model, examples, what="query_focus", with_answer=False)
     items = [_prepare(tok, ex, enc, null, bos, n_bos) for ex, enc in zip(examples, real)]
+    keys = [enc.needle_mask(enc.prompt_len) if mass_target == "needle" else answer_mask(ex, enc)
+            for ex, enc in zip(examples, real)] if mass_target else []
     arch = architecture(model)
     per_example = torch.zeros(len(examples), arch.n_layers, arch.n_heads)
-    order = sorted(range(len(items)), key=lambda i: (len(real[i].tokens), i))
-    groups = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    for group in progress_bar(groups, enabled=progress, desc="query focus (QRHead)"):
-        means: dict[tuple[int, int], Tensor] = {}
-        for which in (0, 1):
-            row_attention(
-                model, [items[i][which].tokens for i in group], [items[i][2 + which] for i in group],
-                lambda j, a, which=which: means.__setitem__((group[j], which), a[0]),
-                batch_size=len(group), chunk_size=chunk_size, progress=False,
-            )
-        for i in group:
-            start, docs, gold = items[i][4], items[i][5], items[i][6]
-            calibrated = means[i, 0][..., :start] - means[i, 1][..., :start]
-            if gold:
-                per_example[i] = document_scores(calibrated, [docs[g] for g in gold]).sum(dim=0)
-    return HeadScores(
-        per_example=per_example,
-        n_kv_heads=arch.n_kv_heads, meta={"method": "query_focus", "null": null},
-    )
+    mass = torch.zeros_like(per_example)
+
+    def reduce(i: int, means: list[Tensor]) -> None:
+        start, docs, gold = items[i][4], items[i][5], items[i][6]
+        calibrated = means[0][0][..., :start] - means[1][0][..., :start]
+        if gold:
+            per_example[i] = document_scores(calibrated, [docs[g] for g in gold]).sum(dim=0)
+        if mass_target:
+            mass[i] = means[0][1][..., keys[i]].sum(dim=-1)
+
+    def real_rows(it: tuple) -> Tensor:
+        q = it[2][0, it[4] :]
+        if not mass_target:
+            return q[None]
+        last = torch.zeros_like(q)
+        last[-1] = True
+        return torch.stack([q, last])
+
+    prefixes = [it[0].tokens[: it[4]] for it in items]
+    tails = [[it[0].tokens[it[4] :], it[1].tokens[it[4] :]] for it in items]
+    rows = [[real_rows(it), it[3][:, it[4] :]] for it in items]
+    forked_attention(model, prefixes, tails, rows, reduce, batch_size=batch_size, chunk_size=chunk_size,
+                     progress=progress, desc="query focus (QRHead)" + (" and attention mass" if mass_target else ""))
+    qr = HeadScores(per_example=per_example, n_kv_heads=arch.n_kv_heads, meta={"method": "query_focus", "null": null})
+    if not mass_target:
+        return qr, None
+    return qr, HeadScores(per_example=mass, n_kv_heads=arch.n_kv_heads,
+                          meta={"method": "attention_mass", "rows": "last", "target": mass_target})
 
 
 def _prepare(tok: Any, ex: Any, enc: EncodedExample, null: str, bos: bool, n_bos: int) -> tuple:

@@ -3,6 +3,7 @@
 import json
 import random
 
+from rhlens.progress import progress_bar
 from rhlens.tasks.example import Example
 from rhlens.tasks.generators import kv, mdqa, musique, niah, summhay
 from rhlens.tasks.generators.common import VARIANTS, ExampleSpec, variant_axes
@@ -21,7 +22,7 @@ __all__ = ["TASKS", "VARIANTS", "generate", "niah_grid", "variant_axes"]
 
 def generate(task: str, variant: str = "realistic", n: int = 1, *, context_tokens: int = 512,
              tokenizer=None, seed: int = 0, position=None, instruction=None,
-             documents=None, **knobs) -> list:
+             documents=None, progress: bool = False, **knobs) -> list:
     """Generate ``n`` examples of ``task`` in ``variant``.
 
     Args:
@@ -39,6 +40,8 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
         documents: an object with ``sentences(title, part) -> list[str]`` (e.g.
             :class:`rhlens.tasks.llm_docs.LLMDocumentSource`) that writes the
             haystack of varied-haystack variants.
+        progress: a tqdm bar over the examples (generation takes minutes for
+            tens of thousands of long examples).
         **knobs: task knobs (``n_docs``, ``hops``, ``n_citing``, ``key_chunks``,
             ``value_chunks``, ``needle``), recorded in ``meta``.
 
@@ -62,7 +65,7 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
     if instruction is None:
         instruction = context_tokens >= 256
     out = []
-    for i in range(n):
+    for i in progress_bar(range(n), enabled=progress, desc=f"generate {task}/{variant}", total=n, unit="example"):
         rng = random.Random(f"rhlens:{task}:{variant}:{seed}:{i}")
         spec = ExampleSpec(task=task, variant=variant, context_tokens=context_tokens,
                      tokenizer=tokenizer, seed=seed, index=i, position=position,

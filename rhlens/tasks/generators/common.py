@@ -155,14 +155,19 @@ def haystack_stream(spec: ExampleSpec, rng: random.Random, subject, kind, exclud
         return SentenceStream(lambda: world.background(subject, kind, rng, exclude,
                                                        skip_relations, stated))
     state = {"left": 0, "subject": None, "kind": None, "stated": set(), "seen": set(exclude)}
+    stated_of: dict = {}  # once every subject is used (long contexts), a subject returns and
+    # goes on from the relations it already stated, so it never gets two objects for one
 
     def next_sentence():
         if state["left"] == 0:
             kinds = world.subject_kinds()
             state["kind"] = rng.choice(kinds)
-            state["subject"] = world.entity(state["kind"], rng, state["seen"])
-            state["seen"].add(state["subject"])  # a subject's facts stay in one stretch
-            state["stated"] = set()
+            try:
+                state["subject"], state["kind"] = world.fresh_entity(state["kind"], rng, state["seen"])
+            except ValueError:
+                state["subject"] = world.entity(state["kind"], rng, exclude)
+            state["seen"].add(state["subject"])  # a subject's facts stay in one stretch while fresh ones last
+            state["stated"] = stated_of.setdefault(state["subject"], set())
             state["left"] = rng.randint(2, 5)
         state["left"] -= 1
         return world.background(state["subject"], state["kind"], rng, exclude,

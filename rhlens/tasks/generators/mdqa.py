@@ -35,8 +35,8 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
                           insert_frac=rng.random())
         else:
             t_kind = kind if spec.realism == "symbolic" else rng.choice(spec.world.subject_kinds())
-            title = spec.world.entity(t_kind, rng, exclude | set(titles),
-                                   chunks=spec.knobs.get("key_chunks", 2))
+            title, t_kind = spec.world.fresh_entity(t_kind, rng, exclude | set(titles),
+                                                    chunks=spec.knobs.get("key_chunks", 2))
             stream = haystack_stream(spec, stream_rng, title, t_kind, frozenset(exclude), title=title)
             doc = DocSpec(title, stream)
         titles.append(title)

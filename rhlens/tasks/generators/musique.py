@@ -79,7 +79,7 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
                           insert_frac=rng.random())
         else:
             kind = "symbol" if spec.realism == "symbolic" else rng.choice(world.subject_kinds())
-            title = world.entity(kind, rng, exclude | set(titles), chunks=chunks)
+            title, kind = world.fresh_entity(kind, rng, exclude | set(titles), chunks=chunks)
             doc = DocSpec(title, haystack_stream(spec, stream_rng, title, kind, frozenset(exclude),
                                                  title=title))
         titles.append(title)

@@ -54,8 +54,8 @@ def _stats(lengths: list[int]) -> dict[str, Any]:
     return {"n": len(lengths), "max_tokens": max(lengths), "mean_tokens": round(sum(lengths) / len(lengths), 1)}
 
 
-def build_sets(config: StudyConfig, task: str, tokenizer: Any,
-               log: Callable[[str], None] = lambda msg: None) -> tuple[dict[str, list], dict[str, Any]]:
+def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[str], None] = lambda msg: None,
+               progress: bool = False) -> tuple[dict[str, list], dict[str, Any]]:
     """The named example sets of ``task`` (``real_train``, ``real_limited``, ``real_test``,
     ``synthetic_<variant>``) and a summary (sizes, token lengths, sources, seeds, drops).
 
@@ -73,7 +73,8 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any,
                                "answer_tokens": d.answer_tokens, "sets": {}, "dropped": {}, "sources": {}}
 
     def generated(name: str, variant: str, n: int, seed: int) -> None:
-        examples = generate(task, variant, n, context_tokens=budget, tokenizer=tokenizer, seed=seed, **knobs)
+        examples = generate(task, variant, n, context_tokens=budget, tokenizer=tokenizer, seed=seed, progress=progress,
+                            **knobs)
         lengths = [example_tokens(tokenizer, ex) for ex in examples]
         for i, n_tok in enumerate(lengths):
             if n_tok > limit:

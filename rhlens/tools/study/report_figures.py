@@ -27,10 +27,12 @@ def task_figures(task: str, entry: dict[str, Any], method: str, metric: str) -> 
     label = f"95% bootstrap interval over {over}"
     figures: list[tuple[str, Any]] = []
     acc = {m: unc["models"][m]["accuracy"] for m in models}
-    figures.append((f"{task}: accuracy by training set", _fit_width(plot.score_bars(
-        {m: a["estimate"] for m, a in acc.items()}, {m: _pair(a) for m, a in acc.items()},
-        title=f"{task}: accuracy on the real test set ({metric}, {acc['real']['n'] // unc['n_seeds']} examples per model)",
-        yaxis_title=f"accuracy ({metric})", interval_label=label, highlight="real"))))
+    n_test = acc["real"]["n"] // unc["n_seeds"]
+    figures.append((f"{task}: accuracy by training set ({metric}, {n_test} real test examples per model)",
+                    _fit_width(plot.score_bars(
+                        {m: a["estimate"] for m, a in acc.items()}, {m: _pair(a) for m, a in acc.items()},
+                        title=f"{task}: accuracy on the real test set", yaxis_title="accuracy",
+                        interval_label=label, highlight="real"))))
     maps = {m: torch.tensor(info["scores"][method]) for m, info in models.items() if info["n_counted"][method]}
     empty = [m for m in models if m not in maps]
     if empty:  # a map of no example would be all zeros: say so instead of plotting it

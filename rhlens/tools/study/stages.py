@@ -84,7 +84,7 @@ class StageRunner:
 
         if self._tokenizer is None:
             self._tokenizer = self._load_base().tokenizer
-        sets, summary = build_sets(self.config, unit.task, self._tokenizer, log=self._log)
+        sets, summary = build_sets(self.config, unit.task, self._tokenizer, log=self._log, progress=self.progress)
         from rhlens.tasks import save_jsonl
 
         for name, examples in sets.items():

@@ -8,6 +8,7 @@ import torch
 
 from rhlens.models import load_hf_checkpoint
 from rhlens.scoring.detectors import attention_mass, query_focus
+from rhlens.scoring.detectors.query_focus import query_focus_and_mass
 from rhlens.tasks.example import Example
 from tests.references.hf_detectors import hf_attention_mass, hf_query_focus
 from tests.references.tokenizers import stories260k
@@ -53,6 +54,10 @@ def check(hf, tok, model, exs, **kw):
     got = query_focus(model, exs, progress=False, **kw)
     assert ref.abs().sum() > 0
     assert (got.per_example - ref).abs().max() <= 1e-6
+    # both from one run (what compare_detectors does when it is asked for both)
+    qr, mass = query_focus_and_mass(model, exs, progress=False, **kw)
+    assert (qr.per_example - ref).abs().max() <= 1e-6
+    assert (mass.per_example - hf_attention_mass(hf, tok, exs)).abs().max() <= 1e-6
 
 
 def test_tiny_llama_equals_hf_reference(pair):  # noqa: F811
