@@ -17,6 +17,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+RETRIEVAL_THRESHOLD = 0.1
+"""Wu et al.'s retrieval-head threshold: a head scoring above it is a retrieval head."""
+
 _LABEL = re.compile(r"^\s*L(\d+)H(\d+)\s*$", re.IGNORECASE)
 _WU = re.compile(r"^\s*(\d+)-(\d+)\s*$")
 

@@ -24,7 +24,7 @@ def _strip_times(results):
     return results
 
 
-def test_item1_two_workers_give_the_serial_results(tmp_path, monkeypatch):
+def test_two_workers_give_the_serial_results(tmp_path, monkeypatch):
     import rhlens.evaluation
     from rhlens.tools.study.stages import STAGES
 
@@ -62,7 +62,7 @@ def test_item1_two_workers_give_the_serial_results(tmp_path, monkeypatch):
             assert rec["baseline"] == pytest.approx(one["tasks"]["mdqa"]["models"][model]["accuracy"])
 
 
-def test_item1_every_unit_reads_only_units_before_it_in_run_order():
+def test_every_unit_reads_only_units_before_it_in_run_order():
     study = Study("smoke", "unused", progress=False)
     units = study.units()
     for i, unit in enumerate(units):
@@ -74,7 +74,7 @@ def test_item1_every_unit_reads_only_units_before_it_in_run_order():
         ("scores", patching.model), ("evaluate", patching.model), ("scores", "real"), ("evaluate", "real")}
 
 
-def test_item1_bar_weights_units_by_estimated_cost():
+def test_bar_weights_units_by_estimated_cost():
     study = Study("tiny", "unused", progress=False)
     cost = study.unit_costs()
     plan = study.plan()
