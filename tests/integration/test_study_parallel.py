@@ -18,6 +18,8 @@ def _strip_times(results):
     for task in results["tasks"].values():
         task["data"].pop("seconds")
         task["compare"].pop("seconds")
+        if isinstance(task.get("detectors"), dict):
+            task["detectors"].pop("seconds", None)
         for section in ("knockout", "patching"):
             for rec in task[section].values():
                 rec.pop("seconds")
