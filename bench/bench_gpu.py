@@ -105,7 +105,6 @@ def _score_child(scale: str, context: int, impl: str, method: str) -> dict:
 
 
 def _spearman(a, b) -> float:
-    import torch
 
     ra = a.flatten().argsort().argsort().double()
     rb = b.flatten().argsort().argsort().double()

@@ -121,4 +121,24 @@ if TYPE_CHECKING:  # the same names, visible to type checkers and IDEs (loaded l
     from rhlens.tasks import Example, TASKS, VARIANTS, generate, niah_grid
     from rhlens.training import NonFiniteLossError, TrainConfig, TrainResult, extend_context, train
 
-__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())
+_export, _exports_dir = _lazy_exports(__name__, _EXPORTS, globals())
+#: subpackages reachable as attributes after a bare ``import rhlens`` (``rhlens.models.base_card()``)
+_SUBMODULES = ("models", "tasks", "plot", "scoring", "interventions", "training", "evaluation", "heads", "tools")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - whatever the name is
+    """A public name (loaded on first use), or one of :data:`_SUBMODULES`.
+
+    >>> import rhlens
+    >>> rhlens.models.base_card().splitlines()[0]
+    '# rhlens-base'
+    """
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    return _export(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*_exports_dir(), *_SUBMODULES})

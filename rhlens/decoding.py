@@ -20,7 +20,7 @@ from torch import Tensor
 
 from rhlens.adapter import Model, architecture, forward, new_kv_cache, tokenizer_of
 from rhlens.encoding import check_fits_context
-from rhlens.engine import Generation, StepCallback, chunk_bounds, generate
+from rhlens.engine import Generation, StepCallback, chunk_bounds, greedy_tokens
 from rhlens.stopping import default_stop_ids
 
 __all__ = ["Generation", "StepCallback", "chunked_forward", "default_stop_ids", "greedy_decode"]
@@ -95,6 +95,6 @@ def greedy_decode(
         if not p:
             raise ValueError(f"Prompt {i} is empty")
         check_fits_context(n_ctx, len(p), where=f"Prompt {i}", extra=max_new_tokens)
-    return generate(
+    return greedy_tokens(
         [model], prompts, max_new_tokens=max_new_tokens, stop=stop, chunk_size=chunk_size, progress=False, on_step=on_step
     )

@@ -11,8 +11,10 @@ Any analyzer whose result is a dataclass with one entry per example along a fixe
 :func:`rhlens.evaluate` (:class:`~rhlens.evaluation.EvalResult`), :func:`rhlens.retrieval_scores`
 (:class:`~rhlens.scoring.HeadScores`), :func:`rhlens.patch_sweep` and
 :func:`rhlens.interventions.attribution_sweep` (:class:`~rhlens.interventions.PatchSweep`, examples
-on the last axis of ``patched``). Per-example tensors and lists are put back in example order;
-every other field is rank 0's.
+on the last axis of ``patched``, and ``dropped`` too for
+:class:`~rhlens.interventions.AttributionSweep`). Per-example tensors and lists are put back in
+example order, along axis 0 unless the result class says otherwise in its ``EXAMPLE_AXES``
+(``{field: axis}``); every other field is rank 0's.
 
 Script (a user scoring a large model on 1,000 long examples with every GPU)::
 
@@ -43,11 +45,6 @@ from safetensors.torch import save as _st_save
 from rhlens.training.distributed import DistInfo, setup
 
 R = TypeVar("R")
-
-EXAMPLE_AXES: dict[str, dict[str, int]] = {"PatchSweep": {"patched": -1}}
-"""Per result class, fields whose example axis is not 0 (``PatchSweep.patched`` is
-``[layer, head, example]``)."""
-
 
 def device_for(info: DistInfo) -> torch.device:
     """This rank's device: ``cuda:<local_rank>`` when CUDA is available (and made current, as
@@ -108,13 +105,14 @@ def _gather_bytes(payload: bytes, info: DistInfo, device: torch.device) -> list[
 
 def merge_shards(results: Sequence[Any], info_world: int, n_items: int) -> Any:
     """Put per-rank results (rank order; rank ``r`` scored ``items[r::world]``) back into one, in
-    item order."""
+    item order. A tensor field is concatenated along its example axis: 0, or what the result
+    class's ``EXAMPLE_AXES`` (``{field: axis}``) says; a field that is ``None`` stays ``None``."""
     first = results[0]
-    axes = EXAMPLE_AXES.get(type(first).__name__, {})
+    axes: dict[str, int] = getattr(type(first), "EXAMPLE_AXES", {})
     order = torch.cat([torch.arange(r, n_items, info_world) for r in range(info_world)])
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(n_items)
-    merged = {}
+    merged: dict[str, Any] = {}
     for f in dataclasses.fields(first):
         values = [getattr(r, f.name) for r in results]
         if dataclasses.is_dataclass(values[0]):

@@ -16,7 +16,7 @@ module, so a baseline and its intervention always run the same code and the same
 - :func:`decode`: greedy decoding as Wu et al.: prefill all but the last prompt token in chunks,
   then one forward per step starting with the last prompt token, a per-step callback
   (:data:`StepCallback`), and hooks active only during the decoding steps when asked.
-- :func:`generate`: :func:`decode` over batches of prompts; :func:`answer_logprobs`:
+- :func:`greedy_tokens`: :func:`decode` over batches of prompts; :func:`answer_logprobs`:
   teacher-forced ``log P(answer | prompt)`` summed over chunks (:class:`AnswerLogprobSum`).
 
 Decoding steps. Wu et al. prefill ``prompt[:-1]`` and decode from the last prompt token; their
@@ -28,7 +28,7 @@ token (teacher-forced: the rows that predict answer tokens). Outside the engine 
 >>> from rhlens.models import tiny_llama, word_level_tokenizer
 >>> tok = word_level_tokenizer(["a b c d e f"])
 >>> model = tiny_llama(tokenizer=tok, seed=0)
->>> gen = generate([model], [[1, 4, 5], [1, 6]], max_new_tokens=3, stop=set(), progress=False)
+>>> gen = greedy_tokens([model], [[1, 4, 5], [1, 6]], max_new_tokens=3, stop=set(), progress=False)
 >>> [len(row) for row in gen.tokens]
 [3, 3]
 """
@@ -295,7 +295,7 @@ def decode(
     return Generation(tokens=out, stopped=stopped)
 
 
-def generate(
+def greedy_tokens(
     models: Sequence[Model],
     prompts: Sequence[Sequence[int]],
     *,

@@ -20,7 +20,7 @@ kept).
 """
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Sequence, TypedDict, Union
+from typing import Any, Callable, Mapping, Sequence, TypedDict, Union
 
 from typing_extensions import Unpack
 
@@ -69,7 +69,7 @@ class RunOptions:
     progress: bool = True
 
     @classmethod
-    def merge(cls, options: "RunOptions | None", overrides: dict[str, Any], *, what: str) -> "RunOptions":
+    def merge(cls, options: "RunOptions | None", overrides: Mapping[str, object], *, what: str) -> "RunOptions":
         """``options`` (default: ``RunOptions()``) with ``overrides`` applied; a ``TypeError``
         naming ``what`` for a keyword that is not a field."""
         base = cls() if options is None else options
@@ -200,7 +200,7 @@ def run_metric(
     encoded = encode_for_model(target, examples, what=what, with_answer=False, extra_tokens=o.max_new_tokens)
     fns = text_metrics(examples, o.metric)  # fail on an unknown task before generating
     tok = tokenizer_of(target)
-    gen = engine.generate(
+    gen = engine.greedy_tokens(
         models, [e.tokens for e in encoded], max_new_tokens=o.max_new_tokens, stop=default_stop_ids(tok),
         chunk_size=o.chunk_size, batch_size=o.batch_size, progress=o.progress, desc=what, encoded=encoded, setup=setup,
     )

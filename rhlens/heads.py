@@ -17,6 +17,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+RETRIEVAL_THRESHOLD = 0.1
+"""Wu et al.'s retrieval-head threshold: a head scoring above it is a retrieval head."""
+
 _LABEL = re.compile(r"^\s*L(\d+)H(\d+)\s*$", re.IGNORECASE)
 _WU = re.compile(r"^\s*(\d+)-(\d+)\s*$")
 
@@ -99,6 +102,8 @@ class HeadSet(frozenset):
             [ True, False]])
     """
 
+    _rank: "tuple[Head, ...] | None" = None  # set by ranked(): the order ordered() gives
+
     def __new__(cls, heads: Iterable["Head | str | tuple"] = ()) -> "HeadSet":
         return super().__new__(cls, (Head.parse(h) for h in heads))
 
@@ -124,11 +129,26 @@ class HeadSet(frozenset):
     difference = __sub__
 
     def __repr__(self) -> str:
-        return "HeadSet([" + ", ".join(str(h) for h in self.ordered()) + "])"
+        return "HeadSet([" + ", ".join(str(h) for h in sorted(self)) + "])"
+
+    @classmethod
+    def ranked(cls, heads: Iterable["Head | str | tuple"]) -> "HeadSet":
+        """A set that remembers the order of ``heads`` (best first) for :meth:`ordered`; set
+        operators give plain sets again.
+
+        >>> best = HeadSet.ranked(["L3H0", "L1H2"])
+        >>> best.ordered(), best, (best | {"L0H0"}).ordered()
+        ([Head(layer=3, head=0), Head(layer=1, head=2)], HeadSet([L1H2, L3H0]), [Head(layer=0, head=0), Head(layer=1, head=2), Head(layer=3, head=0)])
+        """
+        order = [Head.parse(h) for h in heads]
+        out = cls(order)
+        out._rank = tuple(dict.fromkeys(order))
+        return out
 
     def ordered(self) -> list[Head]:
-        """Heads sorted by (layer, head)."""
-        return sorted(self)
+        """The heads best first for a set made by :meth:`ranked` (``HeadScores.top``: highest
+        score first); otherwise sorted by (layer, head)."""
+        return list(self._rank) if self._rank is not None else sorted(self)
 
     def __iter__(self) -> Iterator[Head]:
         return iter(sorted(frozenset.__iter__(self)))

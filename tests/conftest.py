@@ -53,8 +53,27 @@ def realdata() -> Path:
     return REALDATA
 
 
-def pytest_collection_modifyitems(config, items):
-    """On TransformerLens 4, skip (with the reason) what rhlens cannot do on a TransformerBridge yet."""
+TESTS = Path(__file__).resolve().parent
+
+
+def _tier(path: Path) -> str:
+    """The test tier of a collected file: ``unit`` (tests/unit and the package's doctests),
+    ``integration``, ``tutorials`` (the tutorials run as scripts) or ``docs`` (the site build and
+    the tables the docs keep)."""
+    try:
+        rel = path.resolve().relative_to(TESTS)
+    except ValueError:
+        return "unit"  # a doctest in rhlens/
+    top = rel.parts[0]
+    return top if top in ("unit", "integration", "tutorials") else "docs"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, so ``pytest -m unit`` (or ``integration``, ``tutorials``,
+    ``docs``) runs one tier (``-m "not slow"`` leaves out the tests over ~10 s); on TransformerLens
+    4, skip (with the reason) what rhlens cannot do on a TransformerBridge yet."""
     from tests.tl4_gaps import skip_tl4_gaps
 
+    for item in items:
+        item.add_marker(_tier(Path(str(item.path))))
     skip_tl4_gaps(items)

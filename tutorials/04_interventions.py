@@ -151,7 +151,7 @@ table = rhlens.patching_table(real, synthetic, test, real_scores, synthetic_scor
                               progress=False)
 for row in table.rows:
     print(f"{row.name:28s} {len(row.heads):2d} heads  score {row.score:.2f}  delta {row.delta:+.2f}")
-plot.patching_table(table, title=f"patching the real-data model's heads into the symbolic-data model (k = {k})")
+plot.patching_table_figure(table, title=f"patching the real-data model's heads into the symbolic-data model (k = {k})")
 
 # %% [markdown]
 # One head at a time: `patch_sweep` patches every head alone and measures the change in the gold

@@ -64,6 +64,6 @@ def bridge_hooks(bridge: Any, fwd_hooks: Sequence[tuple[Any, Callable]], bwd_hoo
                                                  bwd_hooks=[(n, f) for d, n, f in filtered if d == "bwd"], reset_hooks_end=True))
             yield bridge
     finally:
-        for point, handles, handle in reversed(added):
+        for _point, handles, handle in reversed(added):
             handle.hook.remove()
             handles[:] = [h for h in handles if h is not handle]

@@ -16,19 +16,18 @@ rename upstream is a one-line change here.
 """
 
 import contextlib
-import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Iterator, Literal, Sequence, Union
 
 import torch
 from torch import nn
 
-warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
+# TransformerLens 3.9 warns "HookedTransformer is deprecated" when one is built; rhlens's builders
+# silence it around their own construction, not for the whole process.
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.model_bridge import TransformerBridge  # TransformerLens >= 3.9
 
-from transformer_lens.hook_points import HookPoint  # noqa: E402
-
-from rhlens.adapter.bridge_hooks import bridge_hooks  # noqa: E402
-from transformer_lens.model_bridge import TransformerBridge  # noqa: E402  (TransformerLens >= 3.9)
+from rhlens.adapter.bridge_hooks import bridge_hooks
 
 try:  # TransformerLens 3.x: HookedTransformer is the native model class
     from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: F401  (re-exported)

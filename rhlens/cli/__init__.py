@@ -51,8 +51,10 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
 
 def _add_generate(sub: "argparse._SubParsersAction") -> None:
     g = sub.add_parser("generate", help="write synthetic examples to a JSONL file (what --examples reads)")
-    g.add_argument("task", help="mdqa, musique, summhay, kv or niah")
-    g.add_argument("variant", help="realistic, realistic-filler, fictional, fictional-filler or symbolic")
+    from rhlens.tasks import VARIANTS, task_names  # torch-free
+
+    g.add_argument("task", help=", ".join(task_names()))
+    g.add_argument("variant", help=", ".join(VARIANTS))
     g.add_argument("--n", type=int, default=40, help="number of examples")
     g.add_argument("--context-tokens", type=int, default=256, help="prompt length in tokens (within 5%%)")
     g.add_argument("--tokenizer", type=Path, default=None, metavar="MODEL_DIR",
@@ -71,6 +73,7 @@ def _add_detectors(sub: "argparse._SubParsersAction") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rhlens.interventions.options import KNOCKOUT_MODES, PATCH_POSITIONS  # torch-free
     parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=functools.partial(
         argparse.ArgumentParser, formatter_class=argparse.ArgumentDefaultsHelpFormatter))  # help shows defaults
@@ -80,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scores", help="retrieval scores of every head of your model (JSON, Wu et al.'s JSON, heatmap)")
     sc.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
-    sc.add_argument("--method", choices=("decode", "forced", "both"), default="decode",
-                    help="decode: Wu et al.'s score while the model answers; forced: the answer teacher-forced")
+    sc.add_argument("--method", default="decode",
+                    help="decode: Wu et al.'s score while the model answers; forced: the answer teacher-forced "
+                         "(rhlens.retrieval_scores' methods); both")
     sc.add_argument("--rouge-gate", type=fraction_or_none, default=0.5, metavar="R|none",
                     help="count an example only when the answer's ROUGE-1 recall exceeds R (Wu et al.: 0.5); "
                          "none counts every example")
@@ -92,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     ko.add_argument("--heads", default=None, help="heads to knock out, e.g. L0H1,L1H3")
     ko.add_argument("--scores", default=None, help="head scores (.safetensors from rhlens scores, or Wu's .json): knock out the retrieval heads")
     ko.add_argument("--top-k", type=at_least(1), default=10, help="at most this many retrieval heads from --scores")
-    ko.add_argument("--mode", choices=("zero", "mean", "uniform"), default="zero",
+    ko.add_argument("--mode", choices=KNOCKOUT_MODES, default="zero",
                     help="how a head is knocked out: zero (its output set to 0), mean (its mean output over the "
                          "examples' prompts), uniform (it attends evenly to every earlier token: Wu et al.'s masking)")
     ko.add_argument("--n-random", type=at_least(0), default=3, help="random head sets drawn")
@@ -107,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--source-heads", default=None, help="instead of --source-scores: heads, e.g. L0H1,L1H3")
     pa.add_argument("--target-heads", default=None, help="instead of --target-scores: heads")
     pa.add_argument("--top-k", type=at_least(1), default=10)
-    pa.add_argument("--positions", choices=("all", "prompt", "answer", "needle"), default="all",
+    pa.add_argument("--positions", choices=PATCH_POSITIONS, default="all",
                     help="where the source's head outputs replace the target's: all (every position), prompt (the "
                          "prompt's tokens), answer (the last prompt token and every answer token), needle (the "
                          "needle's tokens)")
@@ -166,13 +170,17 @@ def _common(args: argparse.Namespace) -> dict:
 
 def _cmd_scores(args: argparse.Namespace) -> int:
     from rhlens.tools.study.pieces import run_scores
+    from rhlens.tools.study.sections import score_methods
 
+    known = score_methods()  # rhlens.retrieval_scores' methods
+    if args.method != "both" and args.method not in known:
+        raise ValueError(f"--method {args.method!r}: use one of {', '.join(known)} or both")
     _prepare_out(args.out, args.overwrite)
-    methods = ("decode", "forced") if args.method == "both" else (args.method,)
+    methods = known if args.method == "both" else (args.method,)
     summary = run_scores(args.model, args.examples, args.out, methods=methods, threshold=args.threshold,
                          rouge_gate=args.rouge_gate, **_common(args))
     for method, rec in summary["methods"].items():
-        heads = ", ".join(f"{h} {v:.2f}" for h, v in rec["retrieval_heads"].items()) or "none"
+        heads = ", ".join(f"{h} {v:.2f}" for h, v in rec["head_scores"].items()) or "none"
         print(f"{method}: {rec['n_counted']} of {summary['n_examples']} examples counted; retrieval heads: {heads}")
     files = ["scores.json", *(f"{m}{ext}" for m in methods for ext in (".safetensors", ".wu.json")), "heatmap.html"]
     print(f"Results written to {args.out}: {', '.join(files)}")

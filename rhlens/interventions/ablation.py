@@ -34,7 +34,7 @@ Examples: :func:`knockout`, :func:`knockout_effect`.
 
 import contextlib
 import warnings
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from jaxtyping import Bool, Float
@@ -48,13 +48,11 @@ from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_eva
 from rhlens.heads import Head, HeadSet, as_head_set
 from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
 from rhlens.interventions.head_sets import RETRIEVAL_THRESHOLD, control_exclusion, heads_by_layer
+from rhlens.interventions.options import KNOCKOUT_MODES, KNOCKOUT_SCOPES
 from rhlens.interventions.results import KnockoutEffect
 
-# The accepted values; knockout() and knockout_effect() take mode/scope as str and check them against
-# MODES/SCOPES themselves, so a wrong value gets their message (which lists the choices).
-MODES = ("zero", "mean", "uniform")
-Scope = Literal["decode", "all"]
-SCOPES = ("decode", "all")
+# knockout() and knockout_effect() take mode and scope as str (not the Literal types) and check them
+# against KNOCKOUT_MODES / KNOCKOUT_SCOPES themselves, so a wrong value gets their message.
 
 
 def mean_head_outputs(
@@ -88,7 +86,7 @@ def mean_head_outputs(
     return {l: sums[l] / count for l in layers}
 
 
-def _rows(scope: Scope):
+def _rows(scope: str):
     """``rows(q_len, device)`` for the hooks: the decoding rows of the engine step in progress
     (``None``, every row, for ``scope="all"`` or outside the engine)."""
 
@@ -147,9 +145,9 @@ def knockout(
     >>> count_hooks(model), bool((knocked - forward(model, tokens)).abs().max() > 0)
     (0, True)
     """
-    if mode not in MODES:
-        raise ValueError(f"Unknown knockout mode {mode!r}; use one of {', '.join(MODES)}")
-    if scope not in SCOPES:
+    if mode not in KNOCKOUT_MODES:
+        raise ValueError(f"Unknown knockout mode {mode!r}; use one of {', '.join(KNOCKOUT_MODES)}")
+    if scope not in KNOCKOUT_SCOPES:
         raise ValueError(f"Unknown knockout scope {scope!r}; use 'decode' (Wu et al.: decoding steps only) or 'all'")
     layers = heads_by_layer(model, heads, what="knockout heads")
     means = mean_head_outputs(model, reference or [], layers, batch_size=batch_size) if mode == "mean" else {}
@@ -190,7 +188,7 @@ def random_heads(
     (7, False)
     """
     arch = architecture(model)
-    excluded = control_exclusion(exclude, scores, threshold, what="random_heads")
+    excluded = control_exclusion(exclude=exclude, scores=scores, threshold=threshold, what="random_heads")
     return HeadSet.random(arch.n_layers, arch.n_heads, k, exclude=excluded, seed=seed)
 
 
@@ -219,8 +217,10 @@ def knockout_effect(
             several head sets (computed when ``None``).
         mode, scope, reference: as in :func:`knockout`.
         n_random: random control sets of ``len(heads)`` heads (seeds ``seed, seed + 1, ...``),
-            each knocked out alone; drawn outside ``exclude`` and ``heads`` (see
-            :func:`random_heads`: ``exclude`` or ``scores`` is required when ``n_random > 0``).
+            each knocked out alone; drawn outside ``heads`` and ``exclude``, or outside ``heads``
+            and every head above ``threshold`` in ``scores`` (one grid or a list;
+            :func:`rhlens.interventions.head_sets.control_exclusion` says the rule). ``exclude``
+            or ``scores`` is required when ``n_random > 0``.
         options: a :class:`rhlens.RunOptions`, or its fields as keywords (``metric``,
             ``max_new_tokens``, ``batch_size``, ``chunk_size``, ``progress``), as in
             :func:`rhlens.evaluate`.
@@ -246,9 +246,11 @@ def knockout_effect(
         warnings.warn("knockout_effect: no heads to knock out: the change is 0.0 by construction", stacklevel=2)
     if n_random < 0:
         raise ValueError(f"n_random must be >= 0, got {n_random}")
-    control_sets = []
+    control_sets, excluded = [], HeadSet()
     if n_random:
-        excluded = control_exclusion(exclude, scores, threshold, what="knockout_effect(n_random > 0)") | hs
+        arch = architecture(model)
+        excluded = control_exclusion(hs, exclude=exclude, scores=scores, threshold=threshold,
+                                     n_total=arch.n_layers * arch.n_heads, what="knockout_effect(n_random > 0)")
         control_sets = [random_heads(model, len(hs), excluded, seed + i) for i in range(n_random)]
     baseline = baseline_or_evaluate(baseline, model, examples, opts, what="knockout_effect")
 
@@ -258,5 +260,5 @@ def knockout_effect(
 
     return KnockoutEffect(
         baseline=baseline, knocked=knocked_out(hs), heads=hs, mode=mode, scope=scope,
-        controls=[knocked_out(c) for c in control_sets], control_heads=control_sets,
+        controls=[knocked_out(c) for c in control_sets], control_heads=control_sets, control_excluded=excluded,
     )

@@ -37,7 +37,7 @@ Example: :func:`attribution_sweep`.
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 from jaxtyping import Bool, Float
@@ -85,6 +85,7 @@ class AttributionSweep(PatchSweep):
             [1.]])
     """
 
+    EXAMPLE_AXES: ClassVar[dict[str, int]] = {**PatchSweep.EXAMPLE_AXES, "dropped": -1}
     dropped: Float[Tensor, "drop_layer layer head example"] | None = None
 
     @property

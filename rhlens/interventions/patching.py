@@ -52,10 +52,12 @@ from rhlens.heads import Head, as_head_set
 from rhlens.interventions.head_outputs import head_output_hooks, overwrite_heads
 from rhlens.interventions.head_sets import heads_by_layer
 from rhlens.interventions.compatibility import check_compatible
+from rhlens.interventions.options import PATCH_POSITIONS
 from rhlens.interventions.results import PatchResult
 
+# A name of rhlens.interventions.options.PATCH_POSITIONS (typed str, so a wrong name gets
+# check_positions' message, not the run-time type checker's) or a callable.
 PositionRule = Union[str, Callable[[EncodedExample, int], Tensor]]
-POSITION_RULES = ("all", "prompt", "answer", "needle")
 
 
 def position_mask(rule: PositionRule, enc: EncodedExample, n_positions: int) -> Bool[Tensor, "n_positions"]:
@@ -80,7 +82,7 @@ def position_mask(rule: PositionRule, enc: EncodedExample, n_positions: int) -> 
         for s, e in enc.needle_spans:
             out[s:e] = True
     else:
-        raise ValueError(f"Unknown positions {rule!r}: use one of {', '.join(POSITION_RULES)} or a callable")
+        raise ValueError(f"Unknown positions {rule!r}: use one of {', '.join(PATCH_POSITIONS)} or a callable")
     return out
 
 
@@ -100,8 +102,8 @@ def rule_name(rule: PositionRule) -> str:
 
 
 def check_positions(positions: PositionRule) -> None:
-    if isinstance(positions, str) and positions not in POSITION_RULES:
-        raise ValueError(f"Unknown positions {positions!r}: use one of {', '.join(POSITION_RULES)} or a callable")
+    if isinstance(positions, str) and positions not in PATCH_POSITIONS:
+        raise ValueError(f"Unknown positions {positions!r}: use one of {', '.join(PATCH_POSITIONS)} or a callable")
 
 
 def _step_end() -> int:

@@ -91,6 +91,7 @@ class KnockoutEffect(ScoreChange):
         scope: ``"decode"`` (decoding steps only, as Wu et al.) or ``"all"``.
         controls: the results with each random control set knocked out instead (may be empty).
         control_heads: the random control sets, aligned with ``controls``.
+        control_excluded: the heads the random controls avoided (``heads`` included).
 
     >>> import torch
     >>> base = EvalResult(per_example=torch.tensor([1.0, 0.0]), predictions=["a", "b"])
@@ -110,6 +111,7 @@ class KnockoutEffect(ScoreChange):
     scope: str = "decode"
     controls: list[EvalResult] = field(default_factory=list)
     control_heads: list[HeadSet] = field(default_factory=list)
+    control_excluded: HeadSet = field(default_factory=HeadSet)
 
     def plot(self, name: str = "knockout", **kwargs: Any) -> Any:
         """:func:`rhlens.plot.knockout_bars` of this effect and its random controls (a plotly
@@ -174,6 +176,7 @@ class PatchingTable:
             patching, delta 0). Random rows hold the mean over their draws (``draws``: each
             draw's score).
         metric: the metric's name.
+        control_excluded: the heads the random rows avoided.
 
     :attr:`scores` ``[n_rows]`` and :attr:`deltas` ``[n_rows]`` are the plot-ready tensors,
     aligned with :attr:`names`.
@@ -189,6 +192,7 @@ class PatchingTable:
 
     rows: list[PatchingRow]
     metric: str = "task default"
+    control_excluded: HeadSet = field(default_factory=HeadSet)
 
     @property
     def names(self) -> list[str]:
@@ -209,10 +213,10 @@ class PatchingTable:
         raise KeyError(f"No row {name!r}; rows: {self.names}")
 
     def plot(self, **kwargs: Any) -> Any:
-        """:func:`rhlens.plot.patching_table` of these rows (a plotly ``Figure``; not shown)."""
-        from rhlens.plot import patching_table  # rhlens.plot sits above the analyzers
+        """:func:`rhlens.plot.patching_table_figure` of these rows (a plotly ``Figure``; not shown)."""
+        from rhlens.plot import patching_table_figure  # rhlens.plot sits above the analyzers
 
-        return patching_table(self, **kwargs)
+        return patching_table_figure(self, **kwargs)
 
     def to_dataframe(self) -> Any:
         """One row per head set: ``name``, ``n_heads``, ``heads``, ``score``, ``delta``."""
@@ -252,6 +256,9 @@ class PatchSweep(BeforeAfter):
     """
 
     AFTER: ClassVar[str] = "patched"
+    EXAMPLE_AXES: ClassVar[dict[str, int]] = {"patched": -1}
+    """Tensor fields whose example axis is not 0 (how :func:`rhlens.distributed_eval.merge_shards`
+    puts shards back together)."""
     baseline: Float[Tensor, "example"]
     patched: Float[Tensor, "layer head example"]
     metric: str = "logprob"

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from torch import Tensor
 from typing_extensions import Unpack
 
-from rhlens.adapter import Model
+from rhlens.adapter import Model, architecture
 from rhlens.evaluation import RunKwargs, RunOptions, evaluate
 from rhlens.heads import HeadSet, as_head_set
 from rhlens.interventions.head_sets import RETRIEVAL_THRESHOLD, control_exclusion
@@ -42,17 +42,6 @@ def _head_set(heads: Any, k: int | None, what: str) -> HeadSet:
     if k is not None and len(hs) != k:
         raise ValueError(f"{what} is a set of {len(hs)} heads but k={k}; pass scores to take a top-k, or k=None")
     return hs
-
-
-def _exclusion(exclude: Any, given: tuple, threshold: float) -> HeadSet:
-    """``exclude``, or the heads above ``threshold`` in every one of ``given`` that holds scores."""
-    if exclude is not None:
-        return as_head_set(exclude)
-    scored = [getattr(g, "scores", g) for g in given if isinstance(getattr(g, "scores", g), Tensor)]
-    out = HeadSet()
-    for scores in scored or [None]:
-        out = out | control_exclusion(None, scores, threshold, what="patching_table (random rows)")
-    return out
 
 
 def patching_table(
@@ -84,7 +73,8 @@ def patching_table(
         n_random: random draws per random row (seeds ``seed, seed + 1, ...``).
         exclude: heads the random rows never draw (always also both top-``k`` sets). Default:
             every head above ``threshold`` in ``source_heads`` and ``target_heads`` given as
-            scores; when both are head sets, ``exclude`` is required (``exclude=()``: none).
+            scores (:func:`rhlens.interventions.head_sets.control_exclusion` says the rule); when
+            both are head sets, ``exclude`` is required (``exclude=()``: none).
         threshold: the retrieval threshold for the default exclusion (Wu et al.: 0.1).
         options: a :class:`rhlens.RunOptions`, or its fields as keywords (``metric``,
             ``max_new_tokens``, ``batch_size``, ``chunk_size``, ``progress``), as in
@@ -111,7 +101,10 @@ def patching_table(
         raise ValueError(f"n_random must be >= 1, got {n_random}")
     src = _head_set(source_heads, k, "source_heads")
     tgt = _head_set(target_heads, k, "target_heads")
-    excluded = _exclusion(exclude, (source_heads, target_heads), threshold) | src | tgt
+    scored = [g for g in (source_heads, target_heads) if isinstance(getattr(g, "scores", g), Tensor)]
+    arch = architecture(target)
+    excluded = control_exclusion(src | tgt, exclude=exclude, scores=scored or None, threshold=threshold,
+                                 n_total=arch.n_layers * arch.n_heads, what="patching_table (random rows)")
     baseline = evaluate(target, examples, options=opts)
     rows = [PatchingRow("original", HeadSet(), baseline.score, 0.0, per_example=baseline.per_example.tolist())]
 
@@ -138,4 +131,4 @@ def patching_table(
         per = [mean(list(col)) for col in zip(*runs)]
         rows.append(PatchingRow(f"random ({size}, as {name})", drawn, mean(draws), mean(draws) - baseline.score, draws,
                                 per_example=per))
-    return PatchingTable(rows=rows, metric=baseline.metric)
+    return PatchingTable(rows=rows, metric=baseline.metric, control_excluded=excluded)

@@ -171,6 +171,36 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     return target
 
 
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked ``rhlens_model.json`` of a :func:`save_model` folder (its ``config`` holds the
+    model's shape: ``n_layers``, ``n_heads``, ``d_model`` ...); no weights are read.
+
+    >>> import tempfile
+    >>> from rhlens.models import tiny_llama
+    >>> read_manifest(save_model(tiny_llama(n_layers=3), tempfile.mkdtemp() + "/m"))["config"]["n_layers"]
+    3
+    """
+    folder = Path(path)
+    manifest_path = folder / MANIFEST_FILE
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass a folder written by rhlens.save_model")
+    if not manifest_path.is_file():
+        hint = " It looks like a Hugging Face checkpoint: use rhlens.load_hf_checkpoint(path)." if (folder / "config.json").is_file() else ""
+        raise FileNotFoundError(f"{manifest_path} is missing: {folder} was not written by rhlens.save_model.{hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{manifest_path} is not valid JSON ({exc}); re-save the model with rhlens.save_model") from None
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{manifest_path}: field 'format'={manifest.get('format')!r}, expected {FORMAT!r}")
+    if int(manifest.get("version", 0)) > VERSION:
+        raise ValueError(
+            f"{manifest_path}: field 'version'={manifest['version']} is newer than this rhlens reads ({VERSION}); "
+            "upgrade rhlens"
+        )
+    return manifest
+
+
 def load_model(
     path: str | os.PathLike,
     *,
@@ -200,22 +230,7 @@ def load_model(
 
     folder = Path(path)
     manifest_path = folder / MANIFEST_FILE
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; pass a folder written by rhlens.save_model")
-    if not manifest_path.is_file():
-        hint = " It looks like a Hugging Face checkpoint: use rhlens.load_hf_checkpoint(path)." if (folder / "config.json").is_file() else ""
-        raise FileNotFoundError(f"{manifest_path} is missing: {folder} was not written by rhlens.save_model.{hint}")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{manifest_path} is not valid JSON ({exc}); re-save the model with rhlens.save_model") from None
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{manifest_path}: field 'format'={manifest.get('format')!r}, expected {FORMAT!r}")
-    if int(manifest.get("version", 0)) > VERSION:
-        raise ValueError(
-            f"{manifest_path}: field 'version'={manifest['version']} is newer than this rhlens reads ({VERSION}); "
-            "upgrade rhlens"
-        )
+    manifest = read_manifest(folder)
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} is missing: copy it from where the model was saved, or re-save the model")

@@ -13,7 +13,7 @@ NumPy arrays, torch tensors, dicts of floats), so scripts can plot numbers they 
   random heads knocked out (whiskers: the range of the random draws, or given intervals);
 - :func:`knockout_curves_figure`: the metric as each detector's top-k heads are knocked out,
   against random heads;
-- :func:`patching_table`: Zhao et al.'s patching table;
+- :func:`patching_table_figure`: Zhao et al.'s patching table (the analysis is :func:`rhlens.patching_table`);
 - :func:`score_bars`: a score per group (accuracy by training set) with interval whiskers;
 - :func:`niah_grid_heatmap`: Wu et al.'s context-length x needle-depth grid;
 - :func:`write_html`: one self-contained HTML page (plotly.js inlined, works offline).
@@ -30,7 +30,7 @@ from rhlens.plot._grid import DIVERGING, SEQUENTIAL
 from rhlens.plot.bars import score_bars
 from rhlens.plot.detectors import knockout_curves_figure
 from rhlens.plot.heatmaps import compare_heatmaps, head_heatmap, niah_grid_heatmap
-from rhlens.plot.knockout import knockout_bars, patching_table
+from rhlens.plot.knockout import knockout_bars, patching_table_figure
 from rhlens.plot.page import write_html
 from rhlens.plot.recall import recall_vs_performance
 
@@ -40,7 +40,7 @@ __all__ = [
     "recall_vs_performance",
     "knockout_bars",
     "knockout_curves_figure",
-    "patching_table",
+    "patching_table_figure",
     "score_bars",
     "niah_grid_heatmap",
     "write_html",

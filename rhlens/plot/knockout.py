@@ -121,7 +121,7 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None,
     return fig
 
 
-def patching_table(rows: Any, *, title: str | None = None) -> go.Figure:
+def patching_table_figure(rows: Any, *, title: str | None = None) -> go.Figure:
     """A table figure of patching results (or any ``{row: {column: value}}`` numbers).
 
     Args:
@@ -132,7 +132,7 @@ def patching_table(rows: Any, *, title: str | None = None) -> go.Figure:
 
     Floats are shown with 3 decimals.
 
-    >>> fig = patching_table({"original": {"score": 0.5, "delta": 0.0}, "intersection": {"score": 0.75, "delta": 0.25}})
+    >>> fig = patching_table_figure({"original": {"score": 0.5, "delta": 0.0}, "intersection": {"score": 0.75, "delta": 0.25}})
     >>> list(fig.data[0].header.values), [list(c) for c in fig.data[0].cells.values]
     (['', 'score', 'delta'], [['original', 'intersection'], ['0.500', '0.750'], ['0.000', '0.250']])
     """
@@ -143,11 +143,11 @@ def patching_table(rows: Any, *, title: str | None = None) -> go.Figure:
             for r in rows.rows
         }
     if not isinstance(rows, Mapping) or not rows:
-        raise ValueError("patching_table needs a non-empty mapping {row: {column: value}} or a PatchingTable")
+        raise ValueError("patching_table_figure needs a non-empty mapping {row: {column: value}} or a PatchingTable")
     columns: list[str] = []
     for name, row in rows.items():
         if not isinstance(row, Mapping):
-            raise TypeError(f"patching_table row {name!r}: expected a mapping {{column: value}}, got {type(row).__name__}")
+            raise TypeError(f"patching_table_figure row {name!r}: expected a mapping {{column: value}}, got {type(row).__name__}")
         for c in row:
             if str(c) not in columns:
                 columns.append(str(c))

@@ -2,7 +2,7 @@
 
 import html
 import os
-from typing import Any, Sequence
+from typing import Sequence
 
 import plotly.graph_objects as go
 

@@ -138,8 +138,7 @@ class HeadScores:
             why = f" (answer ROUGE-1 recall > {gate})" if gate is not None else ""
             return f"{head}, no example passed the gate{why}: every score is 0)"
         scores = self.scores
-        ranked = [h for h in self.top(min(5, self.n_layers * self.n_heads))]
-        ranked.sort(key=lambda h: (-float(scores[h.layer, h.head]), h))
+        ranked = self.top(min(5, self.n_layers * self.n_heads)).ordered()
         listed = ", ".join(f"{h}={scores[h.layer, h.head]:.3f}" for h in ranked)
         zeros = int((scores <= 0).sum())
         return f"{head}, heads by score: {listed or 'none above 0'}{f', {zeros} at 0' if zeros else ''})"
@@ -155,16 +154,18 @@ class HeadScores:
         return head_heatmap(self, **kwargs)
 
     def top(self, k: int, *, include_zero: bool = False) -> HeadSet:
-        """The ``k`` highest-scoring heads (ties: lower layer, then head, first).
+        """The ``k`` highest-scoring heads (ties: lower layer, then head, first); its
+        ``ordered()`` lists them best first (:meth:`HeadSet.ranked`).
 
         Heads scoring 0 are left out (ties at zero are no retrieval heads), so fewer than ``k``
         may come back; ``include_zero=True`` fills up to ``k`` with them.
+
+        >>> HeadScores(torch.tensor([[[0.2, 0.0], [0.9, 0.4]]])).top(3).ordered()
+        [Head(layer=1, head=0), Head(layer=1, head=1), Head(layer=0, head=0)]
         """
-        best = HeadSet.top_k(self.scores, k)
-        if include_zero:
-            return best
         scores = self.scores
-        return HeadSet(h for h in best if scores[h.layer, h.head] > 0)
+        best = sorted(HeadSet.top_k(scores, k), key=lambda h: (-float(scores[h.layer, h.head]), h))
+        return HeadSet.ranked(h for h in best if include_zero or scores[h.layer, h.head] > 0)
 
     def above(self, threshold: float = 0.1) -> HeadSet:
         """Heads scoring strictly above ``threshold`` (Wu et al.'s retrieval heads: > 0.1)."""

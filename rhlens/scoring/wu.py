@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from rhlens.adapter import Model, architecture
+from rhlens.adapter import Model, architecture, tokenizer_of
 from rhlens.encoding import PaddedBatch
 from rhlens.scoring.answer_spans import ScoredExample, answer_lookup, encode_for_scoring
 from rhlens.scoring.detector import Detector
@@ -41,9 +41,14 @@ class _TopKLookup:
     positions ``>= width`` (generated tokens) are never answer-span positions.
     """
 
-    def __init__(self, table: Int[Tensor, "batch width"], top_k: int) -> None:
-        self.table = table
+    def __init__(self, table: Int[Tensor, "batch width"], top_k: int, classes: Tensor | None = None) -> None:
+        self.classes = None if classes is None else classes.to(table.device)
+        self.table = table if classes is None else torch.where(table >= 0, self.same_text(table.clamp(min=0)), -1)
         self.top_k = top_k
+
+    def same_text(self, tokens: Tensor) -> Tensor:
+        """``tokens`` as compared by the hit rule: their ids, or with ``classes`` their word-boundary class."""
+        return tokens if self.classes is None else self.classes[tokens]
 
     def __call__(self, rows: Tensor) -> Int[Tensor, "batch head q k"]:
         """``rows`` ``[batch, head, q, key]`` attention -> ``[batch, head, q, k]`` prompt tokens
@@ -57,10 +62,33 @@ class _TopKLookup:
         return torch.where(idx < width, tokens, -1)
 
 
+def word_boundary_classes(tokenizer: Any, n_vocab: int) -> Int[Tensor, "vocab"]:
+    """Per token id, one id shared by every token with the same text once a leading word-boundary
+    marker (SentencePiece's ``▁``, byte-level BPE's ``Ġ``, a space) is dropped: ``▁p`` and ``p``
+    are one class.
+
+    >>> class Tok:  # any tokenizer: len() and convert_ids_to_tokens
+    ...     vocab = ["<s>", "p", "▁p", "q", "Ġq", "▁"]
+    ...     def __len__(self): return len(self.vocab)
+    ...     def convert_ids_to_tokens(self, ids): return [self.vocab[i] for i in ids]
+    >>> word_boundary_classes(Tok(), 6).tolist()
+    [0, 1, 1, 3, 3, 5]
+    """
+    classes = torch.arange(max(n_vocab, len(tokenizer)))
+    first: dict[str, int] = {}
+    for i, text in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))):
+        if text is None:
+            continue
+        key = text[1:] if len(text) > 1 and text[0] in ("\u2581", "\u0120", " ") else text
+        classes[i] = first.setdefault(key, i)
+    return classes
+
+
 class _WuRetrieval(Detector):
     """What :class:`WuDecode` and :class:`WuForced` share: top-k lookup, hit rule, gate."""
 
     method: str
+    classes: Tensor | None = None  # word-boundary classes of the hit rule (forced mode), else ids
 
     def __init__(
         self, *, rouge_gate: float | None = 0.5, top_k: int = 1, max_new_tokens: int = 50, gate: str = "rouge"
@@ -81,7 +109,7 @@ class _WuRetrieval(Detector):
 
     def start_batch(self, model: Model, items: Sequence[ScoredExample], padded: PaddedBatch) -> _TopKLookup:
         table = answer_lookup(items, padded.tokens.shape[1], padded.offsets)
-        return _TopKLookup(table.to(padded.tokens.device), self.top_k)
+        return _TopKLookup(table.to(padded.tokens.device), self.top_k, self.classes)
 
     def reduce(self, state: _TopKLookup, layer: int, rows: Tensor, start: int) -> Tensor:
         return state(rows)  # [batch, head, q, k]
@@ -91,7 +119,7 @@ class _WuRetrieval(Detector):
         valid: Bool[Tensor, "batch q"],
     ) -> Int[Tensor, "batch layer head"]:
         cand = torch.stack(reduced)  # [layer, batch, head, q, k]
-        hit = (cand == following[None, :, None, :, None]).any(dim=-1) & valid[None, :, None, :]
+        hit = (cand == state.same_text(following)[None, :, None, :, None]).any(dim=-1) & valid[None, :, None, :]
         return hit.sum(dim=-1).permute(1, 0, 2)  # at most one hit per head and row
 
     def finish(self, model: Model, items: Sequence[ScoredExample], values: Tensor, responses: list[str]) -> HeadScores:
@@ -125,8 +153,21 @@ class WuDecode(_WuRetrieval):
 
 class WuForced(_WuRetrieval):
     """Teacher-forced retrieval score: the gold completion (``" " + answer`` and EOS) in one pass,
-    the row before each completion token scored against it."""
+    the row before each completion token scored against it.
+
+    Word boundaries: the gold completion starts a word (``" " + value`` gives SentencePiece's
+    ``▁pe``), while the context may hold the value inside quotes or after punctuation (``pe``),
+    so a copied token and the gold one can differ only by the word-boundary marker. Forced mode
+    therefore compares tokens by :func:`word_boundary_classes` (``▁pe`` hits on ``pe``), and a
+    head that copies every answer token scores 1.0 on every tokenizer family. Decode mode keeps
+    Wu et al.'s exact ids: there the model's own tokens are compared with the context.
+    """
 
     name = "wu_forced"
     method = "forced"
     decodes = False
+
+    def prepare(self, model: Model, examples: Sequence[Any]) -> list[ScoredExample]:
+        items = super().prepare(model, examples)
+        self.classes = word_boundary_classes(tokenizer_of(model), architecture(model).d_vocab)
+        return items

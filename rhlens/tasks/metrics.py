@@ -15,6 +15,14 @@
 import collections
 import re
 import string
+from typing import TYPE_CHECKING, Callable, Iterable, Union
+
+from rhlens.tasks.registry import get_task, task_names
+
+if TYPE_CHECKING:
+    from rhlens.tasks.example import Example
+
+Golds = Union[str, Iterable[str]]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
@@ -29,17 +37,17 @@ def normalize_answer(s: str) -> str:
     return " ".join(s.split())
 
 
-def _golds(golds):
+def _golds(golds: Golds) -> list[str]:
     return [golds] if isinstance(golds, str) else list(golds)
 
 
-def exact_match(prediction: str, golds) -> float:
+def exact_match(prediction: str, golds: Golds) -> float:
     """1.0 if the normalised prediction equals any normalised gold."""
     p = normalize_answer(prediction)
     return float(any(p == normalize_answer(g) for g in _golds(golds)))
 
 
-def token_f1(prediction: str, golds) -> float:
+def token_f1(prediction: str, golds: Golds) -> float:
     """Best SQuAD token F1 over the golds."""
     p = normalize_answer(prediction).split()
     best = 0.0
@@ -56,7 +64,7 @@ def token_f1(prediction: str, golds) -> float:
     return best
 
 
-def best_subspan_em(prediction: str, golds) -> float:
+def best_subspan_em(prediction: str, golds: Golds) -> float:
     """Lost-in-the-middle's metric: 1.0 if any normalised gold is a substring of the
     normalised prediction."""
     p = normalize_answer(prediction)
@@ -76,9 +84,9 @@ def rouge1_recall(reference: str, prediction: str) -> float:
 _CITE = re.compile(r"\[([\d,\s]+)\]")
 
 
-def parse_citations(text: str) -> list:
+def parse_citations(text: str) -> list[int]:
     """Document ids cited as ``[3]`` or ``[3, 5]``, in order of first mention."""
-    out = []
+    out: list[int] = []
     for group in _CITE.findall(text):
         for tok in re.findall(r"\d+", group):
             i = int(tok)
@@ -87,7 +95,7 @@ def parse_citations(text: str) -> list:
     return out
 
 
-def citation_prf(predicted_ids, gold_ids) -> tuple:
+def citation_prf(predicted_ids: Iterable[int], gold_ids: Iterable[int]) -> tuple[float, float, float]:
     """Citation precision, recall and F1 over id sets (both empty: all 1.0)."""
     pred, gold = set(predicted_ids), set(gold_ids)
     if not pred and not gold:
@@ -99,49 +107,55 @@ def citation_prf(predicted_ids, gold_ids) -> tuple:
     return p, r, f
 
 
-def _qa(prediction, example):
+def answer_subspan_metric(prediction: str, example: "Example") -> float:
+    """Document QA's metric (mdqa, musique, niah): best-subspan EM over the answer and its aliases."""
     return best_subspan_em(prediction, (example.answer, *example.aliases))
 
 
-def _kv(prediction, example):
+def first_line_metric(prediction: str, example: "Example") -> float:
+    """Key-value retrieval's metric: exact match of the prediction's first line (quotes stripped)."""
     lines = prediction.strip().splitlines()
     first = lines[0].strip().strip('"') if lines else ""
     return exact_match(first, (example.answer, *example.aliases))
 
 
-def _citation(prediction, example):
+def citation_metric(prediction: str, example: "Example") -> float:
+    """SummHay's metric: F1 of the cited ids against the answer's."""
     return citation_prf(parse_citations(prediction), parse_citations(example.answer))[2]
 
 
-_DEFAULT = {"mdqa": _qa, "musique": _qa, "niah": _qa, "kv": _kv, "summhay": _citation}
-_NAMES = {"mdqa": "best-subspan exact match", "musique": "best-subspan exact match", "niah": "best-subspan exact match",
-          "kv": "exact match of the first line", "summhay": "citation F1"}
+METRIC_NAMES: dict[Callable[..., float], str] = {
+    answer_subspan_metric: "best-subspan exact match",
+    first_line_metric: "exact match of the first line",
+    citation_metric: "citation F1",
+}
+"""What each metric computes, in words (for reports); keyed by the metric, not the task."""
 
 
 def default_metric_name(task: str) -> str:
-    """What :func:`default_metric` of ``task`` computes, in words (for reports).
+    """What :func:`default_metric` of ``task`` computes, in words (a registered metric without an
+    entry in :data:`METRIC_NAMES`: its function's name).
 
     >>> default_metric_name("mdqa")
     'best-subspan exact match'
     """
-    for name, text in _NAMES.items():
-        if task == name or task.startswith(name):
-            return text
-    raise ValueError(f"no default metric for task {task!r}; known: {sorted(_NAMES)}")
+    metric = default_metric(task)
+    return METRIC_NAMES.get(metric, getattr(metric, "__name__", "custom metric"))
 
 
-def default_metric(task: str):
-    """The task's score function ``(prediction, example) -> float``.
-
-    mdqa, musique, niah: best-subspan EM over answer and aliases; kv: exact match
-    of the prediction's first line (quotes stripped); summhay: citation F1.
+def default_metric(task: str) -> Callable[[str, "Example"], float]:
+    """The registered task's score function ``(prediction, example) -> float`` (exact name, no
+    prefix matching: a task ``kv2`` is not ``kv``).
 
     >>> from rhlens.tasks.example import Example
     >>> ex = Example("Document [1] x\\nAnswer:", "[1]", ((13, 14),), "summhay", "real")
     >>> default_metric("summhay")(" [1] [2]", ex)
     0.6666666666666666
+    >>> default_metric("kv2")
+    Traceback (most recent call last):
+    ValueError: no default metric for task 'kv2': it is not one of ('mdqa', 'musique', 'summhay', 'kv', 'niah'); register it with rhlens.tasks.register_task
     """
-    for name, fn in _DEFAULT.items():
-        if task == name or task.startswith(name):
-            return fn
-    raise ValueError(f"no default metric for task {task!r}; known: {sorted(_DEFAULT)}")
+    if task not in task_names():
+        raise ValueError(f"no default metric for task {task!r}: it is not one of {task_names()}; "
+                         "register it with rhlens.tasks.register_task")
+    return get_task(task).metric

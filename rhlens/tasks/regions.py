@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 
 from rhlens.tasks import templates
+from rhlens.tasks.registry import get_task, task_names
 from rhlens.tasks.spans import sentence_spans
 
 Span = tuple[int, int]
@@ -105,7 +106,7 @@ def _documents(example, context_end: int) -> list[Span]:
     pairs = [m.span() for m in _KV_PAIR.finditer(p, 0, context_end)]
     if pairs:
         return pairs
-    head = templates.INSTRUCTIONS.get(example.task, "")
+    head = get_task(example.task).instruction if example.task in task_names() else ""
     start = len(head) if head and p.startswith(head) else 0
     return sentence_spans(p, start, context_end)
 

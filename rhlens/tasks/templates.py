@@ -17,13 +17,13 @@ Answer:
 
 import json
 
-INSTRUCTIONS = {
-    "mdqa": "Answer the question using only the documents below.",
-    "musique": "Answer the question using only the documents below.",
-    "summhay": "Cite the documents that state the insight in the question.",
-    "niah": "Read the text and answer the question.",
-    "kv": "Extract the value corresponding to the specified key in the JSON object below.",
-}
+from rhlens.tasks.registry import get_task
+
+DOCUMENT_QA_INSTRUCTION = "Answer the question using only the documents below."
+CITATION_INSTRUCTION = "Cite the documents that state the insight in the question."
+NIAH_INSTRUCTION = "Read the text and answer the question."
+KV_INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below."
+# Which task starts with which instruction is registered in rhlens.tasks.builtin.
 
 QUESTION_PREFIX = "\n\nQuestion: "
 ANSWER_SUFFIX = "\nAnswer:"
@@ -33,7 +33,7 @@ KV_QUESTION = "\n\nKey: {key}\nCorresponding value:"
 
 # Every literal string the templates can write (for the vocabulary).
 LITERALS = (
-    *INSTRUCTIONS.values(), QUESTION_PREFIX, ANSWER_SUFFIX, SUMMHAY_QUESTION, "?",
+    DOCUMENT_QA_INSTRUCTION, CITATION_INSTRUCTION, NIAH_INSTRUCTION, KV_INSTRUCTION, QUESTION_PREFIX, ANSWER_SUFFIX, SUMMHAY_QUESTION, "?",
     KV_DATA_HEADER, KV_QUESTION, "Document [ ](Title: ) ", '{"": "",\n ""}', "\n\n",
 )
 
@@ -75,8 +75,8 @@ def format_document(index: int, text: str, title=None) -> str:
 
 
 def head(task: str, instruction: bool) -> str:
-    """Text before the documents: the task instruction and a blank line, or ''."""
-    return INSTRUCTIONS[task] + "\n\n" if instruction else ""
+    """Text before the documents: the task's registered instruction and a blank line, or ''."""
+    return get_task(task).instruction + "\n\n" if instruction else ""
 
 
 def tail(question: str) -> str:

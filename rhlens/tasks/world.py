@@ -276,7 +276,7 @@ def symbol(rng: random.Random, chunks: int = 2) -> str:
     return "-".join(rng.choice(W.SYMBOL_CHUNKS) for _ in range(chunks))
 
 
-_WORLDS = {}
+_WORLDS: dict[str, World] = {}
 
 
 def get_world(realism: str) -> World:

@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rhlens.files import write_json_atomic
+from rhlens.heads import RETRIEVAL_THRESHOLD
 from rhlens.tools.study.folder import check_writable, refuse_file_path
 
-#: Wu et al.'s threshold: heads scoring over it are retrieval heads
-RETRIEVAL_THRESHOLD = 0.1
 RUN_FILE = "run.json"
 _RUN_KIND = "rhlens.tools.quickstart/1"
 #: what a quickstart run writes; an ``overwrite`` removes these from an earlier quickstart run's folder
@@ -215,38 +214,34 @@ def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, step
     return eval_examples, before, result, after
 
 
-def _knockouts(model: Any, eval_examples: list, knocked: Any, over: Any, after: Any, *, n_total: int,
-               random_draws: int, seed: int, progress: bool, log: StageLog) -> tuple[Any, list[Any]]:
-    """The knockout of ``knocked`` and ``random_draws`` random controls as large (avoiding every
-    head in ``over``); ``(None, [])`` when nothing is knocked out."""
-    from rhlens.interventions import knockout_effect, random_heads
+def _knockouts(model: Any, eval_examples: list, knocked: Any, scores: Any, after: Any, *,
+               random_draws: int, seed: int, progress: bool, log: StageLog) -> Any:
+    """The knockout of ``knocked`` with ``random_draws`` random controls as large (the heads they
+    avoid: :func:`rhlens.interventions.head_sets.control_exclusion`'s rule); ``None`` when nothing
+    is knocked out."""
+    from rhlens.interventions import knockout_effect
+    from rhlens.interventions.head_sets import control_exclusion
 
-    top_effect = None
-    random_effects = []
     if not knocked:
         log.stage("knockout: skipped, no head scores over the threshold")
         log.stage("controls: skipped")
-    else:
-        log.stage(f"knockout: {', '.join(str(h) for h in knocked.ordered())} set to zero "
-                  f"(the model scores {after.score:.2f} intact)")
-        top_effect = knockout_effect(model, eval_examples, knocked, mode="zero", baseline=after, progress=progress)
-        n_random = min(len(knocked), n_total - len(over))
-        log.stage(f"controls: {random_draws} draws of {n_random} random heads, none over the threshold "
-                  f"(the retrieval heads out: {top_effect.knocked.score:.2f})" if n_random else
-                  "controls: skipped, every other head scores over the threshold")
-        if n_random:
-            for i in range(random_draws):
-                control = random_heads(model, n_random, exclude=over, seed=seed + i)
-                random_effects.append(knockout_effect(model, eval_examples, control, mode="zero", baseline=after,
-                                                      progress=progress))
-    return top_effect, random_effects
+        return None
+    log.stage(f"knockout: {', '.join(str(h) for h in knocked.ordered())} set to zero "
+              f"(the model scores {after.score:.2f} intact)")
+    excluded = control_exclusion(knocked, scores=scores, threshold=RETRIEVAL_THRESHOLD,
+                                 n_total=scores.scores.numel(), what="the quickstart's controls")
+    avoided = ("none over the threshold" if excluded != knocked
+               else "none of the knocked heads (too few others are under the threshold)")
+    log.stage(f"controls: {random_draws} draws of {len(knocked)} random heads, {avoided}")
+    return knockout_effect(model, eval_examples, knocked, mode="zero", baseline=after, n_random=random_draws,
+                           exclude=excluded, seed=seed, progress=progress)
 
 
 def _head_scores(grid: Any, heads: Any) -> dict[str, float]:
     return {str(h): round(float(grid[h.layer, h.head]), 3) for h in sorted(heads, key=lambda h: (-float(grid[h.layer, h.head]), h))}
 
 
-def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effect: Any, random_effects: list[Any], *,
+def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effect: Any, *,
                       n_eval: int, n_total: int) -> tuple[str, Any, Any]:
     """The summary's ``reading`` and its ``knockout_top_heads`` / ``knockout_random_heads`` records."""
     if top_effect is None:
@@ -255,7 +250,7 @@ def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effe
                    "knock out; fine-tune longer (more steps) or on an easier task, and run again.")
         ko_top = ko_random = None
     else:
-        draws = [e.knocked.score for e in random_effects]
+        draws = [c.score for c in top_effect.controls]
         reading = reading_of_knockouts(baseline=after.score, retrieval=top_effect.knocked.score, random=draws,
                                        n_heads=len(knocked), n_total=n_total)
         if len(knocked) < len(over):
@@ -264,8 +259,10 @@ def _knockout_records(scores: Any, after: Any, knocked: Any, over: Any, top_effe
                   "delta": round(top_effect.delta, 3), "mode": top_effect.mode,
                   "scope": getattr(top_effect, "scope", "all")}
         ko_random = {
-            "draws": [{"heads": [str(h) for h in e.heads.ordered()], "score": round(e.knocked.score, 3),
-                       "delta": round(e.delta, 3)} for e in random_effects],
+            "draws": [{"heads": [str(h) for h in heads.ordered()], "score": round(c.score, 3),
+                       "delta": round(c.score - after.score, 3)}
+                      for heads, c in zip(top_effect.control_heads, top_effect.controls, strict=True)],
+            "excluded": top_effect.control_excluded.labels(),
             "mean_score": round(statistics.fmean(draws), 3) if draws else None,
             "mean_delta": round(statistics.fmean(draws) - after.score, 3) if draws else None,
             "std_score": round(statistics.stdev(draws), 3) if len(draws) > 1 else (0.0 if draws else None),
@@ -324,18 +321,18 @@ def run_quickstart(
     grid = scores.scores
     over = scores.above(RETRIEVAL_THRESHOLD)
     ranked = sorted(over, key=lambda h: (-float(grid[h.layer, h.head]), h))
-    knocked = HeadSet(ranked if top_k is None else ranked[:top_k])
+    knocked = HeadSet(ranked if top_k is None else ranked[: int(top_k)])
     n_total = grid.numel()
 
-    top_effect, random_effects = _knockouts(model, eval_examples, knocked, over, after, n_total=n_total,
-                                            random_draws=random_draws, seed=seed, progress=progress, log=stages)
+    top_effect = _knockouts(model, eval_examples, knocked, scores, after, random_draws=random_draws, seed=seed,
+                            progress=progress, log=stages)
 
     save_model(model, out_dir / "model")
     scores.save(out_dir / "retrieval_scores.safetensors")
     write_json_atomic(out_dir / "retrieval_scores_wu.json", scores.to_wu_json(), indent=None)
 
-    reading, ko_top, ko_random = _knockout_records(scores, after, knocked, over, top_effect, random_effects,
-                                                  n_eval=n_eval, n_total=n_total)
+    reading, ko_top, ko_random = _knockout_records(scores, after, knocked, over, top_effect, n_eval=n_eval,
+                                                  n_total=n_total)
 
     summary = {
         "task": task,
@@ -353,7 +350,7 @@ def run_quickstart(
         "reading": reading,
         "report": "report.html",
     }
-    _write_report(out_dir / "report.html", summary, grid, after.score, top_effect, random_effects)
+    _write_report(out_dir / "report.html", summary, grid, after.score, top_effect)
     write_json_atomic(out_dir / "summary.json", summary)
     stages.say(f"{reading}\nResults written to {out_dir}: summary.json, model/, retrieval_scores.safetensors, "
                f"retrieval_scores_wu.json\nReport: {(out_dir / 'report.html').resolve()}")
@@ -368,8 +365,7 @@ def _default_log(progress: bool) -> Callable[[str], None]:
     return tqdm.write
 
 
-def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: float, top_effect: Any,
-                  random_effects: list[Any]) -> None:
+def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: float, top_effect: Any) -> None:
     import html
 
     from rhlens.plot import head_heatmap, knockout_bars, write_html
@@ -387,12 +383,12 @@ def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: floa
         ("Retrieval score of every head", head_heatmap(grid, title="retrieval score (layer x head)")),
     ]
     if top_effect is not None:
-        group = {"baseline": baseline, "retrieval": top_effect, "random": random_effects}
+        group = {"baseline": baseline, "retrieval": top_effect, "random": top_effect.controls}
         figures.append(("Knockout: the retrieval heads against random heads",
                         knockout_bars({summary["task"]: group},
                                       title=f"{len(top_effect.heads)} heads knocked out ({top_effect.mode}, "
                                             f"scope {getattr(top_effect, 'scope', 'all')}), "
-                                            f"{len(random_effects)} random draws")))
+                                            f"{len(top_effect.controls)} random draws")))
     rows = "".join(f"<tr><td>{h}</td><td>{s:.3f}</td></tr>" for h, s in over.items()) or "<tr><td colspan=2>none</td></tr>"
     figures.append((f"Heads over {RETRIEVAL_THRESHOLD}",
                     f"<table><tr><th>head</th><th>retrieval score</th></tr>{rows}</table>"))

@@ -89,8 +89,3 @@ def all_reduce_sum(value: float, info: DistInfo, device: Any = "cpu") -> float:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-def any_flag(flag: bool, info: DistInfo, device: Any = "cpu") -> bool:
-    """True on every process when ``flag`` is True on any."""
-    return all_reduce_sum(1.0 if flag else 0.0, info, device) > 0

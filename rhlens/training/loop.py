@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from rhlens.adapter.core import Model, UnsupportedModelError, model_device, model_kind
+from rhlens.adapter.core import Model, model_device, model_kind
 from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import EncodedExample
 from rhlens.training import checkpoint as ckpt_io

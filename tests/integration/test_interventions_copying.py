@@ -82,7 +82,8 @@ def test_copying_head_found_by_knockout(copier):
         eff = knockout_effect(model, examples, [copier_head], mode=mode, reference=examples, metric="logprob", baseline=base, progress=False)
         assert eff.delta < -2.0, mode
     # greedy answers: exact match collapses too
-    em = lambda pred, ex: float(pred.split()[:1] == [ex.answer])
+    def em(pred, ex):
+        return float(pred.split()[:1] == [ex.answer])
     gen = knockout_effect(model, examples, [copier_head], metric=em, max_new_tokens=1, progress=False)
     assert gen.baseline.score > 0.9 and gen.knocked.score < 0.5
     assert count_hooks(model) == 0
@@ -208,6 +209,7 @@ def test_bridge_patching_all_heads_gives_the_source(bridge_pair):
     res = patch_heads(source, target, examples, all_heads(target), metric="logprob", progress=False)
     assert (res.baseline.per_example - src.per_example).abs().max() > 1e-3
     torch.testing.assert_close(res.patched.per_example, src.per_example, rtol=0, atol=1e-4)
-    noop = lambda p, ex: 0.0
+    def noop(p, ex):
+        return 0.0
     gen = patch_heads(source, target, examples, all_heads(target), metric=noop, max_new_tokens=3, chunk_size=6, progress=False)
     assert gen.patched.predictions == evaluate(source, examples, metric=noop, max_new_tokens=3, progress=False).predictions

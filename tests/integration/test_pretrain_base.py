@@ -82,7 +82,7 @@ def test_bfloat16_storage_halves_the_weights_and_loads_as_float32(micro_run, tmp
     assert json.loads((tmp_path / "bf16" / "recipe.json").read_text())["storage_dtype"] == "bfloat16"
 
 
-def test_item06_a_stage_folder_outside_the_run_is_refused_before_anything_is_written(tmp_path):
+def test_a_stage_folder_outside_the_run_is_refused_before_anything_is_written(tmp_path):
     from dataclasses import replace
 
     recipe = recipe_from_dict(MICRO)
@@ -93,7 +93,7 @@ def test_item06_a_stage_folder_outside_the_run_is_refused_before_anything_is_wri
     assert not (tmp_path / "escaped").exists() and not out.exists()
 
 
-def test_item13_resume_with_a_changed_recipe_is_refused_naming_the_keys(micro_run):
+def test_resume_with_a_changed_recipe_is_refused_naming_the_keys(micro_run):
     out, _ = micro_run
     before = {name: (out / name).read_text() for name in ("recipe.json", "CARD.md")}
     changed = json.loads(json.dumps(MICRO))

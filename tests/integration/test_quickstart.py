@@ -26,8 +26,10 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     else:
         knocked = summary["knockout_top_heads"]["heads"]
         assert 1 <= len(knocked) <= 2 and set(knocked) <= set(over)
+        excluded = summary["knockout_random_heads"]["excluded"]  # the heads over 0.1, or (too few left) the knocked
+        assert set(knocked) <= set(excluded) <= set(knocked) | set(over)
         for draw in summary["knockout_random_heads"]["draws"]:
-            assert set(draw["heads"]).isdisjoint(over)
+            assert set(draw["heads"]).isdisjoint(excluded)
             assert len(draw["heads"]) == len(knocked)
     for key in ("score_before_fine_tuning", "score_after_fine_tuning"):
         assert 0.0 <= summary[key] <= 1.0
@@ -64,8 +66,9 @@ def test_quickstart_knocks_out_all_heads_over_threshold_against_random_draws(fin
         pytest.skip("no head over 0.1 after 4 steps with this base; covered by the no-head test")
     assert summary["knockout_top_heads"]["heads"] == sorted(over, key=lambda h: (int(h[1:].split("H")[0]), int(h.split("H")[1])))
     rand = summary["knockout_random_heads"]
-    n_random = min(len(over), summary["heads_in_all"] - len(over))
-    assert len(rand["draws"]) == 2 and all(len(d["heads"]) == n_random for d in rand["draws"])
+    assert len(rand["draws"]) == 2 and all(len(d["heads"]) == len(over) for d in rand["draws"])  # as many as knocked
+    if summary["heads_in_all"] - len(over) >= 2 * len(over):  # enough heads left: the controls avoid all of them
+        assert set(rand["excluded"]) == set(over)
     scores = [d["score"] for d in rand["draws"]]
     assert rand["mean_score"] == pytest.approx(sum(scores) / 2, abs=1e-3)
 
@@ -75,7 +78,7 @@ def test_quickstart_rerun_of_same_settings_is_allowed(finished_run):
     assert run_quickstart(out, **TINY)["score_after_fine_tuning"] == summary["score_after_fine_tuning"]
 
 
-def test_item03_quickstart_refuses_another_runs_folder_before_any_work(finished_run, monkeypatch):
+def test_quickstart_refuses_another_runs_folder_before_any_work(finished_run, monkeypatch):
     out, _ = finished_run
     import rhlens.models
 
@@ -89,7 +92,7 @@ def test_item03_quickstart_refuses_another_runs_folder_before_any_work(finished_
     assert (out / "summary.json").read_bytes() == before
 
 
-def test_item03_quickstart_refuses_bad_out_before_any_work(tmp_path, monkeypatch):
+def test_quickstart_refuses_bad_out_before_any_work(tmp_path, monkeypatch):
     import rhlens.models
 
     monkeypatch.setattr(rhlens.models, "load_base", lambda: (_ for _ in ()).throw(AssertionError("work started")))
@@ -112,7 +115,7 @@ def test_item03_quickstart_refuses_bad_out_before_any_work(tmp_path, monkeypatch
             run_quickstart(locked / "run", **TINY)
 
 
-def test_item20_quickstart_cli_reports_bad_out_in_one_line(tmp_path, capsys):
+def test_quickstart_cli_reports_bad_out_in_one_line(tmp_path, capsys):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     assert main(["quickstart", "--out", str(a_file), "--no-progress"]) == 2
@@ -121,7 +124,7 @@ def test_item20_quickstart_cli_reports_bad_out_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("top_k", [0, -1, 1.5, True])
-def test_item16_quickstart_top_k_zero_is_refused_clearly(tmp_path, top_k):
+def test_quickstart_top_k_zero_is_refused_clearly(tmp_path, top_k):
     with pytest.raises(ValueError, match="knocks out no head"):
         run_quickstart(tmp_path / "x", top_k=top_k, **TINY)
     assert not (tmp_path / "x").exists()

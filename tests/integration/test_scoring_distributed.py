@@ -12,6 +12,7 @@ import torch
 import rhlens
 from rhlens.distributed_eval import merge_shards, run_sharded
 from rhlens.evaluation import EvalResult
+from rhlens.interventions.attribution import AttributionSweep
 
 SETUP = textwrap.dedent(
     """
@@ -27,6 +28,8 @@ SETUP = textwrap.dedent(
         "scores": lambda ex: rhlens.retrieval_scores(model, ex, max_new_tokens=4, rouge_gate=None, batch_size=2,
                                                      progress=False),
         "sweep": lambda ex: rhlens.patch_sweep(other, model, ex, batch_size=2, progress=False),
+        "attribution": lambda ex: rhlens.attribution_sweep(other, model, ex, batch_size=2, gradient_dropout=True,
+                                                           progress=False),
     }
     """
 )
@@ -46,6 +49,7 @@ SCRIPT = SETUP + textwrap.dedent(
                 "evaluate": [out["evaluate"].per_example.tolist(), out["evaluate"].predictions],
                 "scores": [out["scores"].per_example.tolist(), out["scores"].trials.responses, out["scores"].trials.hits.tolist()],
                 "sweep": [out["sweep"].baseline.tolist(), out["sweep"].patched.tolist()],
+                "attribution": [out["attribution"].patched.tolist(), out["attribution"].dropped.tolist()],
             }, f)
     else:
         assert all(v is None for v in out.values())
@@ -75,6 +79,8 @@ def test_two_processes_equal_one(tmp_path):
     assert got["scores"][1] == one["scores"].trials.responses and got["scores"][2] == one["scores"].trials.hits.tolist()
     torch.testing.assert_close(torch.tensor(got["sweep"][0]), one["sweep"].baseline, **close)
     torch.testing.assert_close(torch.tensor(got["sweep"][1]), one["sweep"].patched, **close)
+    torch.testing.assert_close(torch.tensor(got["attribution"][0]), one["attribution"].patched, **close)
+    torch.testing.assert_close(torch.tensor(got["attribution"][1]), one["attribution"].dropped, **close)
 
 
 def test_merge_puts_strided_shards_back_in_order():
@@ -88,6 +94,22 @@ def test_merge_puts_strided_shards_back_in_order():
     merged = merge_shards(sweeps, 2, 3)
     assert merged.baseline.tolist() == [0.0, 1.0, 2.0] and merged.patched.tolist() == [[[10.0, 11.0, 12.0]]]
     assert run_sharded(lambda shard: len(shard), [1, 2, 3]) == 3  # one process: everything at once
+
+
+def test_merge_puts_attribution_sweeps_back_in_order_on_their_example_axes():
+    # AttributionSweep's patched [layer, head, example] and dropped [drop, layer, head, example]
+    # carry the examples last; merging by class-name lookup concatenated them on axis 0 and failed
+    def part(examples):
+        e = torch.tensor(examples, dtype=torch.float)
+        return AttributionSweep(baseline=e, patched=(10 + e).expand(2, 1, -1).clone(),
+                                dropped=(100 + e).expand(2, 2, 1, -1).clone())
+
+    merged = merge_shards([part([0, 2, 4]), part([1, 3])], 2, 5)
+    assert merged.baseline.tolist() == [0, 1, 2, 3, 4]
+    assert merged.patched.shape == (2, 1, 5) and merged.patched[1, 0].tolist() == [10, 11, 12, 13, 14]
+    assert merged.dropped.shape == (2, 2, 1, 5) and merged.dropped[1, 0, 0].tolist() == [100, 101, 102, 103, 104]
+    plain = merge_shards([AttributionSweep(baseline=torch.zeros(1), patched=torch.zeros(1, 1, 1))] * 2, 2, 2)
+    assert plain.dropped is None and plain.patched.shape == (1, 1, 2)
 
 
 def test_merge_and_pack_keep_nested_trials_in_order():

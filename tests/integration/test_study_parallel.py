@@ -24,24 +24,36 @@ def _strip_times(results):
     return results
 
 
-def test_item1_two_workers_give_the_serial_results(tmp_path, monkeypatch):
+def test_two_workers_give_the_serial_results(tmp_path, monkeypatch):
     import rhlens.evaluation
+    from rhlens.tools.study.stages import STAGES
 
     serial = Study("smoke", tmp_path / "serial", progress=False, threads=1)
-    calls = []
+    calls: dict[str, int] = {}
+    current = []
     real_evaluate = rhlens.evaluation.evaluate
 
     def counting(model, examples, *args, **kwargs):
-        calls.append(len(examples))
+        calls[current[-1]] = calls.get(current[-1], 0) + 1
         return real_evaluate(model, examples, *args, **kwargs)
 
+    def in_stage(stage, run):
+        def wrapped(self, unit):
+            current.append(stage)
+            return run(self, unit)
+        return wrapped
+
     monkeypatch.setattr(rhlens.evaluation, "evaluate", counting)
+    for stage, run in list(STAGES.items()):
+        monkeypatch.setitem(STAGES, stage, in_stage(stage, run))
     one = serial.run()
     n_models, n_random = len(serial.config.model_names("mdqa")), serial.config.knockout.n_random
-    # the evaluate stage (one per model), each knocked-out run (1 + n_random per model) and
-    # patching_table's target baseline (one per patched model); before issue 26 knockout evaluated
-    # each model again and patching the real model once per target: n_models + n_models - 1 more
-    assert len(calls) == n_models + n_models * (1 + n_random) + (n_models - 1)
+    # knockout evaluates only its knocked-out runs (the intact baseline is the evaluate stage's), and
+    # patching only patching_table's target baseline (the real model's score is its evaluate record):
+    # before issue 26, one more per model in knockout and one more per patched model
+    assert calls["evaluate"] == n_models
+    assert calls["knockout"] == n_models * (1 + n_random)
+    assert calls["patching"] == n_models - 1
     monkeypatch.undo()
     two = Study("smoke", tmp_path / "parallel", progress=False, threads=2).run()
     assert _strip_times(two) == _strip_times(one)
@@ -50,7 +62,7 @@ def test_item1_two_workers_give_the_serial_results(tmp_path, monkeypatch):
             assert rec["baseline"] == pytest.approx(one["tasks"]["mdqa"]["models"][model]["accuracy"])
 
 
-def test_item1_every_unit_reads_only_units_before_it_in_run_order():
+def test_every_unit_reads_only_units_before_it_in_run_order():
     study = Study("smoke", "unused", progress=False)
     units = study.units()
     for i, unit in enumerate(units):
@@ -62,7 +74,7 @@ def test_item1_every_unit_reads_only_units_before_it_in_run_order():
         ("scores", patching.model), ("evaluate", patching.model), ("scores", "real"), ("evaluate", "real")}
 
 
-def test_item1_bar_weights_units_by_estimated_cost():
+def test_bar_weights_units_by_estimated_cost():
     study = Study("tiny", "unused", progress=False)
     cost = study.unit_costs()
     plan = study.plan()

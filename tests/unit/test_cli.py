@@ -6,6 +6,7 @@ import pytest
 
 from rhlens import cli
 from rhlens.cli import main
+from rhlens.tasks import studied_tasks
 
 
 def _err_line(capsys) -> str:
@@ -22,7 +23,7 @@ def test_help_lists_the_study_and_its_pieces(capsys):
         assert cmd in out
 
 
-def test_item20_out_under_a_regular_file_is_one_line_exit_2(tmp_path, capsys):
+def test_out_under_a_regular_file_is_one_line_exit_2(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
     assert main(["study", "--preset", "smoke", "--out", str(f / "run"), "--no-progress"]) == 2
@@ -30,14 +31,14 @@ def test_item20_out_under_a_regular_file_is_one_line_exit_2(tmp_path, capsys):
     assert line.startswith("rhlens study: error:") and "which is a file" in line
 
 
-def test_item20_unknown_config_key_is_one_line_exit_2(tmp_path, capsys):
+def test_unknown_config_key_is_one_line_exit_2(tmp_path, capsys):
     cfg = tmp_path / "s.toml"
     cfg.write_text("[finetune]\nstepz = 1\n")
     assert main(["study", "--config", str(cfg), "--out", str(tmp_path / "o"), "--dry-run"]) == 2
     assert "stepz" in _err_line(capsys)
 
 
-def test_item20_pieces_errors_are_one_line(tmp_path, capsys):
+def test_pieces_errors_are_one_line(tmp_path, capsys):
     assert main(["scores", "--model", str(tmp_path / "nomodel"), "--examples", str(tmp_path / "x.jsonl"),
                  "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "nomodel" in _err_line(capsys)
@@ -46,7 +47,7 @@ def test_item20_pieces_errors_are_one_line(tmp_path, capsys):
     assert "name the heads" in _err_line(capsys)
 
 
-def test_item20_unexpected_errors_are_one_line_with_their_type(monkeypatch, tmp_path, capsys):
+def test_unexpected_errors_are_one_line_with_their_type(monkeypatch, tmp_path, capsys):
     def boom(args):
         raise RuntimeError("kaput\nsecond line")
 
@@ -55,7 +56,7 @@ def test_item20_unexpected_errors_are_one_line_with_their_type(monkeypatch, tmp_
     assert _err_line(capsys) == "rhlens study: error: RuntimeError: kaput second line"
 
 
-def test_item20_keyboard_interrupt_is_not_swallowed(monkeypatch, tmp_path):
+def test_keyboard_interrupt_is_not_swallowed(monkeypatch, tmp_path):
     def interrupted(args):
         raise KeyboardInterrupt
 
@@ -64,7 +65,7 @@ def test_item20_keyboard_interrupt_is_not_swallowed(monkeypatch, tmp_path):
         main(["study", "--out", str(tmp_path / "o")])
 
 
-def test_item3_pieces_refuse_a_non_empty_out_before_loading_anything(tmp_path, capsys):
+def test_pieces_refuse_a_non_empty_out_before_loading_anything(tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep.txt").write_text("x")
@@ -118,4 +119,4 @@ def test_dry_run_task_all_and_base_override(tmp_path, capsys):
     assert main(["study", "--task", "all", "--out", str(tmp_path / "r"), "--dry-run"]) == 0
     text = capsys.readouterr().out
     plan = json.loads(text[text.index("{"): text.rindex("}") + 1])
-    assert plan["tasks"] == ["mdqa", "musique", "summhay", "kv"] and plan["units"]["data"] == 4
+    assert plan["tasks"] == list(studied_tasks()) and plan["units"]["data"] == len(studied_tasks())

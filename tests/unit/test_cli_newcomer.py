@@ -15,7 +15,7 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")}
 
 
-def test_item1_the_entry_point_sets_threads_before_torch_loads():
+def test_the_entry_point_sets_threads_before_torch_loads():
     code = ("import sys; from rhlens import cli; cli.build_parser(); assert 'torch' not in sys.modules, 'parser loads torch'; "
             "from rhlens.tools.threads import configure_threads; n, note = configure_threads(1); "
             "import torch, os; print(torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'], note)")
@@ -26,20 +26,20 @@ def test_item1_the_entry_point_sets_threads_before_torch_loads():
     assert (threads, policy) == ("1", "PASSIVE") and note.startswith("1 thread: --threads 1")
 
 
-def test_item1_a_users_own_settings_are_kept():
+def test_a_users_own_settings_are_kept():
     assert choose_threads(None, cores=2, load=0.0, env={"OMP_NUM_THREADS": "2"}) == (2, "OMP_NUM_THREADS=2")
     assert choose_threads(None, cores=2, load=0.0, env={"OMP_NUM_THREADS": ""})[0] == 2  # empty: not set
     with pytest.raises(ValueError, match="--threads 0"):
         choose_threads(0)
 
 
-def test_item1_bad_threads_is_refused(capsys):
+def test_bad_threads_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["study", "--out", "x", "--threads", "0"])
     assert exc.value.code == 2 and "--threads: must be an integer of at least 1" in capsys.readouterr().err
 
 
-def test_item3_generate_writes_what_examples_reads(tmp_path, capsys):
+def test_generate_writes_what_examples_reads(tmp_path, capsys):
     from rhlens.models import base_dir
     from rhlens.tools.study.pieces import load_examples
 
@@ -53,17 +53,18 @@ def test_item3_generate_writes_what_examples_reads(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_item3_generate_names_a_bad_task(tmp_path, capsys):
+def test_generate_names_a_bad_task(tmp_path, capsys):
     assert main(["generate", "poetry", "realistic", "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "poetry" in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
 
 
-def test_item3_help_shows_defaults_and_explains_positions_mode_and_examples():
+def test_help_shows_defaults_and_explains_positions_mode_and_examples():
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     patch, knockout, scores = sub["patch"].format_help(), sub["knockout"].format_help(), sub["scores"].format_help()
-    flat = lambda text: " ".join(text.split())  # help wraps lines
+    def flat(text):  # help wraps lines
+        return " ".join(text.split())
     assert "(default: all)" in flat(patch) and "needle (the needle's tokens)" in flat(patch)
     assert "(default: zero)" in flat(knockout) and "uniform (it attends evenly" in flat(knockout)
     for text in (patch, knockout, scores):
@@ -72,12 +73,12 @@ def test_item3_help_shows_defaults_and_explains_positions_mode_and_examples():
     assert "(default: 0.5)" in flat(scores)
 
 
-def test_item3_rouge_gate_none_parses():
+def test_rouge_gate_none_parses():
     args = build_parser().parse_args(["scores", "--model", "m", "--examples", "e", "--out", "o", "--rouge-gate", "none"])
     assert args.rouge_gate is None
 
 
-def test_item3_rouge_warning_names_the_cli_option():
+def test_rouge_warning_names_the_cli_option():
     from pathlib import Path
 
     import rhlens.scoring.rouge_gate as gate
@@ -85,7 +86,7 @@ def test_item3_rouge_warning_names_the_cli_option():
     assert "--rouge-gate none" in Path(gate.__file__).read_text(encoding="utf-8")
 
 
-def test_item3_failed_command_leaves_no_empty_out_folder(tmp_path, capsys):
+def test_failed_command_leaves_no_empty_out_folder(tmp_path, capsys):
     out = tmp_path / "new" / "deeper"
     assert main(["scores", "--model", str(tmp_path / "nomodel"), "--examples", str(tmp_path / "x.jsonl"),
                  "--out", str(out)]) == 2
@@ -97,7 +98,7 @@ def test_item3_failed_command_leaves_no_empty_out_folder(tmp_path, capsys):
     assert kept.is_dir()  # a folder that existed before is left alone
 
 
-def test_item3_scores_prints_the_real_file_names(tmp_path, capsys):
+def test_scores_prints_the_real_file_names(tmp_path, capsys):
     from rhlens.models import base_dir
 
     examples = tmp_path / "ex.jsonl"

@@ -24,7 +24,7 @@ def test_needle_and_answer_tokens(tok):
 
 
 @pytest.mark.parametrize("span", [(13, 400), (17, 13), (-1, 3)])
-def test_item08_spans_past_the_prompt_are_refused_not_clamped(tok, span):
+def test_spans_past_the_prompt_are_refused_not_clamped(tok, span):
     bad = dataclasses.replace(EX, needles=(span,))
     with pytest.raises(ValueError, match=r"Example 3 \(task 'niah'\): needle 0 .*empty or outside the prompt"):
         encode_example(tok, bad, index=3)

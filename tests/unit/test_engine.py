@@ -114,20 +114,20 @@ def _analyzers(model, copy):
     }
 
 
-def test_item19_dict_example_raises_type_error_naming_the_index(tok):
+def test_dict_example_raises_type_error_naming_the_index(tok):
     model, copy = tiny_llama(tokenizer=tok, seed=0), tiny_llama(tokenizer=tok, seed=1)
     good = _examples()[0]
-    for name, run in _analyzers(model, copy).items():
+    for _name, run in _analyzers(model, copy).items():
         with pytest.raises(TypeError, match=r"examples\[1\] is a dict, not an rhlens.tasks.Example.*from_dict"):
             run([good, good.to_dict()])
 
 
-def test_item08_invalid_examples_are_rejected_not_clamped(tok):
+def test_invalid_examples_are_rejected_not_clamped(tok):
     model, copy = tiny_llama(tokenizer=tok, seed=0), tiny_llama(tokenizer=tok, seed=1)
     good = _examples()[0]
     past_end = dataclasses.replace(good, needles=((len(good.prompt) - 4, len(good.prompt) + 30),))
     empty_answer = dataclasses.replace(good, answer="")
-    for name, run in _analyzers(model, copy).items():
+    for _name, run in _analyzers(model, copy).items():
         with pytest.raises(ValueError, match=r"example 1 \(task 'niah'\) is invalid: Example.needles\[0\].*outside the prompt"):
             run([good, past_end])
         with pytest.raises(ValueError, match=r"example 0 .*answer must be a non-empty string"):

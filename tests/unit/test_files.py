@@ -9,7 +9,7 @@ from rhlens.files import atomic_path, write_json_atomic, write_text_atomic
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
-def test_item_umask_files_respect_the_umask(tmp_path, umask):
+def test_files_respect_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
         write_text_atomic(tmp_path / "a.txt", "hello")

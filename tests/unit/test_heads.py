@@ -20,7 +20,7 @@ class TestHead:
             Head.parse(bad)
 
     @pytest.mark.parametrize("bad", [(0.7, 1.9), (True, 1), (1, False), (1.0, 2), ("1", "2")])
-    def test_item09_float_or_bool_head_indices_raise_type_error(self, bad):
+    def test_float_or_bool_head_indices_raise_type_error(self, bad):
         with pytest.raises(TypeError, match="must be an integer"):
             HeadSet([bad])
         with pytest.raises(TypeError, match="must be an integer"):

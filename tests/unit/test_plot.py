@@ -264,7 +264,7 @@ def test_recall_axis_stops_at_one_and_intervals_show_on_both_axes():
 
 # --- patching_table -------------------------------------------------------------------------
 def test_patching_table_from_mapping_and_result():
-    fig = plot.patching_table({"original": {"score": 0.4, "delta": 0.0},
+    fig = plot.patching_table_figure({"original": {"score": 0.4, "delta": 0.0},
                                "intersection": {"score": 0.55, "delta": 0.15, "n": 3}}, title="patching")
     t = fig.data[0]
     assert isinstance(t, go.Table)
@@ -273,7 +273,7 @@ def test_patching_table_from_mapping_and_result():
                                                  ["0.000", "0.150"], ["", "3"]]
     table = PatchingTable(rows=[PatchingRow("original", HeadSet(), 0.4, 0.0),
                                 PatchingRow("complement", HeadSet(["L1H2", "L0H1"]), 0.5, 0.1, [0.5])])
-    t2 = plot.patching_table(table).data[0]
+    t2 = plot.patching_table_figure(table).data[0]
     cols = dict(zip(t2.header.values, t2.cells.values))
     assert list(cols[""]) == ["original", "complement"]
     assert list(cols["heads"]) == ["-", "L0H1 L1H2"]

@@ -3,30 +3,24 @@
 import json
 import random
 
+from typing import Any, Optional, Sequence, Union
+
 from rhlens.progress import progress_bar
 from rhlens.tasks.example import Example
-from rhlens.tasks.generators import kv, mdqa, musique, niah, summhay
-from rhlens.tasks.generators.common import VARIANTS, ExampleSpec, variant_axes
+from rhlens.tasks.generators.common import VARIANTS, ExampleSpec, Generated, variant_axes
+from rhlens.tasks.registry import get_task
 
-_GENERATORS = {
-    "mdqa": mdqa.generate_one,
-    "musique": musique.generate_one,
-    "summhay": summhay.generate_one,
-    "kv": kv.generate_one,
-    "niah": niah.generate_one,
-}
-TASKS = tuple(_GENERATORS)
-
-__all__ = ["TASKS", "VARIANTS", "generate", "niah_grid", "variant_axes"]
+__all__ = ["VARIANTS", "Generated", "generate", "niah_grid", "variant_axes"]
 
 
 def generate(task: str, variant: str = "realistic", n: int = 1, *, context_tokens: int = 512,
-             tokenizer=None, seed: int = 0, position=None, instruction=None,
-             documents=None, progress: bool = False, **knobs) -> list:
+             tokenizer: Any = None, seed: int = 0, position: Union[int, float, None] = None,
+             instruction: Optional[bool] = None, documents: Any = None, progress: bool = False,
+             **knobs: Any) -> list[Example]:
     """Generate ``n`` examples of ``task`` in ``variant``.
 
     Args:
-        task: one of :data:`TASKS`.
+        task: a registered task (:func:`rhlens.tasks.task_names`; built in: :data:`rhlens.tasks.TASKS`).
         variant: one of :data:`VARIANTS`.
         n: number of examples.
         context_tokens: target prompt length in tokens (within 5%).
@@ -53,10 +47,9 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
     (True, True)
     >>> generate("poetry")
     Traceback (most recent call last):
-    ValueError: task='poetry' is not one of ('mdqa', 'musique', 'summhay', 'kv', 'niah')
+    ValueError: task='poetry' is not one of ('mdqa', 'musique', 'summhay', 'kv', 'niah'); register it with rhlens.tasks.register_task
     """
-    if task not in _GENERATORS:
-        raise ValueError(f"task={task!r} is not one of {TASKS}")
+    generate_one = get_task(task).generate_one
     variant_axes(variant)
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"n={n!r} must be a non-negative int")
@@ -70,15 +63,19 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
         spec = ExampleSpec(task=task, variant=variant, context_tokens=context_tokens,
                      tokenizer=tokenizer, seed=seed, index=i, position=position,
                      instruction=instruction, documents=documents, knobs=dict(knobs))
-        prompt, answer, needles, answer_spans, meta = _GENERATORS[task](spec, rng)
-        meta = json.loads(json.dumps(meta))
-        out.append(Example(prompt=prompt, answer=answer, needles=needles, task=task,
-                           variant=variant, meta=meta, answer_spans=answer_spans).validate())
+        got = generate_one(spec, rng)
+        if not isinstance(got, Generated):
+            raise TypeError(f"task {task!r}: generate_one returned {type(got).__name__}; return a "
+                            "rhlens.tasks.Generated(prompt, answer, needles, answer_spans, meta)")
+        meta = json.loads(json.dumps(got.meta))
+        out.append(Example(prompt=got.prompt, answer=got.answer, needles=got.needles, task=task,
+                           variant=variant, meta=meta, answer_spans=got.answer_spans).validate())
     return out
 
 
-def niah_grid(lengths, depths, needles=1, *, variant: str = "realistic", tokenizer=None,
-              seed: int = 0, **knobs) -> list:
+def niah_grid(lengths: Sequence[int], depths: Sequence[float],
+              needles: Union[int, Sequence[tuple[str, str, str]]] = 1, *, variant: str = "realistic",
+              tokenizer: Any = None, seed: int = 0, **knobs: Any) -> list[Example]:
     """Wu et al.'s needle-in-a-haystack grid: every length x depth cell.
 
     ``needles`` is the number of generated needles per cell (int) or a sequence
@@ -89,17 +86,16 @@ def niah_grid(lengths, depths, needles=1, *, variant: str = "realistic", tokeniz
     >>> [(e.meta["context_tokens"], e.meta["position"]) for e in grid]
     [(64, 0.0), (64, 1.0), (128, 0.0), (128, 1.0)]
     """
-    custom = None if isinstance(needles, int) else [tuple(x) for x in needles]
-    out = []
+    out: list[Example] = []
     for li, length in enumerate(lengths):
         for di, depth in enumerate(depths):
             cell_seed = seed * 1_000_003 + li * 1009 + di
-            if custom is None:
+            if isinstance(needles, int):
                 out.extend(generate("niah", variant, n=needles, context_tokens=int(length),
                                     tokenizer=tokenizer, seed=cell_seed, position=float(depth),
                                     **knobs))
             else:
-                for j, nd in enumerate(custom):
+                for j, nd in enumerate(tuple(x) for x in needles):
                     out.extend(generate("niah", variant, n=1, context_tokens=int(length),
                                         tokenizer=tokenizer, seed=cell_seed + j,
                                         position=float(depth), needle=nd, **knobs))

@@ -11,12 +11,13 @@ streams and the document-prompt builder that fits a target length.
 
 import random
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from rhlens.tasks import templates, wordlists
 from rhlens.tasks.fitting import fit_length
 from rhlens.tasks.spans import find_word
 from rhlens.tasks.vocab import MAX_DOCS, pretokenize, token_counter, tokenizer_name
-from rhlens.tasks.world import get_world
+from rhlens.tasks.world import World, get_world
 
 # name -> (needle realism, haystack diversity)
 _VARIANT_AXES = {
@@ -69,6 +70,31 @@ def resolve_index(position, n: int, rng) -> int:
     raise ValueError(f"position must be None, an int index or a float in [0, 1], got {position!r}")
 
 
+Span = tuple[int, int]
+"""A ``[start, end)`` character span of the prompt."""
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What a task's ``generate_one`` returns: one example's text and spans, before it becomes an
+    :class:`rhlens.tasks.Example` (which adds the task, the variant and validation).
+
+    Attributes:
+        prompt: the whole prompt; it ends where the answer starts.
+        answer: the gold answer.
+        needles: the needles' character spans in ``prompt`` (the evidence).
+        answer_spans: the answer's character spans inside the needles (what a retrieval head
+            copies; SummHay: the cited documents' ``[i]`` ids), in answer order.
+        meta: the knobs and facts of this example (JSON-serialisable).
+    """
+
+    prompt: str
+    answer: str
+    needles: tuple[Span, ...]
+    answer_spans: tuple[Span, ...]
+    meta: dict[str, Any]
+
+
 @dataclass
 class ExampleSpec:
     """What one example is to be: task, variant, length, tokenizer, seed, index and knobs, with the
@@ -77,19 +103,19 @@ class ExampleSpec:
     task: str
     variant: str
     context_tokens: int
-    tokenizer: object
+    tokenizer: Any
     seed: int
     index: int
-    position: object
+    position: "int | float | None"
     instruction: bool
-    documents: object
-    knobs: dict
-    realism: str = ""
-    haystack: str = ""
-    count: object = None
-    world: object = None
+    documents: Any
+    knobs: dict[str, Any]
+    realism: str = field(init=False, default="")
+    haystack: str = field(init=False, default="")
+    count: Callable[[str], int] = field(init=False, repr=False, default=len)
+    world: World = field(init=False, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.realism, self.haystack = variant_axes(self.variant)
         self.count = token_counter(self.tokenizer)
         self.world = get_world(self.realism)
@@ -98,7 +124,7 @@ class ExampleSpec:
                 f"documents= (LLM-written haystack) needs a varied-haystack variant, "
                 f"not {self.variant!r}; use 'realistic' or 'fictional'")
 
-    def meta(self, **extra) -> dict:
+    def meta(self, **extra: Any) -> dict[str, Any]:
         m = {"seed": self.seed, "index": self.index, "context_tokens": self.context_tokens,
              "tokenizer": tokenizer_name(self.tokenizer), "realism": self.realism,
              "haystack": self.haystack, "position": self.position,
@@ -151,7 +177,7 @@ def haystack_stream(spec: ExampleSpec, rng: random.Random, subject, kind, exclud
                           exclude)
     world = spec.world
     if subject is not None:
-        stated = set()
+        stated: set[str] = set()
         return SentenceStream(lambda: world.background(subject, kind, rng, exclude,
                                                        skip_relations, stated))
     state = {"left": 0, "subject": None, "kind": None, "stated": set(), "seen": set(exclude)}
@@ -239,7 +265,7 @@ def _words_prefix(sentence: str, n: int) -> str:
 def build_documents(spec: ExampleSpec, docs: list, question: str, *, what: str):
     """Fit ``docs`` (with their fixed needle sentences) plus the question to
     ``spec.context_tokens``; returns ``(Rendered, n_tokens)``."""
-    order = []
+    order: list[int] = []
     est = [sum(len(pretokenize(n.text)) for n in d.fixed) for d in docs]
     used = [0] * len(docs)
 

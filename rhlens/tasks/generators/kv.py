@@ -22,13 +22,13 @@ import random
 
 from rhlens.tasks import templates, wordlists
 from rhlens.tasks.fitting import fit_length
-from rhlens.tasks.generators.common import ExampleSpec
+from rhlens.tasks.generators.common import ExampleSpec, Generated
 from rhlens.tasks.world import symbol
 
 MAX_GROW = 8
 
 
-def generate_one(spec: ExampleSpec, rng: random.Random):
+def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
     world = spec.world
     kc = spec.knobs.get("key_chunks", 3)
     vc = spec.knobs.get("value_chunks", 3)
@@ -47,7 +47,8 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
         return symbol(rng, vc) if symbolic else world.entity("city", rng)
 
     gold_key, gold_value = fresh_key(), value()
-    pairs, grow = [], []
+    pairs: list[tuple[str, str]] = []
+    grow: list[tuple[str, str]] = []
 
     def pair(i):
         while len(pairs) <= i:
@@ -100,4 +101,4 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
         raise ValueError(f"position={position} is beyond the {k + 1} pairs that fit")
     meta = spec.meta(n_pairs=k + 1, gold_pair=g, key=gold_key, n_tokens=n_tokens,
                   key_chunks=kc, value_chunks=vc)
-    return prompt, gold_value, (gold_pair_span,), (span,), meta
+    return Generated(prompt, gold_value, (gold_pair_span,), (span,), meta)

@@ -13,18 +13,18 @@ copies). ``position`` chooses the gold document (0-based index or depth fraction
 
 import random
 
-from rhlens.tasks.generators.common import (DocSpec, ExampleSpec, Needle, build_documents, haystack_stream,
+from rhlens.tasks.generators.common import (DocSpec, ExampleSpec, Generated, Needle, build_documents, haystack_stream,
                                            question_fact, resolve_index)
 
 
-def generate_one(spec: ExampleSpec, rng: random.Random):
+def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
     n_docs = spec.default_n_docs(2)
     gold = resolve_index(spec.position, n_docs, rng)
-    exclude = set()
+    exclude: set[str] = set()
     rel, subject, kind, fact = question_fact(spec, rng, exclude)
     exclude |= {subject, fact.answer}
     docs = []
-    titles = []
+    titles: list[str] = []
     for i in range(n_docs):
         stream_rng = random.Random(rng.getrandbits(64))
         if i == gold:
@@ -47,5 +47,4 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
     # the needle is the gold fact sentence; a retrieval head copies the answer inside it
     (start, _), = r.needles
-    return (r.prompt, fact.answer, tuple(r.needles), ((start + fact.start, start + fact.end),),
-            meta)
+    return Generated(r.prompt, fact.answer, tuple(r.needles), ((start + fact.start, start + fact.end),), meta)

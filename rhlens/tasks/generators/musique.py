@@ -15,7 +15,7 @@ else (2, 4)).
 
 import random
 
-from rhlens.tasks.generators.common import DocSpec, ExampleSpec, Needle, build_documents, haystack_stream, resolve_index
+from rhlens.tasks.generators.common import DocSpec, ExampleSpec, Generated, Needle, build_documents, haystack_stream, resolve_index
 
 
 def _feasible(world, kind, remaining):
@@ -48,7 +48,7 @@ def _hops(spec: ExampleSpec, rng):
     return hops
 
 
-def generate_one(spec: ExampleSpec, rng: random.Random):
+def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
     world = spec.world
     hops = _hops(spec, rng)
     n_docs = spec.default_n_docs(hops)
@@ -58,7 +58,7 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
     hop_docs = [first] + others[: hops - 1]
     chain = sample_chain(world, rng, hops)
     chunks = spec.knobs.get("key_chunks", 2)
-    exclude = set()
+    exclude: set[str] = set()
     subject = world.entity(chain[0].subject, rng, exclude, chunks=chunks)
     exclude.add(subject)
     facts, subjects = [], [subject]
@@ -67,7 +67,8 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
         exclude.add(obj)
         facts.append(world.fact(rel, subjects[-1], obj))
         subjects.append(obj)
-    docs, titles = [], []
+    docs: list[DocSpec] = []
+    titles: list[str] = []
     for i in range(n_docs):
         stream_rng = random.Random(rng.getrandbits(64))
         if i in hop_docs:
@@ -97,5 +98,4 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)
     # the last hop's answer is the answer: the one span a retrieval head copies
     start = needles[-1][0]
-    return (r.prompt, facts[-1].answer, needles,
-            ((start + facts[-1].start, start + facts[-1].end),), meta)
+    return Generated(r.prompt, facts[-1].answer, needles, ((start + facts[-1].start, start + facts[-1].end),), meta)

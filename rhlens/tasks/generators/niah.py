@@ -17,7 +17,7 @@ import random
 
 from rhlens.tasks import templates
 from rhlens.tasks.fitting import fit_length
-from rhlens.tasks.generators.common import ExampleSpec, haystack_stream, question_fact
+from rhlens.tasks.generators.common import ExampleSpec, Generated, haystack_stream, question_fact
 from rhlens.tasks.spans import find_word
 
 
@@ -35,8 +35,8 @@ def _needle(spec: ExampleSpec, rng, exclude):
     return fact.text, rel.question.format(s=subject), fact.answer, (fact.start, fact.end)
 
 
-def generate_one(spec: ExampleSpec, rng: random.Random):
-    exclude = set()
+def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
+    exclude: set[str] = set()
     needle, question, answer, (a, b) = _needle(spec, rng, exclude)
     stream = haystack_stream(spec, random.Random(rng.getrandbits(64)), None, None,
                              frozenset(exclude), title="a story")
@@ -78,4 +78,4 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
     depth = (start - hay_start) / max(1, hay_end - hay_start - len(needle))
     meta = spec.meta(n_tokens=n_tokens, sentence_index=at, n_sentences=n_sents,
                   depth=round(depth, 4), needle=needle, question=question)
-    return prompt, answer, ((start, start + len(needle)),), ((start + a, start + b),), meta
+    return Generated(prompt, answer, ((start, start + len(needle)),), ((start + a, start + b),), meta)

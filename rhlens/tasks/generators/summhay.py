@@ -17,12 +17,12 @@ below 128 tokens, 2 below 1024, else 3) how many documents cite.
 
 import random
 
-from rhlens.tasks.generators.common import (DocSpec, ExampleSpec, Needle, build_documents, haystack_stream,
+from rhlens.tasks.generators.common import (DocSpec, ExampleSpec, Generated, Needle, build_documents, haystack_stream,
                                            question_fact, resolve_index)
 from rhlens.tasks.templates import format_citations, summhay_question
 
 
-def generate_one(spec: ExampleSpec, rng: random.Random):
+def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
     world = spec.world
     n_citing = spec.knobs.get("n_citing")
     if n_citing is None:
@@ -34,7 +34,7 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
     others = [i for i in range(n_docs) if i != first]
     rng.shuffle(others)
     citing = sorted([first] + others[: n_citing - 1])
-    exclude = set()
+    exclude: set[str] = set()
     _rel, subject, _kind, insight = question_fact(spec, rng, exclude)
     exclude |= {subject, insight.answer}
     docs = []
@@ -53,4 +53,4 @@ def generate_one(spec: ExampleSpec, rng: random.Random):
                   cited_ids=ids, insight=insight.text, n_tokens=n_tokens,
                   doc_spans=r.doc_spans)
     answer_spans = tuple(r.id_spans[i] for i in citing)  # ascending, as the answer lists them
-    return r.prompt, format_citations(ids), tuple(r.needles), answer_spans, meta
+    return Generated(r.prompt, format_citations(ids), tuple(r.needles), answer_spans, meta)

@@ -26,16 +26,13 @@ True
 import random
 from typing import Any, Sequence
 
-from rhlens.tasks import Example, generate, vocabulary
+from rhlens.tasks import TASKS, Example, generate, vocabulary
 
 KINDS: tuple[str, ...] = ("repeat", "induction", "lm", "qa")
 """Data kinds of a stage's mix: repeated segments, recurring spans in noise, task text, task QA."""
 
 POOL_SIZE: int | None = None
 """Words random documents draw from (``None``: the whole vocabulary)."""
-
-# Task variants used for the QA forms (every task, every variant the generators support).
-QA_TASKS: tuple[str, ...] = ("kv", "mdqa", "niah", "musique", "summhay")
 
 
 def _word_pool(size: int | None = None) -> list[str]:
@@ -108,7 +105,7 @@ def qa_examples(
     *,
     context_tokens: int,
     seed: int = 0,
-    tasks: Sequence[str] = QA_TASKS,
+    tasks: Sequence[str] = TASKS,
     variants: Sequence[str] | None = None,
     whole_text: bool = False,
 ) -> list[Example]:
@@ -142,7 +139,7 @@ def qa_examples(
 
 
 def stage_examples(
-    *, n: int, context_tokens: int, mix: dict[str, float], seed: int = 0, tasks: Sequence[str] = QA_TASKS
+    *, n: int, context_tokens: int, mix: dict[str, float], seed: int = 0, tasks: Sequence[str] = TASKS
 ) -> list[Example]:
     """A shuffled mixture of ``n`` examples with proportions ``mix`` over :data:`KINDS` (QA examples carry no ``meta["kind"]``).
 

@@ -38,6 +38,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from rhlens.tasks import TASKS
 from rhlens.tools.pretrain.supervision import AttentionSupervision
 from rhlens.training.config import TrainConfig
 
@@ -56,7 +57,7 @@ class Stage:
     n_examples: int
     mix: dict[str, float]
     train: TrainConfig
-    tasks: tuple[str, ...] = ("kv", "mdqa", "niah", "musique", "summhay")
+    tasks: tuple[str, ...] = TASKS
     supervision: AttentionSupervision | None = None
 
 

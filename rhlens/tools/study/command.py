@@ -6,18 +6,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rhlens.tools.study.sections import STUDY_TASKS
-
-TASK_CHOICES = (*STUDY_TASKS, "all")
+ALL_TASKS = "all"
 
 def add_study_parser(sub: Any, add_progress: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``rhlens study`` command and its options (``add_progress``: the CLI's progress flags)."""
+    from rhlens.tasks import studied_tasks  # torch-free: the tasks with a real-data loader
+
     s = sub.add_parser("study", help="the paper's whole pipeline: fine-tunes, scores, compare, knockout, patching, report")
     src = s.add_mutually_exclusive_group()
     src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
                      help="a shipped config (default tiny: the embedded base, ~15 min on a laptop CPU)")
     src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
-    s.add_argument("--task", choices=TASK_CHOICES, default=None, help="study only this task (all: the four tasks)")
+    s.add_argument("--task", choices=(*studied_tasks(), ALL_TASKS), default=None,
+                   help="study only this task (all: every task with a real-data format)")
     s.add_argument("--base", default=None, help="base model folder (rhlens or Hugging Face) instead of the config's")
     s.add_argument("--seeds", type=int, nargs="+", default=None, metavar="N",
                    help="replicate seeds instead of the config's (each a whole study; results pool them with intervals)")
@@ -29,12 +30,12 @@ def add_study_parser(sub: Any, add_progress: Callable[[argparse.ArgumentParser],
 
 def study_config(args: argparse.Namespace) -> Any:
     """The :class:`StudyConfig` of ``rhlens study``'s arguments (preset or file, then the overrides)."""
+    from rhlens.tasks import studied_tasks
     from rhlens.tools.study import StudyConfig
-    from rhlens.tools.study.config import STUDY_TASKS
 
     config = StudyConfig.from_file(args.config) if args.config else StudyConfig.preset(args.preset or "tiny")
     if args.task:
-        config = config.replace(tasks=STUDY_TASKS if args.task == "all" else (args.task,))
+        config = config.replace(tasks=studied_tasks() if args.task == ALL_TASKS else (args.task,))
     if args.base:
         config = config.with_base(args.base)
     if args.seeds:

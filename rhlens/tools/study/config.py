@@ -21,15 +21,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-# EMBEDDED, PRESETS and STUDY_TASKS are imported from here elsewhere (rhlens.cli, rhlens.tools.study.stages)
+from rhlens.interventions.options import KNOCKOUT_MODES, PATCH_POSITIONS
+
+# EMBEDDED and PRESETS are imported from here elsewhere (rhlens.cli, rhlens.tools.study.stages)
 from rhlens.tools.study.sections import (  # noqa: F401
     _SECTIONS,
     EMBEDDED,
-    KNOCKOUT_MODES,
-    PATCH_POSITIONS,
     PRESETS,
-    SCORE_METHODS,
-    STUDY_TASKS,
     DataSection,
     EstimateSection,
     EvaluateSection,
@@ -38,6 +36,8 @@ from rhlens.tools.study.sections import (  # noqa: F401
     ModelSection,
     PatchingSection,
     ScoresSection,
+    score_methods,
+    study_tasks,
 )
 
 
@@ -200,9 +200,10 @@ class StudyConfig:
             if not ok:
                 raise ValueError(f"{key}={value!r}: {why}")
 
+        tasks, methods = study_tasks(), score_methods()
         need(bool(self.tasks), "tasks", self.tasks, "name at least one task")
         for t in self.tasks:
-            need(t in STUDY_TASKS, "tasks", self.tasks, f"each task must be one of {STUDY_TASKS}")
+            need(t in tasks, "tasks", self.tasks, f"each task must be one of {tasks} (the tasks with a real-data loader)")
         need(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "a task is listed twice")
         need(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds) and all(s >= 0 for s in self.seeds),
              "seeds", self.seeds, "give one or more distinct non-negative seeds")
@@ -225,7 +226,7 @@ class StudyConfig:
             need(v in VARIANTS, "[data] variants", d.variants, f"each must be one of {VARIANTS}")
         need(len(set(d.variants)) == len(d.variants), "[data] variants", d.variants, "a variant is listed twice")
         for task, entry in d.real_files.items():
-            need(task in STUDY_TASKS, "[data.real_files]", task, f"tables must be named after a task {STUDY_TASKS}")
+            need(task in tasks, "[data.real_files]", task, f"tables must be named after a task {tasks}")
             need(isinstance(entry, dict) and set(entry) == {"train", "test"}
                  and all(isinstance(v, str) and v for v in entry.values()),
                  f"[data.real_files.{task}]", entry, "give exactly train = \"PATH\" and test = \"PATH\"")
@@ -249,8 +250,8 @@ class StudyConfig:
         need(1 <= self.evaluate.max_new_tokens <= d.answer_tokens, "[evaluate] max_new_tokens",
              self.evaluate.max_new_tokens, f"must lie in 1..[data] answer_tokens={d.answer_tokens}")
         need(self.evaluate.batch_size >= 1, "[evaluate] batch_size", self.evaluate.batch_size, "must be at least 1")
-        need(bool(s.methods) and all(m in SCORE_METHODS for m in s.methods) and len(set(s.methods)) == len(s.methods),
-             "[scores] methods", s.methods, f"use a non-empty list of distinct {SCORE_METHODS}")
+        need(bool(s.methods) and all(m in methods for m in s.methods) and len(set(s.methods)) == len(s.methods),
+             "[scores] methods", s.methods, f"use a non-empty list of distinct {methods}")
         need(1 <= s.max_new_tokens <= d.answer_tokens, "[scores] max_new_tokens", s.max_new_tokens,
              f"must lie in 1..[data] answer_tokens={d.answer_tokens}")
         need(0 <= s.threshold < 1, "[scores] threshold", s.threshold, "must lie in [0, 1)")

@@ -28,14 +28,11 @@ def example_tokens(tokenizer: Any, example: Any) -> int:
 
 
 def _load_real(task: str, path: Path) -> list:
-    from rhlens.tasks import loaders
+    from rhlens.tasks import get_task
 
-    load = {
-        "mdqa": loaders.load_lost_in_the_middle_qa,
-        "musique": loaders.load_musique,
-        "summhay": loaders.load_summhay,
-        "kv": loaders.load_lost_in_the_middle_kv,
-    }[task]
+    load = get_task(task).loader
+    if load is None:
+        raise ValueError(f"task {task!r} has no real-data loader; register one with rhlens.tasks.register_task(loader=)")
     return list(load(path))
 
 
@@ -65,7 +62,7 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[st
     from rhlens.tasks import generate
 
     d, limit, budget = config.data, config.data.context_tokens, config.prompt_tokens
-    knobs = {"n_docs": d.n_docs} if d.n_docs and task != "kv" else {}
+    knobs: dict[str, Any] = {"n_docs": d.n_docs} if d.n_docs and task != "kv" else {}
     seeds = {"real_train": config.seed, "real_test": config.seed + 1, "synthetic": config.seed}
     sets: dict[str, list] = {}
     lengths_of: dict[str, list[int]] = {}

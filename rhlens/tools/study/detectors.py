@@ -88,9 +88,11 @@ def detectors_figure(task: str, rec: dict[str, Any]) -> Any:
 def add_detectors_arguments(d: argparse.ArgumentParser, generate_hint: str) -> None:
     """The options of ``rhlens detectors`` (the command line's ``--no-progress`` and ``--threads``
     come from :mod:`rhlens.cli`)."""
+    from rhlens.tasks import task_names  # torch-free
+
     d.add_argument("--model", required=True, help="rhlens.save_model folder or Hugging Face checkpoint folder")
     src = d.add_mutually_exclusive_group(required=True)
-    src.add_argument("--task", choices=("mdqa", "musique", "summhay", "kv", "niah"), help="generate examples of this task")
+    src.add_argument("--task", choices=task_names(), help="generate examples of this task")
     src.add_argument("--examples", type=Path, help=f"JSONL file of rhlens.Example records ({generate_hint})")
     d.add_argument("--variant", default="realistic", help="with --task: the variant")
     d.add_argument("--context-tokens", type=at_least(8), default=256, help="with --task: prompt length in tokens")
@@ -112,7 +114,8 @@ def detectors_command(args: argparse.Namespace, *, check_out: Callable[[], None]
     """Run ``rhlens detectors`` (names and ks checked, then ``check_out()``, before anything loads;
     ``before_run()`` right before the work); returns the lines to print."""
     from rhlens.scoring.compare import DETECTORS, check_detectors
-    from rhlens.tools.study.pieces import load_any_model, load_examples
+    from rhlens.models.folder import load_folder
+    from rhlens.tools.study.pieces import load_examples
 
     names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else list(DETECTORS)
     detectors = check_detectors(names, what="--detectors")
@@ -121,7 +124,7 @@ def detectors_command(args: argparse.Namespace, *, check_out: Callable[[], None]
     except ValueError:
         raise ValueError(f"--ks {args.ks!r}: give whole numbers separated by commas, e.g. 1,2,3,5") from None
     check_out()
-    model = load_any_model(args.model, device=args.device)
+    model = load_folder(args.model, device=args.device)
     if args.examples is not None:
         examples = load_examples(args.examples, args.n)
     else:

@@ -7,26 +7,11 @@ A model is a folder written by :func:`rhlens.save_model` or a local Hugging Face
 """
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rhlens.files import write_json_atomic
+from rhlens.models.folder import load_folder
 from rhlens.tools.study.analysis import retrieval_heads
-
-
-def load_any_model(path: "str | Path", *, device: str = "cpu", dtype: str = "float32") -> Any:
-    """An rhlens model folder or a Hugging Face checkpoint folder, by what the folder holds."""
-    import torch
-
-    from rhlens.models import load_hf_checkpoint, load_model
-
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model {folder} is not a folder; pass an rhlens.save_model folder or a Hugging Face checkpoint folder")
-    if (folder / "rhlens_model.json").is_file():
-        return load_model(folder, device=device)
-    if (folder / "config.json").is_file():
-        return load_hf_checkpoint(folder, dtype=getattr(torch, dtype), device=device)
-    raise FileNotFoundError(f"model {folder} holds neither rhlens_model.json nor config.json; it is not a model folder")
 
 
 def load_examples(path: "str | Path", n: int | None = None) -> list:
@@ -64,10 +49,47 @@ def pick_heads(heads: str | None, scores: Any, *, threshold: float, top_k: int) 
 
 
 def _check_heads(model: Any, heads: Any, what: str) -> None:
-    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
-    bad = [str(h) for h in heads if not (0 <= h.layer < n_layers and 0 <= h.head < n_heads)]
-    if bad:
-        raise ValueError(f"{what} {', '.join(bad)} not in this model ({n_layers} layers x {n_heads} heads)")
+    """``ValueError`` naming every head of ``heads`` outside ``model`` (before any run)."""
+    from rhlens.interventions.head_sets import heads_by_layer
+
+    heads_by_layer(model, heads, what=what)
+
+
+def save_method_scores(model: Any, examples: Sequence[Any], methods: Sequence[str], *,
+                       files_of: Callable[[str], tuple[str, str]], path_of: Callable[[str], Path],
+                       threshold: float, top_k: int | None = None,
+                       **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Retrieval scores of every head by each of ``methods`` (:func:`rhlens.retrieval_scores` with
+    ``options``: ``max_new_tokens``, ``batch_size``, ``progress``, ``rouge_gate``), each saved as
+    the relative paths ``files_of(method) -> (scores .safetensors, Wu et al.'s .wu.json)`` under
+    ``path_of(relative) -> Path``; what ``rhlens scores`` and the study's scores stage both write.
+
+    Returns ``(records, scores)``: per method, a JSON record (the score grid, ``n_counted``,
+    ``n_examples``, ``n_above_threshold``, ``retrieval_heads``: at most ``top_k`` (all when
+    ``None``) heads over ``threshold``, best first, ``head_scores`` of those, ``files``) and the
+    :class:`rhlens.HeadScores`.
+    """
+    from rhlens.scoring import retrieval_scores
+
+    records: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    for method in methods:
+        scores = retrieval_scores(model, examples, method=method, **options)
+        files = dict(zip(("scores", "wu_json"), files_of(method), strict=True))
+        scores.save(path_of(files["scores"]))
+        write_json_atomic(path_of(files["wu_json"]), scores.to_wu_json(), indent=None)
+        above = scores.above(threshold)
+        heads = retrieval_heads(scores.scores, threshold=threshold, top_k=len(above) if top_k is None else top_k)
+        best = sorted(heads, key=lambda h: (-float(scores.scores[h.layer, h.head]), h))
+        records[method] = {
+            "scores": [[round(float(v), 6) for v in row] for row in scores.scores.tolist()],
+            "n_counted": scores.n_counted, "n_examples": scores.n_examples, "n_above_threshold": len(above),
+            "retrieval_heads": [str(h) for h in best],
+            "head_scores": {str(h): round(float(scores.scores[h.layer, h.head]), 4) for h in best},
+            "files": files,
+        }
+        results[method] = scores
+    return records, results
 
 
 def run_scores(model_dir: "str | Path", examples_file: "str | Path", out: Path, *,
@@ -78,26 +100,19 @@ def run_scores(model_dir: "str | Path", examples_file: "str | Path", out: Path, 
     """Retrieval scores of every head: ``scores.json``, ``<method>.safetensors``, ``<method>.wu.json``
     (Wu et al.'s format) and ``heatmap.html`` per method (``rouge_gate``: as in
     :func:`rhlens.retrieval_scores`)."""
-    model = load_any_model(model_dir, device=device, dtype=dtype)
+    model = load_folder(model_dir, device=device, dtype=dtype)
     examples = load_examples(examples_file, n)
     from rhlens import plot
-    from rhlens.scoring import retrieval_scores
 
+    records, results = save_method_scores(model, examples, methods,
+                                          files_of=lambda m: (f"{m}.safetensors", f"{m}.wu.json"),
+                                          path_of=lambda rel: out / rel, threshold=threshold,
+                                          max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                                          rouge_gate=rouge_gate)
     summary: dict[str, Any] = {"model": str(model_dir), "examples": str(examples_file), "n_examples": len(examples),
-                               "threshold": threshold, "methods": {}}
-    figures = []
-    for method in methods:
-        scores = retrieval_scores(model, examples, method=method, max_new_tokens=max_new_tokens,
-                                  batch_size=batch_size, progress=progress, rouge_gate=rouge_gate)
-        scores.save(out / f"{method}.safetensors")
-        write_json_atomic(out / f"{method}.wu.json", scores.to_wu_json(), indent=None)
-        above = sorted(scores.above(threshold), key=lambda h: -float(scores.scores[h.layer, h.head]))
-        summary["methods"][method] = {
-            "n_counted": scores.n_counted,
-            "retrieval_heads": {str(h): round(float(scores.scores[h.layer, h.head]), 4) for h in above},
-            "scores": [[round(float(v), 6) for v in row] for row in scores.scores.tolist()],
-        }
-        figures.append((f"Retrieval scores ({method})", plot.head_heatmap(scores.scores, title=f"{model_dir}: {method}")))
+                               "threshold": threshold, "methods": records}
+    figures = [(f"Retrieval scores ({method})", plot.head_heatmap(scores.scores, title=f"{model_dir}: {method}"))
+               for method, scores in results.items()]
     plot.write_html(figures, out / "heatmap.html", title="rhlens scores",
                     intro=f"Model {model_dir}, {len(examples)} examples from {examples_file}.")
     write_json_atomic(out / "scores.json", summary)
@@ -110,32 +125,28 @@ def run_knockout(model_dir: "str | Path", examples_file: "str | Path", out: Path
                  n: int | None = None, max_new_tokens: int = 32, batch_size: int = 8, device: str = "cpu",
                  dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """The metric intact, with the heads knocked out, and with as many random heads (``n_random``
-    draws, none among the heads over ``threshold`` when scores are given): ``knockout.json``."""
-    from rhlens.evaluation import RunOptions, evaluate
-    from rhlens.interventions import knockout_effect, random_heads
+    draws, none among the heads over ``threshold`` when scores are given: the rule of
+    :func:`rhlens.interventions.head_sets.control_exclusion`): ``knockout.json``."""
+    from rhlens.evaluation import RunOptions
+    from rhlens.interventions import knockout_effect
 
     scores = load_scores(scores_file) if scores_file else None
     chosen = pick_heads(heads, scores, threshold=threshold, top_k=top_k)
     if not chosen:
         raise ValueError(f"no head to knock out: none of {scores_file} scores above {threshold}; lower --threshold or use --heads")
-    model = load_any_model(model_dir, device=device, dtype=dtype)
+    model = load_folder(model_dir, device=device, dtype=dtype)
     _check_heads(model, chosen, "--heads")
     examples = load_examples(examples_file, n)
     run = RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-    kw = dict(mode=mode, reference=examples if mode == "mean" else None, options=run)
-    baseline = evaluate(model, examples, options=run)
-    knocked = knockout_effect(model, examples, chosen, baseline=baseline, **kw)
-    exclude = chosen | (scores.above(threshold) if scores is not None else chosen)
-    if int(model.cfg.n_layers) * int(model.cfg.n_heads) - len(exclude) < len(chosen):
-        exclude = chosen
-    draws = []
-    for i in range(n_random):
-        control = random_heads(model, len(chosen), exclude=exclude, seed=seed + i)
-        effect = knockout_effect(model, examples, control, baseline=baseline, **kw)
-        draws.append({"heads": control.labels(), "score": effect.knocked.score, "delta": effect.delta})
+    knocked = knockout_effect(model, examples, chosen, mode=mode, reference=examples if mode == "mean" else None,
+                              n_random=n_random, scores=scores, exclude=() if scores is None else None,
+                              threshold=threshold, seed=seed, options=run)
+    base = knocked.baseline.score
+    draws = [{"heads": heads.labels(), "score": c.score, "delta": c.score - base}
+             for heads, c in zip(knocked.control_heads, knocked.controls, strict=True)]
     summary = {"model": str(model_dir), "examples": str(examples_file), "n_examples": len(examples), "mode": mode,
-               "baseline": baseline.score, "heads": chosen.labels(), "knocked": knocked.knocked.score,
-               "delta": knocked.delta, "random": draws,
+               "baseline": base, "heads": chosen.labels(), "knocked": knocked.knocked.score,
+               "delta": knocked.delta, "random": draws, "random_excluded": knocked.control_excluded.labels(),
                "random_mean": sum(d["score"] for d in draws) / len(draws) if draws else None}
     write_json_atomic(out / "knockout.json", summary)
     return summary
@@ -148,25 +159,33 @@ def run_patch(source_dir: "str | Path", target_dir: "str | Path", examples_file:
               n: int | None = None, max_new_tokens: int = 32, batch_size: int = 8, device: str = "cpu",
               dtype: str = "float32", progress: bool = True) -> dict[str, Any]:
     """The paper's patching table, source into target (original / intersection / complement /
-    random rows): ``patching.json``."""
+    random rows; the random rows avoid both head sets and, when scores are given, every head over
+    ``threshold``: :func:`rhlens.interventions.head_sets.control_exclusion`): ``patching.json``."""
+    from rhlens.adapter import architecture
     from rhlens.evaluation import RunOptions
     from rhlens.interventions import patching_table
+    from rhlens.interventions.head_sets import control_exclusion
 
-    src = pick_heads(source_heads, load_scores(source_scores) if source_scores else None, threshold=threshold, top_k=top_k)
-    tgt = pick_heads(target_heads, load_scores(target_scores) if target_scores else None, threshold=threshold, top_k=top_k)
+    grids = [load_scores(f) if f else None for f in (source_scores, target_scores)]
+    src = pick_heads(source_heads, grids[0], threshold=threshold, top_k=top_k)
+    tgt = pick_heads(target_heads, grids[1], threshold=threshold, top_k=top_k)
     if not src:
         raise ValueError(f"the source has no retrieval head above {threshold}; lower --threshold or use --source-heads")
-    source = load_any_model(source_dir, device=device, dtype=dtype)
-    target = load_any_model(target_dir, device=device, dtype=dtype)
+    source = load_folder(source_dir, device=device, dtype=dtype)
+    target = load_folder(target_dir, device=device, dtype=dtype)
     _check_heads(source, src, "source heads")
     _check_heads(target, tgt, "target heads")
     examples = load_examples(examples_file, n)
+    scored = [g for g in grids if g is not None]
+    arch = architecture(target)
+    exclude = control_exclusion(src | tgt, exclude=None if scored else (), scores=scored, threshold=threshold,
+                                n_total=arch.n_layers * arch.n_heads, what="rhlens patch")
     table = patching_table(source, target, examples, src, tgt, k=None, positions=positions, n_random=n_random,
-                           seed=seed, exclude=src | tgt,
+                           seed=seed, exclude=exclude,
                            options=RunOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress))
     summary = {"source": str(source_dir), "target": str(target_dir), "examples": str(examples_file),
                "n_examples": len(examples), "positions": positions, "source_heads": src.labels(),
-               "target_heads": tgt.labels(),
+               "target_heads": tgt.labels(), "random_excluded": exclude.labels(),
                "rows": {r.name: {"heads": r.heads.labels(), "score": r.score, "delta": r.delta, "draws": list(r.draws)}
                         for r in table.rows}}
     write_json_atomic(out / "patching.json", summary)

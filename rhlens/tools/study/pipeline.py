@@ -121,8 +121,9 @@ class Study(StageRunner):
         for task in cfg.tasks:
             models = cfg.model_names(task)
             for stage in STAGES:
-                per_model = {"data": [None], "compare": [None], "patching": [m for m in models if m != REAL],
-                             "detectors": [REAL] if cfg.scores.detectors else []}
+                per_model: dict[str, list[str | None]] = {
+                    "data": [None], "compare": [None], "patching": [m for m in models if m != REAL],
+                    "detectors": [REAL] if cfg.scores.detectors else []}
                 for m in per_model.get(stage, models):
                     units.append(Unit(stage, task, m, Layout.record(stage, task, m)))
         return units
@@ -142,21 +143,15 @@ class Study(StageRunner):
                 raise FileNotFoundError(f"the embedded base is missing at {manifest.parent}; reinstall rhlens")
             notes.append(f"base: the embedded base ({manifest.parent})")
         else:
-            folder = cfg.resolve(base)
-            if not folder.is_dir():
-                raise FileNotFoundError(f"[model] base = {base!r}: {folder} is not a folder; point it at a local checkpoint")
-            if (folder / "rhlens_model.json").is_file():
-                notes.append(f"base: rhlens model folder {folder}")
-            elif (folder / "config.json").is_file():
-                from rhlens.models.hf import read_hf_config
+            from rhlens.models.folder import folder_kind, folder_shape
 
-                read_hf_config(folder)
-                notes.append(f"base: Hugging Face checkpoint {folder}")
-            else:
-                raise FileNotFoundError(
-                    f"[model] base = {base!r}: {folder} holds neither rhlens_model.json (rhlens.save_model) "
-                    "nor config.json (a Hugging Face checkpoint)"
-                )
+            folder = cfg.resolve(base)
+            try:
+                base_kind = folder_kind(folder)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"[model] base = {base!r}: {err}") from None
+            folder_shape(folder)  # its config file makes a model
+            notes.append(f"base: {'rhlens model folder' if base_kind == 'rhlens' else 'Hugging Face checkpoint'} {folder}")
         n_ctx = self._base_shape()["n_ctx"]
         target = cfg.model.n_ctx or n_ctx
         if target < cfg.data.context_tokens:
@@ -202,31 +197,11 @@ class Study(StageRunner):
 
     def _base_shape(self) -> dict[str, int]:
         """n_layers, n_heads, d_model, d_mlp, d_vocab, n_ctx, n_params of the base, from its config file."""
-        import json
+        from rhlens.models.folder import folder_shape
 
-        base = self.config.model.base
-        if base == EMBEDDED:
-            from rhlens.models.base import base_dir
-
-            path = base_dir() / "model" / "rhlens_model.json"
-        else:
-            folder = self.config.resolve(base)
-            path = folder / "rhlens_model.json"
-            if not path.is_file():
-                raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-                d = int(raw.get("hidden_size") or raw.get("n_embd"))
-                n_heads = int(raw.get("num_attention_heads") or raw.get("n_head"))
-                kv = int(raw.get("num_key_value_heads") or n_heads)
-                shape = {
-                    "n_layers": int(raw.get("num_hidden_layers") or raw.get("n_layer")), "n_heads": n_heads,
-                    "d_model": d, "d_head": d // n_heads, "n_kv_heads": kv,
-                    "d_mlp": int(raw.get("intermediate_size") or 4 * d), "d_vocab": int(raw["vocab_size"]),
-                    "n_ctx": int(raw.get("max_position_embeddings") or raw.get("n_positions") or 0),
-                }
-                return {**shape, "n_params": _n_params(shape)}
-        c = json.loads(path.read_text(encoding="utf-8"))["config"]
+        c = folder_shape(self._base_folder())
         shape = {k: int(c[k]) for k in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx")}
-        shape["n_kv_heads"] = int(c.get("n_key_value_heads") or shape["n_heads"])
+        shape["n_kv_heads"] = int(c["n_key_value_heads"] or shape["n_heads"])
         return {**shape, "n_params": _n_params(shape)}
 
     def plan(self) -> dict[str, Any]:

@@ -82,5 +82,5 @@ def task_figures(task: str, entry: dict[str, Any], method: str, metric: str) -> 
                        **{f"{k}: change (heads)": f"{iv_text(u[k]['delta'], True)} ({max(u[k]['n_heads'])})" for k in u}}
     if rows:
         figures.append((f"{task}: patching (changes with 95% intervals; a row of 0 heads patches nothing)",
-                        _fit_width(plot.patching_table(rows, title=f"{task}: real-data heads patched in"))))
+                        _fit_width(plot.patching_table_figure(rows, title=f"{task}: real-data heads patched in"))))
     return figures

@@ -4,12 +4,24 @@ their keys may take."""
 
 from dataclasses import dataclass, field
 
+from rhlens.tasks.registry import studied_tasks
+
 PRESETS = ("tiny", "smoke", "paper")
-STUDY_TASKS = ("mdqa", "musique", "summhay", "kv")
-SCORE_METHODS = ("decode", "forced")
-KNOCKOUT_MODES = ("zero", "mean", "uniform")
-PATCH_POSITIONS = ("all", "answer", "needle", "last")
 EMBEDDED = "embedded"
+
+
+def study_tasks() -> tuple[str, ...]:
+    """The tasks a study may fine-tune on: every registered task with a real-data loader."""
+    import rhlens.tasks  # noqa: F401  (registers the built-in tasks)
+
+    return studied_tasks()
+
+
+def score_methods() -> tuple[str, ...]:
+    """The retrieval-score methods (:func:`rhlens.retrieval_scores`' ``method``)."""
+    from rhlens.scoring.answer_spans import METHODS
+
+    return tuple(METHODS)
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,7 @@ class ScoresSection:
         from ``decode, forced, attention_mass, query_focus, attribution``.
     """
 
-    methods: tuple[str, ...] = ("decode", "forced")
+    methods: tuple[str, ...] = field(default_factory=score_methods)
     n_examples: int = 50
     max_new_tokens: int = 16
     threshold: float = 0.1
@@ -131,7 +143,7 @@ class KnockoutSection:
     n_examples: real test examples evaluated (the first ones).
     n_random: random head sets drawn (seeds ``seed, seed + 1, ...``), none among the model's
         retrieval heads (all heads over ``scores.threshold``) when enough heads remain.
-    mode: ``"zero"`` (zero the head's output), ``"mean"`` or ``"uniform"`` (Wu et al.'s masking:
+    mode: one of :data:`rhlens.interventions.options.KNOCKOUT_MODES`: ``"zero"`` (zero the head's output), ``"mean"`` or ``"uniform"`` (Wu et al.'s masking:
         the head attends uniformly).
     """
 
@@ -145,7 +157,8 @@ class PatchingSection:
     """``[patching]``: the real-data model's head outputs patched into every other model.
 
     n_examples: real test examples (the first ones). n_random: random draws per random row.
-    positions: where outputs are patched: ``"all"``, ``"answer"``, ``"needle"`` or ``"last"``.
+    positions: where outputs are patched: one of :data:`rhlens.interventions.options.PATCH_POSITIONS`
+        (``"all"``, ``"prompt"``, ``"answer"``, ``"needle"``).
     """
 
     n_examples: int = 30

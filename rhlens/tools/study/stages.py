@@ -35,9 +35,8 @@ class StageRunner:
 
     # ---- shared helpers ----------------------------------------------------------------------
     def _load_base(self) -> Any:
-        import torch
-
-        from rhlens.models import load_base, load_hf_checkpoint, load_model
+        from rhlens.models import load_base
+        from rhlens.models.folder import load_folder
 
         cfg = self.config.model
         if cfg.base == EMBEDDED:
@@ -45,11 +44,7 @@ class StageRunner:
             if str(model.cfg.device) != cfg.device:
                 model = model.to(cfg.device)
         else:
-            folder = self.config.resolve(cfg.base)
-            if (folder / "rhlens_model.json").is_file():
-                model = load_model(folder, device=cfg.device)
-            else:
-                model = load_hf_checkpoint(folder, dtype=getattr(torch, cfg.dtype), device=cfg.device)
+            model = load_folder(self.config.resolve(cfg.base), device=cfg.device, dtype=cfg.dtype)
         if cfg.n_ctx or cfg.rotary_base:
             from rhlens.training import extend_context
 
@@ -125,29 +120,16 @@ class StageRunner:
                 "predictions": result.predictions}
 
     def _scores(self, unit: Unit) -> dict[str, Any]:
-        from rhlens.files import write_json_atomic
-        from rhlens.scoring import retrieval_scores
+        from rhlens.tools.study.pieces import save_method_scores
 
         s = self.config.scores
         model = self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", s.n_examples)
-        record: dict[str, Any] = {"methods": {}}
-        for method in s.methods:
-            scores = retrieval_scores(model, examples, method=method, max_new_tokens=s.max_new_tokens,
-                                      batch_size=s.batch_size, progress=self.progress)
-            files = {"scores": Layout.scores_file(unit.task, unit.model, method),
-                     "wu_json": Layout.wu_json(unit.task, unit.model, method)}
-            scores.save(self.folder.file(files["scores"]))
-            write_json_atomic(self.folder.file(files["wu_json"]), scores.to_wu_json(), indent=None)
-            heads = retrieval_heads(scores.scores, threshold=s.threshold, top_k=s.top_k)
-            record["methods"][method] = {
-                "scores": [[round(float(v), 6) for v in row] for row in scores.scores.tolist()],
-                "n_counted": scores.n_counted, "n_examples": scores.n_examples,
-                "n_above_threshold": len(scores.above(s.threshold)),
-                "retrieval_heads": [str(h) for h in sorted(heads, key=lambda h: -float(scores.scores[h.layer, h.head]))],
-                "files": files,
-            }
-        return record
+        records, _ = save_method_scores(
+            model, examples, s.methods, path_of=self.folder.file, threshold=s.threshold, top_k=s.top_k,
+            files_of=lambda m: (Layout.scores_file(unit.task, unit.model, m), Layout.wu_json(unit.task, unit.model, m)),
+            max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=self.progress)
+        return {"methods": records}
 
     def _compare(self, unit: Unit) -> dict[str, Any]:
         import torch
@@ -217,7 +199,7 @@ class StageRunner:
         return RunOptions(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, progress=self.progress)
 
     def _knockout(self, unit: Unit) -> dict[str, Any]:
-        from rhlens.interventions import knockout_effect, random_heads
+        from rhlens.interventions import knockout_effect
 
         cfg, k = self.config, self.config.knockout
         scores, heads = self._heads(unit.task, unit.model)
@@ -226,25 +208,20 @@ class StageRunner:
                     "retrieval": None, "random": [], "random_heads": []}
         model = self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", k.n_examples)
-        kw = dict(mode=k.mode, reference=examples if k.mode == "mean" else None, options=self._run_options())
         baseline = self._intact(unit.task, unit.model, len(examples))
-        effect = knockout_effect(model, examples, heads, baseline=baseline, **kw)
-        exclude = control_exclusion([scores], heads, cfg.scores.threshold)
-        draws, drawn, per_draw = [], [], []
-        for i in range(k.n_random):
-            control = random_heads(model, len(heads), exclude=exclude, seed=cfg.seed + i)
-            knocked = knockout_effect(model, examples, control, baseline=baseline, **kw).knocked
-            draws.append(knocked.score)
-            per_draw.append(knocked.per_example.tolist())
-            drawn.append([str(h) for h in control.ordered()])
+        effect = knockout_effect(model, examples, heads, baseline=baseline, mode=k.mode,
+                                 reference=examples if k.mode == "mean" else None, n_random=k.n_random, scores=scores,
+                                 threshold=cfg.scores.threshold, seed=cfg.seed, options=self._run_options())
         return {"heads": [str(h) for h in heads.ordered()], "baseline": baseline.score, "retrieval": effect.knocked.score,
-                "random": draws, "random_heads": drawn, "mode": k.mode, "n_examples": len(examples),
-                "random_excluded": exclude.labels(),
+                "random": [c.score for c in effect.controls],
+                "random_heads": [[str(h) for h in c.ordered()] for c in effect.control_heads], "mode": k.mode,
+                "n_examples": len(examples), "random_excluded": effect.control_excluded.labels(),
                 "per_example": {"baseline": baseline.per_example.tolist(), "retrieval": effect.knocked.per_example.tolist(),
-                                "random": per_draw}}
+                                "random": [c.per_example.tolist() for c in effect.controls]}}
 
     def _patching(self, unit: Unit) -> dict[str, Any]:
         from rhlens.interventions import patching_table
+        from rhlens.interventions.head_sets import control_exclusion
 
         cfg, p = self.config, self.config.patching
         src_scores, src = self._heads(unit.task, REAL)
@@ -255,8 +232,8 @@ class StageRunner:
         source, target = self._model(unit.task, REAL), self._model(unit.task, unit.model)
         examples = self._examples(unit.task, "real_test", p.n_examples)
         kw = dict(options=self._run_options())
-        threshold = cfg.scores.threshold
-        exclude = control_exclusion([src_scores, tgt_scores], src | tgt, threshold)
+        exclude = control_exclusion(src | tgt, scores=[src_scores, tgt_scores], threshold=cfg.scores.threshold,
+                                    n_total=src_scores.n_layers * src_scores.n_heads, what="the study's patching")
         table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
                                n_random=p.n_random, seed=cfg.seed, exclude=exclude, **kw)
         source_score = self._intact(unit.task, REAL, len(examples)).score  # evaluated once, by its evaluate unit
@@ -292,16 +269,3 @@ STAGES: dict[str, Callable[[StageRunner, Unit], dict[str, Any]]] = {
     "patching": StageRunner._patching,
     "detectors": StageRunner._detectors,
 }
-
-
-def control_exclusion(scores: list[Any], chosen: Any, threshold: float) -> Any:
-    """The heads random controls avoid: every head above ``threshold`` in any of ``scores`` (Wu et
-    al. keep retrieval heads out of the controls), or only ``chosen`` when too few heads would remain."""
-    from rhlens.heads import HeadSet
-
-    above = HeadSet()
-    for s in scores:
-        above = above | HeadSet.above(s.scores, threshold)
-    n_all = scores[0].n_layers * scores[0].n_heads
-    wide = above | chosen
-    return wide if n_all - len(wide) >= 2 * len(chosen) else HeadSet(chosen)

@@ -11,7 +11,7 @@ def nudged_copy(model, make_model, eps, seed=0, **kw):
     out = make_model(**kw)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for (name, p), (_, q) in zip(model.named_parameters(), out.named_parameters()):
+        for (_name, p), (_, q) in zip(model.named_parameters(), out.named_parameters()):
             q.copy_(p + eps * p.std().nan_to_num(0) * torch.randn(p.shape, generator=gen, dtype=p.dtype))
     return out
 

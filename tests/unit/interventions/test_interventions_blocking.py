@@ -106,7 +106,7 @@ def test_argument_errors(make_model):
             pass
 
 
-def test_item10_block_attention_beyond_the_sequence_raises(make_model):
+def test_block_attention_beyond_the_sequence_raises(make_model):
     model = make_model()
     tokens = model.to_tokens("Ann lives in Rome .")  # 6 columns
     with pytest.raises(ValueError, match="to_positions reaches column 9, but the longest sequence run inside the block had 6"):

@@ -28,7 +28,7 @@ def _hook_z(model, tokens):
 
 
 @pytest.mark.parametrize("flags", [{}, FLAGS], ids=["unprocessed", "folded-and-centred"])
-def test_item21_hooked_and_bridge_of_one_checkpoint_patch(folder, flags):
+def test_hooked_and_bridge_of_one_checkpoint_patch(folder, flags):
     from rhlens.interventions import patch_heads
 
     hooked, bridge = load_hf_checkpoint(folder, **flags), load_bridge(folder)
@@ -42,7 +42,7 @@ def test_item21_hooked_and_bridge_of_one_checkpoint_patch(folder, flags):
     assert abs(float(result.delta)) < 1e-4
 
 
-def test_item21_processing_that_changes_hook_z_still_fails(folder):
+def test_processing_that_changes_hook_z_still_fails(folder):
     bridge = load_bridge(folder)
     hooked = load_hf_checkpoint(folder)
     record_weight_processing(hooked, **FLAGS, fold_value_biases=True)

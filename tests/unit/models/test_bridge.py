@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rhlens.adapter import architecture, hook_name, model_kind, weight_processing
-from rhlens.models import as_bridge, load_bridge, load_hf_checkpoint, tiny_gpt2, tiny_llama
+from rhlens.models import as_bridge, load_bridge, load_hf_checkpoint, tiny_llama
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

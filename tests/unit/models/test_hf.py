@@ -267,7 +267,7 @@ def _shard_with_index(tmp_path, tok, outside_name):
 
 
 @pytest.mark.parametrize("outside_name", ["../stolen.safetensors", "/abs"])
-def test_item05_shard_index_paths_are_confined_to_the_folder(tmp_path, tok, outside_name):
+def test_shard_index_paths_are_confined_to_the_folder(tmp_path, tok, outside_name):
     folder = _shard_with_index(tmp_path, tok, outside_name)
     with pytest.raises(CheckpointError, match="points outside"):
         read_hf_state_dict(folder)
@@ -293,7 +293,7 @@ def write_code_folder(folder, marker):
         _edit_config(folder, auto_map={"AutoConfig": "evil.EvilConfig"}, model_type="evil")
 
 
-def test_item04_auto_map_never_runs_code(save_hf, monkeypatch):
+def test_auto_map_never_runs_code(save_hf, monkeypatch):
     from rhlens.models import load_bridge
     from rhlens.models.hf import load_hf_model, load_local_tokenizer
 

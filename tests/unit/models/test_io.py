@@ -142,7 +142,7 @@ def test_a_bridge_rhlens_built_round_trips_and_a_foreign_one_is_refused(tmp_path
     torch.testing.assert_close(again(tokens), model(tokens), atol=1e-4, rtol=1e-4)
 
 
-def test_item04_load_model_never_runs_code_from_the_folder(tmp_path, tok, monkeypatch):
+def test_load_model_never_runs_code_from_the_folder(tmp_path, tok, monkeypatch):
     from rhlens.models import CheckpointError
     from tests.unit.models.test_hf import write_code_folder
 

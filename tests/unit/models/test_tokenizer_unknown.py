@@ -10,7 +10,7 @@ from rhlens.models.tokenizer import UnknownTokenWarning, check_unknown_tokens, u
 TOK = word_level_tokenizer(["Ann lives in Rome . Question : Where does Ann live ? Answer :"])
 
 
-def test_item11_unknown_rate_counts_unknown_words_only():
+def test_unknown_rate_counts_unknown_words_only():
     assert unknown_rate(TOK, "Ann lives in Rome .") == 0.0
     assert unknown_rate(TOK, "Zed lives in Oslo .") == pytest.approx(2 / 5)
     ids = TOK("Zed moved to Oslo")["input_ids"]  # BOS is not counted
@@ -18,7 +18,7 @@ def test_item11_unknown_rate_counts_unknown_words_only():
     assert unknown_rate(TOK, "") == 0.0
 
 
-def test_item11_unknown_needle_is_refused_and_mostly_unknown_text_warns():
+def test_unknown_needle_is_refused_and_mostly_unknown_text_warns():
     ids = TOK("Zed dwells near Oslo . Question : Where does Zed live ? Answer :")["input_ids"]
     with pytest.raises(ValueError, match=r"Example 7: needle 0 \(tokens 1:5\) is only the unknown token '<unk>'"):
         check_unknown_tokens(TOK, ids, [(1, 5)], where="Example 7")
@@ -27,14 +27,14 @@ def test_item11_unknown_needle_is_refused_and_mostly_unknown_text_warns():
     assert any("needle 0 is 33% unknown tokens" in str(w.message) for w in record)
 
 
-def test_item11_known_text_is_silent():
+def test_known_text_is_silent():
     ids = TOK("Ann lives in Rome . Question : Where does Ann live ? Answer :")["input_ids"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_unknown_tokens(TOK, ids, [(1, 5)], where="Example 0")
 
 
-def test_item11_encode_example_refuses_an_unknown_needle():
+def test_encode_example_refuses_an_unknown_needle():
     """The check runs where every analyzer encodes an example (rhlens.encoding.encode_example)."""
     from rhlens.encoding import encode_example
     from rhlens.tasks import Example

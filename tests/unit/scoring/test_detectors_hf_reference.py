@@ -4,7 +4,6 @@ no rhlens code), to 1e-6: on a tiny random ``LlamaForCausalLM`` (GQA, byte-fallb
 batched and chunked, as a HookedTransformer and as a TransformerBridge, and behind the realdata marker on stories260K."""
 
 import pytest
-import torch
 
 from rhlens.models import load_hf_checkpoint
 from rhlens.scoring.detectors import attention_mass, query_focus

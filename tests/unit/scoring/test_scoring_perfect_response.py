@@ -1,11 +1,11 @@
 """A perfect response passes the default gate, and a head that attends to the copied tokens scores
-about 1, on every task x variant generator and every loader (issue 10 item 2).
+1.0, on every task x variant generator and every loader (issue 10 item 2, issue 21 item 3).
 
 The "perfect copier" is head L0H0 of a random model whose attention is overwritten, at each
 teacher-forced answer row, to put all weight on an answer-span position holding the gold token
 that row predicts (positions found with the independent :mod:`tests.references.wu_rule`). Its
-per-example score is the best Wu's rule can give: 1.0 when the context spells the answer with the
-same tokens as the answer itself.
+per-example score is 1.0 when the context spells the answer with the same tokens as the answer
+itself, up to a leading word-boundary marker.
 """
 
 from pathlib import Path
@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from rhlens.adapter import hook_name, hooks
-from rhlens.models import default_tokenizer, load_hf_checkpoint, tiny_llama
+from rhlens.models import default_tokenizer, tiny_llama
 from rhlens.scoring import retrieval_scores
 from rhlens.scoring.answer_spans import encode_for_scoring
 from rhlens.scoring.rouge_gate import gate_counted
 from rhlens.tasks import (TASKS, VARIANTS, generate, load_lost_in_the_middle_kv, load_lost_in_the_middle_qa,
                           load_musique, load_summhay)
+from rhlens.tasks.example import Example
 from tests.references import wu_rule
 from tests.references.tokenizers import byte_fallback_tokenizer
 
@@ -30,12 +31,14 @@ def copier_score(model, example) -> float:
     tok = model.tokenizer
     enc = wu_rule.encode(tok, example, forced=True)
     seq = enc.prompt + enc.answer
+    # the same text up to a leading word boundary ("▁pe" copies "pe"): forced mode's rule
+    text = [t[1:] if t and len(t) > 1 and t[0] in "▁Ġ " else t for t in tok.convert_ids_to_tokens(seq)]
 
     def attend_to_copy(pattern, hook):
         q, k = pattern.shape[2], pattern.shape[3]  # rows are the last q of the k positions so far
         for r in range(q):
             target = k - q + r + 1
-            source = next((i for i in enc.copy if target < len(seq) and seq[i] == seq[target]), None)
+            source = next((i for i in enc.copy if target < len(seq) and text[i] == text[target]), None)
             if source is not None:
                 pattern[0, 0, r] = 0
                 pattern[0, 0, r, source] = 1
@@ -71,7 +74,7 @@ def test_generators(word_model, task):
         examples = generate(task, variant, n=2, context_tokens=256, tokenizer=word_model.tokenizer, seed=1)
         assert perfect_responses_pass(word_model, examples), (task, variant)
         scores = [copier_score(word_model, ex) for ex in examples]
-        assert min(scores) >= 0.9, (task, variant, scores)
+        assert min(scores) == 1.0, (task, variant, scores)
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +96,15 @@ LOADERS = {
 
 def check_loaded(model, examples):
     """Every perfect response passes the gate; where the context spells the answer as the answer
-    does (the loaders match case- and space-insensitively), the copier scores at least 0.9."""
+    does (the loaders match case- and space-insensitively), the copier scores 1.0 (forced mode
+    compares tokens up to a leading word boundary: the gold "▁pe" hits on a quoted "pe")."""
     examples = [ex for ex in examples if len(model.tokenizer(ex.prompt)["input_ids"]) < model.cfg.n_ctx - 64]
     assert examples
     assert perfect_responses_pass(model, examples)
     same = [ex for ex in examples if " ".join(ex.answer_texts) in (ex.answer, *ex.aliases) or ex.task == "summhay"]
     assert same
     scores = [copier_score(model, ex) for ex in same]
-    assert min(scores) >= 0.9, scores
+    assert min(scores) == 1.0, scores
 
 
 @pytest.mark.parametrize("name", LOADERS)
@@ -115,3 +119,22 @@ def test_fixture_loaders(sp_model, name):
 def test_real_loaders(sp_model, realdata, name):  # document: 18K+ tokens, beyond this check's model
     load, _, real, kw = LOADERS[name]
     check_loaded(sp_model, list(load(realdata / real, errors="skip", **kw))[:8])
+
+
+
+@pytest.mark.realdata
+def test_word_boundary_copies_score_one_on_stories260k(realdata):
+    """kv values sit inside JSON quotes ('"pe4-...'), the gold completion starts a word ('▁pe'):
+    with only ids compared the copier missed the first token (0.909 for pe4-fe4-si7)."""
+    from tests.references.tokenizers import stories260k
+
+    path, tok = stories260k(realdata)
+    model = load_hf_checkpoint(path)
+    examples = generate("kv", "symbolic", n=4, context_tokens=200, tokenizer=tok, seed=2)
+    prompt = 'Data: {"key1": "pe4-fe4-si7", "key2": "ta3-mo8-re2"}\nQuestion: what is the value of key1?\nAnswer:'
+    s = prompt.index("pe4-fe4-si7")
+    examples.append(Example(prompt=prompt, answer="pe4-fe4-si7", needles=((s - 8, s + 12),), task="kv",
+                            variant="symbolic", answer_spans=((s, s + 11),)))
+    gold = [tok.convert_ids_to_tokens(tok(" " + ex.answer, add_special_tokens=False)["input_ids"])[:2] for ex in examples]
+    assert all(any(t.startswith("\u2581") and len(t) > 1 for t in g) for g in gold[-1:])  # the case at stake
+    assert [copier_score(model, ex) for ex in examples] == [1.0] * len(examples)  # ids only: 0.909 on 4 of 5

@@ -28,7 +28,9 @@ def span_inside(span, outer) -> bool:
     return outer[0] <= span[0] and span[1] <= outer[1]
 
 
-QA_TASKS = {"mdqa", "musique", "niah", "kv"}
+CITATION_TASKS = {"summhay"}  # the answer cites document ids
+QA_TASKS = set(TASKS) - CITATION_TASKS  # the answer is copied from the needle
+DOCUMENT_TASKS = tuple(t for t in TASKS if t not in {"kv", "niah"})  # the haystack is numbered documents
 # what may precede a sentence: nothing, a "Document [i](Title: t) " header, or
 # whitespace after a line break or after the end of the previous sentence
 _BEFORE = re.compile(r"(?:\A|\] |\) |(?:[.!?][\"')\]]*|\n)\s+)\Z")

@@ -14,9 +14,7 @@ import pytest
 from rhlens.tasks import (generate, load_lost_in_the_middle_kv, load_lost_in_the_middle_qa,
                           load_musique, load_summhay)
 
-from tests.unit.tasks.tasks_helpers import PAIRS
-
-QA_TASKS = {"mdqa", "musique", "niah", "kv"}
+from tests.unit.tasks.tasks_helpers import PAIRS, QA_TASKS
 
 
 def words(text: str) -> list:
@@ -45,7 +43,7 @@ def check_answer_spans(ex) -> None:
     if ex.task.startswith("summhay"):
         cited = re.findall(r"\[(\d+)\]", ex.answer)
         assert list(ex.answer_texts) == [f"[{i}]" for i in cited]
-        for i, (s, _e) in zip(cited, ex.answer_spans, strict=True):
+        for _cited_id, (s, _e) in zip(cited, ex.answer_spans, strict=True):
             assert ex.prompt[s - len("Document "):s] == "Document ", "not a document header"
     else:
         assert ex.task in QA_TASKS

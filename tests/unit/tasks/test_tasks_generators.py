@@ -4,7 +4,7 @@ from rhlens.tasks import (TASKS, VARIANTS, ContextTooShortError, Example, count_
                           niah_grid, pretokenize, vocabulary)
 from rhlens.tasks.metrics import parse_citations
 
-from tests.unit.tasks.tasks_helpers import PAIRS, bpe_tokenizer, span_inside
+from tests.unit.tasks.tasks_helpers import DOCUMENT_TASKS, PAIRS, bpe_tokenizer, span_inside
 
 
 def check_needles(ex: Example):
@@ -83,7 +83,7 @@ def test_vocabulary_is_small_and_sorted():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("task", ["mdqa", "musique", "summhay"])
+@pytest.mark.parametrize("task", DOCUMENT_TASKS)
 @pytest.mark.parametrize("position", [0, 1, 1.0])
 def test_document_position(task, variant, position):
     kw = {"n_docs": 4, "hops": 2} if task == "musique" else {"n_docs": 4}

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from rhlens.tasks import (LLMDocumentSource, generate, load_lost_in_the_middle_kv,
+from rhlens.tasks import (TASKS, LLMDocumentSource, generate, load_lost_in_the_middle_kv,
                           load_lost_in_the_middle_qa, load_musique, load_summhay)
 from rhlens.tasks.llm_docs import CacheEntryError
 from rhlens.tasks.loaders import InWordAnswerError, NoExamplesError, UnreadableFileError
@@ -29,21 +29,21 @@ def lines(*records) -> bytes:
 @pytest.mark.parametrize("name,content", [("empty.jsonl", b""), ("blank.jsonl", b"\n  \n"),
                                           ("empty.jsonl.gz", gzip.compress(b"")),
                                           ("empty.json", b"[]"), ("zero.json", b"")])
-def test_item07_empty_file_is_an_error(tmp_path, loader, name, content):
+def test_empty_file_is_an_error(tmp_path, loader, name, content):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(NoExamplesError, match=f"{name}: no examples loaded from 0 record"):
         loader(path)
 
 
-def test_item07_every_record_skipped_is_an_error(tmp_path):
+def test_every_record_skipped_is_an_error(tmp_path):
     path = tmp_path / "kv.jsonl"
     path.write_bytes(lines({**KV, "key": "zz"}))
     with pytest.raises(NoExamplesError, match="kv.jsonl: no examples loaded from 1 record.*1 skipped"):
         load_lost_in_the_middle_kv(path, errors="skip")
 
 
-def test_item17_truncated_gzip_names_file_and_line(tmp_path):
+def test_truncated_gzip_names_file_and_line(tmp_path):
     data = gzip.compress(lines(KV, KV, KV) * 200)
     path = tmp_path / "kv.jsonl.gz"
     path.write_bytes(data[: len(data) // 2])
@@ -51,7 +51,7 @@ def test_item17_truncated_gzip_names_file_and_line(tmp_path):
         load_lost_in_the_middle_kv(path)
 
 
-def test_item17_non_gzip_gz_names_file(tmp_path):
+def test_non_gzip_gz_names_file(tmp_path):
     path = tmp_path / "kv.jsonl.gz"
     path.write_bytes(lines(KV))
     with pytest.raises(UnreadableFileError, match="kv.jsonl.gz, line 1: it is not a gzip file"):
@@ -59,7 +59,7 @@ def test_item17_non_gzip_gz_names_file(tmp_path):
 
 
 @pytest.mark.parametrize("gz", [False, True])
-def test_item17_non_utf8_names_file_and_line(tmp_path, gz):
+def test_non_utf8_names_file_and_line(tmp_path, gz):
     raw = lines(KV, KV) + b'{"key": "\xff\xfe"}\n'
     path = tmp_path / ("kv.jsonl.gz" if gz else "kv.jsonl")
     path.write_bytes(gzip.compress(raw) if gz else raw)
@@ -71,7 +71,7 @@ def test_item17_non_utf8_names_file_and_line(tmp_path, gz):
         load_summhay(whole)
 
 
-def test_item12_in_word_answer_is_not_an_answer_span(tmp_path):
+def test_in_word_answer_is_not_an_answer_span(tmp_path):
     path = tmp_path / "nq.jsonl"
     path.write_bytes(lines(nq("190", "It opened in 1901."), nq("1901", "It opened in 1901."),
                            nq("190", "Route 190 opened in 1901.")))
@@ -84,7 +84,7 @@ def test_item12_in_word_answer_is_not_an_answer_span(tmp_path):
         load_lost_in_the_middle_qa(path, strict=True)
 
 
-def test_item12_musique_in_word_final_answer(tmp_path):
+def test_musique_in_word_final_answer(tmp_path):
     rec = {"question": "Which country?", "answer": "America", "answer_aliases": [],
            "paragraphs": [{"idx": 0, "paragraph_text": "He was born in Ohio."},
                           {"idx": 1, "paragraph_text": "Ohio is an American state."}],
@@ -117,7 +117,7 @@ class Writer:
     (b'{"text": "x"}', "field 'prompt' must be a string"),
     (b'{"prompt": "other", "text": "x"}', "holds a different prompt"),
     (b'{"prompt": "\xff"}', "is not UTF-8")])
-def test_item14_malformed_cache_entry_names_file_and_entry(tmp_path, content, what):
+def test_malformed_cache_entry_names_file_and_entry(tmp_path, content, what):
     src = LLMDocumentSource(Writer(), tmp_path)
     prompt = src.template.format(title="Lisbon", part=1)
     path = src._path(prompt)
@@ -129,8 +129,8 @@ def test_item14_malformed_cache_entry_names_file_and_entry(tmp_path, content, wh
     assert path in msg and "Lisbon" in msg and what in msg and "delete the file" in msg
 
 
-@pytest.mark.parametrize("task", ["mdqa", "niah", "summhay", "musique"])
-def test_item14_llm_text_naming_the_answer_is_dropped(tmp_path, task):
+@pytest.mark.parametrize("task", [t for t in TASKS if t != "kv"])  # the tasks with a varied haystack
+def test_llm_text_naming_the_answer_is_dropped(tmp_path, task):
     """Cached or fresh LLM text that states the answer never reaches the haystack."""
     probe = generate(task, "fictional", n=1, context_tokens=300, seed=4)[0]
     if task == "summhay":  # an LLM document that states the insight would be citable
@@ -150,7 +150,7 @@ def test_item14_llm_text_naming_the_answer_is_dropped(tmp_path, task):
     assert generate(task, "fictional", n=1, context_tokens=300, seed=4, documents=cached)[0] == ex
 
 
-def test_item17_example_jsonl_bad_bytes_name_file_and_line(tmp_path):
+def test_example_jsonl_bad_bytes_name_file_and_line(tmp_path):
     from rhlens.tasks import load_jsonl, save_jsonl
 
     good = generate("kv", "symbolic", n=2, context_tokens=64)

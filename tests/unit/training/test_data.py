@@ -1,7 +1,6 @@
 import dataclasses
 
 import pytest
-import torch
 
 from rhlens.encoding import EncodedExample
 from rhlens.training.data import IGNORE_INDEX, batch_indices, collate, epoch_order, prepare_examples, shard, truncate_left

@@ -22,7 +22,7 @@ def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_item01_train_refuses_foreign_out_dir(build_model, examples, tmp_path):
+def test_train_refuses_foreign_out_dir(build_model, examples, tmp_path):
     first = train(build_model(), examples, TrainConfig(steps=4, save_every=2, keep_last=1, **FAST), out_dir=tmp_path)
     before = _snapshot(tmp_path)
     other = TrainConfig(steps=4, save_every=2, keep_last=1, **{**FAST, "lr": 1e-2})
@@ -43,7 +43,7 @@ def test_item01_train_refuses_foreign_out_dir(build_model, examples, tmp_path):
     assert [r["step"] for r in logged] == [1, 2, 3, 4] and [r["lr"] for r in logged] == replaced.lr_curve
 
 
-def test_item01_resume_and_overwrite_resume_this_run_or_replace_another(build_model, examples, tmp_path):
+def test_resume_and_overwrite_resume_this_run_or_replace_another(build_model, examples, tmp_path):
     config = TrainConfig(steps=2, resume=True, overwrite=True, **FAST)
     train(build_model(), examples, config.replace(lr=1e-2, overwrite=False), out_dir=tmp_path)
     first = train(build_model(), examples, config, out_dir=tmp_path)  # another run: replaced
@@ -53,7 +53,7 @@ def test_item01_resume_and_overwrite_resume_this_run_or_replace_another(build_mo
     assert again.loss_curve == first.loss_curve and _snapshot(tmp_path) == before
 
 
-def test_item01_prune_deletes_only_this_runs_checkpoints(tmp_path):
+def test_prune_deletes_only_this_runs_checkpoints(tmp_path):
     for step, run in [(2, "other"), (4, "mine"), (6, "mine"), (8, "other"), (10, "mine")]:
         trainer = ck.checkpoint_dir(tmp_path, step) / "trainer"
         trainer.mkdir(parents=True)
@@ -62,7 +62,7 @@ def test_item01_prune_deletes_only_this_runs_checkpoints(tmp_path):
     assert [c.step for c in ck.list_checkpoints(tmp_path)] == [2, 8, 10]
 
 
-def test_item01_same_step_checkpoint_is_not_replaced_silently(build_model, tmp_path):
+def test_same_step_checkpoint_is_not_replaced_silently(build_model, tmp_path):
     model = build_model()
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -82,7 +82,7 @@ def test_item01_same_step_checkpoint_is_not_replaced_silently(build_model, tmp_p
         save("other")
 
 
-def test_item02_resume_into_another_architecture_leaves_model_untouched(build_model, examples, tmp_path):
+def test_resume_into_another_architecture_leaves_model_untouched(build_model, examples, tmp_path):
     train(build_model(), examples, TrainConfig(steps=2, **FAST), out_dir=tmp_path)
     wider = build_model(d_mlp=96)  # embedding and attention tensors fit, the MLP's do not
     before = _weights(wider)
@@ -117,7 +117,7 @@ def _edit_state(path, **changes):
     ],
     ids=["model-bits", "optimizer-bits", "state-edited", "step-edited"],
 )
-def test_item15_checksums_catch_edits_and_flipped_bits(build_model, examples, tmp_path, damage, problem):
+def test_checksums_catch_edits_and_flipped_bits(build_model, examples, tmp_path, damage, problem):
     config = TrainConfig(steps=6, save_every=2, **FAST)
     reference_model = build_model()
     reference = train(reference_model, examples, config, out_dir=tmp_path)
@@ -131,7 +131,7 @@ def test_item15_checksums_catch_edits_and_flipped_bits(build_model, examples, tm
     assert ck.checkpoint_problem(latest_checkpoint(tmp_path)) is None  # the damaged one was rewritten
 
 
-def test_item15_no_intact_checkpoint_is_an_error_naming_the_file(build_model, examples, tmp_path):
+def test_no_intact_checkpoint_is_an_error_naming_the_file(build_model, examples, tmp_path):
     train(build_model(), examples, TrainConfig(steps=2, **FAST), out_dir=tmp_path)
     _flip_a_bit(ck.checkpoint_dir(tmp_path, 2) / "model" / "model.safetensors")
     model = build_model()
@@ -142,7 +142,7 @@ def test_item15_no_intact_checkpoint_is_an_error_naming_the_file(build_model, ex
 
 
 @pytest.mark.parametrize("format_1", [False, True], ids=["checksummed", "format-1"])
-def test_item18_truncated_newest_checkpoint_falls_back(build_model, examples, tmp_path, format_1):
+def test_truncated_newest_checkpoint_falls_back(build_model, examples, tmp_path, format_1):
     config = TrainConfig(steps=4, save_every=2, **FAST)
     reference = train(build_model(), examples, config, out_dir=tmp_path)
     newest = ck.checkpoint_dir(tmp_path, 4)

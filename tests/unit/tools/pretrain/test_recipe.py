@@ -34,10 +34,10 @@ def test_missing_recipe_file_says_where_the_default_is(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["../../x", "a/b", "/abs", "..", ".", "", "a\\b", 3])
-def test_item06_stage_names_that_are_not_plain_folder_names_are_refused(name):
+def test_stage_names_that_are_not_plain_folder_names_are_refused(name):
     with pytest.raises(ValueError, match=r"stages\[0\]: stage name .* plain folder name"):
         recipe_from_dict(_minimal(name=name))
 
 
-def test_item06_plain_stage_names_pass():
+def test_plain_stage_names_pass():
     assert recipe_from_dict(_minimal(name="qa-128.v2_b")).stages[0].name == "qa-128.v2_b"

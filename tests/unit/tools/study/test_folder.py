@@ -12,7 +12,7 @@ from rhlens.tools.study.folder import MANIFEST, RunFolder, check_writable
 from rhlens.tools.study.layout import Layout
 
 
-def test_item3_out_that_is_a_file_is_refused(tmp_path):
+def test_out_that_is_a_file_is_refused(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
@@ -22,7 +22,7 @@ def test_item3_out_that_is_a_file_is_refused(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root writes anywhere")
-def test_item3_unwritable_out_is_refused(tmp_path):
+def test_unwritable_out_is_refused(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -33,7 +33,7 @@ def test_item3_unwritable_out_is_refused(tmp_path):
         locked.chmod(0o700)
 
 
-def test_item3_foreign_folder_is_refused_and_left_alone(tmp_path):
+def test_foreign_folder_is_refused_and_left_alone(tmp_path):
     out = tmp_path / "other"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -42,7 +42,7 @@ def test_item3_foreign_folder_is_refused_and_left_alone(tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and not (out / MANIFEST).exists()
 
 
-def test_item3_changed_config_refused_unless_overwrite(tmp_path):
+def test_changed_config_refused_unless_overwrite(tmp_path):
     out = tmp_path / "run"
     folder = RunFolder.open(out, {"a": 1, "b": {"c": 2}}, "d1", tasks=["mdqa"])
     folder.write("mdqa/eval/real.json", {"accuracy": 0.5})
@@ -63,7 +63,7 @@ def test_damaged_manifest_is_named(tmp_path):
         RunFolder.open(out, {}, "d")
 
 
-def test_item3_unwritable_out_is_refused_even_as_root(tmp_path, monkeypatch):
+def test_unwritable_out_is_refused_even_as_root(tmp_path, monkeypatch):
     import rhlens.tools.study.folder as folder_mod
 
     monkeypatch.setattr(folder_mod.os, "access", lambda path, mode: False)
