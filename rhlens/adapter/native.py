@@ -141,6 +141,11 @@ def _hf_config(cfg: dict[str, Any], family: str, *, attn_bias: bool, mlp_bias: b
                 "original_max_position_embeddings": int(cfg["NTK_original_ctx_len"])}
     n_heads, n_kv = cfg["n_heads"], cfg["n_key_value_heads"] or cfg["n_heads"]
     tiles = cfg["d_model"] % n_heads == 0
+    if not tiles and not attn_bias and not mlp_bias:  # Mistral (sliding window off) holds this shape and saves it
+        return transformers.MistralConfig(
+            hidden_size=cfg["d_model"], intermediate_size=cfg["d_mlp"], num_hidden_layers=cfg["n_layers"], num_attention_heads=n_heads,
+            num_key_value_heads=n_kv, head_dim=cfg["d_head"], hidden_act=ACT_TO_HF[cfg["act_fn"]], max_position_embeddings=cfg["n_ctx"],
+            rms_norm_eps=cfg["eps"], rope_parameters=rope, sliding_window=None, **common)
     hf_cfg = transformers.LlamaConfig(
         hidden_size=cfg["d_model"], intermediate_size=cfg["d_mlp"], num_hidden_layers=cfg["n_layers"],
         num_attention_heads=n_heads if tiles else 1, num_key_value_heads=n_kv if tiles else 1, head_dim=cfg["d_head"],
@@ -164,7 +169,7 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
     Raises ``ValueError`` naming each config field the Hugging Face family cannot express, and
     :class:`StateMismatchError` when ``state`` lacks a tensor or has one of the wrong shape.
     """
-    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM
 
     cfg = complete_config(fields)
     family, problems = hf_shape_problems(cfg)
@@ -188,7 +193,8 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
     hf_cfg = _hf_config(cfg, family, attn_bias=attn_bias, mlp_bias=mlp_bias, tokenizer=tokenizer)
     dtype = _torch_dtype(cfg["dtype"])
     with torch.random.fork_rng(devices=[]):  # the Hugging Face init's draws are overwritten: keep them off the global RNG
-        hf = (LlamaForCausalLM if family == "llama" else GPT2LMHeadModel)(hf_cfg)
+        model_class = {"llama": LlamaForCausalLM, "mistral": MistralForCausalLM, "gpt2": GPT2LMHeadModel}[hf_cfg.model_type]
+        hf = model_class(hf_cfg)
     if hf_state is not None and "lm_head.bias" in hf_state:
         hf.lm_head = nn.Linear(cfg["d_model"], cfg["d_vocab"], bias=True)
     hf = hf.to(dtype)

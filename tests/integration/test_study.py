@@ -156,8 +156,8 @@ def test_interrupted_study_resumes_to_the_same_results(smoke_run, tmp_path, monk
 
 def test_changed_config_is_refused_in_the_same_folder(smoke_run, capsys):
     cfg = StudyConfig.preset("smoke")
-    changed = cfg.replace(seed=cfg.seed + 1)
-    with pytest.raises(FileExistsError, match="differing keys: config.seed"):
+    changed = cfg.replace(seeds=(cfg.seeds[0] + 1,))
+    with pytest.raises(FileExistsError, match="differing keys: config.seeds"):
         Study(changed, smoke_run, progress=False).run()
     assert main(["study", "--preset", "smoke", "--out", str(smoke_run), "--task", "kv", "--no-progress"]) == 2
     assert "differing keys: config.tasks" in capsys.readouterr().err

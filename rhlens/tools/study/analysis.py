@@ -48,7 +48,7 @@ def recall_interval(reference: Any, other: Any, *, threshold: float, top_k: int,
     >>> import torch
     >>> from rhlens.scoring import HeadScores
     >>> pe = torch.zeros(4, 1, 2); pe[:, 0, 0] = 0.5
-    >>> both = HeadScores(per_example=pe, counted=torch.ones(4, dtype=torch.bool), responses=[""] * 4)
+    >>> both = HeadScores(per_example=pe, counted=torch.ones(4, dtype=torch.bool))
     >>> recall_interval(both, both, threshold=0.1, top_k=2)
     {'estimate': 1.0, 'low': 1.0, 'high': 1.0, 'n': 4, 'level': 0.95, 'over': 'examples'}
     """
