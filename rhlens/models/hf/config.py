@@ -9,6 +9,7 @@ import torch
 
 from rhlens.adapter.convert import supported_activations
 from rhlens.adapter.core import HookedTransformerConfig
+from rhlens.adapter.native import config_field_names
 from rhlens.models.hf.folder import CONFIG_FILE, SUPPORTED_ARCHITECTURES, CheckpointError
 
 __all__ = ["hooked_config_from_hf"]
@@ -236,8 +237,8 @@ def hooked_config_from_hf(
         init_weights=False,
         tokenizer_name=None,
     )
-    valid = set(HookedTransformerConfig.__dataclass_fields__)
-    unknown = sorted(set(overrides) - valid)
+    valid = config_field_names()  # None on TransformerLens 4, whose loader takes no overrides
+    unknown = sorted(set(overrides) - valid) if valid is not None else []
     if unknown:
         raise CheckpointError(
             f"unknown HookedTransformerConfig field(s) in the overrides: {unknown}; valid fields include "

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rhlens.adapter import hook_name, hooks
-from rhlens.models import default_tokenizer, tiny_llama
+from rhlens.models import default_tokenizer, load_hf_checkpoint, tiny_llama
 from rhlens.scoring import retrieval_scores
 from rhlens.scoring.answer_spans import encode_for_scoring
 from rhlens.scoring.rouge_gate import gate_counted
