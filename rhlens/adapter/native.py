@@ -203,6 +203,14 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
             hf.load_state_dict(hf_state, strict=True)
         except RuntimeError as exc:
             raise StateMismatchError(str(exc).split("\n\t", 1)[-1][:400]) from None
+    if mlp_bias:
+        # TransformerLens's gated MLP has no bias inside act(gate) * up, but Hugging Face's
+        # mlp_bias=True makes one on up_proj and gate_proj too (zero here). Remove those two, so
+        # training cannot move them and the model still converts back exactly (save_model).
+        for layer in getattr(getattr(hf, "model", None), "layers", []):
+            if hasattr(layer.mlp, "up_proj"):
+                layer.mlp.up_proj.bias = None
+                layer.mlp.gate_proj.bias = None
     return hf.eval()
 
 
