@@ -46,6 +46,12 @@ def test_two_workers_give_the_serial_results(tmp_path, monkeypatch):
         return wrapped
 
     monkeypatch.setattr(rhlens.evaluation, "evaluate", counting)
+    import rhlens.interventions.ablation
+    import rhlens.interventions.table
+
+    # the analyzers that import evaluate by name (knockout_effect, patching_table) count too
+    monkeypatch.setattr(rhlens.interventions.ablation, "evaluate", counting)
+    monkeypatch.setattr(rhlens.interventions.table, "evaluate", counting)
     for stage, run in list(STAGES.items()):
         monkeypatch.setitem(STAGES, stage, in_stage(stage, run))
     one = serial.run()
