@@ -30,19 +30,9 @@ from rhlens.adapter.cache import enable_bridge_kv_cache
 from rhlens.adapter.core import NATIVE_KIND, HookedTransformer, HookedTransformerConfig, TransformerBridge, model_kind
 
 __all__ = [
-    "StateMismatchError",
-    "boot_bridge",
-    "bridge_from_hf",
-    "complete_config",
-    "config_field_names",
-    "hf_model_from_config",
-    "hf_shape_problems",
-    "hooked_init_state",
-    "model_config",
-    "model_from_state",
-    "model_state",
-    "set_model_state",
-    "new_model",
+    "StateMismatchError", "boot_bridge", "bridge_from_hf", "complete_config", "config_field_names",
+    "hf_model_from_config", "hf_shape_problems", "hooked_init_state", "model_config", "model_from_state",
+    "model_state", "set_model_state", "new_model",
 ]
 
 # The bridge's attribute holding the HookedTransformerConfig-style fields it was built from.
