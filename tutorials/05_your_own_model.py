@@ -70,7 +70,8 @@ if CHECKPOINT is None:
     before = rhlens.evaluate(base, check, progress=False).score
     with torch.no_grad():
         for name, parameter in base.named_parameters():
-            if name.rsplit(".", 1)[-1].startswith("b_"):  # b_Q, b_K, b_V, b_O, b_in, b_out, b_U
+            # b_Q ... b_U on a HookedTransformer (TransformerLens 3); q_proj.bias ... on a bridge (4)
+            if name.rsplit(".", 1)[-1].startswith("b_") or name.endswith(".bias"):
                 parameter.zero_()
     print(f"exact match on 16 MDQA examples: {before:.2f} with the biases, "
           f"{rhlens.evaluate(base, check, progress=False).score:.2f} without")
