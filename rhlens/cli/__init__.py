@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--rouge-gate", type=fraction_or_none, default=0.5, metavar="R|none",
                     help="count an example only when the answer's ROUGE-1 recall exceeds R (Wu et al.: 0.5); "
                          "none counts every example")
+    sc.add_argument("--gate", default="rouge", help="what the gate measures: rouge (answer recall, Wu et al.) or exact "
+                    "(SQuAD exact match; rhlens.retrieval_scores' gates)")
+    sc.add_argument("--rule", default="rhlens", help="rhlens (the documented rule) or wu-literal (Wu et al.'s code to "
+                    "the letter: stop only at a line feed, their needle window, rouge_score's stemmed gate; decode "
+                    "only; rhlens.retrieval_scores' rules)")
     _add_model_opts(sc)
 
     ko = sub.add_parser("knockout", help="knock out retrieval heads and as many random heads; JSON")
@@ -172,13 +177,19 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     from rhlens.tools.study.pieces import run_scores
     from rhlens.tools.study.sections import score_methods
 
+    from rhlens.scoring.answer_spans import check_rule
+    from rhlens.scoring.rouge_gate import check_gate
+
     known = score_methods()  # rhlens.retrieval_scores' methods
     if args.method != "both" and args.method not in known:
         raise ValueError(f"--method {args.method!r}: use one of {', '.join(known)} or both")
-    _prepare_out(args.out, args.overwrite)
     methods = known if args.method == "both" else (args.method,)
+    check_gate(args.gate)
+    for method in methods:  # before any file is touched
+        check_rule(args.rule, method, args.gate)
+    _prepare_out(args.out, args.overwrite)
     summary = run_scores(args.model, args.examples, args.out, methods=methods, threshold=args.threshold,
-                         rouge_gate=args.rouge_gate, **_common(args))
+                         rouge_gate=args.rouge_gate, gate=args.gate, rule=args.rule, **_common(args))
     for method, rec in summary["methods"].items():
         heads = ", ".join(f"{h} {v:.2f}" for h, v in rec["head_scores"].items()) or "none"
         print(f"{method}: {rec['n_counted']} of {summary['n_examples']} examples counted; retrieval heads: {heads}")
