@@ -30,6 +30,7 @@ from typing import Sequence
 from rhlens.cli.common import GENERATE_HINT
 from rhlens.cli.common import add_progress as _add_progress
 from rhlens.cli.common import prepare_out as _prepare_out
+from rhlens.dtypes import DTYPE_NAMES
 from rhlens.cli.common import say_threads as _say_threads
 from rhlens.tools.arguments import at_least, fraction, fraction_or_none
 
@@ -43,7 +44,7 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threshold", type=fraction, default=0.1, help="retrieval heads score above this (Wu et al.: 0.1)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+    p.add_argument("--dtype", default="float32", choices=DTYPE_NAMES,
                    help="weights' dtype for a Hugging Face checkpoint")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     _add_progress(p)

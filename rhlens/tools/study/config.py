@@ -21,7 +21,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from rhlens.dtypes import DTYPE_NAMES
 from rhlens.interventions.options import KNOCKOUT_MODES, PATCH_POSITIONS
+from rhlens.training.config import TRAINABLE
 
 # EMBEDDED and PRESETS are imported from here elsewhere (rhlens.cli, rhlens.tools.study.stages)
 from rhlens.tools.study.sections import (  # noqa: F401
@@ -209,8 +211,7 @@ class StudyConfig:
         need(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "a task is listed twice")
         need(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds) and all(s >= 0 for s in self.seeds),
              "seeds", self.seeds, "give one or more distinct non-negative seeds")
-        need(self.model.dtype in ("float32", "bfloat16", "float16"), "[model] dtype", self.model.dtype,
-             "use float32, bfloat16 or float16")
+        need(self.model.dtype in DTYPE_NAMES, "[model] dtype", self.model.dtype, f"use one of {', '.join(DTYPE_NAMES)}")
         need(self.model.n_ctx >= 0, "[model] n_ctx", self.model.n_ctx, "must be 0 (keep) or positive")
         need(self.model.rotary_base >= 0, "[model] rotary_base", self.model.rotary_base, "must be 0 (keep) or positive")
         need(self.model.n_ctx == 0 or self.model.n_ctx >= d.context_tokens, "[model] n_ctx", self.model.n_ctx,
@@ -243,8 +244,7 @@ class StudyConfig:
         need(ft.lr > 0, "[finetune] lr", ft.lr, "must be positive")
         need(ft.warmup_steps >= 0 and ft.save_every >= 0, "[finetune] warmup_steps/save_every",
              (ft.warmup_steps, ft.save_every), "must be 0 or more")
-        need(ft.trainable in ("all", "attention", "lora"), "[finetune] trainable", ft.trainable,
-             "use all, attention or lora")
+        need(ft.trainable in TRAINABLE, "[finetune] trainable", ft.trainable, f"use one of {', '.join(TRAINABLE)}")
         need(bool(ft.lora_targets) and set(ft.lora_targets) <= set("qkvo"), "[finetune] lora_targets",
              ft.lora_targets, "use a non-empty subset of q, k, v, o")
         need(ft.batch_size % ft.grad_accum_steps == 0, "[finetune] batch_size", ft.batch_size,

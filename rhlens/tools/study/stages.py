@@ -235,7 +235,8 @@ class StageRunner:
         exclude = control_exclusion(src | tgt, scores=[src_scores, tgt_scores], threshold=cfg.scores.threshold,
                                     n_total=src_scores.n_layers * src_scores.n_heads, what="the study's patching")
         table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
-                               n_random=p.n_random, seed=cfg.seed, exclude=exclude, **kw)
+                               n_random=p.n_random, seed=cfg.seed, exclude=exclude,
+                               baseline=self._intact(unit.task, unit.model, len(examples)), **kw)
         source_score = self._intact(unit.task, REAL, len(examples)).score  # evaluated once, by its evaluate unit
         rows = {}
         for row in table.rows:
