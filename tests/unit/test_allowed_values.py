@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 LISTS = {
     "tasks": (set(TASKS), 3, [], ("rhlens", "tests")),
     "score methods": ({"decode", "forced"}, 2, ["rhlens/scoring/answer_spans.py"], ("rhlens",)),
+    "score rules": ({"rhlens", "wu-literal"}, 2, ["rhlens/scoring/answer_spans.py"], ("rhlens",)),
+    "score gates": ({"rouge", "exact"}, 2, ["rhlens/scoring/rouge_gate.py"], ("rhlens",)),
     "knockout modes": (set(KNOCKOUT_MODES), 3, ["rhlens/interventions/options.py"], ("rhlens",)),
     "knockout scopes": (set(KNOCKOUT_SCOPES), 2, ["rhlens/interventions/options.py"], ("rhlens",)),
     "patch positions": (set(PATCH_POSITIONS), 3, ["rhlens/interventions/options.py"], ("rhlens", "tests")),

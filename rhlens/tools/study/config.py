@@ -38,7 +38,9 @@ from rhlens.tools.study.sections import (  # noqa: F401
     ModelSection,
     PatchingSection,
     ScoresSection,
+    score_gates,
     score_methods,
+    score_rules,
     study_tasks,
 )
 
@@ -202,7 +204,7 @@ class StudyConfig:
             if not ok:
                 raise ValueError(f"{key}={value!r}: {why}")
 
-        tasks, methods = study_tasks(), score_methods()
+        tasks = study_tasks()
         need(bool(self.tasks), "tasks", self.tasks, "name at least one task")
         for t in self.tasks:
             need(t in tasks, "tasks", self.tasks, f"each task must be one of {tasks} (the tasks with a real-data loader)")
@@ -250,8 +252,7 @@ class StudyConfig:
         need(1 <= self.evaluate.max_new_tokens <= d.answer_tokens, "[evaluate] max_new_tokens",
              self.evaluate.max_new_tokens, f"must lie in 1..[data] answer_tokens={d.answer_tokens}")
         need(self.evaluate.batch_size >= 1, "[evaluate] batch_size", self.evaluate.batch_size, "must be at least 1")
-        need(bool(s.methods) and all(m in methods for m in s.methods) and len(set(s.methods)) == len(s.methods),
-             "[scores] methods", s.methods, f"use a non-empty list of distinct {methods}")
+        _check_score_options(s, need)
         need(1 <= s.max_new_tokens <= d.answer_tokens, "[scores] max_new_tokens", s.max_new_tokens,
              f"must lie in 1..[data] answer_tokens={d.answer_tokens}")
         need(0 <= s.threshold < 1, "[scores] threshold", s.threshold, "must lie in [0, 1)")
@@ -270,6 +271,18 @@ class StudyConfig:
              f"use one of {PATCH_POSITIONS}")
         need(self.estimate.flops_per_second > 0, "[estimate] flops_per_second", self.estimate.flops_per_second,
              "must be positive")
+
+
+def _check_score_options(s: ScoresSection, need: Any) -> None:
+    """``[scores]`` methods, rule and gate: values :func:`rhlens.retrieval_scores` accepts together."""
+    methods = score_methods()
+    need(bool(s.methods) and all(m in methods for m in s.methods) and len(set(s.methods)) == len(s.methods),
+         "[scores] methods", s.methods, f"use a non-empty list of distinct {methods}")
+    need(s.rule in score_rules(), "[scores] rule", s.rule, f"use one of {score_rules()}")
+    need(s.gate in score_gates(), "[scores] gate", s.gate, f"use one of {score_gates()}")
+    need(s.rule != "wu-literal" or (tuple(s.methods), s.gate) == (("decode",), "rouge"), "[scores] rule", s.rule,
+         "reproduces Wu et al.'s code, which decodes and gates with ROUGE: set methods = [\"decode\"] and gate = "
+         "\"rouge\" with it")
 
 
 def preset_path(name: str) -> Path:

@@ -24,6 +24,20 @@ def score_methods() -> tuple[str, ...]:
     return tuple(METHODS)
 
 
+def score_rules() -> tuple[str, ...]:
+    """The retrieval-score rules (:func:`rhlens.retrieval_scores`' ``rule``)."""
+    from rhlens.scoring.answer_spans import RULES
+
+    return tuple(RULES)
+
+
+def score_gates() -> tuple[str, ...]:
+    """The retrieval-score gates (:func:`rhlens.retrieval_scores`' ``gate``)."""
+    from rhlens.scoring.rouge_gate import GATES
+
+    return tuple(GATES)
+
+
 @dataclass(frozen=True)
 class ModelSection:
     """``[model]``: the base every training set fine-tunes a copy of.
@@ -125,6 +139,9 @@ class ScoresSection:
     detectors: head detectors compared on the real-data model (the ``detectors`` stage: agreement
         and knockout curves, :func:`rhlens.compare_detectors`); empty: the stage is skipped. Names
         from ``decode, forced, attention_mass, query_focus, attribution``.
+    rule: ``"rhlens"`` (the documented rule) or ``"wu-literal"`` (Wu et al.'s code to the letter,
+        ``methods = ["decode"]`` only; :func:`rhlens.retrieval_scores`).
+    gate: what the ROUGE gate measures: ``"rouge"`` (Wu et al.) or ``"exact"`` (SQuAD exact match).
     """
 
     methods: tuple[str, ...] = field(default_factory=score_methods)
@@ -134,6 +151,8 @@ class ScoresSection:
     top_k: int = 10
     batch_size: int = 8
     detectors: tuple[str, ...] = ()
+    rule: str = "rhlens"
+    gate: str = "rouge"
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ class StageRunner:
         records, _ = save_method_scores(
             model, examples, s.methods, path_of=self.folder.file, threshold=s.threshold, top_k=s.top_k,
             files_of=lambda m: (Layout.scores_file(unit.task, unit.model, m), Layout.wu_json(unit.task, unit.model, m)),
-            max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=self.progress)
+            max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=self.progress, rule=s.rule, gate=s.gate)
         return {"methods": records}
 
     def _compare(self, unit: Unit) -> dict[str, Any]:
