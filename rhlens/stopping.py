@@ -99,6 +99,31 @@ def newline_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
+def line_feed_ids(tokenizer: Any) -> set[int]:
+    """Ids of the tokens whose text is exactly one line feed: byte-fallback SentencePiece's
+    ``<0x0A>`` (the one token Wu et al.'s loop stops at), byte-level BPE's ``Ċ``, or a literal
+    ``"\\n"``; the stop set of ``retrieval_scores(rule="wu-literal")``. Longer newline tokens
+    (``ĊĊ``, ``"\\n\\n"``) are not included.
+
+    Raises:
+        ValueError: the tokenizer has no such token (naming its class).
+
+    >>> from rhlens.models import word_level_tokenizer
+    >>> tok = word_level_tokenizer(["a b", "\\n"])
+    >>> tok.convert_ids_to_tokens(sorted(line_feed_ids(tok)))
+    ['\\n']
+    """
+    ids = {i for i in newline_ids(tokenizer)
+           if any(t == "\n" for t in _token_texts(tokenizer.convert_ids_to_tokens(i)))}
+    if not ids:
+        raise ValueError(
+            f"{type(tokenizer).__name__}: no token is exactly a line feed (SentencePiece's <0x0A>, byte-level BPE's "
+            "'\u010a' or a literal '\\n'), so Wu et al.'s stop rule (decode until a newline token) cannot be applied to "
+            "this tokenizer; use rule='rhlens' (stops at EOS or any newline token)."
+        )
+    return ids
+
+
 def _eos_list(value: Any, source: str) -> set[int]:
     if value is None:
         return set()

@@ -27,9 +27,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from rhlens.cli.common import GENERATE_HINT
+from rhlens.cli.common import GENERATE_HINT, DefaultsHelpFormatter
 from rhlens.cli.common import add_progress as _add_progress
 from rhlens.cli.common import prepare_out as _prepare_out
+from rhlens.dtypes import DTYPE_NAMES
 from rhlens.cli.common import say_threads as _say_threads
 from rhlens.tools.arguments import at_least, fraction, fraction_or_none
 
@@ -40,10 +41,10 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
     p.add_argument("--n", type=at_least(1), default=None, help="use only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=32, help="greedy decoding budget")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="examples per forward pass")
     p.add_argument("--threshold", type=fraction, default=0.1, help="retrieval heads score above this (Wu et al.: 0.1)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:0 ...")
+    p.add_argument("--dtype", default="float32", choices=DTYPE_NAMES,
                    help="weights' dtype for a Hugging Face checkpoint")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     _add_progress(p)
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     from rhlens.interventions.options import KNOCKOUT_MODES, PATCH_POSITIONS  # torch-free
     parser = argparse.ArgumentParser(prog="rhlens", description="Retrieval heads for synthetic long-context fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=functools.partial(
-        argparse.ArgumentParser, formatter_class=argparse.ArgumentDefaultsHelpFormatter))  # help shows defaults
+        argparse.ArgumentParser, formatter_class=DefaultsHelpFormatter))  # help shows defaults
 
     from rhlens.tools.study.command import add_study_parser  # noqa: I001  (loads no torch)
     add_study_parser(sub, _add_progress)
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--rouge-gate", type=fraction_or_none, default=0.5, metavar="R|none",
                     help="count an example only when the answer's ROUGE-1 recall exceeds R (Wu et al.: 0.5); "
                          "none counts every example")
+    sc.add_argument("--gate", default="rouge", help="what the gate measures: rouge (answer recall, Wu et al.) or exact "
+                    "(SQuAD exact match; rhlens.retrieval_scores' gates)")
+    sc.add_argument("--rule", default="rhlens", help="rhlens (the documented rule) or wu-literal (Wu et al.'s code to "
+                    "the letter: stop only at a line feed, their needle window, rouge_score's stemmed gate; decode "
+                    "only; rhlens.retrieval_scores' rules)")
     _add_model_opts(sc)
 
     ko = sub.add_parser("knockout", help="knock out retrieval heads and as many random heads; JSON")
@@ -100,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how a head is knocked out: zero (its output set to 0), mean (its mean output over the "
                          "examples' prompts), uniform (it attends evenly to every earlier token: Wu et al.'s masking)")
     ko.add_argument("--n-random", type=at_least(0), default=3, help="random head sets drawn")
-    ko.add_argument("--seed", type=int, default=0)
+    ko.add_argument("--seed", type=int, default=0, help="seed of the random head sets (draw i uses seed + i)")
     _add_model_opts(ko)
 
     pa = sub.add_parser("patch", help="patch a source model's heads into a target model (the paper's table); JSON")
@@ -110,27 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--target-scores", default=None, help="the target's head scores file")
     pa.add_argument("--source-heads", default=None, help="instead of --source-scores: heads, e.g. L0H1,L1H3")
     pa.add_argument("--target-heads", default=None, help="instead of --target-scores: heads")
-    pa.add_argument("--top-k", type=at_least(1), default=10)
+    pa.add_argument("--top-k", type=at_least(1), default=10, help="at most this many retrieval heads per model from the scores files")
     pa.add_argument("--positions", choices=PATCH_POSITIONS, default="all",
                     help="where the source's head outputs replace the target's: all (every position), prompt (the "
                          "prompt's tokens), answer (the last prompt token and every answer token), needle (the "
                          "needle's tokens)")
-    pa.add_argument("--n-random", type=at_least(0), default=2)
-    pa.add_argument("--seed", type=int, default=0)
+    pa.add_argument("--n-random", type=at_least(0), default=2, help="random head sets drawn per random row")
+    pa.add_argument("--seed", type=int, default=0, help="seed of the random head sets (draw i uses seed + i)")
     _add_model_opts(pa)
 
     _add_detectors(sub)
     q = sub.add_parser("quickstart", help="fine-tune the embedded base briefly, then score and knock out retrieval heads")
     q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="results folder")
-    q.add_argument("--task", default="mdqa", help="task to fine-tune and evaluate on (default mdqa: multi-document QA)")
-    q.add_argument("--variant", default="realistic", help="task variant (default realistic)")
+    q.add_argument("--task", default="mdqa", help="task to fine-tune and evaluate on (mdqa: multi-document QA)")
+    q.add_argument("--variant", default="realistic", help="task variant")
     q.add_argument("--context-tokens", type=int, default=256,
-                   help="prompt length (default 256: twice the base's training context, as the paper extends a model)")
+                   help="prompt length (256: twice the base's training context, as the paper extends a model)")
     q.add_argument("--steps", type=int, default=150, help="fine-tuning steps")
     q.add_argument("--n-eval", type=int, default=40, help="evaluation / scoring examples")
     q.add_argument("--top-k", type=int, default=None, help="heads to knock out (default: every head over 0.1)")
     q.add_argument("--random-draws", type=int, default=5, help="random head sets knocked out as the control")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=int, default=0, help="seed of the examples, the fine-tune and the random head sets")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
     _add_progress(q)
 
@@ -172,13 +178,19 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     from rhlens.tools.study.pieces import run_scores
     from rhlens.tools.study.sections import score_methods
 
+    from rhlens.scoring.answer_spans import check_rule
+    from rhlens.scoring.rouge_gate import check_gate
+
     known = score_methods()  # rhlens.retrieval_scores' methods
     if args.method != "both" and args.method not in known:
         raise ValueError(f"--method {args.method!r}: use one of {', '.join(known)} or both")
-    _prepare_out(args.out, args.overwrite)
     methods = known if args.method == "both" else (args.method,)
+    check_gate(args.gate)
+    for method in methods:  # before any file is touched
+        check_rule(args.rule, method, args.gate)
+    _prepare_out(args.out, args.overwrite)
     summary = run_scores(args.model, args.examples, args.out, methods=methods, threshold=args.threshold,
-                         rouge_gate=args.rouge_gate, **_common(args))
+                         rouge_gate=args.rouge_gate, gate=args.gate, rule=args.rule, **_common(args))
     for method, rec in summary["methods"].items():
         heads = ", ".join(f"{h} {v:.2f}" for h, v in rec["head_scores"].items()) or "none"
         print(f"{method}: {rec['n_counted']} of {summary['n_examples']} examples counted; retrieval heads: {heads}")

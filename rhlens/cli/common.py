@@ -8,6 +8,18 @@ from pathlib import Path
 GENERATE_HINT = "`rhlens generate mdqa realistic --n 40 --context-tokens 256 --out examples.jsonl`"
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default once: argparse's ``(default: X)``, unless the help
+    already says what the default is, the default is ``None`` (the help then says what ``None``
+    means, or there is no default), or the option is a flag (off unless given)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_progress(p: argparse.ArgumentParser) -> None:
     """``--no-progress``, and ``--threads`` (:mod:`rhlens.tools.threads`)."""
     from rhlens.tools.arguments import at_least

@@ -33,7 +33,6 @@ Examples: :func:`knockout`, :func:`knockout_effect`.
 """
 
 import contextlib
-import warnings
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
@@ -229,6 +228,10 @@ def knockout_effect(
         :class:`KnockoutEffect` with ``baseline``, ``knocked`` and ``delta`` (knocked - baseline),
         and ``controls`` / ``control_heads`` / ``control_delta`` for the random sets.
 
+    Raises:
+        ValueError: ``heads`` is empty (an empty knockout's change is 0.0 by construction, almost
+            surely a mistake); ``n_random`` is negative.
+
     >>> from rhlens.models import tiny_llama, word_level_tokenizer
     >>> from rhlens.tasks import Example
     >>> ex = Example("Ann lives in Rome .\\nAnswer:", "Rome", ((13, 17),), "niah", "real")
@@ -243,7 +246,9 @@ def knockout_effect(
     opts = RunOptions.merge(options, run, what="knockout_effect")
     hs = as_head_set(heads)
     if not hs:
-        warnings.warn("knockout_effect: no heads to knock out: the change is 0.0 by construction", stacklevel=2)
+        raise ValueError("knockout_effect: heads is empty, so nothing would be knocked out and the change would be "
+                         "0.0 by construction; pass at least one head (for the intact model's score alone, call "
+                         "rhlens.evaluate)")
     if n_random < 0:
         raise ValueError(f"n_random must be >= 0, got {n_random}")
     control_sets, excluded = [], HeadSet()

@@ -36,7 +36,6 @@ Example: :func:`patch_heads`.
 """
 
 import contextlib
-import warnings
 from typing import Any, Callable, Iterable, Sequence, Union
 
 import torch
@@ -190,6 +189,7 @@ def patch_heads(
 
     Raises:
         IncompatibleModelsError: listing every difference between the two models.
+        ValueError: ``heads`` is empty (the change would be 0.0 by construction).
 
     >>> from rhlens.models import tiny_llama, word_level_tokenizer
     >>> from rhlens.tasks import Example
@@ -205,7 +205,8 @@ def patch_heads(
     check_positions(positions)
     hs = as_head_set(heads)
     if not hs:
-        warnings.warn("patch_heads: no heads to patch: the change is 0.0 by construction", stacklevel=2)
+        raise ValueError("patch_heads: heads is empty, so nothing would be patched and the change would be 0.0 by "
+                         "construction; pass at least one head (for the target's own score, call rhlens.evaluate)")
     layers = heads_by_layer(target, hs, what="patched heads")
     baseline = baseline_or_evaluate(baseline, target, examples, opts, what="patch_heads")
     patched = run_metric([source, target], examples, opts, setup=lockstep_setup(source, target, layers, positions), what="patch_heads")

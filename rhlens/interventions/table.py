@@ -22,7 +22,7 @@ from torch import Tensor
 from typing_extensions import Unpack
 
 from rhlens.adapter import Model, architecture
-from rhlens.evaluation import RunKwargs, RunOptions, evaluate
+from rhlens.evaluation import EvalResult, RunKwargs, RunOptions, baseline_or_evaluate
 from rhlens.heads import HeadSet, as_head_set
 from rhlens.interventions.head_sets import RETRIEVAL_THRESHOLD, control_exclusion
 from rhlens.interventions.ablation import random_heads
@@ -57,6 +57,7 @@ def patching_table(
     seed: int = 0,
     exclude: Any = None,
     threshold: float = RETRIEVAL_THRESHOLD,
+    baseline: EvalResult | None = None,
     options: RunOptions | None = None,
     **run: Unpack[RunKwargs],
 ) -> PatchingTable:
@@ -76,6 +77,8 @@ def patching_table(
             scores (:func:`rhlens.interventions.head_sets.control_exclusion` says the rule); when
             both are head sets, ``exclude`` is required (``exclude=()``: none).
         threshold: the retrieval threshold for the default exclusion (Wu et al.: 0.1).
+        baseline: the unpatched target's :func:`rhlens.evaluate` result on ``examples`` with the same
+            metric, when the caller has it (the study's evaluate stage); computed when ``None``.
         options: a :class:`rhlens.RunOptions`, or its fields as keywords (``metric``,
             ``max_new_tokens``, ``batch_size``, ``chunk_size``, ``progress``), as in
             :func:`rhlens.evaluate`.
@@ -105,7 +108,7 @@ def patching_table(
     arch = architecture(target)
     excluded = control_exclusion(src | tgt, exclude=exclude, scores=scored or None, threshold=threshold,
                                  n_total=arch.n_layers * arch.n_heads, what="patching_table (random rows)")
-    baseline = evaluate(target, examples, options=opts)
+    baseline = baseline_or_evaluate(baseline, target, examples, opts, what="patching_table")
     rows = [PatchingRow("original", HeadSet(), baseline.score, 0.0, per_example=baseline.per_example.tolist())]
 
     def patched(heads: HeadSet) -> list[float]:

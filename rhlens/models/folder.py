@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import torch
 
+from rhlens.dtypes import check_dtype_name
+
 from rhlens.models.hf import CONFIG_FILE, hooked_config_from_hf, load_hf_checkpoint, read_hf_config
 from rhlens.models.io import MANIFEST_FILE, load_model, read_manifest
 
@@ -60,7 +62,7 @@ def load_folder(path: str | os.PathLike, *, device: str | torch.device = "cpu",
     to a Hugging Face checkpoint; an rhlens folder keeps its saved dtype."""
     if folder_kind(path) == "rhlens":
         return load_model(path, device=device)
-    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    torch_dtype = getattr(torch, check_dtype_name(dtype, "dtype")) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"dtype={dtype!r} is not a torch dtype name such as 'float32' or 'bfloat16'")
     return load_hf_checkpoint(path, dtype=torch_dtype, device=device)

@@ -31,6 +31,7 @@ import torch
 
 from rhlens.adapter.core import WEIGHT_PROCESSING_ATTR, Model, record_weight_processing
 from rhlens.adapter.native import StateMismatchError, config_field_names, model_config, model_from_state, model_state
+from rhlens.models.finite import warn_non_finite
 from rhlens.models.hf.tokenizer import offline_tokenizer
 
 __all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "load_model", "save_model"]
@@ -125,7 +126,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
         ) from None
     from safetensors.torch import save_file
 
-    from rhlens.files import respect_umask
+    from rhlens.files import respect_umask, reraise_naming
 
     target = Path(path)
     if target.exists():
@@ -163,9 +164,9 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
             old = target.parent / f".{target.name}.old-{tag}"
             os.replace(target, old)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        reraise_naming(exc, target, "the model folder")
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -212,7 +213,8 @@ def load_model(
 
     ``dtype`` casts the weights (default: the saved dtype). The weight-processing record and the
     tokenizer's padding side are restored. Raises ``FileNotFoundError`` naming the missing file, and
-    ``ValueError`` naming the field when ``rhlens_model.json`` or the weights do not fit together.
+    ``ValueError`` naming the field when ``rhlens_model.json`` or the weights do not fit together;
+    warns (:class:`rhlens.models.finite.NonFiniteWeightsWarning`) naming each weight holding NaN or inf.
 
     >>> import tempfile, torch
     >>> from rhlens.models import tiny_llama, word_level_tokenizer
@@ -252,6 +254,7 @@ def load_model(
             raw.pop(key)
     raw["dtype"] = dtype if dtype is not None else _parse_dtype(raw.get("dtype", "float32"), manifest_path)
     state = load_file(str(weights_path), device="cpu")
+    warn_non_finite(state, weights_path)
     try:
         model = model_from_state(raw, state, tokenizer=tok, padding_side=manifest.get("default_padding_side"), device=device)
     except StateMismatchError as exc:

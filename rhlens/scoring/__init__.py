@@ -5,7 +5,8 @@
   batched and chunked on the run engine. Adding a detector is one new module.
 - :func:`retrieval_scores` (:mod:`rhlens.scoring.retrieval`): Wu et al.'s retrieval score of
   every head, decoded or teacher-forced (the detectors :class:`WuDecode` and :class:`WuForced`
-  of :mod:`rhlens.scoring.wu`).
+  of :mod:`rhlens.scoring.wu`); ``rule="wu-literal"`` follows Wu's code to the letter (stop token,
+  needle window, ``rouge_score`` gate: :mod:`rhlens.scoring.wu_literal`).
 - :class:`HeadScores` (:mod:`rhlens.scoring.results`): the result of every detector, with head
   sets, GQA grouping, Wu et al.'s JSON format, a DataFrame view and safetensors files; Wu et
   al.'s per-trial extras (responses, hits, gate) are its :class:`RetrievalTrials`.

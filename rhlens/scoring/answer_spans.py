@@ -23,6 +23,9 @@ from rhlens.adapter import Model
 from rhlens.encoding import EncodedExample, encode_for_model
 
 METHODS = ("decode", "forced")
+RULES = ("rhlens", "wu-literal")
+"""``retrieval_scores``' rules: ``"rhlens"`` (the documented rule) and ``"wu-literal"`` (Wu et
+al.'s code to the letter: :mod:`rhlens.scoring.wu_literal`)."""
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,21 @@ class ScoredExample:
         enc: the encoded example (prompt, plus answer and EOS for ``method="forced"``).
         answer_mask: bool ``[prompt_len]``, True at the prompt tokens of the answer spans.
         references: the gate's references: the answer, then its aliases.
+        span_tokens: the hit weight's denominator when it is not the number of ``answer_mask``
+            tokens (``rule="wu-literal"``: the answer's own token count, Wu's ``needle_end -
+            needle_start``, also when the window is cut by the prompt's end or not found).
     """
 
     index: int
     enc: EncodedExample
     answer_mask: Bool[Tensor, "prompt"]
     references: tuple[str, ...]
+    span_tokens: int | None = None
 
     @property
     def n_answer(self) -> int:
         """Answer-span tokens (the hit weight is ``1 / n_answer``)."""
-        return int(self.answer_mask.sum())
+        return int(self.answer_mask.sum()) if self.span_tokens is None else self.span_tokens
 
 
 def answer_mask(example: Any, enc: EncodedExample) -> Bool[Tensor, "prompt"]:
@@ -69,6 +76,18 @@ def answer_mask(example: Any, enc: EncodedExample) -> Bool[Tensor, "prompt"]:
 def check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def check_rule(rule: str, method: str = "decode", gate: str = "rouge") -> None:
+    """``ValueError`` unless ``rule`` is one of :data:`RULES`; ``"wu-literal"`` is Wu et al.'s
+    decoding loop and ROUGE gate, so it takes ``method="decode"`` and ``gate="rouge"`` only."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule == "wu-literal" and (method, gate) != ("decode", "rouge"):
+        raise ValueError(
+            f"rule='wu-literal' reproduces Wu et al.'s code, which decodes and gates with ROUGE; got method={method!r}, "
+            f"gate={gate!r}. Use method='decode' and gate='rouge' with it, or rule='rhlens' for the other options."
+        )
 
 
 def encode_for_scoring(model: Model, examples: Sequence[Any], *, method: str, max_new_tokens: int) -> list[ScoredExample]:

@@ -69,6 +69,11 @@ class Detector(ABC):
         """Check and encode ``examples``: one item per example, each with ``.enc`` (an
         :class:`rhlens.encoding.EncodedExample`; a decoding detector encodes prompts only)."""
 
+    def stop_ids(self, tokenizer: Any) -> set[int]:
+        """Token ids that end a decoded or teacher-forced response: by default
+        :func:`rhlens.stopping.default_stop_ids` (EOS and every newline token)."""
+        return default_stop_ids(tokenizer)
+
     @abstractmethod
     def start_batch(self, model: Model, items: Sequence[Any], padded: PaddedBatch) -> Any:
         """Per-batch state (tables on ``padded.tokens.device``) handed to reduce and collect."""
@@ -119,10 +124,10 @@ def score_heads(
     the first observed row when teacher-forced) are prefilled without observation.
     """
     engine.chunk_bounds(0, 1, chunk_size)  # checks chunk_size
+    tok = tokenizer_of(model)
+    stop = detector.stop_ids(tok)
     items = detector.prepare(model, examples)
     arch = architecture(model)
-    tok = tokenizer_of(model)
-    stop = default_stop_ids(tok)
     values: Tensor | None = None
     responses = [""] * len(items)
     run_batch = _decode_batch if detector.decodes else _forced_batch

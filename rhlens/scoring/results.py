@@ -132,7 +132,7 @@ class HeadScores:
         head = (
             f"HeadScores({self.n_layers}x{self.n_heads} heads, {self.n_counted}/{self.n_examples} examples "
             f"counted, method={self.meta.get('method', '?')!r}"
-        )
+        ) + (f", rule={self.meta['rule']!r}" if self.meta.get("rule", "rhlens") != "rhlens" else "")
         if not self.n_counted:
             gate = self.meta.get("rouge_gate")
             why = f" (answer ROUGE-1 recall > {gate})" if gate is not None else ""

@@ -40,15 +40,20 @@ deliberate:
   (Wu's file would hold no trial).
 - Batching pads on the left; hits equal the unbatched reference in the tests, but float rounding
   could in principle flip a near-tie in a top-k or an argmax.
+- Decoding also stops at EOS (Wu's loop stops only at ``<0x0A>`` or the fixed id 144).
+
+``rule="wu-literal"`` (:mod:`rhlens.scoring.wu_literal`) follows Wu's code in the stop rule, the
+span and the gate instead.
 """
 
 from typing import Any, Sequence
 
 from rhlens.adapter import Model
-from rhlens.scoring.answer_spans import check_method
+from rhlens.scoring.answer_spans import check_method, check_rule
 from rhlens.scoring.detector import score_heads
 from rhlens.scoring.results import HeadScores
 from rhlens.scoring.wu import WuDecode, WuForced
+from rhlens.scoring.wu_literal import WuLiteral
 
 
 def retrieval_scores(
@@ -63,6 +68,7 @@ def retrieval_scores(
     batch_size: int = 8,
     chunk_size: int | None = 512,
     progress: bool = True,
+    rule: str = "rhlens",  # "rhlens" | "wu-literal" (rhlens.scoring.answer_spans.RULES)
 ) -> HeadScores:
     """Wu et al.'s retrieval score of every attention head, averaged over ``examples``.
 
@@ -101,13 +107,24 @@ def retrieval_scores(
         batch_size: examples per forward.
         chunk_size: prompt tokens per prefill forward (``None``: the whole prompt at once).
         progress: show a tqdm bar over batches.
+        rule: ``"rhlens"`` (the rule above, the default) or ``"wu-literal"``: Wu et al.'s code to
+            the letter (:mod:`rhlens.scoring.wu_literal`), ``method="decode"`` and ``gate="rouge"``
+            only. It differs in three places: decoding stops only at the line-feed token
+            (``<0x0A>``), never at EOS; the answer's span is the first prompt window whose token set
+            covers over 90% of the answer's tokens (Wu's ``find_needle_idx``; ``answer_spans`` and
+            aliases unused); the gate is ``rouge_score``'s stemmed ROUGE-1 recall (``pip install
+            'rhlens[wu]'``). Use it to compare with head-score files made by Wu et al.'s code;
+            use ``"rhlens"`` otherwise (Wu's window finds no span for kv values in JSON quotes or
+            SummHay ids, its gate fails non-Latin answers, and a model that ends its answer
+            with EOS keeps decoding).
 
     Returns:
         :class:`HeadScores` with ``scores`` ``[n_layers, n_heads]`` per query head.
 
     Raises:
         TypeError: an element of ``examples`` is not an ``Example`` (e.g. a dict), naming its index.
-        ValueError: naming the example when it is invalid (a span past the prompt's end ...), has
+        ValueError: an unknown ``rule``, or ``"wu-literal"`` with ``method="forced"``, ``gate="exact"``
+            or a tokenizer without a line-feed token; naming the example when it is invalid (a span past the prompt's end ...), has
             no answer span, a span covers no token, or its prompt (plus ``max_new_tokens``, or
             plus the answer) exceeds the model's context.
 
@@ -121,7 +138,7 @@ def retrieval_scores(
     (torch.Size([2, 4]), 1)
     """
     check_method(method)
-    detector = (WuDecode if method == "decode" else WuForced)(
-        rouge_gate=rouge_gate, top_k=top_k, max_new_tokens=max_new_tokens, gate=gate
-    )
+    check_rule(rule, method, gate)
+    kind = WuLiteral if rule == "wu-literal" else WuDecode if method == "decode" else WuForced
+    detector = kind(rouge_gate=rouge_gate, top_k=top_k, max_new_tokens=max_new_tokens, gate=gate)
     return score_heads(model, examples, detector, batch_size=batch_size, chunk_size=chunk_size, progress=progress)

@@ -88,6 +88,7 @@ class _WuRetrieval(Detector):
     """What :class:`WuDecode` and :class:`WuForced` share: top-k lookup, hit rule, gate."""
 
     method: str
+    rule = "rhlens"  # retrieval_scores' rule (rhlens.scoring.answer_spans.RULES)
     classes: Tensor | None = None  # word-boundary classes of the hit rule (forced mode), else ids
 
     def __init__(
@@ -122,6 +123,10 @@ class _WuRetrieval(Detector):
         hit = (cand == state.same_text(following)[None, :, None, :, None]).any(dim=-1) & valid[None, :, None, :]
         return hit.sum(dim=-1).permute(1, 0, 2)  # at most one hit per head and row
 
+    def gate_values(self, items: Sequence[ScoredExample], responses: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """``(value [n], counted [n])`` of the gate (:func:`rhlens.scoring.rouge_gate.gate_counted`)."""
+        return gate_counted(items, responses, self.rouge_gate, self.gate)
+
     def finish(self, model: Model, items: Sequence[ScoredExample], values: Tensor, responses: list[str]) -> HeadScores:
         """Score = hits / answer-span tokens, gated; warns (``UserWarning``) when no example passes
         the gate, naming the first responses."""
@@ -129,11 +134,11 @@ class _WuRetrieval(Detector):
         hits = values.long()
         answer_tokens = torch.tensor([it.n_answer for it in items], dtype=torch.long)
         per_example = (hits.double() / answer_tokens.double()[:, None, None]).float()
-        rouge, counted = gate_counted(items, responses, self.rouge_gate, self.gate)
+        rouge, counted = self.gate_values(items, responses)
         if self.rouge_gate is not None and not bool(counted.any()):
             warn_none_counted(items, responses, rouge, self.rouge_gate)
         meta = {
-            "detector": self.name, "method": self.method, "top_k": self.top_k,
+            "detector": self.name, "method": self.method, "rule": self.rule, "top_k": self.top_k,
             "max_new_tokens": self.max_new_tokens if self.decodes else None, "rouge_gate": self.rouge_gate,
             "gate": self.gate,
             "n_layers": arch.n_layers, "n_heads": arch.n_heads, "n_kv_heads": arch.n_kv_heads, "model_kind": arch.kind,

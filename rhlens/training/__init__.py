@@ -17,24 +17,25 @@ Modules, one job each:
 - :mod:`rhlens.training.loop`: :func:`train` and its steps.
 - :mod:`rhlens.training.context_length`: :func:`extend_context`.
 
-:func:`train` is public as ``rhlens.train``.
+:func:`train` is public as ``rhlens.train``. Names load lazily, so the trainer's options
+(:data:`rhlens.training.config.TRAINABLE`) can be read without loading torch.
 """
 
 
-from rhlens.training.checkpoint import latest_checkpoint, list_checkpoints
-from rhlens.training.config import TrainConfig
-from rhlens.training.context_length import extend_context
-from rhlens.training.lora import apply_lora, merge_lora
-from rhlens.training.loop import NonFiniteLossError, TrainResult, train
+from rhlens._lazy import lazy_exports as _lazy_exports
 
-__all__ = [
-    "NonFiniteLossError",
-    "TrainConfig",
-    "TrainResult",
-    "apply_lora",
-    "extend_context",
-    "latest_checkpoint",
-    "list_checkpoints",
-    "merge_lora",
-    "train",
-]
+_EXPORTS: dict[str, str] = {
+    "NonFiniteLossError": "rhlens.training.loop",
+    "TrainConfig": "rhlens.training.config",
+    "TrainResult": "rhlens.training.loop",
+    "apply_lora": "rhlens.training.lora",
+    "extend_context": "rhlens.training.context_length",
+    "latest_checkpoint": "rhlens.training.checkpoint",
+    "list_checkpoints": "rhlens.training.checkpoint",
+    "merge_lora": "rhlens.training.lora",
+    "train": "rhlens.training.loop",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals())

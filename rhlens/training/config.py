@@ -15,7 +15,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, no_type_check
+from typing import Any, Literal, get_args, no_type_check
 
 try:  # Python 3.11+
     import tomllib
@@ -23,7 +23,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 Trainable = Literal["all", "attention", "lora"]
-_TRAINABLE = ("all", "attention", "lora")
+TRAINABLE: tuple[str, ...] = get_args(Trainable)
 _PADDING = ("left", "right")
 _TRUNCATION = (None, "left")
 _EVAL_METRICS = ("loss", "task")
@@ -169,8 +169,8 @@ class TrainConfig:
         self._check_types()
         if not self.lr > 0:
             raise bad("lr", "must be positive")
-        if self.trainable not in _TRAINABLE:
-            raise bad("trainable", f"use one of {_TRAINABLE}")
+        if self.trainable not in TRAINABLE:
+            raise bad("trainable", f"use one of {TRAINABLE}")
         if self.padding_side not in _PADDING:
             raise bad("padding_side", f"use one of {_PADDING}")
         if self.truncation not in _TRUNCATION:

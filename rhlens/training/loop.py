@@ -22,6 +22,7 @@ from torch import Tensor
 from rhlens.adapter.core import Model, model_device, model_kind
 from rhlens.adapter.fused import fused_attention
 from rhlens.encoding import EncodedExample
+from rhlens.files import hold_lock
 from rhlens.training import checkpoint as ckpt_io
 from rhlens.training import distributed as dist_utils
 from rhlens.training.config import TrainConfig
@@ -227,6 +228,18 @@ def _run_steps(run: TrainingRun) -> None:
     dist_utils.barrier(run.info)
 
 
+#: the lock file a run holds in its ``out_dir`` (:func:`rhlens.files.hold_lock`, as the study's)
+LOCK_FILE = ".rhlens_train.lock"
+
+
+def _folder_lock(out_dir: Path | None, is_main: bool) -> contextlib.AbstractContextManager[None]:
+    """The main process's hold on ``out_dir`` for the run: a second run into it is refused."""
+    if out_dir is None or not is_main:
+        return contextlib.nullcontext()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return hold_lock(out_dir / LOCK_FILE, f"out_dir {out_dir}")
+
+
 def train(
     model: Model,
     examples: Sequence[Any],
@@ -251,6 +264,8 @@ def train(
             ``resume``. The run's identity (model architecture, trajectory config, steps, data
             fingerprint) is recorded there in ``rhlens_run.json``; a folder that holds another
             run, or this run without ``config.resume``, is refused unless ``config.overwrite``.
+            The run holds a lock on the folder (``.rhlens_train.lock``, the operating system's, so
+            it goes with its process); a second run into the same folder meanwhile is refused.
         eval_fn: ``eval_fn(model) -> float | dict`` replacing the built-in evaluation (called in
             eval mode under ``torch.no_grad``).
         extra_loss: ``extra_loss(model, batch) -> scalar tensor`` added to each micro-batch's
@@ -272,6 +287,8 @@ def train(
             differing fields), or this run while ``resume`` and ``overwrite`` are both off.
         rhlens.training.checkpoint.DamagedCheckpointError: resuming, and no checkpoint is intact
             (a damaged newest one is skipped with a warning; resume goes on from an older one).
+        rhlens.files.FolderInUseError: another run is training into ``out_dir`` now (naming its
+            process id, host and start time); nothing was written.
         NonFiniteLossError: the loss became NaN/inf (naming the step; the last checkpoint stays).
 
     >>> import rhlens
@@ -292,8 +309,9 @@ def train(
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
     run.info = dist_utils.setup(model_device(model).type if config.device is None else torch.device(config.device).type)
     try:
-        start_run(run, plan)
-        _run_steps(run)
+        with _folder_lock(out_dir, run.info.is_main):
+            start_run(run, plan)
+            _run_steps(run)
         return TrainResult(
             loss_curve=run.loss_curve, eval_curve=run.eval_curve, final_checkpoint=run.last_ckpt if out_dir else None,
             steps=run.total_steps, tokens_seen=run.tokens_seen, lr_curve=run.lr_curve,

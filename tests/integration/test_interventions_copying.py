@@ -7,6 +7,7 @@ import torch
 
 from rhlens.adapter import count_hooks, forward, hook_name, hooks
 from rhlens.encoding import pad_left
+from rhlens.evaluation import evaluate
 from rhlens.heads import Head
 from rhlens.interventions import knockout, knockout_effect
 from rhlens.models import tiny_llama, word_level_tokenizer
@@ -68,7 +69,7 @@ def copier():
 
 def test_copying_head_found_by_knockout(copier):
     model, examples = copier
-    base = knockout_effect(model, examples, [], metric="logprob", progress=False).baseline
+    base = evaluate(model, examples, metric="logprob", progress=False)
     assert base.score > -0.1  # the model copies
     deltas = {
         Head(0, h): knockout_effect(model, examples, [Head(0, h)], metric="logprob", baseline=base, progress=False).delta

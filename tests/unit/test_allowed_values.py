@@ -12,8 +12,11 @@ import pytest
 
 import rhlens.tasks
 from rhlens import cli
+from rhlens.dtypes import DTYPE_NAMES
 from rhlens.interventions.options import KNOCKOUT_MODES, KNOCKOUT_SCOPES, PATCH_POSITIONS
 from rhlens.tasks import TASKS, studied_tasks, task_names
+from rhlens.tools.study.sections import PRESETS
+from rhlens.training.config import TRAINABLE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,9 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 LISTS = {
     "tasks": (set(TASKS), 3, [], ("rhlens", "tests")),
     "score methods": ({"decode", "forced"}, 2, ["rhlens/scoring/answer_spans.py"], ("rhlens",)),
+    "score rules": ({"rhlens", "wu-literal"}, 2, ["rhlens/scoring/answer_spans.py"], ("rhlens",)),
+    "score gates": ({"rouge", "exact"}, 2, ["rhlens/scoring/rouge_gate.py"], ("rhlens",)),
     "knockout modes": (set(KNOCKOUT_MODES), 3, ["rhlens/interventions/options.py"], ("rhlens",)),
     "knockout scopes": (set(KNOCKOUT_SCOPES), 2, ["rhlens/interventions/options.py"], ("rhlens",)),
     "patch positions": (set(PATCH_POSITIONS), 3, ["rhlens/interventions/options.py"], ("rhlens", "tests")),
+    "weight dtypes": (set(DTYPE_NAMES), 3, ["rhlens/dtypes.py"], ("rhlens",)),
+    "trainable modes": (set(TRAINABLE), 2, ["rhlens/training/config.py"], ("rhlens",)),
+    "study presets": (set(PRESETS), 2, ["rhlens/tools/study/sections.py"], ("rhlens",)),
 }
 
 
@@ -93,3 +101,25 @@ def test_a_patching_position_the_study_accepts_is_one_the_library_accepts():
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["patch", "--source", "a", "--target", "b", "--examples", "e.jsonl",
                                        "--out", "o", "--positions", "last"])
+
+
+
+def test_dtype_trainable_and_preset_names_come_from_their_owner():
+    """Issue 20: the dtype names, the trainable modes and the presets were each written twice (the CLI,
+    the study config); now the CLI and the config take the owner's list, and a preset is a shipped file."""
+    from dataclasses import replace
+
+    from rhlens.tools.study import StudyConfig
+
+    shipped = sorted(p.stem.removeprefix("study_") for p in (REPO / "rhlens" / "recipes").glob("study_*.toml"))
+    assert sorted(PRESETS) == shipped
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    choices = {(cmd, a.dest): tuple(a.choices) for cmd, p in sub.items() for a in p._actions if a.choices}
+    assert choices[("study", "preset")] == PRESETS
+    assert {v for (cmd, dest), v in choices.items() if dest == "dtype"} == {DTYPE_NAMES}
+    smoke = StudyConfig.preset("smoke")
+    with pytest.raises(ValueError, match=r"\[model\] dtype='float64': use one of float32, bfloat16, float16"):
+        smoke.replace(model=replace(smoke.model, dtype="float64"))
+    with pytest.raises(ValueError, match=r"\[finetune\] trainable='heads': use one of all, attention, lora"):
+        smoke.replace(finetune=replace(smoke.finetune, trainable="heads"))

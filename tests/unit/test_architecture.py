@@ -28,7 +28,7 @@ HOOK_STRING = re.compile(r"(^|[^\w])blocks\.|\bhook_(z|pattern|q|k|v|rot_q|rot_k
 
 # Bottom to top; a module may import its own layer or a lower one. README's "Layout" table says the same.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", ["rhlens.version", "rhlens._lazy", "rhlens.files", "rhlens.progress", "rhlens.heads", "rhlens.stats"]),
+    ("foundation", ["rhlens.version", "rhlens.dtypes", "rhlens._lazy", "rhlens.files", "rhlens.progress", "rhlens.heads", "rhlens.stats"]),
     ("tasks and figures", ["rhlens.tasks", "rhlens.plot"]),
     ("adapter", ["rhlens.adapter"]),
     ("models", ["rhlens.models", "rhlens.stopping", "rhlens.encoding"]),

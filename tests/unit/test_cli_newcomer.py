@@ -112,3 +112,24 @@ def test_scores_prints_the_real_file_names(tmp_path, capsys):
     assert set(written["methods"]) == {"decode", "forced"}
     for name in ("decode.safetensors", "decode.wu.json", "forced.safetensors", "forced.wu.json", "heatmap.html"):
         assert (tmp_path / "s" / name).is_file()
+
+
+def test_every_option_says_its_default_once():
+    """Help said "(default mdqa: ...) (default: mdqa)", "(default: every head over 0.1) (default: None)"
+    and "(default: False)" on flags; now each option with a value says its default exactly once."""
+    import argparse
+
+    parser = build_parser()
+    for name, command in parser._subparsers._group_actions[0].choices.items():  # type: ignore[union-attr]
+        formatter = command._get_formatter()
+        for action in command._actions:
+            if not action.option_strings or action.help is argparse.SUPPRESS:
+                continue
+            assert action.help, f"rhlens {name} {action.option_strings[-1]} has no help"
+            text = " ".join(formatter._expand_help(action).split()) if "%" in formatter._get_help_string(action) \
+                else " ".join(formatter._get_help_string(action).split())
+            where = f"rhlens {name} {action.option_strings[-1]}: {text!r}"
+            assert text.count("default") <= 1, where
+            assert "(default: None)" not in text and "(default: False)" not in text, where
+            if action.nargs != 0 and action.default not in (None, argparse.SUPPRESS):
+                assert "default" in text, where

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from rhlens.models.finite import warn_non_finite
 from rhlens.models.hf.folder import (
     BIN_FILE,
     BIN_INDEX,
@@ -75,7 +76,8 @@ def read_hf_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint folder's weight files, keyed as in the files. Never unpickles.
 
     Safetensors files are read with ``safetensors.torch.load_file``; ``.bin`` files with
-    ``torch.load(..., weights_only=True)`` (plain tensors only).
+    ``torch.load(..., weights_only=True)`` (plain tensors only). Tensors holding NaN or inf are
+    named in a :class:`rhlens.models.finite.NonFiniteWeightsWarning`.
     """
     from safetensors.torch import load_file
 
@@ -90,6 +92,7 @@ def read_hf_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"cannot read weights from {file}: {exc}. Re-save the checkpoint as safetensors.") from None
         if not isinstance(part, dict):
             raise CheckpointError(f"{file} does not hold a flat name -> tensor mapping")
+        warn_non_finite(part, file, stacklevel=4)
         out.update(part)
     return out
 

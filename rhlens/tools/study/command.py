@@ -11,11 +11,12 @@ ALL_TASKS = "all"
 def add_study_parser(sub: Any, add_progress: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``rhlens study`` command and its options (``add_progress``: the CLI's progress flags)."""
     from rhlens.tasks import studied_tasks  # torch-free: the tasks with a real-data loader
+    from rhlens.tools.study.sections import PRESETS  # torch-free
 
     s = sub.add_parser("study", help="the paper's whole pipeline: fine-tunes, scores, compare, knockout, patching, report")
     src = s.add_mutually_exclusive_group()
-    src.add_argument("--preset", choices=("tiny", "smoke", "paper"), default=None,
-                     help="a shipped config (default tiny: the embedded base, ~15 min on a laptop CPU)")
+    src.add_argument("--preset", choices=PRESETS, default=None,
+                     help="a shipped config (default: tiny, the embedded base, ~15 min on a laptop CPU)")
     src.add_argument("--config", type=Path, default=None, help="your study TOML (keys as in rhlens/recipes/study_tiny.toml)")
     s.add_argument("--task", choices=(*studied_tasks(), ALL_TASKS), default=None,
                    help="study only this task (all: every task with a real-data format)")

@@ -21,7 +21,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from rhlens.dtypes import DTYPE_NAMES
 from rhlens.interventions.options import KNOCKOUT_MODES, PATCH_POSITIONS
+from rhlens.training.config import TRAINABLE
 
 # EMBEDDED and PRESETS are imported from here elsewhere (rhlens.cli, rhlens.tools.study.stages)
 from rhlens.tools.study.sections import (  # noqa: F401
@@ -36,7 +38,9 @@ from rhlens.tools.study.sections import (  # noqa: F401
     ModelSection,
     PatchingSection,
     ScoresSection,
+    score_gates,
     score_methods,
+    score_rules,
     study_tasks,
 )
 
@@ -192,7 +196,7 @@ class StudyConfig:
 
     # ---- validation ----------------------------------------------------------------------------
     def _check(self) -> None:
-        from rhlens.tasks import VARIANTS
+        from rhlens.tasks.generators.common import QUESTION_FORMS, VARIANTS
 
         d, s = self.data, self.scores
 
@@ -200,15 +204,14 @@ class StudyConfig:
             if not ok:
                 raise ValueError(f"{key}={value!r}: {why}")
 
-        tasks, methods = study_tasks(), score_methods()
+        tasks = study_tasks()
         need(bool(self.tasks), "tasks", self.tasks, "name at least one task")
         for t in self.tasks:
             need(t in tasks, "tasks", self.tasks, f"each task must be one of {tasks} (the tasks with a real-data loader)")
         need(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "a task is listed twice")
         need(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds) and all(s >= 0 for s in self.seeds),
              "seeds", self.seeds, "give one or more distinct non-negative seeds")
-        need(self.model.dtype in ("float32", "bfloat16", "float16"), "[model] dtype", self.model.dtype,
-             "use float32, bfloat16 or float16")
+        need(self.model.dtype in DTYPE_NAMES, "[model] dtype", self.model.dtype, f"use one of {', '.join(DTYPE_NAMES)}")
         need(self.model.n_ctx >= 0, "[model] n_ctx", self.model.n_ctx, "must be 0 (keep) or positive")
         need(self.model.rotary_base >= 0, "[model] rotary_base", self.model.rotary_base, "must be 0 (keep) or positive")
         need(self.model.n_ctx == 0 or self.model.n_ctx >= d.context_tokens, "[model] n_ctx", self.model.n_ctx,
@@ -221,6 +224,7 @@ class StudyConfig:
         need(d.n_limited <= d.n_train, "[data] n_limited", d.n_limited, f"must not exceed n_train={d.n_train}")
         need(d.n_docs >= 0, "[data] n_docs", d.n_docs, "must be 0 (generator default) or positive")
         need(d.real_variant in VARIANTS, "[data] real_variant", d.real_variant, f"use one of {VARIANTS}")
+        need(d.real_question in QUESTION_FORMS, "[data] real_question", d.real_question, f"use one of {QUESTION_FORMS}")
         need(bool(d.variants), "[data] variants", d.variants, "name at least one synthetic variant")
         for v in d.variants:
             need(v in VARIANTS, "[data] variants", d.variants, f"each must be one of {VARIANTS}")
@@ -241,8 +245,7 @@ class StudyConfig:
         need(ft.lr > 0, "[finetune] lr", ft.lr, "must be positive")
         need(ft.warmup_steps >= 0 and ft.save_every >= 0, "[finetune] warmup_steps/save_every",
              (ft.warmup_steps, ft.save_every), "must be 0 or more")
-        need(ft.trainable in ("all", "attention", "lora"), "[finetune] trainable", ft.trainable,
-             "use all, attention or lora")
+        need(ft.trainable in TRAINABLE, "[finetune] trainable", ft.trainable, f"use one of {', '.join(TRAINABLE)}")
         need(bool(ft.lora_targets) and set(ft.lora_targets) <= set("qkvo"), "[finetune] lora_targets",
              ft.lora_targets, "use a non-empty subset of q, k, v, o")
         need(ft.batch_size % ft.grad_accum_steps == 0, "[finetune] batch_size", ft.batch_size,
@@ -250,8 +253,7 @@ class StudyConfig:
         need(1 <= self.evaluate.max_new_tokens <= d.answer_tokens, "[evaluate] max_new_tokens",
              self.evaluate.max_new_tokens, f"must lie in 1..[data] answer_tokens={d.answer_tokens}")
         need(self.evaluate.batch_size >= 1, "[evaluate] batch_size", self.evaluate.batch_size, "must be at least 1")
-        need(bool(s.methods) and all(m in methods for m in s.methods) and len(set(s.methods)) == len(s.methods),
-             "[scores] methods", s.methods, f"use a non-empty list of distinct {methods}")
+        _check_score_options(s, need)
         need(1 <= s.max_new_tokens <= d.answer_tokens, "[scores] max_new_tokens", s.max_new_tokens,
              f"must lie in 1..[data] answer_tokens={d.answer_tokens}")
         need(0 <= s.threshold < 1, "[scores] threshold", s.threshold, "must lie in [0, 1)")
@@ -270,6 +272,18 @@ class StudyConfig:
              f"use one of {PATCH_POSITIONS}")
         need(self.estimate.flops_per_second > 0, "[estimate] flops_per_second", self.estimate.flops_per_second,
              "must be positive")
+
+
+def _check_score_options(s: ScoresSection, need: Any) -> None:
+    """``[scores]`` methods, rule and gate: values :func:`rhlens.retrieval_scores` accepts together."""
+    methods = score_methods()
+    need(bool(s.methods) and all(m in methods for m in s.methods) and len(set(s.methods)) == len(s.methods),
+         "[scores] methods", s.methods, f"use a non-empty list of distinct {methods}")
+    need(s.rule in score_rules(), "[scores] rule", s.rule, f"use one of {score_rules()}")
+    need(s.gate in score_gates(), "[scores] gate", s.gate, f"use one of {score_gates()}")
+    need(s.rule != "wu-literal" or (tuple(s.methods), s.gate) == (("decode",), "rouge"), "[scores] rule", s.rule,
+         "reproduces Wu et al.'s code, which decodes and gates with ROUGE: set methods = [\"decode\"] and gate = "
+         "\"rouge\" with it")
 
 
 def preset_path(name: str) -> Path:

@@ -103,9 +103,9 @@ def add_detectors_arguments(d: argparse.ArgumentParser, generate_hint: str) -> N
     d.add_argument("--n-random", type=at_least(0), default=3, help="random head sets per k (outside every detector's top k)")
     d.add_argument("--n-boot", type=at_least(0), default=200, help="bootstrap draws over examples for the intervals")
     d.add_argument("--max-new-tokens", type=at_least(1), default=32, help="Wu's decoding budget (decode)")
-    d.add_argument("--batch-size", type=at_least(1), default=8)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="cpu")
+    d.add_argument("--batch-size", type=at_least(1), default=8, help="examples per forward pass")
+    d.add_argument("--seed", type=int, default=0, help="seed of the knockout curves' random head sets")
+    d.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:0 ...")
     d.add_argument("--out", type=Path, required=True, help="results folder (new or empty, or --overwrite)")
     d.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
 

@@ -60,7 +60,7 @@ def save_method_scores(model: Any, examples: Sequence[Any], methods: Sequence[st
                        threshold: float, top_k: int | None = None,
                        **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Retrieval scores of every head by each of ``methods`` (:func:`rhlens.retrieval_scores` with
-    ``options``: ``max_new_tokens``, ``batch_size``, ``progress``, ``rouge_gate``), each saved as
+    ``options``: ``max_new_tokens``, ``batch_size``, ``progress``, ``rouge_gate``, ``gate``, ``rule``), each saved as
     the relative paths ``files_of(method) -> (scores .safetensors, Wu et al.'s .wu.json)`` under
     ``path_of(relative) -> Path``; what ``rhlens scores`` and the study's scores stage both write.
 
@@ -96,9 +96,9 @@ def run_scores(model_dir: "str | Path", examples_file: "str | Path", out: Path, 
                methods: Sequence[str] = ("decode",),
                n: int | None = None, max_new_tokens: int = 50, threshold: float = 0.1, batch_size: int = 8,
                device: str = "cpu", dtype: str = "float32", progress: bool = True,
-               rouge_gate: float | None = 0.5) -> dict[str, Any]:
+               rouge_gate: float | None = 0.5, gate: str = "rouge", rule: str = "rhlens") -> dict[str, Any]:
     """Retrieval scores of every head: ``scores.json``, ``<method>.safetensors``, ``<method>.wu.json``
-    (Wu et al.'s format) and ``heatmap.html`` per method (``rouge_gate``: as in
+    (Wu et al.'s format) and ``heatmap.html`` per method (``rouge_gate``, ``gate``, ``rule``: as in
     :func:`rhlens.retrieval_scores`)."""
     model = load_folder(model_dir, device=device, dtype=dtype)
     examples = load_examples(examples_file, n)
@@ -108,9 +108,9 @@ def run_scores(model_dir: "str | Path", examples_file: "str | Path", out: Path, 
                                           files_of=lambda m: (f"{m}.safetensors", f"{m}.wu.json"),
                                           path_of=lambda rel: out / rel, threshold=threshold,
                                           max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                                          rouge_gate=rouge_gate)
+                                          rouge_gate=rouge_gate, gate=gate, rule=rule)
     summary: dict[str, Any] = {"model": str(model_dir), "examples": str(examples_file), "n_examples": len(examples),
-                               "threshold": threshold, "methods": records}
+                               "threshold": threshold, "rule": rule, "gate": gate, "methods": records}
     figures = [(f"Retrieval scores ({method})", plot.head_heatmap(scores.scores, title=f"{model_dir}: {method}"))
                for method, scores in results.items()]
     plot.write_html(figures, out / "heatmap.html", title="rhlens scores",

@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from rhlens.files import file_digest
 from rhlens.progress import progress_bar
+from rhlens.tasks.generators.common import QUESTION_TASKS
 from rhlens.tools.study.config import EMBEDDED, PRESETS, StudyConfig
 from rhlens.tools.study.folder import RunFolder
 from rhlens.tools.study.layout import Layout
@@ -41,8 +42,13 @@ from rhlens.tools.study.stages import REAL, STAGES, StageRunner, Unit
 
 #: config keys that change no result: editing them resumes the same study
 COSMETIC = ("name", "estimate")
-#: CPU seconds to generate and fit-check one example at 256 tokens (the tiny study's 6,050: 30 s)
-DATA_SECONDS_PER_EXAMPLE = 0.005
+#: CPU seconds (one thread) to generate and fit-check one example per 256 context tokens. Measured by
+#: ``bench/bench_data_generation.py`` (the data stage's own ``build_sets``, base tokenizer): the tiny
+#: preset's 6,050 examples took 39.0 s of CPU (6.4 ms each; 5.5-7.2 ms for every task at 256 tokens,
+#: 6.1 ms per 256 at 512); ``generate`` alone at 32K tokens takes 0.83-0.99 s (6.5-7.7 ms per 256, so
+#: the paper preset's data are about as dear per token). Wall time on a loaded machine is longer: a
+#: tiny study's data record read 253 s with other processes holding both cores.
+DATA_SECONDS_PER_EXAMPLE = 0.007
 
 
 def _versions() -> dict[str, str]:
@@ -162,7 +168,9 @@ class Study(StageRunner):
         for task in cfg.tasks:
             files = cfg.real_files(task)
             if files is None:
-                notes.append(f"{task}: real data generated ({cfg.data.real_variant} variant)")
+                asks = (", questions in the held-out paraphrase form" if cfg.data.real_question == "paraphrase"
+                        and task in QUESTION_TASKS else "")
+                notes.append(f"{task}: real data generated ({cfg.data.real_variant} variant{asks})")
                 continue
             for kind, path in files.items():
                 if not path.is_file():

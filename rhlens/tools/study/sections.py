@@ -24,6 +24,20 @@ def score_methods() -> tuple[str, ...]:
     return tuple(METHODS)
 
 
+def score_rules() -> tuple[str, ...]:
+    """The retrieval-score rules (:func:`rhlens.retrieval_scores`' ``rule``)."""
+    from rhlens.scoring.answer_spans import RULES
+
+    return tuple(RULES)
+
+
+def score_gates() -> tuple[str, ...]:
+    """The retrieval-score gates (:func:`rhlens.retrieval_scores`' ``gate``)."""
+    from rhlens.scoring.rouge_gate import GATES
+
+    return tuple(GATES)
+
+
 @dataclass(frozen=True)
 class ModelSection:
     """``[model]``: the base every training set fine-tunes a copy of.
@@ -63,6 +77,11 @@ class DataSection:
         (``rhlens.tasks.loaders``); relative paths are relative to the working folder. Examples that
         do not fit ``context_tokens`` are dropped (counted in the results).
     n_docs: documents per generated MDQA / MuSiQue / SummHay prompt (0: the generator's default).
+    real_question: how the generated real stand-in asks (MDQA and NIAH; ignored with real files):
+        ``"template"``, the relation's question as in every synthetic set, or ``"paraphrase"``, a
+        held-out form (``What is the country of Turin?`` for ``In which country is Turin?``) that
+        no synthetic set uses, so the real stand-in differs from every synthetic set as real
+        questions differ from templated ones.
     """
 
     context_tokens: int = 256
@@ -74,6 +93,7 @@ class DataSection:
     variants: tuple[str, ...] = ("realistic-filler", "fictional", "fictional-filler", "symbolic")
     real_files: dict = field(default_factory=dict)
     n_docs: int = 0
+    real_question: str = "template"
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,9 @@ class ScoresSection:
     detectors: head detectors compared on the real-data model (the ``detectors`` stage: agreement
         and knockout curves, :func:`rhlens.compare_detectors`); empty: the stage is skipped. Names
         from ``decode, forced, attention_mass, query_focus, attribution``.
+    rule: ``"rhlens"`` (the documented rule) or ``"wu-literal"`` (Wu et al.'s code to the letter,
+        ``methods = ["decode"]`` only; :func:`rhlens.retrieval_scores`).
+    gate: what the ROUGE gate measures: ``"rouge"`` (Wu et al.) or ``"exact"`` (SQuAD exact match).
     """
 
     methods: tuple[str, ...] = field(default_factory=score_methods)
@@ -134,6 +157,8 @@ class ScoresSection:
     top_k: int = 10
     batch_size: int = 8
     detectors: tuple[str, ...] = ()
+    rule: str = "rhlens"
+    gate: str = "rouge"
 
 
 @dataclass(frozen=True)

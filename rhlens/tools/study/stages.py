@@ -128,7 +128,7 @@ class StageRunner:
         records, _ = save_method_scores(
             model, examples, s.methods, path_of=self.folder.file, threshold=s.threshold, top_k=s.top_k,
             files_of=lambda m: (Layout.scores_file(unit.task, unit.model, m), Layout.wu_json(unit.task, unit.model, m)),
-            max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=self.progress)
+            max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, progress=self.progress, rule=s.rule, gate=s.gate)
         return {"methods": records}
 
     def _compare(self, unit: Unit) -> dict[str, Any]:
@@ -235,7 +235,8 @@ class StageRunner:
         exclude = control_exclusion(src | tgt, scores=[src_scores, tgt_scores], threshold=cfg.scores.threshold,
                                     n_total=src_scores.n_layers * src_scores.n_heads, what="the study's patching")
         table = patching_table(source, target, examples, src, tgt, k=None, positions=p.positions,
-                               n_random=p.n_random, seed=cfg.seed, exclude=exclude, **kw)
+                               n_random=p.n_random, seed=cfg.seed, exclude=exclude,
+                               baseline=self._intact(unit.task, unit.model, len(examples)), **kw)
         source_score = self._intact(unit.task, REAL, len(examples)).score  # evaluated once, by its evaluate unit
         rows = {}
         for row in table.rows:

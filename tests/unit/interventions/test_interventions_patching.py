@@ -68,9 +68,9 @@ def test_chunked_patching_equals_one_pass(make_model, examples):
     torch.testing.assert_close(chunked.patched.per_example, one.patched.per_example, rtol=1e-5, atol=1e-4)
 
 
-def test_empty_patch_in_generation_matches_plain_greedy(make_model, examples):
-    source, target = make_model(seed=1), make_model(seed=2)
-    res = patch_heads(source, target, examples, [], max_new_tokens=4, batch_size=3, chunk_size=5, progress=False)
+def test_patch_from_an_identical_model_in_generation_matches_plain_greedy(make_model, examples):
+    source, target = make_model(seed=2), make_model(seed=2)
+    res = patch_heads(source, target, examples, all_heads(target), max_new_tokens=4, batch_size=3, chunk_size=5, progress=False)
     assert res.patched.predictions == res.baseline.predictions
 
 

@@ -4,9 +4,9 @@ its unpatched result as ``baseline=``, like knockout_effect (one spelling)."""
 import pytest
 import torch
 
-from rhlens.evaluation import EvalResult, RunOptions
+from rhlens.evaluation import EvalResult, RunOptions, evaluate
 from rhlens.heads import HeadSet
-from rhlens.interventions import knockout_effect, patch_heads
+from rhlens.interventions import patch_heads
 from rhlens.interventions.results import BeforeAfter, KnockoutEffect, PatchResult, PatchSweep
 
 
@@ -30,7 +30,7 @@ def test_knockout_patch_and_sweep_share_the_before_after_base():
 def test_patch_heads_reuses_a_given_baseline(make_model, examples):
     source, target = make_model(seed=1), make_model(seed=2)
     opts = RunOptions(metric="logprob", progress=False)
-    intact = knockout_effect(target, examples, [], options=opts).baseline
+    intact = evaluate(target, examples, options=opts)
     given = patch_heads(source, target, examples, ["L0H1"], baseline=intact, options=opts)
     computed = patch_heads(source, target, examples, ["L0H1"], options=opts)
     assert given.baseline is intact

@@ -51,6 +51,25 @@ def test_patching_table(make_model, examples):
         patching_table(source, target, examples, src_scores, tgt_scores)
 
 
+def test_patching_table_reuses_a_given_baseline(make_model, examples):
+    from rhlens import evaluate
+
+    source, target = make_model(seed=1), make_model(seed=2)
+    src_scores = torch.tensor([[0.9, 0.8, 0.0, 0.0], [0.7, 0.0, 0.0, 0.1]])
+    tgt_scores = torch.tensor([[0.9, 0.0, 0.0, 0.0], [0.8, 0.0, 0.5, 0.0]])
+    kw = dict(k=3, metric="logprob", progress=False)
+    fresh = patching_table(source, target, examples, src_scores, tgt_scores, **kw)
+    intact = evaluate(target, examples, metric="logprob", progress=False)
+    reused = patching_table(source, target, examples, src_scores, tgt_scores, baseline=intact, **kw)
+    assert reused.deltas.tolist() == pytest.approx(fresh.deltas.tolist(), abs=1e-6)
+    shifted = evaluate(target, examples, metric="logprob", progress=False)
+    shifted.per_example += 1.0  # a baseline the table did not compute is the one it subtracts
+    moved = patching_table(source, target, examples, src_scores, tgt_scores, baseline=shifted, **kw)
+    assert moved["intersection"].delta == pytest.approx(fresh["intersection"].delta - 1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="patching_table: baseline has"):
+        patching_table(source, target, examples[:-1], src_scores, tgt_scores, baseline=intact, **kw)
+
+
 def test_table_from_head_sets_and_dataframe(make_model, examples):
     pd = pytest.importorskip("pandas")
     source, target = make_model(seed=1), make_model(seed=2)

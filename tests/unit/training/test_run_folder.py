@@ -2,20 +2,24 @@
 detected (checksums) and resume falls back to the newest intact one."""
 
 import json
+import os
 
 import pytest
 import torch
 
 from rhlens.training import TrainConfig, latest_checkpoint, train
 from rhlens.training import checkpoint as ck
+from rhlens.files import FolderInUseError
+from rhlens.training.loop import LOCK_FILE
 from rhlens.training.run_folder import RunFolderError
 
 FAST = dict(progress=False, batch_size=4, lr=3e-3, warmup_steps=2, weight_decay=0.01)
 
 
 def _snapshot(out_dir):
-    """Every file under ``out_dir`` -> its bytes."""
-    return {p.relative_to(out_dir).as_posix(): p.read_bytes() for p in sorted(out_dir.rglob("*")) if p.is_file()}
+    """Every file under ``out_dir`` -> its bytes (but the lock file, which names its latest holder)."""
+    files = (p for p in sorted(out_dir.rglob("*")) if p.is_file() and p.name != LOCK_FILE)
+    return {p.relative_to(out_dir).as_posix(): p.read_bytes() for p in files}
 
 
 def _weights(model):
@@ -41,6 +45,26 @@ def test_train_refuses_foreign_out_dir(build_model, examples, tmp_path):
     assert json.loads((tmp_path / "rhlens_run.json").read_text())["identity"]["config"]["lr"] == 0.01
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == [1, 2, 3, 4] and [r["lr"] for r in logged] == replaced.lr_curve
+
+
+def test_a_second_run_into_a_folder_in_training_is_refused(build_model, examples, tmp_path):
+    """Issue 22 item 4: while one run trains into ``out_dir``, a second one into it (even with
+    ``overwrite=True``, which would delete the first one's checkpoints) is refused, naming the holder."""
+    refused = []
+
+    def second_run(model, batch):
+        if not refused:
+            before = _snapshot(tmp_path)
+            with pytest.raises(FolderInUseError, match=rf"out_dir {tmp_path} is in use by another process \(pid {os.getpid()} ") as err:
+                train(build_model(), examples, TrainConfig(steps=2, overwrite=True, **FAST), out_dir=tmp_path)
+            refused.append(err.value)
+            assert _snapshot(tmp_path) == before
+        return torch.zeros(())
+
+    first = train(build_model(), examples, TrainConfig(steps=4, save_every=2, **FAST), out_dir=tmp_path, extra_loss=second_run)
+    assert len(refused) == 1 and first.steps == 4 and first.final_checkpoint.is_dir()
+    again = train(build_model(), examples, TrainConfig(steps=4, save_every=2, resume=True, **FAST), out_dir=tmp_path)
+    assert again.steps == 4  # the lock went with the first run
 
 
 def test_resume_and_overwrite_resume_this_run_or_replace_another(build_model, examples, tmp_path):
