@@ -88,7 +88,8 @@ print(CHECKPOINT, sorted(p.name for p in Path(CHECKPOINT).iterdir()))
 # `load_hf_checkpoint` maps `config.json` to a `HookedTransformerConfig` without touching the
 # network, reads the weights (safetensors, sharded or not; `.bin` only as plain tensors) and the
 # fast tokenizer. `load_bridge` wraps the Hugging Face model itself in TransformerLens's
-# `TransformerBridge`. Neither ever runs code from the folder.
+# `TransformerBridge`. Neither ever runs code from the folder. (TransformerLens 4 has no
+# `HookedTransformer`: there `load_hf_checkpoint` boots a `TransformerBridge` too.)
 
 # %%
 model = rhlens.load_hf_checkpoint(CHECKPOINT)
