@@ -25,6 +25,7 @@ ValueError: .../out.json is not valid JSON (...); write it again
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import struct
@@ -33,7 +34,7 @@ import secrets
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 
 @contextlib.contextmanager
@@ -61,9 +62,60 @@ def atomic_path(path: "str | os.PathLike") -> Iterator[Path]:
             os.fsync(f.fileno())
         respect_umask(tmp)  # a writer that replaced the file (safetensors does) left it 0o600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise
+        reraise_naming(exc, path, "the file")
+
+
+def reraise_naming(exc: BaseException, path: "str | os.PathLike", what: str, kept: str = "") -> NoReturn:
+    """Raise :func:`write_error`'s error for ``exc`` (``exc`` itself when it is no unnamed I/O failure);
+    call it in the ``except`` block that caught ``exc``, after removing what the write left."""
+    named = write_error(exc, path, what, kept)
+    if named is exc:
+        raise exc
+    raise named from exc
+
+
+def write_error(exc: BaseException, path: "str | os.PathLike", what: str, kept: str = "") -> BaseException:
+    """What to raise when writing ``what`` at ``path`` failed with ``exc`` (after removing what the
+    write left behind): for an I/O failure that names no file (``write`` on a full disk raises
+    ``OSError(28)`` without one; ``safetensors`` raises ``SafetensorError("... I/O error: ...")``),
+    a :class:`WriteError` (an ``OSError``) naming ``path``, saying so when the disk is full; else ``exc``.
+
+    >>> err = write_error(OSError(28, "No space left on device"), "/data/run/model", "the model folder")
+    >>> print(err)  # doctest: +NORMALIZE_WHITESPACE
+    could not write the model folder /data/run/model: the disk is full (No space left on device); nothing
+    partial was left behind. Free space on the disk that holds /data/run, or write to another folder, and run again
+    >>> err.errno, write_error(KeyError("x"), "/p", "it")
+    (28, KeyError('x'))
+    """
+    text = str(exc)
+    if isinstance(exc, WriteError):  # a write inside this one failed: say it once, of the outer path
+        code, reason = exc.errno, exc.reason
+    elif isinstance(exc, OSError):
+        if exc.filename is not None:
+            return exc  # the error names its file already
+        code, reason = exc.errno, exc.strerror or text
+    elif type(exc).__name__ == "SafetensorError" and "I/O error" in text:
+        code, reason = (errno.ENOSPC if "os error 28" in text else None), text
+    else:
+        return exc
+    path = Path(path)
+    if code == errno.ENOSPC:
+        message = (f"could not write {what} {path}: the disk is full ({reason}); nothing partial was left behind{kept}. "
+                   f"Free space on the disk that holds {path.parent}, or write to another folder, and run again")
+    else:
+        message = f"could not write {what} {path}: {reason}; nothing partial was left behind{kept}"
+    return WriteError(message, code, reason)
+
+
+class WriteError(OSError):
+    """Writing a file or folder failed (:func:`write_error`): the message names the path; ``errno``
+    (``errno.ENOSPC`` for a full disk, else the cause's or ``None``) and ``reason`` are the cause's."""
+
+    def __init__(self, message: str, code: int | None, reason: str):
+        super().__init__(message)
+        self.errno, self.reason = code, reason
 
 
 def respect_umask(path: "str | os.PathLike") -> None:

@@ -126,7 +126,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
         ) from None
     from safetensors.torch import save_file
 
-    from rhlens.files import respect_umask
+    from rhlens.files import respect_umask, reraise_naming
 
     target = Path(path)
     if target.exists():
@@ -164,9 +164,9 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
             old = target.parent / f".{target.name}.old-{tag}"
             os.replace(target, old)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        reraise_naming(exc, target, "the model folder")
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return target

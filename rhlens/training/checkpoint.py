@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from rhlens.adapter.core import Model
 from rhlens.adapter.native import model_state, set_model_state
-from rhlens.files import respect_umask, write_json_atomic
+from rhlens.files import respect_umask, reraise_naming, write_json_atomic
 from rhlens.training.trainer_state import jsonable, join_optimizer_state, rng_state, set_rng_state, split_optimizer_state
 
 FORMAT = "rhlens-train-checkpoint"
@@ -170,6 +170,8 @@ def save_checkpoint(
     RNG states are added here, and ``checksums.json`` (SHA-256 of every file) is written last. An
     existing checkpoint of the same step is replaced with a warning when it belongs to the same
     run (or is damaged); one of another run (a different ``run_id``) raises ``FileExistsError``.
+    When a write fails (a full disk), the temporary folder is removed and the ``OSError`` names the
+    checkpoint (:func:`rhlens.files.reraise_naming`).
     """
     final = checkpoint_dir(out_dir, step)
     if final.exists():
@@ -178,6 +180,21 @@ def save_checkpoint(
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    try:
+        _write_checkpoint(tmp, final, step=step, model=model, model_state=model_state, optimizer=optimizer,
+                          scheduler=scheduler, state=state, lora_state=lora_state)
+    except BaseException as exc:  # a full disk, an interrupt: remove what this save wrote, name the checkpoint
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = "; the earlier checkpoints are intact (resume=True goes on from the newest)"
+        reraise_naming(exc, final, "the checkpoint", kept=kept)
+    _fsync_dir(final.parent)
+    return final
+
+
+def _write_checkpoint(tmp: Path, final: Path, *, step: int, model: Any, model_state: dict[str, torch.Tensor],
+                      optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any],
+                      lora_state: dict[str, torch.Tensor] | None) -> None:
+    """Write the checkpoint into ``tmp``, flush it, and rename it onto ``final``."""
     trainer = tmp / "trainer"
     trainer.mkdir(parents=True)
     save_model_files(tmp / MODEL_SUBDIR, model, model_state)
@@ -202,8 +219,6 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    return final
 
 
 def _check_replaceable(final: Path, run: str | None) -> None:

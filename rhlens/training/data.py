@@ -130,12 +130,23 @@ def prepare_examples(
     return encoded
 
 
+def torch_seed(value: int) -> int:
+    """``value`` as a seed torch takes (``[0, 2**64)``), by torch's own rule for negatives (a seed of
+    ``-1`` is ``2**64 - 1``), so any Python int seeds (``2**63 - 1`` and beyond) and every seed
+    torch took before seeds exactly as it did.
+
+    >>> torch_seed(3), torch_seed(-1) == 2**64 - 1, torch_seed((2**63 - 1) * 1_000_003) < 2**64
+    (3, True, True)
+    """
+    return int(value) % 2**64
+
+
 @functools.lru_cache(maxsize=4)
 def epoch_order(n_examples: int, epoch: int, *, seed: int, shuffle: bool) -> tuple[int, ...]:
     """The example indices of ``epoch`` in visiting order (cached: consecutive steps share it)."""
     if not shuffle:
         return tuple(range(n_examples))
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    gen = torch.Generator().manual_seed(torch_seed(int(seed) * 1_000_003 + int(epoch)))
     return tuple(torch.randperm(n_examples, generator=gen).tolist())
 
 

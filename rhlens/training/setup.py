@@ -23,7 +23,7 @@ from rhlens.training import checkpoint as ckpt_io
 from rhlens.training import distributed as dist_utils
 from rhlens.training import run_folder
 from rhlens.training.config import TrainConfig
-from rhlens.training.data import prepare_examples
+from rhlens.training.data import prepare_examples, torch_seed
 from rhlens.training.lora import apply_lora, load_lora_state_dict, lora_parameters
 from rhlens.training.run_log import MetricsLog, Progress
 from rhlens.training.optim import build_optimizer, build_scheduler
@@ -33,7 +33,7 @@ __all__ = ["TrainingRun", "plan_run", "start_run"]
 
 
 def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
+    torch.manual_seed(torch_seed(seed))
     random.seed(seed)
     np.random.seed(seed % 2**32)
 

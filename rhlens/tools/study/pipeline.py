@@ -41,8 +41,13 @@ from rhlens.tools.study.stages import REAL, STAGES, StageRunner, Unit
 
 #: config keys that change no result: editing them resumes the same study
 COSMETIC = ("name", "estimate")
-#: CPU seconds to generate and fit-check one example at 256 tokens (the tiny study's 6,050: 30 s)
-DATA_SECONDS_PER_EXAMPLE = 0.005
+#: CPU seconds (one thread) to generate and fit-check one example per 256 context tokens. Measured by
+#: ``bench/bench_data_generation.py`` (the data stage's own ``build_sets``, base tokenizer): the tiny
+#: preset's 6,050 examples took 39.0 s of CPU (6.4 ms each; 5.5-7.2 ms for every task at 256 tokens,
+#: 6.1 ms per 256 at 512); ``generate`` alone at 32K tokens takes 0.83-0.99 s (6.5-7.7 ms per 256, so
+#: the paper preset's data are about as dear per token). Wall time on a loaded machine is longer: a
+#: tiny study's data record read 253 s with other processes holding both cores.
+DATA_SECONDS_PER_EXAMPLE = 0.007
 
 
 def _versions() -> dict[str, str]:
