@@ -78,6 +78,7 @@ def test_dry_run_checks_paths_and_prints_plan_without_writing(tmp_path, capsys):
     assert main(["study", "--preset", "tiny", "--out", str(out), "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "dry run" in text and "estimated cost" in text and "finetune" in text
+    assert "mdqa: real data generated (realistic variant, questions in the held-out paraphrase form)" in text
     assert not out.exists()
 
 

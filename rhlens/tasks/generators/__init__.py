@@ -37,7 +37,8 @@ def generate(task: str, variant: str = "realistic", n: int = 1, *, context_token
         progress: a tqdm bar over the examples (generation takes minutes for
             tens of thousands of long examples).
         **knobs: task knobs (``n_docs``, ``hops``, ``n_citing``, ``key_chunks``,
-            ``value_chunks``, ``needle``), recorded in ``meta``.
+            ``value_chunks``, ``needle``; ``question_form``: ``"template"`` or ``"paraphrase"``, see
+            :data:`rhlens.tasks.generators.common.QUESTION_FORMS`), recorded in ``meta``.
 
     >>> exs = generate("mdqa", "fictional", n=2, context_tokens=64, seed=0)
     >>> len(exs), all(e.variant == "fictional" for e in exs)

@@ -53,6 +53,33 @@ def question_fact(spec: "ExampleSpec", rng, exclude):
     return rel, subject, kind, world.fact(rel, subject, obj)
 
 
+#: how a question asks about its fact (the ``question_form`` knob): ``template``, the relation's question
+#: (``In which country is Turin?``), which every generated training set uses; ``paraphrase``, a
+#: held-out form built from the relation's noun phrase (``What is the country of Turin?``), for a
+#: real-data stand-in whose questions no synthetic set phrases (symbolic facts have one form only)
+QUESTION_FORMS = ("template", "paraphrase")
+#: the tasks whose question the ``question_form`` knob phrases (MuSiQue nests phrases already; SummHay
+#: and key-value retrieval ask in one fixed form)
+QUESTION_TASKS = ("mdqa", "niah")
+
+
+def question_text(spec: "ExampleSpec", rel, subject: str) -> str:
+    """The question about ``rel`` of ``subject`` in the form the ``question_form`` knob names.
+
+    >>> from rhlens.tasks.world import RELATIONS
+    >>> spec = ExampleSpec("mdqa", "realistic", 64, None, 0, 0, None, False, None, {"question_form": "paraphrase"})
+    >>> country = next(r for r in RELATIONS if r.name == "country")
+    >>> question_text(spec, country, "Turin")
+    'What is the country of Turin?'
+    """
+    form = spec.knobs.get("question_form", "template")
+    if form == "template":
+        return rel.question.format(s=subject)
+    if form == "paraphrase":
+        return f"What is {rel.phrase.format(s=subject)}?"
+    raise ValueError(f"question_form={form!r} is not one of {QUESTION_FORMS}")
+
+
 def resolve_index(position, n: int, rng) -> int:
     """Document index for ``position``: None (random), an int index, or a depth fraction."""
     if position is None:

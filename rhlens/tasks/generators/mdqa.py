@@ -14,7 +14,7 @@ copies). ``position`` chooses the gold document (0-based index or depth fraction
 import random
 
 from rhlens.tasks.generators.common import (DocSpec, ExampleSpec, Generated, Needle, build_documents, haystack_stream,
-                                           question_fact, resolve_index)
+                                           question_fact, question_text, resolve_index)
 
 
 def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
@@ -41,7 +41,7 @@ def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
             doc = DocSpec(title, stream)
         titles.append(title)
         docs.append(doc)
-    question = rel.question.format(s=subject)
+    question = question_text(spec, rel, subject)
     r, n_tokens = build_documents(spec, docs, question, what="mdqa prompt")
     meta = spec.meta(n_docs=n_docs, gold_doc=gold, relation=rel.name, subject=subject,
                   n_tokens=n_tokens, doc_spans=r.doc_spans, titles=titles)

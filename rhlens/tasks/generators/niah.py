@@ -17,7 +17,7 @@ import random
 
 from rhlens.tasks import templates
 from rhlens.tasks.fitting import fit_length
-from rhlens.tasks.generators.common import ExampleSpec, Generated, haystack_stream, question_fact
+from rhlens.tasks.generators.common import ExampleSpec, Generated, haystack_stream, question_fact, question_text
 from rhlens.tasks.spans import find_word
 
 
@@ -32,7 +32,7 @@ def _needle(spec: ExampleSpec, rng, exclude):
         return sentence, question, answer, at
     rel, subject, _kind, fact = question_fact(spec, rng, exclude)
     exclude |= {subject, fact.answer}
-    return fact.text, rel.question.format(s=subject), fact.answer, (fact.start, fact.end)
+    return fact.text, question_text(spec, rel, subject), fact.answer, (fact.start, fact.end)
 
 
 def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:

@@ -196,7 +196,7 @@ class StudyConfig:
 
     # ---- validation ----------------------------------------------------------------------------
     def _check(self) -> None:
-        from rhlens.tasks import VARIANTS
+        from rhlens.tasks.generators.common import QUESTION_FORMS, VARIANTS
 
         d, s = self.data, self.scores
 
@@ -224,6 +224,7 @@ class StudyConfig:
         need(d.n_limited <= d.n_train, "[data] n_limited", d.n_limited, f"must not exceed n_train={d.n_train}")
         need(d.n_docs >= 0, "[data] n_docs", d.n_docs, "must be 0 (generator default) or positive")
         need(d.real_variant in VARIANTS, "[data] real_variant", d.real_variant, f"use one of {VARIANTS}")
+        need(d.real_question in QUESTION_FORMS, "[data] real_question", d.real_question, f"use one of {QUESTION_FORMS}")
         need(bool(d.variants), "[data] variants", d.variants, "name at least one synthetic variant")
         for v in d.variants:
             need(v in VARIANTS, "[data] variants", d.variants, f"each must be one of {VARIANTS}")

@@ -60,6 +60,7 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[st
     does not fit, or the file when too few real examples fit.
     """
     from rhlens.tasks import generate
+    from rhlens.tasks.generators.common import QUESTION_TASKS
 
     d, limit, budget = config.data, config.data.context_tokens, config.prompt_tokens
     knobs: dict[str, Any] = {"n_docs": d.n_docs} if d.n_docs and task != "kv" else {}
@@ -69,9 +70,9 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[st
     summary: dict[str, Any] = {"task": task, "context_tokens": limit, "prompt_budget": budget,
                                "answer_tokens": d.answer_tokens, "sets": {}, "dropped": {}, "sources": {}}
 
-    def generated(name: str, variant: str, n: int, seed: int) -> None:
+    def generated(name: str, variant: str, n: int, seed: int, extra: dict[str, Any] | None = None) -> None:
         examples = generate(task, variant, n, context_tokens=budget, tokenizer=tokenizer, seed=seed, progress=progress,
-                            **knobs)
+                            **knobs, **(extra or {}))
         lengths = [example_tokens(tokenizer, ex) for ex in examples]
         for i, n_tok in enumerate(lengths):
             if n_tok > limit:
@@ -81,12 +82,15 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[st
                 )
         sets[name], lengths_of[name] = examples, lengths
         summary["sets"][name] = _stats(lengths)
-        summary["sources"][name] = f"generated {task}/{variant}, seed {seed}"
+        form = f", {extra['question_form']} questions" if extra else ""
+        summary["sources"][name] = f"generated {task}/{variant}{form}, seed {seed}"
 
     files = config.real_files(task)
     if files is None:
-        generated("real_train", d.real_variant, d.n_train, seeds["real_train"])
-        generated("real_test", d.real_variant, d.n_test, seeds["real_test"])
+        # the real stand-in's question form (a held-out paraphrase or the synthetic sets' template)
+        real = {"question_form": d.real_question} if task in QUESTION_TASKS and d.real_question != "template" else None
+        generated("real_train", d.real_variant, d.n_train, seeds["real_train"], real)
+        generated("real_test", d.real_variant, d.n_test, seeds["real_test"], real)
     else:
         for kind, name, n in (("train", "real_train", d.n_train), ("test", "real_test", d.n_test)):
             loaded = _load_real(task, files[kind])

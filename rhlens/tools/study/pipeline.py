@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from rhlens.files import file_digest
 from rhlens.progress import progress_bar
+from rhlens.tasks.generators.common import QUESTION_TASKS
 from rhlens.tools.study.config import EMBEDDED, PRESETS, StudyConfig
 from rhlens.tools.study.folder import RunFolder
 from rhlens.tools.study.layout import Layout
@@ -168,7 +169,9 @@ class Study(StageRunner):
         for task in cfg.tasks:
             files = cfg.real_files(task)
             if files is None:
-                notes.append(f"{task}: real data generated ({cfg.data.real_variant} variant)")
+                asks = (", questions in the held-out paraphrase form" if cfg.data.real_question == "paraphrase"
+                        and task in QUESTION_TASKS else "")
+                notes.append(f"{task}: real data generated ({cfg.data.real_variant} variant{asks})")
                 continue
             for kind, path in files.items():
                 if not path.is_file():

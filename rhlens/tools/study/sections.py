@@ -77,6 +77,11 @@ class DataSection:
         (``rhlens.tasks.loaders``); relative paths are relative to the working folder. Examples that
         do not fit ``context_tokens`` are dropped (counted in the results).
     n_docs: documents per generated MDQA / MuSiQue / SummHay prompt (0: the generator's default).
+    real_question: how the generated real stand-in asks (MDQA and NIAH; ignored with real files):
+        ``"template"``, the relation's question as in every synthetic set, or ``"paraphrase"``, a
+        held-out form (``What is the country of Turin?`` for ``In which country is Turin?``) that
+        no synthetic set uses, so the real stand-in differs from every synthetic set as real
+        questions differ from templated ones.
     """
 
     context_tokens: int = 256
@@ -88,6 +93,7 @@ class DataSection:
     variants: tuple[str, ...] = ("realistic-filler", "fictional", "fictional-filler", "symbolic")
     real_files: dict = field(default_factory=dict)
     n_docs: int = 0
+    real_question: str = "template"
 
 
 @dataclass(frozen=True)

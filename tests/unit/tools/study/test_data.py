@@ -95,3 +95,20 @@ def test_the_same_file_as_train_and_test_is_refused_in_the_dry_run(tmp_path):
     for test in (train, copy):
         with pytest.raises(ValueError, match=r"hold the same data: every test example would be in the training set"):
             Study(_real_config(train, test), tmp_path / "run", progress=False).check()
+
+
+def test_a_paraphrasing_real_stand_in_asks_in_a_form_no_synthetic_set_uses(tokenizer):
+    cfg = _config(context_tokens=128, answer_tokens=16, real_question="paraphrase", variants=["realistic-filler", "symbolic"])
+    sets, summary = build_sets(cfg, "mdqa", tokenizer)
+
+    def asks(ex):
+        return ex.prompt.split("Question:")[-1]
+
+    for name in ("real_train", "real_limited", "real_test"):
+        assert all(asks(ex).startswith(" What is the ") for ex in sets[name]), name
+    assert not any(asks(ex).startswith(" What is the ") for ex in sets["synthetic_realistic-filler"])
+    assert "paraphrase questions" in summary["sources"]["real_train"]
+    assert "paraphrase" not in summary["sources"]["synthetic_realistic-filler"]
+    kv_sets, kv_summary = build_sets(cfg, "kv", tokenizer)  # kv asks in one form: the knob is not passed
+    assert "paraphrase" not in kv_summary["sources"]["real_train"]
+    assert kv_sets["real_train"][0].meta.get("question_form") is None
