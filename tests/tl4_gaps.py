@@ -26,7 +26,6 @@ TL4_GAPS: dict[str, str] = {
     "rhlens/adapter/weights.py": "forward_from_layer with a KV cache",
     "tests/unit/adapter/test_core.py": "the tests build HookedTransformer models by name",
     "tests/unit/models/test_hf.py": "load_hf_checkpoint's HookedTransformer config mapping and weight processing",
-    "rhlens/models/hf/config.py": "load_hf_checkpoint's HookedTransformer config mapping",
     "tests/unit/models/test_base.py::test_base_is_an_ordinary_hooked_transformer": "the base is a bridge on 4.x",
     "tests/unit/models/test_bridge.py::test_analyzer_hooks_same_shapes": "compares a HookedTransformer's hooks with the bridge's",
     "tests/unit/models/test_bridge.py::test_folded_layer_norm": "weight processing (fold_ln) at load time",
@@ -34,8 +33,6 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/models/test_io.py::test_no_pickle_and_rotary_tables_rebuilt": "reads HookedTransformer rotary tables",
     "tests/unit/interventions/test_interventions_compatibility.py::test_hooked_and_bridge_of_one_checkpoint_patch[folded-and-centred]":
         "weight processing (fold_ln, centring) at load time needs a HookedTransformer",
-    "tests/unit/test_cli.py::test_dry_run_of_the_paper_preset_with_files_in_place":
-        "the dry run maps a Hugging Face config.json to a HookedTransformerConfig (a stub on 4.x)",
     "tests/integration/test_train_kv.py::test_tiny_model_learns_kv_retrieval": (
         "its budget reaches exact match 0.51, not 0.9, on a bias-free Hugging Face Llama (the bridge); TransformerLens 3's "
         "HookedTransformer also trains zero-initialised biases (b_Q ... b_U); with those frozen it gives the bridge's loss curve exactly"),
@@ -54,8 +51,6 @@ TL4_GAPS: dict[str, str] = {
         "the test's qk_twin edits W_Q/W_K by HookedTransformer parameter name",
     "tests/references/tl_loops.py": "the Wu port reference (tests/references/tl_loops.py) runs a HookedTransformer",
     "tests/unit/scoring/test_scoring_retrieval.py::test_wu_port_equals_naive_reference": "the Wu port reference runs a HookedTransformer",
-    "tests/unit/models/test_hf_config_checks.py::test_sizes_beyond_free_memory_are_refused_naming_the_keys":
-        "hooked_config_from_hf builds a HookedTransformerConfig",
     "tests/unit/interventions/test_attribution": "attribution_sweep's fast path needs a HookedTransformer",
     "rhlens/interventions/attribution": "attribution_sweep's fast path needs a HookedTransformer",
 }
