@@ -19,12 +19,15 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/adapter/test_rotated_keys.py": "the fused path's rotated-key cache is HookedTransformer's",
     "tests/unit/adapter/test_rotary.py::test_rebuild_keeps_device_and_lazily_grows":
         "HookedTransformer's lazily grown rotary tables (a bridge's Hugging Face model rotates per position, no table)",
-    "tests/unit/adapter/test_weights.py::test_attention": "per-head weight names are HookedTransformer parameters (W_Q, _W_K)",
-    "tests/unit/adapter/test_weights.py::test_forward_from_a_layer": "forward_from_layer with a KV cache",
-    "tests/unit/adapter/test_weights.py::test_head_output_weight": "per-head weight names are HookedTransformer parameters",
+    "tests/unit/adapter/test_weights.py::test_attention_modules_and_weight_names":
+        "attention_weight_name reads HookedTransformer attributes (W_Q, _W_K); on a bridge attention_weight_slots names them",
+    "tests/unit/adapter/test_weights.py::test_forward_from_a_layer":
+        "forward_from_layer: a bridge ignores start_at_layer/stop_at_layer with a KV cache (it returns logits)",
+    "tests/unit/adapter/test_weights.py::test_head_output_weight": "the test reads the HookedTransformer parameter W_O by name",
     "tests/unit/adapter/test_weights.py::test_converters": "TransformerLens 4 has no HookedTransformer weight converters",
-    "rhlens/adapter/weights.py": "forward_from_layer with a KV cache",
-    "tests/unit/adapter/test_core.py": "the tests build HookedTransformer models by name",
+    "tests/unit/adapter/test_core.py::test_architecture_hooked_bridge_and_gqa": "the test expects tiny_llama to be a HookedTransformer",
+    "tests/unit/adapter/test_core.py::test_tokenizer_bos_and_weight_processing":
+        "the test expects tiny_llama's HookedTransformer weight-processing record",
     "tests/unit/models/test_hf.py": "load_hf_checkpoint's HookedTransformer config mapping and weight processing",
     "tests/unit/models/test_base.py::test_base_is_an_ordinary_hooked_transformer": "the base is a bridge on 4.x",
     "tests/unit/models/test_bridge.py::test_analyzer_hooks_same_shapes": "compares a HookedTransformer's hooks with the bridge's",
@@ -45,10 +48,6 @@ TL4_GAPS: dict[str, str] = {
     "tests/integration/test_interventions_copying.py": "attention-only models (attn_only=True) have no Hugging Face Llama form",
     "tests/unit/interventions/test_interventions_compatibility.py::test_item21_hooked_and_bridge_of_one_checkpoint_patch":
         "load_hf_checkpoint's weight processing (fold_ln, centring) at load time",
-    "tests/unit/interventions/test_interventions_patching.py::test_patching_every_head_everywhere":
-        "the test's qk_twin edits W_Q/W_K by HookedTransformer parameter name",
-    "tests/unit/interventions/test_interventions_patching.py::test_positions_restrict_what_is_patched":
-        "the test's qk_twin edits W_Q/W_K by HookedTransformer parameter name",
     "tests/references/tl_loops.py": "the Wu port reference (tests/references/tl_loops.py) runs a HookedTransformer",
     "tests/unit/scoring/test_scoring_retrieval.py::test_wu_port_equals_naive_reference": "the Wu port reference runs a HookedTransformer",
 }

@@ -13,8 +13,8 @@ TransformerLens layouts (``HookedTransformer``):
 >>> model = tiny_llama(n_layers=2, n_key_value_heads=2)
 >>> [prefix for prefix, _ in attention_modules(model)]
 ['blocks.0.attn', 'blocks.1.attn']
->>> attention_weight_name(attention_module(model, 0), "k")
-'_W_K'
+>>> [slot.name for slot in attention_weight_slots(model, "qk")][:2]  # where a bridge holds them too
+['blocks.0.attn.W_Q', 'blocks.0.attn._W_K']
 >>> head_output_weight(model, 1, 3).shape  # [d_head, d_model]
 torch.Size([16, 64])
 """

@@ -28,10 +28,31 @@ def test_attention_modules_and_weight_names(gqa):
 
 
 def test_attention_parameter_names_match_the_modules(gqa):
-    names = [n for n, _ in gqa.named_parameters() if ad.is_attention_parameter(n)]
-    prefixes = [p for p, _ in ad.attention_modules(gqa)]
-    assert names and all(any(n.startswith(p + ".") for p in prefixes) for n in names)
+    named = {id(p) for n, p in gqa.named_parameters() if ad.is_attention_parameter(n)}
+    owned = {id(p) for _, attn in ad.attention_modules(gqa) for p in attn.parameters()}
+    assert named and named == owned  # HookedTransformer names (blocks.0.attn.W_Q) or a bridge's (...self_attn.q_proj...)
     assert not ad.is_attention_parameter("blocks.0.mlp.W_in")
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
+def test_attention_weight_slots_name_and_hold_each_weight(build):
+    """Each slot's parameter is the model's own, and its layout reads back the TransformerLens weight."""
+    from rhlens.adapter.native import model_state
+    from rhlens.adapter.weights import attention_weight_slots, flat_to_weight
+
+    model = build(n_layers=2, n_heads=4, seed=0, **({"n_key_value_heads": 2} if build is tiny_llama else {}))
+    slots = list(attention_weight_slots(model))
+    kv = "_" if build is tiny_llama else ""
+    assert [s.name for s in slots[:4]] == ["blocks.0.attn.W_Q", f"blocks.0.attn.{kv}W_K", f"blocks.0.attn.{kv}W_V", "blocks.0.attn.W_O"]
+    params = {id(p) for p in model.parameters()}
+    state = model_state(model)  # TransformerLens layout: W_Q [head, d_model, d_head], W_O [head, d_head, d_model]
+    for s in slots:
+        weight = getattr(s.module, s.attr)
+        assert id(weight) in params and tuple(weight.shape) == s.shape
+        d_in, d_out = s.dims
+        tl = state[s.name]
+        flat = tl.reshape(d_in, d_out) if s.name.endswith("W_O") else tl.permute(1, 0, 2).reshape(d_in, d_out)
+        assert torch.equal(flat_to_weight(flat, s.layout, s.shape), weight.detach())  # [in, out] map back in the slot's layout
 
 
 @pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from rhlens.adapter import count_hooks, record_weight_processing
+from rhlens.adapter.native import model_state, set_model_state
 from rhlens.encoding import EncodedExample
 from rhlens.evaluation import evaluate
 from rhlens.interventions import IncompatibleModelsError, check_compatible, patch_heads
@@ -15,13 +16,12 @@ from rhlens.models import tiny_llama, word_level_tokenizer
 def qk_twin(model, seed=7):
     """A copy of ``model`` whose query and key weights differ, everything else equal."""
     twin = tiny_llama(tokenizer=model.tokenizer, seed=0, **_overrides(model))
-    twin.load_state_dict(model.state_dict())
+    state = model_state(model)  # TransformerLens names on either model class
     gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for block in twin.blocks:
-            for name, p in block.attn.named_parameters():
-                if name.lstrip("_") in ("W_Q", "W_K"):
-                    p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    for name in sorted(state):
+        if name.rsplit(".", 1)[-1].lstrip("_") in ("W_Q", "W_K"):
+            state[name] = torch.randn(state[name].shape, generator=gen) * 0.3
+    set_model_state(twin, state)
     return twin
 
 
