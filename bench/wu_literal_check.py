@@ -3,7 +3,9 @@
 On stories260K (``--model``, default ``../shared/realdata/models/stories260K``), float32, for four
 sets of examples: 40 name-copy prompts (the model continues with a name from the context), 10
 generated kv prompts, 10 lost-in-the-middle kv prompts (UUID values in JSON quotes) and Wu et al.'s
-own needles (``retrieval_head/needles.jsonl``) in a short haystack. Prints per set, with
+own needles (``retrieval_head/needles.jsonl``) in a short haystack; and the name-copy prompts on
+the same model with its tokenizer's EOS moved onto ``▁the`` (an exact relabelling: Wu's loop does
+not stop at EOS). Prints per set, with
 ``rouge_gate=None`` (every trial counts, so hits are compared) and with the default gate:
 
 - ``span``: examples whose scored prompt positions differ (Wu's window against the answer spans),
@@ -20,6 +22,8 @@ install "rhlens[wu]"``). Times are not measured.
 import argparse
 import gzip
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 HAYSTACK = ("Once upon a time, there was a little girl named Lily. She liked to play in the park with her dog. "
@@ -105,6 +109,15 @@ def main() -> None:
     for name, exs in sets.items():
         for gate in (False, True):
             print(json.dumps({"set": name, "gate": "rouge 0.5" if gate else "none", **compare(model, exs, gate)}))
+    with tempfile.TemporaryDirectory() as tmp:  # EOS moved onto '▁the': the same model, relabelled
+        shutil.copytree(realdata / "models" / "stories260K", Path(tmp) / "m")
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(Path(tmp) / "m"), eos_token="\u2581the").save_pretrained(Path(tmp) / "m")
+        relabelled = load_hf_checkpoint(Path(tmp) / "m")
+        for gate in (False, True):
+            print(json.dumps({"set": "name_copy, EOS relabelled to '▁the'", "gate": "rouge 0.5" if gate else "none",
+                              **compare(relabelled, sets["name_copy"], gate)}))
 
 
 if __name__ == "__main__":

@@ -70,3 +70,40 @@ def test_mkdocs_build_strict(tmp_path):
         assert name in api, f"API reference lacks {name}"
     cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
     assert "rhlens quickstart" in cli and "--out" in cli
+
+
+def test_every_rhlens_command_the_docs_show_parses():
+    """Issue 26: the docs' command lines (docs/*.md) use the current CLI: each one in a bash block
+    parses, and each option an inline `rhlens ...` snippet names exists; cli.md's option reference
+    is the parser's own help (docs/hooks.py), so neither drifts."""
+    import re
+    import shlex
+
+    from rhlens.cli import build_parser
+
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+
+    def commands(snippets):
+        for line in (line for snippet in snippets for line in snippet.splitlines()):
+            words = shlex.split(line.split("#")[0])
+            if words[:1] == ["rhlens"] and len(words) > 2 and words[1] in subcommands:
+                yield words[1:]
+
+    in_cli = set()
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for argv in commands(re.findall(r"```bash\n(.*?)```", text, flags=re.S)):
+            in_cli |= {argv[0]} if page.name == "cli.md" else set()
+            try:
+                parser.parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"docs/{page.name}: `rhlens {shlex.join(argv)}` does not parse with the current CLI")
+        for argv in commands(re.findall(r"`(rhlens [a-z][^`]*)`", text)):
+            known = subcommands[argv[0]]._option_string_actions
+            unknown = [w for w in argv[1:] if w.startswith("--") and w not in known]
+            assert not unknown, f"docs/{page.name}: `rhlens {shlex.join(argv)}`: no option {unknown} in the current CLI"
+    assert in_cli >= {"quickstart", "study", "generate", "scores", "knockout", "patch"}, in_cli
+    help_page = _load(ROOT / "docs" / "hooks.py")._cli_help()
+    assert "<!-- rhlens-cli-help -->" in (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert all(f"### rhlens {name}" in help_page for name in subcommands)

@@ -70,7 +70,8 @@ if CHECKPOINT is None:
     before = rhlens.evaluate(base, check, progress=False).score
     with torch.no_grad():
         for name, parameter in base.named_parameters():
-            if name.rsplit(".", 1)[-1].startswith("b_"):  # b_Q, b_K, b_V, b_O, b_in, b_out, b_U
+            # b_Q ... b_U on a HookedTransformer (TransformerLens 3); q_proj.bias ... on a bridge (4)
+            if name.rsplit(".", 1)[-1].startswith("b_") or name.endswith(".bias"):
                 parameter.zero_()
     print(f"exact match on 16 MDQA examples: {before:.2f} with the biases, "
           f"{rhlens.evaluate(base, check, progress=False).score:.2f} without")
@@ -87,7 +88,8 @@ print(CHECKPOINT, sorted(p.name for p in Path(CHECKPOINT).iterdir()))
 # `load_hf_checkpoint` maps `config.json` to a `HookedTransformerConfig` without touching the
 # network, reads the weights (safetensors, sharded or not; `.bin` only as plain tensors) and the
 # fast tokenizer. `load_bridge` wraps the Hugging Face model itself in TransformerLens's
-# `TransformerBridge`. Neither ever runs code from the folder.
+# `TransformerBridge`. Neither ever runs code from the folder. (TransformerLens 4 has no
+# `HookedTransformer`: there `load_hf_checkpoint` boots a `TransformerBridge` too.)
 
 # %%
 model = rhlens.load_hf_checkpoint(CHECKPOINT)

@@ -27,7 +27,7 @@ import einops
 import torch
 from torch import Tensor
 
-__all__ = ["gpt2_from_hf", "gpt2_to_hf", "llama_from_hf", "llama_to_hf", "nonzero"]
+__all__ = ["gpt2_bridge_join", "gpt2_bridge_split", "gpt2_from_hf", "gpt2_to_hf", "llama_from_hf", "llama_to_hf", "nonzero"]
 
 
 def nonzero(t: Tensor | None) -> bool:
@@ -171,4 +171,37 @@ def gpt2_from_hf(hf: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
     out["ln_final.w"], out["ln_final.b"] = _copy(hf["transformer.ln_f.weight"], dtype), _copy(hf["transformer.ln_f.bias"], dtype)
     out["unembed.W_U"] = _copy(hf["lm_head.weight"].T, dtype)
     out["unembed.b_U"] = _copy(hf["lm_head.bias"], dtype) if "lm_head.bias" in hf else torch.zeros(cfg.d_vocab, dtype=dtype)
+    return out
+
+
+# A TransformerBridge on a GPT2LMHeadModel splits each layer's fused ``attn.c_attn`` Conv1D ``[d_model,
+# 3 d_model]`` into ``nn.Linear`` modules ``attn.q``/``attn.k``/``attn.v`` (weights ``[out, in]``) and runs
+# those; their weights start as views of ``c_attn`` but are what counts (a merged LoRA replaces them).
+# It also lists ``c_attn`` as ``attn.qkv`` and ``c_proj`` as ``attn.o``.
+_QKV = ("q", "k", "v")
+
+
+def gpt2_bridge_join(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A bridge's Hugging Face GPT-2 weights with each ``attn.c_attn`` rebuilt from ``attn.q/k/v``."""
+    out = dict(hf)
+    for key in [k for k in hf if k.endswith(".attn.q.weight")]:
+        p = key.removesuffix("q.weight")
+        out[p + "c_attn.weight"] = torch.cat([hf[f"{p}{x}.weight"].T for x in _QKV], dim=1)
+        if f"{p}q.bias" in hf:
+            out[p + "c_attn.bias"] = torch.cat([hf[f"{p}{x}.bias"] for x in _QKV])
+    return out
+
+
+def gpt2_bridge_split(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``hf`` (``GPT2LMHeadModel`` keys) under the names a bridge's GPT-2 lists its parameters by."""
+    out = {k: v for k, v in hf.items() if ".attn.c_attn." not in k and ".attn.c_proj." not in k}
+    for key, value in hf.items():
+        p, sep, rest = key.rpartition(".attn.c_attn.")
+        if sep:
+            out[f"{p}.attn.qkv.{rest}"] = value
+            for x, part in zip(_QKV, value.chunk(3, dim=-1)):
+                out[f"{p}.attn.{x}.{rest}"] = part.T if rest == "weight" else part
+        p, sep, rest = key.rpartition(".attn.c_proj.")
+        if sep:
+            out[f"{p}.attn.o.{rest}"] = value
     return out

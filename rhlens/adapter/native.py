@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from rhlens.adapter import layout
 from rhlens.adapter.cache import enable_bridge_kv_cache
 from rhlens.adapter.core import NATIVE_KIND, HookedTransformer, HookedTransformerConfig, TransformerBridge, model_kind
+from rhlens.adapter.weights import plain_state_dict
 
 __all__ = [
     "StateMismatchError", "boot_bridge", "bridge_from_hf", "complete_config", "config_field_names",
@@ -288,8 +289,10 @@ def bridge_from_hf(fields: dict[str, Any], hf: Any, tokenizer: Any, padding_side
     if padding_side is not None and getattr(bridge, "tokenizer", None) is not None:
         bridge.tokenizer.padding_side = padding_side
     object.__setattr__(bridge, CONFIG_ATTR, dict(fields))
-    for key, value in complete_config(fields).items():  # fields the bridge's config leaves unset (rotary_dim ...)
-        if getattr(bridge.cfg, key, 0) is None:
+    # fields the bridge's config leaves unset (rotary_dim ...) or misreads (TransformerLens 4.3 reads rotary_base 10000
+    # whatever the Hugging Face config's rope_theta)
+    for key, value in complete_config(fields).items():
+        if getattr(bridge.cfg, key, 0) is None or key == "rotary_base":
             setattr(bridge.cfg, key, value)
     return bridge
 
@@ -362,12 +365,12 @@ def model_config(model: Any) -> dict[str, Any]:
 def model_state(model: Any) -> dict[str, Tensor]:
     """``model``'s weights with TransformerLens keys (derived rotary/mask buffers left out)."""
     if model_kind(model) == "hooked":
-        return {k: v for k, v in model.state_dict().items() if not _derived(k)}
+        return {k: v for k, v in plain_state_dict(model).items() if not _derived(k)}
     cfg = model_config(model)
     family, _ = hf_shape_problems(cfg)
     # the bridge wraps the Hugging Face modules in place: their parameters gain "._original_component"
-    hf_state = {k.replace("._original_component", ""): v for k, v in model.original_model.state_dict().items()}
-    return (layout.llama_from_hf if family == "llama" else layout.gpt2_from_hf)(hf_state, _Namespace(cfg))
+    hf_state = {k.replace("._original_component", ""): v for k, v in plain_state_dict(model.original_model).items()}
+    return (layout.llama_from_hf if family == "llama" else layout.gpt2_from_hf)(layout.gpt2_bridge_join(hf_state), _Namespace(cfg))
 
 
 def set_model_state(model: Any, state: dict[str, Tensor]) -> None:
@@ -381,9 +384,9 @@ def set_model_state(model: Any, state: dict[str, Tensor]) -> None:
         return
     cfg = model_config(model)
     family, _ = hf_shape_problems(cfg)
-    hf_state = (layout.llama_to_hf if family == "llama" else layout.gpt2_to_hf)(state, _Namespace(cfg))
+    hf_state = layout.gpt2_bridge_split((layout.llama_to_hf if family == "llama" else layout.gpt2_to_hf)(state, _Namespace(cfg)))
     own = {k.replace("._original_component", ""): v for k, v in model.original_model.named_parameters()}
-    extra = sorted(set(hf_state) - set(own))
+    extra = sorted(k for k in set(hf_state) - set(own) if layout.nonzero(hf_state[k]))  # zero biases: nothing to hold
     if extra:
         raise ValueError(f"the weights need {extra[:3]}, which this bridge's Hugging Face model was built without; load them with load_model")
     with torch.no_grad():

@@ -19,7 +19,8 @@ TransformerLens layouts (``HookedTransformer``):
 torch.Size([16, 64])
 """
 
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -57,6 +58,75 @@ def attention_weight_name(attn: nn.Module, letter: str) -> str:
         if isinstance(attn._parameters.get(name), nn.Parameter) or parametrize.is_parametrized(attn, name):
             return name
     raise ValueError(f"attention module {type(attn).__name__} has no parameter {' or '.join(names)} for target {letter!r}")
+
+
+@dataclass(frozen=True)
+class WeightSlot:
+    """Where attention weight ``letter`` of one layer lives, and its layout.
+
+    ``module.<attr>`` is the parameter to adapt (a HookedTransformer's per-head ``W_Q`` ...; a
+    bridge's Hugging Face ``q_proj.weight``, or GPT-2's ``Conv1D`` ``c_proj.weight``). ``layout``
+    says how the linear map ``in_dim -> out_dim`` it implements is stored (:func:`flat_to_weight`);
+    ``name`` is its TransformerLens name (``blocks.0.attn._W_K``) on either model class.
+    """
+
+    name: str
+    module: nn.Module
+    attr: str
+    layout: str
+    shape: tuple[int, ...]
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        """``(in_dim, out_dim)`` of the map the weight implements."""
+        s = self.shape
+        if self.layout in ("in", "out"):  # [head, d_model, d_head] / [head, d_head, d_model]
+            return (s[1], s[0] * s[2]) if self.layout == "in" else (s[0] * s[1], s[2])
+        return (s[1], s[0]) if self.layout == "out_in" else (s[0], s[1])
+
+
+def flat_to_weight(flat: Float[Tensor, "d_in d_out"], layout: str, shape: Sequence[int]) -> Tensor:
+    """A flat ``[in, out]`` map in the layout of a weight of ``shape``: per-head ``"in"``
+    (``[head, d_model, d_head]``) or ``"out"`` (``[head, d_head, d_model]``), ``nn.Linear``'s
+    ``"out_in"`` (``[out, in]``) or ``Conv1D``'s ``"in_out"`` (``[in, out]``)."""
+    if layout == "in":
+        heads, a, b = shape
+        return flat.reshape(a, heads, b).permute(1, 0, 2)
+    if layout == "out":
+        return flat.reshape(*shape)
+    return flat.T if layout == "out_in" else flat
+
+
+def attention_weight_slots(model: Model, letters: Sequence[str] = ("q", "k", "v", "o")) -> Iterator[WeightSlot]:
+    """A :class:`WeightSlot` per layer and letter of ``letters``, layer by layer, in ``letters`` order."""
+    bridge = model_kind(model) == "bridge"
+    grouped = getattr(model.cfg, "n_key_value_heads", None) is not None
+    for prefix, attn in attention_modules(model):
+        for letter in letters:
+            if not bridge:
+                attr = attention_weight_name(attn, letter)
+                yield WeightSlot(f"{prefix}.{attr}", attn, attr, ATTENTION_WEIGHT_LAYOUTS[letter][1], tuple(getattr(attn, attr).shape))
+                continue
+            if letter not in ATTENTION_WEIGHT_LAYOUTS:
+                attention_weight_name(attn, letter)  # raises naming the known letters
+            linear = getattr(attn, letter).original_component  # nn.Linear (Llama, GPT-2's split q/k/v) or Conv1D (GPT-2's c_proj)
+            name = f"{'_' if grouped and letter in 'kv' else ''}W_{letter.upper()}"
+            layout = "out_in" if isinstance(linear, nn.Linear) else "in_out"
+            yield WeightSlot(f"{prefix}.{name}", linear, "weight", layout, tuple(linear.weight.shape))
+
+
+def plain_state_dict(module: nn.Module) -> dict[str, Tensor]:
+    """``module.state_dict()`` with each parametrized tensor (LoRA) under its own key, at its current
+    (adapted) value, in place of the ``parametrizations`` entries: the weights of the merged model."""
+    state: dict[str, Tensor] = {}
+    for key, value in module.state_dict().items():
+        path, sep, rest = key.partition(".parametrizations.")
+        if not sep:
+            state[key] = value
+        elif rest.endswith(".original"):  # the one entry per parametrized tensor, under each path state_dict walks
+            attr = rest.removesuffix(".original")
+            state[f"{path}.{attr}"] = getattr(module.get_submodule(path), attr).detach()
+    return state
 
 
 def is_attention_parameter(name: str) -> bool:

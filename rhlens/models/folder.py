@@ -20,7 +20,7 @@ import torch
 
 from rhlens.dtypes import check_dtype_name
 
-from rhlens.models.hf import CONFIG_FILE, hooked_config_from_hf, load_hf_checkpoint, read_hf_config
+from rhlens.models.hf import CONFIG_FILE, hf_config_fields, load_hf_checkpoint, read_hf_config
 from rhlens.models.io import MANIFEST_FILE, load_model, read_manifest
 
 FolderKind = Literal["rhlens", "hf"]
@@ -51,8 +51,8 @@ def folder_shape(path: str | os.PathLike) -> dict[str, Any]:
         config = read_manifest(path).get("config") or {}
         return {k: config.get(k) for k in SHAPE}
     # device "meta": the shape only (nothing is placed, so no check of free memory)
-    cfg = hooked_config_from_hf(read_hf_config(path), source=Path(path) / CONFIG_FILE, device="meta")
-    return {k: getattr(cfg, k, None) for k in SHAPE}
+    cfg = hf_config_fields(read_hf_config(path), source=Path(path) / CONFIG_FILE, device="meta")
+    return {k: cfg.get(k) for k in SHAPE}
 
 
 def load_folder(path: str | os.PathLike, *, device: str | torch.device = "cpu",

@@ -72,8 +72,9 @@ def retrieval_scores(
 ) -> HeadScores:
     """Wu et al.'s retrieval score of every attention head, averaged over ``examples``.
 
-    ``method="decode"`` (Wu et al. exactly): greedy decoding from each prompt, stopping at EOS or
-    a newline token or after ``max_new_tokens``. At every decoding step (step 0 is the forward
+    ``method="decode"`` (Wu et al.'s definition; ``rule="wu-literal"`` for their code to the
+    letter): greedy decoding from each prompt, stopping at EOS or a newline token or after
+    ``max_new_tokens``. At every decoding step (step 0 is the forward
     of the last prompt position) and for every head, take the ``top_k`` key positions of the last
     query's attention. The head scores a hit when one of them lies in an answer span
     (``Example.answer_spans``, Wu's ``real_needle``) and the token generated at that step equals

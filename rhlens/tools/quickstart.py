@@ -309,6 +309,8 @@ def run_quickstart(
     from rhlens.heads import HeadSet
     from rhlens.models import load_base, save_model
     from rhlens.scoring import retrieval_scores
+    from rhlens.tools.quickstart_report import report_intervals, write_report
+    from rhlens.tools.study.report import metric_name
 
     stages = StageLog(log or _default_log(progress))
     model = load_base()
@@ -340,17 +342,21 @@ def run_quickstart(
         "context_tokens": context_tokens,
         "fine_tuning_steps": steps,
         "final_train_loss": round(result.loss_curve[-1], 4),
+        "metric": metric_name(task, after.metric),
+        "n_eval": n_eval,
         "score_before_fine_tuning": round(before.score, 3),
         "score_after_fine_tuning": round(after.score, 3),
+        "intervals": report_intervals(before, after, top_effect, seed=seed),
         "examples_counted_for_retrieval_scores": int(scores.n_counted),
         f"retrieval_heads_over_{RETRIEVAL_THRESHOLD}": _head_scores(grid, over),
         "heads_in_all": n_total,
         "knockout_top_heads": ko_top,
         "knockout_random_heads": ko_random,
         "reading": reading,
+        "settings": settings,
         "report": "report.html",
     }
-    _write_report(out_dir / "report.html", summary, grid, after.score, top_effect)
+    write_report(out_dir / "report.html", summary, grid, top_effect)
     write_json_atomic(out_dir / "summary.json", summary)
     stages.say(f"{reading}\nResults written to {out_dir}: summary.json, model/, retrieval_scores.safetensors, "
                f"retrieval_scores_wu.json\nReport: {(out_dir / 'report.html').resolve()}")
@@ -363,33 +369,3 @@ def _default_log(progress: bool) -> Callable[[str], None]:
     from tqdm.auto import tqdm
 
     return tqdm.write
-
-
-def _write_report(path: Path, summary: dict[str, Any], grid: Any, baseline: float, top_effect: Any) -> None:
-    import html
-
-    from rhlens.plot import head_heatmap, knockout_bars, write_html
-
-    over = summary[f"retrieval_heads_over_{RETRIEVAL_THRESHOLD}"]
-    intro = (
-        f"The embedded base model, fine-tuned for {summary['fine_tuning_steps']} steps on synthetic "
-        f"{summary['task']} ({summary['variant']}) at {summary['context_tokens']} tokens, scores "
-        f"{summary['score_after_fine_tuning']:.2f} on held-out examples (before fine-tuning: "
-        f"{summary['score_before_fine_tuning']:.2f}). {len(over)} of its {summary['heads_in_all']} heads score over "
-        f"{RETRIEVAL_THRESHOLD} as retrieval heads (Wu et al.'s decode-mode score)."
-    )
-    figures: list[tuple[str, Any]] = [
-        ("What the knockouts show", f"<p><strong>{html.escape(summary['reading'])}</strong></p>"),
-        ("Retrieval score of every head", head_heatmap(grid, title="retrieval score (layer x head)")),
-    ]
-    if top_effect is not None:
-        group = {"baseline": baseline, "retrieval": top_effect, "random": top_effect.controls}
-        figures.append(("Knockout: the retrieval heads against random heads",
-                        knockout_bars({summary["task"]: group},
-                                      title=f"{len(top_effect.heads)} heads knocked out ({top_effect.mode}, "
-                                            f"scope {getattr(top_effect, 'scope', 'all')}), "
-                                            f"{len(top_effect.controls)} random draws")))
-    rows = "".join(f"<tr><td>{h}</td><td>{s:.3f}</td></tr>" for h, s in over.items()) or "<tr><td colspan=2>none</td></tr>"
-    figures.append((f"Heads over {RETRIEVAL_THRESHOLD}",
-                    f"<table><tr><th>head</th><th>retrieval score</th></tr>{rows}</table>"))
-    write_html(figures, path, title="rhlens quickstart", intro=intro)

@@ -16,14 +16,14 @@ def extend_context(model: Model, n_ctx: int, rotary_base: float | None = None) -
     """Set the model's context length to ``n_ctx`` and, if given, its RoPE base; in place.
 
     Args:
-        model: a HookedTransformer with rotary positions (learned-position models can only
-            shrink their context; TransformerBridge models are not supported).
+        model: a model with rotary positions (learned-position models can only shrink their
+            context); on a TransformerBridge the Hugging Face config and rotary frequencies change.
         n_ctx: the new context length (larger or smaller than the current one).
         rotary_base: the new RoPE base (theta); ``None`` keeps the current one.
 
     Raises:
-        UnsupportedModelError: learned absolute positions asked to grow, dynamic-NTK rotary
-            models, or TransformerBridge models.
+        UnsupportedModelError: learned absolute positions asked to grow, or dynamic-NTK rotary
+            models.
 
     >>> import rhlens, torch
     >>> model = rhlens.tiny_llama(n_ctx=64)

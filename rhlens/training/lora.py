@@ -1,13 +1,15 @@
 """LoRA on the attention weights through ``torch.nn.utils.parametrize``.
 
-TransformerLens stores attention weights per head: ``W_Q``/``W_K``/``W_V`` ``[head, d_model,
-d_head]`` (grouped-query models keep ``_W_K``/``_W_V`` ``[kv_head, d_model, d_head]``) and ``W_O``
-``[head, d_head, d_model]``. Each is the linear map it implements, flattened: ``d_model -> head *
-d_head`` for Q/K/V, ``head * d_head -> d_model`` for O. The adapter adds ``alpha / rank * A @ B``
-to that map, with ``A`` ``[in, rank]`` (Kaiming-uniform) and ``B`` ``[rank, out]`` (zeros, so
-training starts from the base model). While applied, reading ``attn.W_Q`` returns the adapted
-weight, so hooks and the fused path see it; :func:`merge_lora` folds the update into a plain
-``nn.Parameter``, leaving an ordinary HookedTransformer.
+Each attention weight is a linear map, ``d_model -> head * d_head`` for Q/K/V and ``head * d_head
+-> d_model`` for O, stored in a layout the adapter names (:class:`rhlens.adapter.weights.WeightSlot`):
+a HookedTransformer's per-head ``W_Q``/``W_K``/``W_V`` ``[head, d_model, d_head]`` (grouped-query
+models: ``_W_K``/``_W_V`` ``[kv_head, d_model, d_head]``) and ``W_O`` ``[head, d_head, d_model]``; a
+TransformerBridge's Hugging Face ``q_proj``/``k_proj``/``v_proj``/``o_proj`` weights ``[out, in]``
+(GPT-2's ``c_proj``: ``[in, out]``). The adapter adds ``alpha / rank * A @ B`` to that map, with
+``A`` ``[in, rank]`` (Kaiming-uniform) and ``B`` ``[rank, out]`` (zeros, so training starts from the
+base model): the same draws on either model class. While applied, the adapted weight is what the
+forward, hooks and the fused path see; :func:`merge_lora` folds the update into a plain
+``nn.Parameter``, leaving an ordinary model.
 
 >>> from rhlens.models import tiny_llama
 >>> model = tiny_llama(n_key_value_heads=2)
@@ -27,40 +29,41 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from rhlens.adapter.core import Model
-from rhlens.adapter.weights import ATTENTION_WEIGHT_LAYOUTS as _TARGETS
-from rhlens.adapter.weights import attention_modules as _attention_modules
-from rhlens.adapter.weights import attention_weight_name as _target_attr
+from rhlens.adapter.native import model_state
+from rhlens.adapter.weights import WeightSlot, attention_weight_slots, flat_to_weight
 
 
 class LoRA(nn.Module):
-    """``W + alpha / rank * reshape(A @ B)`` for one per-head attention weight.
+    """``W + alpha / rank * (A @ B)`` for one attention weight, ``A @ B`` in the weight's layout.
 
     Args:
-        shape: the weight's shape ``(head, a, b)``.
-        layout: ``"in"`` when the weight maps ``a`` (d_model) to ``(head, b)`` (Q/K/V);
-            ``"out"`` when it maps ``(head, a)`` to ``b`` (d_model) (O).
+        shape: the weight's shape.
+        layout: how the weight stores its ``in -> out`` map (:func:`rhlens.adapter.weights.flat_to_weight`).
+        dims: ``(in_dim, out_dim)`` of that map.
     """
 
-    def __init__(self, shape: Sequence[int], layout: str, rank: int, alpha: float, *, dtype: Any = None, device: Any = None):
+    def __init__(self, shape: Sequence[int], layout: str, dims: tuple[int, int], rank: int, alpha: float, *,
+                 dtype: Any = None, device: Any = None):
         super().__init__()
-        heads, a, b = shape
         self.shape, self.layout = tuple(shape), layout
-        in_dim, out_dim = (a, heads * b) if layout == "in" else (heads * a, b)
+        in_dim, out_dim = dims
         self.scale = alpha / rank
         self.lora_A = nn.Parameter(torch.empty(in_dim, rank, dtype=dtype, device=device))
         self.lora_B = nn.Parameter(torch.zeros(rank, out_dim, dtype=dtype, device=device))
         nn.init.kaiming_uniform_(self.lora_A.T, a=math.sqrt(5))
 
     def delta(self) -> Tensor:
-        """The update in the weight's own ``(head, a, b)`` shape."""
-        heads, a, b = self.shape
-        flat = (self.lora_A @ self.lora_B) * self.scale  # [in, out]
-        if self.layout == "in":
-            return flat.reshape(a, heads, b).permute(1, 0, 2)
-        return flat.reshape(heads, a, b)
+        """The update in the weight's own shape and layout."""
+        return flat_to_weight((self.lora_A @ self.lora_B) * self.scale, self.layout, self.shape)
 
     def forward(self, weight: Tensor) -> Tensor:
         return weight + self.delta().to(weight.dtype)
+
+
+def _lora_of(slot: WeightSlot) -> "LoRA | None":
+    if not parametrize.is_parametrized(slot.module, slot.attr):
+        return None
+    return next((m for m in slot.module.parametrizations[slot.attr] if isinstance(m, LoRA)), None)
 
 
 def apply_lora(model: Model, *, rank: int, alpha: float, targets: Sequence[str] = ("q", "k", "v", "o")) -> int:
@@ -73,19 +76,17 @@ def apply_lora(model: Model, *, rank: int, alpha: float, targets: Sequence[str] 
     for p in model.parameters():
         p.requires_grad_(False)
     count = 0
-    for _, attn in _attention_modules(model):
-        for letter in targets:
-            name = _target_attr(attn, letter)
-            weight = getattr(attn, name)
-            lora = LoRA(weight.shape, _TARGETS[letter][1], rank, alpha, dtype=weight.dtype, device=weight.device)
-            parametrize.register_parametrization(attn, name, lora)
-            count += 1
+    for slot in list(attention_weight_slots(model, targets)):
+        weight = getattr(slot.module, slot.attr)
+        lora = LoRA(slot.shape, slot.layout, slot.dims, rank, alpha, dtype=weight.dtype, device=weight.device)
+        parametrize.register_parametrization(slot.module, slot.attr, lora)
+        count += 1
     return count
 
 
 def has_lora(model: Model) -> bool:
     """Whether any attention weight of ``model`` is currently LoRA-parametrized."""
-    return any(parametrize.is_parametrized(attn) for _, attn in _attention_modules(model))
+    return any(_lora_of(slot) is not None for slot in attention_weight_slots(model))
 
 
 def lora_parameters(model: Model) -> list[nn.Parameter]:
@@ -95,71 +96,58 @@ def lora_parameters(model: Model) -> list[nn.Parameter]:
 
 def _lora_items(model: Model) -> list[tuple[str, nn.Parameter]]:
     items = []
-    for prefix, attn in _attention_modules(model):
-        if not parametrize.is_parametrized(attn):
-            continue
-        for name, plist in attn.parametrizations.items():
-            for mod in plist:
-                if isinstance(mod, LoRA):
-                    items.append((f"{prefix}.{name}.lora_A", mod.lora_A))
-                    items.append((f"{prefix}.{name}.lora_B", mod.lora_B))
+    for slot in attention_weight_slots(model):
+        lora = _lora_of(slot)
+        if lora is not None:
+            items += [(f"{slot.name}.lora_A", lora.lora_A), (f"{slot.name}.lora_B", lora.lora_B)]
     return items
 
 
 def lora_state_dict(model: Model) -> dict[str, Tensor]:
     """Adapter tensors and the unadapted base weights they sit on, by stable names.
 
-    Keys: ``blocks.{L}.attn.{weight}.lora_A`` / ``.lora_B`` / ``.base``.
+    Keys: ``blocks.{L}.attn.{weight}.lora_A`` / ``.lora_B`` / ``.base`` (``weight`` the
+    TransformerLens name, ``W_Q`` ...; ``.base`` in the layout the model stores it).
     """
     out = {name: p.detach() for name, p in _lora_items(model)}
-    for prefix, attn in _attention_modules(model):
-        if parametrize.is_parametrized(attn):
-            for name, plist in attn.parametrizations.items():
-                out[f"{prefix}.{name}.base"] = plist.original.detach()
+    for slot in attention_weight_slots(model):
+        if _lora_of(slot) is not None:
+            out[f"{slot.name}.base"] = slot.module.parametrizations[slot.attr].original.detach()
     return out
 
 
 def load_lora_state_dict(model: Model, state: dict[str, Tensor]) -> None:
-    """Copy :func:`lora_state_dict` tensors back into a model with the same adapters applied."""
-    expected = set(lora_state_dict(model))
-    if set(state) != expected:
-        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+    """Copy :func:`lora_state_dict` tensors back into a model with the same adapters applied.
+
+    Raises ``ValueError`` naming the keys or shapes that do not match (the model is left untouched).
+    """
+    own = lora_state_dict(model)
+    if set(state) != set(own):
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         raise ValueError(f"LoRA state does not match the model's adapters (missing {missing[:4]}, unexpected {extra[:4]})")
+    shapes = [f"{k} {tuple(v.shape)} != {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    if shapes:
+        raise ValueError(f"LoRA state does not match the model's adapters (shapes: {'; '.join(shapes[:3])})")
     with torch.no_grad():
-        for prefix, attn in _attention_modules(model):
-            if not parametrize.is_parametrized(attn):
-                continue
-            for name, plist in attn.parametrizations.items():
-                plist.original.copy_(state[f"{prefix}.{name}.base"])
-                for mod in plist:
-                    if isinstance(mod, LoRA):
-                        mod.lora_A.copy_(state[f"{prefix}.{name}.lora_A"])
-                        mod.lora_B.copy_(state[f"{prefix}.{name}.lora_B"])
+        for slot in attention_weight_slots(model):
+            lora = _lora_of(slot)
+            if lora is not None:
+                slot.module.parametrizations[slot.attr].original.copy_(state[f"{slot.name}.base"])
+                lora.lora_A.copy_(state[f"{slot.name}.lora_A"])
+                lora.lora_B.copy_(state[f"{slot.name}.lora_B"])
 
 
 def merged_state_dict(model: Model) -> dict[str, Tensor]:
-    """The state dict an ordinary HookedTransformer with the adapters folded in would have.
+    """The TransformerLens-keyed weights (:func:`rhlens.adapter.native.model_state`) of ``model``
+    with the adapters folded in: what :func:`merge_lora` would leave.
 
     The live model is not changed (use this for checkpoints written mid-training).
     """
-    state = model.state_dict()
-    if not has_lora(model):
-        return state
-    out = {}
-    for key, value in state.items():
-        if ".parametrizations." not in key:
-            out[key] = value
-    with torch.no_grad():
-        for prefix, attn in _attention_modules(model):
-            if parametrize.is_parametrized(attn):
-                for name in attn.parametrizations:
-                    out[f"{prefix}.{name}"] = getattr(attn, name).detach().clone()
-    return out
+    return model_state(model)
 
 
 def merge_lora(model: Model) -> None:
     """Fold every adapter into its weight, leaving plain ``nn.Parameter`` weights (in place)."""
-    for _, attn in _attention_modules(model):
-        if parametrize.is_parametrized(attn):
-            for name in list(attn.parametrizations):
-                parametrize.remove_parametrizations(attn, name, leave_parametrized=True)
+    for slot in attention_weight_slots(model):
+        if _lora_of(slot) is not None:
+            parametrize.remove_parametrizations(slot.module, slot.attr, leave_parametrized=True)

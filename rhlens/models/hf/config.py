@@ -186,15 +186,18 @@ def _gpt2_family(raw: dict[str, Any], source: Path) -> dict[str, Any]:
     )
 
 
-def hooked_config_from_hf(
+def hf_config_fields(
     raw: dict[str, Any],
     *,
     source: str | os.PathLike = CONFIG_FILE,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     **overrides: Any,
-) -> HookedTransformerConfig:
-    """Map a parsed Hugging Face ``config.json`` to a ``HookedTransformerConfig``, offline.
+) -> dict[str, Any]:
+    """Map a parsed Hugging Face ``config.json`` to ``HookedTransformerConfig`` fields (a dict), offline.
+
+    No TransformerLens class is built, so this works on either major (``rhlens study --dry-run``
+    reads a checkpoint's shape with it); :func:`hooked_config_from_hf` makes the config object.
 
     Mirrors ``transformer_lens.loading_from_pretrained.convert_hf_model_config`` for Llama, Mistral,
     Qwen2 and GPT-2 but never calls the Hub, uses ``head_dim`` when given, and keeps the folder's
@@ -207,11 +210,11 @@ def hooked_config_from_hf(
         source: the file name used in error messages.
         **overrides: ``HookedTransformerConfig`` fields that win over the mapped ones.
 
-    >>> cfg = hooked_config_from_hf({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+    >>> cfg = hf_config_fields({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
     ...     "num_attention_heads": 8, "num_key_value_heads": 4, "intermediate_size": 172,
     ...     "num_hidden_layers": 5, "vocab_size": 512, "max_position_embeddings": 512,
     ...     "rope_theta": 500000.0})
-    >>> cfg.d_head, cfg.n_key_value_heads, cfg.rotary_base, cfg.n_ctx
+    >>> cfg["d_head"], cfg["n_key_value_heads"], cfg["rotary_base"], cfg["n_ctx"]
     (8, 4, 500000.0, 512)
     """
     src = Path(source)
@@ -251,4 +254,21 @@ def hooked_config_from_hf(
         )
     cfg.update(overrides)
     _check_memory(cfg, src, dtype, device)
-    return HookedTransformerConfig(**cfg)
+    return cfg
+
+
+def hooked_config_from_hf(
+    raw: dict[str, Any],
+    *,
+    source: str | os.PathLike = CONFIG_FILE,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    **overrides: Any,
+) -> HookedTransformerConfig:
+    """The ``HookedTransformerConfig`` of :func:`hf_config_fields` (TransformerLens 3; on 4 there is
+    no such class: ``TypeError`` saying so)."""
+    fields = hf_config_fields(raw, source=source, dtype=dtype, device=device, **overrides)
+    if config_field_names() is None:
+        raise TypeError("TransformerLens 4 has no HookedTransformerConfig; use hf_config_fields (a dict) or "
+                        "rhlens.load_hf_checkpoint, which boots a TransformerBridge there")
+    return HookedTransformerConfig(**fields)

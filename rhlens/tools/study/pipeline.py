@@ -51,7 +51,8 @@ COSMETIC = ("name", "estimate")
 DATA_SECONDS_PER_EXAMPLE = 0.007
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """The versions of Python and of the packages a result depends on (a run records them)."""
     from importlib import metadata
 
     out = {"python": platform.python_version()}
@@ -289,7 +290,7 @@ class Study(StageRunner):
                       log=self._log)
         finally:
             bar.close()
-        results = collect_results(self.folder, cfg, versions=_versions(), seconds=time.time() - started,
+        results = collect_results(self.folder, cfg, versions=package_versions(), seconds=time.time() - started,
                                   digest=_digest(identity), base=identity["base"])
         write_reports(self.folder.path, results)
         self._log(f"study done: {self.out / Layout.REPORTS[0]}")

@@ -36,8 +36,11 @@ def _mean(xs: list[float]) -> float | None:
 
 def base_design(config: StudyConfig) -> dict[str, Any] | None:
     """What the embedded base's card says about its engineered heads (``None`` for another base)."""
-    if config.model.base != "embedded":
-        return None
+    return embedded_base_design() if config.model.base == "embedded" else None
+
+
+def embedded_base_design() -> dict[str, Any]:
+    """The embedded base's engineered retrieval heads (its recipe's supervised heads) and its card."""
     from rhlens.models.base import base_dir
 
     recipe = json.loads((base_dir() / "recipe.json").read_text(encoding="utf-8"))

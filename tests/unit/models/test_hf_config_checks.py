@@ -4,7 +4,7 @@ fit the device's free memory."""
 
 import pytest
 
-from rhlens.models.hf.config import available_memory, hooked_config_from_hf
+from rhlens.models.hf.config import available_memory, hf_config_fields, hooked_config_from_hf
 from rhlens.models.hf.folder import CheckpointError
 
 LLAMA = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 8,
@@ -24,6 +24,6 @@ def test_sizes_beyond_free_memory_are_refused_naming_the_keys():
             "intermediate_size": 14336, "num_hidden_layers": 100000}
     with pytest.raises(CheckpointError, match=r"ckpt/config.json: the weights would take \d+\.\d GiB .*"
                                               r"num_hidden_layers=100000"):
-        hooked_config_from_hf(huge, source="ckpt/config.json")
+        hf_config_fields(huge, source="ckpt/config.json")
     assert available_memory("cpu") is None or available_memory("cpu") > 0
-    assert hooked_config_from_hf(LLAMA).n_layers == 2
+    assert hf_config_fields(LLAMA)["n_layers"] == 2

@@ -22,3 +22,21 @@ def test_a_trained_base_saves_and_loads_back(tmp_path):
     loaded = load_model(tmp_path / "trained")
     with torch.no_grad():
         assert torch.allclose(loaded(tokens), model(tokens), atol=1e-4)
+
+
+def test_saved_weights_load_back_into_a_fresh_base(tmp_path):
+    """What resuming a fine-tune of the base does (rhlens study's checkpoints): on 4.x the saved MLP
+    biases convert to zero up/gate biases that the bridge was built without, which was refused."""
+    from rhlens.training.checkpoint import load_model_weights
+
+    model = load_base()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.01)
+    save_model(model, tmp_path / "scaled")
+    fresh = load_base()
+    load_model_weights(tmp_path / "scaled", fresh)
+    tokens = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():
+        assert torch.allclose(fresh(tokens), model(tokens), atol=1e-5)
+        assert not torch.allclose(load_base()(tokens), model(tokens), atol=1e-3)

@@ -163,3 +163,16 @@ def test_stories260k_equals_literal_reference(realdata):
     got = retrieval_scores(load_hf_checkpoint(path), exs, rule="wu-literal", rouge_gate=gate, progress=False)
     assert want.hits.sum() > 0 and want.counted.sum() >= 10
     assert_same(got, want)
+
+
+def test_line_feed_token_of_each_tokenizer_family():
+    """Wu's stop token is the one-line-feed token: '<0x0A>' (byte fallback), 'Ċ' (byte level), never
+    a longer newline token such as 'ĊĊ' (which rhlens's default stops also take)."""
+    from rhlens.stopping import default_stop_ids, line_feed_ids
+    from tests.references.tokenizers import byte_fallback_tokenizer, byte_level_tokenizer
+
+    sp, bl = byte_fallback_tokenizer(), byte_level_tokenizer()
+    assert sp.convert_ids_to_tokens(sorted(line_feed_ids(sp))) == ["<0x0A>"]
+    assert bl.convert_ids_to_tokens(sorted(line_feed_ids(bl))) == ["\u010a"]
+    longer = {t for t in bl.get_vocab() if t.strip("\u010a\u0120") == "" and t.count("\u010a") >= 1 and t != "\u010a"}
+    assert longer and {bl.convert_tokens_to_ids(t) for t in longer} <= default_stop_ids(bl) - line_feed_ids(bl)

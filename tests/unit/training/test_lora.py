@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from rhlens.adapter.native import set_model_state
+from rhlens.models import tiny_gpt2
 from rhlens.training.lora import (
     apply_lora,
     has_lora,
@@ -26,18 +28,26 @@ def test_zero_initialised_adapters_leave_the_model_unchanged(build_model, n_kv):
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
 
 
-@pytest.mark.parametrize("n_kv", [None, 2])
-def test_merge_gives_a_plain_model_with_the_same_function(build_model, n_kv):
-    model = build_model(n_key_value_heads=n_kv)
+@pytest.mark.parametrize("shape", ["llama", "llama-gqa", "gpt2"])
+def test_merge_gives_a_plain_model_with_the_same_function(build_model, kv_tokenizer, shape):
+    """Also where the weights are a bridge's Hugging Face Linear and Conv1D (GPT-2's c_proj) ones."""
+
+    def build():
+        if shape == "gpt2":
+            return tiny_gpt2(tokenizer=kv_tokenizer, n_layers=1, d_model=32, n_heads=4, d_mlp=64, n_ctx=64, seed=0)
+        return build_model(n_key_value_heads=2 if shape == "llama-gqa" else None)
+
+    model = build()
     tokens = _tokens(model)
     apply_lora(model, rank=2, alpha=4)
     with torch.no_grad():
         for p in lora_parameters(model):
             p.normal_(0, 0.2)
     adapted = model(tokens)
+    assert (adapted - build()(tokens)).abs().max() > 1e-2  # the adapters change the function
     state = merged_state_dict(model)
-    fresh = build_model(n_key_value_heads=n_kv)
-    fresh.load_state_dict(state)
+    fresh = build()
+    set_model_state(fresh, state)
     assert torch.allclose(fresh(tokens), adapted, atol=1e-5)
     merge_lora(model)
     assert not has_lora(model)
@@ -53,7 +63,7 @@ def test_update_shape_per_weight(build_model):
     assert state["blocks.0.attn._W_K.lora_A"].shape == (d_model, 3)
     assert state["blocks.0.attn._W_K.lora_B"].shape == (3, 2 * d_head)
     assert state["blocks.0.attn.W_O.lora_A"].shape == (4 * d_head, 3)
-    assert state["blocks.0.attn.W_O.base"].shape == model.blocks[0].attn.W_O.shape
+    assert state["blocks.0.attn.W_O.base"].numel() == model.blocks[0].attn.W_O.numel()  # in the model's own layout
 
 
 def test_state_round_trip_and_double_apply(build_model):
