@@ -194,6 +194,7 @@ def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, step
     the score before, the training result and the score after."""
     from rhlens.evaluation import evaluate
     from rhlens.tasks import generate
+    from rhlens.tools.study.report import metric_name
     from rhlens.training import TrainConfig, train
 
     batch_size = 16
@@ -204,7 +205,8 @@ def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, step
 
     log.stage(f"evaluate the embedded base on the {n_eval} held-out examples")
     before = evaluate(model, eval_examples, progress=progress)
-    log.stage(f"fine-tune: {steps} steps of batch {batch_size} (the base scored {before.score:.2f}, {before.metric})")
+    log.stage(f"fine-tune: {steps} steps of batch {batch_size} (the base scored {before.score:.2f}, "
+              f"{metric_name(task, before.metric)})")
     result = train(
         model, train_examples,
         TrainConfig(steps=steps, batch_size=batch_size, lr=1e-3, warmup_steps=min(20, steps // 5), seed=seed, progress=progress),
