@@ -51,8 +51,6 @@ TL4_GAPS: dict[str, str] = {
         "the test's qk_twin edits W_Q/W_K by HookedTransformer parameter name",
     "tests/references/tl_loops.py": "the Wu port reference (tests/references/tl_loops.py) runs a HookedTransformer",
     "tests/unit/scoring/test_scoring_retrieval.py::test_wu_port_equals_naive_reference": "the Wu port reference runs a HookedTransformer",
-    "tests/unit/interventions/test_attribution": "attribution_sweep's fast path needs a HookedTransformer",
-    "rhlens/interventions/attribution": "attribution_sweep's fast path needs a HookedTransformer",
 }
 
 

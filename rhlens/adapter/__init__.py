@@ -12,6 +12,7 @@ Submodules, one job each:
 - :mod:`rhlens.adapter.weights`: attention modules, per-head weights, final norm and unembedding,
   the forward from a layer to the final residual.
 - :mod:`rhlens.adapter.convert`: Hugging Face <-> TransformerLens state-dict layouts.
+- :mod:`rhlens.adapter.bridge_softmax`: a bridge's attention softmax at its scores' precision.
 """
 
 from rhlens.adapter.cache import enable_bridge_kv_cache, forward, new_kv_cache

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from rhlens.adapter import layout
+from rhlens.adapter.bridge_softmax import keep_softmax_precision
 from rhlens.adapter.cache import enable_bridge_kv_cache
 from rhlens.adapter.core import NATIVE_KIND, HookedTransformer, HookedTransformerConfig, TransformerBridge, model_kind
 from rhlens.adapter.weights import plain_state_dict
@@ -261,7 +262,7 @@ def _torch_dtype(value: Any) -> torch.dtype:
 
 
 def boot_bridge(hf_model: Any, tokenizer: Any, model_name: str) -> TransformerBridge:
-    """A ``TransformerBridge`` on ``hf_model`` (offline), with rhlens's KV-cache fix, in eval mode."""
+    """A ``TransformerBridge`` on ``hf_model`` (offline), with rhlens's KV-cache and softmax-precision fixes, in eval mode."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     param = next(hf_model.parameters())
     with warnings.catch_warnings():
@@ -272,6 +273,7 @@ def boot_bridge(hf_model: Any, tokenizer: Any, model_name: str) -> TransformerBr
     if tokenizer is None:  # booting without one would fetch the tokenizer of model_name from the Hub
         bridge.tokenizer = None
     enable_bridge_kv_cache(bridge)
+    keep_softmax_precision(bridge)
     bridge.eval()
     return bridge
 
