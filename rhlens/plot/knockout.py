@@ -92,15 +92,22 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None,
 
     ranges = [(min(d), max(d)) if d else None for d in draws]
     fig = go.Figure()
-    label = dict(texttemplate="%{y:.2f}", textposition="inside", insidetextanchor="start")  # whiskers stay readable
-    fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f", offsetgroup="intact", **label,
+    def label(values: list[float]) -> dict:
+        """Values written inside their bars (whiskers stay readable); a bar too short to hold its
+        label (a knockout to 0.00) gets it above, so every bar says its value."""
+        top = max([abs(v) for v in baseline + retrieval + means if v == v] or [1.0]) or 1.0
+        where = ["inside" if v == v and abs(v) >= 0.08 * top else "outside" for v in values]
+        return dict(texttemplate="%{y:.2f}", textposition=where, insidetextanchor="start", cliponaxis=False)
+
+    fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f", offsetgroup="intact",
+                         **label(baseline),
                          error_y=whiskers(baseline, "baseline"), hovertemplate="%{x}<br>intact: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(x=groups, y=retrieval, name="retrieval heads knocked out", marker_color="#d62728",
-                         offsetgroup="retrieval", **label, error_y=whiskers(retrieval, "retrieval"),
+                         offsetgroup="retrieval", **label(retrieval), error_y=whiskers(retrieval, "retrieval"),
                          hovertemplate="%{x}<br>retrieval heads knocked out: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(
         x=groups, y=means, name="random heads knocked out (mean of the draws)", marker_color="#1f77b4",
-        offsetgroup="random", texttemplate="%{y:.2f}", textposition="inside", insidetextanchor="start",
+        offsetgroup="random", **label(means),
         error_y=whiskers(means, "random") or interval_errors(means, ranges),
         customdata=[", ".join(f"{v:.3f}" for v in d) for d in draws],
         hovertemplate="%{x}<br>random heads knocked out: mean %{y:.3f}<br>draws: %{customdata}<extra></extra>",

@@ -85,7 +85,7 @@ def _scorer() -> Any:
         raise ImportError(
             "rule='wu-literal' gates with the rouge_score package as Wu et al. do (ROUGE-1 recall, Porter stemmer), "
             "and it is not installed: pip install 'rhlens[wu]' (or pip install rouge-score), or pass rouge_gate=None "
-            "to count every trial."
+            "(rhlens scores --rouge-gate none) to count every trial."
         ) from e
     return rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
 

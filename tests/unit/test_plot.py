@@ -204,6 +204,16 @@ def test_knockout_bars_plain_numbers():
     assert fig.layout.barmode == "group" and fig.layout.yaxis.title.text == "score"
 
 
+def test_a_knockout_to_zero_still_says_its_value():
+    """A bar at 0.00 had its label inside it, so the knocked-out bar showed nothing at all."""
+    fig = plot.knockout_bars({"mdqa": {"baseline": 0.9, "retrieval": 0.0, "random": [0.8, 0.9]},
+                              "kv": {"baseline": 1.0, "retrieval": 0.5, "random": [1.0]}})
+    intact, retrieval, random, _ = fig.data
+    assert list(retrieval.textposition) == ["outside", "inside"]
+    assert list(intact.textposition) == list(random.textposition) == ["inside", "inside"]
+    assert retrieval.texttemplate == "%{y:.2f}" and retrieval.cliponaxis is False
+
+
 def test_knockout_bars_accepts_knockout_effects():
     base = EvalResult(torch.tensor([1.0, 1.0, 0.0, 1.0]))
 
