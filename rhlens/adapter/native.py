@@ -173,6 +173,8 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
         )
     if state is None:
         state = hooked_init_state(cfg)
+    dtype = _torch_dtype(cfg["dtype"])  # convert at the model's dtype (a bfloat16 file's b_in fold would round to bfloat16)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     hf_state = None
     if state is not None:
         ns = _Namespace(cfg)
@@ -183,7 +185,6 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
     attn_bias = hf_state is not None and any(k.endswith("self_attn.q_proj.bias") for k in hf_state)
     mlp_bias = hf_state is not None and any(k.endswith("mlp.down_proj.bias") for k in hf_state)
     hf_cfg = _hf_config(cfg, family, attn_bias=attn_bias, mlp_bias=mlp_bias, tokenizer=tokenizer)
-    dtype = _torch_dtype(cfg["dtype"])
     with torch.random.fork_rng(devices=[]):  # the Hugging Face init's draws are overwritten: keep them off the global RNG
         model_class = {"llama": LlamaForCausalLM, "mistral": MistralForCausalLM, "gpt2": GPT2LMHeadModel}[hf_cfg.model_type]
         hf = model_class(hf_cfg)

@@ -124,3 +124,18 @@ def test_a_nonzero_up_or_gate_bias_is_refused(tok):
     hf["model.layers.0.mlp.gate_proj.bias"] = torch.ones_like(hf["model.layers.0.mlp.gate_proj.bias"])
     with pytest.raises(ValueError, match=r"model.layers.0.mlp.gate_proj.bias is nonzero: TransformerLens's gated MLP has no bias inside"):
         llama_from_hf(hf, ns)
+
+
+def test_a_bfloat16_file_loads_at_the_configs_float32(tok):
+    """The embedded base stores bfloat16 tensors for a float32 model: b_in must fold into down_proj's
+    bias at float32, not bfloat16 (on 4.x the base's logits differed from 3.x's by 4.8e-3)."""
+    fresh = tiny_llama(tokenizer=tok, seed=1, d_mlp=256)
+    fields = {k: v for k, v in model_config(fresh).items() if k in ("n_layers", "d_model", "n_heads", "d_head", "n_ctx", "d_mlp", "act_fn",
+              "normalization_type", "positional_embedding_type", "rotary_base", "gated_mlp", "final_rms", "rotary_dim", "d_vocab", "eps")}
+    state = {k: (v * 8 if k.endswith("mlp.b_in") else v).to(torch.bfloat16) for k, v in _every_bias_nonzero(model_state(fresh)).items()}
+    model = model_from_state(fields, state, tokenizer=tok, padding_side="left")
+    tokens = model.to_tokens(TEXT)
+    expected = reference_llama({k: v.float() for k, v in state.items()}, complete_config(fields), tokens)
+    with torch.no_grad():
+        assert next(model.parameters()).dtype == torch.float32
+        assert (model(tokens).double() - expected).abs().max().item() < 1e-4
