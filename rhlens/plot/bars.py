@@ -18,6 +18,19 @@ def interval_errors(values: Sequence[float], intervals: Sequence[Sequence[float]
     return dict(type="data", symmetric=False, array=up, arrayminus=down, visible=True, color="#333", thickness=1.5)
 
 
+def value_labels(values: Sequence[float], tallest: float) -> dict:
+    """Plotly text settings writing each bar's value inside it (whiskers stay readable), or above it
+    when the bar is too short to hold it (under 8% of ``tallest``, e.g. a knockout to 0.00), so
+    every bar says its value.
+
+    >>> value_labels([0.9, 0.0], tallest=0.9)["textposition"]
+    ['inside', 'outside']
+    """
+    top = abs(tallest) if tallest == tallest and tallest else 1.0
+    where = ["inside" if v == v and abs(v) >= 0.08 * top else "outside" for v in values]
+    return dict(texttemplate="%{y:.2f}", textposition=where, insidetextanchor="start", cliponaxis=False)
+
+
 def score_bars(scores: Mapping[str, float], intervals: Mapping[str, Sequence[float]] | None = None, *,
                title: str | None = None, yaxis_title: str = "score", interval_label: str = "95% interval",
                highlight: str | None = None) -> go.Figure:
@@ -43,7 +56,7 @@ def score_bars(scores: Mapping[str, float], intervals: Mapping[str, Sequence[flo
     colours = ["#d62728" if g == highlight else "#1f77b4" for g in groups]
     fig = go.Figure(go.Bar(
         x=groups, y=values, marker_color=colours, error_y=interval_errors(values, ivs),
-        texttemplate="%{y:.2f}", textposition="inside", insidetextanchor="start",
+        **value_labels(values, max([abs(v) for v in values if v == v] or [1.0])),
         customdata=[f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "no interval" for iv in ivs],
         hovertemplate="%{x}: %{y:.3f}<br>" + interval_label + ": %{customdata}<extra></extra>",
     ))

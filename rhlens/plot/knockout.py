@@ -71,7 +71,7 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None,
     >>> [t.name for t in fig.data][:3], fig.data[2].y, fig.data[2].error_y.array, fig.data[2].error_y.arrayminus
     (['intact', 'retrieval heads knocked out', 'random heads knocked out (mean of the draws)'], (0.75,), (0.25,), (0.25,))
     """
-    from rhlens.plot.bars import interval_errors
+    from rhlens.plot.bars import interval_errors, value_labels
 
     if isinstance(effects, Mapping) and "retrieval" in effects and not isinstance(effects["retrieval"], Mapping):
         effects = {"": effects}
@@ -92,12 +92,10 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None,
 
     ranges = [(min(d), max(d)) if d else None for d in draws]
     fig = go.Figure()
+    tallest = max([abs(v) for v in baseline + retrieval + means if v == v] or [1.0])
+
     def label(values: list[float]) -> dict:
-        """Values written inside their bars (whiskers stay readable); a bar too short to hold its
-        label (a knockout to 0.00) gets it above, so every bar says its value."""
-        top = max([abs(v) for v in baseline + retrieval + means if v == v] or [1.0]) or 1.0
-        where = ["inside" if v == v and abs(v) >= 0.08 * top else "outside" for v in values]
-        return dict(texttemplate="%{y:.2f}", textposition=where, insidetextanchor="start", cliponaxis=False)
+        return value_labels(values, tallest)
 
     fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f", offsetgroup="intact",
                          **label(baseline),

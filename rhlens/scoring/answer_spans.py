@@ -13,7 +13,7 @@ mapping (a token belongs to a span when its characters overlap it). The hit weig
 """
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import torch
 from jaxtyping import Bool, Int
@@ -22,8 +22,11 @@ from torch import Tensor
 from rhlens.adapter import Model
 from rhlens.encoding import EncodedExample, encode_for_model
 
-METHODS = ("decode", "forced")
-RULES = ("rhlens", "wu-literal")
+Method = Literal["decode", "forced"]
+"""``retrieval_scores``' methods: Wu et al.'s decoding and the teacher-forced one."""
+METHODS: tuple[str, ...] = get_args(Method)
+Rule = Literal["rhlens", "wu-literal"]
+RULES: tuple[str, ...] = get_args(Rule)
 """``retrieval_scores``' rules: ``"rhlens"`` (the documented rule) and ``"wu-literal"`` (Wu et
 al.'s code to the letter: :mod:`rhlens.scoring.wu_literal`)."""
 

@@ -347,3 +347,8 @@ def test_result_objects_plot_themselves():
     np.testing.assert_allclose([bars.data[0].y[0], bars.data[1].y[0], bars.data[2].y[0]], [1.0, 0.5, 1.0])
     table = PatchingTable(rows=[PatchingRow("original", HeadSet(), 0.4, 0.0)])
     assert list(table.plot().data[0].cells.values[0]) == ["original"]
+
+
+def test_a_score_bar_at_zero_still_says_its_value():
+    fig = plot.score_bars({"real": 0.54, "symbolic": 0.0}, {"real": (0.4, 0.66), "symbolic": (0.0, 0.0)})
+    assert list(fig.data[0].textposition) == ["inside", "outside"]
