@@ -28,7 +28,13 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/adapter/test_core.py::test_architecture_hooked_bridge_and_gqa": "the test expects tiny_llama to be a HookedTransformer",
     "tests/unit/adapter/test_core.py::test_tokenizer_bos_and_weight_processing":
         "the test expects tiny_llama's HookedTransformer weight-processing record",
-    "tests/unit/models/test_hf.py": "load_hf_checkpoint's HookedTransformer config mapping and weight processing",
+    **{f"tests/unit/models/test_hf.py::{name}": (
+        "load_hf_checkpoint boots a bridge on 4.x: no HookedTransformer config mapping (its refusals, overrides, "
+        "head_dim and rope mapping) and no weight-processing record") for name in (
+        "test_family_logits_match_hf", "test_tied_embeddings_rope_theta_and_n_ctx_override", "test_mistral_sliding_window",
+        "test_weight_processing_is_recorded_and_keeps_log_probs", "test_contradictory_config", "test_unsupported_rope_scaling",
+        "test_tokenizer_larger_than_embedding", "test_unknown_override", "test_gpt2_n_ctx_cannot_grow",
+        "test_config_mapping_uses_head_dim")},
     "tests/unit/models/test_base.py::test_base_is_an_ordinary_hooked_transformer": "the base is a bridge on 4.x",
     "tests/unit/models/test_bridge.py::test_analyzer_hooks_same_shapes": "compares a HookedTransformer's hooks with the bridge's",
     "tests/unit/models/test_bridge.py::test_folded_layer_norm": "weight processing (fold_ln) at load time",
