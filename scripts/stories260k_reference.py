@@ -4,7 +4,7 @@ Run it once with TransformerLens 3 (the model loads as a HookedTransformer) to (
 reference that ``tests/integration/test_scoring_bridge.py::test_stories260k_equals_the_stored_reference``
 compares against on either major (on TransformerLens 4 the model is a TransformerBridge)::
 
-    python scripts/stories260k_reference.py ../shared/realdata/models/stories260K tests/references/stories260k_tl3.json
+    python scripts/stories260k_reference.py ../shared/realdata/models/stories260K tests/records/stories260k_tl3.json
 
 Both the test and this script call :func:`stories260k_results`, so the numbers come from the same
 library calls; only the installed TransformerLens (and so the model class) differs.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.references.stories260k import stories260k_results  # noqa: E402
+from tests.records.stories260k import stories260k_results  # noqa: E402
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:

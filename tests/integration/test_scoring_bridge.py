@@ -41,12 +41,12 @@ def test_stories260k_equals_the_stored_reference(realdata):
     import json
     from pathlib import Path
 
-    from tests.references.stories260k import stories260k_results
+    from tests.records.stories260k import stories260k_results
 
     folder = realdata / "models" / "stories260K"
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent")
-    stored = json.loads((Path(__file__).parents[1] / "references" / "stories260k_tl3.json").read_text())
+    stored = json.loads((Path(__file__).parents[1] / "records" / "stories260k_tl3.json").read_text())
     assert stored["model_class"] == "HookedTransformer" and stored["transformer_lens"].startswith("3.")
     now = stories260k_results(folder)
     assert now["decode"]["hits"] > 0

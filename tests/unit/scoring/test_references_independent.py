@@ -5,8 +5,6 @@ import ast
 from pathlib import Path
 
 REFERENCES = Path(__file__).resolve().parents[2] / "references"
-# Files there that are no reference implementation, with why they may import rhlens.
-NOT_REFERENCES = {"stories260k.py": "records rhlens's own outputs on stories260K to compare TransformerLens versions"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -23,6 +21,5 @@ def imported_modules(path: Path) -> set[str]:
 def test_no_reference_imports_rhlens():
     files = sorted(REFERENCES.glob("*.py"))
     assert {p.name for p in files} >= {"tl_loops.py", "hf_wu.py", "wu_rule.py"}
-    offending = {p.name: sorted(m for m in imported_modules(p) if m.split(".")[0] == "rhlens") for p in files
-                 if p.name not in NOT_REFERENCES}
+    offending = {p.name: sorted(m for m in imported_modules(p) if m.split(".")[0] == "rhlens") for p in files}
     assert not {k: v for k, v in offending.items() if v}, offending
