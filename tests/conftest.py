@@ -37,6 +37,10 @@ if os.environ.get("RHLENS_TYPECHECK", "1") != "0":
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from rhlens.tools.allocator import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as the rhlens command does: large tensors reuse freed memory (a Bridge's steps 1.6x faster)
+
 warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
 
 # Tiny models run fastest on one thread; it also keeps parallel test processes from contending.

@@ -301,9 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # threads before torch loads: OpenMP reads its variables once
+        from rhlens.tools.allocator import keep_freed_memory
         from rhlens.tools.outdir import new_folders, remove_if_unused
         from rhlens.tools.threads import configure_threads
 
+        keep_freed_memory()  # large tensors reuse freed memory instead of page-faulting (2x on a Bridge)
         args.threads, note = configure_threads(getattr(args, "threads", None))
         args.threads_note = f"rhlens {args.command}: {note}; --threads N to change"
         created = new_folders(getattr(args, "out", None) if args.command != "generate" else None)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -133,3 +134,16 @@ def test_every_option_says_its_default_once():
             assert "(default: None)" not in text and "(default: False)" not in text, where
             if action.nargs != 0 and action.default not in (None, argparse.SUPPRESS):
                 assert "default" in text, where
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="running_now reads Linux's /proc/stat")
+def test_free_cores_count_what_runs_now():
+    from rhlens.tools.threads import running_now
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert running_now() >= 1  # the spinner holds a core now
+    finally:
+        spinner.kill()
+        spinner.wait()
