@@ -65,6 +65,9 @@ def _init_worker(module: str, name: str, config: Any, out: str, threads: int) ->
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from rhlens.tools.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the rhlens command does (a spawned interpreter starts with glibc's defaults)
     import torch
 
     torch.set_num_threads(threads)
