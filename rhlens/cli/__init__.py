@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--context-tokens", type=int, default=256,
                    help="prompt length (256: twice the base's training context, as the paper extends a model)")
     q.add_argument("--steps", type=int, default=150, help="fine-tuning steps")
+    q.add_argument("--batch-size", type=int, default=8, help="fine-tuning examples per step")
     q.add_argument("--n-eval", type=int, default=40, help="evaluation / scoring examples")
     q.add_argument("--top-k", type=int, default=None, help="heads to knock out (default: every head over 0.1)")
     q.add_argument("--random-draws", type=int, default=5, help="random head sets knocked out as the control")
@@ -258,7 +259,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
         print(message, flush=True)
 
     run_quickstart(
-        args.out, task=args.task, variant=args.variant, context_tokens=args.context_tokens, steps=args.steps,
+        args.out, task=args.task, variant=args.variant, context_tokens=args.context_tokens, steps=args.steps, batch_size=args.batch_size,
         n_eval=args.n_eval, top_k=args.top_k, random_draws=args.random_draws, seed=args.seed,
         overwrite=args.overwrite, progress=not args.no_progress, log=log,
     )  # its last lines: the reading, the files written and the report's path

@@ -162,7 +162,7 @@ def reading_of_knockouts(*, baseline: float, retrieval: float, random: Sequence[
             "part of the circuit, not all of it.")
 
 
-def _check_args(*, top_k: Any, random_draws: Any, steps: Any, n_eval: Any, context_tokens: Any) -> None:
+def _check_args(*, top_k: Any, random_draws: Any, steps: Any, n_eval: Any, context_tokens: Any, batch_size: Any = 8) -> None:
     """Refuse settings that cannot run, before any work (each message names the setting)."""
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(
@@ -171,7 +171,7 @@ def _check_args(*, top_k: Any, random_draws: Any, steps: Any, n_eval: Any, conte
         )
     if isinstance(random_draws, bool) or not isinstance(random_draws, int) or random_draws < 1:
         raise ValueError(f"random_draws={random_draws!r} must be a positive int (the random control's draws)")
-    for name, value in (("steps", steps), ("n_eval", n_eval), ("context_tokens", context_tokens)):
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("n_eval", n_eval), ("context_tokens", context_tokens)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive int")
 
@@ -188,16 +188,15 @@ class StageLog:
         self.say(f"[{self.i}/{self.n_stages}] {text} ({spent // 60}:{spent % 60:02d} so far)")
 
 
-def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, steps: int, n_eval: int, seed: int,
-               progress: bool, log: StageLog) -> tuple[list, Any, Any, Any]:
-    """Fine-tune ``model`` in place on generated data (batch 16); returns the held-out examples,
-    the score before, the training result and the score after."""
+def _fine_tune(model: Any, *, task: str, variant: str, context_tokens: int, steps: int, batch_size: int, n_eval: int,
+               seed: int, progress: bool, log: StageLog) -> tuple[list, Any, Any, Any]:
+    """Fine-tune ``model`` in place on generated data; returns the held-out examples, the score
+    before, the training result and the score after."""
     from rhlens.evaluation import evaluate
     from rhlens.tasks import generate
     from rhlens.tools.study.report import metric_name
     from rhlens.training import TrainConfig, train
 
-    batch_size = 16
     log.stage(f"data: {steps * batch_size} training and {n_eval} held-out {task} ({variant}) examples at "
               f"{context_tokens} tokens")
     train_examples = generate(task, variant, steps * batch_size, context_tokens=context_tokens, seed=seed)
@@ -279,6 +278,7 @@ def run_quickstart(
     variant: str = "realistic",
     context_tokens: int = 256,
     steps: int = 150,
+    batch_size: int = 8,
     n_eval: int = 40,
     top_k: int | float | None = None,  # float: refused by _check_args with a clearer message
     random_draws: int = 5,
@@ -292,7 +292,7 @@ def run_quickstart(
     Args:
         out_dir: results folder; checked before any work (see :func:`prepare_out_dir`).
         task, variant, context_tokens: the synthetic data (:func:`rhlens.generate`).
-        steps: fine-tuning steps (batch 16).
+        steps, batch_size: fine-tuning steps and examples per step (150 of 8: the study's fine-tunes).
         n_eval: evaluation examples, also used for the head scores and the knockouts.
         top_k: knock out at most this many of the heads over 0.1 (the best ones); ``None``: all.
         random_draws: random head sets drawn for the control (each as large as the knocked set).
@@ -303,8 +303,9 @@ def run_quickstart(
 
     When no head scores over 0.1 nothing is knocked out and the summary's ``reading`` says so.
     """
-    _check_args(top_k=top_k, random_draws=random_draws, steps=steps, n_eval=n_eval, context_tokens=context_tokens)
-    settings = dict(task=task, variant=variant, context_tokens=context_tokens, steps=steps, n_eval=n_eval,
+    _check_args(top_k=top_k, random_draws=random_draws, steps=steps, n_eval=n_eval, context_tokens=context_tokens,
+                batch_size=batch_size)
+    settings = dict(task=task, variant=variant, context_tokens=context_tokens, steps=steps, batch_size=batch_size, n_eval=n_eval,
                     top_k=top_k, random_draws=random_draws, seed=seed)
     out_dir = prepare_out_dir(out_dir, _identity(settings), overwrite=overwrite)
 
@@ -317,7 +318,7 @@ def run_quickstart(
     stages = StageLog(log or _default_log(progress))
     model = load_base()
     eval_examples, before, result, after = _fine_tune(model, task=task, variant=variant, context_tokens=context_tokens,
-                                                      steps=steps, n_eval=n_eval, seed=seed, progress=progress,
+                                                      steps=steps, batch_size=batch_size, n_eval=n_eval, seed=seed, progress=progress,
                                                       log=stages)
     stages.stage(f"retrieval scores of every head on the {n_eval} examples (Wu et al.'s decode method; the model "
                  f"scores {after.score:.2f})")
@@ -343,6 +344,7 @@ def run_quickstart(
         "variant": variant,
         "context_tokens": context_tokens,
         "fine_tuning_steps": steps,
+        "fine_tuning_batch_size": batch_size,
         "final_train_loss": round(result.loss_curve[-1], 4),
         "metric": metric_name(task, after.metric),
         "n_eval": n_eval,
