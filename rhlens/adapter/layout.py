@@ -27,7 +27,8 @@ import einops
 import torch
 from torch import Tensor
 
-__all__ = ["gpt2_bridge_join", "gpt2_bridge_split", "gpt2_from_hf", "gpt2_to_hf", "llama_from_hf", "llama_to_hf", "nonzero"]
+__all__ = ["gpt2_bridge_join", "gpt2_bridge_split", "gpt2_from_hf", "gpt2_to_hf", "llama_bias_keys", "llama_from_hf",
+           "llama_hf_biases", "llama_to_hf", "nonzero"]
 
 
 def nonzero(t: Tensor | None) -> bool:
@@ -37,6 +38,19 @@ def nonzero(t: Tensor | None) -> bool:
 
 def _copy(t: Tensor, dtype: torch.dtype) -> Tensor:
     return t.detach().to(dtype).clone().contiguous()
+
+
+def llama_bias_keys(cfg: Any) -> tuple[list[str], list[str]]:
+    """The TransformerLens keys of a Llama-shaped model's attention biases and MLP biases."""
+    kv = "_" if cfg.n_key_value_heads is not None else ""
+    attn = [f"blocks.{l}.attn.{n}" for l in range(cfg.n_layers) for n in ("b_Q", f"{kv}b_K", f"{kv}b_V", "b_O")]
+    return attn, [f"blocks.{l}.mlp.{n}" for l in range(cfg.n_layers) for n in ("b_in", "b_out")]
+
+
+def llama_hf_biases(sd: dict[str, Tensor], cfg: Any) -> tuple[bool, bool]:
+    """``(attention_bias, mlp_bias)`` of the Hugging Face form: whether any bias of that kind is nonzero."""
+    attn, mlp = llama_bias_keys(cfg)
+    return any(nonzero(sd.get(k)) for k in attn), any(nonzero(sd.get(k)) for k in mlp)
 
 
 def llama_to_hf(sd: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
@@ -51,8 +65,7 @@ def llama_to_hf(sd: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
     """
     kv = "_" if cfg.n_key_value_heads is not None else ""
     dtype = sd["embed.W_E"].dtype
-    attn_bias = any(nonzero(sd.get(f"blocks.{l}.attn.{n}")) for l in range(cfg.n_layers) for n in ("b_Q", f"{kv}b_K", f"{kv}b_V", "b_O"))
-    mlp_bias = any(nonzero(sd.get(f"blocks.{l}.mlp.{n}")) for l in range(cfg.n_layers) for n in ("b_in", "b_out"))
+    attn_bias, mlp_bias = llama_hf_biases(sd, cfg)
 
     def norm_w(key: str) -> Tensor:
         return _copy(sd[key], dtype) if key in sd else torch.ones(cfg.d_model, dtype=dtype)

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from rhlens.adapter.core import Model, count_hooks, model_device, prepends_bos
 from rhlens.adapter.fused import fused_unsupported_reason
+from rhlens.adapter.hf_form import match_hf_form
 from rhlens.adapter.weights import is_attention_parameter
 from rhlens.encoding import EncodedExample, pad_id_of
 from rhlens.training import checkpoint as ckpt_io
@@ -56,8 +57,9 @@ def _select_trainable(model: Model, config: TrainConfig) -> list[torch.nn.Parame
             p.requires_grad_(True)
         return params
     params = []
+    fixed = match_hf_form(model)  # the biases its Hugging Face form lacks: the same fine-tune on either major
     for name, p in model.named_parameters():
-        wanted = config.trainable == "all" or is_attention_parameter(name)
+        wanted = (config.trainable == "all" or is_attention_parameter(name)) and name not in fixed
         p.requires_grad_(wanted)
         if wanted:
             params.append(p)

@@ -2,8 +2,11 @@
 
 Two key-value pairs of one-syllable symbols, ~40-token prompts, a 2-layer model trained from
 random weights: retrieval needs a head that finds the queried key and copies the value after it.
-The budget (steps x batch) reaches exact match 1.0 with margin on every seed tried; the test
-asserts >= 0.9 on held-out examples with greedy decoding.
+Each training example is seen twice (32,000 of them): on 4,000 seen 16 times a bias-free Llama
+(what rhlens trains on either TransformerLens major, :mod:`rhlens.adapter.hf_form`) memorised them
+on model seeds 1 and 2 (held-out exact match 0.61 and 0.50 at a training loss under 0.01). This
+budget reaches held-out exact match 1.00 on model seed 0 and 0.95 / 0.98 on seed 1 (TransformerLens
+3.9 / 4.3.0); the test asserts >= 0.9 with greedy decoding.
 """
 
 import pytest
@@ -35,11 +38,11 @@ def _greedy_exact_match(model, tokenizer, examples) -> float:
 def test_tiny_model_learns_kv_retrieval(tmp_path):
     torch.set_num_threads(1)
     kwargs = dict(context_tokens=40, key_chunks=1, value_chunks=1)
-    train_set = generate("kv", "symbolic", n=4000, seed=0, **kwargs)
+    train_set = generate("kv", "symbolic", n=32_000, seed=0, **kwargs)
     test_set = generate("kv", "symbolic", n=100, seed=1, **kwargs)
     tok = rhlens.word_level_tokenizer([e.prompt + e.completion for e in train_set + test_set])
     model = rhlens.tiny_llama(tokenizer=tok, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=64, seed=0)
-    config = TrainConfig(steps=1000, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=250, progress=False)
+    config = TrainConfig(steps=2000, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=500, progress=False)
     result = train(model, train_set, config, eval_examples=test_set[:32], out_dir=tmp_path)
     assert result.eval_curve[-1]["eval_loss"] < result.eval_curve[0]["eval_loss"]
     em = _greedy_exact_match(model, tok, test_set)
