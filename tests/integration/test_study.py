@@ -79,6 +79,20 @@ def test_smoke_study_writes_every_output_with_every_key(smoke_run):
     assert "Plotly.newPlot" in page and "findings" in page
 
 
+def test_smoke_numbers_equal_the_transformerlens_3_record(smoke_run):
+    """Every number of the smoke study equals the one recorded on TransformerLens 3.9 (1e-4): on 3.x a
+    regression check, on 4.x the issue-25 check that both majors give the same study. Before
+    rhlens.adapter.hf_form (a HookedTransformer also trained its zero biases and b_in) 112 of 1,551
+    numbers differed by more than 1e-4 between the majors."""
+    from tests.records.smoke_study import RECORD, numbers
+
+    recorded = json.loads(RECORD.read_text())["numbers"]
+    found = numbers(json.loads((smoke_run / "results.json").read_text()))
+    assert sorted(set(recorded) - set(found)) == [], "numbers the record has and this run lacks"
+    differ = {k: (v, found[k]) for k, v in recorded.items() if abs(v - found[k]) > 1e-4}
+    assert not differ, f"{len(differ)} of {len(recorded)} numbers differ from the record, e.g. {sorted(differ.items())[:5]}"
+
+
 def test_data_fits_the_model_context(smoke_run):
     """Prompt + answer (+ BOS, EOS) of every example fits [data] context_tokens (issue: 513 > 512)."""
     from rhlens.encoding import encode_example

@@ -178,7 +178,7 @@ def _patch_case(m: str, rec: dict[str, Any], u: dict[str, Any]) -> tuple[bool, s
                default=0.0) if pu else 0.0
     ok = best is not None and above_zero(pu[best]["delta"]) and pu[best]["delta"]["estimate"] > rand
     text = (f"{m} {original:.2f} (real {source:.2f}): " + ", ".join(
-        f"{k} ({len(rows[k]['heads'])} heads) {iv_text(pu[k]['delta'], True) if pu else 'n/a'}" for k in ("intersection", "complement"))
+        f"{k} ({len(rows[k]['heads'])} head{'' if len(rows[k]['heads']) == 1 else 's'}) {iv_text(pu[k]['delta'], True) if pu else 'n/a'}" for k in ("intersection", "complement"))
         + f", best random {rand:+.2f}" + (f" [{'; '.join(notes)}]" if notes else ""))
     return ok, text
 
