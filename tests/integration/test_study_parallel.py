@@ -26,7 +26,19 @@ def _strip_times(results):
     return results
 
 
-def test_two_workers_give_the_serial_results(tmp_path, monkeypatch):
+@pytest.fixture
+def one_thread():
+    """The serial reference runs as each worker does, at one thread (float sums over two threads
+    differ in the last bits; an earlier ``rhlens study`` in this process may have set two)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_two_workers_give_the_serial_results(tmp_path, monkeypatch, one_thread):
     import rhlens.evaluation
     from rhlens.tools.study.stages import STAGES
 
