@@ -162,7 +162,7 @@ def reading_of_knockouts(*, baseline: float, retrieval: float, random: Sequence[
             "part of the circuit, not all of it.")
 
 
-def _check_args(*, top_k: Any, random_draws: Any, steps: Any, n_eval: Any, context_tokens: Any, batch_size: Any = 8) -> None:
+def _check_args(*, top_k: Any, random_draws: Any, steps: Any, n_eval: Any, context_tokens: Any, batch_size: Any) -> None:
     """Refuse settings that cannot run, before any work (each message names the setting)."""
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(
