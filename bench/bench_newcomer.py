@@ -4,6 +4,7 @@ workers) and the machine's load average before and after.
 
     python bench/bench_newcomer.py                       # both, threads chosen by rhlens
     python bench/bench_newcomer.py --what quickstart --threads 1 2
+    python bench/bench_newcomer.py --what study3         # the tiny study with three seeds
 
 With several ``--threads`` values each command runs once per value and the ratios are against the
 first (the reference run, in this same process). Wall time on a machine that other processes load
@@ -24,6 +25,7 @@ from pathlib import Path
 COMMANDS = {
     "quickstart": ["quickstart", "--out", "{out}", "--no-progress"],
     "study": ["study", "--out", "{out}", "--no-progress"],
+    "study3": ["study", "--seeds", "0", "1", "2", "--out", "{out}", "--no-progress"],  # issue 24's 60-minute budget
 }
 
 
@@ -54,7 +56,7 @@ def run(what: str, threads: int | None, root: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--what", choices=("quickstart", "study", "both"), default="both")
+    parser.add_argument("--what", choices=(*COMMANDS, "both"), default="both")
     parser.add_argument("--threads", type=int, nargs="*", default=None,
                         help="thread counts to run (default: rhlens chooses)")
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
