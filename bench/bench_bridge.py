@@ -10,7 +10,8 @@ the bridge's times alone.
 CPU time (user + system of this process) is reported beside wall time: on a shared, loaded box wall
 time includes waiting for a core, CPU time does not.
 
-Run: ``OMP_NUM_THREADS=1 python bench/bench_bridge.py`` (``--model tiny``, ``--repeats 5``).
+Run: ``OMP_NUM_THREADS=1 python bench/bench_bridge.py`` (``--model tiny``, ``--model
+../shared/realdata/models/stories260K`` for a Hugging Face folder, ``--repeats 5``).
 """
 
 import argparse
@@ -36,12 +37,15 @@ def _timed(fn):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", choices=("base", "tiny"), default="base")
+    ap.add_argument("--model", default="base", help="base, tiny, or a Hugging Face folder (e.g. stories260K)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n", type=int, default=8, help="examples per task")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    base = rhlens.load_base() if args.model == "base" else rhlens.tiny_llama(tokenizer=rhlens.default_tokenizer(), seed=0)
+    if args.model in ("base", "tiny"):
+        base = rhlens.load_base() if args.model == "base" else rhlens.tiny_llama(tokenizer=rhlens.default_tokenizer(), seed=0)
+    else:
+        base = rhlens.load_hf_checkpoint(args.model)
     models = {"native": base}
     if model_kind(base) == "hooked":
         models["bridge"] = rhlens.as_bridge(base)

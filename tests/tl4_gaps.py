@@ -13,10 +13,12 @@ import pytest
 
 # node-id prefix -> the capability that is missing on a TransformerBridge
 TL4_GAPS: dict[str, str] = {
-    "tests/unit/adapter/test_fused.py": "fused (SDPA) attention patches HookedTransformer attention modules",
-    "rhlens/adapter/fused.py": "fused (SDPA) attention patches HookedTransformer attention modules",
-    "tests/unit/adapter/test_prefill.py": "chunked prefill's fast path and caches are HookedTransformer's",
-    "tests/unit/adapter/test_rotated_keys.py": "the fused path's rotated-key cache is HookedTransformer's",
+    "tests/unit/adapter/test_fused.py::test_fused_gpt2_shaped_model":
+        "fused (SDPA) attention on a bridge is Llama-shaped attention only (GPT-2's joint QKV runs eagerly)",
+    "tests/unit/adapter/test_fused.py::test_unsupported_configuration_is_named[soft_cap]":
+        "soft-capped attention scores have no Hugging Face Llama form",
+    "tests/unit/adapter/test_rotated_keys.py":
+        "the fused path's rotated-key side cache is HookedTransformer's (a bridge's Hugging Face cache holds rotated keys)",
     "tests/unit/adapter/test_rotary.py::test_rebuild_keeps_device_and_lazily_grows":
         "HookedTransformer's lazily grown rotary tables (a bridge's Hugging Face model rotates per position, no table)",
     "tests/unit/adapter/test_weights.py::test_attention_modules_and_weight_names":
@@ -43,9 +45,6 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/interventions/test_interventions_compatibility.py::test_hooked_and_bridge_of_one_checkpoint_patch[folded-and-centred]":
         "weight processing (fold_ln, centring) at load time needs a HookedTransformer",
     "tests/unit/training/test_loss.py::test_soft_capped_models_use_full_logits": "soft-capped logits have no Hugging Face Llama form",
-    "tests/unit/test_engine.py::test_interventions_on_head_outputs_keep_the_fused_kernels": "fused (SDPA) attention is HookedTransformer's",
-    "tests/unit/scoring/test_scoring_observe.py": "fused (SDPA) attention is HookedTransformer's",
-    "rhlens/adapter/observe.py": "fused (SDPA) attention is HookedTransformer's",
     "tests/unit/scoring/test_scoring_retrieval.py::test_errors_name_the_example":
         "TransformerLens 4 re-creates the bridge's tokenizer; a whitespace-only answer span is reported as covering no token",
     "tests/integration/test_interventions_copying.py": "attention-only models (attn_only=True) have no Hugging Face Llama form",

@@ -34,6 +34,10 @@ negative score on the eager one). Layers whose configuration the fused path does
 >>> (fused - model(tokens)).abs().max() < 1e-5
 tensor(True)
 
+On a ``TransformerBridge`` (Llama-shaped attention, TransformerLens 3.9 and 4.x) the same context
+runs :func:`rhlens.adapter.bridge_fused.bridge_fused_forward` in each attention layer, with the same
+contract (hooks that fire, eager fallback, blocked edges, observed patterns).
+
 Memory: SDPA never materialises the ``[batch, head, pos, pos]`` pattern (on CUDA and in PyTorch's
 CPU flash kernel), so long contexts fit where the eager path does not.
 """
@@ -48,22 +52,16 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from rhlens.adapter.bridge_fused import bridge_fused_forward, bridge_unsupported_reason
 from rhlens.adapter.cache import append_rotated_keys, drop_rotated_keys
 from rhlens.adapter.causal_sdpa import causal_sdpa, query_block
 from rhlens.adapter.core import UnsupportedModelError, attention_module, hook_name, hooks, model_kind
+from rhlens.adapter.fused_edges import (
+    EDGES_ATTR, OWN_SCORE_HOOKS_ATTR, EdgeFn, check_alive, has_hooks, needs_eager, with_blocked_edges,
+)
 from rhlens.adapter.observe import pattern_beside
 
-# Hook points whose values the fused path never computes (``hook_pattern`` is computed beside it
-# when hooked: :mod:`rhlens.adapter.observe`).
-_SKIPPED_HOOKS = ("hook_attn_scores", "hook_result")
-# On an attention module: the (layer, name, edge function) entries of :func:`blocked_edges`, and how
-# many of its ``hook_attn_scores`` hooks are theirs (those alone do not force the eager path).
-_EDGES_ATTR = "_rhlens_blocked_edges"
-_OWN_SCORE_HOOKS_ATTR = "_rhlens_own_score_hooks"
 
-EdgeFn = Callable[[int, int, int, torch.device], "Bool[Tensor, 'batch head_or_1 q k'] | None"]
-"""``fn(batch, q_len, k_len, device)``: True at the query -> key edges to block, ``[batch, head or 1,
-q_len, k_len]`` (query row ``j`` is column ``k_len - q_len + j``), or ``None`` when none."""
 _QK_NORM_ON_FULL_VECTORS = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
 
@@ -95,8 +93,8 @@ def _layer_reason(attn: Any) -> str | None:
 def fused_unsupported_reason(model: Any) -> str | None:
     """Why :func:`fused_attention` cannot run ``model``, or ``None`` when it can."""
     try:
-        if model_kind(model) != "hooked":
-            return "TransformerBridge models keep Hugging Face attention modules"
+        if model_kind(model) == "bridge":
+            return bridge_unsupported_reason(model)
     except UnsupportedModelError as err:
         return str(err)
     for layer, block in enumerate(model.blocks):
@@ -104,24 +102,6 @@ def fused_unsupported_reason(model: Any) -> str | None:
         if reason is not None:
             return f"layer {layer}: {reason}"
     return None
-
-
-def has_hooks(module: torch.nn.Module) -> bool:
-    """Whether ``module`` has any forward, forward-pre or backward hook attached."""
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks)
-
-
-def _n_hooks(module: torch.nn.Module) -> int:
-    return len(module._forward_hooks) + len(module._forward_pre_hooks) + len(module._backward_hooks)
-
-
-def _needs_eager(attn: Any) -> bool:
-    for name in _SKIPPED_HOOKS:
-        point = getattr(attn, name, None)
-        own = getattr(attn, _OWN_SCORE_HOOKS_ATTR, 0) if name == "hook_attn_scores" else 0
-        if point is not None and _n_hooks(point) > own:
-            return True
-    return False
 
 
 def masked_scores(scores: Float[Tensor, "... k_pos"]) -> Bool[Tensor, "... k_pos"]:
@@ -145,31 +125,6 @@ def blocked_value(scores: Tensor) -> float:
     return torch.finfo(scores.dtype).min
 
 
-def _blocked(attn: Any, n_rows: int, q_len: int, k_len: int, device: torch.device) -> Tensor | None:
-    """The union of the edges registered on ``attn`` for this call, or ``None`` when none is blocked."""
-    out = None
-    for _, _, fn in getattr(attn, _EDGES_ATTR, ()):
-        got = fn(n_rows, q_len, k_len, device)
-        if got is not None:
-            out = got if out is None else out | got
-    if out is None or not bool(out.any()):
-        return None
-    return out
-
-
-def _check_alive(attn: Any, allowed: Bool[Tensor, "batch h q k"], blocked: Bool[Tensor, "#batch #h q k"]) -> None:
-    """Raise when blocking leaves a query row that could attend somewhere with no key."""
-    dead = allowed.any(dim=-1) & ~(allowed & ~blocked).any(dim=-1)  # [batch, head, q]
-    if bool(dead.any()):
-        bb, hh, qq = dead.nonzero()[0].tolist()
-        layer, name, _ = getattr(attn, _EDGES_ATTR)[0]
-        k_len, q_len = allowed.shape[-1], allowed.shape[-2]
-        raise ValueError(
-            f"{name} blocks every key of query column {k_len - q_len + qq} (batch row {bb}) in layer {layer} "
-            f"head {hh}: nothing left to attend to. Leave at least one key unblocked."
-        )
-
-
 @contextlib.contextmanager
 def blocked_edges(model: Any, edges: "dict[int, EdgeFn]", *, name: str = "block_attention") -> Iterator[Any]:
     """Block attention edges in the layers of ``edges`` (``{layer: EdgeFn}``) inside the block.
@@ -189,7 +144,7 @@ def blocked_edges(model: Any, edges: "dict[int, EdgeFn]", *, name: str = "block_
             if block is None or not bool(block.any()):
                 return None
             allowed = ~masked_scores(scores)
-            _check_alive(attn, allowed, block.expand_as(allowed))
+            check_alive(attn, allowed, block.expand_as(allowed))
             return torch.where(block & allowed, torch.full_like(scores, blocked_value(scores)), scores)
 
         return hook
@@ -199,16 +154,16 @@ def blocked_edges(model: Any, edges: "dict[int, EdgeFn]", *, name: str = "block_
         for layer, fn in sorted(edges.items()):
             attn = attention_module(model, layer)
             entry = (layer, name, fn)
-            attn.__dict__.setdefault(_EDGES_ATTR, []).append(entry)
-            attn.__dict__[_OWN_SCORE_HOOKS_ATTR] = attn.__dict__.get(_OWN_SCORE_HOOKS_ATTR, 0) + 1
+            attn.__dict__.setdefault(EDGES_ATTR, []).append(entry)
+            attn.__dict__[OWN_SCORE_HOOKS_ATTR] = attn.__dict__.get(OWN_SCORE_HOOKS_ATTR, 0) + 1
             entries.append((attn, entry))
         fwd = [(hook_name("attn_scores", layer), eager_hook(layer, fn)) for layer, fn in sorted(edges.items())]
         with hooks(model, fwd):
             yield model
     finally:
         for attn, entry in entries:
-            attn.__dict__[_EDGES_ATTR].remove(entry)
-            attn.__dict__[_OWN_SCORE_HOOKS_ATTR] -= 1
+            attn.__dict__[EDGES_ATTR].remove(entry)
+            attn.__dict__[OWN_SCORE_HOOKS_ATTR] -= 1
 
 
 RowFn = Callable[[int, torch.device], "Bool[Tensor, 'batch q'] | None"]
@@ -315,7 +270,7 @@ def _fused_forward(
     position_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Drop-in for ``AbstractAttention.forward``: ``[batch, pos, d_model]`` in and out."""
-    if additive_attention_mask is not None or position_bias is not None or _needs_eager(self):
+    if additive_attention_mask is not None or position_bias is not None or needs_eager(self):
         drop_rotated_keys(past_kv_cache_entry)  # the eager forward appends raw keys only
         return type(self).forward(
             self, query_input, key_input, value_input, past_kv_cache_entry,
@@ -326,16 +281,12 @@ def _fused_forward(
     q_len, k_len = q.shape[1], k.shape[1]
     qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.to(q.dtype).transpose(1, 2)  # [b, head, pos, d_head]
     mask = _padding_causal_mask(attention_mask, q_len, k_len, k_len - q_len, qh.device) if _has_padding(attention_mask) else None
-    blocked = _blocked(self, qh.shape[0], q_len, k_len, qh.device)
-    if blocked is not None:
-        if mask is None:
-            mask = _padding_causal_mask(None, q_len, k_len, k_len - q_len, qh.device)
-        _check_alive(self, mask.expand(qh.shape[0], qh.shape[1], q_len, k_len), blocked)
-        mask = mask & ~blocked
+    mask = with_blocked_edges(self, mask, n_rows=qh.shape[0], n_heads=qh.shape[1], q_len=q_len, k_len=k_len,
+                              device=qh.device)
     z = causal_sdpa(qh, kh, vh, mask, scale=1.0 / self.attn_scale, gqa=qh.shape[1] != kh.shape[1],
                     block=query_block(qh, kh, vh))
     if has_hooks(self.hook_pattern):  # observed, not switched to eager (rhlens.adapter.observe)
-        z = pattern_beside(self, qh, kh, vh, mask, z)
+        z = pattern_beside(self, qh, kh, vh, mask, z, scale=1.0 / float(self.attn_scale))
     z = self.hook_z(z.transpose(1, 2))  # [b, q_pos, head, d_head], as on the eager path
     z = z.reshape(z.shape[0], q_len, -1)  # [b, q_pos, head * d_head]
     w_o = self.W_O  # [head, d_head, d_model]
@@ -348,7 +299,7 @@ def fused_attention(model: Any, *, strict: bool = True) -> Iterator[Any]:
     """Run every attention layer of ``model`` through SDPA inside the ``with`` block.
 
     Args:
-        model: a HookedTransformer.
+        model: a HookedTransformer or a TransformerBridge (:mod:`rhlens.adapter.bridge_fused`).
         strict: raise :class:`FusedAttentionUnsupported` when some layer's configuration is not
             implemented by the fused path; with ``strict=False`` the context does nothing then.
 
@@ -363,23 +314,23 @@ def fused_attention(model: Any, *, strict: bool = True) -> Iterator[Any]:
             raise FusedAttentionUnsupported(f"Fused attention does not support this model ({reason}); run it eagerly")
         yield model
         return
+    fused_forward = _fused_forward if model_kind(model) == "hooked" else bridge_fused_forward
     patched: list[tuple[Any, Any]] = []
     try:
         for block in model.blocks:
-            attn = block.attn
-            previous = attn.__dict__.get("forward", None)
-            attn.forward = types.MethodType(_fused_forward, attn)
-            patched.append((attn, previous))
+            attn = block.attn  # its __dict__: a bridge component forwards attribute writes to its HF module
+            patched.append((attn, attn.__dict__.get("forward", None)))
+            attn.__dict__["forward"] = types.MethodType(fused_forward, attn)
         yield model
     finally:
         for attn, previous in reversed(patched):
             if previous is None:
-                del attn.forward
+                attn.__dict__.pop("forward", None)
             else:
-                attn.forward = previous
+                attn.__dict__["forward"] = previous
 
 
 def is_fused(model: Any) -> bool:
     """Whether layer 0 currently runs the fused path (i.e. inside :func:`fused_attention`)."""
     forward = model.blocks[0].attn.__dict__.get("forward")
-    return getattr(forward, "__func__", None) is _fused_forward
+    return getattr(forward, "__func__", None) in (_fused_forward, bridge_fused_forward)

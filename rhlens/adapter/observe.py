@@ -53,19 +53,21 @@ def pattern_beside(
     v: Float[Tensor, "batch kv_head k d_head"],
     allowed: "Bool[Tensor, '#batch #head q k'] | None",
     z: Float[Tensor, "batch head q d_head"],
+    *,
+    scale: float,
 ) -> Float[Tensor, "batch head q d_head"]:
     """Call ``attn.hook_pattern`` with the attention of the fused forward and return ``z``: the
     kernel's own unless the hook edited the pattern (then ``pattern @ v``).
 
-    ``allowed`` is the mask the kernel used (``None``: causal only, queries the last ``q`` of the
-    ``k`` positions); masked keys get probability 0 (a row with none allowed: all 0, as
-    TransformerLens writes NaN rows as zeros).
+    ``scale`` multiplies the scores, as in the kernel. ``allowed`` is the mask the kernel used
+    (``None``: causal only, queries the last ``q`` of the ``k`` positions); masked keys get
+    probability 0 (a row with none allowed: all 0, as TransformerLens writes NaN rows as zeros).
     """
     q_len, k_len = q.shape[2], k.shape[2]
     if allowed is None:
         rows = torch.arange(k_len - q_len, k_len, device=q.device)
         allowed = (torch.arange(k_len, device=q.device)[None, :] <= rows[:, None])[None, None]
-    scores = q.float() @ _per_query_head(k, q.shape[1]).float().transpose(-1, -2) / float(attn.attn_scale)
+    scores = q.float() @ _per_query_head(k, q.shape[1]).float().transpose(-1, -2) * scale
     scores = scores.masked_fill(~allowed, float("-inf"))
     pattern = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # [batch, head, q, k]
     out = attn.hook_pattern(pattern)

@@ -4,7 +4,8 @@ A prefill chunk's logits are thrown away; what later positions read from it is e
 keys and values. The last layer's keys and values need only its input norm and K/V projections,
 so :func:`prefill` runs layers ``0 .. n-2`` as usual and, in the last layer, only ``ln1`` and the
 projections: its attention, output projection and MLP, the final norm and the unembedding are
-skipped (about ``1/n_layers`` of the prefill). The cache ends up exactly as after
+skipped (about ``1/n_layers`` of the prefill). A TransformerBridge skips the same
+(:mod:`rhlens.adapter.bridge_prefill`). The cache ends up exactly as after
 :func:`rhlens.adapter.forward` (same keys and values, same attention mask), so every later forward
 gives the same logits.
 
@@ -32,9 +33,12 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from rhlens.adapter.bridge_fused import bridge_unsupported_reason
+from rhlens.adapter.bridge_prefill import bridge_prefill
 from rhlens.adapter.cache import append_rotated_keys, drop_rotated_keys, forward
 from rhlens.adapter.core import model_kind
-from rhlens.adapter.fused import has_hooks, is_fused
+from rhlens.adapter.fused import is_fused
+from rhlens.adapter.fused_edges import has_hooks
 
 
 def _keys_only_last_layer(model: Any) -> bool:
@@ -57,12 +61,17 @@ def prefill(
     """Append ``tokens`` ``[batch, pos]`` (mask ``[batch, pos]``, 1 at real tokens) to
     ``past_kv_cache`` without their logits; see the module docstring.
 
-    A TransformerBridge, a model whose last layer computes keys from more than its normed input,
-    or a call without a mask runs :func:`rhlens.adapter.forward` (and drops the logits).
+    On a TransformerBridge with Llama-shaped attention: :func:`rhlens.adapter.bridge_prefill.bridge_prefill`.
+    Another bridge, a model whose last layer computes keys from more than its normed input, or a
+    call without a mask runs :func:`rhlens.adapter.forward` (and drops the logits).
     """
     if past_kv_cache is None:
         raise ValueError("prefill needs a past_kv_cache (from rhlens.adapter.new_kv_cache) to fill")
-    if attention_mask is None or model_kind(model) != "hooked" or not _keys_only_last_layer(model):
+    kind = model_kind(model)
+    if attention_mask is not None and kind == "bridge" and bridge_unsupported_reason(model) is None:
+        bridge_prefill(model, tokens, attention_mask=attention_mask, past_kv_cache=past_kv_cache)
+        return
+    if attention_mask is None or kind != "hooked" or not _keys_only_last_layer(model):
         forward(model, tokens, attention_mask=attention_mask, past_kv_cache=past_kv_cache)
         return
     last = model.cfg.n_layers - 1

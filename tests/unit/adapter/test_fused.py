@@ -1,18 +1,24 @@
-"""The fused (SDPA) attention path equals TransformerLens's eager attention."""
+"""The fused (SDPA) attention path equals TransformerLens's eager attention, on a HookedTransformer
+(TransformerLens 3) and on a TransformerBridge (both majors: on 3.x the same weights through
+:func:`rhlens.as_bridge`). On a bridge a padding query row (it sees no key) differs from the eager
+bridge's, which averages every key there; outputs are compared at the real positions."""
 
 import pytest
 import torch
 
 import rhlens
-from rhlens.adapter import hook_name, hooks
+from rhlens.adapter import hook_name, hooks, new_kv_cache
+from rhlens.adapter.core import NATIVE_KIND
 from rhlens.adapter.fused import FusedAttentionUnsupported, fused_attention, fused_unsupported_reason, is_fused
+from rhlens.adapter.fused_edges import needs_eager
 
 ATTENTION_KINDS = {"full": None, "grouped": 2, "multi_query": 1}
+MODEL_KINDS = ["hooked", "bridge"] if NATIVE_KIND == "hooked" else ["bridge"]  # TransformerLens 4 has no HookedTransformer
 
 
-
-def _model(n_kv=None, **overrides):
-    return rhlens.tiny_llama(n_layers=2, n_key_value_heads=n_kv, n_ctx=64, seed=0, **overrides)
+def _model(n_kv=None, model_kind=NATIVE_KIND, **overrides):
+    model = rhlens.tiny_llama(n_layers=2, n_key_value_heads=n_kv, n_ctx=64, seed=0, **overrides)
+    return rhlens.as_bridge(model) if model_kind == "bridge" else model
 
 
 def _tokens_and_masks(d_vocab: int, seed: int = 0):
@@ -24,28 +30,39 @@ def _tokens_and_masks(d_vocab: int, seed: int = 0):
     return tokens, left
 
 
+def _right_padded(tokens):
+    right = torch.ones_like(tokens)
+    right[1, 8:] = 0
+    right[2, 3:] = 0
+    return right
+
+
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
 @pytest.mark.parametrize("kind", list(ATTENTION_KINDS))
-@pytest.mark.parametrize("padded", [False, True])
-def test_fused_logits_match_eager(kind, padded):
-    model = _model(ATTENTION_KINDS[kind])
+@pytest.mark.parametrize("padding", ["none", "left", "right"])
+def test_fused_logits_match_eager(model_kind, kind, padding):
+    model = _model(ATTENTION_KINDS[kind], model_kind)
+    assert rhlens.adapter.model_kind(model) == model_kind and fused_unsupported_reason(model) is None
     tokens, left = _tokens_and_masks(model.cfg.d_vocab)
-    mask = left if padded else None
-    eager = model(tokens, attention_mask=mask, prepend_bos=False, padding_side="right")
+    mask = {"none": None, "left": left, "right": _right_padded(tokens)}[padding]
+    eager = model(tokens, attention_mask=mask)
     with fused_attention(model):
         assert is_fused(model)
-        fused = model(tokens, attention_mask=mask, prepend_bos=False, padding_side="right")
+        fused = model(tokens, attention_mask=mask)
     assert not is_fused(model)
-    assert (fused - eager).abs().max() < 1e-5
+    real = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask.bool()
+    assert (fused - eager)[real].abs().max() < 1e-5
 
 
-def test_fused_gradients_match_eager():
-    model = _model(2)
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_fused_gradients_match_eager(model_kind):
+    model = _model(2, model_kind)
     tokens, left = _tokens_and_masks(model.cfg.d_vocab)
-    model(tokens, attention_mask=left).sum().backward()
+    (model(tokens, attention_mask=left) * left[..., None]).sum().backward()  # real positions only
     eager = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
     with fused_attention(model):
-        model(tokens, attention_mask=left).sum().backward()
+        (model(tokens, attention_mask=left) * left[..., None]).sum().backward()
     for name, p in model.named_parameters():
         assert torch.allclose(p.grad, eager[name], atol=1e-4, rtol=1e-4), name
 
@@ -59,26 +76,29 @@ def test_fused_gpt2_shaped_model():
     assert (fused - eager).abs().max() < 1e-5
 
 
-def test_fused_with_kv_cache_matches_eager_decoding():
-    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
-    model = _model(2)
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_fused_with_kv_cache_matches_eager_decoding(model_kind):
+    model = _model(2, model_kind)
     tokens, left = _tokens_and_masks(model.cfg.d_vocab)
 
-    def decode():
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, tokens.shape[0])
-        first = model(tokens[:, :8], attention_mask=left[:, :8], past_kv_cache=cache)
-        rest = model(tokens[:, 8:], attention_mask=left[:, 8:], past_kv_cache=cache)
-        return torch.cat([first, rest], dim=1)
+    def decode():  # a chunk of 8, then one token at a time
+        cache = new_kv_cache(model, tokens.shape[0])
+        out = [rhlens.adapter.forward(model, tokens[:, :8], attention_mask=left[:, :8], past_kv_cache=cache)]
+        for col in range(8, tokens.shape[1]):
+            out.append(rhlens.adapter.forward(model, tokens[:, col:col + 1], attention_mask=left[:, col:col + 1],
+                                              past_kv_cache=cache))
+        return torch.cat(out, dim=1)
 
     eager = decode()
     with fused_attention(model):
         fused = decode()
-    assert (fused - eager).abs().max() < 1e-5
+    assert (fused - eager)[left.bool()].abs().max() < 1e-5
+    assert (eager - model(tokens, attention_mask=left))[left.bool()].abs().max() < 1e-5  # the cache is used
 
 
-def test_pattern_hooks_see_the_eager_path_inside_the_context():
-    model = _model(2)
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_pattern_hooks_see_the_eager_path_inside_the_context(model_kind):
+    model = _model(2, model_kind)
     tokens, _ = _tokens_and_masks(model.cfg.d_vocab)
     seen = []
     with fused_attention(model):
@@ -89,8 +109,9 @@ def test_pattern_hooks_see_the_eager_path_inside_the_context():
     assert torch.allclose(plain, model(tokens), atol=1e-5)
 
 
-def test_restored_after_an_exception():
-    model = _model()
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_restored_after_an_exception(model_kind):
+    model = _model(None, model_kind)
     with pytest.raises(RuntimeError, match="boom"):
         with fused_attention(model):
             raise RuntimeError("boom")
@@ -98,8 +119,9 @@ def test_restored_after_an_exception():
     assert all("forward" not in block.attn.__dict__ for block in model.blocks)
 
 
-def test_nested_contexts_restore_in_order():
-    model = _model()
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_nested_contexts_restore_in_order(model_kind):
+    model = _model(None, model_kind)
     with fused_attention(model):
         with fused_attention(model):
             assert is_fused(model)
@@ -107,21 +129,49 @@ def test_nested_contexts_restore_in_order():
     assert not is_fused(model)
 
 
-def test_unsupported_configuration_is_named():
-    model = _model(attn_scores_soft_cap=30.0)
-    assert "soft-capped" in fused_unsupported_reason(model)
-    with pytest.raises(FusedAttentionUnsupported, match="soft-capped"):
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_score_hooks_run_the_eager_forward_inside_the_context(model_kind, monkeypatch):
+    """A hook on hook_attn_scores needs what SDPA skips: that layer runs eagerly (the hook sees
+    [batch, head, q, k] scores), the other layer stays fused, and the logits are the eager ones."""
+    import torch.nn.functional as F
+
+    model = _model(2, model_kind)
+    tokens, left = _tokens_and_masks(model.cfg.d_vocab)
+    eager = model(tokens, attention_mask=left)
+    calls, seen = [], []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    with fused_attention(model), hooks(model, [(hook_name("attn_scores", 0), lambda t, hook: seen.append(t.shape))]):
+        fused = model(tokens, attention_mask=left)
+    assert seen == [torch.Size([3, 4, 12, 12])] and len(calls) == 1
+    assert (fused - eager)[left.bool()].abs().max() < 1e-5
+
+
+UNSUPPORTED = {  # a model the fused path does not implement, and the words its refusal names
+    "soft_cap": (lambda: _model(attn_scores_soft_cap=30.0), "soft-capped"),
+    "gpt2_bridge": (lambda: rhlens.as_bridge(rhlens.tiny_gpt2(n_layers=1, n_ctx=64)), "JointQKVAttentionBridge"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSUPPORTED))
+def test_unsupported_configuration_is_named(case):
+    """Refused by name (strict), run eagerly with strict=False; a bridge's GPT-2 joint-QKV attention too."""
+    build, words = UNSUPPORTED[case]
+    model = build()
+    assert words in fused_unsupported_reason(model)
+    with pytest.raises(FusedAttentionUnsupported, match=words):
         with fused_attention(model):
             pass
     with fused_attention(model, strict=False):
         assert not is_fused(model)
 
 
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
 @pytest.mark.parametrize("kind", list(ATTENTION_KINDS))
-def test_hook_z_fires_on_the_fused_path_and_edits_match_eager(kind):
+def test_hook_z_fires_on_the_fused_path_and_edits_match_eager(model_kind, kind):
     """hook_z sees the eager path's [batch, pos, head, d_head] values, and an edit there gives the
     eager result, without leaving the fused path."""
-    model = _model(ATTENTION_KINDS[kind])
+    model = _model(ATTENTION_KINDS[kind], model_kind)
     tokens, left = _tokens_and_masks(model.cfg.d_vocab)
     seen = {}
 
@@ -134,17 +184,18 @@ def test_hook_z_fires_on_the_fused_path_and_edits_match_eager(kind):
     with hooks(model, [(hook_name("z", 1), zero_head)]):
         eager = model(tokens, attention_mask=left)
         with fused_attention(model):
-            assert not rhlens.adapter.fused._needs_eager(model.blocks[1].attn)
+            assert not needs_eager(model.blocks[1].attn)
             fused = model(tokens, attention_mask=left)
     real = left.bool()
     torch.testing.assert_close(seen[1][real], seen[0][real], rtol=1e-5, atol=1e-5)  # padding rows may differ
     assert (fused - eager)[real].abs().max() < 1e-5
 
 
-def test_blocked_edges_are_the_same_on_both_paths():
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_blocked_edges_are_the_same_on_both_paths(model_kind):
     from rhlens.adapter import blocked_edges
 
-    model = _model(2)
+    model = _model(2, model_kind)
     tokens, left = _tokens_and_masks(model.cfg.d_vocab)
 
     def edges(n_rows, q_len, k_len, device):
