@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rhlens.adapter.core import Model, count_hooks, model_device, prepends_bos
+from rhlens.adapter.core import Model, count_hooks, model_device, model_kind, prepends_bos
 from rhlens.adapter.fused import fused_unsupported_reason
 from rhlens.adapter.hf_form import match_hf_form
 from rhlens.adapter.weights import is_attention_parameter
@@ -121,8 +121,9 @@ def plan_run(model: Model, examples: Sequence[Any], config: TrainConfig, out_dir
     plan = "new"
     if out_dir is not None:
         plan = run_folder.check_out_dir(out_dir, identity, resume=config.resume, overwrite=config.overwrite)
-    use_fused = config.fused_attention is True or (
-        config.fused_attention == "auto" and fused_unsupported_reason(model) is None and count_hooks(model) == 0
+    use_fused = config.fused_attention is True or (  # "auto": a HookedTransformer only (see TrainConfig)
+        config.fused_attention == "auto" and model_kind(model) == "hooked" and fused_unsupported_reason(model) is None
+        and count_hooks(model) == 0
     )
     if config.fused_attention is True and count_hooks(model):
         raise ValueError("TrainConfig.fused_attention=True but hooks are attached to the model; remove them first")

@@ -64,6 +64,27 @@ def test_equivalent_runs_give_equal_weights(build_model, examples, change):
         assert torch.allclose(p, q, atol=1e-5), name
 
 
+def test_a_bridge_trains_eagerly_under_auto_and_fused_on_request(build_model, examples, monkeypatch):
+    """On a TransformerBridge ``"auto"`` keeps the eager attention; ``fused_attention=True`` runs SDPA
+    (rhlens.adapter.bridge_fused) and follows the same trajectory."""
+    import torch.nn.functional as F
+
+    from rhlens.models import as_bridge
+
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    runs = {}
+    for fused in ("auto", True):
+        model = as_bridge(build_model(n_key_value_heads=2))
+        calls.clear()
+        train(model, examples, TrainConfig(steps=3, fused_attention=fused, **FAST))
+        runs[fused] = (len(calls), model)
+    assert runs["auto"][0] == 0 and runs[True][0] > 0
+    for (name, p), q in zip(runs["auto"][1].named_parameters(), runs[True][1].parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+
+
 def test_heldout_eval_and_metrics_log(build_model, examples, tmp_path):
     model = build_model()
     result = train(model, examples[:16], TrainConfig(steps=4, eval_every=2, **FAST), eval_examples=examples[16:], out_dir=tmp_path)
