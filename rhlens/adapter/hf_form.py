@@ -38,8 +38,7 @@ def match_hf_form(model: Model) -> set[str]:
     if hf_family(model.cfg) != "llama" or not model.cfg.gated_mlp:  # b_in folds only after a gated MLP's product
         return set()
     params = dict(model.named_parameters())
-    state = {k: p.detach() for k, p in params.items()}
-    attn_bias, mlp_bias = llama_hf_biases(state, model.cfg)
+    attn_bias, mlp_bias = llama_hf_biases(params, model.cfg)
     attn_keys, mlp_keys = llama_bias_keys(model.cfg)
     for layer in range(model.cfg.n_layers):
         b_in, b_out, w_out = (params.get(f"blocks.{layer}.mlp.{n}") for n in ("b_in", "b_out", "W_out"))

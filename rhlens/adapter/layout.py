@@ -59,8 +59,9 @@ def llama_bias_keys(cfg: Any) -> tuple[list[str], list[str]]:
     return attn, [f"blocks.{l}.mlp.{n}" for l in range(cfg.n_layers) for n in ("b_in", "b_out")]
 
 
-def llama_hf_biases(sd: dict[str, Tensor], cfg: Any) -> tuple[bool, bool]:
-    """``(attention_bias, mlp_bias)`` of the Hugging Face form: whether any bias of that kind is nonzero."""
+def llama_hf_biases(sd: Mapping[str, Tensor], cfg: Any) -> tuple[bool, bool]:
+    """``(attention_bias, mlp_bias)`` of the Hugging Face form: whether any bias of that kind is nonzero
+    (``sd`` may be a model's ``named_parameters()`` as a dict: nothing is written or kept)."""
     attn, mlp = llama_bias_keys(cfg)
     return any(nonzero(sd.get(k)) for k in attn), any(nonzero(sd.get(k)) for k in mlp)
 
