@@ -22,16 +22,10 @@ Hugging Face form already, except the zero ``lm_head`` bias TransformerLens 3.9'
 True
 """
 
-from typing import Any
-
 import torch
 
 from rhlens.adapter.core import Model, model_kind
-from rhlens.adapter.layout import llama_bias_keys, llama_hf_biases, nonzero
-
-
-def _is_llama_shaped(cfg: Any) -> bool:
-    return getattr(cfg, "positional_embedding_type", None) == "rotary" and bool(getattr(cfg, "gated_mlp", False))
+from rhlens.adapter.layout import hf_family, llama_bias_keys, llama_hf_biases, nonzero
 
 
 @torch.no_grad()
@@ -41,11 +35,10 @@ def match_hf_form(model: Model) -> set[str]:
     if model_kind(model) != "hooked":
         # TransformerLens 3.9's bridge gives lm_head a bias that Hugging Face's Llama has not
         return {n for n, p in model.named_parameters() if n.startswith("lm_head.") and n.endswith(".bias") and not nonzero(p)}
-    if not _is_llama_shaped(model.cfg):
+    if hf_family(model.cfg) != "llama" or not model.cfg.gated_mlp:  # b_in folds only after a gated MLP's product
         return set()
     params = dict(model.named_parameters())
-    state = {k: p.detach() for k, p in params.items()}
-    attn_bias, mlp_bias = llama_hf_biases(state, model.cfg)
+    attn_bias, mlp_bias = llama_hf_biases(params, model.cfg)
     attn_keys, mlp_keys = llama_bias_keys(model.cfg)
     for layer in range(model.cfg.n_layers):
         b_in, b_out, w_out = (params.get(f"blocks.{layer}.mlp.{n}") for n in ("b_in", "b_out", "W_out"))

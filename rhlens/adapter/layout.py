@@ -21,14 +21,26 @@ maps convert both ways, exactly (a permutation of the same numbers, plus one exa
 (['lm_head.bias', 'lm_head.weight', 'model.embed_tokens.weight', 'model.norm.weight'], [0.0, 1.0, 2.0])
 """
 
-from typing import Any
+from typing import Any, Mapping
 
 import einops
 import torch
 from torch import Tensor
 
-__all__ = ["gpt2_bridge_join", "gpt2_bridge_split", "gpt2_from_hf", "gpt2_to_hf", "llama_bias_keys", "llama_from_hf",
-           "llama_hf_biases", "llama_to_hf", "nonzero"]
+__all__ = ["gpt2_bridge_join", "gpt2_bridge_split", "gpt2_from_hf", "gpt2_to_hf", "hf_family", "llama_bias_keys",
+           "llama_from_hf", "llama_hf_biases", "llama_to_hf", "nonzero"]
+
+
+def hf_family(cfg: Any) -> str:
+    """The Hugging Face family of a TransformerLens config (a ``HookedTransformerConfig`` or a dict of
+    its fields): ``"llama"`` for rotary positions, ``"gpt2"`` otherwise. What else the family needs
+    (a gated MLP, RMSNorm; LayerNorm ...) :func:`rhlens.adapter.native.hf_shape_problems` checks.
+
+    >>> hf_family({"positional_embedding_type": "rotary"}), hf_family({"positional_embedding_type": "standard"})
+    ('llama', 'gpt2')
+    """
+    positions = cfg.get("positional_embedding_type") if isinstance(cfg, Mapping) else getattr(cfg, "positional_embedding_type", None)
+    return "llama" if positions == "rotary" else "gpt2"
 
 
 def nonzero(t: Tensor | None) -> bool:
@@ -47,8 +59,9 @@ def llama_bias_keys(cfg: Any) -> tuple[list[str], list[str]]:
     return attn, [f"blocks.{l}.mlp.{n}" for l in range(cfg.n_layers) for n in ("b_in", "b_out")]
 
 
-def llama_hf_biases(sd: dict[str, Tensor], cfg: Any) -> tuple[bool, bool]:
-    """``(attention_bias, mlp_bias)`` of the Hugging Face form: whether any bias of that kind is nonzero."""
+def llama_hf_biases(sd: Mapping[str, Tensor], cfg: Any) -> tuple[bool, bool]:
+    """``(attention_bias, mlp_bias)`` of the Hugging Face form: whether any bias of that kind is nonzero
+    (``sd`` may be a model's ``named_parameters()`` as a dict: nothing is written or kept)."""
     attn, mlp = llama_bias_keys(cfg)
     return any(nonzero(sd.get(k)) for k in attn), any(nonzero(sd.get(k)) for k in mlp)
 

@@ -90,7 +90,7 @@ def hf_shape_problems(cfg: dict[str, Any]) -> tuple[str, list[str]]:
         if not cond:
             problems.append(text)
 
-    family = "llama" if cfg["positional_embedding_type"] == "rotary" else "gpt2"
+    family = layout.hf_family(cfg)
     if family == "llama":
         need(cfg["normalization_type"] in ("RMS", "RMSPre"), f"normalization_type={cfg['normalization_type']!r} (need 'RMS' or 'RMSPre')")
         need(bool(cfg["gated_mlp"]), "gated_mlp=False (need a gated MLP)")

@@ -22,6 +22,14 @@ class ContextTooShortError(ValueError):
     """The fixed part of a prompt (question, needles, headers) exceeds the target length."""
 
 
+def _fits(render, count, target: int, k: int) -> bool:
+    """Whether ``k`` whole units fit ``target`` tokens (False when ``render`` runs out of units)."""
+    try:
+        return count(render(k, 0)) <= target
+    except IndexError:
+        return False
+
+
 def fit_length(render, target: int, count, *, fine_steps, what: str = "prompt",
                slack: float = SLACK):
     """Return ``(k, f, n_tokens)`` with the largest ``k`` then ``f`` such that
@@ -42,20 +50,14 @@ def fit_length(render, target: int, count, *, fine_steps, what: str = "prompt",
             f"(+{TOLERANCE:.0%}); raise context_tokens or use fewer documents, hops or shorter "
             f"instructions (instruction=False)")
 
-    def ok(k):
-        try:
-            return count(render(k, 0)) <= target
-        except IndexError:
-            return False
-
     lo, hi = 0, 1
-    while ok(hi):
+    while _fits(render, count, target, hi):
         lo, hi = hi, hi * 2
         if hi > MAX_UNITS:
             raise ValueError(f"could not reach {target} tokens with {MAX_UNITS} haystack units")
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if ok(mid):
+        if _fits(render, count, target, mid):
             lo = mid
         else:
             hi = mid

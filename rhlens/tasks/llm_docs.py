@@ -45,6 +45,12 @@ def split_sentences(text: str) -> list:
     return [x.strip() for x in _SENTENCE_END.split(text.strip()) if x.strip()]
 
 
+def _bad_entry(path: str, prompt: str, what: str) -> CacheEntryError:
+    """The error for the cache entry at ``path`` (of ``prompt``) that ``what`` says is bad."""
+    return CacheEntryError(f"{path}: the cache entry for prompt {prompt!r:.70} {what}; "
+                           f"delete the file to generate it again")
+
+
 class LLMDocumentSource:
     """A document source backed by ``generate(prompt) -> str`` with an on-disk cache."""
 
@@ -73,24 +79,20 @@ class LLMDocumentSource:
 
     @staticmethod
     def _read_entry(path: str, prompt: str) -> str:
-        def bad(what):
-            return CacheEntryError(f"{path}: the cache entry for prompt {prompt!r:.70} {what}; "
-                                   f"delete the file to generate it again")
-
         try:
             with open(path, encoding="utf-8") as f:
                 record = json.load(f)
         except UnicodeDecodeError as err:
-            raise bad(f"is not UTF-8 text ({err.reason} at byte {err.start})") from None
+            raise _bad_entry(path, prompt, f"is not UTF-8 text ({err.reason} at byte {err.start})") from None
         except json.JSONDecodeError as err:
-            raise bad(f"is not valid JSON ({err.msg}, line {err.lineno})") from None
+            raise _bad_entry(path, prompt, f"is not valid JSON ({err.msg}, line {err.lineno})") from None
         if not isinstance(record, dict):
-            raise bad(f"must be a JSON object, not {type(record).__name__}")
+            raise _bad_entry(path, prompt, f"must be a JSON object, not {type(record).__name__}")
         for key in ("prompt", "text"):
             if not isinstance(record.get(key), str):
-                raise bad(f"field {key!r} must be a string, got {record.get(key)!r:.40}")
+                raise _bad_entry(path, prompt, f"field {key!r} must be a string, got {record.get(key)!r:.40}")
         if record["prompt"] != prompt:
-            raise bad("holds a different prompt (field 'prompt')")
+            raise _bad_entry(path, prompt, "holds a different prompt (field 'prompt')")
         return record["text"]
 
     def document(self, title: str, part: int = 0) -> str:

@@ -126,26 +126,28 @@ def _continues(text: str, at: int, end: int) -> bool:
     return at < end and (text[at].islower() or text[at].isdigit())
 
 
+def _emit_trimmed(text: str, a, b, out: list) -> None:
+    """Append ``text[a:b]``'s span trimmed of whitespace to ``out``, unless nothing is left."""
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    if b > a:
+        out.append((a, b))
+
+
 def sentence_spans(text: str, start: int = 0, end=None) -> list:
     """``(start, end)`` of every sentence of ``text[start:end]``, trimmed of whitespace."""
     end = len(text) if end is None else end
-    out, s = [], start
-
-    def emit(a, b):
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if b > a:
-            out.append((a, b))
-
+    out: list = []
+    s = start
     for m in _END.finditer(text, start, end):
         if m.group().rstrip(_CLOSERS) == "." and (_is_abbreviation(text, m.start(), start)
                                                   or _continues(text, m.end(), end)):
             continue
-        emit(s, m.end())
+        _emit_trimmed(text, s, m.end(), out)
         s = m.end()
-    emit(s, end)
+    _emit_trimmed(text, s, end, out)
     return out
 
 

@@ -19,6 +19,8 @@ prints what it chose. A user's own ``OMP_NUM_THREADS`` / ``OMP_WAIT_POLICY`` are
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Mapping
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -107,3 +109,27 @@ def configure_threads(requested: int | None = None) -> tuple[int, str]:
         sys.modules["torch"].set_num_threads(threads)
     note = f"{threads} thread{'s' if threads != 1 else ''}: {why}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
     return threads, note
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` inside the block and restored after it (a
+    serial study runs its units as each one-thread worker does: float sums over two threads differ
+    from one thread's in the last bits).
+
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

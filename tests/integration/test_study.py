@@ -18,8 +18,8 @@ MODELS = ["real", "real-limited", "realistic-filler", "fictional", "symbolic"]
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "smoke"
-    # one thread, serial: the resumed runs below run in this process at torch's thread count, which
-    # this sets; runs at other thread counts (or in workers) differ in the last float bits
+    # one thread, serial: as the resumed runs below (Study's default threads=1); runs at other
+    # thread counts differ in the last float bits
     assert main(["study", "--preset", "smoke", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
     return out
 
@@ -214,15 +214,14 @@ def test_a_changed_base_model_is_refused_in_the_same_folder(smoke_run, monkeypat
 
 def test_sigkilled_study_resumes_to_the_same_results(smoke_run, tmp_path):
     """A study process killed with SIGKILL while fine-tuning resumes to the uninterrupted results."""
-    import os
     import signal
     import subprocess
     import sys
     import time
 
     out = tmp_path / "killed"
-    code = f"import torch; torch.set_num_threads(1); from rhlens.tools.study import Study; Study('smoke', {str(out)!r}, progress=False).run()"
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    code = f"from rhlens.tools.study import Study; Study('smoke', {str(out)!r}, progress=False).run()"
+    proc = subprocess.Popen([sys.executable, "-c", code])
     marker = out / "mdqa" / "models" / "real-limited" / "finetune.json"
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:

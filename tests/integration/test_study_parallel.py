@@ -26,22 +26,11 @@ def _strip_times(results):
     return results
 
 
-@pytest.fixture
-def one_thread():
-    """The serial reference runs as each worker does, at one thread (float sums over two threads
-    differ in the last bits; an earlier ``rhlens study`` in this process may have set two)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_two_workers_give_the_serial_results(tmp_path, monkeypatch, one_thread):
+def test_two_workers_give_the_serial_results(tmp_path, monkeypatch):
     import rhlens.evaluation
     from rhlens.tools.study.stages import STAGES
 
+    # one thread, as each worker of the parallel run has (the study sets torch's count to it)
     serial = Study("smoke", tmp_path / "serial", progress=False, threads=1)
     calls: dict[str, int] = {}
     current = []

@@ -190,6 +190,34 @@ def filler_stream() -> SentenceStream:
     return SentenceStream(lambda: wordlists.FILLER_SENTENCES[next(it) % len(wordlists.FILLER_SENTENCES)])
 
 
+class _MixedSubjects:
+    """``next_sentence()`` of a haystack about no one subject: background sentences about a fresh
+    subject every 2-5 sentences. Once every subject is used (long contexts), a subject returns and
+    goes on from the relations it already stated, so it never gets two objects for one."""
+
+    def __init__(self, world: World, rng: random.Random, exclude):
+        self.world, self.rng, self.exclude = world, rng, exclude
+        self.left, self.subject, self.kind = 0, None, None
+        self.stated: set = set()
+        self.seen = set(exclude)
+        self.stated_of: dict = {}
+
+    def __call__(self):
+        world, rng = self.world, self.rng
+        if self.left == 0:
+            kinds = world.subject_kinds()
+            self.kind = rng.choice(kinds)
+            try:
+                self.subject, self.kind = world.fresh_entity(self.kind, rng, self.seen)
+            except ValueError:
+                self.subject = world.entity(self.kind, rng, self.exclude)
+            self.seen.add(self.subject)  # a subject's facts stay in one stretch while fresh ones last
+            self.stated = self.stated_of.setdefault(self.subject, set())
+            self.left = rng.randint(2, 5)
+        self.left -= 1
+        return world.background(self.subject, self.kind, rng, self.exclude, stated=self.stated)
+
+
 def haystack_stream(spec: ExampleSpec, rng: random.Random, subject, kind, exclude,
                     skip_relations=frozenset(), title=None) -> SentenceStream:
     """The haystack sentences of one document (or of the whole niah haystack).
@@ -207,26 +235,7 @@ def haystack_stream(spec: ExampleSpec, rng: random.Random, subject, kind, exclud
         stated: set[str] = set()
         return SentenceStream(lambda: world.background(subject, kind, rng, exclude,
                                                        skip_relations, stated))
-    state = {"left": 0, "subject": None, "kind": None, "stated": set(), "seen": set(exclude)}
-    stated_of: dict = {}  # once every subject is used (long contexts), a subject returns and
-    # goes on from the relations it already stated, so it never gets two objects for one
-
-    def next_sentence():
-        if state["left"] == 0:
-            kinds = world.subject_kinds()
-            state["kind"] = rng.choice(kinds)
-            try:
-                state["subject"], state["kind"] = world.fresh_entity(state["kind"], rng, state["seen"])
-            except ValueError:
-                state["subject"] = world.entity(state["kind"], rng, exclude)
-            state["seen"].add(state["subject"])  # a subject's facts stay in one stretch while fresh ones last
-            state["stated"] = stated_of.setdefault(state["subject"], set())
-            state["left"] = rng.randint(2, 5)
-        state["left"] -= 1
-        return world.background(state["subject"], state["kind"], rng, exclude,
-                                stated=state["stated"])
-
-    return SentenceStream(next_sentence)
+    return SentenceStream(_MixedSubjects(world, rng, exclude))
 
 
 def mentions(sentence: str, exclude) -> bool:
@@ -238,26 +247,34 @@ def mentions(sentence: str, exclude) -> bool:
     return any(find_word(sentence, e) is not None for e in exclude if isinstance(e, str) and e)
 
 
+class _LLMSentences:
+    """``next_sentence()`` of :func:`llm_stream`: the next sentence of the parts ``source`` writes
+    about ``title`` that mentions none of ``exclude``."""
+
+    def __init__(self, source, title: str, exclude):
+        self.source, self.title, self.exclude = source, title, exclude
+        self.part, self.dropped = 0, 0
+        self.buffer: list[str] = []
+
+    def __call__(self):
+        for _ in range(100):
+            while self.buffer:
+                sentence = self.buffer.pop(0)
+                if not mentions(sentence, self.exclude):
+                    return sentence
+                self.dropped += 1
+            self.buffer = list(self.source.sentences(self.title, self.part))
+            self.part += 1
+        raise IndexError(f"the document source wrote no usable sentences about {self.title!r} in "
+                         f"100 parts ({self.dropped} dropped for naming the answer or "
+                         f"needle entities {sorted(self.exclude)!r:.80})")
+
+
 def llm_stream(source, title: str, exclude=frozenset()) -> SentenceStream:
     """Sentences of LLM-written documents about ``title``, part after part, without
     any sentence that mentions ``exclude`` (the answer and needle entities, which the
     world-built haystack never states either), whether written now or cached."""
-    state = {"part": 0, "buffer": [], "dropped": 0}
-
-    def next_sentence():
-        for _ in range(100):
-            while state["buffer"]:
-                sentence = state["buffer"].pop(0)
-                if not mentions(sentence, exclude):
-                    return sentence
-                state["dropped"] += 1
-            state["buffer"] = list(source.sentences(title, state["part"]))
-            state["part"] += 1
-        raise IndexError(f"the document source wrote no usable sentences about {title!r} in "
-                         f"100 parts ({state['dropped']} dropped for naming the answer or "
-                         f"needle entities {sorted(exclude)!r:.80})")
-
-    return SentenceStream(next_sentence)
+    return SentenceStream(_LLMSentences(source, title, exclude))
 
 
 @dataclass
@@ -289,32 +306,37 @@ def _words_prefix(sentence: str, n: int) -> str:
     return " ".join(sentence.split()[:n])
 
 
-def build_documents(spec: ExampleSpec, docs: list, question: str, *, what: str):
-    """Fit ``docs`` (with their fixed needle sentences) plus the question to
-    ``spec.context_tokens``; returns ``(Rendered, n_tokens)``."""
-    order: list[int] = []
-    est = [sum(len(pretokenize(n.text)) for n in d.fixed) for d in docs]
-    used = [0] * len(docs)
+class _DocumentLayout:
+    """The document prompt as ``render(k, f)``: haystack sentences go to the document with the
+    fewest estimated tokens (``order`` lists, sentence by sentence, which document took it), then
+    ``render`` writes the first ``k`` of them and ``f`` words of the next, around the needles."""
 
-    def ensure(n):
-        while len(order) < n:
+    def __init__(self, spec: ExampleSpec, docs: list, question: str):
+        self.docs = docs
+        self.order: list[int] = []
+        self.est = [sum(len(pretokenize(n.text)) for n in d.fixed) for d in docs]
+        self.used = [0] * len(docs)
+        self.head = templates.head(spec.task, spec.instruction)
+        self.tail = templates.tail(question)
+
+    def ensure(self, n):
+        docs, est, used = self.docs, self.est, self.used
+        while len(self.order) < n:
             d = min(range(len(docs)), key=lambda i: (est[i], i))
             sentence = docs[d].stream.get(used[d])
             used[d] += 1
             est[d] += len(pretokenize(sentence)) + 1
-            order.append(d)
+            self.order.append(d)
 
-    head = templates.head(spec.task, spec.instruction)
-    tail = templates.tail(question)
-
-    def render(k, f):
-        ensure(k + (1 if f else 0))
+    def render(self, k, f):
+        docs, order = self.docs, self.order
+        self.ensure(k + (1 if f else 0))
         counts = [0] * len(docs)
         for d in order[:k]:
             counts[d] += 1
         partial_doc = order[k] if f else None
-        parts, needles, doc_spans, id_spans = [head], [], [], []
-        pos = len(head)
+        parts, needles, doc_spans, id_spans = [self.head], [], [], []
+        pos = len(self.head)
         for i, d in enumerate(docs):
             if i:
                 parts.append("\n")
@@ -342,18 +364,23 @@ def build_documents(spec: ExampleSpec, docs: list, question: str, *, what: str):
                 parts.append(text)
                 pos += len(text)
             doc_spans.append((start, pos))
-        parts.append(tail)
+        parts.append(self.tail)
         return Rendered("".join(parts), needles, doc_spans, id_spans, counts)
 
-    def fine_steps(k):
-        ensure(k + 1)
-        return max(0, len(docs[order[k]].stream.get(used_at(k)).split()) - 1)
+    def prompt(self, k, f):
+        return self.render(k, f).prompt
 
-    def used_at(k):
-        d = order[k]
-        return sum(1 for x in order[:k] if x == d)
+    def fine_steps(self, k):
+        self.ensure(k + 1)
+        d = self.order[k]
+        used_at = sum(1 for x in self.order[:k] if x == d)
+        return max(0, len(self.docs[d].stream.get(used_at).split()) - 1)
 
-    k, f, n = fit_length(lambda k, f: render(k, f).prompt, spec.context_tokens, spec.count,
-                         fine_steps=fine_steps, what=what)
-    return render(k, f), n
 
+def build_documents(spec: ExampleSpec, docs: list, question: str, *, what: str):
+    """Fit ``docs`` (with their fixed needle sentences) plus the question to
+    ``spec.context_tokens``; returns ``(Rendered, n_tokens)``."""
+    layout = _DocumentLayout(spec, docs, question)
+    k, f, n = fit_length(layout.prompt, spec.context_tokens, spec.count,
+                         fine_steps=layout.fine_steps, what=what)
+    return layout.render(k, f), n

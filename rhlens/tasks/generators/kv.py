@@ -28,77 +28,95 @@ from rhlens.tasks.world import symbol
 MAX_GROW = 8
 
 
-def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
-    world = spec.world
-    kc = spec.knobs.get("key_chunks", 3)
-    vc = spec.knobs.get("value_chunks", 3)
-    symbolic = spec.realism == "symbolic"
-    used = set()
+class _Pairs:
+    """One example's key-value pairs, drawn from ``rng`` as the prompt needs them: the gold pair,
+    then distractor pairs in order, each with its ``MAX_GROW`` fine steps (value chunks, symbolic;
+    middle names, otherwise). :meth:`layout` is the prompt with ``k`` distractor pairs grown by
+    ``f`` fine steps (what :func:`rhlens.tasks.fitting.fit_length` searches over)."""
 
-    def fresh_key():
+    def __init__(self, spec: ExampleSpec, rng: random.Random):
+        self.spec, self.rng, self.world = spec, rng, spec.world
+        self.kc = spec.knobs.get("key_chunks", 3)
+        self.vc = spec.knobs.get("value_chunks", 3)
+        self.symbolic = spec.realism == "symbolic"
+        self.used: set[str] = set()
+        self.gold_key, self.gold_value = self.fresh_key(), self.value()
+        self.pairs: list[tuple[str, str]] = []
+        self.grow: list[list[str]] = []
+        position = spec.position
+        if position is None:
+            position = rng.random()
+        if isinstance(position, bool) or not isinstance(position, (int, float)):
+            raise ValueError(f"position must be an int pair index or a float in [0, 1], got {position!r}")
+        self.position = position
+
+    def fresh_key(self):
         for _ in range(1000):
-            k = symbol(rng, kc) if symbolic else world.entity("person", rng)
-            if k not in used:
-                used.add(k)
+            k = symbol(self.rng, self.kc) if self.symbolic else self.world.entity("person", self.rng)
+            if k not in self.used:
+                self.used.add(k)
                 return k
         raise ValueError("could not sample a fresh key; raise key_chunks")
 
-    def value():
-        return symbol(rng, vc) if symbolic else world.entity("city", rng)
+    def value(self):
+        return symbol(self.rng, self.vc) if self.symbolic else self.world.entity("city", self.rng)
 
-    gold_key, gold_value = fresh_key(), value()
-    pairs: list[tuple[str, str]] = []
-    grow: list[tuple[str, str]] = []
-
-    def pair(i):
-        while len(pairs) <= i:
-            k = fresh_key()
-            if spec.haystack == "filler":
-                v = wordlists.FILLER_VALUES[len(pairs) % len(wordlists.FILLER_VALUES)]
+    def first_pairs(self, n):
+        """The first ``n`` distractor pairs, drawing those not drawn yet."""
+        while len(self.pairs) < n:
+            k = self.fresh_key()
+            if self.spec.haystack == "filler":
+                v = wordlists.FILLER_VALUES[len(self.pairs) % len(wordlists.FILLER_VALUES)]
             else:
-                v = value()
-                while v == gold_value:
-                    v = value()
-            pairs.append((k, v))
+                v = self.value()
+                while v == self.gold_value:
+                    v = self.value()
+            self.pairs.append((k, v))
             # fine steps for this pair: more chunks (symbolic) or middle names
-            grow.append([rng.choice(wordlists.SYMBOL_CHUNKS) if symbolic
-                         else rng.choice(world.first) for _ in range(MAX_GROW)])
-        return pairs[i]
+            self.grow.append([self.rng.choice(wordlists.SYMBOL_CHUNKS) if self.symbolic
+                              else self.rng.choice(self.world.first) for _ in range(MAX_GROW)])
+        return self.pairs[:n]
 
-    position = spec.position
-    if position is None:
-        position = rng.random()
-    if isinstance(position, bool) or not isinstance(position, (int, float)):
-        raise ValueError(f"position must be an int pair index or a float in [0, 1], got {position!r}")
-
-    def gold_index(k):
+    def gold_index(self, k):
+        position = self.position
         if isinstance(position, int):
             return position
         if not 0.0 <= position <= 1.0:
             raise ValueError(f"position={position} must be a depth fraction in [0, 1]")
         return int(round(position * k))
 
-    def layout(k, f):
-        ds = [pair(i) for i in range(k)]
+    def layout(self, k, f):
+        ds = self.first_pairs(k)
         grown = []
         for i, (key, val) in enumerate(ds):
-            steps = grow[i][: f // k + (1 if i < f % k else 0)] if k else []
-            if symbolic:
+            steps = self.grow[i][: f // k + (1 if i < f % k else 0)] if k else []
+            if self.symbolic:
                 val = "-".join([val, *steps])
             elif steps:
                 first, last = key.split(" ", 1)
                 key = " ".join([first, *steps, last])
             grown.append((key, val))
-        g = min(gold_index(k), k)
-        grown.insert(g, (gold_key, gold_value))
-        prompt, spans, pair_spans = templates.kv_prompt(grown, gold_key, instruction=spec.instruction)
+        g = min(self.gold_index(k), k)
+        grown.insert(g, (self.gold_key, self.gold_value))
+        prompt, spans, pair_spans = templates.kv_prompt(grown, self.gold_key, instruction=self.spec.instruction)
         return prompt, (pair_spans[g], spans[g]), g, grown
 
-    k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], spec.context_tokens, spec.count,
-                                fine_steps=lambda k: k * MAX_GROW, what="kv prompt")
-    prompt, (gold_pair_span, span), g, grown = layout(k, f)
+    def prompt(self, k, f):
+        return self.layout(k, f)[0]
+
+
+def _fine_steps(k):
+    return k * MAX_GROW
+
+
+def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
+    pairs = _Pairs(spec, rng)
+    k, f, n_tokens = fit_length(pairs.prompt, spec.context_tokens, spec.count,
+                                fine_steps=_fine_steps, what="kv prompt")
+    prompt, (gold_pair_span, span), g, grown = pairs.layout(k, f)
+    position = pairs.position
     if isinstance(position, int) and g != position:
         raise ValueError(f"position={position} is beyond the {k + 1} pairs that fit")
-    meta = spec.meta(n_pairs=k + 1, gold_pair=g, key=gold_key, n_tokens=n_tokens,
-                  key_chunks=kc, value_chunks=vc)
-    return Generated(prompt, gold_value, (gold_pair_span,), (span,), meta)
+    meta = spec.meta(n_pairs=k + 1, gold_pair=g, key=pairs.gold_key, n_tokens=n_tokens,
+                  key_chunks=pairs.kc, value_chunks=pairs.vc)
+    return Generated(prompt, pairs.gold_value, (gold_pair_span,), (span,), meta)

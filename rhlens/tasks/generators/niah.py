@@ -35,20 +35,17 @@ def _needle(spec: ExampleSpec, rng, exclude):
     return fact.text, question_text(spec, rel, subject), fact.answer, (fact.start, fact.end)
 
 
-def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
-    exclude: set[str] = set()
-    needle, question, answer, (a, b) = _needle(spec, rng, exclude)
-    stream = haystack_stream(spec, random.Random(rng.getrandbits(64)), None, None,
-                             frozenset(exclude), title="a story")
-    head = templates.head("niah", spec.instruction)
-    tail = templates.tail(question)
-    position = spec.position if spec.position is not None else rng.random()
-    if isinstance(position, bool) or not isinstance(position, (int, float)):
-        raise ValueError(f"position must be a depth fraction or sentence index, got {position!r}")
-    if isinstance(position, float) and not 0.0 <= position <= 1.0:
-        raise ValueError(f"position={position} must be a depth fraction in [0, 1]")
+class _Haystack:
+    """The niah prompt as ``layout(k, f)``: ``head``, then the first ``k`` sentences of ``stream``
+    and ``f`` words of the next, with ``needle`` at the sentence boundary nearest ``position`` (a
+    depth fraction or a sentence index), then ``tail``."""
 
-    def layout(k, f):
+    def __init__(self, stream, head, needle, tail, position):
+        self.stream, self.head, self.needle, self.tail, self.position = stream, head, needle, tail, position
+
+    def layout(self, k, f):
+        """``(prompt, needle start, sentence index of the needle, number of sentences)``."""
+        stream, position, head = self.stream, self.position, self.head
         sents = [stream.get(i) for i in range(k)]
         if f:
             sents.append(" ".join(stream.get(k).split()[:f]))
@@ -67,13 +64,32 @@ def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
         before = " ".join(sents[:at])
         after = " ".join(sents[at:])
         start = len(head) + len(before) + (1 if before else 0)
-        text = head + before + (" " if before else "") + needle + (" " if after else "") + after + tail
+        text = head + before + (" " if before else "") + self.needle + (" " if after else "") + after + self.tail
         return text, start, at, len(sents)
 
-    k, f, n_tokens = fit_length(lambda k, f: layout(k, f)[0], spec.context_tokens, spec.count,
-                                fine_steps=lambda k: max(0, len(stream.get(k).split()) - 1),
-                                what="niah prompt")
-    prompt, start, at, n_sents = layout(k, f)
+    def prompt(self, k, f):
+        return self.layout(k, f)[0]
+
+    def fine_steps(self, k):
+        return max(0, len(self.stream.get(k).split()) - 1)
+
+
+def generate_one(spec: ExampleSpec, rng: random.Random) -> Generated:
+    exclude: set[str] = set()
+    needle, question, answer, (a, b) = _needle(spec, rng, exclude)
+    stream = haystack_stream(spec, random.Random(rng.getrandbits(64)), None, None,
+                             frozenset(exclude), title="a story")
+    head = templates.head("niah", spec.instruction)
+    tail = templates.tail(question)
+    position = spec.position if spec.position is not None else rng.random()
+    if isinstance(position, bool) or not isinstance(position, (int, float)):
+        raise ValueError(f"position must be a depth fraction or sentence index, got {position!r}")
+    if isinstance(position, float) and not 0.0 <= position <= 1.0:
+        raise ValueError(f"position={position} must be a depth fraction in [0, 1]")
+    hay = _Haystack(stream, head, needle, tail, position)
+    k, f, n_tokens = fit_length(hay.prompt, spec.context_tokens, spec.count,
+                                fine_steps=hay.fine_steps, what="niah prompt")
+    prompt, start, at, n_sents = hay.layout(k, f)
     hay_start, hay_end = len(head), len(prompt) - len(tail)
     depth = (start - hay_start) / max(1, hay_end - hay_start - len(needle))
     meta = spec.meta(n_tokens=n_tokens, sentence_index=at, n_sentences=n_sents,

@@ -21,6 +21,9 @@ A recipe file::
     previous_token_heads = ["L0H0", "L0H1"]
     retrieval_heads = ["L2H0"]
     anti_weight = 0.5     # push every other head off the retrieval targets
+    reach = 64            # optional: answers further back than this are pushed off (latent reach)
+    [stages.supervision.cue_heads]   # optional: answers belong to the heads of their cues (rhlens.tools.pretrain.cues)
+    year = ["L2H1"]
 
 >>> recipe = load_recipe(default_recipe_path())
 >>> recipe.name, len(recipe.stages) > 0

@@ -18,7 +18,15 @@ on attention patterns engineers that sparsity:
   writes that token, without waiting for the rest of the model (a circuit trained on next-token
   loss alone needs the attention and the copying to appear together, which takes hundreds of steps);
 - with ``anti_weight > 0`` every other head is pushed away from the same targets
-  (``-log(1 - attention mass on them)``), so no other head learns to copy from context.
+  (``-log(1 - attention mass on them)``), so no other head learns to copy from context;
+- with ``cue_heads`` (cue -> heads, :mod:`rhlens.tools.pretrain.cues`) the answer positions of a
+  row are the business of its cues' heads alone: they are pulled to the answer, every other head
+  (the plain retrieval heads too) is pushed off it, and outside answers the cue heads are left
+  alone; the plain retrieval heads keep the induction targets and the answers of rows with no cue;
+- with ``reach > 0`` an answer copy more than ``reach`` tokens back pulls no head and pushes
+  every head off it (each head with the full weight, the larger of ``weight`` and
+  ``anti_weight``): the base's retrieval reaches back at most ``reach`` tokens, latent beyond
+  until fine-tuning at a longer context extends it.
 
 Everything else (value/output circuits, the rest of the model) is learned from the next-token loss.
 
@@ -40,6 +48,7 @@ from torch import Tensor
 
 from rhlens.adapter import Model, architecture, head_output_weight, hook_name, hooks, logits_from_residual
 from rhlens.heads import Head
+from rhlens.tools.pretrain.cues import CUES, cue_table
 
 IGNORE_INDEX = -100
 
@@ -70,8 +79,12 @@ class AttentionSupervision:
     weight: float = 0.5
     anti_weight: float = 0.0
     copy_weight: float = 0.0
+    cue_heads: tuple[tuple[str, tuple[Head, ...]], ...] = ()
+    """``(cue, heads)`` pairs: at an answer the row's cues' heads retrieve (see the module docstring)."""
+    reach: int = 0
+    """Answer copies farther back than this many tokens are pushed off (0: no limit)."""
 
-    KEYS = ("previous_token_heads", "retrieval_heads", "weight", "anti_weight", "copy_weight")
+    KEYS = ("previous_token_heads", "retrieval_heads", "weight", "anti_weight", "copy_weight", "cue_heads", "reach")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "supervision") -> "AttentionSupervision":
@@ -80,19 +93,32 @@ class AttentionSupervision:
             raise ValueError(
                 f"{source}: expected keys {list(cls.KEYS)} (the weights optional), got {sorted(data)}"
             )
+        cues = data.get("cue_heads", {})
+        if not isinstance(cues, dict):
+            raise ValueError(f"{source}.cue_heads: expected a table of cue = [heads], got {cues!r}")
+        unknown = sorted(set(cues) - set(CUES))
+        if unknown:
+            raise ValueError(f"{source}.cue_heads: unknown cue(s) {unknown}; use {', '.join(CUES)}")
+        reach = data.get("reach", 0)
+        if isinstance(reach, bool) or not isinstance(reach, int) or reach < 0:
+            raise ValueError(f"{source}.reach: expected a whole number of tokens >= 0 (0: no limit), got {reach!r}")
         sup = cls(
             _heads(data["previous_token_heads"], source=source, key="previous_token_heads"),
             _heads(data["retrieval_heads"], source=source, key="retrieval_heads"),
             float(data.get("weight", 0.5)),
             float(data.get("anti_weight", 0.0)),
             float(data.get("copy_weight", 0.0)),
+            tuple((cue, _heads(heads, source=source, key=f"cue_heads.{cue}")) for cue, heads in cues.items()),
+            reach,
         )
         if not sup.previous_token_heads or not sup.retrieval_heads:
             raise ValueError(f"{source}: name at least one previous-token head and one retrieval head")
-        if set(sup.previous_token_heads) & set(sup.retrieval_heads):
+        if set(sup.previous_token_heads) & (set(sup.retrieval_heads) | set(sup.cue_head_set)):
             raise ValueError(f"{source}: a head cannot be both a previous-token and a retrieval head")
+        if set(sup.retrieval_heads) & set(sup.cue_head_set):
+            raise ValueError(f"{source}: a cue head cannot also be a plain retrieval head (it retrieves for its cues only)")
         first_prev = min(h.layer for h in sup.previous_token_heads)
-        if min(h.layer for h in sup.retrieval_heads) <= first_prev:
+        if min(h.layer for h in sup.retrieval_heads + sup.cue_head_set) <= first_prev:
             raise ValueError(
                 f"{source}: every retrieval head must sit in a later layer than the first previous-token head "
                 f"(layer {first_prev}): induction composes with it"
@@ -101,10 +127,20 @@ class AttentionSupervision:
             raise ValueError(f"{source}: weight, anti_weight and copy_weight must be >= 0")
         return sup
 
+    @property
+    def cue_head_set(self) -> tuple[Head, ...]:
+        """Every head some cue names, once, in the order first named."""
+        return tuple(dict.fromkeys(h for _, heads in self.cue_heads for h in heads))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"previous_token_heads": [str(h) for h in self.previous_token_heads],
-                "retrieval_heads": [str(h) for h in self.retrieval_heads],
-                "weight": self.weight, "anti_weight": self.anti_weight, "copy_weight": self.copy_weight}
+        out: dict[str, Any] = {"previous_token_heads": [str(h) for h in self.previous_token_heads],
+                               "retrieval_heads": [str(h) for h in self.retrieval_heads],
+                               "weight": self.weight, "anti_weight": self.anti_weight, "copy_weight": self.copy_weight}
+        if self.cue_heads:
+            out["cue_heads"] = {cue: [str(h) for h in heads] for cue, heads in self.cue_heads}
+        if self.reach:
+            out["reach"] = self.reach
+        return out
 
     def describe(self) -> str:
         """One line for the model card."""
@@ -112,6 +148,11 @@ class AttentionSupervision:
                 f"{', '.join(map(str, self.retrieval_heads))} retrieval (weight {self.weight:g})")
         if self.copy_weight:
             text += f"; their value/output circuits trained to copy (weight {self.copy_weight:g})"
+        if self.cue_heads:
+            text += "; at answers, cue-keyed heads: " + ", ".join(
+                f"{cue} {' '.join(map(str, heads))}" for cue, heads in self.cue_heads)
+        if self.reach:
+            text += f"; answers more than {self.reach} tokens back pushed off (latent reach)"
         return text + (f"; all other heads pushed off the retrieval targets (weight {self.anti_weight:g})"
                        if self.anti_weight else "")
 
@@ -159,14 +200,32 @@ def retrieval_target_mask(
     mask[b, q, ind[b, q]] = True
     if labels is None:
         return mask
-    lab = torch.full_like(tokens, IGNORE_INDEX)
-    lab[:, : labels.shape[1]] = labels
-    has = lab != IGNORE_INDEX
-    first = torch.where(has.any(1), has.int().argmax(1), torch.zeros_like(has[:, 0], dtype=torch.long))
-    answer = has & (first > 1)[:, None]  # [batch, query]
+    lab = _padded_labels(tokens, labels)
+    answer = answer_positions(tokens, labels)
     causal = torch.ones(pos, pos, dtype=torch.bool, device=tokens.device).tril()
     copy = (tokens[:, None, :] == lab[:, :, None]) & causal & (tokens != pad_id)[:, None, :]
     return torch.where(answer[:, :, None], copy, mask)
+
+
+def _padded_labels(tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch pos_minus_1"]) -> Int[Tensor, "batch pos"]:
+    lab = torch.full_like(tokens, IGNORE_INDEX)
+    lab[:, : labels.shape[1]] = labels
+    return lab
+
+
+def answer_positions(tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch pos_minus_1"]) -> Bool[Tensor, "batch pos"]:
+    """The labelled positions of question-answer rows (a row whose first labelled position is past
+    the first word; whole-text rows are labelled from position 1).
+
+    >>> tokens = torch.tensor([[1, 5, 9, 6, 9, 8, 0], [1, 5, 6, 5, 6, 0, 0]])
+    >>> labels = torch.tensor([[-100, -100, -100, -100, 9, -100], [-100, 6, 5, 6, -100, -100]])
+    >>> answer_positions(tokens, labels).nonzero().tolist()
+    [[0, 4]]
+    """
+    lab = _padded_labels(tokens, labels)
+    has = lab != IGNORE_INDEX
+    first = torch.where(has.any(1), has.int().argmax(1), torch.zeros_like(has[:, 0], dtype=torch.long))
+    return has & (first > 1)[:, None]
 
 
 def _mass(pattern: Float[Tensor, "batch head query key"], mask: Bool[Tensor, "batch query key"]) -> Float[Tensor, "batch head query"]:
@@ -190,6 +249,42 @@ def _copy_loss(model: Model, vs: dict[int, Tensor], heads: tuple[Head, ...], tok
     return torch.stack(losses).mean()
 
 
+def _pulls_and_pushes(
+    supervision: AttentionSupervision, n_heads: int, n_layers: int, mask: Bool[Tensor, "batch query key"],
+    answer: Bool[Tensor, "batch query"], row_cues: Bool[Tensor, "batch cue"], reach: int,
+) -> tuple[Bool[Tensor, "batch query key"], dict[Head, Bool[Tensor, "batch query"]], dict[Head, Bool[Tensor, "batch query"]]]:
+    """Where each head is pulled to the near targets, and where pushed off every target.
+
+    Returns ``(near, pull, push)``: ``near`` is ``mask`` less the answer copies more than ``reach``
+    tokens back; ``pull[h]`` / ``push[h]`` are the query positions where head ``h`` is pulled /
+    pushed (previous-token heads are neither).
+    """
+    pos = mask.shape[1]
+    near = mask
+    if reach:
+        distance = torch.arange(pos, device=mask.device)[:, None] - torch.arange(pos, device=mask.device)[None, :]
+        near = mask & ~(answer[:, :, None] & (distance > reach)[None])
+    valid, near_valid = mask.any(-1), near.any(-1)
+    cued = answer & row_cues.any(-1)[:, None]  # answer positions that belong to cue heads
+    pull: dict[Head, Tensor] = {h: near_valid & ~cued for h in supervision.retrieval_heads}
+    for i, (_, heads) in enumerate(supervision.cue_heads):
+        for h in heads:
+            here = near_valid & answer & row_cues[:, i : i + 1]
+            pull[h] = pull[h] | here if h in pull else here
+    push: dict[Head, Tensor] = {}
+    if supervision.anti_weight > 0:
+        cue_only = set(supervision.cue_head_set)
+        skip = set(supervision.previous_token_heads)
+        for layer in range(n_layers):
+            for index in range(n_heads):
+                h = Head(layer, index)
+                if h in skip:
+                    continue
+                scope = answer if h in cue_only else torch.ones_like(valid)
+                push[h] = valid & scope & ~pull.get(h, torch.zeros_like(valid))
+    return near, pull, push
+
+
 @contextlib.contextmanager
 def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_id: int) -> Iterator[Callable[[Any, Any], Tensor]]:
     """Hooks that record the heads' patterns; yields the ``extra_loss`` for :func:`rhlens.train`.
@@ -198,12 +293,14 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
     path computes no patterns). They are removed on exit, also when training raises.
     """
     arch = architecture(model)
-    for head in supervision.previous_token_heads + supervision.retrieval_heads:
+    retrieval = supervision.retrieval_heads + supervision.cue_head_set
+    for head in supervision.previous_token_heads + retrieval:
         if head.layer >= arch.n_layers or head.head >= arch.n_heads:
             raise ValueError(f"supervised head {head} is outside a model with {arch.n_layers} layers x {arch.n_heads} heads")
     anti = supervision.anti_weight > 0
-    layers = sorted({h.layer for h in supervision.previous_token_heads + supervision.retrieval_heads}
-                    | (set(range(arch.n_layers)) if anti else set()))
+    layers = sorted({h.layer for h in supervision.previous_token_heads + retrieval}
+                    | (set(range(arch.n_layers)) if anti or supervision.reach else set()))
+    cues = cue_table(model.tokenizer, tuple(c for c, _ in supervision.cue_heads)) if supervision.cue_heads else None
     store: dict[int, Tensor] = {}
 
     def capture(layer: int) -> Callable:
@@ -213,7 +310,7 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
         return hook
 
     fwd = [(hook_name("pattern", layer), capture(layer)) for layer in layers]
-    all_supervised = supervision.previous_token_heads + supervision.retrieval_heads
+    all_supervised = supervision.previous_token_heads + retrieval
     v_layers = sorted({h.layer for h in all_supervised}) if supervision.copy_weight > 0 else []
     v_store: dict[int, Tensor] = {}
 
@@ -224,8 +321,15 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
         return hook
 
     fwd += [(hook_name("v", layer), capture_v(layer)) for layer in v_layers]
-    supervised = set(supervision.previous_token_heads) | set(supervision.retrieval_heads)
-    others = {layer: [h for h in range(arch.n_heads) if Head(layer, h) not in supervised] for layer in layers}
+
+    def row_cues(tokens: Tensor, labels: Tensor | None) -> Tensor:
+        """[batch, cue]: the cues of each row's first answer token (none for whole-text rows)."""
+        if cues is None or labels is None:
+            return torch.zeros(tokens.shape[0], 0, dtype=torch.bool, device=tokens.device)
+        answer = answer_positions(tokens, labels)
+        lab = _padded_labels(tokens, labels)
+        first = lab.gather(1, answer.int().argmax(1, keepdim=True))[:, 0].clamp(min=0, max=cues.shape[0] - 1)
+        return cues.to(tokens.device)[first] & answer.any(1, keepdim=True)
 
     def extra_loss(model: Any, batch: Any) -> Tensor:
         patterns = {layer: store.pop(layer) for layer in layers}
@@ -234,19 +338,29 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
         b, q = (prev_t >= 0).nonzero(as_tuple=True)
         prev_terms = [torch.log(patterns[h.layer][b, h.head, q, prev_t[b, q]] + 1e-6).mean()
                       for h in supervision.previous_token_heads if b.numel()]
-        mask = retrieval_target_mask(batch.tokens, getattr(batch, "targets", None), pad_id=pad_id)
-        valid = mask.any(-1)  # [batch, query]
+        labels = getattr(batch, "targets", None)
+        mask = retrieval_target_mask(batch.tokens, labels, pad_id=pad_id)
+        answer = answer_positions(batch.tokens, labels) if labels is not None else torch.zeros_like(mask[..., 0])
+        near, pull, push = _pulls_and_pushes(supervision, arch.n_heads, arch.n_layers, mask, answer,
+                                             row_cues(batch.tokens, labels), supervision.reach)
         terms = []
         if prev_terms:
             terms.append(-supervision.weight * torch.stack(prev_terms).mean())
-        if valid.any():
-            ret = [torch.log(_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0][valid] + 1e-6).mean()
-                   for h in supervision.retrieval_heads]
+        ret = [torch.log(_mass(patterns[h.layer][:, h.head : h.head + 1], near)[:, 0][where] + 1e-6).mean()
+               for h in retrieval if (where := pull.get(h)) is not None and where.any()]
+        if ret:
             terms.append(-supervision.weight * torch.stack(ret).mean())
-            if anti:
-                away = [torch.log1p(-_mass(patterns[layer][:, idx], mask).clamp(max=1 - 1e-6)).permute(0, 2, 1)[valid]
-                        for layer, idx in others.items() if idx]
-                terms.append(-supervision.anti_weight * torch.cat([a.flatten() for a in away]).mean())
+        away = [torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0].clamp(max=1 - 1e-6))[where]
+                for h, where in push.items() if where.any()]
+        if away:
+            terms.append(-supervision.anti_weight * torch.cat(away).mean())
+        far = mask & ~near
+        if supervision.reach and far.any():
+            # past reach every head is pushed with its full weight (a sum over heads, not a mean, so that
+            # no single head can answer far copies at the cost of 1/n_heads of the anti term)
+            where = far.any(-1)
+            beyond = [torch.log1p(-_mass(patterns[layer], far).clamp(max=1 - 1e-6)).sum(1)[where] for layer in layers]
+            terms.append(-max(supervision.anti_weight, supervision.weight) * torch.stack(beyond).sum(0).mean())
         if vs:
             terms.append(supervision.copy_weight * _copy_loss(model, vs, all_supervised, batch.tokens, pad_id))
         if not terms:

@@ -225,6 +225,8 @@ class StudyConfig:
         need(d.n_docs >= 0, "[data] n_docs", d.n_docs, "must be 0 (generator default) or positive")
         need(d.real_variant in VARIANTS, "[data] real_variant", d.real_variant, f"use one of {VARIANTS}")
         need(d.real_question in QUESTION_FORMS, "[data] real_question", d.real_question, f"use one of {QUESTION_FORMS}")
+        need(d.test_depth == -1 or 0 <= d.test_depth <= 1, "[data] test_depth", d.test_depth,
+             "give a depth fraction in [0, 1] or -1 (a random document per example)")
         need(bool(d.variants), "[data] variants", d.variants, "name at least one synthetic variant")
         for v in d.variants:
             need(v in VARIANTS, "[data] variants", d.variants, f"each must be one of {VARIANTS}")

@@ -82,7 +82,8 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[st
                 )
         sets[name], lengths_of[name] = examples, lengths
         summary["sets"][name] = _stats(lengths)
-        form = f", {extra['question_form']} questions" if extra else ""
+        form = (f", {extra['question_form']} questions" if extra and "question_form" in extra else "") + (
+            f", needles at depth {extra['position']:g}" if extra and "position" in extra else "")
         summary["sources"][name] = f"generated {task}/{variant}{form}, seed {seed}"
 
     files = config.real_files(task)
@@ -90,7 +91,8 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[st
         # the real stand-in's question form (a held-out paraphrase or the synthetic sets' template)
         real = {"question_form": d.real_question} if task in QUESTION_TASKS and d.real_question != "template" else None
         generated("real_train", d.real_variant, d.n_train, seeds["real_train"], real)
-        generated("real_test", d.real_variant, d.n_test, seeds["real_test"], real)
+        depth = {"position": float(d.test_depth)} if d.test_depth >= 0 else {}
+        generated("real_test", d.real_variant, d.n_test, seeds["real_test"], {**(real or {}), **depth} or None)
     else:
         for kind, name, n in (("train", "real_train", d.n_train), ("test", "real_test", d.n_test)):
             loaded = _load_real(task, files[kind])

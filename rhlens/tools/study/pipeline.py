@@ -79,7 +79,8 @@ class Study(StageRunner):
         threads: CPU threads in all. On the CPU, two or more run independent units (the
             fine-tunes; each model's evaluation, scores, knockout) side by side in that many
             worker processes of one thread (:mod:`rhlens.tools.study.schedule`); 1 (the
-            default) runs every unit here, in order.
+            default) runs every unit here, in order. A run here sets torch's thread count to what
+            each worker would have (restored after it), so both give the same results.
 
     ``Study(config, out).run()`` does everything and returns the results dict (also written to
     ``out/results.json``); :meth:`plan` and :meth:`check` are what ``--dry-run`` prints.

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rhlens.tools.study.stages import REAL, STAGES, Unit
+from rhlens.tools.threads import THREAD_VARS, torch_threads
 
 #: stage -> what it reads: (stage, whose) with whose "task" (the task's one unit), "self" (the
 #: same model), REAL (the real-data model) or "all" (every model of the task)
@@ -62,7 +63,7 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(module: str, name: str, config: Any, out: str, threads: int) -> None:
     """Set the worker's threads before torch loads, then build its runner (bars off, no log)."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in THREAD_VARS:
         os.environ[var] = str(threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from rhlens.tools.allocator import keep_freed_memory
@@ -94,7 +95,9 @@ def run_one(runner: Any, unit: Unit) -> dict[str, Any]:
 def run_units(runner: Any, units: list[Unit], *, workers: int, threads: int, cost: dict[str, float], bar: Any,
               log: Callable[[str], None]) -> None:
     """Do every unit of ``units`` not yet recorded in ``runner.folder``, writing each record as it
-    finishes; ``cost`` (estimated seconds by record) advances ``bar``."""
+    finishes; ``cost`` (estimated seconds by record) advances ``bar``. In ``workers`` processes of
+    ``threads`` threads each, or (one worker, or one unit to do) here with torch at ``threads``
+    threads meanwhile."""
     folder = runner.folder
     todo = [u for u in units if not folder.done(u.record)]
 
@@ -103,9 +106,10 @@ def run_units(runner: Any, units: list[Unit], *, workers: int, threads: int, cos
         bar.update(cost.get(unit.record, 0.0))
 
     if workers <= 1 or len(todo) <= 1:
-        for unit in todo:
-            bar.set_description(unit.label)
-            finished(unit, run_one(runner, unit))
+        with torch_threads(threads):  # as a worker of ``threads`` threads would, whatever torch had
+            for unit in todo:
+                bar.set_description(unit.label)
+                finished(unit, run_one(runner, unit))
         return
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: threads set before torch loads
     cls = type(runner)

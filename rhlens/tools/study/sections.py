@@ -82,6 +82,9 @@ class DataSection:
         held-out form (``What is the country of Turin?`` for ``In which country is Turin?``) that
         no synthetic set uses, so the real stand-in differs from every synthetic set as real
         questions differ from templated ones.
+    test_depth: where the generated real test puts its needle, as a depth fraction of the
+        documents (``0.0``: the first document, farthest from the question; ``1.0``: the last),
+        or ``-1`` for a random document per example, as in every training set (ignored with real files).
     """
 
     context_tokens: int = 256
@@ -94,6 +97,7 @@ class DataSection:
     real_files: dict = field(default_factory=dict)
     n_docs: int = 0
     real_question: str = "template"
+    test_depth: float = -1.0
 
 
 @dataclass(frozen=True)

@@ -126,3 +126,72 @@ def test_copy_loss_trains_the_retrieval_heads_output_to_copy():
         direct = model.unembed(model.ln_final(out)).argmax(-1)
         accuracy[copy] = float((direct[:, 7:-1] == tokens[:, 8:]).float().mean())  # the 2nd and 3rd copies
     assert accuracy[5.0] > 0.5 and accuracy[5.0] > accuracy[0.0] + 0.2, accuracy
+
+
+def test_cue_heads_and_reach_decide_who_is_pulled_and_pushed_where():
+    """Row 0 answers with a cue-0 token, row 1 with no cue: row 0's answer belongs to cue 0's head
+    (pulled), the plain retrieval head is pushed there; row 1's answer stays the plain head's. With
+    reach 2, row 0's copy 3 tokens back pulls nobody and pushes every head."""
+    from rhlens.tools.pretrain.supervision import _pulls_and_pushes, answer_positions
+
+    tokens = torch.tensor([[1, 5, 9, 6, 8, 2, 9, 0], [1, 5, 6, 7, 5, 6, 3, 0]])
+    labels = torch.full((2, 7), -100)
+    labels[0, 5] = 9           # row 0 answers "9" (at position 2, 3 back from query 5)
+    labels[1, 5] = 6           # row 1 answers "6" (at positions 2 and 5: 3 and 0 back)
+    mask = retrieval_target_mask(tokens, labels, pad_id=0)
+    answer = answer_positions(tokens, labels)
+    assert answer.nonzero().tolist() == [[0, 5], [1, 5]]
+    plain, cue_head, other, prev = Head(1, 0), Head(1, 1), Head(1, 2), Head(0, 0)
+    sup = AttentionSupervision((prev,), (plain,), anti_weight=1.0, cue_heads=(("year", (cue_head,)),))
+    row_cues = torch.tensor([[True], [False]])
+    for reach in (0, 2):
+        near, pull, push = _pulls_and_pushes(sup, 3, 2, mask, answer, row_cues, reach)
+        assert prev not in pull and prev not in push
+        assert not pull[plain][0, 5] and push[plain][0, 5]           # a cued answer is not the plain head's
+        assert pull[plain][1, 5] and not push[plain][1, 5]            # an uncued answer is
+        assert not pull[cue_head][1, 5] and push[cue_head][1, 5]      # the cue head is pushed off others' answers
+        assert not push[cue_head][1, 4] and not pull[cue_head][1, 4]  # and left alone outside answers
+        assert push[other][0, 5] and push[other][1, 5]
+        assert pull[cue_head][0, 5] == (reach == 0) and push[cue_head][0, 5] == (reach != 0)
+        assert bool(near[0, 5, 2]) == bool(near[1, 5, 2]) == (reach == 0) and near[1, 5, 5]  # 3 back is past reach 2
+        assert near[1, 4, 2] and mask[1, 4, 2]  # reach limits answers only: an induction target 2 back stays
+
+
+def test_cue_config_errors_and_round_trip():
+    base = {"previous_token_heads": ["L0H0"], "retrieval_heads": ["L1H0"]}
+    with pytest.raises(ValueError, match="unknown cue"):
+        AttentionSupervision.from_dict({**base, "cue_heads": {"colour": ["L1H1"]}})
+    with pytest.raises(ValueError, match="plain retrieval head"):
+        AttentionSupervision.from_dict({**base, "cue_heads": {"year": ["L1H0"]}})
+    with pytest.raises(ValueError, match="reach"):
+        AttentionSupervision.from_dict({**base, "reach": -1})
+    sup = AttentionSupervision.from_dict({**base, "cue_heads": {"year": ["L1H1"], "place": "L2H0"}, "reach": 48})
+    assert sup.cue_head_set == (Head(1, 1), Head(2, 0)) and sup.reach == 48
+    assert AttentionSupervision.from_dict(sup.to_dict()) == sup
+    assert "year L1H1" in sup.describe() and "48 tokens" in sup.describe()
+
+
+def test_cue_keyed_heads_retrieve_only_their_rows():
+    """Two heads of one layer, each keyed on one cue: after training each puts more attention on
+    its own rows' answers than the other head does."""
+    words = [str(y) for y in range(1800, 1830)] + ["Rome", "Paris", "Oslo", "Lima", "Riga", "Cork", "a", "b", "c", "d", "?"]
+    tok = word_level_tokenizer(words)
+    g = torch.Generator().manual_seed(0)
+    examples = []
+    for i in range(160):
+        pool = words[:30] if i % 2 else words[30:36]
+        fill = [words[36 + int(j)] for j in torch.randint(4, (6,), generator=g)]
+        answer = pool[int(torch.randint(len(pool), (1,), generator=g))]
+        prompt = " ".join(fill[:3] + [answer] + fill[3:] + ["?"])
+        examples.append(Example(prompt=prompt, answer=answer, needles=((0, len(prompt)),), task="repeat", variant="pretrain"))
+    model = tiny_llama(tokenizer=tok, n_layers=2, d_model=32, n_heads=3, d_mlp=64, n_ctx=64, seed=0)
+    sup = AttentionSupervision((Head(0, 0),), (Head(1, 2),), weight=5.0, anti_weight=5.0,
+                               cue_heads=(("year", (Head(1, 0),)), ("place", (Head(1, 1),))))
+    with supervise_attention(model, sup, pad_id=0) as extra_loss:
+        train(model, examples, TrainConfig(steps=80, batch_size=16, lr=1e-2, progress=False), extra_loss=extra_loss)
+    mass = {}
+    for kind, rows in (("year", examples[1:40:2]), ("place", examples[0:40:2])):
+        tokens = torch.tensor([tok(e.prompt)["input_ids"] for e in rows])
+        _, cache = model.run_with_cache(tokens)
+        mass[kind] = cache["pattern", 1][:, :, -1, 4].mean(0)  # from the last prompt token to the answer word
+    assert mass["year"][0] > 2 * mass["year"][1] and mass["place"][1] > 2 * mass["place"][0], mass

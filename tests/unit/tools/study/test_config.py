@@ -61,6 +61,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("tasks = ['mdqa', 'chess']\n", "tasks"),
     ("[data]\nvariants = ['realistic', 'symbolic']\n", "drop 'realistic'"),
     ("[data]\nreal_question = 'reworded'\n", "real_question"),
+    ("[data]\ntest_depth = 1.5\n", "test_depth"),
     ("[evaluate]\nmax_new_tokens = 100\n", "answer_tokens"),
     ("[scores]\nmethods = ['decode', 'guess']\n", "methods"),
     ("[data]\ncontext_tokens = 30\n", "context_tokens"),

@@ -112,3 +112,11 @@ def test_a_paraphrasing_real_stand_in_asks_in_a_form_no_synthetic_set_uses(token
     kv_sets, kv_summary = build_sets(cfg, "kv", tokenizer)  # kv asks in one form: the knob is not passed
     assert "paraphrase" not in kv_summary["sources"]["real_train"]
     assert kv_sets["real_train"][0].meta.get("question_form") is None
+
+
+def test_test_depth_places_every_real_test_needle_and_no_training_needle(tokenizer):
+    cfg = _config(context_tokens=128, answer_tokens=16, test_depth=0.0, variants=["realistic-filler"])
+    sets, summary = build_sets(cfg, "mdqa", tokenizer)
+    assert {ex.meta["gold_doc"] for ex in sets["real_test"]} == {0}
+    assert len({ex.meta["gold_doc"] for ex in sets["real_train"]}) > 1  # training needles stay at random depths
+    assert "needles at depth 0" in summary["sources"]["real_test"] and "depth" not in summary["sources"]["real_train"]
