@@ -2,7 +2,7 @@
 
 On TransformerLens 3 (both classes exist) the embedded base (or ``--model tiny``) is loaded as a
 HookedTransformer and wrapped with :func:`rhlens.as_bridge`; forced and decode scoring, ``evaluate``
-and one training step run on both, interleaved, ``--repeats`` times; the script prints each median
+and one training step (``fused_attention`` "auto": eager on a bridge; and ``True``: SDPA on both) run on both, interleaved, ``--repeats`` times; the script prints each median
 time and the ratio bridge / HookedTransformer (the issue's target: at most 1.5x). It also checks that
 both give the same scores. On TransformerLens 4 only the bridge exists: the script says so and prints
 the bridge's times alone.
@@ -59,6 +59,8 @@ def main() -> None:
         "evaluate": lambda m: rhlens.evaluate(m, examples, metric="logprob", progress=False).per_example,
         "train step": lambda m: rhlens.train(m, examples, rhlens.TrainConfig(steps=1, batch_size=len(examples), progress=False,
                                                                              lr=1e-12)).loss_curve[0],
+        "train step sdpa": lambda m: rhlens.train(m, examples, rhlens.TrainConfig(  # the bridge's SDPA path on request
+            steps=1, batch_size=len(examples), progress=False, lr=1e-12, fused_attention=True)).loss_curve[0],
     }
     print(f"model: {args.model}; {args.n} examples at 128 tokens; median of {args.repeats}; threads {torch.get_num_threads()}; "
           f"load average {os.getloadavg()[0]:.1f}")
