@@ -110,6 +110,23 @@ def test_pattern_hooks_see_the_eager_path_inside_the_context(model_kind):
 
 
 @pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_observed_pattern_equals_the_eager_pattern(model_kind):
+    """The pattern handed to hook_pattern beside the kernel is the eager path's (GQA, left padding), at
+    the real query rows (a padding row: 0 beside the kernel; the eager bridge averages every key)."""
+    model = _model(2, model_kind)
+    tokens, left = _tokens_and_masks(model.cfg.d_vocab)
+    seen = []
+    with hooks(model, [(hook_name("pattern", layer), lambda p, hook: seen.append(p.clone())) for layer in (0, 1)]):
+        model(tokens, attention_mask=left)
+        with fused_attention(model):
+            model(tokens, attention_mask=left)
+    real = left.bool()
+    for eager, fused in zip(seen[:2], seen[2:]):
+        assert fused.shape == eager.shape == (3, 4, 12, 12)
+        assert (fused - eager).permute(0, 2, 1, 3)[real].abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
 def test_restored_after_an_exception(model_kind):
     model = _model(None, model_kind)
     with pytest.raises(RuntimeError, match="boom"):
