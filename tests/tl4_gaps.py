@@ -13,8 +13,6 @@ import pytest
 
 # node-id prefix -> the capability that is missing on a TransformerBridge
 TL4_GAPS: dict[str, str] = {
-    "tests/unit/adapter/test_fused.py::test_fused_gpt2_shaped_model":
-        "fused (SDPA) attention on a bridge is Llama-shaped attention only (GPT-2's joint QKV runs eagerly)",
     "tests/unit/adapter/test_fused.py::test_unsupported_configuration_is_named[soft_cap]":
         "soft-capped attention scores have no Hugging Face Llama form",
     "tests/unit/adapter/test_rotated_keys.py":

@@ -20,6 +20,8 @@ computed beside the kernel (:mod:`rhlens.adapter.observe`); a hook on ``hook_att
 ``hook_result``, training-time attention dropout, or rotary tables narrower than a head run the
 bridge's own eager forward for that call. :func:`bridge_unsupported_reason` names the attention
 features this path does not implement (QK norms, soft-capping, sinks, gated or split inputs ...).
+A GPT-2-shaped bridge (``JointQKVAttentionBridge``: no rotary, scale ``1/sqrt(d_head)``) runs
+:func:`joint_qkv_fused_forward`, the same steps without rotary.
 
 >>> from rhlens.adapter import model_kind
 >>> from rhlens.adapter.fused import fused_attention
@@ -56,18 +58,21 @@ _HF_ATTRIBUTES = {"key_multiplier": "scaled keys", "attn_logit_softcapping": "so
                   "sinks": "attention sinks"}
 
 
-def _attention_class() -> Any:
+def _classes() -> tuple[Any, Any]:
+    """TransformerLens's Llama-shaped (rotary) and GPT-2-shaped (joint QKV) attention bridge classes."""
+    from transformer_lens.model_bridge.generalized_components.joint_qkv_attention import JointQKVAttentionBridge
     from transformer_lens.model_bridge.generalized_components.position_embeddings_attention import (
         PositionEmbeddingsAttentionBridge,
     )
 
-    return PositionEmbeddingsAttentionBridge
+    return PositionEmbeddingsAttentionBridge, JointQKVAttentionBridge
 
 
-def _layer_reason(attn: Any, cls: Any) -> str | None:
-    if type(attn) is not cls:
-        return f"{type(attn).__name__} (only {cls.__name__}, Llama-shaped rotary attention, is fused)"
-    extra = sorted(set(attn.submodules) - {"q", "k", "v", "o"})
+def _layer_reason(attn: Any) -> str | None:
+    rotary, joint = _classes()
+    if type(attn) not in (rotary, joint):
+        return f"{type(attn).__name__} (only {rotary.__name__} and {joint.__name__} are fused)"
+    extra = sorted(set(attn.submodules) - {"q", "k", "v", "o", "qkv"})
     if extra:
         return f"attention submodules {extra} (QK norms or gates)"
     for flag, what in _CONFIG_FLAGS.items():
@@ -83,6 +88,8 @@ def _layer_reason(attn: Any, cls: Any) -> str | None:
     rope = getattr(hf_cfg, "rope_parameters", None)
     if isinstance(rope, dict) and rope.get("llama_4_scaling_beta") is not None:
         return "llama-4 query scaling"
+    if getattr(attn, "_reorder_and_upcast_attn", False):
+        return "float32 scores (reorder_and_upcast_attn)"
     if not attn.is_causal or attn.is_cross_attention:
         return "bidirectional or cross attention"
     return None
@@ -90,9 +97,8 @@ def _layer_reason(attn: Any, cls: Any) -> str | None:
 
 def bridge_unsupported_reason(model: Any) -> str | None:
     """Why the fused path cannot run the bridge ``model``'s attention, or ``None`` when it can."""
-    cls = _attention_class()
     for layer, block in enumerate(model.blocks):
-        reason = _layer_reason(block.attn, cls)
+        reason = _layer_reason(block.attn)
         if reason is not None:
             return f"layer {layer}: {reason}"
     return None
@@ -138,16 +144,45 @@ def sdpa_mask(hf_mask: "Float[Tensor, 'batch 1 q k'] | None", q_len: int, k_len:
     return out
 
 
-def _eager_call(self: Any, kwargs: dict, head_dim: int) -> bool:
-    """Whether this call must run the bridge's eager forward (see the module docstring)."""
-    if needs_eager(self) or kwargs.get("position_embeddings") is None:
+def _dropout(self: Any) -> float:
+    """The layer's attention dropout probability (Hugging Face's float or GPT-2's ``nn.Dropout``)."""
+    hf = self.original_component
+    p = getattr(hf, "attention_dropout", None)
+    if p is None:
+        p = getattr(getattr(hf, "attn_dropout", None), "p", 0.0)
+    return float(p) if isinstance(p, (int, float)) else 0.0
+
+
+def _eager_call(self: Any, kwargs: dict, head_dim: int | None) -> bool:
+    """Whether this call must run the bridge's eager forward (see the module docstring);
+    ``head_dim`` ``None`` for attention without rotary embeddings."""
+    if needs_eager(self) or (self.training and _dropout(self) > 0.0):
         return True
     mask = kwargs.get("attention_mask")
     if mask is not None and mask.ndim != 4:
         return True
-    if self.training and getattr(self.original_component, "attention_dropout", 0.0) > 0.0:
-        return True
-    return kwargs["position_embeddings"][0].shape[-1] != head_dim
+    if head_dim is None:
+        return False
+    return kwargs.get("position_embeddings") is None or kwargs["position_embeddings"][0].shape[-1] != head_dim
+
+
+def _attend(self: Any, q: Tensor, k: Tensor, v: Tensor, hf_mask: Tensor | None, scale: float) -> Tensor:
+    """SDPA of ``q`` ``[batch, head, q, d_head]`` over every cached + new ``k``, ``v`` ``[batch,
+    kv_head, k, d_head]`` with the Hugging Face mask and blocked edges; ``hook_pattern`` observed
+    beside it. Returns ``z`` ``[batch, head, q, d_head]``."""
+    q_len, k_len = q.shape[2], k.shape[2]
+    try:
+        mask = sdpa_mask(hf_mask, q_len, k_len)
+    except NotImplementedError:
+        raise NotImplementedError(f"{self.name}: the fused path got an additive attention mask with biases; "
+                                  "run this model outside fused_attention") from None
+    mask = with_blocked_edges(self, mask, n_rows=q.shape[0], n_heads=q.shape[1], q_len=q_len, k_len=k_len,
+                              device=q.device)
+    v = v.to(q.dtype)
+    z = causal_sdpa(q, k, v, mask, scale=scale, gqa=q.shape[1] != k.shape[1], block=query_block(q, k, v))
+    if has_hooks(self.hook_pattern):  # observed, not switched to eager (rhlens.adapter.observe)
+        z = pattern_beside(self, q, k, v, mask, z, scale=scale)
+    return z
 
 
 def bridge_fused_forward(self: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor | None]:
@@ -171,19 +206,7 @@ def bridge_fused_forward(self: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, 
     if hasattr(self, "hook_rot_q"):
         q, k = self.hook_rot_q(q), self.hook_rot_k(k)
     k, v = self._update_kv_cache(k, v, **kwargs)  # every cached + new key and value
-    q_len, k_len = q.shape[2], k.shape[2]
-    try:
-        mask = sdpa_mask(hf_mask, q_len, k_len)
-    except NotImplementedError:
-        raise NotImplementedError(f"{self.name}: the fused path got an additive attention mask with biases; "
-                                  "run this model outside fused_attention") from None
-    mask = with_blocked_edges(self, mask, n_rows=q.shape[0], n_heads=q.shape[1], q_len=q_len, k_len=k_len,
-                              device=q.device)
-    scale = float(getattr(hf_attn, "scaling", head_dim ** -0.5))
-    v = v.to(q.dtype)
-    z = causal_sdpa(q, k, v, mask, scale=scale, gqa=q.shape[1] != k.shape[1], block=query_block(q, k, v))
-    if has_hooks(self.hook_pattern):  # observed, not switched to eager (rhlens.adapter.observe)
-        z = pattern_beside(self, q, k, v, mask, z, scale=scale)
+    z = _attend(self, q, k, v, hf_mask, float(getattr(hf_attn, "scaling", head_dim ** -0.5)))
     z = z.transpose(1, 2).reshape(*x.shape[:-1], -1)  # [batch, pos, head * d_head]
     o_weight = getattr(getattr(self.o, "original_component", None), "weight", None)
     if isinstance(o_weight, Tensor) and o_weight.dtype.is_floating_point and z.dtype != o_weight.dtype:
@@ -191,6 +214,30 @@ def bridge_fused_forward(self: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, 
     return self.hook_out(self.o(z)), None
 
 
-def is_bridge_fused(attn: Any) -> bool:
-    """Whether the bridge attention module ``attn`` runs :func:`bridge_fused_forward` now."""
-    return getattr(attn.__dict__.get("forward"), "__func__", None) is bridge_fused_forward
+def joint_qkv_fused_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Drop-in for ``JointQKVAttentionBridge.forward`` (GPT-2-shaped attention): ``hook_in``, the split
+    q/k/v projections (``hook_q/k/v`` fire), the KV cache, SDPA (:func:`_attend`), the output
+    projection (``hook_z``), ``hook_hidden_states`` and ``hook_out``, as the eager forward."""
+    if _eager_call(self, kwargs, None):
+        return type(self).forward(self, *args, **kwargs)
+    x = self._apply_attention_input_hook(*args, **kwargs)  # [batch, pos, d_model]
+    n_heads = int(self.config.n_heads)
+    n_kv = int(getattr(self.config, "n_key_value_heads", None) or n_heads)
+    q, k, v, batch, pos, head_dim = self._reshape_qkv_to_heads(self.q(x), self.k(x), self.v(x), n_heads, n_kv)
+    k, v = self._update_kv_cache(k, v, **kwargs)
+    scale = head_dim ** -0.5
+    if getattr(self.config, "scale_attn_by_inverse_layer_idx", False) and self._layer_idx is not None:
+        scale /= float(self._layer_idx + 1)
+    z = _attend(self, q, k, v, kwargs.get("attention_mask"), scale)
+    out = self._apply_output_projection(z.transpose(1, 2).reshape(batch, pos, n_heads * head_dim))
+    return self._process_output((out, None))
+
+
+def bridge_forward_for(attn: Any) -> Any:
+    """The fused forward for the bridge attention module ``attn`` (a supported one)."""
+    rotary, _ = _classes()
+    return bridge_fused_forward if type(attn) is rotary else joint_qkv_fused_forward
+
+
+BRIDGE_FORWARDS = (bridge_fused_forward, joint_qkv_fused_forward)
+"""The fused forwards a bridge's attention module runs inside ``fused_attention``."""

@@ -7,7 +7,8 @@ for that one call, by one that computes ``hook_in`` -> ``k``/``v`` projections -
 (``hook_k``, ``hook_v``, ``hook_rot_k`` fire), appends them to the Hugging Face cache exactly as the
 full layer does, and stops the forward there (:class:`CacheFilled`, caught here): the last layer's
 queries, attention and MLP, the final norm and the unembedding are skipped. Hugging Face caches
-keys after rotation, so the cache holds what a full forward leaves (tested bit for bit).
+keys after rotation, so the cache holds what a full forward leaves (tested bit for bit). A bridge
+whose last layer gets no rotary tables (GPT-2-shaped) runs that layer's attention in full, then stops.
 
 >>> import torch
 >>> from rhlens.adapter import forward, model_kind, new_kv_cache

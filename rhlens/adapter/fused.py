@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from rhlens.adapter.bridge_fused import bridge_fused_forward, bridge_unsupported_reason
+from rhlens.adapter.bridge_fused import BRIDGE_FORWARDS, bridge_forward_for, bridge_unsupported_reason
 from rhlens.adapter.cache import append_rotated_keys, drop_rotated_keys
 from rhlens.adapter.causal_sdpa import causal_sdpa, query_block
 from rhlens.adapter.core import UnsupportedModelError, attention_module, hook_name, hooks, model_kind
@@ -314,13 +314,13 @@ def fused_attention(model: Any, *, strict: bool = True) -> Iterator[Any]:
             raise FusedAttentionUnsupported(f"Fused attention does not support this model ({reason}); run it eagerly")
         yield model
         return
-    fused_forward = _fused_forward if model_kind(model) == "hooked" else bridge_fused_forward
+    forward_for = (lambda attn: _fused_forward) if model_kind(model) == "hooked" else bridge_forward_for
     patched: list[tuple[Any, Any]] = []
     try:
         for block in model.blocks:
             attn = block.attn  # its __dict__: a bridge component forwards attribute writes to its HF module
             patched.append((attn, attn.__dict__.get("forward", None)))
-            attn.__dict__["forward"] = types.MethodType(fused_forward, attn)
+            attn.__dict__["forward"] = types.MethodType(forward_for(attn), attn)
         yield model
     finally:
         for attn, previous in reversed(patched):
@@ -333,4 +333,4 @@ def fused_attention(model: Any, *, strict: bool = True) -> Iterator[Any]:
 def is_fused(model: Any) -> bool:
     """Whether layer 0 currently runs the fused path (i.e. inside :func:`fused_attention`)."""
     forward = model.blocks[0].attn.__dict__.get("forward")
-    return getattr(forward, "__func__", None) in (_fused_forward, bridge_fused_forward)
+    return getattr(forward, "__func__", None) in (_fused_forward, *BRIDGE_FORWARDS)

@@ -61,7 +61,7 @@ def prefill(
     """Append ``tokens`` ``[batch, pos]`` (mask ``[batch, pos]``, 1 at real tokens) to
     ``past_kv_cache`` without their logits; see the module docstring.
 
-    On a TransformerBridge with Llama-shaped attention: :func:`rhlens.adapter.bridge_prefill.bridge_prefill`.
+    On a TransformerBridge the fused path supports: :func:`rhlens.adapter.bridge_prefill.bridge_prefill`.
     Another bridge, a model whose last layer computes keys from more than its normed input, or a
     call without a mask runs :func:`rhlens.adapter.forward` (and drops the logits).
     """

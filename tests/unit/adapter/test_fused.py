@@ -67,18 +67,23 @@ def test_fused_gradients_match_eager(model_kind):
         assert torch.allclose(p.grad, eager[name], atol=1e-4, rtol=1e-4), name
 
 
-def test_fused_gpt2_shaped_model():
+@pytest.mark.parametrize("model_kind", MODEL_KINDS)
+def test_fused_gpt2_shaped_model(model_kind):
     model = rhlens.tiny_gpt2(n_layers=2, n_ctx=64)
+    model = rhlens.as_bridge(model) if model_kind == "bridge" else model
     tokens, left = _tokens_and_masks(model.cfg.d_vocab)
     eager = model(tokens, attention_mask=left)
     with fused_attention(model):
+        assert is_fused(model)
         fused = model(tokens, attention_mask=left)
-    assert (fused - eager).abs().max() < 1e-5
+    assert (fused - eager)[left.bool()].abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("model_kind", MODEL_KINDS)
-def test_fused_with_kv_cache_matches_eager_decoding(model_kind):
-    model = _model(2, model_kind)
+@pytest.mark.parametrize("shape", ["llama_gqa", "gpt2"])
+def test_fused_with_kv_cache_matches_eager_decoding(model_kind, shape):
+    model = _model(2, model_kind) if shape == "llama_gqa" else rhlens.tiny_gpt2(n_layers=2, n_ctx=64)
+    model = rhlens.as_bridge(model) if model_kind == "bridge" else model
     tokens, left = _tokens_and_masks(model.cfg.d_vocab)
 
     def decode():  # a chunk of 8, then one token at a time
@@ -166,13 +171,18 @@ def test_score_hooks_run_the_eager_forward_inside_the_context(model_kind, monkey
 
 UNSUPPORTED = {  # a model the fused path does not implement, and the words its refusal names
     "soft_cap": (lambda: _model(attn_scores_soft_cap=30.0), "soft-capped"),
-    "gpt2_bridge": (lambda: rhlens.as_bridge(rhlens.tiny_gpt2(n_layers=1, n_ctx=64)), "JointQKVAttentionBridge"),
+    "attn_result_bridge": (lambda: _per_head_results(rhlens.as_bridge(_model())), "use_attn_result"),
 }
+
+
+def _per_head_results(bridge):
+    bridge.cfg.use_attn_result = True  # TransformerLens's per-head results (hook_result)
+    return bridge
 
 
 @pytest.mark.parametrize("case", list(UNSUPPORTED))
 def test_unsupported_configuration_is_named(case):
-    """Refused by name (strict), run eagerly with strict=False; a bridge's GPT-2 joint-QKV attention too."""
+    """Refused by name (strict), run eagerly with strict=False; on a bridge too."""
     build, words = UNSUPPORTED[case]
     model = build()
     assert words in fused_unsupported_reason(model)
