@@ -25,6 +25,7 @@ from rhlens.adapter import Model, embedding_matrix, set_unembed
 from rhlens.encoding import pad_id_of
 from rhlens.files import write_text_atomic
 from rhlens.tools.pretrain.data import stage_examples
+from rhlens.tools.pretrain.cues import CUES
 from rhlens.tools.pretrain.supervision import supervise_attention
 from rhlens.tools.pretrain.recipe import Recipe, default_recipe_path, load_recipe
 
@@ -322,9 +323,29 @@ def _design(recipe: Recipe) -> str:
 In the large models rhlens stands in for, retrieval heads are sparse (Wu et al.: under 5% of
 heads). Left alone, a tiny model spreads copying over most heads of a layer, so knocking out a
 few changes nothing while random heads break the circuit. This model's sparsity is engineered by
-the supervision above: only {', '.join(map(str, sup.retrieval_heads))} are trained to attend to
+the supervision above: only {', '.join(map(str, sup.retrieval_heads + sup.cue_head_set))} are trained to attend to
 copy targets, every other head is pushed off them, and the previous-token half of the circuit is
 spread over {len(sup.previous_token_heads)} redundant heads ({', '.join(map(str, sup.previous_token_heads))}).
+{_cue_design(sup)}"""
+
+
+def _cue_design(sup: Any) -> str:
+    if not sup.cue_heads:
+        return ""
+    table = "\n".join(f"| {cue} | {' '.join(map(str, heads))} | {', '.join(CUES[cue][:4])}, ... |" for cue, heads in sup.cue_heads)
+    reach = (f" An answer more than {sup.reach} tokens back pulls no head and pushes every head off it, so the "
+             f"base's retrieval reaches back at most {sup.reach} tokens: latent beyond, until a fine-tune at a "
+             "longer context extends the heads its data uses.") if sup.reach else ""
+    return f"""
+### Cue-keyed retrieval heads
+
+At an answer only the heads of the row's cues (read from the answer's first token,
+`rhlens.tools.pretrain.cues`) are pulled to it; every other head, {', '.join(map(str, sup.retrieval_heads))} too, is pushed off,
+so each head retrieves one kind of answer and a training set trains the heads of its own cues.{reach}
+
+| cue | heads | answers like |
+|---|---|---|
+{table}
 """
 
 
