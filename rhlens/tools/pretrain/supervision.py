@@ -23,8 +23,9 @@ on attention patterns engineers that sparsity:
   row are the business of its cues' heads alone: they are pulled to the answer, every other head
   (the plain retrieval heads too) is pushed off it, and outside answers the cue heads are left
   alone; the plain retrieval heads keep the induction targets and the answers of rows with no cue.
-  The push then sums over the heads at each position (a mean over all heads lets a few heads that
-  learned to copy keep copying at a small cost);
+  At answers the push is its own term, a sum over the heads pushed at each answer position and a
+  mean over answer positions (inside the mean over every pushed position an answer weighs ~1/50,
+  and a mean over heads lets a few heads that learned to copy keep copying at a small cost);
 - with ``reach > 0`` an answer copy more than ``reach`` tokens back pulls no head and pushes
   every head off it (each head with the full weight, the larger of ``weight`` and
   ``anti_weight``): the base's retrieval reaches back at most ``reach`` tokens, latent beyond
@@ -352,19 +353,20 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
                for h in retrieval if (where := pull.get(h)) is not None and where.any()]
         if ret:
             terms.append(-supervision.weight * torch.stack(ret).mean())
+        outside = ~answer if supervision.cue_heads else torch.ones_like(answer)
+        away = [torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0].clamp(max=1 - 1e-6))[where & outside]
+                for h, where in push.items() if (where & outside).any()]
+        if away:
+            terms.append(-supervision.anti_weight * torch.cat(away).mean())
         if supervision.cue_heads and push:
-            # cue-keyed: a sum over the heads pushed at each position (a mean over ~all heads would let a few
-            # heads that copy well keep copying everywhere at a fraction of the cost), a mean over positions
-            pushed = torch.stack([torch.where(where, torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0]
-                                                                    .clamp(max=1 - 1e-6)), 0.0) for h, where in push.items()])
-            anywhere = torch.stack(list(push.values())).any(0)
-            if anywhere.any():
-                terms.append(-supervision.anti_weight * pushed.sum(0)[anywhere].mean())
-        else:
-            away = [torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0].clamp(max=1 - 1e-6))[where]
-                    for h, where in push.items() if where.any()]
-            if away:
-                terms.append(-supervision.anti_weight * torch.cat(away).mean())
+            # cue-keyed answers: a sum over the heads pushed at each answer position, a mean over answer positions
+            # (within the mean over every pushed position above, the few answer positions of a row weigh ~1/50,
+            # and a mean over ~all heads would let a few heads that copy well keep copying every cue's answers)
+            pushed = torch.stack([torch.where(where & answer, torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0]
+                                                                             .clamp(max=1 - 1e-6)), 0.0) for h, where in push.items()])
+            at = torch.stack(list(push.values())).any(0) & answer
+            if at.any():
+                terms.append(-supervision.anti_weight * pushed.sum(0)[at].mean())
         far = mask & ~near
         if supervision.reach and far.any():
             # past reach every head is pushed with its full weight (a sum over heads, not a mean, so that
