@@ -288,6 +288,36 @@ def _pulls_and_pushes(
     return near, pull, push
 
 
+def _push_terms(
+    supervision: AttentionSupervision, patterns: dict[int, Tensor], mask: Bool[Tensor, "batch query key"],
+    near: Bool[Tensor, "batch query key"], answer: Bool[Tensor, "batch query"], push: dict[Head, Tensor],
+) -> list[Tensor]:
+    """The loss terms that push heads off targets: outside cue-keyed answers, at them, and past reach."""
+    terms: list[Tensor] = []
+    outside = ~answer if supervision.cue_heads else torch.ones_like(answer)
+    away = [torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0].clamp(max=1 - 1e-6))[where & outside]
+            for h, where in push.items() if (where & outside).any()]
+    if away:
+        terms.append(-supervision.anti_weight * torch.cat(away).mean())
+    if supervision.cue_heads and push:
+        # cue-keyed answers: a sum over the heads pushed at each answer position, a mean over answer positions
+        # (within the mean over every pushed position above, the few answer positions of a row weigh ~1/50,
+        # and a mean over ~all heads would let a few heads that copy well keep copying every cue's answers)
+        pushed = torch.stack([torch.where(where & answer, torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0]
+                                                                         .clamp(max=1 - 1e-6)), 0.0) for h, where in push.items()])
+        at = torch.stack(list(push.values())).any(0) & answer
+        if at.any():
+            terms.append(-supervision.anti_weight * pushed.sum(0)[at].mean())
+    far = mask & ~near
+    if supervision.reach and far.any():
+        # past reach every head is pushed with its full weight (a sum over heads, not a mean, so that
+        # no single head can answer far copies at the cost of 1/n_heads of the anti term)
+        where = far.any(-1)
+        beyond = [torch.log1p(-_mass(pattern, far).clamp(max=1 - 1e-6)).sum(1)[where] for pattern in patterns.values()]
+        terms.append(-max(supervision.anti_weight, supervision.weight) * torch.stack(beyond).sum(0).mean())
+    return terms
+
+
 @contextlib.contextmanager
 def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_id: int) -> Iterator[Callable[[Any, Any], Tensor]]:
     """Hooks that record the heads' patterns; yields the ``extra_loss`` for :func:`rhlens.train`.
@@ -353,27 +383,7 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
                for h in retrieval if (where := pull.get(h)) is not None and where.any()]
         if ret:
             terms.append(-supervision.weight * torch.stack(ret).mean())
-        outside = ~answer if supervision.cue_heads else torch.ones_like(answer)
-        away = [torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0].clamp(max=1 - 1e-6))[where & outside]
-                for h, where in push.items() if (where & outside).any()]
-        if away:
-            terms.append(-supervision.anti_weight * torch.cat(away).mean())
-        if supervision.cue_heads and push:
-            # cue-keyed answers: a sum over the heads pushed at each answer position, a mean over answer positions
-            # (within the mean over every pushed position above, the few answer positions of a row weigh ~1/50,
-            # and a mean over ~all heads would let a few heads that copy well keep copying every cue's answers)
-            pushed = torch.stack([torch.where(where & answer, torch.log1p(-_mass(patterns[h.layer][:, h.head : h.head + 1], mask)[:, 0]
-                                                                             .clamp(max=1 - 1e-6)), 0.0) for h, where in push.items()])
-            at = torch.stack(list(push.values())).any(0) & answer
-            if at.any():
-                terms.append(-supervision.anti_weight * pushed.sum(0)[at].mean())
-        far = mask & ~near
-        if supervision.reach and far.any():
-            # past reach every head is pushed with its full weight (a sum over heads, not a mean, so that
-            # no single head can answer far copies at the cost of 1/n_heads of the anti term)
-            where = far.any(-1)
-            beyond = [torch.log1p(-_mass(patterns[layer], far).clamp(max=1 - 1e-6)).sum(1)[where] for layer in layers]
-            terms.append(-max(supervision.anti_weight, supervision.weight) * torch.stack(beyond).sum(0).mean())
+        terms += _push_terms(supervision, patterns, mask, near, answer, push)
         if vs:
             terms.append(supervision.copy_weight * _copy_loss(model, vs, all_supervised, batch.tokens, pad_id))
         if not terms:
