@@ -355,11 +355,10 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
 
     fwd += [(hook_name("v", layer), capture_v(layer)) for layer in v_layers]
 
-    def row_cues(tokens: Tensor, labels: Tensor | None) -> Tensor:
+    def row_cues(tokens: Tensor, labels: Tensor | None, answer: Tensor) -> Tensor:
         """[batch, cue]: the cues of each row's first answer token (none for whole-text rows)."""
         if cues is None or labels is None:
             return torch.zeros(tokens.shape[0], 0, dtype=torch.bool, device=tokens.device)
-        answer = answer_positions(tokens, labels)
         lab = _padded_labels(tokens, labels)
         first = lab.gather(1, answer.int().argmax(1, keepdim=True))[:, 0].clamp(min=0, max=cues.shape[0] - 1)
         return cues.to(tokens.device)[first] & answer.any(1, keepdim=True)
@@ -375,7 +374,7 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
         mask = retrieval_target_mask(batch.tokens, labels, pad_id=pad_id)
         answer = answer_positions(batch.tokens, labels) if labels is not None else torch.zeros_like(mask[..., 0])
         near, pull, push = _pulls_and_pushes(supervision, arch.n_heads, arch.n_layers, mask, answer,
-                                             row_cues(batch.tokens, labels), supervision.reach)
+                                             row_cues(batch.tokens, labels, answer), supervision.reach)
         terms = []
         if prev_terms:
             terms.append(-supervision.weight * torch.stack(prev_terms).mean())
