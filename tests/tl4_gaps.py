@@ -45,7 +45,6 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/training/test_loss.py::test_soft_capped_models_use_full_logits": "soft-capped logits have no Hugging Face Llama form",
     "tests/unit/scoring/test_scoring_retrieval.py::test_errors_name_the_example":
         "TransformerLens 4 re-creates the bridge's tokenizer; a whitespace-only answer span is reported as covering no token",
-    "tests/integration/test_interventions_copying.py": "attention-only models (attn_only=True) have no Hugging Face Llama form",
     "tests/unit/interventions/test_interventions_compatibility.py::test_item21_hooked_and_bridge_of_one_checkpoint_patch":
         "load_hf_checkpoint's weight processing (fold_ln, centring) at load time",
     "tests/references/tl_loops.py": "the Wu port reference (tests/references/tl_loops.py) runs a HookedTransformer",
