@@ -21,8 +21,6 @@ TL4_GAPS: dict[str, str] = {
         "HookedTransformer's lazily grown rotary tables (a bridge's Hugging Face model rotates per position, no table)",
     "tests/unit/adapter/test_weights.py::test_attention_modules_and_weight_names":
         "attention_weight_name reads HookedTransformer attributes (W_Q, _W_K); on a bridge attention_weight_slots names them",
-    "tests/unit/adapter/test_weights.py::test_forward_from_a_layer":
-        "forward_from_layer: a bridge ignores start_at_layer/stop_at_layer with a KV cache (it returns logits)",
     "tests/unit/adapter/test_weights.py::test_head_output_weight": "the test reads the HookedTransformer parameter W_O by name",
     "tests/unit/adapter/test_weights.py::test_converters": "TransformerLens 4 has no HookedTransformer weight converters",
     "tests/unit/adapter/test_core.py::test_architecture_hooked_bridge_and_gqa": "the test expects tiny_llama to be a HookedTransformer",
