@@ -170,6 +170,11 @@ def test_replicates_pool_over_seeds_and_keep_each_seed():
     assert task["models"]["symbolic"]["accuracy"] == pytest.approx(0.4)
     assert task["by_seed"]["1"]["symbolic"]["accuracy"] == 0.5 and pooled["timings"]["total_unit_seconds"] == 20.0
     assert [f["id"] for f in task["findings"]] == ["gap", "overlap", "correlation", "knockout", "patching"]
+    # the correlation over every (seed, model) point, permuted within seeds, decides the verdict
+    reps = task["uncertainty"]["correlation_replicates"]
+    assert reps["spearman"]["n"] == 2 * len(task["uncertainty"]["correlation"]["models"]) and reps["spearman"]["stratified"]
+    corr = next(f for f in task["findings"] if f["id"] == "correlation")
+    assert "(seed, model) point" in corr["text"] and f"p = {reps['spearman']['p_value']:.3f}" in corr["text"]
     md = report_markdown(pooled)
     assert "seeds [0, 1]" in md
     # the models table lists each seed's heads, and the gate counts are each seed's
