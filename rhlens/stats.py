@@ -209,44 +209,64 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return pearson(ranks(list(x)), ranks(list(y)))
 
 
+def _shuffle_within(ys: list[float], members: list[list[int]], rng: random.Random) -> None:
+    for idx in members:
+        vals = [ys[i] for i in idx]
+        rng.shuffle(vals)
+        for i, v in zip(idx, vals):
+            ys[i] = v
+
+
 def permutation_p(x: Sequence[float], y: Sequence[float], coefficient: Callable, *, n_perm: int = N_PERM,
-                  seed: int = 0) -> float | None:
+                  seed: int = 0, groups: Sequence[Any] | None = None) -> float | None:
     """Two-sided permutation p-value of ``coefficient(x, y)``: the share of shuffles of ``y``
     (the observed order counted as one) whose coefficient is at least as far from 0.
 
     With ``n <= 7`` points every permutation is enumerated (exact); beyond, ``n_perm`` random ones.
+    ``groups`` (one label per point, e.g. the seed of each (seed, model) point) makes the test
+    stratified: ``y`` is shuffled only within each group (always ``n_perm`` random shuffles), so a
+    difference between groups is not taken for an association.
 
     >>> permutation_p([1, 2, 3], [1, 2, 3], spearman)   # 2 of the 6 orders reach |rho| = 1
     0.3333
+    >>> permutation_p([0, 0, 1, 1], [0, 0, 5, 5], pearson, groups=["a", "a", "b", "b"])  # no shuffle within a group changes r
+    1.0
     """
     observed = coefficient(x, y)
     if observed is None:
         return None
     target = abs(observed) - 1e-12
     ys = list(y)
-    if len(ys) <= 7:
+    if groups is not None and len(groups) != len(ys):
+        raise ValueError(f"permutation_p: {len(groups)} group labels for {len(ys)} points")
+    if groups is None and len(ys) <= 7:
         import itertools
 
         values = [coefficient(x, list(p)) for p in itertools.permutations(ys)]
         hits = sum(1 for v in values if v is not None and abs(v) >= target)
         return round(hits / len(values), 4)
+    members = [[i for i, g in enumerate(groups) if g == label] for label in dict.fromkeys(groups)] if groups is not None \
+        else [list(range(len(ys)))]
     rng = random.Random(seed)
     hits = 1
     for _ in range(n_perm):
-        rng.shuffle(ys)
+        _shuffle_within(ys, members, rng)
         v = coefficient(x, ys)
         hits += int(v is not None and abs(v) >= target)
     return round(hits / (n_perm + 1), 4)
 
 
 def correlation(x: Sequence[float], y: Sequence[float], *, method: str = "spearman", n_boot: int = N_BOOT,
-                n_perm: int = N_PERM, seed: int = 0, level: float = LEVEL) -> dict[str, Any]:
+                n_perm: int = N_PERM, seed: int = 0, level: float = LEVEL,
+                groups: Sequence[Any] | None = None) -> dict[str, Any]:
     """A correlation with its uncertainty: ``{"method", "estimate", "p_value", "interval", "n"}``.
 
     ``p_value`` is the two-sided permutation p-value (:func:`permutation_p`); ``interval`` a
     bootstrap interval over the points (resampled pairs; resamples where the coefficient is
     undefined are skipped). ``estimate``, ``p_value`` and ``interval`` are ``None`` when the
-    coefficient is undefined (fewer than 3 points, or no spread), and ``why`` says which.
+    coefficient is undefined (fewer than 3 points, or no spread), and ``why`` says which. With
+    ``groups`` the permutation test shuffles within groups (:func:`permutation_p`) and the result
+    records ``"stratified": True``.
 
     >>> c = correlation([0.2, 0.4, 0.6, 0.8], [0.1, 0.3, 0.2, 0.9], method="pearson")
     >>> round(c["estimate"], 3), c["p_value"], c["n"], c["interval"]["over"]
@@ -263,7 +283,9 @@ def correlation(x: Sequence[float], y: Sequence[float], *, method: str = "spearm
                       "no spread: " + ("x" if len(set(x)) == 1 else "y") + " takes a single value")
         return out
     out["estimate"] = round(estimate, 4)
-    out["p_value"] = permutation_p(x, y, coefficient, n_perm=n_perm, seed=seed)
+    out["p_value"] = permutation_p(x, y, coefficient, n_perm=n_perm, seed=seed, groups=groups)
+    if groups is not None:
+        out["stratified"] = True
     pairs = list(zip(x, y))
     out["interval"] = bootstrap_stat(pairs, lambda ps: coefficient([p[0] for p in ps], [p[1] for p in ps]),
                                      n_boot=n_boot, seed=seed, level=level, over="points").to_dict()

@@ -21,8 +21,6 @@ TL4_GAPS: dict[str, str] = {
         "HookedTransformer's lazily grown rotary tables (a bridge's Hugging Face model rotates per position, no table)",
     "tests/unit/adapter/test_weights.py::test_attention_modules_and_weight_names":
         "attention_weight_name reads HookedTransformer attributes (W_Q, _W_K); on a bridge attention_weight_slots names them",
-    "tests/unit/adapter/test_weights.py::test_forward_from_a_layer":
-        "forward_from_layer: a bridge ignores start_at_layer/stop_at_layer with a KV cache (it returns logits)",
     "tests/unit/adapter/test_weights.py::test_head_output_weight": "the test reads the HookedTransformer parameter W_O by name",
     "tests/unit/adapter/test_weights.py::test_converters": "TransformerLens 4 has no HookedTransformer weight converters",
     "tests/unit/adapter/test_core.py::test_architecture_hooked_bridge_and_gqa": "the test expects tiny_llama to be a HookedTransformer",
@@ -34,7 +32,6 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/training/test_loss.py::test_soft_capped_models_use_full_logits": "soft-capped logits have no Hugging Face Llama form",
     "tests/unit/scoring/test_scoring_retrieval.py::test_errors_name_the_example":
         "TransformerLens 4 re-creates the bridge's tokenizer; a whitespace-only answer span is reported as covering no token",
-    "tests/integration/test_interventions_copying.py": "attention-only models (attn_only=True) have no Hugging Face Llama form",
     "tests/references/tl_loops.py": "the Wu port reference (tests/references/tl_loops.py) runs a HookedTransformer",
     "tests/unit/scoring/test_scoring_retrieval.py::test_wu_port_equals_naive_reference": "the Wu port reference runs a HookedTransformer",
 }

@@ -9,6 +9,7 @@ Submodules, one job each:
 - :mod:`rhlens.adapter.fused`: the fused (SDPA) attention path used while no hook needs patterns,
   and the attention edits that run on it (blocked edges, uniform attention).
 - :mod:`rhlens.adapter.bridge_fused`: that path in a TransformerBridge's attention layers.
+- :mod:`rhlens.adapter.bridge_layers`: a bridge's blocks from a layer on (``forward_from_layer``).
 - :mod:`rhlens.adapter.fused_edges`: what both share: hooks that force the eager path, blocked edges.
 - :mod:`rhlens.adapter.rotary`: rotary tables and context length (context extension).
 - :mod:`rhlens.adapter.weights`: attention modules, per-head weights, final norm and unembedding,

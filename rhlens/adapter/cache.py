@@ -96,11 +96,11 @@ def bridge_forward_with_cache(
     full_mask = cache.extend_mask(attention_mask)
     return model(
         tokens, return_type="logits", attention_mask=full_mask, prepend_bos=False, use_cache=True,
-        **{_cache_argument(model): cache.hf_cache},
+        **{cache_argument(model): cache.hf_cache},
     )
 
 
-def _cache_argument(bridge: Any) -> str:
+def cache_argument(bridge: Any) -> str:
     """The Hugging Face model's name for the KV cache argument: ``cache`` in transformers >= 5.2x,
     ``past_key_values`` before."""
     params = inspect.signature(bridge.original_model.forward).parameters

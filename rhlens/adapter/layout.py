@@ -74,7 +74,9 @@ def llama_to_hf(sd: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
     ``W_in/W_gate/W_out`` transposed into ``up/gate/down_proj``; attention biases become
     ``q/k/v/o_proj.bias``; ``b_in`` folds into ``down_proj.bias``; ``b_U`` becomes ``lm_head.bias``.
     Bias keys appear only when some bias of that kind is nonzero (``attention_bias``/``mlp_bias``
-    of the Hugging Face config). Missing norm weights (folded ``RMSPre``) become ones.
+    of the Hugging Face config). Missing norm weights (folded ``RMSPre``) become ones. An
+    attention-only config (``attn_only``) gets MLPs of width 0 (``intermediate_size=0``), which add
+    exactly 0 to the residual stream, so the model computes what the HookedTransformer computes.
     """
     kv = "_" if cfg.n_key_value_heads is not None else ""
     dtype = sd["embed.W_E"].dtype
@@ -99,6 +101,10 @@ def llama_to_hf(sd: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
             for letter, key, n in (("q", "b_Q", cfg.n_heads), ("k", f"{kv}b_K", n_kv), ("v", f"{kv}b_V", n_kv)):
                 out[p + f"self_attn.{letter}_proj.bias"] = _copy(zeros_like_key(b + "attn." + key, (n, cfg.d_head)).flatten(), dtype)
             out[p + "self_attn.o_proj.bias"] = _copy(zeros_like_key(b + "attn.b_O", (cfg.d_model,)), dtype)
+        if getattr(cfg, "attn_only", False):  # an MLP of width 0 adds exactly 0; its norm's output is unused
+            out.update({p + f"mlp.{n}_proj.weight": torch.zeros(shape, dtype=dtype) for n, shape in
+                        (("up", (0, cfg.d_model)), ("gate", (0, cfg.d_model)), ("down", (cfg.d_model, 0)))})
+            continue
         out[p + "mlp.up_proj.weight"] = _copy(sd[b + "mlp.W_in"].T, dtype)
         out[p + "mlp.gate_proj.weight"] = _copy(sd[b + "mlp.W_gate"].T, dtype)
         out[p + "mlp.down_proj.weight"] = _copy(sd[b + "mlp.W_out"].T, dtype)
@@ -122,8 +128,9 @@ def _refuse_nonzero(hf: dict[str, Tensor], keys: list[str], why: str) -> None:
 
 
 def llama_from_hf(hf: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
-    """The inverse of :func:`llama_to_hf`: TransformerLens keys (``b_in = 0``, ``b_U`` from ``lm_head.bias``)."""
-    kv = "_" if cfg.n_key_value_heads is not None else ""
+    """The inverse of :func:`llama_to_hf`: TransformerLens keys (``b_in = 0``, ``b_U`` from ``lm_head.bias``;
+    no ``ln2``/``mlp`` keys when ``cfg.attn_only``)."""
+    kv, attn_only = "_" if cfg.n_key_value_heads is not None else "", bool(getattr(cfg, "attn_only", False))
     n_kv = cfg.n_key_value_heads or cfg.n_heads
     dtype = hf["model.embed_tokens.weight"].dtype
     layers = [f"model.layers.{l}.mlp.{n}_proj.bias" for l in range(cfg.n_layers) for n in ("up", "gate")]
@@ -136,7 +143,8 @@ def llama_from_hf(hf: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
     for l in range(cfg.n_layers):
         p, b = f"model.layers.{l}.", f"blocks.{l}."
         out[b + "ln1.w"] = get(p + "input_layernorm.weight", (cfg.d_model,))
-        out[b + "ln2.w"] = get(p + "post_attention_layernorm.weight", (cfg.d_model,))
+        if not attn_only:
+            out[b + "ln2.w"] = get(p + "post_attention_layernorm.weight", (cfg.d_model,))
         for letter, key, n in (("q", "Q", cfg.n_heads), ("k", f"{kv}K", n_kv), ("v", f"{kv}V", n_kv)):
             out[f"{b}attn.W_{key}" if not key.startswith("_") else f"{b}attn._W_{key[1:]}"] = _copy(
                 einops.rearrange(hf[p + f"self_attn.{letter}_proj.weight"], "(n h) m -> n m h", n=n), dtype)
@@ -144,6 +152,8 @@ def llama_from_hf(hf: dict[str, Tensor], cfg: Any) -> dict[str, Tensor]:
             out[bias_key] = get(p + f"self_attn.{letter}_proj.bias", (n * cfg.d_head,)).reshape(n, cfg.d_head)
         out[b + "attn.W_O"] = _copy(einops.rearrange(hf[p + "self_attn.o_proj.weight"], "m (n h) -> n h m", n=cfg.n_heads), dtype)
         out[b + "attn.b_O"] = get(p + "self_attn.o_proj.bias", (cfg.d_model,))
+        if attn_only:
+            continue
         out[b + "mlp.W_in"] = _copy(hf[p + "mlp.up_proj.weight"].T, dtype)
         out[b + "mlp.W_gate"] = _copy(hf[p + "mlp.gate_proj.weight"].T, dtype)
         out[b + "mlp.W_out"] = _copy(hf[p + "mlp.down_proj.weight"].T, dtype)

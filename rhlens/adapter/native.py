@@ -9,8 +9,9 @@ them as what the installed TransformerLens has:
   ``GPT2LMHeadModel`` with the same weights (:mod:`rhlens.adapter.layout`) under a
   ``TransformerBridge`` (``"bridge"``), booted offline with eager attention.
 
-Llama-shaped configs (rotary, RMSNorm, gated MLP) and GPT-2-shaped ones (learned positions,
-LayerNorm, plain MLP) convert; anything else is refused naming the config field (:func:`hf_shape_problems`).
+Llama-shaped configs (rotary, RMSNorm, gated MLP; ``attn_only`` as MLPs of width 0, which add exactly 0) and
+GPT-2-shaped ones (learned positions, LayerNorm, plain MLP) convert; anything else is refused naming the config
+field (:func:`hf_shape_problems`). An attention-only bridge's ``cfg.d_mlp`` is 0 (its Hugging Face MLP width).
 
 >>> from rhlens.adapter.core import NATIVE_KIND
 >>> NATIVE_KIND in ("hooked", "bridge")
@@ -104,7 +105,7 @@ def hf_shape_problems(cfg: dict[str, Any]) -> tuple[str, list[str]]:
         need(cfg["normalization_type"] == "LN", f"normalization_type={cfg['normalization_type']!r} (GPT-2 shape needs 'LN')")
         need(not cfg["gated_mlp"], "gated_mlp=True with learned positions")
         need(cfg["n_heads"] * cfg["d_head"] == cfg["d_model"], f"n_heads x d_head = {cfg['n_heads'] * cfg['d_head']} != d_model={cfg['d_model']}")
-    need(not cfg["attn_only"], "attn_only=True (need MLPs)")
+        need(not cfg["attn_only"], "attn_only=True with learned positions (a GPT-2 MLP of width 0 still adds its bias)")
     need(cfg["act_fn"] in ACT_TO_HF, f"act_fn={cfg['act_fn']!r} (supported: {', '.join(ACT_TO_HF)})")
     need(not cfg["parallel_attn_mlp"], "parallel_attn_mlp=True")
     need(not cfg["use_local_attn"], "use_local_attn=True (sliding-window layers)")
@@ -135,11 +136,11 @@ def _hf_config(cfg: dict[str, Any], family: str, *, attn_bias: bool, mlp_bias: b
     tiles = cfg["d_model"] % n_heads == 0
     if not tiles and not attn_bias and not mlp_bias:  # Mistral (sliding window off) holds this shape and saves it
         return transformers.MistralConfig(
-            hidden_size=cfg["d_model"], intermediate_size=cfg["d_mlp"], num_hidden_layers=cfg["n_layers"], num_attention_heads=n_heads,
+            hidden_size=cfg["d_model"], intermediate_size=0 if cfg["attn_only"] else cfg["d_mlp"], num_hidden_layers=cfg["n_layers"], num_attention_heads=n_heads,
             num_key_value_heads=n_kv, head_dim=cfg["d_head"], hidden_act=ACT_TO_HF[cfg["act_fn"]], max_position_embeddings=cfg["n_ctx"],
             rms_norm_eps=cfg["eps"], rope_parameters=rope, sliding_window=None, **common)
     hf_cfg = transformers.LlamaConfig(
-        hidden_size=cfg["d_model"], intermediate_size=cfg["d_mlp"], num_hidden_layers=cfg["n_layers"],
+        hidden_size=cfg["d_model"], intermediate_size=0 if cfg["attn_only"] else cfg["d_mlp"], num_hidden_layers=cfg["n_layers"],
         num_attention_heads=n_heads if tiles else 1, num_key_value_heads=n_kv if tiles else 1, head_dim=cfg["d_head"],
         hidden_act=ACT_TO_HF[cfg["act_fn"]], max_position_embeddings=cfg["n_ctx"], rms_norm_eps=cfg["eps"], rope_parameters=rope,
         attention_bias=attn_bias, mlp_bias=mlp_bias, **common,
@@ -185,7 +186,8 @@ def hf_model_from_config(fields: dict[str, Any], state: dict[str, Tensor] | None
     attn_bias = hf_state is not None and any(k.endswith("self_attn.q_proj.bias") for k in hf_state)
     mlp_bias = hf_state is not None and any(k.endswith("mlp.down_proj.bias") for k in hf_state)
     hf_cfg = _hf_config(cfg, family, attn_bias=attn_bias, mlp_bias=mlp_bias, tokenizer=tokenizer)
-    with torch.random.fork_rng(devices=[]):  # the Hugging Face init's draws are overwritten: keep them off the global RNG
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():  # the Hugging Face init's draws are overwritten: keep them off the global RNG
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")  # an attention-only model's MLPs of width 0
         model_class = {"llama": LlamaForCausalLM, "mistral": MistralForCausalLM, "gpt2": GPT2LMHeadModel}[hf_cfg.model_type]
         hf = model_class(hf_cfg)
     if hf_state is not None and "lm_head.bias" in hf_state:
@@ -226,7 +228,7 @@ def hooked_init_state(cfg: dict[str, Any]) -> dict[str, Tensor]:
         seed = int(cfg["seed"])
         torch.manual_seed(seed), random.seed(seed), np.random.seed(seed)
     m, n, h, dm, v = cfg["d_model"], cfg["n_heads"], cfg["d_head"], cfg["d_mlp"], cfg["d_vocab"]
-    kv = cfg["n_key_value_heads"] or n
+    kv, mlp = cfg["n_key_value_heads"] or n, int(not cfg["attn_only"])  # attention-only: no MLP, no ln2
     k_prefix = "_" if cfg["n_key_value_heads"] is not None else ""
     shapes: list[tuple[str, tuple[int, ...]]] = [("embed.W_E", (v, m))]
     if cfg["positional_embedding_type"] == "standard":
@@ -234,13 +236,13 @@ def hooked_init_state(cfg: dict[str, Any]) -> dict[str, Tensor]:
     for l in range(cfg["n_layers"]):
         b = f"blocks.{l}."
         shapes += [(b + "attn.W_Q", (n, m, h)), (b + "attn.W_O", (n, h, m)), (b + f"attn.{k_prefix}W_K", (kv, m, h)),
-                   (b + f"attn.{k_prefix}W_V", (kv, m, h)), (b + "mlp.W_in", (m, dm)), (b + "mlp.W_out", (dm, m))]
-        if cfg["gated_mlp"]:
+                   (b + f"attn.{k_prefix}W_V", (kv, m, h))] + [(b + "mlp.W_in", (m, dm)), (b + "mlp.W_out", (dm, m))] * mlp
+        if cfg["gated_mlp"] and mlp:
             shapes.append((b + "mlp.W_gate", (m, dm)))
     shapes.append(("unembed.W_U", (m, v)))
     std = float(cfg["initializer_range"])
     state = {key: torch.empty(shape).normal_(std=std) for key, shape in shapes}
-    norms = ["ln_final"] + [f"blocks.{l}.ln{i}" for l in range(cfg["n_layers"]) for i in (1, 2)]
+    norms = ["ln_final"] + [f"blocks.{l}.ln{i}" for l in range(cfg["n_layers"]) for i in (1, 2)[:1 + mlp]]
     for name in norms if cfg["normalization_type"] in ("RMS", "LN") else ():  # folded norms (RMSPre/LNPre) have no weights
         state[name + ".w"] = torch.ones(m)
         if cfg["normalization_type"] == "LN":
@@ -248,7 +250,7 @@ def hooked_init_state(cfg: dict[str, Any]) -> dict[str, Tensor]:
     for l in range(cfg["n_layers"]):
         b = f"blocks.{l}."
         state.update({b + "attn.b_Q": torch.zeros(n, h), b + f"attn.{k_prefix}b_K": torch.zeros(kv, h), b + f"attn.{k_prefix}b_V": torch.zeros(kv, h),
-                      b + "attn.b_O": torch.zeros(m), b + "mlp.b_in": torch.zeros(dm), b + "mlp.b_out": torch.zeros(m)})
+                      b + "attn.b_O": torch.zeros(m), **({b + "mlp.b_in": torch.zeros(dm), b + "mlp.b_out": torch.zeros(m)} if mlp else {})})
     state["unembed.b_U"] = torch.zeros(v)
     return state
 
@@ -293,9 +295,9 @@ def bridge_from_hf(fields: dict[str, Any], hf: Any, tokenizer: Any, padding_side
         bridge.tokenizer.padding_side = padding_side
     object.__setattr__(bridge, CONFIG_ATTR, dict(fields))
     # fields the bridge's config leaves unset (rotary_dim ...) or misreads (TransformerLens 4.3 reads rotary_base 10000
-    # whatever the Hugging Face config's rope_theta)
+    # whatever the Hugging Face config's rope_theta; attn_only False from the MLPs of width 0)
     for key, value in complete_config(fields).items():
-        if getattr(bridge.cfg, key, 0) is None or key == "rotary_base":
+        if getattr(bridge.cfg, key, 0) is None or key in ("rotary_base", "attn_only"):
             setattr(bridge.cfg, key, value)
     return bridge
 

@@ -27,6 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from rhlens.adapter.bridge_layers import bridge_forward_from_layer
 from rhlens.adapter.core import Model, attention_module, blocks, hook_name, hooks, model_kind
 
 # target letter -> (parameter names tried in order, layout). "in": the weight maps d_model to
@@ -168,8 +169,11 @@ def forward_from_layer(
     ``attention_mask`` covers the columns of ``resid``; ``cache`` (a
     :func:`rhlens.adapter.new_kv_cache`, or ``None``) holds the earlier columns and is extended.
     With ``resid`` the ``resid_pre`` activation of ``layer`` it returns what
-    ``final_residual(model, tokens, attention_mask=attention_mask)`` returns.
+    ``final_residual(model, tokens, attention_mask=attention_mask)`` returns. A HookedTransformer
+    runs ``start_at_layer``; a bridge walks its blocks (:mod:`rhlens.adapter.bridge_layers`).
     """
+    if model_kind(model) == "bridge":
+        return bridge_forward_from_layer(model, resid, layer, attention_mask, cache)
     full_mask = cache.append_attention_mask(attention_mask) if cache is not None else attention_mask
     return model(resid, start_at_layer=layer, stop_at_layer=int(model.cfg.n_layers), attention_mask=full_mask, past_kv_cache=cache)
 

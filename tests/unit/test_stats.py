@@ -78,6 +78,41 @@ def test_exact_permutation_p_value_matches_an_enumeration():
     assert stats.permutation_p([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], stats.spearman) == pytest.approx(2 / 120, abs=1e-4)
 
 
+def _reference_grouped_p(x, y, groups):
+    """Independent reference: every within-group rearrangement of y, |r| by the textbook formula."""
+    def r(a, b):
+        ma, mb = sum(a) / len(a), sum(b) / len(b)
+        num = sum((u - ma) * (v - mb) for u, v in zip(a, b))
+        return num / math.sqrt(sum((u - ma) ** 2 for u in a) * sum((v - mb) ** 2 for v in b))
+    labels = sorted(set(groups))
+    idx = {g: [i for i, h in enumerate(groups) if h == g] for g in labels}
+    obs, hits, total = abs(r(x, y)), 0, 0
+    for combo in itertools.product(*(itertools.permutations([y[i] for i in idx[g]]) for g in labels)):
+        shuffled = list(y)
+        for g, vals in zip(labels, combo):
+            for i, v in zip(idx[g], vals):
+                shuffled[i] = v
+        total += 1
+        hits += abs(r(x, shuffled)) >= obs - 1e-12
+    return hits / total
+
+
+def test_stratified_permutation_shuffles_only_within_groups():
+    # Two seeds: within each, accuracy rises with recall; seed 1 sits higher on both axes.
+    x = [0.1, 0.4, 0.6, 0.9, 0.3, 0.5, 0.8, 1.0]
+    y = [0.2, 0.3, 0.5, 0.6, 0.4, 0.45, 0.7, 0.8]
+    groups = [0, 0, 0, 0, 1, 1, 1, 1]
+    p = stats.permutation_p(x, y, stats.pearson, groups=groups, n_perm=20000, seed=1)
+    assert p == pytest.approx(_reference_grouped_p(x, y, groups), abs=0.01)
+    # A between-group difference alone is no association: no within-group shuffle changes r.
+    assert stats.permutation_p([0, 0, 1, 1], [0, 0, 5, 5], stats.pearson, groups=["a", "a", "b", "b"]) == 1.0
+    assert stats.permutation_p([0, 0, 1, 1], [0, 0, 5, 5], stats.pearson) < 1.0
+    with pytest.raises(ValueError, match="3 group labels for 4 points"):
+        stats.permutation_p([1, 2, 3, 4], [1, 2, 3, 5], stats.pearson, groups=[0, 0, 1])
+    c = stats.correlation(x, y, method="spearman", groups=groups)
+    assert c["stratified"] is True and c["n"] == 8 and c["p_value"] < 0.05
+
+
 def test_correlation_reports_why_it_is_undefined_and_intervals_when_defined():
     flat = stats.correlation([1.0, 1.0, 1.0, 1.0], [0.2, 0.5, 0.3, 0.9])
     assert flat["estimate"] is None and flat["interval"] is None and "x takes a single value" in flat["why"]

@@ -106,7 +106,9 @@ def finding_correlation(unc: dict[str, Any]) -> dict[str, Any]:
     """Finding 3. Recall of the real model's heads predicts accuracy."""
     corr = unc["correlation"]
     rho, r = corr["spearman"], corr["pearson"]
-    est, p = rho["estimate"], rho["p_value"]
+    reps = unc.get("correlation_replicates")
+    decides = reps["spearman"] if reps and reps["spearman"]["estimate"] is not None else rho
+    est, p = decides["estimate"], decides["p_value"]
     if est is None:
         verdict = "undetermined"
     elif est > 0.5 and p < ALPHA:
@@ -114,22 +116,28 @@ def finding_correlation(unc: dict[str, Any]) -> dict[str, Any]:
     else:
         verdict = "partly" if est > 0 else "disagrees"
 
-    def one(c: dict[str, Any], name: str) -> str:
+    def one(c: dict[str, Any], name: str, over: str = "models") -> str:
         if c["estimate"] is None:
             return f"{name} undefined ({c.get('why', 'no spread')})"
         iv = c["interval"]
-        return (f"{name} {c['estimate']:.2f} (bootstrap 95% interval over models [{iv['low']:.2f}, {iv['high']:.2f}], "
-                f"permutation p = {c['p_value']:.3f})")
+        return (f"{name} {c['estimate']:.2f} (bootstrap 95% interval over {over} [{iv['low']:.2f}, {iv['high']:.2f}], "
+                f"{'within-seed ' if c.get('stratified') else ''}permutation p = {c['p_value']:.3f})")
+
+    text = f"Across the {len(corr['models'])} non-real models: {one(rho, 'Spearman rho')}; {one(r, 'Pearson r')}."
+    if reps:
+        n_seeds = unc.get("n_seeds", "several")
+        text += (f" Over every (seed, model) point ({n_seeds} seeds; this decides the verdict): "
+                 f"{one(reps['spearman'], 'Spearman rho', 'points')}; {one(reps['pearson'], 'Pearson r', 'points')}.")
 
     noise = est is not None and est > 0 and p >= ALPHA
     return {
         "id": "correlation", "title": "Recall of the real model's heads predicts accuracy",
         "paper": "strong positive correlation between retrieval-head recall and downstream accuracy across variants",
         "rule": f"agrees when Spearman's rho > 0.5 with a two-sided permutation p < {ALPHA}, partly when rho > 0 otherwise "
-                "(within noise when p >= 0.05), disagrees when rho <= 0, undetermined when undefined",
+                "(within noise when p >= 0.05), disagrees when rho <= 0, undetermined when undefined; with several seeds "
+                "rho and p are those over every (seed, model) point, permuted within each seed",
         "verdict": verdict, "within_noise": noise,
-        "text": f"Across the {len(corr['models'])} non-real models: {one(rho, 'Spearman rho')}; {one(r, 'Pearson r')}."
-                + (" The correlation is within noise." if noise else ""),
+        "text": text + (" The correlation is within noise." if noise else ""),
     }
 
 

@@ -9,7 +9,7 @@ for what has no pooled form (head lists, patching notes), and replace:
 - each model's ``accuracy`` and the compare stage's ``recall``: the means over seeds;
 - score maps: the mean over seeds;
 
-and add ``by_seed`` (each seed's accuracy, recall and retrieval heads) and the findings computed
+and add ``by_seed`` (each seed's accuracy, recall, retrieval heads and gate counts) and the findings computed
 from the pooled numbers.
 """
 
@@ -41,11 +41,12 @@ def pool_task(entries: list[dict[str, Any]], seeds: list[int], variants: list[st
     pooled["by_seed"] = {
         str(s): {m: {"accuracy": e["models"][m]["accuracy"],
                      "recall": e["compare"]["methods"][method]["models"][m]["recall"],
-                     "retrieval_heads": e["models"][m]["retrieval_heads"][method]} for m in e["models"]}
+                     "retrieval_heads": e["models"][m]["retrieval_heads"][method],
+                     "n_counted": e["models"][m]["n_counted"][method]} for m in e["models"]}
         for s, e in zip(seeds, entries)
     }
-    pooled["note"] = (f"Head lists, knockout draws and patching notes are seed {seeds[0]}'s; accuracy, recall and "
-                      "every interval pool all seeds; score maps are their mean.")
+    pooled["note"] = (f"Knockout draws and patching notes are seed {seeds[0]}'s; accuracy, recall and every interval "
+                      "pool all seeds; score maps are their mean; by_seed holds each seed's heads and gate counts.")
     pooled["findings"] = findings(pooled, variants, method)
     return pooled
 

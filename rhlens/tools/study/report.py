@@ -123,14 +123,34 @@ def _n_heads(counts: list[int]) -> str:
     return str(counts[0]) if len(set(counts)) == 1 else "/".join(map(str, counts))
 
 
+def _heads_cells(entry: dict[str, Any], model: str, method: str) -> tuple[str, str]:
+    """The "n retrieval heads" and "heads" cells: one seed's list, or each seed's (``s0: ...; s1: ...``).
+
+    >>> e = {"models": {"m": {"retrieval_heads": {"decode": ["L1H0"]}}}}
+    >>> _heads_cells(e, "m", "decode")
+    ('1', 'L1H0')
+    >>> e["by_seed"] = {"0": {"m": {"retrieval_heads": ["L1H0"]}}, "1": {"m": {"retrieval_heads": ["L1H0", "L2H0"]}}}
+    >>> _heads_cells(e, "m", "decode")
+    ('1/2', 's0: L1H0; s1: L1H0 L2H0')
+    """
+    by_seed = entry.get("by_seed")
+    if not by_seed or len(by_seed) < 2:
+        heads = entry["models"][model]["retrieval_heads"][method]
+        return str(len(heads)), " ".join(heads) or "-"
+    lists = {s: rec[model]["retrieval_heads"] for s, rec in by_seed.items()}
+    return (_n_heads([len(h) for h in lists.values()]),
+            "; ".join(f"s{s}: {' '.join(h) or '-'}" for s, h in lists.items()))
+
+
 def task_tables(task: str, entry: dict[str, Any], method: str) -> dict[str, str]:
     """The Markdown tables of one task (models, knockout, patching), every number with its interval."""
     models, compare, unc = entry["models"], entry["compare"]["methods"][method], entry["uncertainty"]["models"]
     model_rows = []
     for m, info in models.items():
         c, u = compare["models"][m], unc[m]
+        n_heads, heads = _heads_cells(entry, m, method)
         model_rows.append([m, info["train_set"], iv_text(u["accuracy"]), iv_text(u["gap"], True) if u["gap"] else "-",
-                           c["n_heads"], " ".join(info["retrieval_heads"][method]) or "-", iv_text(u["recall"]),
+                           n_heads, heads, iv_text(u["recall"]),
                            c["precision"], c["cosine"]])
     ko_rows = []
     for m, k in entry["knockout"].items():
@@ -172,7 +192,9 @@ def measured(results: dict[str, Any], task: str, entry: dict[str, Any]) -> list[
     models = entry["models"]
     first = next(iter(models.values()))
     metric = metric_name(task, first["metric"])
-    counted = ", ".join(f"{m} {info['n_counted'][method]}" for m, info in models.items())
+    by_seed = entry.get("by_seed") or {}
+    counted = ", ".join(f"{m} {'/'.join(str(rec[m]['n_counted']) for rec in by_seed.values() if 'n_counted' in rec[m])}"
+                        if len(by_seed) > 1 else f"{m} {info['n_counted'][method]}" for m, info in models.items())
     n_seeds = entry["uncertainty"]["n_seeds"]
     over = "test examples" if n_seeds == 1 else f"{n_seeds} seeds and, within each, test examples"
     return [

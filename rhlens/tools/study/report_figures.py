@@ -54,6 +54,9 @@ def task_figures(task: str, entry: dict[str, Any], method: str, metric: str) -> 
         sub = ("" if rho["estimate"] is None else
                f"; Spearman {rho['estimate']:.2f}, p = {rho['p_value']:.3f}, 95% CI "
                f"[{rho['interval']['low']:.2f}, {rho['interval']['high']:.2f}]")
+        reps = (unc.get("correlation_replicates") or {}).get("spearman")
+        if reps and reps["estimate"] is not None:
+            sub += f"; over every (seed, model) point {reps['estimate']:.2f}, within-seed p = {reps['p_value']:.3f}"
         figures.append((f"{task}: recall of the real model's heads vs accuracy{sub}", _fit_width(plot.recall_vs_performance(
             {m: unc["models"][m]["recall"]["estimate"] for m in others}, {m: acc[m]["estimate"] for m in others},
             intervals={m: {"recall": _pair(unc["models"][m]["recall"]), "performance": _pair(acc[m])} for m in others},

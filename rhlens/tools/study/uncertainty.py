@@ -136,4 +136,23 @@ def task_uncertainty(entries: list[dict[str, Any]], *, method: str, seed: int = 
         out["correlation"] = {k: {"method": k, "estimate": None, "p_value": None, "interval": None, "n": len(others),
                                   "why": why} for k in ("spearman", "pearson")}
     out["correlation"]["models"] = others
+    if len(entries) > 1:
+        out["correlation_replicates"] = _replicate_correlation(entries, others, method, seed)
     return out
+
+
+def _replicate_correlation(entries: list[dict[str, Any]], models: list[str], method: str, seed: int) -> dict[str, Any]:
+    """Spearman and Pearson over every (seed, model) point, permuted within each seed.
+
+    With 5 models a correlation of the model means cannot reach a permutation p below 1/60; the
+    seeds' own (recall, accuracy) points give the test its power, and permuting only within a seed
+    keeps a seed's overall level from reading as an association.
+    """
+    points = [(e["compare"]["methods"][method]["models"][m]["recall"], e["models"][m]["accuracy"], i)
+              for i, e in enumerate(entries) for m in models]
+    if any(r is None for r, _, _ in points):
+        why = "a seed's real-data model has no retrieval head, so recall is undefined"
+        return {k: {"method": k, "estimate": None, "p_value": None, "interval": None, "n": len(points), "why": why}
+                for k in ("spearman", "pearson")}
+    xs, ys, groups = ([p[k] for p in points] for k in range(3))
+    return {k: correlation(xs, ys, method=k, seed=seed, groups=groups) for k in ("spearman", "pearson")}

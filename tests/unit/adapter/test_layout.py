@@ -60,6 +60,8 @@ def reference_llama(sd, cfg, tokens):
         pattern = scores.masked_fill(~causal, float("-inf")).softmax(-1)
         z = torch.einsum("bnqk,bknh->bqnh", pattern, v)
         x = x + torch.einsum("bqnh,nhm->bqm", z, sd[b + "attn.W_O"]) + sd[b + "attn.b_O"]
+        if cfg.get("attn_only"):  # no MLP, no ln2
+            continue
         y = _rms(x, sd[b + "ln2.w"], eps)
         post = torch.nn.functional.silu(y @ sd[b + "mlp.W_gate"]) * (y @ sd[b + "mlp.W_in"]) + sd[b + "mlp.b_in"]
         x = x + post @ sd[b + "mlp.W_out"] + sd[b + "mlp.b_out"]
@@ -112,6 +114,35 @@ def test_unconvertible_configs_are_refused_naming_the_field(tok):
         as_bridge(tiny_llama(tokenizer=tok, normalization_type="LN"))
     with pytest.raises(ValueError, match=r"rotary_adjacent_pairs=True"):
         as_bridge(tiny_llama(tokenizer=tok, rotary_adjacent_pairs=True))
+
+
+def test_attention_only_llama_converts_exactly(tok):
+    """attn_only=True: on TransformerLens 4 a Hugging Face Llama with MLPs of width 0 (they add exactly 0),
+    with the seeded weights of TransformerLens 3's HookedTransformer; logits equal the reference."""
+    from rhlens.adapter import architecture
+    from rhlens.adapter.native import hooked_init_state
+
+    model = tiny_llama(tokenizer=tok, attn_only=True, n_key_value_heads=2, seed=3)
+    state, fields = model_state(model), model_config(model)
+    assert model.cfg.attn_only and not any(".mlp." in k or ".ln2." in k for k in state)
+    drawn = hooked_init_state(fields)  # on 3.x: what HookedTransformer itself drew from seed 3
+    assert drawn.keys() == state.keys() and all(torch.equal(drawn[k], state[k]) for k in state)
+    tokens = model.to_tokens(TEXT)
+    expected = reference_llama(state, complete_config(fields), tokens)
+    bridge = as_bridge(model)
+    hf = bridge.original_model
+    assert hf.config.intermediate_size == 0 and bridge.cfg.attn_only
+    x = torch.randn(2, 3, fields["d_model"])
+    with torch.no_grad():
+        assert all(torch.equal(layer.mlp(x), torch.zeros_like(x)) for layer in hf.model.layers)
+        logits = model(tokens).double()
+        assert (logits - expected).abs().max().item() < 1e-5
+        assert (bridge(tokens).double() - logits).abs().max().item() < 1e-5
+        again = model_from_state(fields, model_state(bridge), tokenizer=tok, padding_side="left")
+        assert (again(tokens).double() - logits).abs().max().item() < 1e-5
+    assert architecture(model).differences(architecture(bridge)) == []
+    with pytest.raises(ValueError, match=r"attn_only=True with learned positions"):
+        as_bridge(tiny_gpt2(tokenizer=tok, attn_only=True))
 
 
 def test_a_nonzero_up_or_gate_bias_is_refused(tok):

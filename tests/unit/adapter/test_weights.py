@@ -65,19 +65,41 @@ def test_final_residual_then_logits_equals_the_forward(build):
     assert torch.allclose(got, expected, atol=1e-5)
 
 
-def test_forward_from_a_layer_continues_the_forward_also_in_chunks_with_a_cache(gqa):
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
+def test_forward_from_a_layer_continues_the_forward_also_in_chunks_with_a_cache(build):
+    """From every layer, whole or in chunks with a cache, left-padded, eager or fused: the logits of the
+    plain forward at every real position; only the hooks of blocks from that layer on fire. On
+    TransformerLens 3 the HookedTransformer and its bridge (which walks its blocks itself) agree."""
+    from rhlens.adapter.fused import fused_attention
+    from rhlens.models import as_bridge
+
+    model = build(n_layers=3, n_heads=4, seed=0, **({"n_key_value_heads": 2} if build is tiny_llama else {}))
+    models = [model] + ([as_bridge(model)] if ad.model_kind(model) == "hooked" else [])
     tokens = torch.tensor([[1, 5, 7, 9, 2, 4], [3, 3, 8, 6, 1, 2]])
-    mask = torch.ones_like(tokens)
-    seen = {}
-    with torch.no_grad():
-        expected = gqa(tokens, attention_mask=mask)  # [batch, pos, d_vocab], the plain forward
-        with ad.hooks(gqa, [(ad.hook_name("resid_pre", 1), lambda x, hook: seen.update(resid=x.clone()))]):
-            gqa(tokens, attention_mask=mask)
-        whole = ad.forward_from_layer(gqa, seen["resid"], 1, mask)
-        cache = ad.new_kv_cache(gqa, 2)
-        chunks = [ad.forward_from_layer(gqa, seen["resid"][:, s:e], 1, mask[:, s:e], cache) for s, e in ((0, 4), (4, 6))]
-        assert torch.allclose(ad.logits_from_residual(gqa, whole), expected, atol=1e-5)
-        assert torch.allclose(ad.logits_from_residual(gqa, torch.cat(chunks, dim=1)), expected, atol=1e-5)
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])  # the first row left-padded
+    real = mask.bool()
+    finals: dict = {}
+    for m in models:
+        with torch.no_grad():
+            expected = m(tokens, attention_mask=mask)  # [batch, pos, d_vocab], the plain forward
+            for layer in range(3):
+                seen: dict = {}
+                with ad.hooks(m, [(ad.hook_name("resid_pre", layer), lambda x, hook: seen.update(resid=x.clone()))]):
+                    m(tokens, attention_mask=mask)
+                fired: list = []
+                names = [ad.hook_name("embed"), ad.hook_name("resid_pre", layer), ad.hook_name("z", layer)]
+                with ad.hooks(m, [(n, lambda x, hook: fired.append(hook.name)) for n in names + [ad.hook_name("z", layer - 1)] * (layer > 0)]):
+                    whole = ad.forward_from_layer(m, seen["resid"], layer, mask)
+                assert fired == names[1:]  # not the embedding's, not an earlier block's
+                cache = ad.new_kv_cache(m, 2)
+                chunks = [ad.forward_from_layer(m, seen["resid"][:, s:e], layer, mask[:, s:e], cache) for s, e in ((0, 4), (4, 5), (5, 6))]
+                with fused_attention(m):
+                    fused = ad.forward_from_layer(m, seen["resid"], layer, mask)
+                for final in (whole, torch.cat(chunks, dim=1), fused):
+                    assert (ad.logits_from_residual(m, final) - expected)[real].abs().max() < 1e-5
+                finals.setdefault(layer, []).append(whole)
+    for hooked, *bridge in finals.values():
+        assert all((b - hooked)[real].abs().max() < 1e-5 for b in bridge)
 
 
 def test_head_output_weight_is_that_heads_slice(gqa):

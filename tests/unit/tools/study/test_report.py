@@ -157,6 +157,8 @@ def test_replicates_pool_over_seeds_and_keep_each_seed():
     for e in (PAPERLIKE, other):
         for info in e["models"].values():
             info["scores"] = {"decode": [[0.5, 0.0]]}
+    other["models"]["symbolic"]["retrieval_heads"] = {"decode": ["L3H2", "L2H0"]}
+    other["models"]["symbolic"]["n_counted"] = {"decode": 7}
     cfg = StudyConfig.from_dict({"seeds": [0, 1], "data": {"variants": VARIANTS}})
     per_seed = [{"format": "f", "base_fingerprint": {}, "base_design": None, "versions": {}, "primary_method": "decode",
                  "timings": {"total_unit_seconds": 10.0}, "tasks": {"mdqa": copy.deepcopy(e)}} for e in (PAPERLIKE, other)]
@@ -168,4 +170,14 @@ def test_replicates_pool_over_seeds_and_keep_each_seed():
     assert task["models"]["symbolic"]["accuracy"] == pytest.approx(0.4)
     assert task["by_seed"]["1"]["symbolic"]["accuracy"] == 0.5 and pooled["timings"]["total_unit_seconds"] == 20.0
     assert [f["id"] for f in task["findings"]] == ["gap", "overlap", "correlation", "knockout", "patching"]
-    assert "seeds [0, 1]" in report_markdown(pooled)
+    # the correlation over every (seed, model) point, permuted within seeds, decides the verdict
+    reps = task["uncertainty"]["correlation_replicates"]
+    assert reps["spearman"]["n"] == 2 * len(task["uncertainty"]["correlation"]["models"]) and reps["spearman"]["stratified"]
+    corr = next(f for f in task["findings"] if f["id"] == "correlation")
+    assert "(seed, model) point" in corr["text"] and f"p = {reps['spearman']['p_value']:.3f}" in corr["text"]
+    md = report_markdown(pooled)
+    assert "seeds [0, 1]" in md
+    # the models table lists each seed's heads, and the gate counts are each seed's
+    sym_row = next(line for line in md.splitlines() if line.startswith("| symbolic |"))
+    assert f"s0: {' '.join(PAPERLIKE['models']['symbolic']['retrieval_heads']['decode'])}; s1: L3H2 L2H0" in sym_row
+    assert "symbolic 40/7" in md
