@@ -19,11 +19,7 @@ TL4_GAPS: dict[str, str] = {
         "the fused path's rotated-key side cache is HookedTransformer's (a bridge's Hugging Face cache holds rotated keys)",
     "tests/unit/adapter/test_rotary.py::test_rebuild_keeps_device_and_lazily_grows":
         "HookedTransformer's lazily grown rotary tables (a bridge's Hugging Face model rotates per position, no table)",
-    "tests/unit/adapter/test_weights.py::test_attention_modules_and_weight_names":
-        "attention_weight_name reads HookedTransformer attributes (W_Q, _W_K); on a bridge attention_weight_slots names them",
-    "tests/unit/adapter/test_weights.py::test_head_output_weight": "the test reads the HookedTransformer parameter W_O by name",
     "tests/unit/adapter/test_weights.py::test_converters": "TransformerLens 4 has no HookedTransformer weight converters",
-    "tests/unit/adapter/test_core.py::test_architecture_hooked_bridge_and_gqa": "the test expects tiny_llama to be a HookedTransformer",
     "tests/unit/adapter/test_core.py::test_tokenizer_bos_and_weight_processing":
         "the test expects tiny_llama's HookedTransformer weight-processing record",
     "tests/unit/models/test_base.py::test_base_is_an_ordinary_hooked_transformer": "the base is a bridge on 4.x",

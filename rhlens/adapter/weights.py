@@ -47,18 +47,30 @@ def attention_modules(model: Model) -> Iterator[tuple[str, nn.Module]]:
 
 
 def attention_weight_name(attn: nn.Module, letter: str) -> str:
-    """The attribute of ``attn`` holding weight ``letter`` (``"q"``, ``"k"``, ``"v"``, ``"o"``).
+    """The TransformerLens name of weight ``letter`` (``"q"``, ``"k"``, ``"v"``, ``"o"``) of ``attn``.
 
-    Grouped-query models keep keys and values in ``_W_K``/``_W_V``; a LoRA-parametrized weight
-    still counts. Raises ``ValueError`` for an unknown letter or a module without that weight.
+    On a HookedTransformer it is the attribute holding it: grouped-query models keep keys and
+    values in ``_W_K``/``_W_V``; a LoRA-parametrized weight still counts. On a bridge it is the name
+    the Hugging Face weight (``attn.<letter>.original_component.weight``) has in TransformerLens
+    form (:func:`rhlens.adapter.native.model_state`), by the same rule. Raises ``ValueError`` for an
+    unknown letter or a module without that weight.
     """
     if letter not in ATTENTION_WEIGHT_LAYOUTS:
         raise ValueError(f"unknown attention weight {letter!r}; known: {', '.join(ATTENTION_WEIGHT_LAYOUTS)}")
     names, _ = ATTENTION_WEIGHT_LAYOUTS[letter]
+    if _bridge_linear(attn, letter) is not None:
+        grouped = getattr(getattr(attn, "config", None), "n_key_value_heads", None) is not None
+        return names[0] if grouped or len(names) == 1 else names[1]
     for name in names:
         if isinstance(attn._parameters.get(name), nn.Parameter) or parametrize.is_parametrized(attn, name):
             return name
     raise ValueError(f"attention module {type(attn).__name__} has no parameter {' or '.join(names)} for target {letter!r}")
+
+
+def _bridge_linear(attn: nn.Module, letter: str) -> nn.Module | None:
+    """A bridge attention module's Hugging Face projection ``letter`` (``nn.Linear``, or GPT-2's
+    ``Conv1D`` output projection); ``None`` for a HookedTransformer's attention."""
+    return getattr(getattr(attn, letter, None), "original_component", None)
 
 
 @dataclass(frozen=True)
@@ -100,20 +112,15 @@ def flat_to_weight(flat: Float[Tensor, "d_in d_out"], layout: str, shape: Sequen
 
 def attention_weight_slots(model: Model, letters: Sequence[str] = ("q", "k", "v", "o")) -> Iterator[WeightSlot]:
     """A :class:`WeightSlot` per layer and letter of ``letters``, layer by layer, in ``letters`` order."""
-    bridge = model_kind(model) == "bridge"
-    grouped = getattr(model.cfg, "n_key_value_heads", None) is not None
     for prefix, attn in attention_modules(model):
         for letter in letters:
-            if not bridge:
-                attr = attention_weight_name(attn, letter)
+            attr = attention_weight_name(attn, letter)
+            linear = _bridge_linear(attn, letter)  # nn.Linear (Llama, GPT-2's split q/k/v) or Conv1D (GPT-2's c_proj)
+            if linear is None:
                 yield WeightSlot(f"{prefix}.{attr}", attn, attr, ATTENTION_WEIGHT_LAYOUTS[letter][1], tuple(getattr(attn, attr).shape))
-                continue
-            if letter not in ATTENTION_WEIGHT_LAYOUTS:
-                attention_weight_name(attn, letter)  # raises naming the known letters
-            linear = getattr(attn, letter).original_component  # nn.Linear (Llama, GPT-2's split q/k/v) or Conv1D (GPT-2's c_proj)
-            name = f"{'_' if grouped and letter in 'kv' else ''}W_{letter.upper()}"
-            layout = "out_in" if isinstance(linear, nn.Linear) else "in_out"
-            yield WeightSlot(f"{prefix}.{name}", linear, "weight", layout, tuple(linear.weight.shape))
+            else:
+                layout = "out_in" if isinstance(linear, nn.Linear) else "in_out"
+                yield WeightSlot(f"{prefix}.{attr}", linear, "weight", layout, tuple(linear.weight.shape))
 
 
 def plain_state_dict(module: nn.Module) -> dict[str, Tensor]:

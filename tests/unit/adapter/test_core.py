@@ -18,6 +18,7 @@ from rhlens.adapter import (
     tokenizer_of,
     weight_processing,
 )
+from rhlens.adapter.core import NATIVE_KIND
 from rhlens.models import as_bridge, tiny_gpt2, tiny_llama, word_level_tokenizer
 
 
@@ -58,8 +59,8 @@ def test_every_hook_kind_exists_on_both_model_types(llama, bridge, kind):
 
 
 def test_architecture_hooked_bridge_and_gqa(tok, llama, bridge):
-    a = architecture(llama)
-    assert (a.kind, a.n_layers, a.n_heads, a.n_kv_heads, a.group_size) == ("hooked", 2, 4, 2, 2)
+    a = architecture(llama)  # tiny_llama: a HookedTransformer on TransformerLens 3, a bridge on 4
+    assert (a.kind, a.n_layers, a.n_heads, a.n_kv_heads, a.group_size) == (NATIVE_KIND, 2, 4, 2, 2)
     assert a.d_vocab == len(tok) and a.gated_mlp and a.act_fn == "silu"
     b = architecture(bridge)
     assert b.kind == "bridge" and a.differences(b) == []

@@ -17,14 +17,19 @@ def gqa():
 
 
 def test_attention_modules_and_weight_names(gqa):
-    mods = list(ad.attention_modules(gqa))
-    assert [p for p, _ in mods] == ["blocks.0.attn", "blocks.1.attn"]
-    attn = mods[0][1]
-    assert [ad.attention_weight_name(attn, x) for x in "qkvo"] == ["W_Q", "_W_K", "_W_V", "W_O"]
-    plain = dict(ad.attention_modules(tiny_llama(n_layers=1, seed=0)))["blocks.0.attn"]
-    assert ad.attention_weight_name(plain, "k") in ("W_K", "_W_K")
-    with pytest.raises(ValueError, match="unknown attention weight 'x'"):
-        ad.attention_weight_name(attn, "x")
+    """The TransformerLens names on either model class (on TransformerLens 3 also on the HookedTransformer's bridge)."""
+    from rhlens.models import as_bridge
+
+    plain_model = tiny_llama(n_layers=1, seed=0)
+    for convert in (lambda m: m, as_bridge):
+        mods = list(ad.attention_modules(convert(gqa)))
+        assert [p for p, _ in mods] == ["blocks.0.attn", "blocks.1.attn"]
+        attn = mods[0][1]
+        assert [ad.attention_weight_name(attn, x) for x in "qkvo"] == ["W_Q", "_W_K", "_W_V", "W_O"]
+        plain = dict(ad.attention_modules(convert(plain_model)))["blocks.0.attn"]
+        assert ad.attention_weight_name(plain, "k") == "W_K"
+        with pytest.raises(ValueError, match="unknown attention weight 'x'"):
+            ad.attention_weight_name(attn, "x")
 
 
 def test_attention_parameter_names_match_the_modules(gqa):
@@ -103,9 +108,23 @@ def test_forward_from_a_layer_continues_the_forward_also_in_chunks_with_a_cache(
 
 
 def test_head_output_weight_is_that_heads_slice(gqa):
+    """A view of the layer's W_O parameter (a HookedTransformer's W_O, a bridge's o_proj weight): that
+    head's rows in TransformerLens layout, and a gradient through it reaches that head's part only."""
+    from rhlens.adapter.native import model_state
+    from rhlens.adapter.weights import attention_weight_slots, flat_to_weight
+
+    slot = [s for s in attention_weight_slots(gqa, "o") if s.name == "blocks.1.attn.W_O"][0]
+    param = getattr(slot.module, slot.attr)
+    gqa.zero_grad()
     w = ad.head_output_weight(gqa, 1, 3)
     assert w.shape == (gqa.cfg.d_head, gqa.cfg.d_model)
-    assert w.data_ptr() == dict(gqa.named_parameters())["blocks.1.attn.W_O"][3].data_ptr()
+    assert w.untyped_storage().data_ptr() == param.untyped_storage().data_ptr()  # not a copy
+    assert torch.equal(w.detach(), model_state(gqa)["blocks.1.attn.W_O"][3])
+    w.sum().backward()
+    grad = torch.zeros(gqa.cfg.n_heads, gqa.cfg.d_head, gqa.cfg.d_model)  # [head, d_head, d_model]
+    grad[3] = 1.0
+    assert torch.equal(param.grad, flat_to_weight(grad.reshape(-1, gqa.cfg.d_model), slot.layout, slot.shape))
+    gqa.zero_grad()
 
 
 def test_set_unembed_copies_in_place():
