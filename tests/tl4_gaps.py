@@ -22,25 +22,12 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/adapter/test_weights.py::test_converters": "TransformerLens 4 has no HookedTransformer weight converters",
     "tests/unit/adapter/test_core.py::test_tokenizer_bos_and_weight_processing":
         "the test expects tiny_llama's HookedTransformer weight-processing record",
-    **{f"tests/unit/models/test_hf.py::{name}": (
-        "load_hf_checkpoint boots a bridge on 4.x: no HookedTransformer config mapping (its refusals, overrides, "
-        "head_dim and rope mapping) and no weight-processing record") for name in (
-        "test_family_logits_match_hf", "test_tied_embeddings_rope_theta_and_n_ctx_override", "test_mistral_sliding_window",
-        "test_weight_processing_is_recorded_and_keeps_log_probs", "test_contradictory_config", "test_unsupported_rope_scaling",
-        "test_tokenizer_larger_than_embedding", "test_unknown_override", "test_gpt2_n_ctx_cannot_grow",
-        "test_config_mapping_uses_head_dim")},
     "tests/unit/models/test_base.py::test_base_is_an_ordinary_hooked_transformer": "the base is a bridge on 4.x",
     "tests/unit/models/test_bridge.py::test_analyzer_hooks_same_shapes": "compares a HookedTransformer's hooks with the bridge's",
-    "tests/unit/models/test_bridge.py::test_folded_layer_norm": "weight processing (fold_ln) at load time",
-    "tests/unit/models/test_bridge.py::test_qwen2_biases": "load_hf_checkpoint of a Qwen2 folder as a HookedTransformer",
     "tests/unit/models/test_io.py::test_no_pickle_and_rotary_tables_rebuilt": "reads HookedTransformer rotary tables",
-    "tests/unit/interventions/test_interventions_compatibility.py::test_hooked_and_bridge_of_one_checkpoint_patch[folded-and-centred]":
-        "weight processing (fold_ln, centring) at load time needs a HookedTransformer",
     "tests/unit/training/test_loss.py::test_soft_capped_models_use_full_logits": "soft-capped logits have no Hugging Face Llama form",
     "tests/unit/scoring/test_scoring_retrieval.py::test_errors_name_the_example":
         "TransformerLens 4 re-creates the bridge's tokenizer; a whitespace-only answer span is reported as covering no token",
-    "tests/unit/interventions/test_interventions_compatibility.py::test_item21_hooked_and_bridge_of_one_checkpoint_patch":
-        "load_hf_checkpoint's weight processing (fold_ln, centring) at load time",
     "tests/references/tl_loops.py": "the Wu port reference (tests/references/tl_loops.py) runs a HookedTransformer",
     "tests/unit/scoring/test_scoring_retrieval.py::test_wu_port_equals_naive_reference": "the Wu port reference runs a HookedTransformer",
 }

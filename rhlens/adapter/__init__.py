@@ -15,6 +15,8 @@ Submodules, one job each:
 - :mod:`rhlens.adapter.weights`: attention modules, per-head weights, final norm and unembedding,
   the forward from a layer to the final residual.
 - :mod:`rhlens.adapter.convert`: Hugging Face <-> TransformerLens state-dict layouts.
+- :mod:`rhlens.adapter.checkpoint`: a loaded Hugging Face checkpoint as this TransformerLens's model class,
+  its config overrides and load-time weight processing.
 - :mod:`rhlens.adapter.bridge_softmax`: a bridge's attention softmax at its scores' precision.
 """
 

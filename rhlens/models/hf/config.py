@@ -9,6 +9,7 @@ import torch
 
 from rhlens.adapter.convert import supported_activations
 from rhlens.adapter.core import HookedTransformerConfig
+from rhlens.adapter.checkpoint import override_problem
 from rhlens.adapter.native import config_field_names
 from rhlens.models.hf.folder import CONFIG_FILE, SUPPORTED_ARCHITECTURES, CheckpointError
 
@@ -208,7 +209,8 @@ def hf_config_fields(
     Args:
         raw: the parsed ``config.json`` (see :func:`read_hf_config`).
         source: the file name used in error messages.
-        **overrides: ``HookedTransformerConfig`` fields that win over the mapped ones.
+        **overrides: ``HookedTransformerConfig`` fields that win over the mapped ones (on TransformerLens 4
+            only :data:`rhlens.adapter.checkpoint.BRIDGE_OVERRIDES`; others raise naming them).
 
     >>> cfg = hf_config_fields({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
     ...     "num_attention_heads": 8, "num_key_value_heads": 4, "intermediate_size": 172,
@@ -240,13 +242,9 @@ def hf_config_fields(
         init_weights=False,
         tokenizer_name=None,
     )
-    valid = config_field_names()  # None on TransformerLens 4, whose loader takes no overrides
-    unknown = sorted(set(overrides) - valid) if valid is not None else []
-    if unknown:
-        raise CheckpointError(
-            f"unknown HookedTransformerConfig field(s) in the overrides: {unknown}; valid fields include "
-            "n_ctx, rotary_base, default_prepend_bos, use_attn_result (see HookedTransformerConfig)"
-        )
+    problem = override_problem(overrides)  # what this TransformerLens's model class takes
+    if problem is not None:
+        raise CheckpointError(problem)
     if arch == "GPT2LMHeadModel" and overrides.get("n_ctx", cfg["n_ctx"]) > cfg["n_ctx"]:
         raise CheckpointError(
             f"n_ctx={overrides['n_ctx']} exceeds {src}'s n_positions={cfg['n_ctx']}: GPT-2 has learned "

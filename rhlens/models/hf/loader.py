@@ -1,42 +1,43 @@
-"""Load a local Hugging Face checkpoint folder as a ``HookedTransformer``, fully offline.
+"""Load a local Hugging Face checkpoint folder as the installed TransformerLens's model, fully offline.
 
 ``HookedTransformer.from_pretrained`` accepts only official model names (and may call the Hub);
 :func:`load_hf_checkpoint` reads a folder instead:
 
-1. ``config.json`` -> a ``HookedTransformerConfig`` (:func:`hooked_config_from_hf`), for the
-   families in :data:`SUPPORTED_ARCHITECTURES` (Llama, Mistral, Qwen2, GPT-2);
-2. the weights (``model.safetensors``, sharded ``model.safetensors.index.json`` whose shard paths
+1. ``config.json`` -> ``HookedTransformerConfig`` fields (:func:`hf_config_fields`), for the
+   families in :data:`SUPPORTED_ARCHITECTURES` (Llama, Mistral, Qwen2, GPT-2), with the overrides;
+2. the folder's fast tokenizer (``AutoTokenizer.from_pretrained(path, local_files_only=True,
+   trust_remote_code=False)``), refused when larger than the embedding;
+3. the weights (``model.safetensors``, sharded ``model.safetensors.index.json`` whose shard paths
    must stay inside the folder, or ``pytorch_model.bin`` read with ``torch.load(weights_only=True)``;
    nothing is unpickled) into the Hugging Face model class built from the config (eager attention,
    no download);
-3. TransformerLens's own weight conversion (``convert_llama_weights`` ...) and
-   ``load_and_process_state_dict`` with the processing flags you ask for (default: none, so
-   activations equal the Hugging Face model's);
-4. the folder's fast tokenizer (``AutoTokenizer.from_pretrained(path, local_files_only=True,
-   trust_remote_code=False)``).
+4. that model as a ``HookedTransformer`` (TransformerLens 3: TransformerLens's own weight
+   conversion and ``load_and_process_state_dict``) or a ``TransformerBridge`` (TransformerLens 4:
+   the bridge's ``process_weights``), with the processing flags you ask for (default: none, so
+   activations equal the Hugging Face model's): :func:`rhlens.adapter.checkpoint.native_from_hf`.
 
 No code from the folder ever runs: every ``from_pretrained`` call passes ``trust_remote_code=False``,
 and a folder whose ``auto_map`` asks for its own classes is refused (:func:`refuse_remote_code`).
 
 Every problem with the folder raises :class:`CheckpointError`, naming the file and field and saying
-what to do.
+what to do. The same folder is refused with the same message on both majors.
 
-Memory: the Hugging Face model and the HookedTransformer exist together while converting (about
-twice the weights); the Hugging Face model is freed before returning.
+Memory: on TransformerLens 3 the Hugging Face model and the HookedTransformer exist together while
+converting (about twice the weights), and the Hugging Face model is freed before returning; on 4 the
+bridge wraps the Hugging Face model itself.
 
 Example: :func:`load_hf_checkpoint`.
 """
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rhlens.adapter.convert import add_llama_attention_biases, hf_weight_converter
-from rhlens.adapter.core import NATIVE_KIND, HookedTransformer, Model, record_weight_processing
-from rhlens.models.hf.config import hooked_config_from_hf
+from rhlens.adapter.checkpoint import native_from_hf
+from rhlens.adapter.core import Model
+from rhlens.models.hf.config import hf_config_fields
 from rhlens.models.hf.folder import CONFIG_FILE, read_hf_config
 from rhlens.models.hf.tokenizer import load_local_tokenizer
 from rhlens.models.hf.weights import load_hf_model
@@ -55,17 +56,18 @@ def load_hf_checkpoint(
     center_unembed: bool = False,
     **cfg_overrides: Any,
 ) -> Model:
-    """A local Hugging Face checkpoint folder as a ``HookedTransformer`` with its tokenizer, offline.
+    """A local Hugging Face checkpoint folder as a ``HookedTransformer`` (TransformerLens 3) or a
+    ``TransformerBridge`` (TransformerLens 4, which has no ``HookedTransformer``) with its tokenizer, offline.
 
-    On TransformerLens 4 (no ``HookedTransformer``) the folder is booted as a ``TransformerBridge``
-    instead (:func:`rhlens.load_bridge`); weight processing and config overrides are refused there.
+    Both majors map the config, refuse a folder and process the weights the same way; the bridge
+    takes the overrides ``n_ctx``, ``rotary_base`` and ``default_prepend_bos`` only.
 
     Args:
         path: a folder with ``config.json`` (``architectures``: one of
             :data:`SUPPORTED_ARCHITECTURES`), weights (``model.safetensors``, a sharded
             ``model.safetensors.index.json``, or ``pytorch_model.bin``) and a fast tokenizer
             (``tokenizer.json``).
-        dtype, device: where the HookedTransformer lives.
+        dtype, device: where the model lives.
         fold_ln, center_writing_weights, center_unembed: TransformerLens weight processing (all off
             by default, so logits and activations equal the Hugging Face model's). The choice is
             recorded with :func:`rhlens.adapter.record_weight_processing`. Value biases are never
@@ -104,51 +106,15 @@ def load_hf_checkpoint(
     >>> again.cfg.n_key_value_heads, bool((again(tokens) - model(tokens)).abs().max() < 1e-4)
     (2, True)
     """
-    if NATIVE_KIND == "bridge":
-        return _load_as_bridge(path, dtype=dtype, device=device, processing=fold_ln or center_writing_weights or center_unembed,
-                               overrides=cfg_overrides)
     folder = Path(path)
     raw = read_hf_config(folder)
-    arch = raw["architectures"][0]
-    cfg = hooked_config_from_hf(raw, source=folder / CONFIG_FILE, dtype=dtype, device=device, **cfg_overrides)
-    tok = load_local_tokenizer(folder, vocab_size=cfg.d_vocab)
+    fields = hf_config_fields(raw, source=folder / CONFIG_FILE, dtype=dtype, device=device, **cfg_overrides)
+    tok = load_local_tokenizer(folder, vocab_size=fields["d_vocab"])
     if "default_prepend_bos" not in cfg_overrides:
-        cfg.default_prepend_bos = tok.bos_token_id is not None
+        fields["default_prepend_bos"] = tok.bos_token_id is not None
     hf = load_hf_model(folder, raw, dtype=dtype, device="cpu")
-    with torch.no_grad():
-        state = hf_weight_converter(arch)(hf, cfg)
-        if arch == "LlamaForCausalLM" and raw.get("attention_bias"):
-            add_llama_attention_biases(hf, cfg, state)
-        state = {k: v.detach().clone() for k, v in state.items()}
+    model = native_from_hf(hf, fields, tokenizer=tok, name=str(folder), overrides=cfg_overrides, device=device, fold_ln=fold_ln,
+                           center_writing_weights=center_writing_weights, center_unembed=center_unembed)
     del hf
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(cfg, tokenizer=tok, default_padding_side="left", move_to_device=False)
-    with torch.no_grad():
-        model.load_and_process_state_dict(
-            state,
-            fold_ln=fold_ln,
-            center_writing_weights=center_writing_weights,
-            center_unembed=center_unembed,
-            fold_value_biases=False,
-            refactor_factored_attn_matrices=False,
-        )
-    model.to(device, print_details=False)
-    model.eval()
-    record_weight_processing(
-        model, fold_ln=fold_ln, center_writing_weights=center_writing_weights, center_unembed=center_unembed
-    )
     attach_generation_eos(model.tokenizer, folder)  # TransformerLens keeps its own tokenizer copy
     return model
-
-
-def _load_as_bridge(path: str | os.PathLike, *, dtype: torch.dtype, device: str | torch.device, processing: bool, overrides: dict) -> Model:
-    from rhlens.models.bridge import load_bridge
-
-    if processing or overrides:
-        raise ValueError(
-            "this TransformerLens (4.x) has no HookedTransformer, so load_hf_checkpoint boots a TransformerBridge, which "
-            f"takes no weight processing (fold_ln, center_*) or config overrides ({', '.join(overrides) or 'none given'}); "
-            "leave them out, or install transformer-lens<4 for HookedTransformer loading"
-        )
-    return load_bridge(path, dtype=dtype, device=device)

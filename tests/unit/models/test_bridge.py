@@ -105,6 +105,7 @@ def test_folded_layer_norm_model_converts(save_hf):
     tokens = model.to_tokens(TEXTS[0])
     with torch.no_grad():
         assert (bridge(tokens) - model(tokens)).abs().max().item() < 1e-4
+        assert (bridge(tokens) - hf(tokens).logits).abs().max().item() < 1e-4  # folding keeps the logits
 
 
 def test_qwen2_biases_convert(save_hf):

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from rhlens.adapter import architecture, weight_processing
+from rhlens.adapter.core import NATIVE_KIND
+from rhlens.adapter.rotary import rotary_rows
 from rhlens.models import CheckpointError, load_hf_checkpoint
-from rhlens.models.hf import hooked_config_from_hf, read_hf_state_dict
+from rhlens.models.hf import hf_config_fields, read_hf_state_dict
 
 TEXTS = ["The sky is blue . The grass is green .", "Where is Mary ? Answer : garden"]
 
@@ -54,8 +56,20 @@ def test_tied_embeddings_rope_theta_and_n_ctx_override(save_hf):
     folder, hf = save_hf("llama", n_kv=2, tie_word_embeddings=True, rope_theta=500000.0)
     model = load_hf_checkpoint(folder, n_ctx=256)
     assert model.cfg.rotary_base == 500000.0 and model.cfg.n_ctx == 256
+    assert rotary_rows(model) == 256  # the positions the model computes, not only its config
     assert torch.equal(model.W_E, model.W_U.T)
     assert _max_diff(model, hf, _tokens(model)) < 1e-4
+
+
+def test_rotary_base_and_prepend_bos_overrides(save_hf):
+    """Both majors apply rotary_base to the positions the model computes, and default_prepend_bos."""
+    folder, _ = save_hf("llama", n_kv=2)
+    _, wider = save_hf("llama", name="wider", n_kv=2, rope_theta=500000.0)  # the same weights (same seed)
+    model = load_hf_checkpoint(folder, rotary_base=500000.0, default_prepend_bos=False)
+    assert model.cfg.rotary_base == 500000.0
+    tokens = _tokens(model)
+    assert tokens[0, 0] != model.tokenizer.bos_token_id and _tokens(load_hf_checkpoint(folder))[0, 0] == model.tokenizer.bos_token_id
+    assert _max_diff(model, wider, tokens) < 1e-5 < 1e-4 < _max_diff(load_hf_checkpoint(folder), wider, tokens)
 
 
 @pytest.mark.parametrize("rope", [{"rope_type": "linear", "factor": 2.0},
@@ -76,15 +90,20 @@ def test_mistral_sliding_window(save_hf):
     assert _max_diff(model, hf, tokens) < 1e-4
 
 
-def test_weight_processing_is_recorded_and_keeps_log_probs(save_hf):
-    folder, hf = save_hf("llama", n_kv=2)
-    model = load_hf_checkpoint(folder, fold_ln=True, center_writing_weights=True, center_unembed=True)
-    assert model.cfg.normalization_type == "RMSPre"
-    assert weight_processing(model)["fold_ln"] is True
+@pytest.mark.parametrize("family, n_kv, folded", [("llama", 2, "RMSPre"), ("gpt2", None, "LNPre")])
+def test_weight_processing_is_recorded_and_keeps_log_probs(save_hf, family, n_kv, folded):
+    """On both majors (a HookedTransformer on 3.x, a bridge on 4.x): folded and centred weights keep
+    the Hugging Face model's log-probabilities (float32) and the processing is recorded."""
+    folder, hf = save_hf(family, n_kv=n_kv)
+    flags = dict(fold_ln=True, center_writing_weights=True, center_unembed=True)
+    model = load_hf_checkpoint(folder, **flags)
+    assert architecture(model).normalization_type == folded
+    assert weight_processing(model) == flags
     tokens = _tokens(model)
     with torch.no_grad():
-        diff = (model(tokens).log_softmax(-1) - hf(tokens).logits.log_softmax(-1)).abs().max().item()
-    assert diff < 1e-4
+        logits, expected = model(tokens), hf(tokens).logits
+    assert (logits - expected).abs().max().item() > 1e-3  # the weights did change (centred unembedding)
+    assert (logits.log_softmax(-1) - expected.log_softmax(-1)).abs().max().item() < 1e-5
 
 
 def test_sharded_safetensors(tmp_path, tok):
@@ -214,6 +233,13 @@ def test_unknown_override(save_hf):
         load_hf_checkpoint(folder, n_ctxx=5)
 
 
+@pytest.mark.skipif(NATIVE_KIND != "bridge", reason="TransformerLens 3's HookedTransformer takes every config field")
+def test_bridge_names_the_overrides_it_cannot_apply(save_hf):
+    folder, _ = save_hf("llama")
+    with pytest.raises(CheckpointError, match=r"\['use_attn_result'\] cannot be applied.*TransformerBridge.*default_prepend_bos, n_ctx, rotary_base"):
+        load_hf_checkpoint(folder, use_attn_result=True, n_ctx=32)
+
+
 def test_gpt2_n_ctx_cannot_grow(save_hf):
     folder, _ = save_hf("gpt2")
     with pytest.raises(CheckpointError, match="n_positions=64"):
@@ -221,9 +247,9 @@ def test_gpt2_n_ctx_cannot_grow(save_hf):
 
 
 def test_config_mapping_uses_head_dim():
-    cfg = hooked_config_from_hf({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
-                                 "head_dim": 32, "intermediate_size": 8, "num_hidden_layers": 1, "vocab_size": 10})
-    assert cfg.d_head == 32 and cfg.rotary_dim == 32 and cfg.n_key_value_heads is None
+    cfg = hf_config_fields({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_attention_heads": 4,
+                            "head_dim": 32, "intermediate_size": 8, "num_hidden_layers": 1, "vocab_size": 10})
+    assert cfg["d_head"] == 32 and cfg["rotary_dim"] == 32 and cfg["n_key_value_heads"] is None
 
 
 # ---- the real checkpoint -----------------------------------------------------------------
