@@ -1,7 +1,8 @@
 """Benchmark: the same weights as a HookedTransformer and as a TransformerBridge, in one process.
 
 On TransformerLens 3 (both classes exist) the embedded base (or ``--model tiny``) is loaded as a
-HookedTransformer and wrapped with :func:`rhlens.as_bridge`; forced and decode scoring, ``evaluate``
+HookedTransformer and wrapped with :func:`rhlens.as_bridge`; forced and decode scoring, ``evaluate``,
+``patch_sweep`` (which runs blocks from each layer on: :func:`rhlens.adapter.forward_from_layer`)
 and one training step (``fused_attention`` "auto": eager on a bridge; and ``True``: SDPA on both) run on both, interleaved, ``--repeats`` times; the script prints each median
 time and the ratio bridge / HookedTransformer (the issue's target: at most 1.5x). It also checks that
 both give the same scores. On TransformerLens 4 only the bridge exists: the script says so and prints
@@ -57,6 +58,7 @@ def main() -> None:
         "decode scoring": lambda m: rhlens.retrieval_scores(m, examples, method="decode", max_new_tokens=8, progress=False,
                                                             rouge_gate=None).scores,
         "evaluate": lambda m: rhlens.evaluate(m, examples, metric="logprob", progress=False).per_example,
+        "patch sweep": lambda m: rhlens.patch_sweep(m, m, examples[:4], batch_size=4, progress=False).effect,  # from each layer on
         "train step": lambda m: rhlens.train(m, examples, rhlens.TrainConfig(steps=1, batch_size=len(examples), progress=False,
                                                                              lr=1e-12)).loss_curve[0],
         "train step sdpa": lambda m: rhlens.train(m, examples, rhlens.TrainConfig(  # the bridge's SDPA path on request

@@ -19,7 +19,8 @@ spans every column fed so far, so positions and the causal offset are read from 
 Face cache's own length counts layer 0, which this never fills). Hooks of blocks ``layer ..`` fire
 (``hook_resid_pre`` first); the embedding's, earlier blocks', the final norm's and the
 unembedding's do not. Fused attention (:func:`rhlens.adapter.fused.fused_attention`) runs as in a
-full forward.
+full forward. The Hugging Face families rhlens loads (Llama, Mistral, Qwen2, GPT-2) without
+sliding-window layers are walked; :func:`bridge_layers_unsupported_reason` names what else is refused.
 
 >>> import torch
 >>> from rhlens.adapter import hook_name, hooks, model_kind
@@ -45,6 +46,23 @@ from rhlens.adapter.cache import BridgeKVCache, cache_argument
 from rhlens.adapter.causal_sdpa import causal_mask
 
 
+# The Hugging Face classes whose decoder layers take what bridge_forward_from_layer hands them (the families
+# rhlens.models.hf loads).
+_FAMILIES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "GPT2LMHeadModel")
+
+
+def bridge_layers_unsupported_reason(model: Any) -> str | None:
+    """Why :func:`bridge_forward_from_layer` cannot walk the bridge ``model``'s blocks, or ``None``."""
+    hf = model.original_model
+    if type(hf).__name__ not in _FAMILIES:
+        return f"{type(hf).__name__} (only {', '.join(_FAMILIES)} are walked)"
+    cfg = hf.config
+    windowed = getattr(cfg, "sliding_window", None) is not None and getattr(cfg, "use_sliding_window", True)
+    if windowed or set(getattr(cfg, "layer_types", None) or ()) - {"full_attention"}:
+        return f"sliding-window attention (sliding_window={getattr(cfg, 'sliding_window', None)})"
+    return None
+
+
 def bridge_forward_from_layer(
     model: Any,
     resid: Float[Tensor, "batch pos d_model"],
@@ -55,6 +73,9 @@ def bridge_forward_from_layer(
     """Blocks ``layer ..`` of the bridge ``model`` on ``resid`` (the residual entering block ``layer``);
     the last block's output (before the final norm). ``attention_mask`` covers ``resid``'s columns;
     ``cache`` holds the earlier columns (of layers ``layer ..``) and is extended."""
+    reason = bridge_layers_unsupported_reason(model)
+    if reason is not None:
+        raise NotImplementedError(f"forward_from_layer on this TransformerBridge: {reason}; run the whole forward instead")
     if cache is not None and not isinstance(cache, BridgeKVCache):
         raise TypeError(f"A TransformerBridge needs a cache from rhlens.adapter.new_kv_cache(bridge, batch), got {type(cache).__name__}")
     full = cache.extend_mask(attention_mask) if cache is not None else attention_mask  # [batch, past + pos]

@@ -27,7 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from rhlens.adapter.bridge_layers import bridge_forward_from_layer
+from rhlens.adapter.bridge_layers import bridge_forward_from_layer, bridge_layers_unsupported_reason
 from rhlens.adapter.core import Model, attention_module, blocks, hook_name, hooks, model_kind
 
 # target letter -> (parameter names tried in order, layout). "in": the weight maps d_model to
@@ -161,6 +161,12 @@ def final_residual(model: Model, tokens: Tensor, **kwargs: Any) -> Float[Tensor,
     with hooks(model, [(hook_name("resid_post", n_layers - 1), lambda t, hook: seen.append(t))]):
         model(tokens, **kwargs)
     return seen[-1]
+
+
+def forward_from_layer_unsupported(model: Model) -> str | None:
+    """Why :func:`forward_from_layer` cannot run on ``model`` (a bridge of an architecture it does not
+    walk, :func:`rhlens.adapter.bridge_layers.bridge_layers_unsupported_reason`), or ``None``."""
+    return bridge_layers_unsupported_reason(model) if model_kind(model) == "bridge" else None
 
 
 def forward_from_layer(

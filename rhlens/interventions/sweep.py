@@ -20,8 +20,9 @@ Compared with one full forward per head (TransformerLens's
 ``n_layers - L`` (about half over the model), forwards from ``n_layers x n_heads`` to ``n_layers``
 (fewer, larger ones) and the ``[pos, d_vocab]`` logits to the answer's columns. Long prompts run in
 chunks of ``chunk_size`` columns with a KV cache, in every pass. ``bench/bench_patching.py``
-measures the speed-up. A TransformerBridge runs full forwards per layer (same batching, no
-start-at-layer).
+measures the speed-up. A TransformerBridge of an architecture :func:`rhlens.adapter.forward_from_layer`
+does not walk (:func:`rhlens.adapter.forward_from_layer_unsupported`) runs full forwards per layer
+(same batching).
 
 Memory: per batch, the source's ``hook_z`` and the target's residual at each swept layer (each
 ``batch x pos x d_model`` per layer: a residual-stream cache), and a target forward over
@@ -37,7 +38,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from rhlens import engine
-from rhlens.adapter import Model, architecture, forward_from_layer, hooks, logits_from_residual, model_kind, new_kv_cache
+from rhlens.adapter import Model, architecture, forward_from_layer, forward_from_layer_unsupported, hooks, logits_from_residual, new_kv_cache
 from rhlens.encoding import EncodedExample, PaddedBatch, encode_for_model
 from rhlens.evaluation import LOGPROB
 from rhlens.heads import Head
@@ -52,7 +53,7 @@ HeadsArg = Iterable["Head | str | tuple[int, int]"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Answer log-probabilities from final residuals (HookedTransformer only)
+# Answer log-probabilities from final residuals
 
 
 def _answer_logprob(
@@ -188,7 +189,7 @@ def patch_sweep(
     if group < 1:
         raise ValueError(f"heads_per_forward must be >= 1, got {heads_per_forward}")
     encoded = encode_for_model(target, examples, what="patch_sweep", with_answer=True, append_eos=False)
-    from_layer = model_kind(target) == "hooked"
+    from_layer = forward_from_layer_unsupported(target) is None
     swept = sorted(layers)
     baseline = torch.zeros(len(examples), dtype=torch.float64)
     patched = torch.full((arch.n_layers, arch.n_heads, len(examples)), float("nan"), dtype=torch.float64)

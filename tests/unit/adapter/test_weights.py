@@ -107,6 +107,21 @@ def test_forward_from_a_layer_continues_the_forward_also_in_chunks_with_a_cache(
         assert all((b - hooked)[real].abs().max() < 1e-5 for b in bridge)
 
 
+def test_forward_from_a_layer_refuses_a_bridge_it_does_not_walk():
+    """A sliding window (Hugging Face masks those layers itself) is named, not computed wrongly."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from rhlens.adapter.native import boot_bridge
+
+    cfg = MistralConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        num_key_value_heads=2, sliding_window=3, attn_implementation="eager")
+    bridge = boot_bridge(MistralForCausalLM(cfg).eval(), None, "rhlens/windowed")
+    assert "sliding_window=3" in ad.forward_from_layer_unsupported(bridge)
+    assert ad.forward_from_layer_unsupported(tiny_llama(n_layers=1, seed=0)) is None
+    with pytest.raises(NotImplementedError, match=r"forward_from_layer on this TransformerBridge: sliding-window attention"):
+        ad.forward_from_layer(bridge, torch.zeros(1, 4, 16), 1, torch.ones(1, 4, dtype=torch.long))
+
+
 def test_head_output_weight_is_that_heads_slice(gqa):
     """A view of the layer's W_O parameter (a HookedTransformer's W_O, a bridge's o_proj weight): that
     head's rows in TransformerLens layout, and a gradient through it reaches that head's part only."""
