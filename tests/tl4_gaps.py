@@ -20,8 +20,6 @@ TL4_GAPS: dict[str, str] = {
     "tests/unit/adapter/test_rotary.py::test_rebuild_keeps_device_and_lazily_grows":
         "HookedTransformer's lazily grown rotary tables (a bridge's Hugging Face model rotates per position, no table)",
     "tests/unit/adapter/test_weights.py::test_converters": "TransformerLens 4 has no HookedTransformer weight converters",
-    "tests/unit/adapter/test_core.py::test_tokenizer_bos_and_weight_processing":
-        "the test expects tiny_llama's HookedTransformer weight-processing record",
     "tests/unit/models/test_base.py::test_base_is_an_ordinary_hooked_transformer": "the base is a bridge on 4.x",
     "tests/unit/models/test_bridge.py::test_analyzer_hooks_same_shapes": "compares a HookedTransformer's hooks with the bridge's",
     "tests/unit/models/test_io.py::test_no_pickle_and_rotary_tables_rebuilt": "reads HookedTransformer rotary tables",

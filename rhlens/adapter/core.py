@@ -178,6 +178,8 @@ def architecture(model: Any) -> Architecture:
 
 # Attribute set by rhlens's loaders to record how weights were processed at load time.
 WEIGHT_PROCESSING_ATTR = "_rhlens_weight_processing"
+# A bridge rhlens built (rhlens.adapter.native) holds the HookedTransformerConfig-style fields it was built from here.
+CONFIG_ATTR = "_rhlens_config"
 
 
 def weight_processing(model: Any) -> dict[str, Any]:
@@ -185,13 +187,16 @@ def weight_processing(model: Any) -> dict[str, Any]:
 
     Patching activations between models is only meaningful when both were processed the same way.
     Loaders in :mod:`rhlens.models` record their flags on the model; otherwise they are inferred
-    from the config (``LNPre``/``RMSPre`` normalisation means LayerNorm weights were folded).
+    from the config (``LNPre``/``RMSPre`` normalisation means LayerNorm weights were folded), for a
+    HookedTransformer and for a bridge rhlens built from such a config (:mod:`rhlens.adapter.native`)
+    alike. Any other bridge reports its own state (``compatibility_mode``, ``weights_processed``),
+    and so does one whose weights TransformerLens processed without a record.
     """
     recorded = getattr(model, WEIGHT_PROCESSING_ATTR, None)
     if recorded is not None:
         return dict(recorded)
     kind = model_kind(model)
-    if kind == "bridge":
+    if kind == "bridge" and (getattr(model, CONFIG_ATTR, None) is None or getattr(model, "_weights_processed", False)):
         return {
             "compatibility_mode": bool(getattr(model, "compatibility_mode", False)),
             "weights_processed": bool(getattr(model, "_weights_processed", False)),

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from rhlens.adapter import layout
 from rhlens.adapter.bridge_softmax import keep_softmax_precision
 from rhlens.adapter.cache import enable_bridge_kv_cache
-from rhlens.adapter.core import NATIVE_KIND, HookedTransformer, HookedTransformerConfig, TransformerBridge, model_kind
+from rhlens.adapter.core import CONFIG_ATTR, NATIVE_KIND, HookedTransformer, HookedTransformerConfig, TransformerBridge, model_kind
 from rhlens.adapter.weights import plain_state_dict
 
 __all__ = [
@@ -38,8 +38,6 @@ __all__ = [
     "model_state", "set_model_state", "new_model",
 ]
 
-# The bridge's attribute holding the HookedTransformerConfig-style fields it was built from.
-CONFIG_ATTR = "_rhlens_config"
 # HookedTransformer act_fn -> Hugging Face hidden_act / activation_function (identical functions).
 ACT_TO_HF = {"silu": "silu", "gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "gelu_pytorch_tanh": "gelu_pytorch_tanh"}
 # HookedTransformerConfig defaults of the fields the conversion reads (TransformerLens 3.9's values).
@@ -295,9 +293,9 @@ def bridge_from_hf(fields: dict[str, Any], hf: Any, tokenizer: Any, padding_side
         bridge.tokenizer.padding_side = padding_side
     object.__setattr__(bridge, CONFIG_ATTR, dict(fields))
     # fields the bridge's config leaves unset (rotary_dim ...) or misreads (TransformerLens 4.3 reads rotary_base 10000
-    # whatever the Hugging Face config's rope_theta; attn_only False from the MLPs of width 0)
+    # whatever the Hugging Face config's rope_theta; attn_only False from the MLPs of width 0; "RMS" for folded "RMSPre")
     for key, value in complete_config(fields).items():
-        if getattr(bridge.cfg, key, 0) is None or key in ("rotary_base", "attn_only"):
+        if getattr(bridge.cfg, key, 0) is None or key in ("rotary_base", "attn_only", "normalization_type"):
             setattr(bridge.cfg, key, value)
     return bridge
 

@@ -136,9 +136,10 @@ def test_analysis_mode_restores_training_flag(llama, start_training):
 def test_tokenizer_bos_and_weight_processing(tok, llama):
     assert tokenizer_of(llama) is llama.tokenizer
     assert prepends_bos(llama)
-    assert weight_processing(llama) == {"fold_ln": False}
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    assert weight_processing(llama) == {"fold_ln": False}  # read off the config, on both majors
+    assert weight_processing(tiny_llama(tokenizer=tok, normalization_type="RMSPre")) == {"fold_ln": True}
+    from rhlens.adapter.native import new_model
 
-    bare = HookedTransformer(HookedTransformerConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, n_ctx=4, d_vocab=5, act_fn="relu"))
+    bare = new_model(dict(n_layers=1, d_model=8, n_heads=2, d_head=4, n_ctx=4, d_vocab=5, act_fn="relu"), tokenizer=None)
     with pytest.raises(ValueError, match="no tokenizer.*set_tokenizer"):
         tokenizer_of(bare)
