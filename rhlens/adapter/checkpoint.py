@@ -31,7 +31,8 @@ from typing import Any, Iterable
 import torch
 
 from rhlens.adapter.convert import add_llama_attention_biases, hf_weight_converter
-from rhlens.adapter.core import NATIVE_KIND, HookedTransformer, HookedTransformerConfig, Model, record_weight_processing
+from rhlens.adapter.core import (CONFIG_ATTR, NATIVE_KIND, HookedTransformer, HookedTransformerConfig, Model,
+                                 record_weight_processing)
 from rhlens.adapter.native import boot_bridge, config_field_names
 from rhlens.adapter.rotary import set_context
 
@@ -123,7 +124,10 @@ def _bridge(hf: Any, fields: dict[str, Any], tokenizer: Any, name: str, override
     for key, value in fields.items():
         if key not in _BOOT_OWNED:
             setattr(bridge.cfg, key, value)
-    if any(processing.values()):
+    if not any(processing.values()):
+        # the unprocessed weights are the config's: the bridge saves (save_model) and converts like one rhlens built
+        object.__setattr__(bridge, CONFIG_ATTR, dict(fields))
+    else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bridge.process_weights(fold_value_biases=False, refactor_factored_attn_matrices=False, **processing)

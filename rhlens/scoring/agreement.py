@@ -22,12 +22,25 @@ from rhlens import stats
 from rhlens.heads import HeadSet
 
 
+RANK_DECIMALS = 6
+"""Scores are rounded to this many decimals before they are ranked: heads whose scores differ by
+less are tied (such differences are float noise between execution paths, e.g. TransformerLens 3's
+HookedTransformer and 4's bridge on the same weights, not an order)."""
+
+
 def spearman(a: Float[Tensor, "..."], b: Float[Tensor, "..."]) -> float:
     """Spearman's rho of two score tensors of the same shape, over every entry
-    (:func:`rhlens.stats.spearman`: ties averaged); NaN when either is constant."""
+    (:func:`rhlens.stats.spearman`: ties averaged, after rounding to :data:`RANK_DECIMALS`); NaN when
+    either is constant.
+
+    >>> x = torch.tensor([0.5, 0.2, 0.0, 0.0])
+    >>> spearman(x, torch.tensor([0.5, 0.2, 1e-9, -1e-9])) == spearman(x, x)   # noise does not order the zeros
+    True
+    """
     if a.shape != b.shape:
         raise ValueError(f"spearman: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
-    rho = stats.spearman(a.flatten().double().tolist(), b.flatten().double().tolist())
+    ranked_a, ranked_b = (torch.round(t.flatten().double(), decimals=RANK_DECIMALS).tolist() for t in (a, b))
+    rho = stats.spearman(ranked_a, ranked_b)
     return float("nan") if rho is None else float(rho)
 
 

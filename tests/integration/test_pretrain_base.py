@@ -92,6 +92,7 @@ def test_hf_model_format_writes_a_hugging_face_folder_with_the_same_logits(micro
     names = {p.name for p in result.model_dir.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= names and "rhlens_model.json" not in names
     assert json.loads((tmp_path / "hf" / "recipe.json").read_text())["model_format"] == "hf"
+    assert "in a Hugging Face checkpoint folder" in (tmp_path / "hf" / "CARD.md").read_text()
     tokens = first.model.to_tokens("Key : alpha Value : beta")
     for loaded in (load_base_from(tmp_path / "hf"), load_hf_checkpoint(result.model_dir)):
         torch.testing.assert_close(loaded(tokens), first.model(tokens), rtol=0, atol=1e-5)

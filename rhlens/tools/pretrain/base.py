@@ -263,6 +263,14 @@ def store_weights_as(model_dir: Path, dtype: torch.dtype) -> None:
         save_file(state, str(tmp))
 
 
+FORMAT_NOTES = {
+    "rhlens": "in an rhlens.save_model folder",
+    "hf": ("in a Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json): a HookedTransformer "
+           "on TransformerLens 3, a TransformerBridge on 4, with the same logits"),
+}
+"""What the card says about each recipe ``model_format`` (:data:`rhlens.tools.pretrain.recipe.MODEL_FORMATS`)."""
+
+
 def model_card(recipe: Recipe, abilities: dict[str, float], *, steps: int, seconds: float, model: Model) -> str:
     """A short Markdown card: data recipe, seed, steps, time, what the model can and cannot do."""
     n_params = sum(p.numel() for p in model.parameters())
@@ -284,7 +292,7 @@ minutes on a laptop CPU. It is the embedded default of `rhlens.models.load_base(
   context {cfg.n_ctx}, word-level vocabulary of {cfg.d_vocab} tokens ({n_params:,} parameters).
 - Seed {recipe.seed}; {steps} optimizer steps; {seconds / 60:.1f} minutes on {platform.machine()} CPU
   (torch {torch.__version__}, {torch.get_num_threads()} thread(s)). Weights stored as {recipe.storage_dtype}
-  (loaded as float32).
+  (loaded as float32), {FORMAT_NOTES[recipe.model_format]}.
 - Recipe: `rhlens/recipes/base.toml`; reproduce with `rhlens pretrain-base --config <that file> --out DIR`.
 
 ## Data curriculum
