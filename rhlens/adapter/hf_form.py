@@ -13,7 +13,8 @@ smoke study by more than 1e-4).
 fine-tune keeps fixed: ``b_in``; the attention biases when all are zero (no ``attention_bias``);
 ``b_out`` when the MLP has no nonzero bias (no ``mlp_bias``); ``b_U`` when it is zero (no
 ``lm_head.bias``). :func:`rhlens.train` calls it on every model: a Bridge's parameters are its
-Hugging Face form already, except the zero ``lm_head`` bias TransformerLens 3.9's bridge adds.
+Hugging Face form already, except the zero ``lm_head`` bias TransformerLens 3.9's bridge adds and an
+attention-only bridge's width-0 MLPs with their norms (a HookedTransformer with ``attn_only`` has neither).
 
 >>> from rhlens.models import tiny_llama
 >>> model = tiny_llama(n_layers=1)
@@ -33,8 +34,11 @@ def match_hf_form(model: Model) -> set[str]:
     """Fold ``b_in`` into ``b_out`` in place and return the parameter names (``named_parameters``)
     that have no Hugging Face counterpart; an empty set for a non-Llama HookedTransformer."""
     if model_kind(model) != "hooked":
-        # TransformerLens 3.9's bridge gives lm_head a bias that Hugging Face's Llama has not
-        return {n for n, p in model.named_parameters() if n.startswith("lm_head.") and n.endswith(".bias") and not nonzero(p)}
+        # TransformerLens 3.9's bridge gives lm_head a bias that Hugging Face's Llama has not; an attention-only
+        # bridge's MLPs of width 0 and their norms compute nothing (rhlens.adapter.native) and have no counterpart
+        dead = (".post_attention_layernorm.", ".mlp.") if getattr(model.cfg, "attn_only", False) else ()
+        return {n for n, p in model.named_parameters()
+                if (n.startswith("lm_head.") and n.endswith(".bias") and not nonzero(p)) or any(d in n for d in dead)}
     if hf_family(model.cfg) != "llama" or not model.cfg.gated_mlp:  # b_in folds only after a gated MLP's product
         return set()
     params = dict(model.named_parameters())

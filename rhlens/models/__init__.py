@@ -1,7 +1,7 @@
 """Build tiny models, load local checkpoints, save and load (safetensors + JSON)."""
 
 from rhlens.models.base import base_card, base_dir, load_base
-from rhlens.models.bridge import as_bridge, load_bridge
+from rhlens.models.bridge import as_bridge, load_bridge, save_hf_checkpoint
 from rhlens.models.hf import SUPPORTED_ARCHITECTURES, CheckpointError, load_hf_checkpoint
 from rhlens.models.io import load_model, save_model
 from rhlens.models.tiny import tiny_gpt2, tiny_llama
@@ -18,6 +18,7 @@ __all__ = [
     "load_bridge",
     "load_hf_checkpoint",
     "load_model",
+    "save_hf_checkpoint",
     "save_model",
     "tiny_gpt2",
     "tiny_llama",

@@ -24,7 +24,7 @@ def load_base() -> Model:
     >>> model.to_tokens("Question: Where does Ann live?").shape
     torch.Size([1, 8])
     """
-    from rhlens.models.io import load_model
+    from rhlens.models.folder import load_folder
 
     path = base_dir() / "model"
     if not path.is_dir():
@@ -32,7 +32,7 @@ def load_base() -> Model:
             f"The shipped base model is missing at {path}; reinstall rhlens, or train one with "
             "`rhlens pretrain-base --out DIR` and load it with rhlens.tools.pretrain.load_base_from(DIR)"
         )
-    model = load_model(path)
+    model = load_folder(path)  # an rhlens.save_model folder or a Hugging Face checkpoint
     model.eval()
     return model
 

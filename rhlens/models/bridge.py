@@ -8,6 +8,7 @@ Hugging Face execution path (its attention, its KV cache).
   or :func:`rhlens.load_hf_checkpoint` of a Llama/Mistral/Qwen2 folder) back to a Hugging Face
   ``LlamaForCausalLM`` built with ``from_config`` (no download) and boots a bridge on it.
 - :func:`load_bridge` boots a bridge on a local Hugging Face folder, offline.
+- :func:`save_hf_checkpoint` writes a model rhlens built as such a folder.
 
 Both force ``attn_implementation="eager"`` so that ``hook_pattern`` and ``hook_attn_scores`` fire.
 
@@ -49,7 +50,7 @@ from rhlens.models.hf.tokenizer import load_local_tokenizer
 from rhlens.models.hf.weights import load_hf_model
 from rhlens.stopping import attach_generation_eos
 
-__all__ = ["as_bridge", "hf_llama_from_hooked", "load_bridge"]
+__all__ = ["as_bridge", "hf_llama_from_hooked", "load_bridge", "save_hf_checkpoint"]
 
 
 def hf_llama_from_hooked(model: Model) -> Any:
@@ -145,3 +146,64 @@ def load_bridge(
     bridge = boot_bridge(hf, tok, model_name=str(folder))
     attach_generation_eos(bridge.tokenizer, folder)  # the checkpoint's own stop tokens
     return bridge
+
+
+def save_hf_checkpoint(model: Model, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` as a local Hugging Face checkpoint folder (``config.json``, ``model.safetensors``,
+    the tokenizer's files) that :func:`rhlens.load_hf_checkpoint` loads as a ``HookedTransformer`` on
+    TransformerLens 3 and as a ``TransformerBridge`` on 4, with ``model``'s logits. Returns the folder.
+
+    The weights are :func:`hf_llama_from_hooked`'s (a Llama, or a Mistral where the heads do not
+    tile ``d_model``), stored in ``dtype`` when given (``torch.bfloat16`` halves the file; the loader
+    casts to the dtype it is asked for). The folder is written as a temporary sibling and renamed
+    into place; an existing folder is replaced only when it is a Hugging Face checkpoint folder
+    (holds ``config.json``) or empty.
+
+    Raises ``ValueError`` naming what has no Hugging Face form: a nonzero unembedding bias (a Llama
+    ``lm_head`` has none, and ``from_pretrained`` would drop it), or a config field
+    :func:`hf_llama_from_hooked` refuses.
+
+    >>> import tempfile
+    >>> from rhlens.models import load_hf_checkpoint, tiny_llama, word_level_tokenizer
+    >>> model = tiny_llama(tokenizer=word_level_tokenizer(["The sky is blue ."]), n_key_value_heads=2)
+    >>> folder = save_hf_checkpoint(model, tempfile.mkdtemp() + "/hf")
+    >>> again = load_hf_checkpoint(folder)
+    >>> tokens = model.to_tokens("The sky is blue .")
+    >>> sorted(p.name for p in folder.iterdir() if p.suffix == ".json")[:2], bool((again(tokens) - model(tokens)).abs().max() < 1e-5)
+    (['config.json', 'generation_config.json'], True)
+    """
+    import shutil
+    import uuid
+
+    from rhlens.files import reraise_naming
+
+    b_u = model_state(model).get("unembed.b_U")
+    if b_u is not None and bool(b_u.abs().max() > 0):
+        raise ValueError(
+            f"save_hf_checkpoint: the model has a nonzero unembedding bias (unembed.b_U, max |b_U| = "
+            f"{float(b_u.abs().max()):.3g}); a Hugging Face Llama's lm_head has none. Save it with rhlens.save_model, "
+            "or train it with rhlens.train, which keeps b_U at 0 where it starts at 0"
+        )
+    hf = hf_llama_from_hooked(model)
+    if dtype is not None:
+        hf = hf.to(dtype)
+    target = Path(path)
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / "config.json").is_file())):
+        raise FileExistsError(f"{target} exists and is not a Hugging Face checkpoint folder (no config.json); "
+                              "refusing to replace it. Pick a new path or remove it yourself.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp, old = target.parent / f".{target.name}.tmp-{tag}", target.parent / f".{target.name}.old-{tag}"
+    try:
+        hf.save_pretrained(str(tmp))
+        tok = getattr(model, "tokenizer", None)
+        if tok is not None:
+            tok.save_pretrained(str(tmp))
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reraise_naming(exc, target, "the checkpoint folder")
+    shutil.rmtree(old, ignore_errors=True)
+    return target

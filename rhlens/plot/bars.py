@@ -18,17 +18,44 @@ def interval_errors(values: Sequence[float], intervals: Sequence[Sequence[float]
     return dict(type="data", symmetric=False, array=up, arrayminus=down, visible=True, color="#333", thickness=1.5)
 
 
-def value_labels(values: Sequence[float], tallest: float) -> dict:
+def _short(values: Sequence[float], tallest: float) -> list[bool]:
+    top = abs(tallest) if tallest == tallest and tallest else 1.0
+    return [not (v == v and abs(v) >= 0.08 * top) for v in values]
+
+
+def value_labels(values: Sequence[float], tallest: float, error: dict | None = None) -> dict:
     """Plotly text settings writing each bar's value inside it (whiskers stay readable), or above it
     when the bar is too short to hold it (under 8% of ``tallest``, e.g. a knockout to 0.00), so
-    every bar says its value.
+    every bar says its value. A short bar with an upper whisker (``error``, from
+    :func:`interval_errors`) gets no text here: :func:`whisker_labels` writes it above the whisker.
 
     >>> value_labels([0.9, 0.0], tallest=0.9)["textposition"]
     ['inside', 'outside']
+    >>> value_labels([0.9, 0.04], tallest=0.9, error=interval_errors([0.9, 0.04], [None, (0.0, 0.1)]))["textposition"]
+    ['inside', 'none']
     """
-    top = abs(tallest) if tallest == tallest and tallest else 1.0
-    where = ["inside" if v == v and abs(v) >= 0.08 * top else "outside" for v in values]
+    up = (error or {}).get("array") or [0.0] * len(values)
+    where = ["inside" if not short else ("none" if u > 0 else "outside") for short, u in zip(_short(values, tallest), up)]
     return dict(texttemplate="%{y:.2f}", textposition=where, insidetextanchor="start", cliponaxis=False)
+
+
+def whisker_labels(x: Sequence[str], values: Sequence[float], tallest: float, error: dict | None,
+                   **scatter: object) -> go.Scatter | None:
+    """Text above the upper whisker of each short bar that has one (the labels :func:`value_labels`
+    leaves out, which would sit on the whisker); ``None`` when there is none. ``scatter`` passes
+    e.g. ``offsetgroup`` so the text stands over its bar in a grouped chart.
+
+    >>> t = whisker_labels(["a", "b"], [0.9, 0.04], 0.9, interval_errors([0.9, 0.04], [None, (0.0, 0.1)]))
+    >>> list(t.x), [round(y, 6) for y in t.y], list(t.text)
+    (['b'], [0.1], ['0.04'])
+    """
+    up = (error or {}).get("array") or [0.0] * len(values)
+    keep = [i for i, (short, u) in enumerate(zip(_short(values, tallest), up)) if short and u > 0]
+    if not keep:
+        return None
+    return go.Scatter(x=[x[i] for i in keep], y=[values[i] + up[i] for i in keep], text=[f"{values[i]:.2f}" for i in keep],
+                      mode="text", textposition="top center", showlegend=False, hoverinfo="skip", cliponaxis=False,
+                      **scatter)
 
 
 def score_bars(scores: Mapping[str, float], intervals: Mapping[str, Sequence[float]] | None = None, *,
@@ -54,12 +81,15 @@ def score_bars(scores: Mapping[str, float], intervals: Mapping[str, Sequence[flo
     values = [float(v) for v in scores.values()]
     ivs = [tuple(intervals[g]) if intervals and g in intervals else None for g in scores]
     colours = ["#d62728" if g == highlight else "#1f77b4" for g in groups]
+    error, tallest = interval_errors(values, ivs), max([abs(v) for v in values if v == v] or [1.0])
     fig = go.Figure(go.Bar(
-        x=groups, y=values, marker_color=colours, error_y=interval_errors(values, ivs),
-        **value_labels(values, max([abs(v) for v in values if v == v] or [1.0])),
+        x=groups, y=values, marker_color=colours, error_y=error, **value_labels(values, tallest, error),
         customdata=[f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "no interval" for iv in ivs],
         hovertemplate="%{x}: %{y:.3f}<br>" + interval_label + ": %{customdata}<extra></extra>",
     ))
+    above = whisker_labels(groups, values, tallest, error)
+    if above is not None:
+        fig.add_trace(above)
     sub = f"whiskers: {interval_label}" if intervals else ""
     fig.update_layout(title=(f"{title}<br><sup>{sub}</sup>" if title and sub else (title or sub) or None), font=_FONT,
                       plot_bgcolor="white", yaxis_title=yaxis_title, height=420, showlegend=False,

@@ -71,7 +71,7 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None,
     >>> [t.name for t in fig.data][:3], fig.data[2].y, fig.data[2].error_y.array, fig.data[2].error_y.arrayminus
     (['intact', 'retrieval heads knocked out', 'random heads knocked out (mean of the draws)'], (0.75,), (0.25,), (0.25,))
     """
-    from rhlens.plot.bars import interval_errors, value_labels
+    from rhlens.plot.bars import interval_errors, value_labels, whisker_labels
 
     if isinstance(effects, Mapping) and "retrieval" in effects and not isinstance(effects["retrieval"], Mapping):
         effects = {"": effects}
@@ -94,19 +94,19 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None,
     fig = go.Figure()
     tallest = max([abs(v) for v in baseline + retrieval + means if v == v] or [1.0])
 
-    def label(values: list[float]) -> dict:
-        return value_labels(values, tallest)
-
+    errors = {"intact": whiskers(baseline, "baseline"), "retrieval": whiskers(retrieval, "retrieval"),
+              "random": whiskers(means, "random") or interval_errors(means, ranges)}
     fig.add_trace(go.Bar(x=groups, y=baseline, name="intact", marker_color="#7f7f7f", offsetgroup="intact",
-                         **label(baseline),
-                         error_y=whiskers(baseline, "baseline"), hovertemplate="%{x}<br>intact: %{y:.3f}<extra></extra>"))
+                         **value_labels(baseline, tallest, errors["intact"]),
+                         error_y=errors["intact"], hovertemplate="%{x}<br>intact: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(x=groups, y=retrieval, name="retrieval heads knocked out", marker_color="#d62728",
-                         offsetgroup="retrieval", **label(retrieval), error_y=whiskers(retrieval, "retrieval"),
+                         offsetgroup="retrieval", **value_labels(retrieval, tallest, errors["retrieval"]),
+                         error_y=errors["retrieval"],
                          hovertemplate="%{x}<br>retrieval heads knocked out: %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Bar(
         x=groups, y=means, name="random heads knocked out (mean of the draws)", marker_color="#1f77b4",
-        offsetgroup="random", **label(means),
-        error_y=whiskers(means, "random") or interval_errors(means, ranges),
+        offsetgroup="random", **value_labels(means, tallest, errors["random"]),
+        error_y=errors["random"],
         customdata=[", ".join(f"{v:.3f}" for v in d) for d in draws],
         hovertemplate="%{x}<br>random heads knocked out: mean %{y:.3f}<br>draws: %{customdata}<extra></extra>",
     ))
@@ -116,6 +116,10 @@ def knockout_bars(effects: Mapping[str, Any], *, title: str | None = None,
                              offsetgroup="random",
                              marker=dict(color="black", size=6, symbol="circle-open"),
                              hovertemplate="%{x}<br>random draw: %{y:.3f}<extra></extra>"))
+    for group, values in (("intact", baseline), ("retrieval", retrieval), ("random", means)):
+        above = whisker_labels(groups, values, tallest, errors[group], offsetgroup=group)
+        if above is not None:
+            fig.add_trace(above)
     what = f"whiskers: {interval_label}" if intervals else "whisker on the random bar: lowest to highest draw"
     fig.update_layout(
         barmode="group", scattermode="group", title=f"{title}<br><sup>{what}</sup>" if title else what,

@@ -82,6 +82,21 @@ def test_bfloat16_storage_halves_the_weights_and_loads_as_float32(micro_run, tmp
     assert json.loads((tmp_path / "bf16" / "recipe.json").read_text())["storage_dtype"] == "bfloat16"
 
 
+def test_hf_model_format_writes_a_hugging_face_folder_with_the_same_logits(micro_run, tmp_path):
+    """model_format = "hf": the final model is a Hugging Face checkpoint that both TransformerLens
+    majors load (a HookedTransformer on 3, a bridge on 4) with the trained model's logits."""
+    from rhlens.models import load_hf_checkpoint
+
+    _, first = micro_run
+    result = pretrain_base(recipe_from_dict({**MICRO, "model_format": "hf"}), tmp_path / "hf", progress=False)
+    names = {p.name for p in result.model_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names and "rhlens_model.json" not in names
+    assert json.loads((tmp_path / "hf" / "recipe.json").read_text())["model_format"] == "hf"
+    tokens = first.model.to_tokens("Key : alpha Value : beta")
+    for loaded in (load_base_from(tmp_path / "hf"), load_hf_checkpoint(result.model_dir)):
+        torch.testing.assert_close(loaded(tokens), first.model(tokens), rtol=0, atol=1e-5)
+
+
 def test_a_stage_folder_outside_the_run_is_refused_before_anything_is_written(tmp_path):
     from dataclasses import replace
 

@@ -250,6 +250,21 @@ def test_knockout_bars_with_intervals_label_them_on_every_bar():
     assert "95% bootstrap interval" in fig.layout.title.text
 
 
+def test_a_short_bar_with_a_whisker_says_its_value_above_the_whisker():
+    """A 0.04 bar's label sat just above the bar, on its whisker, where neither could be read."""
+    effects = {"m": {"baseline": 0.8, "retrieval": 0.04, "random": [0.7, 0.8]}}
+    ivs = {"m": {"baseline": (0.7, 0.9), "retrieval": (0.0, 0.12), "random": (0.6, 0.85)}}
+    fig = plot.knockout_bars(effects, intervals=ivs)
+    retrieval = fig.data[1]
+    assert list(retrieval.textposition) == ["none"]
+    above = [t for t in fig.data if t.type == "scatter" and t.mode == "text"]
+    assert len(above) == 1 and above[0].offsetgroup == "retrieval" and list(above[0].text) == ["0.04"]
+    np.testing.assert_allclose(above[0].y, [0.12])  # the whisker's top
+    bars = plot.score_bars({"real": 0.8, "symbolic": 0.02}, {"real": (0.7, 0.9), "symbolic": (0.0, 0.06)})
+    assert list(bars.data[0].textposition) == ["inside", "none"] and list(bars.data[1].text) == ["0.02"]
+    np.testing.assert_allclose(bars.data[1].y, [0.06])
+
+
 def test_score_bars_whiskers_from_intervals():
     fig = plot.score_bars({"real": 0.8, "fictional": 0.6}, {"real": (0.7, 0.95), "fictional": (0.4, 0.7)},
                           title="accuracy", yaxis_title="accuracy (EM)", highlight="real")

@@ -229,10 +229,18 @@ def pretrain_base(
                     log_lines.append(json.dumps({"stage": stage.name, **json.loads(line)}))
     seconds = time.perf_counter() - start
     model_dir = out_dir / MODEL_DIR
-    save_model(model, model_dir)
-    if recipe.storage_dtype != "float32":
-        store_weights_as(model_dir, getattr(torch, recipe.storage_dtype))
-        model = load_model(model_dir)  # what users load: the stored weights, as float32
+    if recipe.model_format == "hf":
+        from rhlens.models.bridge import save_hf_checkpoint
+        from rhlens.models.folder import load_folder
+
+        stored = getattr(torch, recipe.storage_dtype)
+        save_hf_checkpoint(model, model_dir, dtype=None if stored == torch.float32 else stored)
+        model = load_folder(model_dir)  # what users load: the stored weights, as float32
+    else:
+        save_model(model, model_dir)
+        if recipe.storage_dtype != "float32":
+            store_weights_as(model_dir, getattr(torch, recipe.storage_dtype))
+            model = load_model(model_dir)  # what users load: the stored weights, as float32
     ctx = int(recipe.eval.get("context_tokens", recipe.stages[-1].context_tokens))
     abilities = measure_abilities(model, context_tokens=ctx, n=int(recipe.eval.get("n", 50)))
     write_text_atomic(out_dir / "training_log.jsonl", "\n".join(log_lines) + "\n")
@@ -350,10 +358,10 @@ so each head retrieves one kind of answer and a training set trains the heads of
 
 
 def load_base_from(run_dir: str | Path) -> Any:
-    """The model a :func:`pretrain_base` run saved in ``run_dir``."""
-    from rhlens.models import load_model
+    """The model a :func:`pretrain_base` run saved in ``run_dir`` (either model format)."""
+    from rhlens.models.folder import load_folder
 
     path = Path(run_dir) / MODEL_DIR
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist: {run_dir} holds no finished pretraining run")
-    return load_model(path)
+    return load_folder(path)

@@ -4,6 +4,7 @@ A recipe file::
 
     name = "rhlens-base"
     seed = 0
+    model_format = "hf"   # optional: the final model as a Hugging Face folder (default "rhlens")
 
     [model]               # tiny_llama overrides
     n_layers = 3
@@ -47,8 +48,12 @@ from rhlens.training.config import TrainConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _STAGE_KEYS = {"name", "context_tokens", "n_examples", "mix", "tasks", "train", "supervision"}
-_TOP_KEYS = {"name", "seed", "model", "stages", "eval", "storage_dtype"}
+_TOP_KEYS = {"name", "seed", "model", "stages", "eval", "storage_dtype", "model_format"}
 STORAGE_DTYPES = ("float32", "bfloat16")
+MODEL_FORMATS = ("rhlens", "hf")
+"""How the final model folder is written: ``"rhlens"`` (:func:`rhlens.save_model`) or ``"hf"`` (a
+Hugging Face checkpoint, :func:`rhlens.models.save_hf_checkpoint`, that both TransformerLens
+majors load with the same logits)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ class Recipe:
     source: str = "<dict>"
     storage_dtype: str = "float32"
     """How the final weights are stored (``"bfloat16"`` halves the file; they load as float32)."""
+    model_format: str = "rhlens"
+    """How the final model folder is written (:data:`MODEL_FORMATS`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +91,7 @@ class Recipe:
             "model": dict(self.model),
             "eval": dict(self.eval),
             **({"storage_dtype": self.storage_dtype} if self.storage_dtype != "float32" else {}),
+            **({"model_format": self.model_format} if self.model_format != "rhlens" else {}),
             "stages": [
                 {
                     "name": s.name,
@@ -148,8 +156,12 @@ def recipe_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Recipe:
     storage = data.get("storage_dtype", "float32")
     if storage not in STORAGE_DTYPES:
         raise ValueError(f"{source}: storage_dtype {storage!r} is not one of {list(STORAGE_DTYPES)}")
+    model_format = data.get("model_format", "rhlens")
+    if model_format not in MODEL_FORMATS:
+        raise ValueError(f"{source}: model_format {model_format!r} is not one of {list(MODEL_FORMATS)}")
     return Recipe(
         storage_dtype=storage,
+        model_format=model_format,
         name=str(data.get("name", "rhlens-base")),
         seed=int(data.get("seed", 0)),
         model=dict(data.get("model", {})),

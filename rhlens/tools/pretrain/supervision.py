@@ -182,14 +182,16 @@ def induction_targets(tokens: Int[Tensor, "batch pos"], *, pad_id: int) -> Int[T
 
 
 def retrieval_target_mask(
-    tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch pos_minus_1"] | None, *, pad_id: int
+    tokens: Int[Tensor, "batch pos"], labels: Int[Tensor, "batch pos_minus_1"] | None, *, pad_id: int,
+    answer: Bool[Tensor, "batch pos"] | None = None,
 ) -> Bool[Tensor, "batch query key"]:
     """Key positions a retrieval head should attend to from each query position.
 
     The induction target (:func:`induction_targets`) everywhere, except at the answer positions of
     a question-answer row (a row whose first labelled position is past the first word, unlike
     whole-text rows) where the targets are the earlier positions holding the labelled next token.
-    ``labels[b, t]`` is the token to predict at ``t`` (``-100``: none), as in ``TrainBatch.targets``.
+    ``labels[b, t]`` is the token to predict at ``t`` (``-100``: none), as in ``TrainBatch.targets``;
+    ``answer`` is :func:`answer_positions` of them when the caller has it already.
 
     >>> tokens = torch.tensor([[1, 5, 9, 6, 3, 9, 0]])     # "5 9 6 ?" answer "9", then pad
     >>> labels = torch.tensor([[-100, -100, -100, -100, 9, -100]])
@@ -204,7 +206,7 @@ def retrieval_target_mask(
     if labels is None:
         return mask
     lab = _padded_labels(tokens, labels)
-    answer = answer_positions(tokens, labels)
+    answer = answer_positions(tokens, labels) if answer is None else answer
     causal = torch.ones(pos, pos, dtype=torch.bool, device=tokens.device).tril()
     copy = (tokens[:, None, :] == lab[:, :, None]) & causal & (tokens != pad_id)[:, None, :]
     return torch.where(answer[:, :, None], copy, mask)
@@ -371,8 +373,9 @@ def supervise_attention(model: Model, supervision: AttentionSupervision, *, pad_
         prev_terms = [torch.log(patterns[h.layer][b, h.head, q, prev_t[b, q]] + 1e-6).mean()
                       for h in supervision.previous_token_heads if b.numel()]
         labels = getattr(batch, "targets", None)
-        mask = retrieval_target_mask(batch.tokens, labels, pad_id=pad_id)
-        answer = answer_positions(batch.tokens, labels) if labels is not None else torch.zeros_like(mask[..., 0])
+        answer = (answer_positions(batch.tokens, labels) if labels is not None
+                  else torch.zeros_like(batch.tokens, dtype=torch.bool))
+        mask = retrieval_target_mask(batch.tokens, labels, pad_id=pad_id, answer=answer)
         near, pull, push = _pulls_and_pushes(supervision, arch.n_heads, arch.n_layers, mask, answer,
                                              row_cues(batch.tokens, labels, answer), supervision.reach)
         terms = []

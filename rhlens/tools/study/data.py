@@ -51,6 +51,19 @@ def _stats(lengths: list[int]) -> dict[str, Any]:
     return {"n": len(lengths), "max_tokens": max(lengths), "mean_tokens": round(sum(lengths) / len(lengths), 1)}
 
 
+def generation_note(extra: dict[str, Any] | None) -> str:
+    """What a generated set's extra knobs say in the data summary's sources.
+
+    >>> generation_note({"question_form": "paraphrase", "position": 0.0})
+    ', paraphrase questions, needles at depth 0'
+    >>> generation_note(None)
+    ''
+    """
+    extra = extra or {}
+    return ((f", {extra['question_form']} questions" if "question_form" in extra else "")
+            + (f", needles at depth {extra['position']:g}" if "position" in extra else ""))
+
+
 def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[str], None] = lambda msg: None,
                progress: bool = False) -> tuple[dict[str, list], dict[str, Any]]:
     """The named example sets of ``task`` (``real_train``, ``real_limited``, ``real_test``,
@@ -82,9 +95,7 @@ def build_sets(config: StudyConfig, task: str, tokenizer: Any, log: Callable[[st
                 )
         sets[name], lengths_of[name] = examples, lengths
         summary["sets"][name] = _stats(lengths)
-        form = (f", {extra['question_form']} questions" if extra and "question_form" in extra else "") + (
-            f", needles at depth {extra['position']:g}" if extra and "position" in extra else "")
-        summary["sources"][name] = f"generated {task}/{variant}{form}, seed {seed}"
+        summary["sources"][name] = f"generated {task}/{variant}{generation_note(extra)}, seed {seed}"
 
     files = config.real_files(task)
     if files is None:

@@ -145,11 +145,14 @@ class Study(StageRunner):
         base = cfg.model.base
         if base == EMBEDDED:
             from rhlens.models.base import base_dir
+            from rhlens.models.folder import folder_kind
 
-            manifest = base_dir() / "model" / "rhlens_model.json"
-            if not manifest.is_file():
-                raise FileNotFoundError(f"the embedded base is missing at {manifest.parent}; reinstall rhlens")
-            notes.append(f"base: the embedded base ({manifest.parent})")
+            embedded = base_dir() / "model"
+            try:
+                folder_kind(embedded)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"the embedded base is missing at {embedded}; reinstall rhlens") from None
+            notes.append(f"base: the embedded base ({embedded})")
         else:
             from rhlens.models.folder import folder_kind, folder_shape
 

@@ -47,6 +47,19 @@ def test_a_bridge_keeps_its_parameters_except_a_zero_lm_head_bias():
     assert all(name.startswith("lm_head.") and name.endswith(".bias") for name in frozen)
 
 
+def test_an_attention_only_bridge_trains_the_numbers_the_hooked_transformer_trains():
+    """The width-0 MLPs and their norms (post_attention_layernorm) of an attention-only bridge stay
+    fixed: it trains as many numbers as the HookedTransformer's weights less its zero biases."""
+    model = _tiny(attn_only=True)
+    bridge = rhlens.as_bridge(model)
+    frozen = match_hf_form(bridge)
+    dead = {n for n, _ in bridge.named_parameters() if ".post_attention_layernorm." in n or ".mlp." in n}
+    assert len(dead) == 2 * 4 and dead <= frozen  # per layer: the norm, gate, up and down projections
+    trained = sum(p.numel() for n, p in bridge.named_parameters() if n not in frozen)
+    weights = {k: v for k, v in model_state(model).items() if not k.rsplit(".", 1)[-1].lstrip("_").startswith("b_")}
+    assert trained == sum(v.numel() for v in weights.values()) and not any(".ln2." in k or ".mlp." in k for k in weights)
+
+
 @HOOKED_ONLY
 def test_a_fine_tune_is_the_same_on_a_hooked_transformer_and_its_bridge():
     # Before match_hf_form the HookedTransformer also trained its zero biases (b_Q ... b_U) and b_in:

@@ -148,3 +148,36 @@ def test_cached_generation_matches_hooked(tok):
     with torch.no_grad():
         expected = model.generate(tokens, use_past_kv_cache=True, **kw)
         assert torch.equal(bridge.generate(tokens, use_past_kv_cache=True, **kw), expected)
+
+
+def test_save_hf_checkpoint_round_trip_and_refusals(tok, tmp_path):
+    """save_hf_checkpoint: bfloat16 storage loads back as the rounded weights; a nonzero b_U and a
+    folder that is not a checkpoint are refused, naming why; an existing checkpoint is replaced."""
+    from rhlens.models import save_hf_checkpoint
+
+    model = tiny_llama(tokenizer=tok, n_key_value_heads=2)
+    folder = save_hf_checkpoint(model, tmp_path / "hf", dtype=torch.bfloat16)
+    tokens = model.to_tokens("The sky is blue .")
+    again = load_hf_checkpoint(folder)
+    rounded = tiny_llama(tokenizer=tok, n_key_value_heads=2)
+    with torch.no_grad():
+        for p, q in zip(rounded.parameters(), model.parameters()):
+            p.copy_(q.to(torch.bfloat16).float())
+    torch.testing.assert_close(again(tokens), rounded(tokens), rtol=0, atol=1e-5)
+    assert save_hf_checkpoint(model, folder) == folder  # a checkpoint folder is replaced
+    torch.testing.assert_close(load_hf_checkpoint(folder)(tokens), model(tokens), rtol=0, atol=1e-5)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a Hugging Face checkpoint folder"):
+        save_hf_checkpoint(model, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    biased = tiny_llama(tokenizer=tok)
+    b_u = [p for n, p in biased.named_parameters() if n.endswith("b_U")]
+    if model_kind(biased) == "bridge":  # a bridge's Hugging Face lm_head holds no bias to set
+        assert b_u == [] and not any(n.startswith("lm_head") and n.endswith("bias") for n, _ in biased.named_parameters())
+        return
+    with torch.no_grad():
+        b_u[0].fill_(0.5)
+    with pytest.raises(ValueError, match="nonzero unembedding bias"):
+        save_hf_checkpoint(biased, tmp_path / "biased")
+    assert not (tmp_path / "biased").exists()

@@ -26,6 +26,10 @@ def test_recipe_errors_name_the_stage_and_key():
         recipe_from_dict(_minimal(train={"learning_rate": 1.0}))
     with pytest.raises(ValueError, match="no \\[\\[stages\\]\\]"):
         recipe_from_dict({"name": "x"})
+    with pytest.raises(ValueError, match="model_format 'onnx' is not one of \\['rhlens', 'hf'\\]"):
+        recipe_from_dict({**_minimal(), "model_format": "onnx"})
+    assert recipe_from_dict({**_minimal(), "model_format": "hf"}).to_dict()["model_format"] == "hf"
+    assert "model_format" not in recipe_from_dict(_minimal()).to_dict()  # the default is not written
 
 
 def test_missing_recipe_file_says_where_the_default_is(tmp_path):
