@@ -222,6 +222,48 @@ def file_digest(path: "str | os.PathLike") -> str:
     return _DIGESTS[key]
 
 
+@contextlib.contextmanager
+def replaced_folder(path: "str | os.PathLike", *, marker: str, kind: str, who: str, what: str) -> Iterator[Path]:
+    """Yield a temporary sibling folder (``.<name>.tmp-<id>``) to fill; when the block ends without an
+    error it replaces ``path``, so a crash never leaves a half-written folder under that name.
+
+    An existing ``path`` is replaced only when it holds ``marker`` (it is ``kind``, a folder ``who``
+    writes) or is empty; anything else raises ``FileExistsError`` naming it before anything is
+    written. On an error the temporary folder is removed and the error names ``what`` at ``path``
+    (:func:`reraise_naming`).
+
+    >>> import pathlib, tempfile
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "m"
+    >>> with replaced_folder(target, marker="m.json", kind="a test folder", who="the doctest", what="it") as tmp:
+    ...     _ = (tmp / "m.json").write_text("{}")
+    >>> sorted(p.name for p in target.iterdir())
+    ['m.json']
+    """
+    import shutil
+    import uuid
+
+    target = Path(path)
+    if target.exists():
+        if not target.is_dir():
+            raise FileExistsError(f"{target} exists and is not a folder; pick another path for {who}")
+        if any(target.iterdir()) and not (target / marker).is_file():
+            raise FileExistsError(f"{target} exists and is not {kind} (no {marker}); refusing to replace it. "
+                                  "Pick a new path or remove the folder yourself.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp, old = target.parent / f".{target.name}.tmp-{tag}", target.parent / f".{target.name}.old-{tag}"
+    try:
+        tmp.mkdir()
+        yield tmp
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reraise_naming(exc, target, what)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 class FolderInUseError(RuntimeError):
     """Another process holds the lock on a folder rhlens is about to write into."""
 

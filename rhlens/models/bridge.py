@@ -172,10 +172,7 @@ def save_hf_checkpoint(model: Model, path: str | os.PathLike, *, dtype: torch.dt
     >>> sorted(p.name for p in folder.iterdir() if p.suffix == ".json")[:2], bool((again(tokens) - model(tokens)).abs().max() < 1e-5)
     (['config.json', 'generation_config.json'], True)
     """
-    import shutil
-    import uuid
-
-    from rhlens.files import reraise_naming
+    from rhlens.files import replaced_folder
 
     b_u = model_state(model).get("unembed.b_U")
     if b_u is not None and bool(b_u.abs().max() > 0):
@@ -187,23 +184,10 @@ def save_hf_checkpoint(model: Model, path: str | os.PathLike, *, dtype: torch.dt
     hf = hf_llama_from_hooked(model)
     if dtype is not None:
         hf = hf.to(dtype)
-    target = Path(path)
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / "config.json").is_file())):
-        raise FileExistsError(f"{target} exists and is not a Hugging Face checkpoint folder (no config.json); "
-                              "refusing to replace it. Pick a new path or remove it yourself.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp, old = target.parent / f".{target.name}.tmp-{tag}", target.parent / f".{target.name}.old-{tag}"
-    try:
+    with replaced_folder(path, marker="config.json", kind="a Hugging Face checkpoint folder",
+                         who="save_hf_checkpoint", what="the checkpoint folder") as tmp:
         hf.save_pretrained(str(tmp))
         tok = getattr(model, "tokenizer", None)
         if tok is not None:
             tok.save_pretrained(str(tmp))
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        reraise_naming(exc, target, "the checkpoint folder")
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return Path(path)

@@ -21,8 +21,6 @@ Examples: :func:`save_model`, :func:`load_model`.
 
 import json
 import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -126,20 +124,9 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
         ) from None
     from safetensors.torch import save_file
 
-    from rhlens.files import respect_umask, reraise_naming
+    from rhlens.files import replaced_folder, respect_umask
 
     target = Path(path)
-    if target.exists():
-        if not target.is_dir():
-            raise FileExistsError(f"{target} exists and is not a folder; pick another path for save_model")
-        if any(target.iterdir()) and not (target / MANIFEST_FILE).is_file():
-            raise FileExistsError(
-                f"{target} exists and is not an rhlens model folder (no {MANIFEST_FILE}); refusing to replace it. "
-                "Pick a new path or remove the folder yourself."
-            )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = target.parent / f".{target.name}.tmp-{tag}"
     tok = getattr(model, "tokenizer", None)
     manifest = {
         "format": FORMAT,
@@ -149,8 +136,8 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
         "tokenizer": tok is not None,
         "default_padding_side": getattr(tok, "padding_side", None),
     }
-    try:
-        tmp.mkdir()
+    with replaced_folder(target, marker=MANIFEST_FILE, kind="an rhlens model folder", who="save_model",
+                         what="the model folder") as tmp:
         save_file(_tensors_to_save(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "rhlens": FORMAT})
         respect_umask(tmp / WEIGHTS_FILE)
         if tok is not None:
@@ -159,16 +146,6 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> Path:
             json.dump(manifest, fh, indent=2, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{tag}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        reraise_naming(exc, target, "the model folder")
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
     return target
 
 

@@ -132,13 +132,17 @@ def task_uncertainty(entries: list[dict[str, Any]], *, method: str, seed: int = 
         xs = [r["estimate"] for r in recall]
         out["correlation"] = {k: correlation(xs, acc, method=k, seed=seed) for k in ("spearman", "pearson")}
     else:
-        why = "the real-data model has no retrieval head, so recall is undefined"
-        out["correlation"] = {k: {"method": k, "estimate": None, "p_value": None, "interval": None, "n": len(others),
-                                  "why": why} for k in ("spearman", "pearson")}
+        out["correlation"] = _undefined(len(others), "the real-data model has no retrieval head, so recall is undefined")
     out["correlation"]["models"] = others
     if len(entries) > 1:
         out["correlation_replicates"] = _replicate_correlation(entries, others, method, seed)
     return out
+
+
+def _undefined(n: int, why: str) -> dict[str, Any]:
+    """Spearman and Pearson records that say why they are undefined (the shape of :func:`rhlens.stats.correlation`'s)."""
+    return {k: {"method": k, "estimate": None, "p_value": None, "interval": None, "n": n, "why": why}
+            for k in ("spearman", "pearson")}
 
 
 def _replicate_correlation(entries: list[dict[str, Any]], models: list[str], method: str, seed: int) -> dict[str, Any]:
@@ -151,8 +155,6 @@ def _replicate_correlation(entries: list[dict[str, Any]], models: list[str], met
     points = [(e["compare"]["methods"][method]["models"][m]["recall"], e["models"][m]["accuracy"], i)
               for i, e in enumerate(entries) for m in models]
     if any(r is None for r, _, _ in points):
-        why = "a seed's real-data model has no retrieval head, so recall is undefined"
-        return {k: {"method": k, "estimate": None, "p_value": None, "interval": None, "n": len(points), "why": why}
-                for k in ("spearman", "pearson")}
+        return _undefined(len(points), "a seed's real-data model has no retrieval head, so recall is undefined")
     xs, ys, groups = ([p[k] for p in points] for k in range(3))
     return {k: correlation(xs, ys, method=k, seed=seed, groups=groups) for k in ("spearman", "pearson")}
